@@ -1,0 +1,271 @@
+//! The workspace file (SPEC.md §7): typed, with unknown fields rejected.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A whole workspace file as written by the user.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceFile {
+    /// Workspace-wide settings (consent policy and retry limits).
+    #[serde(default)]
+    pub workspace: WorkspaceSettings,
+    /// Warehouse and event sources.
+    #[serde(default)]
+    pub sources: Vec<SourceConfig>,
+    /// Destinations records and events are delivered to.
+    #[serde(default)]
+    pub destinations: Vec<DestinationConfig>,
+    /// Consent categories and the destinations each governs.
+    #[serde(default)]
+    pub consent_categories: Vec<CategoryConfig>,
+    /// Reverse ETL models.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+}
+
+/// How a destination mapped to several categories is decided (R2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// The user must consent to every category of the destination.
+    #[default]
+    All,
+    /// Consent to at least one category of the destination is enough.
+    Any,
+}
+
+/// What happens to a model that maps no consent column while categories exist (R4).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmappedModels {
+    /// No enforcement (warned on every sync).
+    #[default]
+    Allow,
+    /// Fail closed: every category counts as false.
+    Block,
+}
+
+/// How streaming events without a consent object are routed (R7).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingConsent {
+    /// Not restricted by consent.
+    #[default]
+    Allow,
+    /// Routed by the consent stored on the sender's profile.
+    Profile,
+    /// Treated like an empty preferences object.
+    Block,
+}
+
+/// Workspace settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSettings {
+    /// `all` (default) or `any`: see R2.
+    #[serde(default)]
+    pub policy: Policy,
+    /// `allow` (default) or `block`: see R4.
+    #[serde(default)]
+    pub unmapped_models: UnmappedModels,
+    /// `allow` (default), `profile` or `block`: see R7.
+    #[serde(default)]
+    pub missing_consent: MissingConsent,
+    /// A record that failed retryably is retried on at most this many later syncs.
+    #[serde(default = "default_retry_syncs")]
+    pub retry_max_syncs: u32,
+    /// ... and for at most this many days after its first failure.
+    #[serde(default = "default_retry_days")]
+    pub retry_max_days: u32,
+}
+
+fn default_retry_syncs() -> u32 {
+    5
+}
+fn default_retry_days() -> u32 {
+    14
+}
+
+impl Default for WorkspaceSettings {
+    fn default() -> Self {
+        Self {
+            policy: Policy::All,
+            unmapped_models: UnmappedModels::Allow,
+            missing_consent: MissingConsent::Allow,
+            retry_max_syncs: default_retry_syncs(),
+            retry_max_days: default_retry_days(),
+        }
+    }
+}
+
+/// Kinds of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An SQLite file as warehouse (the embedded default).
+    Sqlite,
+    /// A PostgreSQL (or Redshift) warehouse.
+    Postgres,
+    /// An event source of the Tracking API.
+    Events,
+}
+
+/// A source of data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Unique id of the source, referenced by models.
+    pub id: String,
+    /// `sqlite`, `postgres` or `events`.
+    pub kind: SourceKind,
+    /// Path of the SQLite file (kind `sqlite`), relative to the workspace file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Connection URL (kind `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Write key of the Tracking API (kind `events`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_key: Option<String>,
+}
+
+/// Kinds of destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationKind {
+    /// HTTP POST of JSON batches.
+    Webhook,
+    /// JSON Lines appended to a local file.
+    File,
+    /// Segment-spec events to a Tracking API endpoint (R5).
+    Connections,
+}
+
+impl DestinationKind {
+    /// The name used in the workspace file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Webhook => "webhook",
+            Self::File => "file",
+            Self::Connections => "connections",
+        }
+    }
+}
+
+/// A destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DestinationConfig {
+    /// Unique id of the destination.
+    pub id: String,
+    /// Display name; the integrations object matches it exactly. Defaults to the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `webhook`, `file` or `connections`.
+    pub kind: DestinationKind,
+    /// A disabled destination never syncs and its checkpoints do not move (R12).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Settings of the destination kind (validated by the destination's own config type).
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl DestinationConfig {
+    /// The name the integrations object uses.
+    pub fn display_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A consent category.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryConfig {
+    /// The CMP's key for the category (e.g. OneTrust `C0004`); case-sensitive.
+    pub id: String,
+    /// Human name, 1–20 characters, unique.
+    pub name: String,
+    /// Ids of the destinations this category governs.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// A disabled category is not enforced.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+/// Record changes a mapping can subscribe to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Never delivered before.
+    Added,
+    /// Delivered before, and the row changed.
+    Updated,
+    /// Delivered before, and gone from the model.
+    Deleted,
+}
+
+impl Change {
+    /// Name as written in files and payloads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "added",
+            Self::Updated => "updated",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+fn all_changes() -> Vec<Change> {
+    vec![Change::Added, Change::Updated, Change::Deleted]
+}
+
+/// A model: SQL on a warehouse source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Unique id of the model.
+    pub id: String,
+    /// Id of the warehouse source the SQL runs on.
+    pub source: String,
+    /// The query, run as a subquery.
+    pub sql: String,
+    /// Column holding a unique, non-null id per record.
+    pub unique_id: String,
+    /// Category id -> column of the model holding that consent.
+    #[serde(default)]
+    pub consent: BTreeMap<String, String>,
+    /// Where the model's records go.
+    #[serde(default)]
+    pub mappings: Vec<MappingConfig>,
+}
+
+/// A mapping (subscription) of a model to a destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingConfig {
+    /// Destination id.
+    pub destination: String,
+    /// Which changes are sent (default: all three).
+    #[serde(default = "all_changes")]
+    pub on: Vec<Change>,
+    /// Destination field -> model column. Empty: every column is sent.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+}
+
+impl WorkspaceFile {
+    /// Parses YAML text (after `${VAR}` substitution).
+    pub fn from_yaml(text: &str) -> Result<Self, crate::ConfigErrors> {
+        serde_yaml_ng::from_str(text).map_err(|e| {
+            let at = e.location().map(|l| format!("line {}, column {}", l.line(), l.column()));
+            crate::ConfigErrors(vec![crate::ConfigError::new(at.unwrap_or_else(|| "file".into()), e.to_string())])
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! Consent decisions for Reverse ETL records (R1–R5, R12).
+//!
+//! A [`Gate`] is computed once per (model, destination) from the workspace; then
+//! [`Gate::decide`] runs for every row with no allocation on the send path.
+
+use crate::config::{DestinationKind, ModelConfig, Policy, UnmappedModels, WorkspaceFile};
+use serde_json::Value;
+
+/// A consent value read from a warehouse cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentValue {
+    /// Consented.
+    Granted,
+    /// Explicitly refused.
+    Refused,
+    /// NULL, missing or unparsable: not consented, and counted as a validation warning.
+    Invalid,
+}
+
+impl ConsentValue {
+    /// Only `Granted` lets data through (fail closed).
+    pub fn granted(self) -> bool {
+        self == Self::Granted
+    }
+}
+
+/// Parses a warehouse cell as SPEC §2 says: `true`/`false`, `t`/`f`, `1`/`0` and the strings
+/// `"true"`/`"false"` in any case; anything else, NULL included, is `Invalid`.
+pub fn parse_consent(v: &Value) -> ConsentValue {
+    match v {
+        Value::Bool(true) => ConsentValue::Granted,
+        Value::Bool(false) => ConsentValue::Refused,
+        Value::Number(n) => match n.as_i64() {
+            Some(1) => ConsentValue::Granted,
+            Some(0) => ConsentValue::Refused,
+            _ => ConsentValue::Invalid,
+        },
+        Value::String(s) => parse_consent_str(s),
+        _ => ConsentValue::Invalid,
+    }
+}
+
+/// The string half of [`parse_consent`].
+pub fn parse_consent_str(s: &str) -> ConsentValue {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("t") || s == "1" {
+        ConsentValue::Granted
+    } else if s.eq_ignore_ascii_case("false") || s.eq_ignore_ascii_case("f") || s == "0" {
+        ConsentValue::Refused
+    } else {
+        ConsentValue::Invalid
+    }
+}
+
+/// One category a destination requires, and where its consent is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirement {
+    /// Category id.
+    pub category: String,
+    /// Column index in the model's rows; `None` means "no column": false for every record (R3).
+    pub column: Option<usize>,
+}
+
+/// Why a gate is open for everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenReason {
+    /// R1: the destination is mapped to no enabled category.
+    UnmappedDestination,
+    /// R4: the model maps no consent column (and `unmapped_models: allow`).
+    UnmappedModel,
+    /// R5: a connections destination stamps consent instead of filtering.
+    Connections,
+}
+
+/// The consent check for one (model, destination).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gate {
+    /// Every record passes.
+    Open(OpenReason),
+    /// Records pass only by these categories under `policy`.
+    Check {
+        /// `all` or `any`.
+        policy: Policy,
+        /// The enabled categories mapped to the destination.
+        required: Vec<Requirement>,
+    },
+}
+
+/// The decision for one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it.
+    Send,
+    /// Withhold it; the indices (into the gate's `required`) of the categories that refused.
+    Withhold(Vec<usize>),
+}
+
+impl Gate {
+    /// Builds the gate of `model` for destination `dest_id`. `column_of` resolves a column name
+    /// of the model to its index (the engine resolves names against the real columns).
+    pub fn build(
+        ws: &WorkspaceFile,
+        model: &ModelConfig,
+        dest_id: &str,
+        column_of: &dyn Fn(&str) -> Option<usize>,
+    ) -> Gate {
+        if ws.destinations.iter().any(|d| d.id == dest_id && d.kind == DestinationKind::Connections) {
+            return Gate::Open(OpenReason::Connections);
+        }
+        let required: Vec<&str> = ws
+            .consent_categories
+            .iter()
+            .filter(|c| c.enabled && c.destinations.iter().any(|d| d == dest_id))
+            .map(|c| c.id.as_str())
+            .collect();
+        if required.is_empty() {
+            return Gate::Open(OpenReason::UnmappedDestination);
+        }
+        let policy = ws.workspace.policy;
+        if model.consent.is_empty() {
+            return match ws.workspace.unmapped_models {
+                UnmappedModels::Allow => Gate::Open(OpenReason::UnmappedModel),
+                UnmappedModels::Block => Gate::Check {
+                    policy,
+                    required: required.iter().map(|c| Requirement { category: c.to_string(), column: None }).collect(),
+                },
+            };
+        }
+        let required = required
+            .iter()
+            .map(|c| Requirement {
+                category: c.to_string(),
+                column: model.consent.get(*c).and_then(|col| column_of(col)),
+            })
+            .collect();
+        Gate::Check { policy, required }
+    }
+
+    /// Decides one record. `value(column)` returns the parsed consent in that column.
+    pub fn decide(&self, value: impl Fn(usize) -> ConsentValue) -> Verdict {
+        match self {
+            Gate::Open(_) => Verdict::Send,
+            Gate::Check { policy, required } => {
+                let granted = |r: &Requirement| r.column.is_some_and(|c| value(c).granted());
+                let pass = match policy {
+                    Policy::All => required.iter().all(granted),
+                    Policy::Any => required.iter().any(granted),
+                };
+                if pass {
+                    Verdict::Send
+                } else {
+                    Verdict::Withhold(
+                        required.iter().enumerate().filter(|(_, r)| !granted(r)).map(|(i, _)| i).collect(),
+                    )
+                }
+            }
+        }
+    }
+
+    /// The categories the gate checks (empty when open).
+    pub fn required(&self) -> &[Requirement] {
+        match self {
+            Gate::Open(_) => &[],
+            Gate::Check { required, .. } => required,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

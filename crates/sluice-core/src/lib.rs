@@ -1,0 +1,14 @@
+//! The consent/policy core of Sluice.
+//!
+//! Everything here is pure: it parses and validates the workspace file, and decides, for a
+//! record and a destination, whether consent lets the record through (SPEC.md §2, R1–R5, R12).
+//! No function in this crate performs I/O, so the rules can be tested exhaustively.
+
+pub mod config;
+pub mod consent;
+pub mod env;
+pub mod validate;
+
+pub use config::*;
+pub use consent::{parse_consent, ConsentValue, Gate, Verdict};
+pub use validate::{validate, ConfigError, ConfigErrors, Validated};

@@ -1,0 +1,208 @@
+//! Validation of a workspace file without I/O. Every error names the entry at fault.
+
+use crate::config::*;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+/// One problem in the workspace file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{at}: {message}")]
+pub struct ConfigError {
+    /// Where: a path such as `consent_categories[1] (C0004).name`.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// A new error at `at`.
+    pub fn new(at: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { at: at.into(), message: message.into() }
+    }
+}
+
+/// All problems found at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// A workspace that passed validation, with the warnings it deserves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Validated {
+    /// The workspace as written (paths still unresolved).
+    pub file: WorkspaceFile,
+    /// Things that work but are probably not what the user wants (R4, R5).
+    pub warnings: Vec<String>,
+}
+
+/// A category id: 1–34 characters, not starting with a digit, no whitespace or control chars.
+fn check_category_id(id: &str) -> Option<&'static str> {
+    let n = id.chars().count();
+    if n == 0 || n > 34 {
+        return Some("must be 1-34 characters");
+    }
+    if id.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some("must not start with a digit");
+    }
+    if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain whitespace");
+    }
+    None
+}
+
+fn label(kind: &str, i: usize, id: &str) -> String {
+    if id.is_empty() {
+        format!("{kind}[{i}]")
+    } else {
+        format!("{kind}[{i}] ({id})")
+    }
+}
+
+/// Checks every rule that needs no I/O. `settings_check` validates a destination's settings
+/// for its kind (provided by the destinations crate, so this crate stays free of them).
+pub fn validate(
+    file: WorkspaceFile,
+    settings_check: &dyn Fn(&DestinationConfig) -> Result<(), ConfigError>,
+) -> Result<Validated, ConfigErrors> {
+    let mut errs = Vec::new();
+    let mut warnings = Vec::new();
+    let mut err = |at: String, m: String| errs.push(ConfigError::new(at, m));
+
+    let mut source_kinds = BTreeMap::new();
+    for (i, s) in file.sources.iter().enumerate() {
+        let at = label("sources", i, &s.id);
+        if s.id.trim().is_empty() {
+            err(format!("{at}.id"), "must not be empty".into());
+        } else if source_kinds.insert(s.id.clone(), s.kind).is_some() {
+            err(format!("{at}.id"), format!("duplicate source id `{}`", s.id));
+        }
+        let (need, have) = match s.kind {
+            SourceKind::Sqlite => ("path", s.path.is_some()),
+            SourceKind::Postgres => ("url", s.url.is_some()),
+            SourceKind::Events => ("write_key", s.write_key.as_deref().is_some_and(|k| !k.is_empty())),
+        };
+        if !have {
+            err(format!("{at}.{need}"), format!("a source of kind {:?} needs `{need}`", s.kind).to_lowercase());
+        }
+    }
+
+    let mut dest_ids = HashSet::new();
+    let mut dest_names = HashSet::new();
+    for (i, d) in file.destinations.iter().enumerate() {
+        let at = label("destinations", i, &d.id);
+        if d.id.trim().is_empty() {
+            err(format!("{at}.id"), "must not be empty".into());
+        } else if !dest_ids.insert(d.id.as_str()) {
+            err(format!("{at}.id"), format!("duplicate destination id `{}`", d.id));
+        }
+        if !dest_names.insert(d.display_name()) {
+            err(format!("{at}.name"), format!("duplicate destination name `{}`", d.display_name()));
+        }
+        if let Err(e) = settings_check(d) {
+            err(format!("{at}.settings.{}", e.at), e.message);
+        }
+    }
+    let dest_kind = |id: &str| file.destinations.iter().find(|d| d.id == id).map(|d| d.kind);
+
+    let mut cat_ids = HashSet::new();
+    let mut cat_names = HashSet::new();
+    for (i, c) in file.consent_categories.iter().enumerate() {
+        let at = label("consent_categories", i, &c.id);
+        if let Some(why) = check_category_id(&c.id) {
+            err(format!("{at}.id"), format!("category id `{}` {why}", c.id));
+        } else if !cat_ids.insert(c.id.as_str()) {
+            err(format!("{at}.id"), format!("duplicate category id `{}`", c.id));
+        }
+        let n = c.name.chars().count();
+        if n == 0 || n > 20 {
+            err(format!("{at}.name"), format!("category name `{}` must be 1-20 characters (it has {n})", c.name));
+        } else if !cat_names.insert(c.name.as_str()) {
+            err(format!("{at}.name"), format!("duplicate category name `{}`", c.name));
+        }
+        let mut seen = HashSet::new();
+        for d in &c.destinations {
+            match dest_kind(d) {
+                None => err(format!("{at}.destinations"), format!("unknown destination `{d}`")),
+                Some(DestinationKind::Connections) => warnings.push(format!(
+                    "category {} ({}) is mapped to connections destination `{d}`: it has no effect there, \
+                     consent is stamped on the events and enforced downstream (R5)",
+                    c.id, c.name
+                )),
+                Some(_) => {}
+            }
+            if !seen.insert(d) {
+                err(format!("{at}.destinations"), format!("destination `{d}` listed twice"));
+            }
+        }
+    }
+
+    let mut model_ids = HashSet::new();
+    for (i, m) in file.models.iter().enumerate() {
+        let at = label("models", i, &m.id);
+        if m.id.trim().is_empty() {
+            err(format!("{at}.id"), "must not be empty".into());
+        } else if !model_ids.insert(m.id.as_str()) {
+            err(format!("{at}.id"), format!("duplicate model id `{}`", m.id));
+        }
+        match source_kinds.get(&m.source) {
+            None => err(format!("{at}.source"), format!("unknown source `{}`", m.source)),
+            Some(SourceKind::Events) => {
+                err(format!("{at}.source"), format!("source `{}` is an event source, not a warehouse", m.source))
+            }
+            Some(_) => {}
+        }
+        if m.sql.trim().is_empty() {
+            err(format!("{at}.sql"), "must not be empty".into());
+        }
+        if m.unique_id.trim().is_empty() {
+            err(format!("{at}.unique_id"), "must name the unique identifier column".into());
+        }
+        for (cat, col) in &m.consent {
+            if !cat_ids.contains(cat.as_str()) {
+                err(format!("{at}.consent.{cat}"), format!("unknown consent category id `{cat}` (ids are case-sensitive)"));
+            }
+            if col.trim().is_empty() {
+                err(format!("{at}.consent.{cat}"), "must name a column".into());
+            }
+        }
+        if m.consent.is_empty() && !file.consent_categories.is_empty() {
+            let consequence = match file.workspace.unmapped_models {
+                UnmappedModels::Allow => "consent is NOT enforced: its records flow to every destination",
+                UnmappedModels::Block => "it is blocked from every destination mapped to a category",
+            };
+            warnings.push(format!("model `{}` maps no consent column (R4): {consequence}", m.id));
+        }
+        let mut seen = HashSet::new();
+        for (j, mp) in m.mappings.iter().enumerate() {
+            let mat = format!("{at}.mappings[{j}]");
+            if dest_kind(&mp.destination).is_none() {
+                err(format!("{mat}.destination"), format!("unknown destination `{}`", mp.destination));
+            }
+            if !seen.insert(mp.destination.as_str()) {
+                err(format!("{mat}.destination"), format!("model already has a mapping to `{}`", mp.destination));
+            }
+            if mp.on.is_empty() {
+                err(format!("{mat}.on"), "must list at least one of added, updated, deleted".into());
+            }
+        }
+    }
+
+    if errs.is_empty() {
+        Ok(Validated { file, warnings })
+    } else {
+        Err(ConfigErrors(errs))
+    }
+}
