@@ -1,0 +1,103 @@
+//! The embedded default warehouse: an SQLite file, opened read-only.
+
+use crate::{check_columns, model_sql, quote_ident, OrderGuard, Preview, Row, Warehouse, WarehouseError};
+use rusqlite::{types::ValueRef, Connection, OpenFlags};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// An SQLite warehouse.
+pub struct SqliteWarehouse {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl SqliteWarehouse {
+    /// Opens `path` read-only; a missing file is an error naming it.
+    pub fn open(path: &Path) -> Result<Self, WarehouseError> {
+        let connect = |message: String| WarehouseError::Connect { target: path.display().to_string(), message };
+        if !path.is_file() {
+            return Err(connect("no such file".into()));
+        }
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|e| connect(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| connect(e.to_string()))?;
+        Ok(Self { path: path.to_path_buf(), conn })
+    }
+
+    /// The file this warehouse reads.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn sql_err(e: rusqlite::Error) -> WarehouseError {
+    WarehouseError::Sql(e.to_string())
+}
+
+/// Converts one SQLite cell to JSON.
+pub fn cell(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(i) => Value::from(i),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f).map(Value::Number).unwrap_or(Value::Null),
+        ValueRef::Text(t) => Value::String(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+    }
+}
+
+impl Warehouse for SqliteWarehouse {
+    fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError> {
+        let stmt = self.conn.prepare(model_sql(sql)).map_err(sql_err)?;
+        let cols: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        if cols.is_empty() {
+            return Err(WarehouseError::Model("the model SQL returns no columns (is it a SELECT?)".into()));
+        }
+        check_columns(&cols)?;
+        Ok(cols)
+    }
+
+    fn preview(&mut self, sql: &str, limit: usize) -> Result<Preview, WarehouseError> {
+        let columns = self.columns(sql)?;
+        let q = format!("SELECT * FROM ({}) AS sluice_model LIMIT {limit}", model_sql(sql));
+        let mut stmt = self.conn.prepare(&q).map_err(sql_err)?;
+        let n = columns.len();
+        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            out.push((0..n).map(|i| r.get_ref(i).map(cell).unwrap_or(Value::Null)).collect());
+        }
+        Ok(Preview { columns, rows: out })
+    }
+
+    fn scan(
+        &mut self,
+        sql: &str,
+        id_column: &str,
+        sink: &mut dyn FnMut(Row) -> Result<(), String>,
+    ) -> Result<(), WarehouseError> {
+        let n = self.columns(sql)?.len();
+        let q = format!(
+            "SELECT CAST(sluice_model.{id} AS TEXT), sluice_model.* FROM ({sql}) AS sluice_model \
+             ORDER BY CAST(sluice_model.{id} AS TEXT)",
+            id = quote_ident(id_column),
+            sql = model_sql(sql)
+        );
+        let mut stmt = self.conn.prepare(&q).map_err(sql_err)?;
+        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let mut guard = OrderGuard::default();
+        while let Some(r) = rows.next().map_err(sql_err)? {
+            let id = match r.get_ref(0).map_err(sql_err)? {
+                ValueRef::Null => None,
+                ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                other => Some(cell(other).to_string()),
+            };
+            guard.check(id.as_deref())?;
+            let values = (1..=n).map(|i| r.get_ref(i).map(cell).unwrap_or(Value::Null)).collect();
+            sink(Row { id, values }).map_err(WarehouseError::Aborted)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
