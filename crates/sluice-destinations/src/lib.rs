@@ -1,0 +1,53 @@
+//! Destinations: where Reverse ETL records go.
+//!
+//! Each destination kind lives in its own folder (`config.rs` for its typed settings, `sink.rs`
+//! for delivery) and is registered in the one explicit list of [`registry`].
+
+pub mod error;
+pub mod file;
+pub mod registry;
+pub mod webhook;
+
+pub use error::{DeliveryError, ErrorClass, RetryPolicy};
+pub use registry::{build, validate_settings, BuildContext};
+
+use serde::Serialize;
+use sluice_core::Change;
+
+/// One record change as sent to a destination (SPEC §7 ITEM).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Item {
+    /// `added`, `updated` or `deleted`.
+    pub action: Change,
+    /// The record's unique id as a string.
+    pub id: String,
+    /// The mapped fields (empty for `deleted`).
+    pub data: serde_json::Map<String, serde_json::Value>,
+    /// The record's consent per mapped category; only destinations that stamp consent use it (R5).
+    #[serde(skip)]
+    pub consent: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// The outcome of one item.
+pub type Outcome = Result<(), DeliveryError>;
+
+/// A destination that takes batches of items.
+pub trait Destination: Send {
+    /// How many items a batch should hold.
+    fn batch_size(&self) -> usize;
+    /// Delivers a batch, retrying retryable failures as [`RetryPolicy`] says, and returns one
+    /// outcome per item, in order. Never reports success for an item the receiver did not take.
+    fn deliver(&mut self, items: &[Item]) -> Vec<Outcome>;
+}
+
+/// Reads a typed settings struct out of a destination's `settings` map.
+pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(
+    settings: &serde_json::Map<String, serde_json::Value>,
+) -> Result<T, sluice_core::ConfigError> {
+    serde_json::from_value(serde_json::Value::Object(settings.clone())).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the field in its message ("unknown field `x`", "missing field `url`")
+        let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("").to_string();
+        sluice_core::ConfigError::new(field, msg)
+    })
+}

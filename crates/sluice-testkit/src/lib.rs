@@ -1,0 +1,135 @@
+//! A real HTTP receiver on 127.0.0.1 whose answers the test scripts, recording every request
+//! (as vector's `src/sinks/util/test.rs` does for its sinks).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// What the receiver answers to one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// This status with an empty body.
+    Status(u16),
+    /// 429 with `Retry-After: secs`.
+    TooMany(u32),
+    /// Take the request (it is recorded) but answer only after this delay (provokes a client timeout).
+    Hang(Duration),
+}
+
+/// One request as received.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Path and query.
+    pub url: String,
+    /// Header name (lowercase) -> value.
+    pub headers: Vec<(String, String)>,
+    /// Parsed JSON body (Null if not JSON).
+    pub body: serde_json::Value,
+    /// The status answered.
+    pub status: u16,
+}
+
+impl Request {
+    /// A header's value by (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    script: VecDeque<Reply>,
+    default: Option<u16>,
+    requests: Vec<Request>,
+}
+
+/// The receiver; stops when dropped.
+pub struct Receiver {
+    addr: String,
+    shared: Arc<Mutex<Shared>>,
+    server: Arc<tiny_http::Server>,
+}
+
+impl Receiver {
+    /// Starts on a free port of 127.0.0.1; answers 200 unless scripted otherwise.
+    pub fn start() -> Self {
+        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind receiver"));
+        let addr = format!("http://{}", server.server_addr().to_ip().expect("ip addr"));
+        let shared = Arc::new(Mutex::new(Shared { default: Some(200), ..Default::default() }));
+        for _ in 0..4 {
+            let (server, shared) = (server.clone(), shared.clone());
+            thread::spawn(move || {
+                while let Ok(mut req) = server.recv() {
+                    let mut body = String::new();
+                    let _ = req.as_reader().read_to_string(&mut body);
+                    let reply = {
+                        let mut s = shared.lock().unwrap();
+                        s.script.pop_front().unwrap_or(Reply::Status(s.default.unwrap_or(200)))
+                    };
+                    let status = match &reply {
+                        Reply::Status(s) => *s,
+                        Reply::TooMany(_) => 429,
+                        Reply::Hang(_) => 200,
+                    };
+                    shared.lock().unwrap().requests.push(Request {
+                        url: req.url().to_string(),
+                        headers: req
+                            .headers()
+                            .iter()
+                            .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
+                            .collect(),
+                        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+                        status,
+                    });
+                    let mut resp = tiny_http::Response::from_string("").with_status_code(status);
+                    match reply {
+                        Reply::TooMany(secs) => {
+                            resp.add_header(tiny_http::Header::from_bytes("Retry-After", secs.to_string()).unwrap())
+                        }
+                        Reply::Hang(d) => thread::sleep(d),
+                        Reply::Status(_) => {}
+                    }
+                    let _ = req.respond(resp);
+                }
+            });
+        }
+        Self { addr, shared, server }
+    }
+
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub fn url(&self) -> &str {
+        &self.addr
+    }
+
+    /// Queues replies for the next requests, in order.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.shared.lock().unwrap().script.extend(replies);
+    }
+
+    /// The status answered once the script is used up.
+    pub fn set_default(&self, status: u16) {
+        self.shared.lock().unwrap().default = Some(status);
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.lock().unwrap().requests.clone()
+    }
+
+    /// Requests answered 2xx (what the receiver actually accepted).
+    pub fn accepted(&self) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| (200..300).contains(&r.status)).collect()
+    }
+
+    /// Forgets recorded requests.
+    pub fn clear(&self) {
+        self.shared.lock().unwrap().requests.clear();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.server.unblock();
+    }
+}
