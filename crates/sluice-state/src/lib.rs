@@ -1,0 +1,164 @@
+//! The state store: the applied workspace, per-mapping checkpoints, run history and usage,
+//! in one SQLite file (`state.db` under the state folder).
+
+mod checkpoint;
+mod runs;
+
+pub use checkpoint::{CheckpointWrite, Entry, Pending};
+pub use runs::{RunRow, UsageRow};
+
+use rusqlite::{params, Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// A failure of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The state database could not be opened or written.
+    #[error("state store {path}: {source}")]
+    Db {
+        /// The state file.
+        path: String,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The state folder could not be created.
+    #[error("cannot create state folder {path}: {source}")]
+    Dir {
+        /// The folder.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Stored JSON could not be read back.
+    #[error("state store holds unreadable data: {0}")]
+    Corrupt(String),
+}
+
+/// Result of the state store.
+pub type Result<T> = std::result::Result<T, StateError>;
+
+/// The applied workspace as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWorkspace {
+    /// The workspace file's content after `${VAR}` substitution, as JSON.
+    pub config: serde_json::Value,
+    /// The folder relative paths resolve from.
+    pub base_dir: PathBuf,
+    /// When it was applied (RFC 3339).
+    pub applied_at: String,
+}
+
+/// The state store.
+pub struct StateStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+create table if not exists workspace (
+    id integer primary key check (id = 1),
+    config text not null,
+    base_dir text not null,
+    applied_at text not null
+);
+create table if not exists mappings (
+    id integer primary key,
+    model text not null,
+    destination text not null,
+    unique (model, destination)
+);
+create table if not exists checkpoint (
+    mapping integer not null,
+    id text not null,
+    held integer,
+    pending integer not null default 0,
+    hash integer,
+    attempts integer not null default 0,
+    first_failed integer,
+    primary key (mapping, id)
+) without rowid;
+create table if not exists runs (
+    id integer primary key,
+    model text not null,
+    started_at text not null,
+    finished_at text,
+    status text not null,
+    report text
+);
+create table if not exists usage (
+    month text not null,
+    destination text not null,
+    records integer not null,
+    primary key (month, destination)
+);
+";
+
+impl StateStore {
+    /// Opens (creating if needed) the state in folder `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
+        let path = dir.join("state.db");
+        let conn = Connection::open(&path).map_err(|source| StateError::Db { path: path.display().to_string(), source })?;
+        let store = Self { conn, path };
+        store.wrap(store.conn.execute_batch(
+            "pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;",
+        ))?;
+        store.wrap(store.conn.execute_batch(SCHEMA))?;
+        Ok(store)
+    }
+
+    /// The state database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn wrap<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|source| StateError::Db { path: self.path.display().to_string(), source })
+    }
+
+    /// Stores the applied workspace, replacing the previous one.
+    pub fn save_workspace(&self, ws: &StoredWorkspace) -> Result<()> {
+        self.wrap(self.conn.execute(
+            "insert into workspace (id, config, base_dir, applied_at) values (1, ?1, ?2, ?3)
+             on conflict (id) do update set config = excluded.config, base_dir = excluded.base_dir,
+             applied_at = excluded.applied_at",
+            params![ws.config.to_string(), ws.base_dir.to_string_lossy(), ws.applied_at],
+        ))?;
+        Ok(())
+    }
+
+    /// The applied workspace, if any.
+    pub fn workspace(&self) -> Result<Option<StoredWorkspace>> {
+        let row: Option<(String, String, String)> = self.wrap(
+            self.conn
+                .query_row("select config, base_dir, applied_at from workspace where id = 1", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional(),
+        )?;
+        row.map(|(config, base_dir, applied_at)| {
+            Ok(StoredWorkspace {
+                config: serde_json::from_str(&config).map_err(|e| StateError::Corrupt(e.to_string()))?,
+                base_dir: base_dir.into(),
+                applied_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// The numeric id of the mapping (model, destination), created on first use.
+    pub fn mapping_id(&self, model: &str, destination: &str) -> Result<i64> {
+        self.wrap(self.conn.execute(
+            "insert into mappings (model, destination) values (?1, ?2) on conflict do nothing",
+            params![model, destination],
+        ))?;
+        self.wrap(self.conn.query_row(
+            "select id from mappings where model = ?1 and destination = ?2",
+            params![model, destination],
+            |r| r.get(0),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;

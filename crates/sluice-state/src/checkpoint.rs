@@ -1,0 +1,165 @@
+//! Per-mapping checkpoints: for every record id, what the destination holds and what is pending.
+
+use crate::{Result, StateStore};
+use rusqlite::params;
+
+/// What is pending for a record beyond what the destination holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing: the destination holds the row as last seen (or never needed it).
+    None,
+    /// Consent withheld the record at the last sync (a marker for audits).
+    Withheld,
+    /// Delivery failed retryably; retried on the next syncs.
+    Failed {
+        /// Syncs that tried and failed.
+        attempts: u32,
+        /// Unix seconds of the first failure.
+        first_failed: i64,
+    },
+    /// The destination rejected this version of the row; resent only when the row changes.
+    Rejected {
+        /// Hash of the rejected version.
+        hash: u64,
+    },
+    /// Retries ran out for this version of the row; resent only when the row changes.
+    GaveUp {
+        /// Hash of the version that could not be delivered.
+        hash: u64,
+    },
+}
+
+/// One record's checkpoint in one mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The record id.
+    pub id: String,
+    /// Hash of the row as the destination last received it; `None` if it does not hold it.
+    pub held: Option<u64>,
+    /// What is pending.
+    pub pending: Pending,
+}
+
+impl Pending {
+    fn encode(self) -> (i64, Option<i64>, u32, Option<i64>) {
+        match self {
+            Pending::None => (0, None, 0, None),
+            Pending::Withheld => (1, None, 0, None),
+            Pending::Failed { attempts, first_failed } => (2, None, attempts, Some(first_failed)),
+            Pending::Rejected { hash } => (3, Some(hash as i64), 0, None),
+            Pending::GaveUp { hash } => (4, Some(hash as i64), 0, None),
+        }
+    }
+
+    fn decode(code: i64, hash: Option<i64>, attempts: u32, first_failed: Option<i64>) -> Self {
+        match code {
+            1 => Pending::Withheld,
+            2 => Pending::Failed { attempts, first_failed: first_failed.unwrap_or(0) },
+            3 => Pending::Rejected { hash: hash.unwrap_or(0) as u64 },
+            4 => Pending::GaveUp { hash: hash.unwrap_or(0) as u64 },
+            _ => Pending::None,
+        }
+    }
+}
+
+/// A change to a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    /// Insert or replace the entry.
+    Put(Entry),
+    /// Remove the record (delivered as deleted, or gone and never held).
+    Remove(String),
+}
+
+pub use Write as CheckpointWrite;
+
+impl StateStore {
+    /// Up to `limit` entries of `mapping` with ids after `after`, in byte order of ids.
+    pub fn checkpoint_page(&self, mapping: i64, after: Option<&str>, limit: usize) -> Result<Vec<Entry>> {
+        let mut stmt = self.wrap(self.conn.prepare_cached(
+            "select id, held, pending, hash, attempts, first_failed from checkpoint
+             where mapping = ?1 and id > ?2 order by id limit ?3",
+        ))?;
+        let rows = self.wrap(stmt.query_map(params![mapping, after.unwrap_or(""), limit as i64], |r| {
+            Ok(Entry {
+                id: r.get(0)?,
+                held: r.get::<_, Option<i64>>(1)?.map(|h| h as u64),
+                pending: Pending::decode(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+            })
+        }))?;
+        let mut out = Vec::new();
+        for r in rows {
+            out.push(self.wrap(r)?);
+        }
+        // the empty id sorts first and `id > ''` skips it: fetch it on the first page
+        if after.is_none() {
+            if let Some(e) = self.checkpoint_entry(mapping, "")? {
+                out.insert(0, e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One entry.
+    pub fn checkpoint_entry(&self, mapping: i64, id: &str) -> Result<Option<Entry>> {
+        use rusqlite::OptionalExtension;
+        self.wrap(
+            self.conn
+                .query_row(
+                    "select held, pending, hash, attempts, first_failed from checkpoint where mapping = ?1 and id = ?2",
+                    params![mapping, id],
+                    |r| {
+                        Ok(Entry {
+                            id: id.to_string(),
+                            held: r.get::<_, Option<i64>>(0)?.map(|h| h as u64),
+                            pending: Pending::decode(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                        })
+                    },
+                )
+                .optional(),
+        )
+    }
+
+    /// Applies writes to a mapping's checkpoint atomically.
+    pub fn write_checkpoint(&mut self, mapping: i64, writes: &[Write]) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.display().to_string();
+        let wrap = |source| crate::StateError::Db { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        {
+            let mut put = tx
+                .prepare_cached(
+                    "insert or replace into checkpoint (mapping, id, held, pending, hash, attempts, first_failed)
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(wrap)?;
+            let mut del = tx.prepare_cached("delete from checkpoint where mapping = ?1 and id = ?2").map_err(wrap)?;
+            for w in writes {
+                match w {
+                    Write::Put(e) => {
+                        let (code, hash, attempts, first) = e.pending.encode();
+                        put.execute(params![mapping, e.id, e.held.map(|h| h as i64), code, hash, attempts, first])
+                            .map_err(wrap)?;
+                    }
+                    Write::Remove(id) => {
+                        del.execute(params![mapping, id]).map_err(wrap)?;
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(wrap)
+    }
+
+    /// Number of checkpoint entries of a mapping, by pending state name.
+    pub fn checkpoint_counts(&self, mapping: i64) -> Result<Vec<(String, i64)>> {
+        let mut stmt = self.wrap(self.conn.prepare(
+            "select case pending when 0 then 'settled' when 1 then 'withheld' when 2 then 'failed'
+                    when 3 then 'rejected' else 'gave_up' end, count(*)
+             from checkpoint where mapping = ?1 group by 1 order by 1",
+        ))?;
+        let rows = self.wrap(stmt.query_map([mapping], |r| Ok((r.get(0)?, r.get(1)?))))?;
+        rows.map(|r| self.wrap(r)).collect()
+    }
+}
