@@ -1,0 +1,131 @@
+//! The delivery overview of a sync run (SPEC §3 and the `sync --json` contract of §7).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Most samples kept per kind of failure.
+pub const MAX_SAMPLES: usize = 10;
+
+/// A sample of a record that was not delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailureSample {
+    /// Record id.
+    pub id: String,
+    /// `added`, `updated` or `deleted`.
+    pub action: String,
+    /// The error (status and response body).
+    pub error: String,
+    /// `user`, `external` or `internal`.
+    pub class: String,
+    /// The item that was sent.
+    pub payload: serde_json::Value,
+}
+
+/// Samples of failures, by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FailureSamples {
+    /// Retried on later syncs.
+    pub retryable: Vec<FailureSample>,
+    /// Rejected by the destination, or retries exhausted.
+    pub permanent: Vec<FailureSample>,
+}
+
+/// The overview of one mapping in one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MappingReport {
+    /// Destination id.
+    pub destination: String,
+    /// Destination name (what the integrations object uses).
+    pub destination_name: String,
+    /// `ok`, `partial`, `failed` or `disabled`.
+    pub status: String,
+    /// Rows read from the model.
+    pub extracted: u64,
+    /// Rows rejected (null or duplicate id).
+    pub rejected: u64,
+    /// Changes sent or attempted after the consent filter.
+    pub added: u64,
+    /// See `added`.
+    pub updated: u64,
+    /// See `added`.
+    pub deleted: u64,
+    /// Rows consent kept from the destination this run.
+    pub withheld_by_consent: u64,
+    /// Category id -> rows it refused (a row refused by two categories counts under both).
+    pub withheld_by_category: BTreeMap<String, u64>,
+    /// Discard code of consent-withheld rows.
+    pub discard_code: String,
+    /// Items the destination accepted.
+    pub delivered: u64,
+    /// Items not delivered (`failed_retryable + failed_permanent`).
+    pub failed: u64,
+    /// Not delivered; retried on later syncs.
+    pub failed_retryable: u64,
+    /// Rejected by the destination (4xx) or out of retries; resent only if the row changes.
+    pub failed_permanent: u64,
+    /// Items sent again after failing in an earlier sync.
+    pub retried: u64,
+    /// Rows the destination already holds as they are.
+    pub unchanged: u64,
+    /// Rows not sent because their last version was rejected or gave up and has not changed.
+    pub skipped_rejected: u64,
+    /// Category ids the destination requires (R1: empty).
+    pub required_categories: Vec<String>,
+    /// Which consent rule governs this mapping, in words.
+    pub consent_rule: String,
+    /// Up to 10 samples of each kind of failure.
+    pub failure_samples: FailureSamples,
+    /// Milliseconds spent delivering.
+    pub delivery_ms: u64,
+}
+
+impl MappingReport {
+    /// Computes `status` from the counts.
+    pub fn settle_status(&mut self) {
+        if self.status == "disabled" {
+            return;
+        }
+        self.status = if self.failed == 0 {
+            "ok"
+        } else if self.delivered == 0 {
+            "failed"
+        } else {
+            "partial"
+        }
+        .into();
+    }
+}
+
+/// The overview of one sync run of a model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Run number.
+    pub run_id: i64,
+    /// Model id.
+    pub model: String,
+    /// `ok`, `partial`, `failed` (some mapping failed) or `error` (the run could not complete).
+    pub status: String,
+    /// Start (RFC 3339).
+    pub started_at: String,
+    /// End (RFC 3339).
+    pub finished_at: String,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+    /// Rows read from the model.
+    pub extracted: u64,
+    /// Rows rejected.
+    pub rejected: u64,
+    /// Reason (`null_id`, `duplicate_id`) -> rows.
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Up to 10 ids of rejected rows per reason.
+    pub rejected_samples: BTreeMap<String, Vec<String>>,
+    /// Category id -> rows whose consent value was NULL or not a boolean (counted as refused).
+    pub consent_warnings: BTreeMap<String, u64>,
+    /// Warnings about the configuration (R4).
+    pub warnings: Vec<String>,
+    /// Why the run stopped early, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// One entry per mapping of the model.
+    pub mappings: Vec<MappingReport>,
+}

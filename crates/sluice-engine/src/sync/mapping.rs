@@ -1,0 +1,257 @@
+//! One mapping during a sync: its checkpoint cursor, consent gate, batch and counts.
+
+use super::cursor::Cursor;
+use crate::report::{FailureSample, MappingReport, MAX_SAMPLES};
+use crate::telemetry::{emit, Event};
+use serde_json::{Map, Value};
+use sluice_core::{parse_consent, Change, Gate, Verdict};
+use sluice_destinations::{DeliveryError, Destination, Item};
+use sluice_state::{CheckpointWrite, Entry, Pending, StateStore};
+use std::time::Instant;
+
+/// Hash recorded for a rejected `deleted` item (the row is gone; nothing else identifies it).
+const DELETED: u64 = 0;
+/// Checkpoint writes are flushed in transactions of this size.
+const WRITE_BATCH: usize = 4096;
+
+/// Retry limits of the workspace.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Syncs a failing record is tried in.
+    pub max_syncs: u32,
+    /// Seconds after the first failure a record is still retried.
+    pub max_age_secs: i64,
+    /// Now, in unix seconds.
+    pub now: i64,
+}
+
+struct Pendingitem {
+    item: Item,
+    hash: u64,
+    prior: Option<Entry>,
+}
+
+/// A mapping being synced.
+pub struct MappingRun {
+    pub(crate) report: MappingReport,
+    mapping_id: i64,
+    gate: Gate,
+    /// Consent columns stamped on items (category id, column index); empty unless the sink uses them.
+    stamp: Vec<(String, usize)>,
+    /// (field name, column index); all columns when the mapping names none.
+    fields: Vec<(String, usize)>,
+    on: Vec<Change>,
+    sink: Box<dyn Destination>,
+    cursor: Cursor,
+    batch: Vec<Pendingitem>,
+    writes: Vec<CheckpointWrite>,
+    gone: Vec<Entry>,
+    limits: Limits,
+}
+
+impl MappingRun {
+    /// A run of one mapping.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        report: MappingReport,
+        mapping_id: i64,
+        gate: Gate,
+        stamp: Vec<(String, usize)>,
+        fields: Vec<(String, usize)>,
+        on: Vec<Change>,
+        sink: Box<dyn Destination>,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            report,
+            mapping_id,
+            gate,
+            stamp,
+            fields,
+            on,
+            sink,
+            cursor: Cursor::new(mapping_id),
+            batch: Vec::new(),
+            writes: Vec::new(),
+            gone: Vec::new(),
+            limits,
+        }
+    }
+
+    /// An id present in the model but rejected (duplicate): its checkpoint is left alone.
+    pub fn skip(&mut self, store: &StateStore, id: &str) -> sluice_state::Result<()> {
+        self.cursor.seek(store, id, &mut self.gone)?;
+        Ok(())
+    }
+
+    /// One valid row.
+    pub fn row(&mut self, store: &mut StateStore, id: &str, values: &[Value]) -> sluice_state::Result<()> {
+        let entry = self.cursor.seek(store, id, &mut self.gone)?;
+        if let Verdict::Withhold(refused) = self.gate.decide(|c| parse_consent(&values[c])) {
+            let cats: Vec<&str> = refused.iter().map(|i| self.gate.required()[*i].category.as_str()).collect();
+            emit(&mut self.report, Event::Withheld { id, categories: &cats });
+            if entry.as_ref().map(|e| e.pending) != Some(Pending::Withheld) {
+                let held = entry.and_then(|e| e.held);
+                self.put(Entry { id: id.to_string(), held, pending: Pending::Withheld });
+            }
+            return self.flush_writes_if_full(store);
+        }
+        let data: Map<String, Value> = self.fields.iter().map(|(f, c)| (f.clone(), values[*c].clone())).collect();
+        let hash = xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&data).expect("json encodes"));
+        let pending = entry.as_ref().map(|e| e.pending).unwrap_or(Pending::None);
+        let change = match entry.as_ref().and_then(|e| e.held) {
+            None => Change::Added,
+            Some(h) if h == hash => {
+                self.report.unchanged += 1;
+                if pending != Pending::None {
+                    self.put(Entry { id: id.to_string(), held: Some(h), pending: Pending::None });
+                }
+                return self.flush_writes_if_full(store);
+            }
+            Some(_) => Change::Updated,
+        };
+        if matches!(pending, Pending::Rejected { hash: h } | Pending::GaveUp { hash: h } if h == hash) {
+            self.report.skipped_rejected += 1;
+            return Ok(());
+        }
+        if !self.on.contains(&change) {
+            return Ok(());
+        }
+        let consent = (!self.stamp.is_empty()).then(|| {
+            self.stamp.iter().map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted()))).collect()
+        });
+        let item = Item { action: change, id: id.to_string(), data, consent };
+        self.queue(store, item, hash, entry)
+    }
+
+    fn queue(&mut self, store: &mut StateStore, item: Item, hash: u64, prior: Option<Entry>) -> sluice_state::Result<()> {
+        match item.action {
+            Change::Added => self.report.added += 1,
+            Change::Updated => self.report.updated += 1,
+            Change::Deleted => self.report.deleted += 1,
+        }
+        if matches!(prior.as_ref().map(|e| e.pending), Some(Pending::Failed { .. })) {
+            self.report.retried += 1;
+        }
+        self.batch.push(Pendingitem { item, hash, prior });
+        if self.batch.len() >= self.sink.batch_size() {
+            self.flush(store)?;
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, e: Entry) {
+        self.writes.push(CheckpointWrite::Put(e));
+    }
+
+    fn flush_writes_if_full(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
+        if self.writes.len() >= WRITE_BATCH {
+            store.write_checkpoint(self.mapping_id, &std::mem::take(&mut self.writes))?;
+        }
+        Ok(())
+    }
+
+    /// Delivers the batch and records each item's outcome in the checkpoint.
+    pub fn flush(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
+        if self.batch.is_empty() {
+            return store.write_checkpoint(self.mapping_id, &std::mem::take(&mut self.writes));
+        }
+        let batch = std::mem::take(&mut self.batch);
+        let items: Vec<Item> = batch.iter().map(|p| p.item.clone()).collect();
+        let t = Instant::now();
+        let outcomes = self.sink.deliver(&items);
+        self.report.delivery_ms += t.elapsed().as_millis() as u64;
+        let mut delivered = 0;
+        for (p, outcome) in batch.into_iter().zip(outcomes) {
+            let id = p.item.id.clone();
+            let held = p.prior.as_ref().and_then(|e| e.held);
+            match outcome {
+                Ok(()) if p.item.action == Change::Deleted => {
+                    delivered += 1;
+                    self.writes.push(CheckpointWrite::Remove(id));
+                }
+                Ok(()) => {
+                    delivered += 1;
+                    self.put(Entry { id, held: Some(p.hash), pending: Pending::None });
+                }
+                Err(e) => {
+                    let pending = self.failed_pending(&p, &e);
+                    let retryable = matches!(pending, Pending::Failed { .. });
+                    emit(&mut self.report, Event::Failed { id: &id, retryable, error: &e.message });
+                    self.sample(&p.item, &e, retryable);
+                    self.put(Entry { id, held, pending });
+                }
+            }
+        }
+        emit(&mut self.report, Event::Delivered { count: delivered });
+        store.write_checkpoint(self.mapping_id, &std::mem::take(&mut self.writes))
+    }
+
+    /// The checkpoint state of a failed item: retried later, or given up.
+    fn failed_pending(&self, p: &Pendingitem, e: &DeliveryError) -> Pending {
+        if !e.retryable {
+            return Pending::Rejected { hash: p.hash };
+        }
+        let (attempts, first) = match p.prior.as_ref().map(|e| e.pending) {
+            Some(Pending::Failed { attempts, first_failed }) => (attempts + 1, first_failed),
+            _ => (1, self.limits.now),
+        };
+        if attempts >= self.limits.max_syncs || self.limits.now - first >= self.limits.max_age_secs {
+            Pending::GaveUp { hash: p.hash }
+        } else {
+            Pending::Failed { attempts, first_failed: first }
+        }
+    }
+
+    fn sample(&mut self, item: &Item, e: &DeliveryError, retryable: bool) {
+        let list = if retryable {
+            &mut self.report.failure_samples.retryable
+        } else {
+            &mut self.report.failure_samples.permanent
+        };
+        if list.len() < MAX_SAMPLES {
+            let error = if !retryable && e.retryable {
+                format!("gave up after retries: {}", e.message)
+            } else {
+                e.message.clone()
+            };
+            list.push(FailureSample {
+                id: item.id.clone(),
+                action: item.action.as_str().into(),
+                error,
+                class: serde_json::to_value(e.class).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                payload: serde_json::to_value(item).unwrap_or_default(),
+            });
+        }
+    }
+
+    /// After a complete scan: the rest of the checkpoint is gone from the model; send deletes
+    /// to where records are held, drop entries of records never held, deliver what is left.
+    pub fn finish(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
+        self.cursor.rest(store, &mut self.gone)?;
+        for e in std::mem::take(&mut self.gone) {
+            match (e.held, e.pending) {
+                (None, _) => self.writes.push(CheckpointWrite::Remove(e.id)),
+                (Some(_), Pending::Rejected { hash: DELETED } | Pending::GaveUp { hash: DELETED }) => {
+                    self.report.skipped_rejected += 1
+                }
+                (Some(_), _) if self.on.contains(&Change::Deleted) => {
+                    let item = Item { action: Change::Deleted, id: e.id.clone(), data: Map::new(), consent: None };
+                    self.queue(store, item, DELETED, Some(e))?;
+                }
+                (Some(_), _) => {}
+            }
+        }
+        self.flush(store)?;
+        self.report.settle_status();
+        Ok(())
+    }
+
+    /// After a failed scan: deliver what is batched, forget the delete candidates.
+    pub fn abort(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
+        self.gone.clear();
+        self.flush(store)?;
+        self.report.settle_status();
+        Ok(())
+    }
+}

@@ -1,0 +1,282 @@
+//! Syncing a model: one sorted extraction feeds every mapping of the model.
+
+mod cursor;
+mod mapping;
+
+use crate::report::{MappingReport, RunReport, MAX_SAMPLES};
+use crate::telemetry::FILTERED_BY_END_USER_CONSENT;
+use crate::workspace::{model_column_errors, Workspace};
+use mapping::{Limits, MappingRun};
+use serde_json::Value;
+use sluice_core::{parse_consent, ConfigErrors, ConsentValue, DestinationKind, Gate, ModelConfig};
+use sluice_destinations::BuildContext;
+use sluice_state::{StateError, StateStore};
+use sluice_warehouse::{resolve_column, Row, WarehouseError};
+use std::time::Instant;
+
+/// Why a sync could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// No model has this id.
+    #[error("unknown model `{0}` (models: {1})")]
+    UnknownModel(String, String),
+    /// The model's configuration does not match its columns.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// The warehouse failed before any row was read.
+    #[error("model `{model}`: {source}")]
+    Warehouse {
+        /// Model id.
+        model: String,
+        /// The warehouse error.
+        source: WarehouseError,
+    },
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Words for the consent rule that governs a gate.
+fn rule_text(gate: &Gate) -> String {
+    use sluice_core::consent::OpenReason::*;
+    match gate {
+        Gate::Open(UnmappedDestination) => "R1: no consent category maps this destination; every record goes".into(),
+        Gate::Open(UnmappedModel) => {
+            "R4: the model maps no consent column; NOT enforced (set unmapped_models: block to fail closed)".into()
+        }
+        Gate::Open(Connections) => "R5: connections destination; consent stamped on events, enforced downstream".into(),
+        Gate::Check { policy, required } => {
+            let cats: Vec<String> = required
+                .iter()
+                .map(|r| if r.column.is_some() { r.category.clone() } else { format!("{} (no column: false, R3)", r.category) })
+                .collect();
+            let word = match policy {
+                sluice_core::Policy::All => "all of",
+                sluice_core::Policy::Any => "any of",
+            };
+            format!("R2: needs consent to {word} {}", cats.join(", "))
+        }
+    }
+}
+
+struct Mappings {
+    runs: Vec<MappingRun>,
+    disabled: Vec<MappingReport>,
+}
+
+fn prepare(
+    store: &StateStore,
+    ws: &Workspace,
+    model: &ModelConfig,
+    cols: &[String],
+) -> Result<Mappings, SyncError> {
+    let column_of = |c: &str| resolve_column(cols, c).ok();
+    let settings = &ws.file.workspace;
+    let limits = Limits {
+        max_syncs: settings.retry_max_syncs.max(1),
+        max_age_secs: i64::from(settings.retry_max_days) * 86_400,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let mut out = Mappings { runs: vec![], disabled: vec![] };
+    for mp in &model.mappings {
+        let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
+        let gate = Gate::build(&ws.file, model, &dest.id, &column_of);
+        let report = MappingReport {
+            destination: dest.id.clone(),
+            destination_name: dest.display_name().to_string(),
+            discard_code: FILTERED_BY_END_USER_CONSENT.into(),
+            required_categories: gate.required().iter().map(|r| r.category.clone()).collect(),
+            consent_rule: rule_text(&gate),
+            ..Default::default()
+        };
+        if !dest.enabled {
+            out.disabled.push(MappingReport { status: "disabled".into(), ..report });
+            continue;
+        }
+        let fields: Vec<(String, usize)> = if mp.fields.is_empty() {
+            cols.iter().cloned().enumerate().map(|(i, c)| (c, i)).collect()
+        } else {
+            mp.fields.iter().filter_map(|(f, c)| column_of(c).map(|i| (f.clone(), i))).collect()
+        };
+        let stamp = if dest.kind == DestinationKind::Connections {
+            model.consent.iter().filter_map(|(cat, c)| column_of(c).map(|i| (cat.clone(), i))).collect()
+        } else {
+            vec![]
+        };
+        let ctx = BuildContext { base_dir: ws.base_dir.clone(), mapping_key: format!("{}/{}", model.id, dest.id) };
+        let sink = sluice_destinations::build(dest, &ctx).map_err(|e| {
+            SyncError::Config(ConfigErrors(vec![sluice_core::ConfigError::new(
+                format!("destinations ({}).settings.{}", dest.id, e.at),
+                e.message,
+            )]))
+        })?;
+        let mapping_id = store.mapping_id(&model.id, &dest.id)?;
+        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, fields, mp.on.clone(), sink, limits));
+    }
+    Ok(out)
+}
+
+/// Syncs every mapping of `model_id` once. `progress` is called with the rows read so far.
+///
+/// Returns the run's overview; a run that stopped early (SQL failed mid-way) has status
+/// `error` and its `error` set: what was delivered before is checkpointed, nothing is lost.
+pub fn sync_model(
+    store: &mut StateStore,
+    ws: &Workspace,
+    model_id: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RunReport, SyncError> {
+    let started = Instant::now();
+    let model = ws.model(model_id).ok_or_else(|| {
+        let ids: Vec<&str> = ws.file.models.iter().map(|m| m.id.as_str()).collect();
+        SyncError::UnknownModel(model_id.to_string(), ids.join(", "))
+    })?;
+    let wh_err = |source| SyncError::Warehouse { model: model.id.clone(), source };
+    let mut warehouse = ws.warehouse(&model.source).map_err(wh_err)?;
+    let cols = warehouse.columns(&model.sql).map_err(wh_err)?;
+    let errs = model_column_errors(&format!("models ({})", model.id), model, &cols);
+    if !errs.is_empty() {
+        return Err(SyncError::Config(ConfigErrors(errs)));
+    }
+    let id_col = cols[resolve_column(&cols, &model.unique_id).expect("checked")].clone();
+    let consent_cols: Vec<(String, usize)> = model
+        .consent
+        .iter()
+        .filter_map(|(cat, c)| resolve_column(&cols, c).ok().map(|i| (cat.clone(), i)))
+        .collect();
+
+    let mut report = RunReport { model: model.id.clone(), started_at: now_rfc3339(), ..Default::default() };
+    if model.consent.is_empty() && !ws.file.consent_categories.is_empty() {
+        let w = ws.warnings.iter().find(|w| w.contains(&format!("model `{}`", model.id))).cloned();
+        if let Some(w) = w {
+            tracing::warn!(model = %model.id, "{w}");
+            report.warnings.push(w);
+        }
+    }
+    let mut maps = prepare(store, ws, model, &cols)?;
+    report.run_id = store.start_run(&model.id, &report.started_at)?;
+
+    let mut group: Option<(String, Vec<Value>, u64)> = None;
+    let mut state_err: Option<StateError> = None;
+    let finish_group = |store: &mut StateStore,
+                            report: &mut RunReport,
+                            maps: &mut Mappings,
+                            g: (String, Vec<Value>, u64)|
+     -> Result<(), StateError> {
+        let (id, values, dups) = g;
+        if dups > 0 {
+            reject(report, "duplicate_id", &id, dups + 1);
+            for m in &mut maps.runs {
+                m.skip(store, &id)?;
+            }
+            return Ok(());
+        }
+        for (cat, c) in &consent_cols {
+            if parse_consent(&values[*c]) == ConsentValue::Invalid {
+                *report.consent_warnings.entry(cat.clone()).or_default() += 1;
+            }
+        }
+        for m in &mut maps.runs {
+            m.row(store, &id, &values)?;
+        }
+        Ok(())
+    };
+
+    let scan = warehouse.scan(&model.sql, &id_col, &mut |row: Row| {
+        report.extracted += 1;
+        if report.extracted % 1000 == 0 {
+            progress(report.extracted);
+        }
+        let Some(id) = row.id else {
+            reject(&mut report, "null_id", "NULL", 1);
+            return Ok(());
+        };
+        match &mut group {
+            Some((gid, _, dups)) if *gid == id => {
+                *dups += 1;
+                Ok(())
+            }
+            _ => {
+                let prev = group.replace((id, row.values, 0));
+                match prev.map(|g| finish_group(store, &mut report, &mut maps, g)) {
+                    Some(Err(e)) => {
+                        let msg = e.to_string();
+                        state_err = Some(e);
+                        Err(msg)
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    });
+    progress(report.extracted);
+    if let Some(e) = state_err {
+        return Err(e.into());
+    }
+    match scan {
+        Ok(()) => {
+            if let Some(g) = group.take() {
+                finish_group(store, &mut report, &mut maps, g)?;
+            }
+            for m in &mut maps.runs {
+                m.finish(store)?;
+            }
+        }
+        Err(e) => {
+            tracing::error!(model = %model.id, error = %e, "extraction failed; deletes are not sent this run");
+            report.error = Some(e.to_string());
+            for m in &mut maps.runs {
+                m.abort(store)?;
+            }
+        }
+    }
+
+    let month = chrono::Utc::now().format("%Y-%m").to_string();
+    let mut mappings = Vec::new();
+    for m in maps.runs {
+        let mut r = m.report;
+        r.extracted = report.extracted;
+        r.rejected = report.rejected;
+        // R11: consent-withheld records are never metered
+        store.add_usage(&month, &r.destination, (r.delivered + r.failed) as i64)?;
+        mappings.push(r);
+    }
+    mappings.extend(maps.disabled.into_iter().map(|mut r| {
+        r.extracted = report.extracted;
+        r.rejected = report.rejected;
+        r
+    }));
+    let order = |d: &str| model.mappings.iter().position(|m| m.destination == d);
+    mappings.sort_by_key(|r| order(&r.destination));
+    report.mappings = mappings;
+    report.status = if report.error.is_some() {
+        "error"
+    } else if report.mappings.iter().any(|m| m.status == "failed") {
+        "failed"
+    } else if report.mappings.iter().any(|m| m.status == "partial") {
+        "partial"
+    } else {
+        "ok"
+    }
+    .into();
+    report.finished_at = now_rfc3339();
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    let json = serde_json::to_value(&report).expect("report serializes");
+    store.finish_run(report.run_id, &report.finished_at, &report.status, &json)?;
+    tracing::info!(model = %model.id, run = report.run_id, status = %report.status, extracted = report.extracted,
+                   duration_ms = report.duration_ms, "sync finished");
+    Ok(report)
+}
+
+fn reject(report: &mut RunReport, reason: &str, id: &str, n: u64) {
+    report.rejected += n;
+    *report.rejected_by_reason.entry(reason.into()).or_default() += n;
+    let samples = report.rejected_samples.entry(reason.into()).or_default();
+    if samples.len() < MAX_SAMPLES {
+        samples.push(id.to_string());
+    }
+}

@@ -1,0 +1,143 @@
+//! Loading a workspace file, and the checks that need the warehouse (columns exist).
+
+use sluice_core::{validate, ConfigError, ConfigErrors, ModelConfig, SourceKind, WorkspaceFile};
+use sluice_state::StoredWorkspace;
+use sluice_warehouse::{resolve_column, sqlite::SqliteWarehouse, Warehouse, WarehouseError};
+use std::path::{Path, PathBuf};
+
+/// Why a workspace cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    /// The file could not be read.
+    #[error("cannot read workspace file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is invalid; every problem is listed.
+    #[error("invalid workspace:\n{0}")]
+    Invalid(ConfigErrors),
+    /// Nothing was applied yet.
+    #[error("no workspace applied yet in this state folder; run `sluice apply -f FILE` (or `sluice quickstart`)")]
+    NotApplied,
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] sluice_state::StateError),
+}
+
+/// A validated workspace, with the folder its relative paths resolve from.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    /// The validated file.
+    pub file: WorkspaceFile,
+    /// Folder of the workspace file.
+    pub base_dir: PathBuf,
+    /// Warnings (R4, R5).
+    pub warnings: Vec<String>,
+}
+
+impl Workspace {
+    /// Reads, substitutes `${VAR}`, parses and validates a workspace file.
+    pub fn from_path(path: &Path) -> Result<Self, WorkspaceError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| WorkspaceError::Read { path: path.display().to_string(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let base = std::path::absolute(if base.as_os_str().is_empty() { Path::new(".") } else { &base })
+            .unwrap_or(base);
+        Self::from_yaml(&text, base)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str, base_dir: PathBuf) -> Result<Self, WorkspaceError> {
+        let text = sluice_core::env::substitute(text, |k| std::env::var(k).ok()).map_err(WorkspaceError::Invalid)?;
+        let file = WorkspaceFile::from_yaml(&text).map_err(WorkspaceError::Invalid)?;
+        Self::from_file(file, base_dir)
+    }
+
+    fn from_file(file: WorkspaceFile, base_dir: PathBuf) -> Result<Self, WorkspaceError> {
+        let v = validate(file, &sluice_destinations::validate_settings).map_err(WorkspaceError::Invalid)?;
+        Ok(Self { file: v.file, base_dir, warnings: v.warnings })
+    }
+
+    /// The workspace last applied to a state store.
+    pub fn load(store: &sluice_state::StateStore) -> Result<Self, WorkspaceError> {
+        let stored = store.workspace()?.ok_or(WorkspaceError::NotApplied)?;
+        let file: WorkspaceFile = serde_json::from_value(stored.config).map_err(|e| {
+            WorkspaceError::Invalid(ConfigErrors(vec![ConfigError::new("stored workspace", e.to_string())]))
+        })?;
+        Self::from_file(file, stored.base_dir)
+    }
+
+    /// The form stored in the state store.
+    pub fn to_stored(&self, applied_at: String) -> StoredWorkspace {
+        StoredWorkspace {
+            config: serde_json::to_value(&self.file).expect("workspace serializes"),
+            base_dir: self.base_dir.clone(),
+            applied_at,
+        }
+    }
+
+    /// A model by id.
+    pub fn model(&self, id: &str) -> Option<&ModelConfig> {
+        self.file.models.iter().find(|m| m.id == id)
+    }
+
+    /// Opens the warehouse a model runs on.
+    pub fn warehouse(&self, source_id: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
+        let src = self.file.sources.iter().find(|s| s.id == source_id).ok_or_else(|| {
+            WarehouseError::Model(format!("unknown source `{source_id}`"))
+        })?;
+        match src.kind {
+            SourceKind::Sqlite => {
+                let path = self.base_dir.join(src.path.as_deref().unwrap_or_default());
+                Ok(Box::new(SqliteWarehouse::open(&path)?))
+            }
+            SourceKind::Postgres => Err(WarehouseError::Connect {
+                target: format!("source `{}`", src.id),
+                message: "the postgres warehouse is not available in this build yet".into(),
+            }),
+            SourceKind::Events => Err(WarehouseError::Model(format!("source `{}` is an event source", src.id))),
+        }
+    }
+
+    /// Checks every model against its warehouse: the SQL runs, and the unique id, consent and
+    /// field columns exist. Errors name the model and field at fault.
+    pub fn check_models(&self) -> Result<(), ConfigErrors> {
+        let mut errs = Vec::new();
+        for (i, m) in self.file.models.iter().enumerate() {
+            let at = format!("models[{i}] ({})", m.id);
+            match self.warehouse(&m.source).and_then(|mut w| w.columns(&m.sql)) {
+                Err(e) => errs.push(ConfigError::new(format!("{at}.sql"), e.to_string())),
+                Ok(cols) => errs.extend(model_column_errors(&at, m, &cols)),
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errs))
+        }
+    }
+}
+
+/// Errors for columns a model's configuration names but its SQL does not return.
+pub fn model_column_errors(at: &str, m: &ModelConfig, cols: &[String]) -> Vec<ConfigError> {
+    let mut errs = Vec::new();
+    if let Err(e) = resolve_column(cols, &m.unique_id) {
+        errs.push(ConfigError::new(format!("{at}.unique_id"), e));
+    }
+    for (cat, col) in &m.consent {
+        if let Err(e) = resolve_column(cols, col) {
+            errs.push(ConfigError::new(format!("{at}.consent.{cat}"), e));
+        }
+    }
+    for (j, mp) in m.mappings.iter().enumerate() {
+        for (field, col) in &mp.fields {
+            if let Err(e) = resolve_column(cols, col) {
+                errs.push(ConfigError::new(format!("{at}.mappings[{j}].fields.{field}"), e));
+            }
+        }
+    }
+    errs
+}
