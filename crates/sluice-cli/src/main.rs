@@ -1,1 +1,98 @@
-fn main() {}
+//! The `sluice` binary: the CLI edge (anyhow lives here and nowhere else).
+
+mod commands;
+mod progress;
+mod render;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Sluice: a consent-aware customer data router (Reverse ETL and event streaming).
+#[derive(Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    /// State folder (default ./.sluice).
+    #[arg(long, global = true, env = "SLUICE_STATE")]
+    state: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a workspace file, print the plan, and apply it.
+    Apply {
+        /// The workspace file (YAML).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Only print the plan.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a model's columns and first 10 rows.
+    Preview {
+        /// Model id.
+        model: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run every mapping of a model once and print its delivery overview.
+    Sync {
+        /// Model id.
+        model: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delivery overview of the latest runs (of one model, or all).
+    Overview {
+        /// Model id.
+        model: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Records synced per month and destination (consent-withheld records never count).
+    Usage {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Build a sample warehouse and workspace here, sync it, and show what went where.
+    Quickstart {
+        /// Folder to build in (default: the current folder).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let state = cli.state.clone().unwrap_or_else(|| PathBuf::from(".sluice"));
+    let result = match cli.command {
+        Command::Apply { file, dry_run, json } => commands::apply::run(&state, &file, dry_run, json),
+        Command::Preview { model, json } => commands::preview::run(&state, &model, json),
+        Command::Sync { model, json } => commands::sync::run(&state, &model, json),
+        Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),
+        Command::Usage { json } => commands::overview::usage(&state, json),
+        Command::Quickstart { dir } => commands::quickstart::run(cli.state.as_deref(), &dir),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! One module per subcommand.
+
+pub mod apply;
+pub mod overview;
+pub mod preview;
+pub mod quickstart;
+pub mod sync;
+
+use anyhow::Context;
+use sluice_engine::Workspace;
+use sluice_state::StateStore;
+use std::path::Path;
+
+/// Opens the state store and the applied workspace.
+pub fn open(state: &Path) -> anyhow::Result<(StateStore, Workspace)> {
+    let store = StateStore::open(state).context("opening the state store")?;
+    let ws = Workspace::load(&store)?;
+    Ok((store, ws))
+}
+
+/// Prints JSON to stdout.
+pub fn print_json(v: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializes"));
+}

@@ -1,0 +1,74 @@
+use super::{open, print_json};
+use sluice_engine::RunReport;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let (store, ws) = open(state)?;
+    if let Some(m) = model {
+        if ws.model(m).is_none() {
+            anyhow::bail!("unknown model `{m}`");
+        }
+    }
+    let models: Vec<&str> = match model {
+        Some(m) => vec![m],
+        None => ws.file.models.iter().map(|m| m.id.as_str()).collect(),
+    };
+    let mut out = Vec::new();
+    for m in &models {
+        let runs = store.runs(Some(m), 20)?;
+        let reports: Vec<RunReport> =
+            runs.iter().filter_map(|r| r.report.clone()).filter_map(|v| serde_json::from_value(v).ok()).collect();
+        out.push((m.to_string(), reports));
+    }
+    if json {
+        let models: Vec<serde_json::Value> = out
+            .iter()
+            .map(|(m, reports)| {
+                serde_json::json!({"model": m, "last_run": reports.first(), "runs": reports.iter().map(|r| serde_json::json!({
+                    "run_id": r.run_id, "status": r.status, "started_at": r.started_at, "duration_ms": r.duration_ms,
+                    "extracted": r.extracted,
+                    "delivered": r.mappings.iter().map(|m| m.delivered).sum::<u64>(),
+                    "failed": r.mappings.iter().map(|m| m.failed).sum::<u64>(),
+                    "withheld_by_consent": r.mappings.iter().map(|m| m.withheld_by_consent).sum::<u64>(),
+                })).collect::<Vec<_>>()})
+            })
+            .collect();
+        print_json(&serde_json::json!({"models": models, "usage": store.usage()?}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (m, reports) in &out {
+        match reports.first() {
+            None => println!("Model `{m}`: never synced."),
+            Some(r) => {
+                crate::render::run_report(r, &ws);
+                if reports.len() > 1 {
+                    println!("  earlier runs:");
+                    for r in &reports[1..] {
+                        let d: u64 = r.mappings.iter().map(|m| m.delivered).sum();
+                        let w: u64 = r.mappings.iter().map(|m| m.withheld_by_consent).sum();
+                        println!("    #{} {} {}: {d} delivered, {w} withheld by consent", r.run_id, r.started_at, r.status);
+                    }
+                }
+            }
+        }
+        println!();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn usage(state: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let (store, _ws) = open(state)?;
+    let rows = store.usage()?;
+    if json {
+        print_json(&serde_json::json!({ "usage": rows }));
+    } else {
+        let mut t = crate::render::table(["Month", "Destination", "Records synced"]);
+        for r in &rows {
+            t.add_row(vec![r.month.clone(), r.destination.clone(), r.records.to_string()]);
+        }
+        println!("{t}");
+        println!("Records withheld by consent are not counted (R11).");
+    }
+    Ok(ExitCode::SUCCESS)
+}
