@@ -28,6 +28,8 @@ pub struct Request {
     pub body: serde_json::Value,
     /// The status answered.
     pub status: u16,
+    /// The receiver took the request but answered late (the client likely timed out).
+    pub hung: bool,
 }
 
 impl Request {
@@ -81,6 +83,7 @@ impl Receiver {
                             .collect(),
                         body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
                         status,
+                        hung: matches!(reply, Reply::Hang(_)),
                     });
                     let mut resp = tiny_http::Response::from_string("").with_status_code(status);
                     match reply {
@@ -120,6 +123,15 @@ impl Receiver {
     /// Requests answered 2xx (what the receiver actually accepted).
     pub fn accepted(&self) -> Vec<Request> {
         self.requests().into_iter().filter(|r| (200..300).contains(&r.status)).collect()
+    }
+
+    /// Every item of every accepted batch posted to `path`, in arrival order.
+    pub fn items(&self, path: &str) -> Vec<serde_json::Value> {
+        self.accepted()
+            .into_iter()
+            .filter(|r| r.url == path)
+            .flat_map(|r| r.body["batch"].as_array().cloned().unwrap_or_default())
+            .collect()
     }
 
     /// Forgets recorded requests.
