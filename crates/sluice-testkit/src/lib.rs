@@ -110,6 +110,11 @@ impl Receiver {
         self.shared.lock().unwrap().script.extend(replies);
     }
 
+    /// Drops the replies not used yet.
+    pub fn clear_script(&self) {
+        self.shared.lock().unwrap().script.clear();
+    }
+
     /// The status answered once the script is used up.
     pub fn set_default(&self, status: u16) {
         self.shared.lock().unwrap().default = Some(status);
