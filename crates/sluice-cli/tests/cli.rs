@@ -136,7 +136,8 @@ fn apply_err(edit: impl Fn(String) -> String) -> String {
 
 #[test]
 fn bad_workspaces_name_the_thing_at_fault() {
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str)> = vec![
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|t| t.replace("name: Advertising", "name: Advertising and Marketing")), "consent_categories[0] (C0004).name"),
         (Box::new(|t| t.replace("id: C0002", "id: C0004")), "duplicate category id `C0004`"),
         (Box::new(|t| t.replace("id: C0002", "id: 2nd")), "must not start with a digit"),

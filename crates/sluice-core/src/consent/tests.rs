@@ -182,6 +182,7 @@ fn cell() -> impl Strategy<Value = Value> {
 
 proptest! {
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn gate_matches_reference(
         ncat in 0usize..5,
         ndest in 1usize..4,

@@ -62,7 +62,7 @@ impl WebhookConfig {
         if c.batch_size == 0 || c.batch_size > 10_000 {
             return Err(ConfigError::new("batch_size", "must be between 1 and 10000"));
         }
-        if !(c.timeout_secs > 0.0) {
+        if c.timeout_secs.is_nan() || c.timeout_secs <= 0.0 {
             return Err(ConfigError::new("timeout_secs", "must be positive"));
         }
         if c.max_attempts == 0 {

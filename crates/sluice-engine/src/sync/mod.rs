@@ -188,7 +188,7 @@ pub fn sync_model(
 
     let scan = warehouse.scan(&model.sql, &id_col, &mut |row: Row| {
         report.extracted += 1;
-        if report.extracted % 1000 == 0 {
+        if report.extracted.is_multiple_of(1000) {
             progress(report.extracted);
         }
         let Some(id) = row.id else {
