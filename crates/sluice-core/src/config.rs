@@ -128,6 +128,15 @@ pub struct SourceConfig {
     /// Write key of the Tracking API (kind `events`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub write_key: Option<String>,
+    /// TLS mode (kind `postgres`): `disable`, `prefer` (default), `require`, `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// Extra PEM root certificates for `tls: verify-full` (kind `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Longest a model's query may run on the server, in seconds (kind `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<u64>,
 }
 
 /// Kinds of destination.

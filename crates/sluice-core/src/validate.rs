@@ -97,6 +97,23 @@ pub fn validate(
         if !have {
             err(format!("{at}.{need}"), format!("a source of kind {:?} needs `{need}`", s.kind).to_lowercase());
         }
+        if s.kind != SourceKind::Postgres {
+            for (field, set) in [("tls", s.tls.is_some()), ("ca_file", s.ca_file.is_some()), ("statement_timeout_secs", s.statement_timeout_secs.is_some())] {
+                if set {
+                    err(format!("{at}.{field}"), "only a postgres source takes this setting".into());
+                }
+            }
+        }
+        if let Some(t) = &s.tls {
+            if !["disable", "prefer", "require", "verify-full", "verify-ca"].contains(&t.as_str()) {
+                err(format!("{at}.tls"), format!("`{t}` is not one of disable, prefer, require, verify-full"));
+            }
+        }
+        if let Some(u) = &s.url {
+            if s.kind == SourceKind::Postgres && !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                err(format!("{at}.url"), "must be a postgres:// or postgresql:// URL".into());
+            }
+        }
     }
 
     let mut dest_ids = HashSet::new();

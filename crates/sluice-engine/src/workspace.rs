@@ -2,6 +2,7 @@
 
 use sluice_core::{validate, ConfigError, ConfigErrors, ModelConfig, SourceKind, WorkspaceFile};
 use sluice_state::StoredWorkspace;
+use sluice_warehouse::postgres::{PgOptions, PostgresWarehouse, TlsMode};
 use sluice_warehouse::{resolve_column, sqlite::SqliteWarehouse, Warehouse, WarehouseError};
 use std::path::{Path, PathBuf};
 
@@ -94,10 +95,15 @@ impl Workspace {
                 let path = self.base_dir.join(src.path.as_deref().unwrap_or_default());
                 Ok(Box::new(SqliteWarehouse::open(&path)?))
             }
-            SourceKind::Postgres => Err(WarehouseError::Connect {
-                target: format!("source `{}`", src.id),
-                message: "the postgres warehouse is not available in this build yet".into(),
-            }),
+            SourceKind::Postgres => {
+                let opts = PgOptions {
+                    url: src.url.clone().unwrap_or_default(),
+                    tls: src.tls.as_deref().and_then(TlsMode::parse),
+                    ca_file: src.ca_file.as_ref().map(|f| self.base_dir.join(f)),
+                    statement_timeout: src.statement_timeout_secs.map(std::time::Duration::from_secs),
+                };
+                Ok(Box::new(PostgresWarehouse::connect(&opts)?))
+            }
             SourceKind::Events => Err(WarehouseError::Model(format!("source `{}` is an event source", src.id))),
         }
     }

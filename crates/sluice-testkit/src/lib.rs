@@ -150,3 +150,17 @@ impl Drop for Receiver {
         self.server.unblock();
     }
 }
+
+/// The PostgreSQL server tests use: `SLUICE_TEST_PG_URL`, else the local one (trust auth).
+/// Tests fail, never skip, when it is down: the test command starts it.
+pub fn pg_url() -> String {
+    std::env::var("SLUICE_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A name unique to this test process and call, for tables and schemas.
+pub fn unique_name(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() % 1_000_000_000;
+    format!("{prefix}_{}_{t}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// What went wrong talking to a warehouse.

@@ -1,0 +1,247 @@
+//! PostgreSQL (and Redshift, which speaks its protocol) as a warehouse. Rows stream through
+//! the extended protocol with backpressure; nothing is loaded whole.
+
+mod tls;
+
+pub use tls::TlsMode;
+
+use crate::{check_columns, model_sql, quote_ident, OrderGuard, Preview, Row, Warehouse, WarehouseError};
+use fallible_iterator::FallibleIterator;
+use postgres::types::Type;
+use postgres::{Client, Config};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How to reach the warehouse.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// `postgres://user:password@host:port/db` (libpq URL; `sslmode` is honoured).
+    pub url: String,
+    /// TLS mode; `None`: the URL's `sslmode`, else `prefer`.
+    pub tls: Option<TlsMode>,
+    /// Extra PEM root certificates for `verify-full`.
+    pub ca_file: Option<PathBuf>,
+    /// Server-side limit per statement.
+    pub statement_timeout: Option<Duration>,
+}
+
+/// A connected PostgreSQL warehouse.
+pub struct PostgresWarehouse {
+    client: Client,
+    target: String,
+}
+
+/// How a column is read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Conv {
+    Bool,
+    I16,
+    I32,
+    I64,
+    F32,
+    F64,
+    Text,
+    Json,
+    /// Cast to text by the server, then read as a JSON number.
+    Numeric,
+    /// Cast to text by the server (dates, uuids, arrays, …).
+    AsText,
+}
+
+fn conv(t: &Type) -> Conv {
+    match *t {
+        Type::BOOL => Conv::Bool,
+        Type::INT2 => Conv::I16,
+        Type::INT4 => Conv::I32,
+        Type::INT8 => Conv::I64,
+        Type::FLOAT4 => Conv::F32,
+        Type::FLOAT8 => Conv::F64,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => Conv::Text,
+        Type::JSON | Type::JSONB => Conv::Json,
+        Type::NUMERIC => Conv::Numeric,
+        _ => Conv::AsText,
+    }
+}
+
+/// `user@host:port/db`, never the password.
+fn describe(c: &Config) -> String {
+    let host = match c.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = c.get_ports().first().copied().unwrap_or(5432);
+    format!("{}@{host}:{port}/{}", c.get_user().unwrap_or("?"), c.get_dbname().unwrap_or(""))
+}
+
+fn error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
+    }
+}
+
+/// The server's message for bad SQL, with the position in the model's own SQL.
+fn sql_error(e: postgres::Error, sql: &str) -> WarehouseError {
+    let Some(db) = e.as_db_error() else { return WarehouseError::Sql(error_text(&e)) };
+    let mut msg = db.message().to_string();
+    if let Some(postgres::error::ErrorPosition::Original(pos)) = db.position() {
+        let pos = (*pos as usize).saturating_sub(1);
+        let before: String = sql.chars().take(pos).collect();
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map(|l| l.chars().count() + 1).unwrap_or(1);
+        let text = sql.lines().nth(line - 1).unwrap_or("");
+        msg.push_str(&format!(" at line {line}, column {col} (character {}):\n    {text}\n    {}^", pos + 1, " ".repeat(col - 1)));
+    }
+    if let Some(hint) = db.hint() {
+        msg.push_str(&format!("\n    hint: {hint}"));
+    }
+    WarehouseError::Sql(msg)
+}
+
+impl PostgresWarehouse {
+    /// Connects; bad credentials, an unreachable host or a bad URL give an error naming the target.
+    pub fn connect(opts: &PgOptions) -> Result<Self, WarehouseError> {
+        let mut url = opts.url.clone();
+        let mut mode = opts.tls;
+        for verify in ["sslmode=verify-full", "sslmode=verify-ca"] {
+            if url.contains(verify) {
+                url = url.replace(verify, "sslmode=require");
+                mode.get_or_insert(TlsMode::VerifyFull);
+            }
+        }
+        let mut config: Config = url.parse().map_err(|e: postgres::Error| WarehouseError::Connect {
+            target: "postgres source".into(),
+            message: format!("invalid connection URL: {e}"),
+        })?;
+        let target = describe(&config);
+        let connect = |message: String| WarehouseError::Connect { target: target.clone(), message };
+        let mode = mode.unwrap_or(match config.get_ssl_mode() {
+            postgres::config::SslMode::Disable => TlsMode::Disable,
+            postgres::config::SslMode::Require => TlsMode::Require,
+            _ => TlsMode::Prefer,
+        });
+        config.ssl_mode(match mode {
+            TlsMode::Disable => postgres::config::SslMode::Disable,
+            TlsMode::Prefer => postgres::config::SslMode::Prefer,
+            TlsMode::Require | TlsMode::VerifyFull => postgres::config::SslMode::Require,
+        });
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("sluice");
+        let tls = tls::client_config(mode, opts.ca_file.as_deref()).map_err(&connect)?;
+        let mut client = config
+            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
+            .map_err(|e| connect(error_text(&e)))?;
+        let mut setup = "SET work_mem = '64MB';".to_string();
+        if let Some(t) = opts.statement_timeout {
+            setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
+        }
+        client.batch_execute(&setup).map_err(|e| connect(error_text(&e)))?;
+        Ok(Self { client, target })
+    }
+
+    /// `user@host:port/db`.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn describe_model(&mut self, sql: &str) -> Result<Vec<(String, Conv)>, WarehouseError> {
+        let stmt = self.client.prepare(model_sql(sql)).map_err(|e| sql_error(e, model_sql(sql)))?;
+        let cols: Vec<(String, Conv)> = stmt.columns().iter().map(|c| (c.name().to_string(), conv(c.type_()))).collect();
+        if cols.is_empty() {
+            return Err(WarehouseError::Model("the model SQL returns no columns (is it a SELECT?)".into()));
+        }
+        check_columns(&cols.iter().map(|c| c.0.clone()).collect::<Vec<_>>())?;
+        Ok(cols)
+    }
+
+    /// The select list that reads every column as `conv` says.
+    fn select_list(cols: &[(String, Conv)]) -> String {
+        cols.iter()
+            .map(|(name, c)| match c {
+                Conv::Numeric | Conv::AsText => format!("(sluice_model.{})::text", quote_ident(name)),
+                _ => format!("sluice_model.{}", quote_ident(name)),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn cell(row: &postgres::Row, i: usize, c: Conv) -> Result<Value, postgres::Error> {
+    Ok(match c {
+        Conv::Bool => row.try_get::<_, Option<bool>>(i)?.map(Value::Bool).unwrap_or(Value::Null),
+        Conv::I16 => row.try_get::<_, Option<i16>>(i)?.map(Value::from).unwrap_or(Value::Null),
+        Conv::I32 => row.try_get::<_, Option<i32>>(i)?.map(Value::from).unwrap_or(Value::Null),
+        Conv::I64 => row.try_get::<_, Option<i64>>(i)?.map(Value::from).unwrap_or(Value::Null),
+        Conv::F32 => row.try_get::<_, Option<f32>>(i)?.map(|f| Value::from(f as f64)).unwrap_or(Value::Null),
+        Conv::F64 => row.try_get::<_, Option<f64>>(i)?.map(Value::from).unwrap_or(Value::Null),
+        Conv::Text | Conv::AsText => row.try_get::<_, Option<String>>(i)?.map(Value::String).unwrap_or(Value::Null),
+        Conv::Json => row.try_get::<_, Option<Value>>(i)?.unwrap_or(Value::Null),
+        Conv::Numeric => match row.try_get::<_, Option<String>>(i)? {
+            None => Value::Null,
+            Some(s) => s.parse::<serde_json::Number>().map(Value::Number).unwrap_or(Value::String(s)),
+        },
+    })
+}
+
+impl Warehouse for PostgresWarehouse {
+    fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError> {
+        Ok(self.describe_model(sql)?.into_iter().map(|c| c.0).collect())
+    }
+
+    fn preview(&mut self, sql: &str, limit: usize) -> Result<Preview, WarehouseError> {
+        let cols = self.describe_model(sql)?;
+        let q = format!("SELECT {} FROM ({}) AS sluice_model LIMIT {limit}", Self::select_list(&cols), model_sql(sql));
+        let rows = self.client.query(&q, &[]).map_err(|e| sql_error(e, &q))?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let vals: Result<Vec<Value>, _> = cols.iter().enumerate().map(|(i, (_, c))| cell(r, i, *c)).collect();
+            out.push(vals.map_err(|e| WarehouseError::Sql(error_text(&e)))?);
+        }
+        Ok(Preview { columns: cols.into_iter().map(|c| c.0).collect(), rows: out })
+    }
+
+    fn scan(
+        &mut self,
+        sql: &str,
+        id_column: &str,
+        sink: &mut dyn FnMut(Row) -> Result<(), String>,
+    ) -> Result<(), WarehouseError> {
+        let cols = self.describe_model(sql)?;
+        let id = format!("(sluice_model.{})::text", quote_ident(id_column));
+        let q = format!(
+            "SELECT {id}, {} FROM ({}) AS sluice_model ORDER BY {id} COLLATE \"C\" NULLS FIRST",
+            Self::select_list(&cols),
+            model_sql(sql)
+        );
+        let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
+        let mut rows = self.client.query_raw(&q, params).map_err(|e| sql_error(e, &q))?;
+        let mut guard = OrderGuard::default();
+        let read = |e: postgres::Error| WarehouseError::Sql(error_text(&e));
+        while let Some(r) = rows.next().map_err(read)? {
+            let id: Option<String> = r.try_get(0).map_err(read)?;
+            guard.check(id.as_deref())?;
+            let mut values = Vec::with_capacity(cols.len());
+            for (i, (_, c)) in cols.iter().enumerate() {
+                values.push(cell(&r, i + 1, *c).map_err(read)?);
+            }
+            sink(Row { id, values }).map_err(WarehouseError::Aborted)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
