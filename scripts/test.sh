@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
-# The whole test suite. Starts the services the tests need when they are absent, then runs
-# every test with cargo-nextest (falls back to `cargo test` when nextest is not installed).
+# The whole test suite. Starts the services the tests need when they are absent (installing
+# them if needed), then runs every test with cargo-nextest (or `cargo test` without it).
+# A test never skips because a service is down: it fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/sluice-target}"
+export SLUICE_TEST_PG_URL="${SLUICE_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+ensure_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then return 0; fi
+  echo "test.sh: PostgreSQL is not running on 127.0.0.1:5432; starting it"
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && break
+    sleep 1
+  done
+  pg_isready -h 127.0.0.1 -p 5432 || { echo "test.sh: PostgreSQL did not start" >&2; exit 1; }
+}
+
+ensure_postgres
+psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'test'" | grep -q 1 \
+  || psql -h 127.0.0.1 -U postgres -d postgres -c "create database test"
 
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

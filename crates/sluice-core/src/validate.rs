@@ -211,6 +211,13 @@ pub fn validate(
             if !seen.insert(mp.destination.as_str()) {
                 err(format!("{mat}.destination"), format!("model already has a mapping to `{}`", mp.destination));
             }
+            if dest_kind(&mp.destination) == Some(DestinationKind::Connections) && mp.on.contains(&Change::Deleted) {
+                warnings.push(format!(
+                    "model `{}` -> `{}`: deleted records are not sent to a connections destination \
+                     (the Tracking API has no delete call)",
+                    m.id, mp.destination
+                ));
+            }
             if mp.on.is_empty() {
                 err(format!("{mat}.on"), "must list at least one of added, updated, deleted".into());
             }

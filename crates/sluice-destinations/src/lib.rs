@@ -3,8 +3,10 @@
 //! Each destination kind lives in its own folder (`config.rs` for its typed settings, `sink.rs`
 //! for delivery) and is registered in the one explicit list of [`registry`].
 
+pub mod connections;
 pub mod error;
 pub mod file;
+pub mod http;
 pub mod registry;
 pub mod webhook;
 
@@ -50,4 +52,14 @@ pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(
         let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("").to_string();
         sluice_core::ConfigError::new(field, msg)
     })
+}
+
+/// Sends a batch; when the receiver rejects it permanently, sends each item alone to find
+/// which records it refuses. Returns one outcome per item.
+pub(crate) fn deliver_isolating<T: Clone>(items: &[T], mut send: impl FnMut(&[T]) -> Outcome) -> Vec<Outcome> {
+    match send(items) {
+        Ok(()) => items.iter().map(|_| Ok(())).collect(),
+        Err(e) if !e.retryable && items.len() > 1 => items.iter().map(|item| send(std::slice::from_ref(item))).collect(),
+        Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
+    }
 }

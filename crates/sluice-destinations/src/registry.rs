@@ -1,6 +1,6 @@
 //! The one explicit list of destination kinds.
 
-use crate::{file, webhook, Destination};
+use crate::{connections, file, webhook, Destination};
 use sluice_core::{ConfigError, DestinationConfig, DestinationKind};
 use std::path::PathBuf;
 
@@ -18,9 +18,7 @@ pub fn validate_settings(d: &DestinationConfig) -> Result<(), ConfigError> {
     match d.kind {
         DestinationKind::Webhook => webhook::WebhookConfig::parse(&d.settings).map(|_| ()),
         DestinationKind::File => file::FileConfig::parse(&d.settings).map(|_| ()),
-        DestinationKind::Connections => {
-            Err(ConfigError::new("", "the connections destination is not available in this build yet"))
-        }
+        DestinationKind::Connections => connections::ConnectionsConfig::parse(&d.settings).map(|_| ()),
     }
 }
 
@@ -29,6 +27,8 @@ pub fn build(d: &DestinationConfig, ctx: &BuildContext) -> Result<Box<dyn Destin
     Ok(match d.kind {
         DestinationKind::Webhook => Box::new(webhook::WebhookSink::new(webhook::WebhookConfig::parse(&d.settings)?, ctx)),
         DestinationKind::File => Box::new(file::FileSink::new(file::FileConfig::parse(&d.settings)?, ctx)),
-        DestinationKind::Connections => return Err(validate_settings(d).unwrap_err()),
+        DestinationKind::Connections => {
+            Box::new(connections::ConnectionsSink::new(connections::ConnectionsConfig::parse(&d.settings)?, ctx))
+        }
     })
 }

@@ -1,54 +1,29 @@
 use super::WebhookConfig;
-use crate::error::parse_retry_after;
-use crate::{BuildContext, DeliveryError, Destination, Item, Outcome, RetryPolicy};
-use std::time::Duration;
+use crate::http::{encode, Transport};
+use crate::{BuildContext, DeliveryError, Destination, Item, Outcome};
 
-/// POSTs batches; a 2xx means every item was accepted.
+/// POSTs `{"batch": [ITEM, ...]}`; a 2xx means every item was accepted.
 pub struct WebhookSink {
     config: WebhookConfig,
-    agent: ureq::Agent,
-    policy: RetryPolicy,
+    transport: Transport,
     mapping_key: String,
 }
 
 impl WebhookSink {
     /// A sink for `config`.
     pub fn new(config: WebhookConfig, ctx: &BuildContext) -> Self {
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs_f64(config.timeout_secs))
-            .redirects(0)
-            .build();
-        let policy = config.retry_policy();
-        Self { config, agent, policy, mapping_key: ctx.mapping_key.clone() }
-    }
-
-    /// One request; the idempotency key is derived from the body, so a retry of the same batch
-    /// carries the same key.
-    fn post(&self, body: &[u8], key: &str) -> Result<(), DeliveryError> {
-        let mut req = self.agent.post(&self.config.url).set("Content-Type", "application/json");
-        for (k, v) in &self.config.headers {
-            req = req.set(k, v);
-        }
-        match req.set("Idempotency-Key", key).send_bytes(body) {
-            Ok(_) => Ok(()),
-            Err(ureq::Error::Status(status, resp)) => {
-                let ra = resp.header("Retry-After").and_then(parse_retry_after);
-                let text = resp.into_string().unwrap_or_default();
-                Err(DeliveryError::from_status(status, &text, ra))
-            }
-            Err(ureq::Error::Transport(t)) => Err(DeliveryError::external(format!("{}: {t}", self.config.url))),
-        }
+        let transport = Transport::new(config.http.as_ref().expect("parsed with transport options"));
+        Self { config, transport, mapping_key: ctx.mapping_key.clone() }
     }
 
     fn send(&self, items: &[Item]) -> Result<(), DeliveryError> {
-        let body = serde_json::to_vec(&serde_json::json!({ "batch": items })).map_err(|e| DeliveryError {
-            class: crate::ErrorClass::Internal,
-            retryable: false,
-            message: format!("cannot encode batch: {e}"),
-            retry_after: None,
-        })?;
+        let body = encode(&serde_json::json!({ "batch": items }))?;
+        // derived from the body: a retry of the same batch carries the same key
         let key = idempotency_key(&self.mapping_key, &body);
-        self.policy.run(|_| self.post(&body, &key))
+        let mut headers: Vec<(&str, &str)> =
+            self.config.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        headers.push(("Idempotency-Key", &key));
+        self.transport.post_json(&self.config.url, &headers, &body)
     }
 }
 
@@ -67,13 +42,6 @@ impl Destination for WebhookSink {
     }
 
     fn deliver(&mut self, items: &[Item]) -> Vec<Outcome> {
-        match self.send(items) {
-            Ok(()) => items.iter().map(|_| Ok(())).collect(),
-            // a permanent rejection of a batch: find which records the receiver refuses
-            Err(e) if !e.retryable && items.len() > 1 => {
-                items.iter().map(|item| self.send(std::slice::from_ref(item))).collect()
-            }
-            Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
-        }
+        crate::deliver_isolating(items, |batch| self.send(batch))
     }
 }

@@ -97,7 +97,16 @@ impl MappingRun {
             return self.flush_writes_if_full(store);
         }
         let data: Map<String, Value> = self.fields.iter().map(|(f, c)| (f.clone(), values[*c].clone())).collect();
-        let hash = xxhash_rust::xxh3::xxh3_64(&serde_json::to_vec(&data).expect("json encodes"));
+        let consent: Option<Map<String, Value>> = (!self.stamp.is_empty()).then(|| {
+            self.stamp.iter().map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted()))).collect()
+        });
+        // what is sent is hashed: the fields, and the consent stamp where one is sent
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        hasher.update(&serde_json::to_vec(&data).expect("json encodes"));
+        if let Some(c) = &consent {
+            hasher.update(&serde_json::to_vec(c).expect("json encodes"));
+        }
+        let hash = hasher.digest();
         let pending = entry.as_ref().map(|e| e.pending).unwrap_or(Pending::None);
         let change = match entry.as_ref().and_then(|e| e.held) {
             None => Change::Added,
@@ -117,9 +126,6 @@ impl MappingRun {
         if !self.on.contains(&change) {
             return Ok(());
         }
-        let consent = (!self.stamp.is_empty()).then(|| {
-            self.stamp.iter().map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted()))).collect()
-        });
         let item = Item { action: change, id: id.to_string(), data, consent };
         self.queue(store, item, hash, entry)
     }

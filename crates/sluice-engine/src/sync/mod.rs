@@ -102,7 +102,10 @@ fn prepare(
         } else {
             mp.fields.iter().filter_map(|(f, c)| column_of(c).map(|i| (f.clone(), i))).collect()
         };
+        let mut on = mp.on.clone();
         let stamp = if dest.kind == DestinationKind::Connections {
+            // the Tracking API has no delete call: deleted records are not sent there
+            on.retain(|c| *c != sluice_core::Change::Deleted);
             model.consent.iter().filter_map(|(cat, c)| column_of(c).map(|i| (cat.clone(), i))).collect()
         } else {
             vec![]
@@ -115,7 +118,7 @@ fn prepare(
             )]))
         })?;
         let mapping_id = store.mapping_id(&model.id, &dest.id)?;
-        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, fields, mp.on.clone(), sink, limits));
+        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, fields, on, sink, limits));
     }
     Ok(out)
 }

@@ -1,0 +1,88 @@
+use super::{ConnectionsConfig, EventType};
+use crate::http::{encode, Transport};
+use crate::{BuildContext, DeliveryError, Destination, Item, Outcome};
+use base64::Engine;
+use serde_json::{json, Value};
+
+/// Segment's documented limits.
+const MAX_EVENT_BYTES: usize = 32 * 1024;
+const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// Sends records as Segment events.
+pub struct ConnectionsSink {
+    config: ConnectionsConfig,
+    transport: Transport,
+    endpoint: String,
+    auth: String,
+    mapping_key: String,
+}
+
+impl ConnectionsSink {
+    /// A sink for `config`.
+    pub fn new(config: ConnectionsConfig, ctx: &BuildContext) -> Self {
+        let transport = Transport::new(config.http.as_ref().expect("parsed with transport options"));
+        let endpoint = format!("{}/v1/batch", config.url.trim_end_matches('/'));
+        let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:", config.write_key)));
+        Self { config, transport, endpoint, auth, mapping_key: ctx.mapping_key.clone() }
+    }
+
+    /// The Segment event of an item. Its `messageId` derives from the record's content, so a
+    /// retried record keeps it and the receiver can de-duplicate.
+    pub fn event(&self, item: &Item) -> Value {
+        let data = Value::Object(item.data.clone());
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for part in [self.mapping_key.as_bytes(), item.id.as_bytes(), item.action.as_str().as_bytes()] {
+            h.update(part);
+            h.update(&[0]);
+        }
+        h.update(data.to_string().as_bytes());
+        let mut e = match self.config.event {
+            EventType::Identify => json!({"type": "identify", "userId": item.id, "traits": data}),
+            EventType::Track => json!({"type": "track", "userId": item.id, "event": self.config.event_name, "properties": data}),
+        };
+        e["messageId"] = json!(format!("sluice-{:032x}", h.digest128()));
+        e["context"] = json!({"library": {"name": "sluice", "version": env!("CARGO_PKG_VERSION")}});
+        if let Some(consent) = &item.consent {
+            // R5: both field names, identical content
+            e["context"]["consent"] = json!({"categoryPreferences": consent, "consentPreferences": consent});
+        }
+        e
+    }
+
+    fn send(&self, events: &[Value]) -> Result<(), DeliveryError> {
+        let body = encode(&json!({ "batch": events }))?;
+        if body.len() > MAX_BATCH_BYTES && events.len() > 1 {
+            let (a, b) = events.split_at(events.len() / 2);
+            return self.send(a).and_then(|_| self.send(b));
+        }
+        self.transport.post_json(&self.endpoint, &[("Authorization", &self.auth)], &body)
+    }
+}
+
+impl Destination for ConnectionsSink {
+    fn batch_size(&self) -> usize {
+        self.config.batch_size
+    }
+
+    fn deliver(&mut self, items: &[Item]) -> Vec<Outcome> {
+        let events: Vec<Value> = items.iter().map(|i| self.event(i)).collect();
+        let sizes: Vec<usize> = events.iter().map(|e| e.to_string().len()).collect();
+        let mut out: Vec<Outcome> = sizes
+            .iter()
+            .map(|s| {
+                if *s > MAX_EVENT_BYTES {
+                    Err(DeliveryError::rejected(format!("event is {s} bytes; the Tracking API takes at most 32 KB")))
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        let idx: Vec<usize> = (0..items.len()).filter(|i| out[*i].is_ok()).collect();
+        let sendable: Vec<Value> = idx.iter().map(|i| events[*i].clone()).collect();
+        let results = crate::deliver_isolating(&sendable, |batch| self.send(batch));
+        for (i, r) in idx.into_iter().zip(results) {
+            out[i] = r;
+        }
+        out
+    }
+}
