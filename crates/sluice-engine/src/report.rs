@@ -32,6 +32,7 @@ pub struct FailureSamples {
 
 /// The overview of one mapping in one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MappingReport {
     /// Destination id.
     pub destination: String,
@@ -98,6 +99,7 @@ impl MappingReport {
 
 /// The overview of one sync run of a model.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunReport {
     /// Run number.
     pub run_id: i64,

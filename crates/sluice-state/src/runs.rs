@@ -32,8 +32,16 @@ pub struct UsageRow {
 }
 
 impl StateStore {
-    /// Records the start of a run and returns its id.
+    /// Records the start of a run and returns its id. A run of the model still marked running
+    /// was cut short (the process died): it is marked `interrupted`.
     pub fn start_run(&self, model: &str, started_at: &str) -> Result<i64> {
+        self.wrap(self.conn.execute(
+            "update runs set status = 'interrupted', finished_at = ?2,
+                 report = json_object('run_id', id, 'model', model, 'status', 'interrupted', 'started_at', started_at,
+                                      'finished_at', ?2, 'error', 'the process stopped before the run finished')
+             where model = ?1 and status = 'running'",
+            params![model, started_at],
+        ))?;
         self.wrap(self.conn.execute(
             "insert into runs (model, started_at, status) values (?1, ?2, 'running')",
             params![model, started_at],

@@ -43,6 +43,7 @@ impl Request {
 struct Shared {
     script: VecDeque<Reply>,
     default: Option<u16>,
+    delay: Duration,
     requests: Vec<Request>,
 }
 
@@ -65,10 +66,13 @@ impl Receiver {
                 while let Ok(mut req) = server.recv() {
                     let mut body = String::new();
                     let _ = req.as_reader().read_to_string(&mut body);
-                    let reply = {
+                    let (reply, delay) = {
                         let mut s = shared.lock().unwrap();
-                        s.script.pop_front().unwrap_or(Reply::Status(s.default.unwrap_or(200)))
+                        (s.script.pop_front().unwrap_or(Reply::Status(s.default.unwrap_or(200))), s.delay)
                     };
+                    if !delay.is_zero() {
+                        thread::sleep(delay);
+                    }
                     let status = match &reply {
                         Reply::Status(s) => *s,
                         Reply::TooMany(_) => 429,
@@ -108,6 +112,11 @@ impl Receiver {
     /// Queues replies for the next requests, in order.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.shared.lock().unwrap().script.extend(replies);
+    }
+
+    /// Every answer waits this long (a slow but healthy receiver).
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.lock().unwrap().delay = delay;
     }
 
     /// Drops the replies not used yet.

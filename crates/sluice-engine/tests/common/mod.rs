@@ -32,7 +32,13 @@ impl Env {
     /// A workspace from YAML where `{URL}` is the receiver's base URL. A `sources:` block
     /// for the warehouse (`dwh`) is added.
     pub fn workspace(&self, yaml: &str) -> Workspace {
-        let yaml = format!("sources: [{{id: dwh, kind: sqlite, path: ./warehouse.db}}]\n{}", yaml.replace("{URL}", self.rx.url()));
+        self.workspace_with_source("", yaml)
+    }
+
+    /// As [`Env::workspace`], with one more source (a flow mapping).
+    pub fn workspace_with_source(&self, source: &str, yaml: &str) -> Workspace {
+        let extra = if source.is_empty() { String::new() } else { format!(", {source}") };
+        let yaml = format!("sources: [{{id: dwh, kind: sqlite, path: ./warehouse.db}}{extra}]\n{}", yaml.replace("{URL}", self.rx.url()));
         let ws = Workspace::from_yaml(&yaml, self.dir.path().to_path_buf()).unwrap_or_else(|e| panic!("{e}"));
         ws.check_models().unwrap_or_else(|e| panic!("{e}"));
         ws
