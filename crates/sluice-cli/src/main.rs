@@ -63,6 +63,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure Reverse ETL from PostgreSQL against the raw COPY floor of the same rows.
+    Bench {
+        /// Rows in the benchmark model.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: u64,
+        /// PostgreSQL to build the model in.
+        #[arg(long, env = "SLUICE_BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+        pg_url: String,
+        /// Records per webhook request.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Rebuild the benchmark table even if it exists.
+        #[arg(long)]
+        rebuild: bool,
+    },
     /// Build a sample warehouse and workspace here, sync it, and show what went where.
     Quickstart {
         /// Folder to build in (default: the current folder).
@@ -86,6 +101,9 @@ fn main() -> ExitCode {
         Command::Sync { model, json } => commands::sync::run(&state, &model, json),
         Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),
         Command::Usage { json } => commands::overview::usage(&state, json),
+        Command::Bench { rows, pg_url, batch_size, rebuild } => {
+            commands::bench::run(&commands::bench::BenchOptions { rows, pg_url, batch_size, rebuild })
+        }
         Command::Quickstart { dir } => commands::quickstart::run(cli.state.as_deref(), &dir),
     };
     match result {

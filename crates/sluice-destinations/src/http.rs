@@ -117,8 +117,15 @@ impl Transport {
     }
 }
 
-/// Encodes a batch, or an internal error.
-pub fn encode(v: &serde_json::Value) -> Result<Vec<u8>, DeliveryError> {
+/// The body of a batch request: `{"batch": [...]}`.
+#[derive(serde::Serialize)]
+pub struct Batch<'a, T: serde::Serialize> {
+    /// The items or events.
+    pub batch: &'a [T],
+}
+
+/// Encodes a body, or an internal error.
+pub fn encode(v: &impl serde::Serialize) -> Result<Vec<u8>, DeliveryError> {
     serde_json::to_vec(v).map_err(|e| DeliveryError {
         class: ErrorClass::Internal,
         retryable: false,

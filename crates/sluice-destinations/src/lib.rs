@@ -17,17 +17,22 @@ use serde::Serialize;
 use sluice_core::Change;
 
 /// One record change as sent to a destination (SPEC §7 ITEM).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Item {
     /// `added`, `updated` or `deleted`.
     pub action: Change,
     /// The record's unique id as a string.
     pub id: String,
-    /// The mapped fields (empty for `deleted`).
-    pub data: serde_json::Map<String, serde_json::Value>,
+    /// The mapped fields as a JSON object, encoded once (`{}` for `deleted`).
+    pub data: Box<serde_json::value::RawValue>,
     /// The record's consent per mapped category; only destinations that stamp consent use it (R5).
     #[serde(skip)]
     pub consent: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// Encodes a JSON value as the `data` of an item.
+pub fn raw(v: &serde_json::Value) -> Box<serde_json::value::RawValue> {
+    serde_json::value::RawValue::from_string(v.to_string()).expect("a JSON value encodes as JSON")
 }
 
 /// The outcome of one item.

@@ -146,6 +146,11 @@ impl StateStore {
         .transpose()
     }
 
+    /// Folds the write-ahead log into the database file (for measuring its size).
+    pub fn compact(&self) -> Result<()> {
+        self.wrap(self.conn.execute_batch("pragma wal_checkpoint(truncate);"))
+    }
+
     /// The numeric id of the mapping (model, destination), created on first use.
     pub fn mapping_id(&self, model: &str, destination: &str) -> Result<i64> {
         self.wrap(self.conn.execute(

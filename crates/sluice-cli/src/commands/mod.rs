@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod bench;
 pub mod overview;
 pub mod preview;
 pub mod quickstart;

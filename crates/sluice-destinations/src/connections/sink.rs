@@ -29,13 +29,13 @@ impl ConnectionsSink {
     /// The Segment event of an item. Its `messageId` derives from the record's content, so a
     /// retried record keeps it and the receiver can de-duplicate.
     pub fn event(&self, item: &Item) -> Value {
-        let data = Value::Object(item.data.clone());
+        let data: Value = serde_json::from_str(item.data.get()).unwrap_or_default();
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for part in [self.mapping_key.as_bytes(), item.id.as_bytes(), item.action.as_str().as_bytes()] {
             h.update(part);
             h.update(&[0]);
         }
-        h.update(data.to_string().as_bytes());
+        h.update(item.data.get().as_bytes());
         let mut e = match self.config.event {
             EventType::Identify => json!({"type": "identify", "userId": item.id, "traits": data}),
             EventType::Track => json!({"type": "track", "userId": item.id, "event": self.config.event_name, "properties": data}),
@@ -50,7 +50,7 @@ impl ConnectionsSink {
     }
 
     fn send(&self, events: &[Value]) -> Result<(), DeliveryError> {
-        let body = encode(&json!({ "batch": events }))?;
+        let body = encode(&crate::http::Batch { batch: events })?;
         if body.len() > MAX_BATCH_BYTES && events.len() > 1 {
             let (a, b) = events.split_at(events.len() / 2);
             return self.send(a).and_then(|_| self.send(b));

@@ -15,7 +15,7 @@ fn item(id: &str, consent: Option<serde_json::Value>) -> Item {
     Item {
         action: Change::Added,
         id: id.into(),
-        data: json!({"email": format!("{id}@x")}).as_object().unwrap().clone(),
+        data: crate::raw(&json!({"email": format!("{id}@x")})),
         consent: consent.map(|c| c.as_object().unwrap().clone()),
     }
 }
@@ -57,7 +57,7 @@ fn message_ids_are_stable_across_retries_and_track_events_work() {
 fn oversized_events_are_rejected_without_sending() {
     let rx = Receiver::start();
     let mut big = item("big", None);
-    big.data.insert("blob".into(), json!("x".repeat(40_000)));
+    big.data = crate::raw(&json!({"blob": "x".repeat(40_000)}));
     let out = sink(&rx, json!({})).deliver(&[big, item("ok", None)]);
     let e = out[0].clone().unwrap_err();
     assert!(!e.retryable && e.message.contains("32 KB"), "{e:?}");

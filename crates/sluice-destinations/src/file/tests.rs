@@ -8,7 +8,7 @@ fn appends_json_lines_in_the_item_shape() {
     let ctx = BuildContext { base_dir: dir.path().into(), mapping_key: "m/d".into() };
     let cfg = FileConfig::parse(json!({"path": "out/d.jsonl"}).as_object().unwrap()).unwrap();
     let mut sink = FileSink::new(cfg, &ctx);
-    let item = |id: &str, action| Item { action, id: id.into(), data: json!({"a": 1}).as_object().unwrap().clone(), consent: None };
+    let item = |id: &str, action| Item { action, id: id.into(), data: crate::raw(&json!({"a": 1})), consent: None };
     assert!(sink.deliver(&[item("1", Change::Added)]).iter().all(|r| r.is_ok()));
     assert!(sink.deliver(&[item("1", Change::Updated), item("2", Change::Deleted)]).iter().all(|r| r.is_ok()));
     let text = std::fs::read_to_string(dir.path().join("out/d.jsonl")).unwrap();

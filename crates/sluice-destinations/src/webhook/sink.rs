@@ -17,7 +17,7 @@ impl WebhookSink {
     }
 
     fn send(&self, items: &[Item]) -> Result<(), DeliveryError> {
-        let body = encode(&serde_json::json!({ "batch": items }))?;
+        let body = encode(&crate::http::Batch { batch: items })?;
         // derived from the body: a retry of the same batch carries the same key
         let key = idempotency_key(&self.mapping_key, &body);
         let mut headers: Vec<(&str, &str)> =

@@ -15,7 +15,7 @@ fn sink(rx: &Receiver, extra: serde_json::Value) -> WebhookSink {
 
 fn items(ids: &[&str]) -> Vec<Item> {
     ids.iter()
-        .map(|id| Item { action: Change::Added, id: id.to_string(), data: json!({"email": format!("{id}@x")}).as_object().unwrap().clone(), consent: None })
+        .map(|id| Item { action: Change::Added, id: id.to_string(), data: crate::raw(&json!({"email": format!("{id}@x")})), consent: None })
         .collect()
 }
 

@@ -1,6 +1,7 @@
 //! One mapping during a sync: its checkpoint cursor, consent gate, batch and counts.
 
 use super::cursor::Cursor;
+use super::payload::Projections;
 use crate::report::{FailureSample, MappingReport, MAX_SAMPLES};
 use crate::telemetry::{emit, Event};
 use serde_json::{Map, Value};
@@ -25,8 +26,8 @@ pub struct Limits {
     pub now: i64,
 }
 
-struct Pendingitem {
-    item: Item,
+/// What the checkpoint needs to know about an item in flight.
+struct InFlight {
     hash: u64,
     prior: Option<Entry>,
 }
@@ -38,12 +39,13 @@ pub struct MappingRun {
     gate: Gate,
     /// Consent columns stamped on items (category id, column index); empty unless the sink uses them.
     stamp: Vec<(String, usize)>,
-    /// (field name, column index); all columns when the mapping names none.
-    fields: Vec<(String, usize)>,
+    /// Index of this mapping's field projection in [`super::payload::Projections`].
+    projection: usize,
     on: Vec<Change>,
     sink: Box<dyn Destination>,
     cursor: Cursor,
-    batch: Vec<Pendingitem>,
+    batch: Vec<Item>,
+    in_flight: Vec<InFlight>,
     writes: Vec<CheckpointWrite>,
     gone: Vec<Entry>,
     limits: Limits,
@@ -57,7 +59,7 @@ impl MappingRun {
         mapping_id: i64,
         gate: Gate,
         stamp: Vec<(String, usize)>,
-        fields: Vec<(String, usize)>,
+        projection: usize,
         on: Vec<Change>,
         sink: Box<dyn Destination>,
         limits: Limits,
@@ -67,11 +69,12 @@ impl MappingRun {
             mapping_id,
             gate,
             stamp,
-            fields,
+            projection,
             on,
             sink,
             cursor: Cursor::new(mapping_id),
             batch: Vec::new(),
+            in_flight: Vec::new(),
             writes: Vec::new(),
             gone: Vec::new(),
             limits,
@@ -85,7 +88,13 @@ impl MappingRun {
     }
 
     /// One valid row.
-    pub fn row(&mut self, store: &mut StateStore, id: &str, values: &[Value]) -> sluice_state::Result<()> {
+    pub fn row(
+        &mut self,
+        store: &mut StateStore,
+        id: &str,
+        values: &[Value],
+        payloads: &mut Projections,
+    ) -> sluice_state::Result<()> {
         let entry = self.cursor.seek(store, id, &mut self.gone)?;
         if let Verdict::Withhold(refused) = self.gate.decide(|c| parse_consent(&values[c])) {
             let cats: Vec<&str> = refused.iter().map(|i| self.gate.required()[*i].category.as_str()).collect();
@@ -96,17 +105,20 @@ impl MappingRun {
             }
             return self.flush_writes_if_full(store);
         }
-        let data: Map<String, Value> = self.fields.iter().map(|(f, c)| (f.clone(), values[*c].clone())).collect();
+        let (data, data_hash) = payloads.get(self.projection, values);
         let consent: Option<Map<String, Value>> = (!self.stamp.is_empty()).then(|| {
             self.stamp.iter().map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted()))).collect()
         });
         // what is sent is hashed: the fields, and the consent stamp where one is sent
-        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        hasher.update(&serde_json::to_vec(&data).expect("json encodes"));
-        if let Some(c) = &consent {
-            hasher.update(&serde_json::to_vec(c).expect("json encodes"));
-        }
-        let hash = hasher.digest();
+        let hash = match &consent {
+            None => data_hash,
+            Some(c) => {
+                let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+                hasher.update(data);
+                hasher.update(&serde_json::to_vec(c).expect("json encodes"));
+                hasher.digest()
+            }
+        };
         let pending = entry.as_ref().map(|e| e.pending).unwrap_or(Pending::None);
         let change = match entry.as_ref().and_then(|e| e.held) {
             None => Change::Added,
@@ -126,6 +138,8 @@ impl MappingRun {
         if !self.on.contains(&change) {
             return Ok(());
         }
+        let data = serde_json::value::RawValue::from_string(String::from_utf8_lossy(data).into_owned())
+            .expect("projections encode valid JSON");
         let item = Item { action: change, id: id.to_string(), data, consent };
         self.queue(store, item, hash, entry)
     }
@@ -139,7 +153,8 @@ impl MappingRun {
         if matches!(prior.as_ref().map(|e| e.pending), Some(Pending::Failed { .. })) {
             self.report.retried += 1;
         }
-        self.batch.push(Pendingitem { item, hash, prior });
+        self.batch.push(item);
+        self.in_flight.push(InFlight { hash, prior });
         if self.batch.len() >= self.sink.batch_size() {
             self.flush(store)?;
         }
@@ -162,30 +177,30 @@ impl MappingRun {
         if self.batch.is_empty() {
             return store.write_checkpoint(self.mapping_id, &std::mem::take(&mut self.writes));
         }
-        let batch = std::mem::take(&mut self.batch);
-        let items: Vec<Item> = batch.iter().map(|p| p.item.clone()).collect();
+        let items = std::mem::take(&mut self.batch);
+        let in_flight = std::mem::take(&mut self.in_flight);
         let t = Instant::now();
         let outcomes = self.sink.deliver(&items);
         self.report.delivery_ms += t.elapsed().as_millis() as u64;
         let mut delivered = 0;
-        for (p, outcome) in batch.into_iter().zip(outcomes) {
-            let id = p.item.id.clone();
+        for ((item, p), outcome) in items.into_iter().zip(in_flight).zip(outcomes) {
             let held = p.prior.as_ref().and_then(|e| e.held);
             match outcome {
-                Ok(()) if p.item.action == Change::Deleted => {
+                Ok(()) if item.action == Change::Deleted => {
+                    let id = item.id;
                     delivered += 1;
                     self.writes.push(CheckpointWrite::Remove(id));
                 }
                 Ok(()) => {
                     delivered += 1;
-                    self.put(Entry { id, held: Some(p.hash), pending: Pending::None });
+                    self.put(Entry { id: item.id, held: Some(p.hash), pending: Pending::None });
                 }
                 Err(e) => {
                     let pending = self.failed_pending(&p, &e);
                     let retryable = matches!(pending, Pending::Failed { .. });
-                    emit(&mut self.report, Event::Failed { id: &id, retryable, error: &e.message });
-                    self.sample(&p.item, &e, retryable);
-                    self.put(Entry { id, held, pending });
+                    emit(&mut self.report, Event::Failed { id: &item.id, retryable, error: &e.message });
+                    self.sample(&item, &e, retryable);
+                    self.put(Entry { id: item.id, held, pending });
                 }
             }
         }
@@ -194,7 +209,7 @@ impl MappingRun {
     }
 
     /// The checkpoint state of a failed item: retried later, or given up.
-    fn failed_pending(&self, p: &Pendingitem, e: &DeliveryError) -> Pending {
+    fn failed_pending(&self, p: &InFlight, e: &DeliveryError) -> Pending {
         if !e.retryable {
             return Pending::Rejected { hash: p.hash };
         }
@@ -242,7 +257,12 @@ impl MappingRun {
                     self.report.skipped_rejected += 1
                 }
                 (Some(_), _) if self.on.contains(&Change::Deleted) => {
-                    let item = Item { action: Change::Deleted, id: e.id.clone(), data: Map::new(), consent: None };
+                    let item = Item {
+                        action: Change::Deleted,
+                        id: e.id.clone(),
+                        data: sluice_destinations::raw(&Value::Object(Map::new())),
+                        consent: None,
+                    };
                     self.queue(store, item, DELETED, Some(e))?;
                 }
                 (Some(_), _) => {}

@@ -2,11 +2,13 @@
 
 mod cursor;
 mod mapping;
+mod payload;
 
 use crate::report::{MappingReport, RunReport, MAX_SAMPLES};
 use crate::telemetry::FILTERED_BY_END_USER_CONSENT;
 use crate::workspace::{model_column_errors, Workspace};
 use mapping::{Limits, MappingRun};
+use payload::Projections;
 use serde_json::Value;
 use sluice_core::{parse_consent, ConfigErrors, ConsentValue, DestinationKind, Gate, ModelConfig};
 use sluice_destinations::BuildContext;
@@ -65,6 +67,7 @@ fn rule_text(gate: &Gate) -> String {
 
 struct Mappings {
     runs: Vec<MappingRun>,
+    payloads: Projections,
     disabled: Vec<MappingReport>,
 }
 
@@ -81,7 +84,7 @@ fn prepare(
         max_age_secs: i64::from(settings.retry_max_days) * 86_400,
         now: chrono::Utc::now().timestamp(),
     };
-    let mut out = Mappings { runs: vec![], disabled: vec![] };
+    let mut out = Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![] };
     for mp in &model.mappings {
         let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
         let gate = Gate::build(&ws.file, model, &dest.id, &column_of);
@@ -118,7 +121,8 @@ fn prepare(
             )]))
         })?;
         let mapping_id = store.mapping_id(&model.id, &dest.id)?;
-        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, fields, on, sink, limits));
+        let projection = out.payloads.add(fields);
+        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, projection, on, sink, limits));
     }
     Ok(out)
 }
@@ -183,8 +187,9 @@ pub fn sync_model(
                 *report.consent_warnings.entry(cat.clone()).or_default() += 1;
             }
         }
+        maps.payloads.next_row();
         for m in &mut maps.runs {
-            m.row(store, &id, &values)?;
+            m.row(store, &id, &values, &mut maps.payloads)?;
         }
         Ok(())
     };
