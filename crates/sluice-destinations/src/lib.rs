@@ -17,22 +17,50 @@ use serde::Serialize;
 use sluice_core::Change;
 
 /// One record change as sent to a destination (SPEC §7 ITEM).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Item {
     /// `added`, `updated` or `deleted`.
     pub action: Change,
     /// The record's unique id as a string.
     pub id: String,
-    /// The mapped fields as a JSON object, encoded once (`{}` for `deleted`).
-    pub data: Box<serde_json::value::RawValue>,
+    /// The mapped fields as JSON object text, encoded once by the engine (`{}` for `deleted`).
+    pub data: Box<str>,
     /// The record's consent per mapped category; only destinations that stamp consent use it (R5).
-    #[serde(skip)]
     pub consent: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Encodes a JSON value as the `data` of an item.
-pub fn raw(v: &serde_json::Value) -> Box<serde_json::value::RawValue> {
-    serde_json::value::RawValue::from_string(v.to_string()).expect("a JSON value encodes as JSON")
+pub fn raw(v: &serde_json::Value) -> Box<str> {
+    v.to_string().into_boxed_str()
+}
+
+impl Item {
+    /// Appends the item's JSON (`{"action", "id", "data"}`) to `out` without re-encoding `data`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"action\":\"");
+        out.extend_from_slice(self.action.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"id\":");
+        serde_json::to_writer(&mut *out, &self.id).expect("in-memory writes do not fail");
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(self.data.as_bytes());
+        out.push(b'}');
+    }
+
+    /// `data` as a JSON value.
+    pub fn data_value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.data).unwrap_or_default()
+    }
+}
+
+impl Serialize for Item {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Item", 3)?;
+        st.serialize_field("action", &self.action)?;
+        st.serialize_field("id", &self.id)?;
+        st.serialize_field("data", &self.data_value())?;
+        st.end()
+    }
 }
 
 /// The outcome of one item.

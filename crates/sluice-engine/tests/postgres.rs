@@ -113,3 +113,30 @@ fn warehouse_errors_stop_the_sync_with_a_clear_message() {
     let e = sluice_engine::sync_model(&mut env.store, &down, "p", &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("127.0.0.1:1"), "{e}");
 }
+
+#[test]
+fn integer_ids_merge_in_numeric_order_and_survive_an_id_type_change() {
+    let mut env = Env::new("");
+    let schema = pg("CREATE TABLE n (id bigint primary key, v text);
+                     INSERT INTO n SELECT g, 'v' FROM generate_series(-5, 120) g;");
+    let ws = workspace(&env, &schema, "  - {id: n, source: pg, sql: select * from S.n, unique_id: id, mappings: [{destination: ads, fields: {v: v}}]}\n");
+    let r = env.sync(&ws, "n");
+    assert_eq!(mapping(&r, "ads").added, 126);
+    let mut c = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
+    c.batch_execute(&format!("DELETE FROM {schema}.n WHERE id IN (-5, 7, 100); UPDATE {schema}.n SET v = 'w' WHERE id = 99;")).unwrap();
+    env.rx.clear();
+    let r = env.sync(&ws, "n");
+    let m = mapping(&r, "ads");
+    assert_eq!((m.added, m.updated, m.deleted, m.unchanged), (0, 1, 3, 122));
+    assert_eq!(env.ids("/ads", "deleted"), ids(&["-5", "100", "7"]), "ids are sent in decimal");
+    assert_eq!(env.ids("/ads", "updated"), ids(&["99"]));
+    // the same model with a text id: the checkpoint is re-keyed, the same data is not resent,
+    // nothing is deleted
+    let mut text = ws.clone();
+    text.file.models[0].sql = format!("select id::text as id, v from {schema}.n");
+    env.rx.clear();
+    let r = env.sync(&text, "n");
+    let m = mapping(&r, "ads");
+    assert_eq!((m.added, m.updated, m.deleted, m.unchanged), (0, 0, 0, 123), "{m:?}");
+    assert!(env.rx.requests().is_empty());
+}

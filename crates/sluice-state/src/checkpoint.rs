@@ -152,6 +152,39 @@ impl StateStore {
         tx.commit().map_err(wrap)
     }
 
+    /// Re-keys a mapping's checkpoint (when its id order changes): every key `k` becomes
+    /// `rekey(k)`; entries `rekey` cannot map are dropped and counted. Atomic: the new keys are
+    /// written aside under a temporary mapping id and swapped in one transaction.
+    pub fn rekey_checkpoint(&mut self, mapping: i64, rekey: &dyn Fn(&str) -> Option<String>) -> Result<u64> {
+        let temp = -mapping - 1;
+        self.wrap(self.conn.execute("delete from checkpoint where mapping = ?1", [temp]))?;
+        let mut after: Option<String> = None;
+        let mut dropped = 0;
+        loop {
+            let page = self.checkpoint_page(mapping, after.as_deref(), 4096)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            let writes: Vec<Write> = page
+                .into_iter()
+                .filter_map(|e| match rekey(&e.id) {
+                    Some(id) => Some(Write::Put(Entry { id, ..e })),
+                    None => {
+                        dropped += 1;
+                        None
+                    }
+                })
+                .collect();
+            self.write_checkpoint(temp, &writes)?;
+        }
+        let path = self.path.display().to_string();
+        let wrap = |source| crate::StateError::Db { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
+        tx.execute("delete from checkpoint where mapping = ?1", [mapping]).map_err(wrap)?;
+        tx.execute("update checkpoint set mapping = ?1 where mapping = ?2", [mapping, temp]).map_err(wrap)?;
+        tx.commit().map_err(wrap)?;
+        Ok(dropped)
+    }
+
     /// Number of checkpoint entries of a mapping, by pending state name.
     pub fn checkpoint_counts(&self, mapping: i64) -> Result<Vec<(String, i64)>> {
         let mut stmt = self.wrap(self.conn.prepare(

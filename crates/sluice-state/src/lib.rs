@@ -65,6 +65,7 @@ create table if not exists mappings (
     id integer primary key,
     model text not null,
     destination text not null,
+    id_order text,
     unique (model, destination)
 );
 create table if not exists checkpoint (
@@ -149,6 +150,17 @@ impl StateStore {
     /// Folds the write-ahead log into the database file (for measuring its size).
     pub fn compact(&self) -> Result<()> {
         self.wrap(self.conn.execute_batch("pragma wal_checkpoint(truncate);"))
+    }
+
+    /// The id order a mapping's checkpoint keys follow (`None` for a new mapping).
+    pub fn mapping_id_order(&self, mapping: i64) -> Result<Option<String>> {
+        self.wrap(self.conn.query_row("select id_order from mappings where id = ?1", [mapping], |r| r.get(0)))
+    }
+
+    /// Records the id order of a mapping's checkpoint keys.
+    pub fn set_mapping_id_order(&self, mapping: i64, order: &str) -> Result<()> {
+        self.wrap(self.conn.execute("update mappings set id_order = ?2 where id = ?1", params![mapping, order]))?;
+        Ok(())
     }
 
     /// The numeric id of the mapping (model, destination), created on first use.

@@ -59,6 +59,22 @@ fn checkpoint_pages_in_byte_order_and_writes_atomically() {
 }
 
 #[test]
+fn rekey_swaps_keys_atomically() {
+    let (_d, mut s) = store();
+    let m = s.mapping_id("users", "braze").unwrap();
+    assert_eq!(s.mapping_id_order(m).unwrap(), None);
+    s.set_mapping_id_order(m, "text").unwrap();
+    assert_eq!(s.mapping_id_order(m).unwrap().as_deref(), Some("text"));
+    let put = |id: &str| Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None });
+    s.write_checkpoint(m, &[put("1"), put("2"), put("x")]).unwrap();
+    let dropped = s.rekey_checkpoint(m, &|k| k.parse::<u32>().ok().map(|n| format!("k{n:03}"))).unwrap();
+    assert_eq!(dropped, 1);
+    let ids: Vec<String> = s.checkpoint_page(m, None, 10).unwrap().into_iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec!["k001", "k002"]);
+    assert!(s.checkpoint_page(-m - 1, None, 10).unwrap().is_empty());
+}
+
+#[test]
 fn runs_and_usage() {
     let (_d, s) = store();
     let r = s.start_run("users", "2026-11-25T00:00:00Z").unwrap();

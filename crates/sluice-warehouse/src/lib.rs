@@ -37,6 +37,57 @@ pub enum WarehouseError {
     Aborted(String),
 }
 
+/// The order a scan returns rows in; a mapping's checkpoint is kept in the same order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdOrder {
+    /// Ids compared as strings, byte by byte (any id type).
+    Text,
+    /// Ids are 64-bit integers, compared as numbers (lets the warehouse use its own index).
+    Integer,
+}
+
+impl IdOrder {
+    /// Name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Integer => "integer",
+        }
+    }
+
+    /// From the stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(Self::Text),
+            "integer" => Some(Self::Integer),
+            _ => None,
+        }
+    }
+
+    /// A key whose byte order is this order: the id itself for `Text`; for `Integer`, 16 hex
+    /// digits of the id with its sign bit flipped. `None` if an integer id does not parse.
+    pub fn key(self, id: &str) -> Option<std::borrow::Cow<'_, str>> {
+        match self {
+            Self::Text => Some(std::borrow::Cow::Borrowed(id)),
+            Self::Integer => {
+                let v: i64 = id.parse().ok()?;
+                Some(std::borrow::Cow::Owned(format!("{:016x}", (v as u64) ^ (1 << 63))))
+            }
+        }
+    }
+
+    /// The id a key stands for (the inverse of [`IdOrder::key`]).
+    pub fn id(self, key: &str) -> String {
+        match self {
+            Self::Text => key.to_string(),
+            Self::Integer => match u64::from_str_radix(key, 16) {
+                Ok(v) => ((v ^ (1 << 63)) as i64).to_string(),
+                Err(_) => key.to_string(),
+            },
+        }
+    }
+}
+
 /// One row of a model: the id as a string (`None` when NULL) and every column's value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -56,17 +107,23 @@ pub struct Preview {
 }
 
 /// A warehouse a model runs on.
-pub trait Warehouse {
+pub trait Warehouse: Send {
     /// The columns the model returns, without reading its rows.
     fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError>;
     /// The model's columns and first `limit` rows.
     fn preview(&mut self, sql: &str, limit: usize) -> Result<Preview, WarehouseError>;
-    /// Streams every row, sorted by `id_column`'s string form in byte order (NULL ids first).
+    /// The order [`Warehouse::scan`] can return rows in for this id column.
+    fn id_order(&mut self, _sql: &str, _id_column: &str) -> Result<IdOrder, WarehouseError> {
+        Ok(IdOrder::Text)
+    }
+
+    /// Streams every row in `order` of `id_column` (NULL ids first).
     /// `sink` returning an error stops the scan with [`WarehouseError::Aborted`].
     fn scan(
         &mut self,
         sql: &str,
         id_column: &str,
+        order: IdOrder,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError>;
 }
@@ -107,13 +164,18 @@ pub fn resolve_column(columns: &[String], name: &str) -> Result<usize, String> {
     }
 }
 
-/// Orders rows come in: ensures byte order of ids, which the merge with the checkpoint relies on.
-#[derive(Default)]
+/// Checks the order rows come in, which the merge with the checkpoint relies on.
 pub struct OrderGuard {
+    order: IdOrder,
     last: Option<String>,
 }
 
 impl OrderGuard {
+    /// A guard for `order`.
+    pub fn new(order: IdOrder) -> Self {
+        Self { order, last: None }
+    }
+
     /// Accepts `id` if it is not smaller than the previous one.
     pub fn check(&mut self, id: Option<&str>) -> Result<(), WarehouseError> {
         let Some(id) = id else {
@@ -123,15 +185,19 @@ impl OrderGuard {
                 Ok(())
             };
         };
+        let key = self.order.key(id).ok_or_else(|| WarehouseError::Order {
+            previous: self.last.clone().map(|k| self.order.id(&k)).unwrap_or_default(),
+            current: id.to_string(),
+        })?;
         if let Some(prev) = &self.last {
-            if prev.as_bytes() > id.as_bytes() {
-                return Err(WarehouseError::Order { previous: prev.clone(), current: id.to_string() });
+            if prev.as_bytes() > key.as_bytes() {
+                return Err(WarehouseError::Order { previous: self.order.id(prev), current: id.to_string() });
             }
-            if prev == id {
+            if *prev == *key {
                 return Ok(());
             }
         }
-        self.last = Some(id.to_string());
+        self.last = Some(key.into_owned());
         Ok(())
     }
 }
@@ -154,8 +220,26 @@ mod tests {
     }
 
     #[test]
+    fn integer_keys_sort_like_numbers() {
+        let vals = [i64::MIN, -1_000_000, -10, -1, 0, 1, 9, 10, 100, 9_007_199_254_740_993, i64::MAX];
+        let keys: Vec<String> = vals.iter().map(|v| IdOrder::Integer.key(&v.to_string()).unwrap().into_owned()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        for (v, k) in vals.iter().zip(&keys) {
+            assert_eq!(IdOrder::Integer.id(k), v.to_string());
+        }
+        assert!(IdOrder::Integer.key("12a").is_none());
+        assert_eq!(IdOrder::Text.key("x").unwrap(), "x");
+        let mut g = OrderGuard::new(IdOrder::Integer);
+        g.check(Some("9")).unwrap();
+        g.check(Some("10")).unwrap();
+        assert!(g.check(Some("2")).is_err());
+    }
+
+    #[test]
     fn order_guard() {
-        let mut g = OrderGuard::default();
+        let mut g = OrderGuard::new(IdOrder::Text);
         g.check(None).unwrap();
         g.check(Some("1")).unwrap();
         g.check(Some("1")).unwrap();

@@ -29,13 +29,13 @@ impl ConnectionsSink {
     /// The Segment event of an item. Its `messageId` derives from the record's content, so a
     /// retried record keeps it and the receiver can de-duplicate.
     pub fn event(&self, item: &Item) -> Value {
-        let data: Value = serde_json::from_str(item.data.get()).unwrap_or_default();
+        let data = item.data_value();
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         for part in [self.mapping_key.as_bytes(), item.id.as_bytes(), item.action.as_str().as_bytes()] {
             h.update(part);
             h.update(&[0]);
         }
-        h.update(item.data.get().as_bytes());
+        h.update(item.data.as_bytes());
         let mut e = match self.config.event {
             EventType::Identify => json!({"type": "identify", "userId": item.id, "traits": data}),
             EventType::Track => json!({"type": "track", "userId": item.id, "event": self.config.event_name, "properties": data}),

@@ -55,7 +55,7 @@ impl FileSink {
         }
         let mut buf = Vec::with_capacity(items.len() * 128);
         for item in items {
-            serde_json::to_writer(&mut buf, item).map_err(|e| DeliveryError::external(e.to_string()))?;
+            item.write_json(&mut buf);
             buf.push(b'\n');
         }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;

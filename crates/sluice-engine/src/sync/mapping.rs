@@ -2,6 +2,7 @@
 
 use super::cursor::Cursor;
 use super::payload::Projections;
+use sluice_warehouse::IdOrder;
 use crate::report::{FailureSample, MappingReport, MAX_SAMPLES};
 use crate::telemetry::{emit, Event};
 use serde_json::{Map, Value};
@@ -28,6 +29,7 @@ pub struct Limits {
 
 /// What the checkpoint needs to know about an item in flight.
 struct InFlight {
+    key: String,
     hash: u64,
     prior: Option<Entry>,
 }
@@ -49,6 +51,7 @@ pub struct MappingRun {
     writes: Vec<CheckpointWrite>,
     gone: Vec<Entry>,
     limits: Limits,
+    order: IdOrder,
 }
 
 impl MappingRun {
@@ -63,6 +66,7 @@ impl MappingRun {
         on: Vec<Change>,
         sink: Box<dyn Destination>,
         limits: Limits,
+        order: IdOrder,
     ) -> Self {
         Self {
             report,
@@ -78,30 +82,32 @@ impl MappingRun {
             writes: Vec::new(),
             gone: Vec::new(),
             limits,
+            order,
         }
     }
 
     /// An id present in the model but rejected (duplicate): its checkpoint is left alone.
-    pub fn skip(&mut self, store: &StateStore, id: &str) -> sluice_state::Result<()> {
-        self.cursor.seek(store, id, &mut self.gone)?;
+    pub fn skip(&mut self, store: &StateStore, key: &str) -> sluice_state::Result<()> {
+        self.cursor.seek(store, key, &mut self.gone)?;
         Ok(())
     }
 
-    /// One valid row.
+    /// One valid row: `key` is its checkpoint key (see [`IdOrder::key`]), `id` what is sent.
     pub fn row(
         &mut self,
         store: &mut StateStore,
+        key: &str,
         id: &str,
         values: &[Value],
         payloads: &mut Projections,
     ) -> sluice_state::Result<()> {
-        let entry = self.cursor.seek(store, id, &mut self.gone)?;
+        let entry = self.cursor.seek(store, key, &mut self.gone)?;
         if let Verdict::Withhold(refused) = self.gate.decide(|c| parse_consent(&values[c])) {
             let cats: Vec<&str> = refused.iter().map(|i| self.gate.required()[*i].category.as_str()).collect();
             emit(&mut self.report, Event::Withheld { id, categories: &cats });
             if entry.as_ref().map(|e| e.pending) != Some(Pending::Withheld) {
                 let held = entry.and_then(|e| e.held);
-                self.put(Entry { id: id.to_string(), held, pending: Pending::Withheld });
+                self.put(Entry { id: key.to_string(), held, pending: Pending::Withheld });
             }
             return self.flush_writes_if_full(store);
         }
@@ -125,7 +131,7 @@ impl MappingRun {
             Some(h) if h == hash => {
                 self.report.unchanged += 1;
                 if pending != Pending::None {
-                    self.put(Entry { id: id.to_string(), held: Some(h), pending: Pending::None });
+                    self.put(Entry { id: key.to_string(), held: Some(h), pending: Pending::None });
                 }
                 return self.flush_writes_if_full(store);
             }
@@ -138,23 +144,22 @@ impl MappingRun {
         if !self.on.contains(&change) {
             return Ok(());
         }
-        let data = serde_json::value::RawValue::from_string(String::from_utf8_lossy(data).into_owned())
-            .expect("projections encode valid JSON");
+        let data = std::str::from_utf8(data).expect("serde_json writes UTF-8").into();
         let item = Item { action: change, id: id.to_string(), data, consent };
-        self.queue(store, item, hash, entry)
+        self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry })
     }
 
-    fn queue(&mut self, store: &mut StateStore, item: Item, hash: u64, prior: Option<Entry>) -> sluice_state::Result<()> {
+    fn queue(&mut self, store: &mut StateStore, item: Item, meta: InFlight) -> sluice_state::Result<()> {
         match item.action {
             Change::Added => self.report.added += 1,
             Change::Updated => self.report.updated += 1,
             Change::Deleted => self.report.deleted += 1,
         }
-        if matches!(prior.as_ref().map(|e| e.pending), Some(Pending::Failed { .. })) {
+        if matches!(meta.prior.as_ref().map(|e| e.pending), Some(Pending::Failed { .. })) {
             self.report.retried += 1;
         }
         self.batch.push(item);
-        self.in_flight.push(InFlight { hash, prior });
+        self.in_flight.push(meta);
         if self.batch.len() >= self.sink.batch_size() {
             self.flush(store)?;
         }
@@ -187,20 +192,19 @@ impl MappingRun {
             let held = p.prior.as_ref().and_then(|e| e.held);
             match outcome {
                 Ok(()) if item.action == Change::Deleted => {
-                    let id = item.id;
                     delivered += 1;
-                    self.writes.push(CheckpointWrite::Remove(id));
+                    self.writes.push(CheckpointWrite::Remove(p.key));
                 }
                 Ok(()) => {
                     delivered += 1;
-                    self.put(Entry { id: item.id, held: Some(p.hash), pending: Pending::None });
+                    self.put(Entry { id: p.key, held: Some(p.hash), pending: Pending::None });
                 }
                 Err(e) => {
                     let pending = self.failed_pending(&p, &e);
                     let retryable = matches!(pending, Pending::Failed { .. });
                     emit(&mut self.report, Event::Failed { id: &item.id, retryable, error: &e.message });
                     self.sample(&item, &e, retryable);
-                    self.put(Entry { id: item.id, held, pending });
+                    self.put(Entry { id: p.key, held, pending });
                 }
             }
         }
@@ -259,11 +263,11 @@ impl MappingRun {
                 (Some(_), _) if self.on.contains(&Change::Deleted) => {
                     let item = Item {
                         action: Change::Deleted,
-                        id: e.id.clone(),
+                        id: self.order.id(&e.id),
                         data: sluice_destinations::raw(&Value::Object(Map::new())),
                         consent: None,
                     };
-                    self.queue(store, item, DELETED, Some(e))?;
+                    self.queue(store, item, InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e) })?;
                 }
                 (Some(_), _) => {}
             }

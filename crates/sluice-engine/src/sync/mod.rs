@@ -3,17 +3,18 @@
 mod cursor;
 mod mapping;
 mod payload;
+mod rows;
 
 use crate::report::{MappingReport, RunReport, MAX_SAMPLES};
 use crate::telemetry::FILTERED_BY_END_USER_CONSENT;
 use crate::workspace::{model_column_errors, Workspace};
 use mapping::{Limits, MappingRun};
 use payload::Projections;
-use serde_json::Value;
-use sluice_core::{parse_consent, ConfigErrors, ConsentValue, DestinationKind, Gate, ModelConfig};
+use rows::Rows;
+use sluice_core::{ConfigErrors, DestinationKind, Gate, ModelConfig};
 use sluice_destinations::BuildContext;
 use sluice_state::{StateError, StateStore};
-use sluice_warehouse::{resolve_column, Row, WarehouseError};
+use sluice_warehouse::{resolve_column, IdOrder, Row, WarehouseError};
 use std::time::Instant;
 
 /// Why a sync could not run.
@@ -65,6 +66,11 @@ fn rule_text(gate: &Gate) -> String {
     }
 }
 
+/// Rows per chunk handed from the scan thread to the diff.
+const SCAN_CHUNK: usize = 1024;
+/// Chunks decoded ahead of the diff (bounds memory).
+const SCAN_CHUNKS_IN_FLIGHT: usize = 4;
+
 struct Mappings {
     runs: Vec<MappingRun>,
     payloads: Projections,
@@ -72,10 +78,11 @@ struct Mappings {
 }
 
 fn prepare(
-    store: &StateStore,
+    store: &mut StateStore,
     ws: &Workspace,
     model: &ModelConfig,
     cols: &[String],
+    order: IdOrder,
 ) -> Result<Mappings, SyncError> {
     let column_of = |c: &str| resolve_column(cols, c).ok();
     let settings = &ws.file.workspace;
@@ -121,8 +128,9 @@ fn prepare(
             )]))
         })?;
         let mapping_id = store.mapping_id(&model.id, &dest.id)?;
+        follow_id_order(store, mapping_id, order)?;
         let projection = out.payloads.add(fields);
-        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, projection, on, sink, limits));
+        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, projection, on, sink, limits, order));
     }
     Ok(out)
 }
@@ -164,72 +172,51 @@ pub fn sync_model(
             report.warnings.push(w);
         }
     }
-    let mut maps = prepare(store, ws, model, &cols)?;
+    let order = warehouse.id_order(&model.sql, &id_col).map_err(wh_err)?;
+    let mut maps = prepare(store, ws, model, &cols, order)?;
     report.run_id = store.start_run(&model.id, &report.started_at)?;
 
-    let mut group: Option<(String, Vec<Value>, u64)> = None;
-    let mut state_err: Option<StateError> = None;
-    let finish_group = |store: &mut StateStore,
-                            report: &mut RunReport,
-                            maps: &mut Mappings,
-                            g: (String, Vec<Value>, u64)|
-     -> Result<(), StateError> {
-        let (id, values, dups) = g;
-        if dups > 0 {
-            reject(report, "duplicate_id", &id, dups + 1);
-            for m in &mut maps.runs {
-                m.skip(store, &id)?;
-            }
-            return Ok(());
-        }
-        for (cat, c) in &consent_cols {
-            if parse_consent(&values[*c]) == ConsentValue::Invalid {
-                *report.consent_warnings.entry(cat.clone()).or_default() += 1;
-            }
-        }
-        maps.payloads.next_row();
-        for m in &mut maps.runs {
-            m.row(store, &id, &values, &mut maps.payloads)?;
-        }
-        Ok(())
-    };
-
-    let scan = warehouse.scan(&model.sql, &id_col, &mut |row: Row| {
-        report.extracted += 1;
-        if report.extracted.is_multiple_of(1000) {
-            progress(report.extracted);
-        }
-        let Some(id) = row.id else {
-            reject(&mut report, "null_id", "NULL", 1);
-            return Ok(());
-        };
-        match &mut group {
-            Some((gid, _, dups)) if *gid == id => {
-                *dups += 1;
+    // extraction runs on its own thread, decoding ahead of the diff through a bounded channel
+    let (scan, consumed) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Row>>(SCAN_CHUNKS_IN_FLIGHT);
+        let (sql, id_col) = (&model.sql, &id_col);
+        let warehouse = &mut warehouse;
+        let producer = s.spawn(move || {
+            let mut chunk = Vec::with_capacity(SCAN_CHUNK);
+            let r = warehouse.scan(sql, id_col, order, &mut |row| {
+                chunk.push(row);
+                if chunk.len() == SCAN_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(SCAN_CHUNK));
+                    tx.send(full).map_err(|_| "the sync stopped reading rows".to_string())?;
+                }
                 Ok(())
+            });
+            if r.is_ok() && !chunk.is_empty() {
+                let _ = tx.send(chunk);
             }
-            _ => {
-                let prev = group.replace((id, row.values, 0));
-                match prev.map(|g| finish_group(store, &mut report, &mut maps, g)) {
-                    Some(Err(e)) => {
-                        let msg = e.to_string();
-                        state_err = Some(e);
-                        Err(msg)
-                    }
-                    _ => Ok(()),
+            r
+        });
+        let mut rows = Rows::new(store, &mut report, &mut maps, &consent_cols, order);
+        let mut consumed = Ok(());
+        'chunks: for chunk in rx {
+            for row in chunk {
+                if let Err(e) = rows.push(row) {
+                    consumed = Err(e);
+                    break 'chunks;
                 }
             }
+            progress(rows.report.extracted);
         }
+        let scan = producer.join().expect("the scan thread does not panic");
+        if scan.is_ok() && consumed.is_ok() {
+            consumed = rows.finish();
+        }
+        (scan, consumed)
     });
     progress(report.extracted);
-    if let Some(e) = state_err {
-        return Err(e.into());
-    }
+    consumed?;
     match scan {
         Ok(()) => {
-            if let Some(g) = group.take() {
-                finish_group(store, &mut report, &mut maps, g)?;
-            }
             for m in &mut maps.runs {
                 m.finish(store)?;
             }
@@ -278,6 +265,21 @@ pub fn sync_model(
     tracing::info!(model = %model.id, run = report.run_id, status = %report.status, extracted = report.extracted,
                    duration_ms = report.duration_ms, "sync finished");
     Ok(report)
+}
+
+/// Keeps a mapping's checkpoint keys in the order the warehouse scans ids in; re-keys it when
+/// that order changed (the id column changed type).
+fn follow_id_order(store: &mut StateStore, mapping: i64, order: IdOrder) -> Result<(), StateError> {
+    let stored = store.mapping_id_order(mapping)?.and_then(|s| IdOrder::parse(&s));
+    match stored {
+        Some(old) if old != order => {
+            let dropped = store.rekey_checkpoint(mapping, &|k| order.key(&old.id(k)).map(|c| c.into_owned()))?;
+            tracing::warn!(mapping, from = old.as_str(), to = order.as_str(), dropped, "id order changed; checkpoint re-keyed");
+        }
+        Some(_) => return Ok(()),
+        None => {}
+    }
+    store.set_mapping_id_order(mapping, order.as_str())
 }
 
 fn reject(report: &mut RunReport, reason: &str, id: &str, n: u64) {

@@ -5,7 +5,7 @@ mod tls;
 
 pub use tls::TlsMode;
 
-use crate::{check_columns, model_sql, quote_ident, OrderGuard, Preview, Row, Warehouse, WarehouseError};
+use crate::{check_columns, model_sql, quote_ident, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError};
 use fallible_iterator::FallibleIterator;
 use postgres::types::Type;
 use postgres::{Client, Config};
@@ -213,22 +213,33 @@ impl Warehouse for PostgresWarehouse {
         Ok(Preview { columns: cols.into_iter().map(|c| c.0).collect(), rows: out })
     }
 
+    fn id_order(&mut self, sql: &str, id_column: &str) -> Result<IdOrder, WarehouseError> {
+        let cols = self.describe_model(sql)?;
+        Ok(match cols.iter().find(|c| c.0 == id_column).map(|c| c.1) {
+            Some(Conv::I16 | Conv::I32 | Conv::I64) => IdOrder::Integer,
+            _ => IdOrder::Text,
+        })
+    }
+
     fn scan(
         &mut self,
         sql: &str,
         id_column: &str,
+        order: IdOrder,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let cols = self.describe_model(sql)?;
-        let id = format!("(sluice_model.{})::text", quote_ident(id_column));
-        let q = format!(
-            "SELECT {id}, {} FROM ({}) AS sluice_model ORDER BY {id} COLLATE \"C\" NULLS FIRST",
-            Self::select_list(&cols),
-            model_sql(sql)
-        );
+        let col = format!("sluice_model.{}", quote_ident(id_column));
+        let id = format!("({col})::text");
+        // integers sort natively (an index on the id serves it); other ids sort as bytes
+        let order_by = match order {
+            IdOrder::Integer => format!("{col} NULLS FIRST"),
+            IdOrder::Text => format!("{id} COLLATE \"C\" NULLS FIRST"),
+        };
+        let q = format!("SELECT {id}, {} FROM ({}) AS sluice_model ORDER BY {order_by}", Self::select_list(&cols), model_sql(sql));
         let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
         let mut rows = self.client.query_raw(&q, params).map_err(|e| sql_error(e, &q))?;
-        let mut guard = OrderGuard::default();
+        let mut guard = OrderGuard::new(order);
         let read = |e: postgres::Error| WarehouseError::Sql(error_text(&e));
         while let Some(r) = rows.next().map_err(read)? {
             let id: Option<String> = r.try_get(0).map_err(read)?;

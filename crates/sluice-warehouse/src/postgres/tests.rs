@@ -16,7 +16,8 @@ fn setup(sql: &str) -> (PostgresWarehouse, String) {
 
 fn ids(w: &mut PostgresWarehouse, sql: &str, id: &str) -> Vec<Option<String>> {
     let mut out = vec![];
-    w.scan(sql, id, &mut |r| {
+    let order = w.id_order(sql, id).unwrap();
+    w.scan(sql, id, order, &mut |r| {
         out.push(r.id);
         Ok(())
     })
@@ -32,8 +33,17 @@ fn ids_of_every_type_as_strings_in_byte_order() {
          CREATE TABLE u (id uuid); INSERT INTO u VALUES ('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11');
          CREATE TABLE t (id text); INSERT INTO t VALUES ('b'),('B'),('a'),('é'),('Z');",
     );
-    assert_eq!(ids(&mut w, "select * from i", "id"), vec![None, Some("10".into()), Some("100".into()), Some("9".into())]);
+    assert_eq!(w.id_order("select * from i", "id").unwrap(), IdOrder::Integer);
+    assert_eq!(w.id_order("select * from u", "id").unwrap(), IdOrder::Text);
+    assert_eq!(ids(&mut w, "select * from i", "id"), vec![None, Some("9".into()), Some("10".into()), Some("100".into())]);
     assert_eq!(ids(&mut w, "select * from b", "id"), vec![Some("-5".into()), Some("9007199254740993".into())]);
+    let mut text = vec![];
+    w.scan("select * from i", "id", IdOrder::Text, &mut |r| {
+        text.push(r.id);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(text, vec![None, Some("10".into()), Some("100".into()), Some("9".into())], "text order on request");
     assert_eq!(ids(&mut w, "select * from u", "id"), vec![Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into())]);
     let t: Vec<String> = ids(&mut w, "select * from t", "id").into_iter().flatten().collect();
     assert_eq!(t, vec!["B", "Z", "a", "b", "é"], "byte order, whatever the database collation");

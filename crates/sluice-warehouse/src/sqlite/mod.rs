@@ -1,6 +1,6 @@
 //! The embedded default warehouse: an SQLite file, opened read-only.
 
-use crate::{check_columns, model_sql, quote_ident, OrderGuard, Preview, Row, Warehouse, WarehouseError};
+use crate::{check_columns, model_sql, quote_ident, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError};
 use rusqlite::{types::ValueRef, Connection, OpenFlags};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,7 @@ impl Warehouse for SqliteWarehouse {
         &mut self,
         sql: &str,
         id_column: &str,
+        _order: IdOrder,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let n = self.columns(sql)?.len();
@@ -84,7 +85,7 @@ impl Warehouse for SqliteWarehouse {
         );
         let mut stmt = self.conn.prepare(&q).map_err(sql_err)?;
         let mut rows = stmt.query([]).map_err(sql_err)?;
-        let mut guard = OrderGuard::default();
+        let mut guard = OrderGuard::new(IdOrder::Text);
         while let Some(r) = rows.next().map_err(sql_err)? {
             let id = match r.get_ref(0).map_err(sql_err)? {
                 ValueRef::Null => None,
