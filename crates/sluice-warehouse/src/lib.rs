@@ -117,7 +117,7 @@ pub trait Warehouse: Send {
         Ok(IdOrder::Text)
     }
 
-    /// Streams every row in `order` of `id_column` (NULL ids first).
+    /// Streams every row in `order` of `id_column` (NULL ids anywhere).
     /// `sink` returning an error stops the scan with [`WarehouseError::Aborted`].
     fn scan(
         &mut self,
@@ -176,15 +176,10 @@ impl OrderGuard {
         Self { order, last: None }
     }
 
-    /// Accepts `id` if it is not smaller than the previous one.
+    /// Accepts `id` if it is not smaller than the previous one. NULL ids may come anywhere:
+    /// they are rejected rows and take no part in the merge.
     pub fn check(&mut self, id: Option<&str>) -> Result<(), WarehouseError> {
-        let Some(id) = id else {
-            return if self.last.is_some() {
-                Err(WarehouseError::Order { previous: self.last.clone().unwrap_or_default(), current: "NULL".into() })
-            } else {
-                Ok(())
-            };
-        };
+        let Some(id) = id else { return Ok(()) };
         let key = self.order.key(id).ok_or_else(|| WarehouseError::Order {
             previous: self.last.clone().map(|k| self.order.id(&k)).unwrap_or_default(),
             current: id.to_string(),
@@ -246,7 +241,7 @@ mod tests {
         g.check(Some("10")).unwrap();
         g.check(Some("2")).unwrap();
         assert!(g.check(Some("11")).is_err());
-        assert!(g.check(None).is_err());
+        assert!(g.check(None).is_ok());
     }
 
     #[test]

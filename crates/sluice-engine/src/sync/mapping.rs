@@ -111,7 +111,7 @@ impl MappingRun {
             }
             return self.flush_writes_if_full(store);
         }
-        let (data, data_hash) = payloads.get(self.projection, values);
+        let data_hash = payloads.hash(self.projection, values);
         let consent: Option<Map<String, Value>> = (!self.stamp.is_empty()).then(|| {
             self.stamp.iter().map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted()))).collect()
         });
@@ -120,7 +120,7 @@ impl MappingRun {
             None => data_hash,
             Some(c) => {
                 let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-                hasher.update(data);
+                hasher.update(&data_hash.to_le_bytes());
                 hasher.update(&serde_json::to_vec(c).expect("json encodes"));
                 hasher.digest()
             }
@@ -144,7 +144,7 @@ impl MappingRun {
         if !self.on.contains(&change) {
             return Ok(());
         }
-        let data = std::str::from_utf8(data).expect("serde_json writes UTF-8").into();
+        let data = payloads.encode(self.projection, values);
         let item = Item { action: change, id: id.to_string(), data, consent };
         self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry })
     }

@@ -1,21 +1,57 @@
-//! What a mapping sends for a row: its fields as one JSON object, encoded once per row for
-//! every mapping that projects the same fields, and hashed for the diff.
+//! What a mapping sends for a row: its fields as one JSON object. The diff compares a hash of
+//! the field values (computed once per row for every mapping that projects the same fields);
+//! the JSON is encoded only for rows that are sent.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
+use xxhash_rust::xxh3::Xxh3;
 
 /// The field projections of a model's mappings, computed lazily per row.
 pub struct Projections {
     specs: Vec<Vec<(String, usize)>>,
-    bufs: Vec<Vec<u8>>,
-    hashes: Vec<u64>,
-    fresh: Vec<bool>,
+    seeds: Vec<Xxh3>,
+    hashes: Vec<Option<u64>>,
+}
+
+/// Feeds a value to the hasher, tagged by type so `1`, `"1"` and `true` differ.
+fn hash_value(h: &mut Xxh3, v: &Value) {
+    match v {
+        Value::Null => h.update(&[0]),
+        Value::Bool(b) => h.update(&[1, *b as u8]),
+        Value::Number(n) => {
+            h.update(&[2]);
+            match (n.as_i64(), n.as_f64()) {
+                (Some(i), _) => h.update(&i.to_le_bytes()),
+                (None, Some(f)) => h.update(&f.to_bits().to_le_bytes()),
+                _ => h.update(n.to_string().as_bytes()),
+            }
+        }
+        Value::String(s) => {
+            h.update(&[3]);
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        }
+        Value::Array(a) => {
+            h.update(&[4]);
+            h.update(&(a.len() as u64).to_le_bytes());
+            a.iter().for_each(|x| hash_value(h, x));
+        }
+        Value::Object(o) => {
+            h.update(&[5]);
+            h.update(&(o.len() as u64).to_le_bytes());
+            for (k, x) in o {
+                h.update(k.as_bytes());
+                h.update(&[0]);
+                hash_value(h, x);
+            }
+        }
+    }
 }
 
 impl Projections {
     /// No projections yet.
     pub fn new() -> Self {
-        Self { specs: vec![], bufs: vec![], hashes: vec![], fresh: vec![] }
+        Self { specs: vec![], seeds: vec![], hashes: vec![] }
     }
 
     /// The index of a projection (field name, column index), shared when identical.
@@ -23,32 +59,73 @@ impl Projections {
         if let Some(i) = self.specs.iter().position(|s| *s == spec) {
             return i;
         }
+        // the field names are part of every hash: renaming a field updates every record
+        let mut seed = Xxh3::new();
+        for (name, _) in &spec {
+            seed.update(name.as_bytes());
+            seed.update(&[0]);
+        }
         self.specs.push(spec);
-        self.bufs.push(Vec::with_capacity(256));
-        self.hashes.push(0);
-        self.fresh.push(false);
+        self.seeds.push(seed);
+        self.hashes.push(None);
         self.specs.len() - 1
     }
 
     /// Forgets the previous row.
     pub fn next_row(&mut self) {
-        self.fresh.iter_mut().for_each(|f| *f = false);
+        self.hashes.iter_mut().for_each(|h| *h = None);
     }
 
-    /// The encoded object and its hash for projection `i` of `values`.
-    pub fn get(&mut self, i: usize, values: &[Value]) -> (&[u8], u64) {
-        if !self.fresh[i] {
-            let buf = &mut self.bufs[i];
-            buf.clear();
-            let mut ser = serde_json::Serializer::new(&mut *buf);
-            let mut map = ser.serialize_map(Some(self.specs[i].len())).expect("in-memory writes do not fail");
-            for (name, c) in &self.specs[i] {
-                map.serialize_entry(name, &values[*c]).expect("in-memory writes do not fail");
-            }
-            map.end().expect("in-memory writes do not fail");
-            self.hashes[i] = xxhash_rust::xxh3::xxh3_64(buf);
-            self.fresh[i] = true;
+    /// The hash of projection `i` of `values`.
+    pub fn hash(&mut self, i: usize, values: &[Value]) -> u64 {
+        if let Some(h) = self.hashes[i] {
+            return h;
         }
-        (&self.bufs[i], self.hashes[i])
+        let mut h = self.seeds[i].clone();
+        for (_, c) in &self.specs[i] {
+            hash_value(&mut h, &values[*c]);
+        }
+        let h = h.digest();
+        self.hashes[i] = Some(h);
+        h
+    }
+
+    /// Projection `i` of `values` as JSON object text.
+    pub fn encode(&self, i: usize, values: &[Value]) -> Box<str> {
+        let mut buf = Vec::with_capacity(256);
+        let mut ser = serde_json::Serializer::new(&mut buf);
+        let mut map = ser.serialize_map(Some(self.specs[i].len())).expect("in-memory writes do not fail");
+        for (name, c) in &self.specs[i] {
+            map.serialize_entry(name, &values[*c]).expect("in-memory writes do not fail");
+        }
+        map.end().expect("in-memory writes do not fail");
+        String::from_utf8(buf).expect("serde_json writes UTF-8").into_boxed_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn hashes_tell_types_and_fields_apart_and_encode_in_field_order() {
+        let mut p = Projections::new();
+        let a = p.add(vec![("x".into(), 0)]);
+        let b = p.add(vec![("y".into(), 0)]);
+        assert_eq!(p.add(vec![("x".into(), 0)]), a, "identical projections are shared");
+        let h = |p: &mut Projections, i, v: Value| {
+            p.next_row();
+            p.hash(i, &[v])
+        };
+        let one = h(&mut p, a, json!(1));
+        assert_ne!(one, h(&mut p, a, json!("1")));
+        assert_ne!(one, h(&mut p, a, json!(true)));
+        assert_ne!(one, h(&mut p, a, json!(1.5)));
+        assert_ne!(one, h(&mut p, b, json!(1)), "the field name is part of the hash");
+        assert_eq!(one, h(&mut p, a, json!(1)));
+        assert_ne!(h(&mut p, a, json!(["a", "b"])), h(&mut p, a, json!(["ab"])));
+        let two = p.add(vec![("b".into(), 1), ("a".into(), 0)]);
+        assert_eq!(&*p.encode(two, &[json!(1), json!("é\"")]), r#"{"b":"é\"","a":1}"#);
     }
 }

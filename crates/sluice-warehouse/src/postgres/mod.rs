@@ -233,7 +233,8 @@ impl Warehouse for PostgresWarehouse {
         let id = format!("({col})::text");
         // integers sort natively (an index on the id serves it); other ids sort as bytes
         let order_by = match order {
-            IdOrder::Integer => format!("{col} NULLS FIRST"),
+            // ascending with NULLs last: the order a plain b-tree index on the id serves
+            IdOrder::Integer => col.clone(),
             IdOrder::Text => format!("{id} COLLATE \"C\" NULLS FIRST"),
         };
         let q = format!("SELECT {id}, {} FROM ({}) AS sluice_model ORDER BY {order_by}", Self::select_list(&cols), model_sql(sql));

@@ -35,7 +35,7 @@ fn ids_of_every_type_as_strings_in_byte_order() {
     );
     assert_eq!(w.id_order("select * from i", "id").unwrap(), IdOrder::Integer);
     assert_eq!(w.id_order("select * from u", "id").unwrap(), IdOrder::Text);
-    assert_eq!(ids(&mut w, "select * from i", "id"), vec![None, Some("9".into()), Some("10".into()), Some("100".into())]);
+    assert_eq!(ids(&mut w, "select * from i", "id"), vec![Some("9".into()), Some("10".into()), Some("100".into()), None]);
     assert_eq!(ids(&mut w, "select * from b", "id"), vec![Some("-5".into()), Some("9007199254740993".into())]);
     let mut text = vec![];
     w.scan("select * from i", "id", IdOrder::Text, &mut |r| {
