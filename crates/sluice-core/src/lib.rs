@@ -7,6 +7,7 @@
 pub mod config;
 pub mod consent;
 pub mod env;
+pub mod events;
 pub mod validate;
 
 pub use config::*;

@@ -1,0 +1,144 @@
+//! Consent routing of streaming events (R6–R8): read the consent object of a Segment-spec
+//! event, then decide per destination under the workspace policy and the integrations object.
+
+use crate::config::{DestinationConfig, MissingConsent, Policy, WorkspaceFile};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The two fields a consent object may carry preferences in (R6).
+pub const PREFERENCE_FIELDS: [&str; 2] = ["categoryPreferences", "consentPreferences"];
+
+/// What an event says about consent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventConsent {
+    /// No consent object, or an empty `context.consent` (R7): not restricted by consent.
+    Missing,
+    /// Category id -> consented; categories absent from the map count as false.
+    Given(BTreeMap<String, bool>),
+}
+
+/// Reads the consent object of `event`. Returns the consent and validation warnings (a
+/// non-boolean value, or a preferences field that is not an object, counts as false).
+pub fn read_consent(event: &Value) -> (EventConsent, Vec<String>) {
+    let mut warnings = Vec::new();
+    let consent = event.get("context").and_then(|c| c.get("consent"));
+    let fields: Vec<(&str, &Value)> = PREFERENCE_FIELDS
+        .iter()
+        .filter_map(|f| consent.and_then(|c| c.get(*f)).map(|v| (*f, v)))
+        .collect();
+    if fields.is_empty() {
+        if consent.is_some_and(|c| !c.is_object() && !c.is_null()) {
+            warnings.push("context.consent is not an object; ignored".into());
+        }
+        return (EventConsent::Missing, warnings);
+    }
+    // a category is true only where every present field says true (R6)
+    let mut merged: Option<BTreeMap<String, bool>> = None;
+    for (field, prefs) in fields {
+        let mut this = BTreeMap::new();
+        match prefs {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match v {
+                        Value::Bool(b) => {
+                            this.insert(k.clone(), *b);
+                        }
+                        other => {
+                            warnings.push(format!("context.consent.{field}.{k} is {other}, not a boolean: counted as false"));
+                            this.insert(k.clone(), false);
+                        }
+                    }
+                }
+            }
+            other => warnings.push(format!("context.consent.{field} is {other}, not an object: every category false")),
+        }
+        merged = Some(match merged {
+            None => this,
+            Some(prev) => prev.into_iter().map(|(k, v)| (k.clone(), v && this.get(&k).copied().unwrap_or(false))).collect(),
+        });
+    }
+    (EventConsent::Given(merged.unwrap_or_default()), warnings)
+}
+
+/// Why an event does or does not reach a destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Deliver it; `metadata` is the integrations object's entry for the destination, if an object.
+    Deliver {
+        /// Per-destination metadata from the integrations object.
+        metadata: Option<Value>,
+    },
+    /// Consent withholds it; the categories that refused (discard code FILTERED_BY_END_USER_CONSENT).
+    Withheld {
+        /// Refusing category ids.
+        categories: Vec<String>,
+    },
+    /// The integrations object turned the destination off.
+    TurnedOff,
+    /// The destination is disabled.
+    Disabled,
+}
+
+/// Decides one destination for one event. `consent` is the event's consent after the
+/// workspace's `missing_consent` setting was applied (see [`effective_consent`]).
+pub fn route(
+    ws: &WorkspaceFile,
+    dest: &DestinationConfig,
+    consent: &EventConsent,
+    integrations: Option<&Map<String, Value>>,
+) -> Route {
+    if !dest.enabled {
+        return Route::Disabled;
+    }
+    if let EventConsent::Given(prefs) = consent {
+        let required: Vec<&str> = ws
+            .consent_categories
+            .iter()
+            .filter(|c| c.enabled && c.destinations.iter().any(|d| *d == dest.id))
+            .map(|c| c.id.as_str())
+            .collect();
+        if !required.is_empty() {
+            let ok = |c: &&str| prefs.get(*c).copied().unwrap_or(false);
+            let pass = match ws.workspace.policy {
+                Policy::All => required.iter().all(ok),
+                Policy::Any => required.iter().any(ok),
+            };
+            if !pass {
+                return Route::Withheld { categories: required.iter().filter(|c| !ok(c)).map(|c| c.to_string()).collect() };
+            }
+        }
+    }
+    // R8: the integrations object only narrows what consent allows
+    let Some(integrations) = integrations else { return Route::Deliver { metadata: None } };
+    match integrations.get(dest.display_name()) {
+        Some(Value::Bool(false)) => Route::TurnedOff,
+        Some(Value::Object(meta)) => Route::Deliver { metadata: Some(Value::Object(meta.clone())) },
+        Some(Value::Bool(true)) => Route::Deliver { metadata: None },
+        _ => match integrations.get("All") {
+            Some(Value::Bool(false)) => Route::TurnedOff,
+            _ => Route::Deliver { metadata: None },
+        },
+    }
+}
+
+/// Applies `missing_consent` (R7) to an event's consent: `allow` leaves a missing object
+/// unrestricted; `profile` uses the consent stored on the sender's profile when it has any
+/// (`"conflict"` and never-collected categories count as false); `block` treats it as empty.
+pub fn effective_consent(
+    mode: MissingConsent,
+    consent: EventConsent,
+    profile: Option<&BTreeMap<String, bool>>,
+) -> EventConsent {
+    match (consent, mode) {
+        (c @ EventConsent::Given(_), _) => c,
+        (EventConsent::Missing, MissingConsent::Allow) => EventConsent::Missing,
+        (EventConsent::Missing, MissingConsent::Block) => EventConsent::Given(BTreeMap::new()),
+        (EventConsent::Missing, MissingConsent::Profile) => match profile {
+            Some(p) if !p.is_empty() => EventConsent::Given(p.clone()),
+            _ => EventConsent::Missing,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

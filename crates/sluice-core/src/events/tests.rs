@@ -1,0 +1,150 @@
+//! R6–R8, and the overview document's reconciliation table row by row.
+
+use super::*;
+use crate::config::*;
+use serde_json::json;
+
+/// Facebook, Google Ads, Amplitude, Snowflake; `ad` and `analytics` categories as the table says.
+fn ws(policy: Policy, ad: &[&str], analytics: &[&str]) -> WorkspaceFile {
+    let dest = |id: &str, name: &str| DestinationConfig {
+        id: id.into(),
+        name: Some(name.into()),
+        kind: DestinationKind::Webhook,
+        enabled: true,
+        settings: Default::default(),
+    };
+    let cat = |id: &str, ds: &[&str]| CategoryConfig {
+        id: id.into(),
+        name: id.into(),
+        destinations: ds.iter().map(|d| d.to_string()).collect(),
+        enabled: true,
+    };
+    WorkspaceFile {
+        workspace: WorkspaceSettings { policy, ..Default::default() },
+        destinations: vec![
+            dest("facebook", "Facebook"),
+            dest("google_ads", "Google Ads"),
+            dest("amplitude", "Amplitude"),
+            dest("snowflake", "Snowflake"),
+        ],
+        consent_categories: vec![cat("ad", ad), cat("analytics", analytics)],
+        ..Default::default()
+    }
+}
+
+/// (destination id, route) for every destination.
+fn routes(w: &WorkspaceFile, event: Value) -> Vec<(String, Route)> {
+    let (consent, _) = read_consent(&event);
+    let integrations = event.get("integrations").and_then(|i| i.as_object());
+    w.destinations.iter().map(|d| (d.id.clone(), route(w, d, &consent, integrations))).collect()
+}
+
+fn delivered(r: &[(String, Route)]) -> Vec<&str> {
+    r.iter().filter(|(_, r)| matches!(r, Route::Deliver { .. })).map(|(d, _)| d.as_str()).collect()
+}
+
+fn consent(ad: bool, analytics: bool) -> Value {
+    json!({"consent": {"categoryPreferences": {"ad": ad, "analytics": analytics}}})
+}
+
+#[test]
+fn row1_no_consent_no_integrations_goes_everywhere() {
+    let w = ws(Policy::All, &["facebook", "google_ads"], &["amplitude"]);
+    for event in [json!({}), json!({"context": {"consent": {}}, "integrations": {}})] {
+        assert_eq!(delivered(&routes(&w, event)), vec!["facebook", "google_ads", "amplitude", "snowflake"]);
+    }
+}
+
+#[test]
+fn row2_no_consent_integrations_turn_amplitude_off_and_give_facebook_metadata() {
+    let w = ws(Policy::All, &["facebook", "google_ads"], &["amplitude"]);
+    let r = routes(&w, json!({"integrations": {"Facebook": {"pixel": "123"}, "Amplitude": false}}));
+    assert_eq!(delivered(&r), vec!["facebook", "google_ads", "snowflake"]);
+    assert_eq!(r[0].1, Route::Deliver { metadata: Some(json!({"pixel": "123"})) });
+    assert_eq!(r[2].1, Route::TurnedOff);
+}
+
+#[test]
+fn row3_consent_to_ad_only() {
+    let w = ws(Policy::All, &["facebook", "google_ads"], &["amplitude", "snowflake"]);
+    let r = routes(&w, json!({"context": consent(true, false)}));
+    assert_eq!(delivered(&r), vec!["facebook", "google_ads"]);
+    assert_eq!(r[2].1, Route::Withheld { categories: vec!["analytics".into()] });
+}
+
+#[test]
+fn row4_ad_consent_with_integrations_naming_facebook() {
+    let w = ws(Policy::All, &["facebook", "google_ads"], &["amplitude", "snowflake"]);
+    let r = routes(&w, json!({"context": consent(true, false), "integrations": {"Facebook": {"x": 1}, "Amplitude": false}}));
+    assert_eq!(delivered(&r), vec!["facebook", "google_ads"], "Google Ads gets it though not named");
+    assert_eq!(r[0].1, Route::Deliver { metadata: Some(json!({"x": 1})) });
+    assert!(matches!(r[3].1, Route::Withheld { .. }));
+}
+
+#[test]
+fn row5_integrations_can_narrow_consent() {
+    let w = ws(Policy::All, &["facebook", "google_ads"], &["amplitude", "snowflake"]);
+    let r = routes(&w, json!({"context": consent(true, false), "integrations": {"Facebook": false, "Amplitude": false}}));
+    assert_eq!(delivered(&r), vec!["google_ads"]);
+    assert_eq!(r[0].1, Route::TurnedOff);
+}
+
+#[test]
+fn row6_policy_any_facebook_in_both_categories() {
+    let w = ws(Policy::Any, &["facebook", "google_ads"], &["facebook", "snowflake"]);
+    let r = routes(&w, json!({"context": consent(true, false), "integrations": {"Amplitude": false}}));
+    assert_eq!(delivered(&r), vec!["facebook", "google_ads"]);
+    assert!(matches!(r[3].1, Route::Withheld { .. }), "Snowflake (analytics only) gets nothing");
+    // the same event under policy all: Facebook needs both categories
+    let all = ws(Policy::All, &["facebook", "google_ads"], &["facebook", "snowflake"]);
+    assert_eq!(delivered(&routes(&all, json!({"context": consent(true, false)}))), vec!["google_ads", "amplitude"]);
+}
+
+#[test]
+fn r6_both_fields_unknown_keys_and_bad_values() {
+    // both fields: true only where every present field says true
+    let (c, w) = read_consent(&json!({"context": {"consent": {
+        "categoryPreferences": {"ad": true, "analytics": true},
+        "consentPreferences": {"ad": true, "analytics": false, "Unknown": true}}}}));
+    assert!(w.is_empty());
+    assert_eq!(c, EventConsent::Given([("ad".to_string(), true), ("analytics".to_string(), false)].into()));
+    // non-boolean value: false with a warning; keys are case-sensitive
+    let (c, w) = read_consent(&json!({"context": {"consent": {"categoryPreferences": {"ad": "true", "Analytics": true}}}}));
+    assert_eq!(w.len(), 1);
+    let ws = ws(Policy::All, &["facebook"], &["amplitude"]);
+    assert!(matches!(route(&ws, &ws.destinations[0], &c, None), Route::Withheld { .. }));
+    assert!(matches!(route(&ws, &ws.destinations[2], &c, None), Route::Withheld { .. }), "`Analytics` is not `analytics`");
+    // preferences that are not an object: every category false
+    let (c, w) = read_consent(&json!({"context": {"consent": {"categoryPreferences": [true]}}}));
+    assert_eq!((c, w.len()), (EventConsent::Given(Default::default()), 1));
+}
+
+#[test]
+fn r7_missing_versus_empty_preferences_and_missing_consent_modes() {
+    let w = ws(Policy::All, &["facebook"], &[]);
+    let (missing, _) = read_consent(&json!({"context": {"consent": {}}}));
+    assert_eq!(missing, EventConsent::Missing);
+    let (empty, _) = read_consent(&json!({"context": {"consent": {"categoryPreferences": {}}}}));
+    assert_eq!(empty, EventConsent::Given(Default::default()));
+    assert!(matches!(route(&w, &w.destinations[0], &empty, None), Route::Withheld { .. }));
+    assert_eq!(route(&w, &w.destinations[1], &empty, None), Route::Deliver { metadata: None }, "unmapped still receives");
+    let stored: BTreeMap<String, bool> = [("ad".to_string(), false)].into();
+    assert_eq!(effective_consent(MissingConsent::Allow, missing.clone(), Some(&stored)), EventConsent::Missing);
+    assert_eq!(effective_consent(MissingConsent::Block, missing.clone(), None), EventConsent::Given(Default::default()));
+    assert_eq!(effective_consent(MissingConsent::Profile, missing.clone(), Some(&stored)), EventConsent::Given(stored.clone()));
+    assert_eq!(effective_consent(MissingConsent::Profile, missing.clone(), None), EventConsent::Missing);
+    assert_eq!(effective_consent(MissingConsent::Block, empty.clone(), None), empty);
+}
+
+#[test]
+fn r8_all_false_and_names_are_case_sensitive() {
+    let w = ws(Policy::All, &[], &[]);
+    let r = routes(&w, json!({"integrations": {"All": false, "Snowflake": true}}));
+    assert_eq!(delivered(&r), vec!["snowflake"]);
+    let r = routes(&w, json!({"integrations": {"facebook": false}}));
+    assert_eq!(delivered(&r).len(), 4, "`facebook` names no destination: Facebook keeps the default");
+    // integrations can never send what consent forbids
+    let w = ws(Policy::All, &["facebook"], &[]);
+    let r = routes(&w, json!({"context": consent(false, true), "integrations": {"Facebook": true}}));
+    assert!(matches!(r[0].1, Route::Withheld { .. }));
+}
