@@ -141,7 +141,8 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
         let sent: u64 = reports.iter().flat_map(|r| &r.mappings).map(|m| m.delivered).sum();
         println!("\nThis was a re-sync: {sent} record(s) sent, everything else was already delivered.");
     }
-    println!("\nNext: look at ./out/*.jsonl, `sluice overview`, `sluice preview users`, or edit sluice.yaml and `sluice apply -f sluice.yaml`.");
+    let cd = if dir == Path::new(".") { String::new() } else { format!("`cd {}`, then ", dir.display()) };
+    println!("\nNext: {cd}look at out/*.jsonl, run `sluice overview` or `sluice preview users`, or edit sluice.yaml and `sluice apply -f sluice.yaml`.");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -175,7 +176,8 @@ fn summary(ws: &Workspace, reports: &[RunReport]) {
     println!("NULL or unreadable consent counts as \"no\" (fail closed):");
     for r in reports {
         for (cat, n) in &r.consent_warnings {
-            println!("  model {}: {n} row(s) with NULL/invalid {cat} consent", r.model);
+            let name = ws.file.consent_categories.iter().find(|c| &c.id == cat).map(|c| c.name.as_str()).unwrap_or(cat);
+            println!("  model {}: {n} row(s) with NULL/invalid {name} ({cat}) consent", r.model);
         }
     }
 }
