@@ -8,6 +8,7 @@ pub mod config;
 pub mod consent;
 pub mod env;
 pub mod events;
+pub mod profiles;
 pub mod validate;
 
 pub use config::*;

@@ -1,0 +1,54 @@
+use super::*;
+
+fn cats() -> Vec<String> {
+    vec!["ad".into(), "analytics".into()]
+}
+
+fn prefs(ad: bool) -> BTreeMap<String, bool> {
+    [("ad".to_string(), ad)].into()
+}
+
+#[test]
+fn r9_full_state_replaces_and_most_recent_wins() {
+    let mut p = Profile::default();
+    p.apply_consent_event(&[("ad".to_string(), true), ("analytics".to_string(), true)].into(), &cats(), "2024-01-02T00:00:00.000Z", 1);
+    assert_eq!(p.routing_consent(), [("ad".to_string(), true), ("analytics".to_string(), true)].into());
+    // omitted category becomes false
+    p.apply_consent_event(&prefs(true), &cats(), "2024-01-03T00:00:00.000Z", 2);
+    assert_eq!(p.routing_consent()["analytics"], false);
+    // an older event (by timestamp) arriving later does not win
+    p.apply_consent_event(&prefs(false), &cats(), "2024-01-01T00:00:00.000Z", 3);
+    assert_eq!(p.routing_consent()["ad"], true);
+    // same timestamp: arrival breaks the tie
+    p.apply_consent_event(&prefs(false), &cats(), "2024-01-03T00:00:00.000Z", 4);
+    assert_eq!(p.routing_consent()["ad"], false);
+    assert!(!p.consent_conflict());
+}
+
+#[test]
+fn r10_anonymous_merge_is_most_recent_without_conflict() {
+    let mut known = Profile { user_ids: ["u1".to_string()].into(), ..Default::default() };
+    known.apply_consent_event(&prefs(true), &cats(), "2024-01-01T00:00:00.000Z", 1);
+    let mut anon = Profile { anonymous_ids: ["a1".to_string()].into(), ..Default::default() };
+    anon.apply_consent_event(&prefs(false), &cats(), "2024-01-02T00:00:00.000Z", 2);
+    known.merge(anon);
+    assert_eq!(known.routing_consent()["ad"], false);
+    assert!(!known.consent_conflict());
+    assert!(known.anonymous_ids.contains("a1"));
+}
+
+#[test]
+fn r10_two_known_users_disagreeing_conflict_until_settled() {
+    let mut a = Profile { user_ids: ["u1".to_string()].into(), ..Default::default() };
+    a.apply_consent_event(&prefs(true), &cats(), "2024-01-01T00:00:00.000Z", 1);
+    let mut b = Profile { user_ids: ["u2".to_string()].into(), ..Default::default() };
+    b.apply_consent_event(&prefs(false), &cats(), "2024-01-02T00:00:00.000Z", 2);
+    a.merge(b);
+    assert!(a.consent_conflict());
+    assert_eq!(a.consent_traits()["ad"], Value::String("conflict".into()));
+    assert_eq!(a.consent_traits()["analytics"], Value::Bool(false), "both said false: no conflict");
+    assert_eq!(a.routing_consent()["ad"], false, "conflict counts as false");
+    a.apply_consent_event(&prefs(true), &cats(), "2024-01-03T00:00:00.000Z", 3);
+    assert!(!a.consent_conflict());
+    assert_eq!(a.routing_consent()["ad"], true);
+}
