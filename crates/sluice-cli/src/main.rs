@@ -68,6 +68,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the Tracking API (Segment-compatible) with consent routing, debugger, profiles, metrics.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8088")]
+        listen: String,
+    },
+    /// A profile's identifiers, traits and consent (by userId or anonymousId).
+    Profile {
+        /// A userId or anonymousId.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The last events of an event source and what was decided for each destination, and why.
+    Debugger {
+        /// Event source id.
+        source: String,
+        /// How many events.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure Reverse ETL from PostgreSQL against the raw COPY floor of the same rows.
     Bench {
         /// Rows in the benchmark model.
@@ -109,6 +134,9 @@ fn main() -> ExitCode {
         Command::Sync { model, json } => commands::sync::run(&state, &model, json),
         Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),
         Command::Usage { json } => commands::overview::usage(&state, json),
+        Command::Serve { listen } => commands::stream::serve(&state, &listen),
+        Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
+        Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),
         Command::Bench { rows, pg_url, batch_size, rebuild, with_consent_mapping } => {
             commands::bench::run(&commands::bench::BenchOptions { rows, pg_url, batch_size, rebuild, with_consent_mapping })
         }

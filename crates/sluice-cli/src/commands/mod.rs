@@ -5,6 +5,7 @@ pub mod bench;
 pub mod overview;
 pub mod preview;
 pub mod quickstart;
+pub mod stream;
 pub mod sync;
 
 use anyhow::Context;

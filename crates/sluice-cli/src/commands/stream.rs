@@ -1,0 +1,80 @@
+//! `serve`, `profile` and `debugger`: the streaming half.
+
+use super::{open, print_json};
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn serve(state: &Path, listen: &str) -> anyhow::Result<ExitCode> {
+    let (_store, ws) = open(state)?;
+    let config = sluice_server::ServeConfig {
+        workspace: ws.file.clone(),
+        base_dir: ws.base_dir.clone(),
+        state_dir: state.to_path_buf(),
+        listen: listen.to_string(),
+    };
+    sluice_server::serve(config, |addr| {
+        println!("sluice serve: listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let conn = sluice_server::store::open(state)?;
+    let Some(p) = sluice_server::store::profile_of(&conn, id)? else {
+        anyhow::bail!("no profile has the identifier `{id}` (a userId or anonymousId seen by `sluice serve`)");
+    };
+    let v = sluice_server::api::profile_json(&p);
+    if json {
+        print_json(&v);
+    } else {
+        println!("user ids: {}", p.user_ids.iter().cloned().collect::<Vec<_>>().join(", "));
+        println!("anonymous ids: {}", p.anonymous_ids.iter().cloned().collect::<Vec<_>>().join(", "));
+        let mut t = crate::render::table(["Category", "Consent", "Set at"]);
+        for (cat, c) in &p.consent {
+            t.add_row(vec![cat.clone(), v["consent"][cat].to_string(), c.at.clone()]);
+        }
+        println!("{t}");
+        if p.consent_conflict() {
+            println!("consent conflict: two known users were merged and disagree; a new consent event settles it");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let conn = sluice_server::store::open(state)?;
+    let events = sluice_server::store::recent_events(&conn, source, limit)?;
+    let invalid = sluice_server::store::recent_invalid(&conn, source, limit)?;
+    if json {
+        print_json(&serde_json::json!({"source": source, "events": events, "invalid": invalid}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = crate::render::table(["#", "Received", "Event", "Decisions"]);
+    for e in &events {
+        let what = format!(
+            "{} {}",
+            e.event["type"].as_str().unwrap_or("?"),
+            e.event["event"].as_str().or(e.event["userId"].as_str()).unwrap_or("")
+        );
+        let decisions: Vec<String> = e
+            .decisions
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(d, v)| match v["categories"].as_array() {
+                        Some(c) => format!("{d}: {} ({})", v["route"].as_str().unwrap_or("?"), c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")),
+                        None => format!("{d}: {}", v["route"].as_str().unwrap_or("?")),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        t.add_row(vec![e.seq.to_string(), e.received_at.clone(), what, decisions.join("\n")]);
+    }
+    println!("{t}");
+    for i in &invalid {
+        println!("invalid: {} ({})", i["reason"].as_str().unwrap_or(""), i["received_at"].as_str().unwrap_or(""));
+    }
+    Ok(ExitCode::SUCCESS)
+}

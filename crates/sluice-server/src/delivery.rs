@@ -1,0 +1,206 @@
+//! Delivery: one worker thread per destination reads its own outbox in order, so a slow or
+//! failing destination never delays or loses another's events. A batch leaves the outbox only
+//! when the destination accepted it; failures back off and retry, rejections go to `dead`.
+
+use crate::metrics::{dest, Metrics};
+use crate::store;
+use rusqlite::{params, Connection};
+use sluice_core::{DestinationConfig, DestinationKind};
+use sluice_destinations::http::Transport;
+use sluice_destinations::DeliveryError;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// Wakes delivery workers when the writer committed new events.
+#[derive(Default)]
+pub struct Wake {
+    generation: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Wake {
+    /// New events are in the outboxes.
+    pub fn notify(&self) {
+        *self.generation.lock().expect("not poisoned") += 1;
+        self.cond.notify_all();
+    }
+
+    fn wait(&self, seen: &mut u64, timeout: Duration) {
+        let g = self.generation.lock().expect("not poisoned");
+        let (g, _) = self.cond.wait_timeout_while(g, timeout, |g| *g == *seen).expect("not poisoned");
+        *seen = *g;
+    }
+}
+
+enum Sink {
+    Webhook { url: String, headers: Vec<(String, String)>, transport: Transport, batch: usize },
+    File { path: PathBuf },
+}
+
+impl Sink {
+    fn new(d: &DestinationConfig, base: &Path) -> Option<Self> {
+        match d.kind {
+            DestinationKind::Webhook => {
+                let c = sluice_destinations::webhook::WebhookConfig::parse(&d.settings).ok()?;
+                let transport = Transport::new(c.http.as_ref()?);
+                Some(Sink::Webhook { url: c.url, headers: c.headers.into_iter().collect(), transport, batch: c.batch_size })
+            }
+            DestinationKind::File => {
+                let c = sluice_destinations::file::FileConfig::parse(&d.settings).ok()?;
+                Some(Sink::File { path: base.join(c.path) })
+            }
+            DestinationKind::Connections => None,
+        }
+    }
+
+    fn batch_size(&self) -> usize {
+        match self {
+            Sink::Webhook { batch, .. } => *batch,
+            Sink::File { .. } => 500,
+        }
+    }
+
+    /// Sends events (JSON texts); the idempotency key is stable for the same batch.
+    fn send(&self, dest_id: &str, events: &[(i64, String)]) -> Result<(), DeliveryError> {
+        let mut body = Vec::with_capacity(events.iter().map(|e| e.1.len() + 1).sum::<usize>() + 16);
+        match self {
+            Sink::Webhook { url, headers, transport, .. } => {
+                body.extend_from_slice(b"{\"batch\":[");
+                for (i, (_, e)) in events.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(e.as_bytes());
+                }
+                body.extend_from_slice(b"]}");
+                let key = format!("{dest_id}-{}-{}", events[0].0, events[events.len() - 1].0);
+                let mut h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                h.push(("Idempotency-Key", &key));
+                transport.post_json(url, &h, &body)
+            }
+            Sink::File { path } => {
+                for (_, e) in events {
+                    body.extend_from_slice(e.as_bytes());
+                    body.push(b'\n');
+                }
+                let io = |e: std::io::Error| DeliveryError::external(format!("{}: {e}", path.display()));
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
+                f.write_all(&body).map_err(io)?;
+                f.sync_data().map_err(io)
+            }
+        }
+    }
+}
+
+/// Backoff before the n-th retry of a batch (capped at one minute).
+fn backoff_secs(attempts: i64) -> i64 {
+    (1i64 << attempts.clamp(0, 6)).min(60)
+}
+
+/// Runs the worker of one destination until `stop`.
+pub fn run(dir: PathBuf, base: PathBuf, d: DestinationConfig, metrics: Arc<Metrics>, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
+    let Some(sink) = Sink::new(&d, &base) else { return };
+    let conn = match store::open(&dir) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(destination = %d.id, error = %e, "delivery worker cannot open the event log");
+            return;
+        }
+    };
+    let mut seen = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match deliver_once(&conn, &d.id, &sink, &metrics) {
+            Ok(0) => wake.wait(&mut seen, Duration::from_millis(200)),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(destination = %d.id, error = %e, "delivery worker store error");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// Sends the next due batch; returns how many events it handled.
+fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics) -> store::Result<usize> {
+    let w = store::wrap(conn);
+    let now = chrono::Utc::now().timestamp();
+    let mut stmt = conn
+        .prepare_cached(
+            "select o.seq, o.attempts, e.body from outbox o join events e on e.seq = o.seq
+             where o.dest = ?1 and o.next_at <= ?2 order by o.seq limit ?3",
+        )
+        .map_err(&w)?;
+    let rows: Vec<(i64, i64, String)> = stmt
+        .query_map(params![dest_id, now, sink.batch_size() as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(&w)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(&w)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let events: Vec<(i64, String)> = rows.iter().map(|(s, _, b)| (*s, b.clone())).collect();
+    let retried = rows.iter().filter(|r| r.1 > 0).count() as u64;
+    metrics.retried.get_or_create(&dest(dest_id)).inc_by(retried);
+    let minute = now / 60;
+    let outcome = sink.send(dest_id, &events);
+    let stat = |metric: &str, n: usize| {
+        conn.execute(
+            "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, '', ?4)
+             on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
+            params![minute, dest_id, metric, n as i64],
+        )
+    };
+    match outcome {
+        Ok(()) => {
+            let mut del = conn.prepare_cached("delete from outbox where dest = ?1 and seq = ?2").map_err(&w)?;
+            for (seq, _) in &events {
+                del.execute(params![dest_id, seq]).map_err(&w)?;
+            }
+            stat("delivered", events.len()).map_err(&w)?;
+            if retried > 0 {
+                stat("retried", retried as usize).map_err(&w)?;
+            }
+            metrics.delivered.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
+        }
+        Err(e) if e.retryable => {
+            let mut up = conn
+                .prepare_cached("update outbox set attempts = attempts + 1, next_at = ?3 where dest = ?1 and seq = ?2")
+                .map_err(&w)?;
+            for (seq, attempts, _) in &rows {
+                up.execute(params![dest_id, seq, now + backoff_secs(*attempts)]).map_err(&w)?;
+            }
+            stat("failed", events.len()).map_err(&w)?;
+            metrics.failed.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
+            tracing::warn!(destination = dest_id, events = events.len(), error = %e.message, "delivery failed; will retry");
+        }
+        Err(e) => {
+            // rejected: find which events the destination refuses, one by one
+            for (seq, body) in &events {
+                let single = if events.len() == 1 { Err(e.clone()) } else { sink.send(dest_id, &[(*seq, body.clone())]) };
+                match single {
+                    Ok(()) => {
+                        stat("delivered", 1).map_err(&w)?;
+                        metrics.delivered.get_or_create(&dest(dest_id)).inc();
+                    }
+                    Err(err) => {
+                        conn.execute(
+                            "insert or replace into dead (dest, seq, error, at) values (?1, ?2, ?3, ?4)",
+                            params![dest_id, seq, err.message, crate::ingest::event::rfc3339(chrono::Utc::now())],
+                        )
+                        .map_err(&w)?;
+                        stat("failed", 1).map_err(&w)?;
+                        metrics.failed.get_or_create(&dest(dest_id)).inc();
+                    }
+                }
+                conn.execute("delete from outbox where dest = ?1 and seq = ?2", params![dest_id, seq]).map_err(&w)?;
+            }
+        }
+    }
+    Ok(events.len())
+}

@@ -1,0 +1,154 @@
+//! Normalizing one Segment-spec event as Segment's Tracking API does.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+/// Largest event, serialized (Segment: 32 KB).
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+/// Largest request body, decompressed (Segment: 500 KB).
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// The calls of the Tracking API.
+pub const TYPES: [&str; 6] = ["identify", "track", "page", "screen", "group", "alias"];
+
+/// Formats a time so that strings compare in time order.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
+    v.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
+}
+
+fn nonempty_id(v: Option<&Value>) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Checks and completes one event. `kind` is the call the path names (`None` in a batch: the
+/// event's own `type`). `sent_at` is the batch's `sentAt` when the event has none. Adds
+/// `receivedAt`, `messageId` (when absent), `originalTimestamp` and a clock-skew-corrected
+/// `timestamp` (Segment: `receivedAt - (sentAt - timestamp)`). Errors name the problem.
+pub fn normalize(
+    mut event: Value,
+    kind: Option<&str>,
+    sent_at: Option<&Value>,
+    received: DateTime<Utc>,
+    fallback_id: impl FnOnce(&Value) -> String,
+) -> Result<Value, String> {
+    let obj = event.as_object_mut().ok_or("an event must be a JSON object")?;
+    let ty = match (kind, obj.get("type").and_then(Value::as_str)) {
+        (Some(k), _) => k.to_string(),
+        (None, Some(t)) if TYPES.contains(&t) => t.to_string(),
+        (None, Some(t)) => return Err(format!("unknown event type `{t}`")),
+        (None, None) => return Err("missing `type`".into()),
+    };
+    obj.insert("type".into(), Value::String(ty.clone()));
+    for field in ["userId", "anonymousId"] {
+        match nonempty_id(obj.get(field)) {
+            Some(id) => {
+                obj.insert(field.into(), Value::String(id));
+            }
+            None => {
+                obj.remove(field);
+            }
+        }
+    }
+    if !obj.contains_key("userId") && !obj.contains_key("anonymousId") {
+        return Err("either `userId` or `anonymousId` is required".into());
+    }
+    let need = |f: &str, obj: &Map<String, Value>| -> Result<(), String> {
+        match obj.get(f) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(()),
+            Some(Value::Number(_)) if f != "event" => Ok(()),
+            _ => Err(format!("a {ty} call needs `{f}`")),
+        }
+    };
+    match ty.as_str() {
+        "track" => need("event", obj)?,
+        "group" => need("groupId", obj)?,
+        "alias" => {
+            need("previousId", obj)?;
+            need("userId", obj)?;
+        }
+        _ => {}
+    }
+    for (f, want_object) in [("context", true), ("integrations", true), ("properties", true), ("traits", true)] {
+        if let Some(v) = obj.get(f) {
+            if want_object && !v.is_object() && !v.is_null() {
+                return Err(format!("`{f}` must be an object"));
+            }
+        }
+    }
+    if !matches!(obj.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {
+        let id = fallback_id(&Value::Object(obj.clone()));
+        obj.insert("messageId".into(), Value::String(id));
+    }
+    let ts = parse_time(obj.get("timestamp"));
+    let sent = parse_time(obj.get("sentAt")).or_else(|| parse_time(sent_at));
+    let timestamp = match (ts, sent) {
+        (Some(t), Some(s)) => received - (s - t),
+        (Some(t), None) => t,
+        (None, _) => received,
+    };
+    if let Some(t) = obj.get("timestamp").cloned() {
+        obj.insert("originalTimestamp".into(), t);
+    }
+    obj.insert("timestamp".into(), Value::String(rfc3339(timestamp)));
+    obj.insert("receivedAt".into(), Value::String(rfc3339(received)));
+    if let Some(s) = sent {
+        obj.insert("sentAt".into(), Value::String(rfc3339(s)));
+    }
+    let size = serde_json::to_vec(&event).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_EVENT_BYTES {
+        return Err(format!("event is {size} bytes; the limit is 32 KB"));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-05-01T12:00:10Z").unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn completes_and_corrects_clock_skew() {
+        let e = normalize(
+            json!({"userId": 42, "event": "Bought", "timestamp": "2024-05-01T11:00:00Z"}),
+            Some("track"),
+            Some(&json!("2024-05-01T11:00:05Z")),
+            now(),
+            |_| "gen".into(),
+        )
+        .unwrap();
+        assert_eq!(e["type"], "track");
+        assert_eq!(e["userId"], "42");
+        assert_eq!(e["messageId"], "gen");
+        assert_eq!(e["originalTimestamp"], "2024-05-01T11:00:00Z");
+        // the client's clock is 1 h behind: timestamp = receivedAt - (sentAt - timestamp)
+        assert_eq!(e["timestamp"], "2024-05-01T12:00:05.000Z");
+        assert_eq!(e["receivedAt"], "2024-05-01T12:00:10.000Z");
+        let e = normalize(json!({"anonymousId": "a", "messageId": "m1"}), Some("page"), None, now(), |_| "x".into()).unwrap();
+        assert_eq!((e["messageId"].as_str(), e["timestamp"].as_str()), (Some("m1"), Some("2024-05-01T12:00:10.000Z")));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let err = |v: Value, k: Option<&str>| normalize(v, k, None, now(), |_| "x".into()).unwrap_err();
+        assert!(err(json!({"event": "x"}), Some("track")).contains("userId"));
+        assert!(err(json!({"userId": "u"}), Some("track")).contains("`event`"));
+        assert!(err(json!({"userId": "u"}), None).contains("missing `type`"));
+        assert!(err(json!({"userId": "u", "type": "nope"}), None).contains("unknown event type"));
+        assert!(err(json!({"userId": "u"}), Some("alias")).contains("previousId"));
+        assert!(err(json!({"userId": "u", "context": 3}), Some("page")).contains("`context`"));
+        assert!(err(json!([1]), Some("page")).contains("object"));
+        assert!(err(json!({"userId": "u", "properties": {"x": "y".repeat(40_000)}}), Some("page")).contains("32 KB"));
+    }
+}

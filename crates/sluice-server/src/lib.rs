@@ -1,0 +1,112 @@
+//! `sluice serve`: the Segment-compatible Tracking API with consent routing (R6–R10), durable
+//! per-destination delivery, profiles, a debugger, a delivery overview and Prometheus metrics.
+//!
+//! ```text
+//!  HTTP (axum) ──► normalize ──► writer thread: dedupe, profiles, route, log + outboxes (1 tx)
+//!                                      │ commit, then 200
+//!                                      ▼
+//!                  one delivery thread per destination ──► webhook / file
+//! ```
+
+pub mod api;
+pub mod delivery;
+pub mod ingest;
+pub mod metrics;
+pub mod store;
+pub mod writer;
+
+use sluice_core::{SourceKind, WorkspaceFile};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The event log could not be opened.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The runtime failed.
+    #[error("server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the server needs.
+pub struct ServeConfig {
+    /// The applied workspace.
+    pub workspace: WorkspaceFile,
+    /// Folder relative paths resolve from.
+    pub base_dir: PathBuf,
+    /// The state folder (`stream.db` lives there).
+    pub state_dir: PathBuf,
+    /// Address to listen on.
+    pub listen: String,
+}
+
+/// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound address.
+pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    let ws = Arc::new(config.workspace);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let wake = Arc::new(delivery::Wake::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let conn = store::open(&config.state_dir)?;
+    let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
+    let router = writer::Router { ws: ws.clone(), metrics: metrics.clone() };
+    let w = wake.clone();
+    let writer = std::thread::Builder::new().name("sluice-writer".into()).spawn(move || writer::run(conn, router, rx, || w.notify()))?;
+    let mut workers = Vec::new();
+    for d in writer::streaming_destinations(&ws) {
+        let (dir, base, m, wk, st) =
+            (config.state_dir.clone(), config.base_dir.clone(), metrics.clone(), wake.clone(), stop.clone());
+        workers.push(std::thread::Builder::new().name(format!("deliver-{}", d.id)).spawn(move || delivery::run(dir, base, d, m, wk, st))?);
+    }
+    let sources: HashMap<String, String> = ws
+        .sources
+        .iter()
+        .filter(|s| s.kind == SourceKind::Events)
+        .filter_map(|s| s.write_key.clone().map(|k| (k, s.id.clone())))
+        .collect();
+    let state = api::AppState { sources: Arc::new(sources), jobs, dir: Arc::new(config.state_dir.clone()), metrics };
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| ServeError::Bind { addr: config.listen.clone(), source })?;
+        ready(listener.local_addr()?);
+        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown()).await?;
+        Ok::<_, ServeError>(())
+    })?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    wake.notify();
+    drop(rt);
+    let _ = writer.join();
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,74 @@
+//! Every metric of the server, declared in one place, exported at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// A destination.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Dest {
+    /// Destination id.
+    pub destination: String,
+}
+
+/// An event source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Src {
+    /// Source id.
+    pub source: String,
+}
+
+/// A destination and a consent category.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DestCategory {
+    /// Destination id.
+    pub destination: String,
+    /// Category id.
+    pub category: String,
+}
+
+/// The server's counters.
+#[derive(Default)]
+pub struct Metrics {
+    /// Events accepted (durably stored), per source.
+    pub received: Family<Src, Counter>,
+    /// Events routed to a destination's queue.
+    pub routed: Family<Dest, Counter>,
+    /// Events consent withheld from a destination, per refusing category.
+    pub withheld: Family<DestCategory, Counter>,
+    /// Events the integrations object turned off for a destination.
+    pub turned_off: Family<Dest, Counter>,
+    /// Events a destination accepted.
+    pub delivered: Family<Dest, Counter>,
+    /// Delivery attempts that failed.
+    pub failed: Family<Dest, Counter>,
+    /// Events sent again after a failed attempt.
+    pub retried: Family<Dest, Counter>,
+}
+
+impl Metrics {
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut r = Registry::default();
+        r.register("sluice_events_routed", "Events queued for a destination", self.routed.clone());
+        r.register(
+            "sluice_events_withheld_by_consent",
+            "Events consent withheld from a destination (FILTERED_BY_END_USER_CONSENT), by refusing category",
+            self.withheld.clone(),
+        );
+        r.register("sluice_events_turned_off", "Events the integrations object turned off", self.turned_off.clone());
+        r.register("sluice_events_delivered", "Events a destination accepted", self.delivered.clone());
+        r.register("sluice_events_failed", "Events whose delivery attempt failed", self.failed.clone());
+        r.register("sluice_events_retried", "Events sent again after a failure", self.retried.clone());
+        r.register("sluice_events_received", "Events accepted and stored, by source", self.received.clone());
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String does not fail");
+        out
+    }
+}
+
+/// A destination label.
+pub fn dest(id: &str) -> Dest {
+    Dest { destination: id.to_string() }
+}

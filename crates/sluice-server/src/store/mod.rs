@@ -1,0 +1,148 @@
+//! The streaming state: the durable event log, per-destination outboxes, profiles, the
+//! debugger's decisions and per-minute delivery statistics, in `stream.db` (SQLite, WAL).
+
+mod profiles;
+
+pub use profiles::ProfileStore;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A failure of the streaming store.
+#[derive(Debug, thiserror::Error)]
+#[error("stream store {path}: {source}")]
+pub struct StoreError {
+    /// The database file.
+    pub path: String,
+    /// The SQLite error.
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// Result of the streaming store.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Opens a connection to `stream.db` in `dir`, creating the schema.
+pub fn open(dir: &Path) -> Result<Connection> {
+    let path = db_path(dir);
+    let wrap = |source| StoreError { path: path.display().to_string(), source };
+    let _ = std::fs::create_dir_all(dir);
+    let conn = Connection::open(&path).map_err(wrap)?;
+    conn.execute_batch(
+        "pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;",
+    )
+    .map_err(wrap)?;
+    conn.execute_batch(include_str!("schema.sql")).map_err(wrap)?;
+    Ok(conn)
+}
+
+/// The database file in a state folder.
+pub fn db_path(dir: &Path) -> PathBuf {
+    dir.join("stream.db")
+}
+
+/// Wraps SQLite errors with the file name.
+pub fn wrap(conn: &Connection) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError { path: conn.path().unwrap_or("stream.db").to_string(), source }
+}
+
+/// One event as the debugger shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DebugEvent {
+    /// Arrival order.
+    pub seq: i64,
+    /// When it was received.
+    pub received_at: String,
+    /// The event as stored (normalized).
+    pub event: Value,
+    /// Destination id -> decision and reason.
+    pub decisions: Value,
+    /// Validation warnings (consent values that were not booleans, …).
+    pub warnings: Value,
+}
+
+/// The last `limit` events of `source`, newest first.
+pub fn recent_events(conn: &Connection, source: &str, limit: usize) -> Result<Vec<DebugEvent>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "select seq, received_at, body, decisions, coalesce(warnings, '[]') from events
+             where source = ?1 order by seq desc limit ?2",
+        )
+        .map_err(wrap(conn))?;
+    let rows = stmt
+        .query_map(params![source, limit as i64], |r| {
+            let parse = |s: String| serde_json::from_str(&s).unwrap_or(Value::Null);
+            Ok(DebugEvent {
+                seq: r.get(0)?,
+                received_at: r.get(1)?,
+                event: parse(r.get(2)?),
+                decisions: parse(r.get(3)?),
+                warnings: parse(r.get(4)?),
+            })
+        })
+        .map_err(wrap(conn))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
+}
+
+/// Invalid events of a source (reported, not lost), newest first.
+pub fn recent_invalid(conn: &Connection, source: &str, limit: usize) -> Result<Vec<Value>> {
+    let mut stmt = conn
+        .prepare_cached("select received_at, reason, body from invalid where source = ?1 order by id desc limit ?2")
+        .map_err(wrap(conn))?;
+    let rows = stmt
+        .query_map(params![source, limit as i64], |r| {
+            let body: String = r.get(2)?;
+            Ok(serde_json::json!({"received_at": r.get::<_, String>(0)?, "reason": r.get::<_, String>(1)?, "body": body}))
+        })
+        .map_err(wrap(conn))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
+}
+
+/// Delivery statistics per destination since `since_minute` (unix minutes).
+pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
+    let mut stmt = conn
+        .prepare_cached(
+            "select dest, metric, category, sum(n) from stats where minute >= ?1 group by dest, metric, category order by dest",
+        )
+        .map_err(wrap(conn))?;
+    let mut out = serde_json::Map::new();
+    let mut rows = stmt.query(params![since_minute]).map_err(wrap(conn))?;
+    while let Some(r) = rows.next().map_err(wrap(conn))? {
+        let (dest, metric, category, n): (String, String, String, i64) =
+            (r.get(0).map_err(wrap(conn))?, r.get(1).map_err(wrap(conn))?, r.get(2).map_err(wrap(conn))?, r.get(3).map_err(wrap(conn))?);
+        let d = out.entry(dest).or_insert_with(|| serde_json::json!({})).as_object_mut().expect("object");
+        if category.is_empty() {
+            d.insert(metric, Value::from(n));
+        } else {
+            let m = d.entry(format!("{metric}_by_category")).or_insert_with(|| serde_json::json!({}));
+            m[category] = Value::from(n);
+        }
+    }
+    let pending: Vec<(String, i64)> = {
+        let mut s = conn.prepare_cached("select dest, count(*) from outbox group by dest").map_err(wrap(conn))?;
+        let r = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(wrap(conn))?;
+        r.collect::<rusqlite::Result<_>>().map_err(wrap(conn))?
+    };
+    for (dest, n) in pending {
+        let d = out.entry(dest).or_insert_with(|| serde_json::json!({})).as_object_mut().expect("object");
+        d.insert("pending".into(), Value::from(n));
+    }
+    Ok(Value::Object(out))
+}
+
+/// The profile an identifier (`userId` or `anonymousId`) belongs to.
+pub fn profile_of(conn: &Connection, ident: &str) -> Result<Option<sluice_core::profiles::Profile>> {
+    let id: Option<i64> = conn
+        .query_row(
+            "select profile from identities where ident = ?1 or ident = ?2 limit 1",
+            params![format!("u:{ident}"), format!("a:{ident}")],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(wrap(conn))?;
+    let Some(id) = id else { return Ok(None) };
+    let data: Option<String> =
+        conn.query_row("select data from profiles where id = ?1", [id], |r| r.get(0)).optional().map_err(wrap(conn))?;
+    Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+}

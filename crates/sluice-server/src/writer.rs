@@ -1,0 +1,239 @@
+//! The writer: one thread that owns the event log. It takes accepted events in groups, and in
+//! one transaction per group de-duplicates by messageId, resolves profiles (R9, R10), routes each
+//! event to every destination (R6–R8) and queues it in their outboxes. A request is answered only
+//! after its group committed, so an acknowledged event survives a crash.
+
+use crate::metrics::{dest, DestCategory, Metrics};
+use crate::store::{self, ProfileStore};
+use rusqlite::{params, Connection, Transaction};
+use serde_json::{json, Value};
+use sluice_core::events::{effective_consent, read_consent, route, EventConsent, Route};
+use sluice_core::{DestinationConfig, WorkspaceFile};
+use std::collections::HashMap;
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+/// Reserved names of the consent event (R9): today's and the seed's.
+pub const CONSENT_EVENTS: [&str; 2] = ["Segment Consent Preference Updated", "Segment Consent Preference"];
+
+/// Events of one request.
+pub struct Job {
+    /// The event source.
+    pub source: String,
+    /// Normalized events.
+    pub events: Vec<Value>,
+    /// Events that failed validation: (reason, raw JSON). Stored for the debugger, not routed.
+    pub invalid: Vec<(String, String)>,
+    /// Answered after the commit.
+    pub reply: tokio::sync::oneshot::Sender<Result<Accepted, String>>,
+}
+
+/// What happened to a request's events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// Stored and routed.
+    pub accepted: usize,
+    /// Dropped: a messageId already seen from this source.
+    pub duplicates: usize,
+}
+
+/// Routing context shared by the writer.
+pub struct Router {
+    /// The workspace.
+    pub ws: Arc<WorkspaceFile>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+type Stats = HashMap<(i64, String, &'static str, String), i64>;
+
+fn decision_json(r: &Route) -> Value {
+    match r {
+        Route::Deliver { metadata: None } => json!({"route": "deliver"}),
+        Route::Deliver { metadata: Some(m) } => json!({"route": "deliver", "metadata": m}),
+        Route::Withheld { categories } => {
+            json!({"route": "withheld", "code": "FILTERED_BY_END_USER_CONSENT", "categories": categories})
+        }
+        Route::TurnedOff => json!({"route": "turned_off", "reason": "integrations object"}),
+        Route::Disabled => json!({"route": "disabled"}),
+    }
+}
+
+impl Router {
+    fn categories(&self) -> Vec<String> {
+        self.ws.consent_categories.iter().map(|c| c.id.clone()).collect()
+    }
+
+    fn process_event(&self, tx: &Transaction, source: &str, event: &Value, stats: &mut Stats) -> store::Result<bool> {
+        let w = store::wrap(tx);
+        let message_id = event["messageId"].as_str().unwrap_or_default();
+        let fresh = tx
+            .execute("insert or ignore into dedupe (source, message_id) values (?1, ?2)", params![source, message_id])
+            .map_err(&w)?;
+        if fresh == 0 {
+            return Ok(false);
+        }
+        // identities: an event that carries both ids (identify, alias, or any call) links them
+        let user = event["userId"].as_str();
+        let mut anon: Vec<&str> = event["anonymousId"].as_str().into_iter().collect();
+        if event["type"] == "alias" {
+            anon.extend(event["previousId"].as_str());
+        }
+        let users: Vec<&str> = user.into_iter().collect();
+        let profile = ProfileStore::resolve(tx, &users, &anon)?;
+        let (consent, warnings) = read_consent(event);
+        let mut stored_consent = None;
+        if let Some((pid, mut p)) = profile {
+            if event["type"] == "identify" {
+                if let Some(traits) = event["traits"].as_object() {
+                    p.traits.extend(traits.clone());
+                }
+            }
+            let reserved = event["type"] == "track" && CONSENT_EVENTS.contains(&event["event"].as_str().unwrap_or(""));
+            if let (true, EventConsent::Given(prefs)) = (reserved, &consent) {
+                let seq: i64 = tx.query_row("select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
+                p.apply_consent_event(prefs, &self.categories(), event["timestamp"].as_str().unwrap_or(""), seq as u64);
+            }
+            ProfileStore::save(tx, pid, &p)?;
+            if !p.consent.is_empty() {
+                stored_consent = Some(p.routing_consent());
+            }
+        }
+        let consent = effective_consent(self.ws.workspace.missing_consent, consent, stored_consent.as_ref());
+        let integrations = event.get("integrations").and_then(Value::as_object);
+        let minute = chrono::Utc::now().timestamp() / 60;
+        let mut decisions = serde_json::Map::new();
+        let mut deliver = Vec::new();
+        for d in &self.ws.destinations {
+            let r = route(&self.ws, d, &consent, integrations);
+            let metric = match &r {
+                Route::Deliver { .. } => {
+                    deliver.push(d.id.as_str());
+                    self.metrics.routed.get_or_create(&dest(&d.id)).inc();
+                    "routed"
+                }
+                Route::Withheld { categories } => {
+                    for c in categories {
+                        *stats.entry((minute, d.id.clone(), "withheld", c.clone())).or_default() += 1;
+                        let labels = DestCategory { destination: d.id.clone(), category: c.clone() };
+                        self.metrics.withheld.get_or_create(&labels).inc();
+                    }
+                    "withheld"
+                }
+                Route::TurnedOff => {
+                    self.metrics.turned_off.get_or_create(&dest(&d.id)).inc();
+                    "turned_off"
+                }
+                Route::Disabled => "disabled",
+            };
+            *stats.entry((minute, d.id.clone(), "received", String::new())).or_default() += 1;
+            *stats.entry((minute, d.id.clone(), metric, String::new())).or_default() += 1;
+            decisions.insert(d.id.clone(), decision_json(&r));
+        }
+        tx.execute(
+            "insert into events (source, message_id, received_at, body, decisions, warnings) values (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                source,
+                message_id,
+                event["receivedAt"].as_str().unwrap_or_default(),
+                event.to_string(),
+                Value::Object(decisions).to_string(),
+                serde_json::to_string(&warnings).expect("strings serialize"),
+            ],
+        )
+        .map_err(&w)?;
+        let seq = tx.last_insert_rowid();
+        let mut ins = tx.prepare_cached("insert into outbox (dest, seq) values (?1, ?2)").map_err(&w)?;
+        for d in deliver {
+            ins.execute(params![d, seq]).map_err(&w)?;
+        }
+        Ok(true)
+    }
+
+    fn process(&self, tx: &Transaction, job: &Job, stats: &mut Stats) -> store::Result<Accepted> {
+        let w = store::wrap(tx);
+        let now = sluice_core_now();
+        for (reason, body) in &job.invalid {
+            tx.execute(
+                "insert into invalid (source, received_at, reason, body) values (?1, ?2, ?3, ?4)",
+                params![job.source, now, reason, body],
+            )
+            .map_err(&w)?;
+        }
+        let mut acc = Accepted::default();
+        for e in &job.events {
+            if self.process_event(tx, &job.source, e, stats)? {
+                acc.accepted += 1;
+            } else {
+                acc.duplicates += 1;
+            }
+        }
+        self.metrics.received.get_or_create(&crate::metrics::Src { source: job.source.clone() }).inc_by(acc.accepted as u64);
+        Ok(acc)
+    }
+}
+
+fn sluice_core_now() -> String {
+    crate::ingest::event::rfc3339(chrono::Utc::now())
+}
+
+fn write_stats(tx: &Transaction, stats: &Stats) -> store::Result<()> {
+    let mut up = tx
+        .prepare_cached(
+            "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, ?4, ?5)
+             on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
+        )
+        .map_err(store::wrap(tx))?;
+    for ((minute, d, metric, cat), n) in stats {
+        up.execute(params![minute, d, metric, cat, n]).map_err(store::wrap(tx))?;
+    }
+    Ok(())
+}
+
+/// Runs the writer until every sender is gone. `wake` is called after each commit.
+pub fn run(mut conn: Connection, router: Router, jobs: Receiver<Job>, wake: impl Fn()) {
+    const GROUP: usize = 256;
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        let mut stats = Stats::new();
+        let result = (|| -> store::Result<Vec<Accepted>> {
+            let tx = conn.transaction().map_err(|source| store::StoreError { path: "stream.db".into(), source })?;
+            let mut out = Vec::with_capacity(group.len());
+            for job in &group {
+                out.push(router.process(&tx, job, &mut stats)?);
+            }
+            write_stats(&tx, &stats)?;
+            tx.commit().map_err(|source| store::StoreError { path: "stream.db".into(), source })?;
+            Ok(out)
+        })();
+        match result {
+            Ok(accepted) => {
+                for (job, acc) in group.into_iter().zip(accepted) {
+                    let _ = job.reply.send(Ok(acc));
+                }
+                wake();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "event log write failed; requests answered 500");
+                for job in group {
+                    let _ = job.reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Destinations the server delivers to (enabled; webhook or file).
+pub fn streaming_destinations(ws: &WorkspaceFile) -> Vec<DestinationConfig> {
+    ws.destinations
+        .iter()
+        .filter(|d| d.enabled && d.kind != sluice_core::DestinationKind::Connections)
+        .cloned()
+        .collect()
+}

@@ -1,0 +1,87 @@
+//! A real `sluice serve` in this process on 127.0.0.1, a real HTTP receiver for destinations.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use sluice_testkit::Receiver;
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub url: String,
+    pub rx: Receiver,
+    pub dir: tempfile::TempDir,
+}
+
+/// Starts a server for a workspace YAML where `{URL}` is the receiver's base URL. An event
+/// source `web` with write key `wk_web` is always there.
+pub fn start(yaml: &str) -> Server {
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!("sources: [{{id: web, kind: events, write_key: wk_web}}]\n{}", yaml.replace("{URL}", rx.url()));
+    let file: sluice_core::WorkspaceFile = sluice_core::WorkspaceFile::from_yaml(&yaml).unwrap();
+    let file = sluice_core::validate(file, &sluice_destinations::validate_settings).unwrap_or_else(|e| panic!("{e}")).file;
+    let config = sluice_server::ServeConfig {
+        workspace: file,
+        base_dir: dir.path().to_path_buf(),
+        state_dir: dir.path().join(".sluice"),
+        listen: "127.0.0.1:0".into(),
+    };
+    let (tx, addr) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        sluice_server::serve(config, |a| tx.send(a).unwrap()).unwrap();
+    });
+    let addr = addr.recv_timeout(Duration::from_secs(10)).expect("server started");
+    Server { url: format!("http://{addr}"), rx, dir }
+}
+
+/// Webhook destination `id` named `name` posting to `{URL}/id`.
+pub fn hook(id: &str, name: &str) -> String {
+    format!("  - {{id: {id}, name: \"{name}\", kind: webhook, settings: {{url: \"{{URL}}/{id}\", batch_size: 50, retry_initial_ms: 10, retry_max_ms: 20, max_attempts: 2, timeout_secs: 1}}}}\n")
+}
+
+impl Server {
+    /// POSTs JSON with the write key as Basic auth; returns (status, body).
+    pub fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string(), Some("wk_web"), None)
+    }
+
+    pub fn post_raw(&self, path: &str, body: &str, key: Option<&str>, encoding: Option<&str>) -> (u16, Value) {
+        self.post_bytes(path, body.as_bytes(), key, encoding)
+    }
+
+    pub fn post_bytes(&self, path: &str, body: &[u8], key: Option<&str>, encoding: Option<&str>) -> (u16, Value) {
+        let mut req = ureq::post(&format!("{}{path}", self.url)).set("Content-Type", "application/json");
+        if let Some(k) = key {
+            use base64::Engine;
+            req = req.set("Authorization", &format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{k}:"))));
+        }
+        if let Some(e) = encoding {
+            req = req.set("Content-Encoding", e);
+        }
+        match req.send_bytes(body) {
+            Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_json().unwrap_or(Value::Null)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        match ureq::get(&format!("{}{path}", self.url)).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// messageIds delivered to destination path `/id`, waiting until `n` arrived (or 10 s).
+    pub fn delivered(&self, path: &str, n: usize) -> Vec<String> {
+        let t = Instant::now();
+        loop {
+            let ids: Vec<String> =
+                self.rx.items(path).iter().filter_map(|e| e["messageId"].as_str().map(String::from)).collect();
+            if ids.len() >= n || t.elapsed() > Duration::from_secs(10) {
+                return ids;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The Tracking API over real HTTP: auth, limits, gzip, de-duplication, invalid events,
+//! debugger, metrics, per-destination isolation.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::io::Write;
+use std::time::Duration;
+
+fn basic() -> Server {
+    start(&format!("destinations:\n{}{}", hook("crm", "CRM"), hook("down", "Down")))
+}
+
+#[test]
+fn auth_by_basic_or_body_and_401_otherwise() {
+    let s = basic();
+    let ev = json!({"userId": "u1", "event": "A", "messageId": "m1"});
+    assert_eq!(s.post("/v1/track", &ev).0, 200);
+    let mut with_key = json!({"userId": "u1", "event": "B", "messageId": "m2", "writeKey": "wk_web"});
+    assert_eq!(s.post_raw("/v1/track", &with_key.to_string(), None, None).0, 200);
+    let (status, body) = s.post_raw("/v1/track", &ev.to_string(), Some("nope"), None);
+    assert_eq!((status, body["error"]["code"].as_str()), (401, Some("unknown_write_key")));
+    with_key.as_object_mut().unwrap().remove("writeKey");
+    assert_eq!(s.post_raw("/v1/track", &with_key.to_string(), None, None).0, 401);
+    let got = s.delivered("/crm", 2);
+    assert_eq!(got, vec!["m1", "m2"]);
+    // the write key never travels on
+    assert!(s.rx.items("/crm").iter().all(|e| e.get("writeKey").is_none()));
+}
+
+#[test]
+fn malformed_and_oversized_bodies_are_400_with_a_named_problem() {
+    let s = basic();
+    let (st, b) = s.post_raw("/v1/track", "{not json", Some("wk_web"), None);
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("malformed_json")));
+    let big = json!({"userId": "u", "event": "x", "properties": {"blob": "x".repeat(33 * 1024)}});
+    let (st, b) = s.post("/v1/track", &big);
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("body_too_large")), "{b}");
+    let batch = json!({"batch": (0..40).map(|i| json!({"type": "track", "userId": "u", "event": "x", "properties": {"blob": "y".repeat(14 * 1024), "i": i}})).collect::<Vec<_>>()});
+    let (st, _) = s.post("/v1/batch", &batch);
+    assert_eq!(st, 400, "a batch over 500 KB is refused");
+    let (st, b) = s.post("/v1/track", &json!({"userId": "u"}));
+    assert_eq!((st, b["error"]["message"].as_str()), (400, Some("a track call needs `event`")));
+    let (st, b) = s.post("/v1/batch", &json!({"batch": {"no": "array"}}));
+    assert_eq!((st, b["error"]["field"].as_str()), (400, Some("batch")));
+}
+
+#[test]
+fn gzip_batches_dedupe_and_invalid_events_reported_not_lost() {
+    let s = basic();
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "u1", "traits": {"email": "a@x"}, "messageId": "g1"},
+        {"type": "track", "userId": "u1", "event": "Bought", "messageId": "g2"},
+        {"type": "track", "userId": "u1", "messageId": "bad"},
+        {"type": "track", "userId": "u1", "event": "Bought", "messageId": "g2"}
+    ], "sentAt": "2024-01-01T00:00:00Z"});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(batch.to_string().as_bytes()).unwrap();
+    let (st, _) = s.post_bytes("/v1/batch", &gz.finish().unwrap(), Some("wk_web"), Some("gzip"));
+    assert_eq!(st, 200);
+    // the same messageId again, in a later request: dropped
+    assert_eq!(s.post("/v1/track", &json!({"userId": "u1", "event": "Bought", "messageId": "g2"})).0, 200);
+    assert_eq!(s.post("/v1/track", &json!({"userId": "u1", "event": "Later", "messageId": "g3"})).0, 200);
+    assert_eq!(s.delivered("/crm", 3), vec!["g1", "g2", "g3"]);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(s.delivered("/crm", 3).len(), 3, "duplicates are not delivered");
+    let (_, dbg) = s.get("/v1/debugger/web?limit=10");
+    let dbg: serde_json::Value = serde_json::from_str(&dbg).unwrap();
+    assert_eq!(dbg["events"].as_array().unwrap().len(), 3);
+    assert_eq!(dbg["invalid"][0]["reason"], "a track call needs `event`");
+    assert!(dbg["invalid"][0]["body"].as_str().unwrap().contains("\"bad\""));
+    let first = &s.rx.items("/crm")[0];
+    assert_eq!(first["receivedAt"].as_str().map(|s| s.len()), Some(24));
+    assert_eq!(first["sentAt"], "2024-01-01T00:00:00.000Z");
+}
+
+#[test]
+fn a_failing_destination_does_not_delay_another() {
+    // `down` is unreachable: its events wait in its own outbox while crm's flow
+    let s2 = start(&format!("destinations:\n{}  - {{id: down, kind: webhook, settings: {{url: \"http://127.0.0.1:9/x\", max_attempts: 1, timeout_secs: 1}}}}\n", hook("crm", "CRM")));
+    for i in 0..20 {
+        assert_eq!(s2.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": format!("m{i}")})).0, 200);
+    }
+    assert_eq!(s2.delivered("/crm", 20).len(), 20);
+    let (_, ov) = s2.get("/v1/overview?minutes=5");
+    let ov: serde_json::Value = serde_json::from_str(&ov).unwrap();
+    assert_eq!(ov["destinations"]["crm"]["delivered"], 20);
+    assert!(ov["destinations"]["down"]["pending"].as_i64().unwrap_or(0) > 0 || ov["destinations"]["down"]["failed"].as_i64().unwrap_or(0) > 0, "{ov}");
+    let (_, m) = s2.get("/metrics");
+    assert!(m.contains("sluice_events_delivered_total{destination=\"crm\"} 20"), "{m}");
+}
