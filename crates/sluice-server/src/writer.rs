@@ -74,12 +74,18 @@ impl Router {
             return Ok(false);
         }
         // identities: an event that carries both ids (identify, alias, or any call) links them
-        let user = event["userId"].as_str();
+        let mut users: Vec<&str> = event["userId"].as_str().into_iter().collect();
         let mut anon: Vec<&str> = event["anonymousId"].as_str().into_iter().collect();
         if event["type"] == "alias" {
-            anon.extend(event["previousId"].as_str());
+            // previousId is a known user's id if we saw it as one, else an anonymous id
+            if let Some(prev) = event["previousId"].as_str() {
+                if ProfileStore::is_user(tx, prev)? {
+                    users.push(prev);
+                } else {
+                    anon.push(prev);
+                }
+            }
         }
-        let users: Vec<&str> = user.into_iter().collect();
         let profile = ProfileStore::resolve(tx, &users, &anon)?;
         let (consent, warnings) = read_consent(event);
         let mut stored_consent = None;

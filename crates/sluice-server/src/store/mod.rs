@@ -135,7 +135,7 @@ pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
 pub fn profile_of(conn: &Connection, ident: &str) -> Result<Option<sluice_core::profiles::Profile>> {
     let id: Option<i64> = conn
         .query_row(
-            "select profile from identities where ident = ?1 or ident = ?2 limit 1",
+            "select profile from identities where ident in (?1, ?2) order by ident desc limit 1",
             params![format!("u:{ident}"), format!("a:{ident}")],
             |r| r.get(0),
         )

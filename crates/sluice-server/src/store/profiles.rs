@@ -34,6 +34,11 @@ impl ProfileStore {
             .map_err(wrap(conn))
     }
 
+    /// Whether `id` was seen as a `userId`.
+    pub fn is_user(conn: &Connection, id: &str) -> Result<bool> {
+        Ok(Self::lookup(conn, &ident('u', id))?.is_some())
+    }
+
     /// The profile of an event's identifiers, creating or merging as needed: every identifier
     /// the event carries ends up in one profile. Returns `None` when the event has none.
     pub fn resolve(conn: &Connection, user_ids: &[&str], anonymous_ids: &[&str]) -> Result<Option<(i64, Profile)>> {

@@ -1,0 +1,143 @@
+//! R6–R10 end to end over HTTP: the reconciliation table row by row, the reserved consent
+//! event, profiles and `missing_consent: profile`.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+fn table(policy: &str, analytics: &str) -> Server {
+    start(&format!(
+        "workspace: {{policy: {policy}, missing_consent: profile}}\ndestinations:\n{}{}{}{}consent_categories:
+  - {{id: ad, name: Advertising, destinations: [facebook, google_ads]}}
+  - {{id: analytics, name: Analytics, destinations: [{analytics}]}}
+",
+        hook("facebook", "Facebook"),
+        hook("google_ads", "Google Ads"),
+        hook("amplitude", "Amplitude"),
+        hook("snowflake", "Snowflake")
+    ))
+}
+
+const DESTS: [&str; 4] = ["facebook", "google_ads", "amplitude", "snowflake"];
+
+/// Sends one event with a fresh messageId (and a fresh anonymous user) and returns the
+/// destinations it reached, after the rest had time to arrive.
+fn send(s: &Server, mid: &str, extra: Value) -> Vec<&'static str> {
+    let mut e = json!({"anonymousId": format!("anon-{mid}"), "event": "Viewed", "messageId": mid});
+    e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    assert_eq!(s.post("/v1/track", &e).0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    DESTS
+        .iter()
+        .filter(|d| s.rx.items(&format!("/{d}")).iter().any(|x| x["messageId"] == mid))
+        .copied()
+        .collect()
+}
+
+fn consent(ad: bool, analytics: bool) -> Value {
+    json!({"context": {"consent": {"categoryPreferences": {"ad": ad, "analytics": analytics}}}})
+}
+
+#[test]
+fn reconciliation_table_rows_1_to_5() {
+    let s = table("all", "amplitude, snowflake");
+    assert_eq!(send(&s, "r1", json!({})), DESTS.to_vec());
+    assert_eq!(send(&s, "r1b", json!({"context": {"consent": {}}, "integrations": {}})), DESTS.to_vec());
+    assert_eq!(send(&s, "r2", json!({"integrations": {"Facebook": {"pixel": "1"}, "Amplitude": false}})), vec!["facebook", "google_ads", "snowflake"]);
+    let r2 = s.rx.items("/facebook").into_iter().find(|x| x["messageId"] == "r2").unwrap();
+    assert_eq!(r2["integrations"]["Facebook"], json!({"pixel": "1"}), "metadata reaches Facebook");
+    assert_eq!(send(&s, "r3", consent(true, false)), vec!["facebook", "google_ads"]);
+    let mut r4 = consent(true, false);
+    r4["integrations"] = json!({"Facebook": {"x": 1}, "Amplitude": false});
+    assert_eq!(send(&s, "r4", r4), vec!["facebook", "google_ads"]);
+    let mut r5 = consent(true, false);
+    r5["integrations"] = json!({"Facebook": false, "Amplitude": false});
+    assert_eq!(send(&s, "r5", r5), vec!["google_ads"]);
+    // the debugger says why
+    let (_, dbg) = s.get("/v1/debugger/web?limit=1");
+    let dbg: Value = serde_json::from_str(&dbg).unwrap();
+    let d = &dbg["events"][0]["decisions"];
+    assert_eq!(d["facebook"]["route"], "turned_off");
+    assert_eq!(d["amplitude"]["route"], "withheld");
+    assert_eq!(d["amplitude"]["categories"], json!(["analytics"]));
+    assert_eq!(d["amplitude"]["code"], "FILTERED_BY_END_USER_CONSENT");
+    let (_, m) = s.get("/metrics");
+    assert!(m.contains("sluice_events_withheld_by_consent_total{destination=\"snowflake\",category=\"analytics\"} 3"), "{m}");
+}
+
+#[test]
+fn reconciliation_table_row_6_policy_any() {
+    let s = table("any", "facebook, snowflake");
+    let mut r6 = consent(true, false);
+    r6["integrations"] = json!({"Amplitude": false});
+    assert_eq!(send(&s, "r6", r6), vec!["facebook", "google_ads"]);
+}
+
+#[test]
+fn consent_event_updates_the_profile_and_profile_mode_routes_by_it() {
+    let s = table("all", "amplitude, snowflake");
+    // the seed's form of the reserved event, from an anonymous device
+    let ev = json!({"anonymousId": "dev-1", "event": "Segment Consent Preference", "messageId": "c1",
+        "timestamp": "2024-01-01T00:00:00Z",
+        "context": {"consent": {"consentPreferences": {"ad": false, "analytics": true}}}});
+    assert_eq!(s.post("/v1/track", &ev).0, 200);
+    // login: identify links the device to the user
+    assert_eq!(s.post("/v1/identify", &json!({"userId": "u1", "anonymousId": "dev-1", "traits": {"email": "u1@x"}, "messageId": "i1"})).0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let (st, p) = s.get("/v1/profiles/u1");
+    assert_eq!(st, 200);
+    let p: Value = serde_json::from_str(&p).unwrap();
+    assert_eq!(p["consent"], json!({"ad": false, "analytics": true}));
+    assert_eq!(p["consent_conflict"], false);
+    assert_eq!(p["traits"]["email"], "u1@x");
+    // an event without consent object is routed by the stored consent (missing_consent: profile)
+    assert_eq!(s.post("/v1/track", &json!({"userId": "u1", "event": "Page", "messageId": "p1"})).0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let got: Vec<&str> = DESTS.iter().filter(|d| s.rx.items(&format!("/{d}")).iter().any(|x| x["messageId"] == "p1")).copied().collect();
+    assert_eq!(got, vec!["amplitude", "snowflake"], "no ad tool after advertising consent was refused");
+    let (st, _) = s.get("/v1/profiles/nobody");
+    assert_eq!(st, 404);
+}
+
+#[test]
+fn merging_two_known_users_that_disagree_is_a_conflict_until_a_new_consent_event() {
+    let s = table("all", "amplitude");
+    let consent_event = |user: &str, ad: bool, ts: &str, mid: &str| {
+        json!({"userId": user, "event": "Segment Consent Preference Updated", "messageId": mid, "timestamp": ts,
+               "context": {"consent": {"categoryPreferences": {"ad": ad, "analytics": true}}}})
+    };
+    assert_eq!(s.post("/v1/track", &consent_event("a", true, "2024-01-01T00:00:00Z", "c1")).0, 200);
+    assert_eq!(s.post("/v1/track", &consent_event("b", false, "2024-01-02T00:00:00Z", "c2")).0, 200);
+    assert_eq!(s.post("/v1/alias", &json!({"previousId": "b", "userId": "a", "messageId": "al"})).0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let p: Value = serde_json::from_str(&s.get("/v1/profiles/b").1).unwrap();
+    assert_eq!(p["user_ids"], json!(["a", "b"]));
+    assert_eq!(p["consent_conflict"], true);
+    assert_eq!(p["consent"], json!({"ad": "conflict", "analytics": true}));
+    // while in conflict, ad counts as false: an event without consent does not reach ad tools
+    assert_eq!(s.post("/v1/track", &json!({"userId": "a", "event": "Page", "messageId": "p1"})).0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!s.rx.items("/facebook").iter().any(|x| x["messageId"] == "p1"));
+    assert!(s.rx.items("/amplitude").iter().any(|x| x["messageId"] == "p1"));
+    // a later consent event for the merged profile settles it
+    assert_eq!(s.post("/v1/track", &consent_event("a", true, "2024-01-03T00:00:00Z", "c3")).0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let p: Value = serde_json::from_str(&s.get("/v1/profiles/a").1).unwrap();
+    assert_eq!((p["consent_conflict"].as_bool(), p["consent"]["ad"].as_bool()), (Some(false), Some(true)));
+}
+
+#[test]
+fn an_anonymous_device_merged_at_login_takes_the_most_recent_consent() {
+    let s = table("all", "amplitude");
+    let ev = |id: (&str, &str), ad: bool, ts: &str, mid: &str| {
+        json!({id.0: id.1, "event": "Segment Consent Preference Updated", "messageId": mid, "timestamp": ts,
+               "context": {"consent": {"categoryPreferences": {"ad": ad}}}})
+    };
+    assert_eq!(s.post("/v1/track", &ev(("userId", "u9"), true, "2024-01-01T00:00:00Z", "c1")).0, 200);
+    assert_eq!(s.post("/v1/track", &ev(("anonymousId", "phone"), false, "2024-01-05T00:00:00Z", "c2")).0, 200);
+    assert_eq!(s.post("/v1/identify", &json!({"userId": "u9", "anonymousId": "phone", "messageId": "i"})).0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let p: Value = serde_json::from_str(&s.get("/v1/profiles/phone").1).unwrap();
+    assert_eq!((p["consent_conflict"].as_bool(), p["consent"]["ad"].as_bool()), (Some(false), Some(false)));
+}
