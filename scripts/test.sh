@@ -27,6 +27,9 @@ ensure_postgres
 psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'test'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -d postgres -c "create database test"
 
+# Segment's official Python library, for the end-to-end test of the Tracking API
+python3 -c "import segment.analytics" 2>/dev/null || pip install -q segment-analytics-python
+
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else
