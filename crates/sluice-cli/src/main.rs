@@ -110,6 +110,15 @@ enum Command {
         /// Also sync to a second destination gated by two consent categories.
         #[arg(long)]
         with_consent_mapping: bool,
+        /// Benchmark the Tracking API (sluice serve) instead of Reverse ETL.
+        #[arg(long)]
+        ingest: bool,
+        /// Ingest mode: seconds per measured phase.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Ingest mode: concurrent client connections.
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
     },
     /// Build a sample warehouse and workspace here, sync it, and show what went where.
     Quickstart {
@@ -137,7 +146,10 @@ fn main() -> ExitCode {
         Command::Serve { listen } => commands::stream::serve(&state, &listen),
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),
-        Command::Bench { rows, pg_url, batch_size, rebuild, with_consent_mapping } => {
+        Command::Bench { ingest: true, seconds, clients, .. } => {
+            commands::bench_ingest::run(&commands::bench_ingest::IngestOptions { seconds, clients })
+        }
+        Command::Bench { rows, pg_url, batch_size, rebuild, with_consent_mapping, .. } => {
             commands::bench::run(&commands::bench::BenchOptions { rows, pg_url, batch_size, rebuild, with_consent_mapping })
         }
         Command::Quickstart { dir } => commands::quickstart::run(cli.state.as_deref(), &dir),

@@ -156,6 +156,7 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
             params![minute, dest_id, metric, n as i64],
         )
     };
+    let tx = conn.unchecked_transaction().map_err(&w)?;
     match outcome {
         Ok(()) => {
             let mut del = conn.prepare_cached("delete from outbox where dest = ?1 and seq = ?2").map_err(&w)?;
@@ -202,5 +203,6 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
             }
         }
     }
+    tx.commit().map_err(&w)?;
     Ok(events.len())
 }

@@ -8,7 +8,7 @@ use crate::store::{self, ProfileStore};
 use rusqlite::{params, Connection, Transaction};
 use serde_json::{json, Value};
 use sluice_core::events::{effective_consent, read_consent, route, EventConsent, Route};
-use sluice_core::{DestinationConfig, WorkspaceFile};
+use sluice_core::{DestinationConfig, MissingConsent, WorkspaceFile};
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -86,8 +86,18 @@ impl Router {
                 }
             }
         }
-        let profile = ProfileStore::resolve(tx, &users, &anon)?;
         let (consent, warnings) = read_consent(event);
+        let reserved = event["type"] == "track" && CONSENT_EVENTS.contains(&event["event"].as_str().unwrap_or(""));
+        let traits = event["type"] == "identify" && event["traits"].as_object().is_some_and(|t| !t.is_empty());
+        let reads = consent == EventConsent::Missing && self.ws.workspace.missing_consent == MissingConsent::Profile;
+        let writes = traits || (reserved && matches!(consent, EventConsent::Given(_)));
+        // the common case, one known identifier and nothing to read or change: no profile I/O
+        let profile = if users.len() + anon.len() == 1 && !writes && !reads {
+            ProfileStore::ensure(tx, users.first().copied(), anon.first().copied())?;
+            None
+        } else {
+            ProfileStore::resolve(tx, &users, &anon)?
+        };
         let mut stored_consent = None;
         if let Some((pid, mut p)) = profile {
             if event["type"] == "identify" {
@@ -95,12 +105,13 @@ impl Router {
                     p.traits.extend(traits.clone());
                 }
             }
-            let reserved = event["type"] == "track" && CONSENT_EVENTS.contains(&event["event"].as_str().unwrap_or(""));
             if let (true, EventConsent::Given(prefs)) = (reserved, &consent) {
                 let seq: i64 = tx.query_row("select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
                 p.apply_consent_event(prefs, &self.categories(), event["timestamp"].as_str().unwrap_or(""), seq as u64);
             }
-            ProfileStore::save(tx, pid, &p)?;
+            if writes || users.len() + anon.len() > 1 {
+                ProfileStore::save(tx, pid, &p)?;
+            }
             if !p.consent.is_empty() {
                 stored_consent = Some(p.routing_consent());
             }

@@ -2,6 +2,7 @@
 
 pub mod apply;
 pub mod bench;
+pub mod bench_ingest;
 pub mod overview;
 pub mod preview;
 pub mod quickstart;

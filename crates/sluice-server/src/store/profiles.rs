@@ -39,6 +39,27 @@ impl ProfileStore {
         Ok(Self::lookup(conn, &ident('u', id))?.is_some())
     }
 
+    /// Makes sure one identifier has a profile (created empty when new).
+    pub fn ensure(conn: &Connection, user: Option<&str>, anon: Option<&str>) -> Result<()> {
+        let key = match (user, anon) {
+            (Some(u), _) => ident('u', u),
+            (None, Some(a)) => ident('a', a),
+            (None, None) => return Ok(()),
+        };
+        if Self::lookup(conn, &key)?.is_none() {
+            let p = Profile {
+                user_ids: user.map(|u| u.to_string()).into_iter().collect(),
+                anonymous_ids: anon.filter(|_| user.is_none()).map(|a| a.to_string()).into_iter().collect(),
+                ..Default::default()
+            };
+            conn.execute("insert into profiles (data) values (?1)", [serde_json::to_string(&p).expect("serializes")])
+                .map_err(wrap(conn))?;
+            let id = conn.last_insert_rowid();
+            conn.execute("insert into identities (ident, profile) values (?1, ?2)", params![key, id]).map_err(wrap(conn))?;
+        }
+        Ok(())
+    }
+
     /// The profile of an event's identifiers, creating or merging as needed: every identifier
     /// the event carries ends up in one profile. Returns `None` when the event has none.
     pub fn resolve(conn: &Connection, user_ids: &[&str], anonymous_ids: &[&str]) -> Result<Option<(i64, Profile)>> {
@@ -76,7 +97,8 @@ impl ProfileStore {
         profile.anonymous_ids.extend(anonymous_ids.iter().map(|s| s.to_string()));
         for k in &keys {
             conn.execute(
-                "insert into identities (ident, profile) values (?1, ?2) on conflict (ident) do update set profile = excluded.profile",
+                "insert into identities (ident, profile) values (?1, ?2) on conflict (ident) do update set profile = excluded.profile
+                 where profile <> excluded.profile",
                 params![k, id],
             )
             .map_err(wrap(conn))?;
