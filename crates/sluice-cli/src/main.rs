@@ -131,9 +131,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "error".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "error".into()))
         .with_writer(std::io::stderr)
         .init();
     let state = cli.state.clone().unwrap_or_else(|| PathBuf::from(".sluice"));
@@ -150,7 +148,13 @@ fn main() -> ExitCode {
             commands::bench_ingest::run(&commands::bench_ingest::IngestOptions { seconds, clients })
         }
         Command::Bench { rows, pg_url, batch_size, rebuild, with_consent_mapping, .. } => {
-            commands::bench::run(&commands::bench::BenchOptions { rows, pg_url, batch_size, rebuild, with_consent_mapping })
+            commands::bench::run(&commands::bench::BenchOptions {
+                rows,
+                pg_url,
+                batch_size,
+                rebuild,
+                with_consent_mapping,
+            })
         }
         Command::Quickstart { dir } => commands::quickstart::run(cli.state.as_deref(), &dir),
     };

@@ -15,7 +15,9 @@ impl Progress {
     pub fn new(label: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new_spinner();
-            b.set_style(ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})").expect("template"));
+            b.set_style(
+                ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})").expect("template"),
+            );
             b.set_message(format!("syncing {label}"));
             b
         });

@@ -41,7 +41,17 @@ pub fn run_report(r: &RunReport, ws: &Workspace) {
         "Sync run #{} of model `{}`: {} — {} rows extracted, {} rejected, {} ms",
         r.run_id, r.model, r.status, r.extracted, r.rejected, r.duration_ms
     );
-    let mut t = table(["Destination", "Status", "Added", "Updated", "Deleted", "Delivered", "Failed", "Withheld by consent", "Why withheld"]);
+    let mut t = table([
+        "Destination",
+        "Status",
+        "Added",
+        "Updated",
+        "Deleted",
+        "Delivered",
+        "Failed",
+        "Withheld by consent",
+        "Why withheld",
+    ]);
     for m in &r.mappings {
         t.add_row(vec![
             Cell::new(&m.destination),

@@ -16,7 +16,12 @@ fn sluice(dir: &Path, args: &[&str]) -> Output {
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let o = sluice(dir, args);
-    assert!(o.status.success(), "sluice {args:?} failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "sluice {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout).unwrap()
 }
 
@@ -114,10 +119,20 @@ fn apply_preview_sync_overview_contract() {
     let o = ok(dir, &["--state", ".sluice", "overview", "--json"]);
     assert_eq!(json(&o)["models"][0]["last_run"]["mappings"][0]["delivered"], 1);
     ok(dir, &["overview", "users", "--state", ".sluice"]);
-    let o = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["overview"]).env("SLUICE_STATE", dir.join(".sluice")).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["overview"])
+        .env("SLUICE_STATE", dir.join(".sluice"))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stdout).contains("braze"));
     let u = json(&ok(dir, &["usage", "--json"]));
-    let braze_usage: i64 = u["usage"].as_array().unwrap().iter().filter(|r| r["destination"] == "braze").map(|r| r["records"].as_i64().unwrap()).sum();
+    let braze_usage: i64 = u["usage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["destination"] == "braze")
+        .map(|r| r["records"].as_i64().unwrap())
+        .sum();
     assert_eq!(braze_usage, 1, "withheld records are not metered");
 
     // a second sync sends nothing new
@@ -138,7 +153,10 @@ fn apply_err(edit: impl Fn(String) -> String) -> String {
 fn bad_workspaces_name_the_thing_at_fault() {
     type Edit = Box<dyn Fn(String) -> String>;
     let cases: Vec<(Edit, &str)> = vec![
-        (Box::new(|t| t.replace("name: Advertising", "name: Advertising and Marketing")), "consent_categories[0] (C0004).name"),
+        (
+            Box::new(|t| t.replace("name: Advertising", "name: Advertising and Marketing")),
+            "consent_categories[0] (C0004).name",
+        ),
         (Box::new(|t| t.replace("id: C0002", "id: C0004")), "duplicate category id `C0004`"),
         (Box::new(|t| t.replace("id: C0002", "id: 2nd")), "must not start with a digit"),
         (Box::new(|t| t.replace("destinations: [braze]", "destinations: [brazer]")), "unknown destination `brazer`"),
@@ -149,7 +167,10 @@ fn bad_workspaces_name_the_thing_at_fault() {
         (Box::new(|t| t.replace("batch_size: 100", "batch_size: 0")), "destinations[0] (braze).settings.batch_size"),
         (Box::new(|t| t.replace("enabled: true\n", "enabled: true\n    colour: red\n")), "unknown field `colour`"),
         (Box::new(|t| t.replace("policy: all", "policy: most")), "unknown variant `most`"),
-        (Box::new(|t| t.replace("C0002: Analytics }", "C0002: Analytics, C9: Ads }")), "unknown consent category id `C9`"),
+        (
+            Box::new(|t| t.replace("C0002: Analytics }", "C0002: Analytics, C9: Ads }")),
+            "unknown consent category id `C9`",
+        ),
     ];
     for (edit, want) in cases {
         let e = apply_err(edit);
@@ -167,15 +188,29 @@ fn quickstart_twice_sends_nothing_new_the_second_time() {
     let o = json(&ok(d.path(), &["overview", "--json"]));
     let models = o["models"].as_array().unwrap();
     assert_eq!(models.len(), 2);
-    let first: u64 = models.iter().flat_map(|m| m["last_run"]["mappings"].as_array().unwrap().clone()).map(|m| m["delivered"].as_u64().unwrap()).sum();
-    let withheld: u64 = models.iter().flat_map(|m| m["last_run"]["mappings"].as_array().unwrap().clone()).map(|m| m["withheld_by_consent"].as_u64().unwrap()).sum();
+    let first: u64 = models
+        .iter()
+        .flat_map(|m| m["last_run"]["mappings"].as_array().unwrap().clone())
+        .map(|m| m["delivered"].as_u64().unwrap())
+        .sum();
+    let withheld: u64 = models
+        .iter()
+        .flat_map(|m| m["last_run"]["mappings"].as_array().unwrap().clone())
+        .map(|m| m["withheld_by_consent"].as_u64().unwrap())
+        .sum();
     assert!(first > 1000 && withheld > 1000, "{first} {withheld}");
     let salesforce = std::fs::read_to_string(d.path().join("out/salesforce.jsonl")).unwrap();
     assert_eq!(salesforce.lines().count(), 3000, "the unmapped destination gets everyone");
     let out = ok(d.path(), &["quickstart"]);
     assert!(out.contains("re-sync: 0 record(s) sent"), "{out}");
     let o = json(&ok(d.path(), &["overview", "--json"]));
-    let second: u64 = o["models"].as_array().unwrap().iter().flat_map(|m| m["last_run"]["mappings"].as_array().unwrap().clone()).map(|m| m["delivered"].as_u64().unwrap()).sum();
+    let second: u64 = o["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["last_run"]["mappings"].as_array().unwrap().clone())
+        .map(|m| m["delivered"].as_u64().unwrap())
+        .sum();
     assert_eq!(second, 0);
     assert_eq!(std::fs::read_to_string(d.path().join("out/salesforce.jsonl")).unwrap().lines().count(), 3000);
 }

@@ -40,7 +40,12 @@ models:
     )
     .unwrap();
     let sluice = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).current_dir(dir.path()).env_remove("SLUICE_STATE").output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SLUICE_STATE")
+            .output()
+            .unwrap()
     };
     assert!(sluice(&["apply", "-f", "sluice.yaml"]).status.success());
 

@@ -40,7 +40,11 @@ destinations:
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["apply", "-f", "sluice.yaml"]).current_dir(dir.path()).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["apply", "-f", "sluice.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let (mut server, url) = start(dir.path());
 
@@ -57,7 +61,9 @@ destinations:
                     .timeout(Duration::from_secs(5))
                     .send_json(serde_json::json!({"batch": batch}));
                 match r {
-                    Ok(resp) if resp.status() == 200 => acked.lock().unwrap().extend((0..10).map(|i| format!("m{b}-{i}"))),
+                    Ok(resp) if resp.status() == 200 => {
+                        acked.lock().unwrap().extend((0..10).map(|i| format!("m{b}-{i}")))
+                    }
                     _ => return, // the server died mid-request: not acknowledged
                 }
             }
@@ -83,7 +89,11 @@ destinations:
         if missing == 0 {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "{missing} of {} acknowledged events never arrived", acked.len());
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "{missing} of {} acknowledged events never arrived",
+            acked.len()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // at-least-once: nothing was delivered twice here (the destination never accepted a batch before the kill)

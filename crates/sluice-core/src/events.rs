@@ -22,10 +22,8 @@ pub enum EventConsent {
 pub fn read_consent(event: &Value) -> (EventConsent, Vec<String>) {
     let mut warnings = Vec::new();
     let consent = event.get("context").and_then(|c| c.get("consent"));
-    let fields: Vec<(&str, &Value)> = PREFERENCE_FIELDS
-        .iter()
-        .filter_map(|f| consent.and_then(|c| c.get(*f)).map(|v| (*f, v)))
-        .collect();
+    let fields: Vec<(&str, &Value)> =
+        PREFERENCE_FIELDS.iter().filter_map(|f| consent.and_then(|c| c.get(*f)).map(|v| (*f, v))).collect();
     if fields.is_empty() {
         if consent.is_some_and(|c| !c.is_object() && !c.is_null()) {
             warnings.push("context.consent is not an object; ignored".into());
@@ -44,7 +42,9 @@ pub fn read_consent(event: &Value) -> (EventConsent, Vec<String>) {
                             this.insert(k.clone(), *b);
                         }
                         other => {
-                            warnings.push(format!("context.consent.{field}.{k} is {other}, not a boolean: counted as false"));
+                            warnings.push(format!(
+                                "context.consent.{field}.{k} is {other}, not a boolean: counted as false"
+                            ));
                             this.insert(k.clone(), false);
                         }
                     }
@@ -54,7 +54,9 @@ pub fn read_consent(event: &Value) -> (EventConsent, Vec<String>) {
         }
         merged = Some(match merged {
             None => this,
-            Some(prev) => prev.into_iter().map(|(k, v)| (k.clone(), v && this.get(&k).copied().unwrap_or(false))).collect(),
+            Some(prev) => {
+                prev.into_iter().map(|(k, v)| (k.clone(), v && this.get(&k).copied().unwrap_or(false))).collect()
+            }
         });
     }
     (EventConsent::Given(merged.unwrap_or_default()), warnings)
@@ -104,7 +106,9 @@ pub fn route(
                 Policy::Any => required.iter().any(ok),
             };
             if !pass {
-                return Route::Withheld { categories: required.iter().filter(|c| !ok(c)).map(|c| c.to_string()).collect() };
+                return Route::Withheld {
+                    categories: required.iter().filter(|c| !ok(c)).map(|c| c.to_string()).collect(),
+                };
             }
         }
     }

@@ -68,9 +68,8 @@ impl Profile {
     /// disagree on a category leave it in conflict; any other disagreement resolves to the most
     /// recent value.
     pub fn merge(&mut self, other: Profile) {
-        let known_users_differ = !self.user_ids.is_empty()
-            && !other.user_ids.is_empty()
-            && self.user_ids.is_disjoint(&other.user_ids);
+        let known_users_differ =
+            !self.user_ids.is_empty() && !other.user_ids.is_empty() && self.user_ids.is_disjoint(&other.user_ids);
         for (cat, theirs) in other.consent {
             match self.consent.get(&cat) {
                 None => {

@@ -98,7 +98,11 @@ pub fn validate(
             err(format!("{at}.{need}"), format!("a source of kind {:?} needs `{need}`", s.kind).to_lowercase());
         }
         if s.kind != SourceKind::Postgres {
-            for (field, set) in [("tls", s.tls.is_some()), ("ca_file", s.ca_file.is_some()), ("statement_timeout_secs", s.statement_timeout_secs.is_some())] {
+            for (field, set) in [
+                ("tls", s.tls.is_some()),
+                ("ca_file", s.ca_file.is_some()),
+                ("statement_timeout_secs", s.statement_timeout_secs.is_some()),
+            ] {
                 if set {
                     err(format!("{at}.{field}"), "only a postgres source takes this setting".into());
                 }
@@ -189,7 +193,10 @@ pub fn validate(
         }
         for (cat, col) in &m.consent {
             if !cat_ids.contains(cat.as_str()) {
-                err(format!("{at}.consent.{cat}"), format!("unknown consent category id `{cat}` (ids are case-sensitive)"));
+                err(
+                    format!("{at}.consent.{cat}"),
+                    format!("unknown consent category id `{cat}` (ids are case-sensitive)"),
+                );
             }
             if col.trim().is_empty() {
                 err(format!("{at}.consent.{cat}"), "must name a column".into());

@@ -131,7 +131,12 @@ mod tests {
 
     #[test]
     fn retry_policy_stops_on_permanent_and_honours_attempts() {
-        let p = RetryPolicy { max_attempts: 3, initial: Duration::from_millis(1), max_delay: Duration::from_millis(2), ..Default::default() };
+        let p = RetryPolicy {
+            max_attempts: 3,
+            initial: Duration::from_millis(1),
+            max_delay: Duration::from_millis(2),
+            ..Default::default()
+        };
         let mut calls = 0;
         let r: Result<(), _> = p.run(|_| {
             calls += 1;

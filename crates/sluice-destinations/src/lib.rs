@@ -92,7 +92,9 @@ pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(
 pub(crate) fn deliver_isolating<T: Clone>(items: &[T], mut send: impl FnMut(&[T]) -> Outcome) -> Vec<Outcome> {
     match send(items) {
         Ok(()) => items.iter().map(|_| Ok(())).collect(),
-        Err(e) if !e.retryable && items.len() > 1 => items.iter().map(|item| send(std::slice::from_ref(item))).collect(),
+        Err(e) if !e.retryable && items.len() > 1 => {
+            items.iter().map(|item| send(std::slice::from_ref(item))).collect()
+        }
         Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
     }
 }

@@ -25,7 +25,9 @@ pub fn validate_settings(d: &DestinationConfig) -> Result<(), ConfigError> {
 /// Builds a destination ready to deliver.
 pub fn build(d: &DestinationConfig, ctx: &BuildContext) -> Result<Box<dyn Destination>, ConfigError> {
     Ok(match d.kind {
-        DestinationKind::Webhook => Box::new(webhook::WebhookSink::new(webhook::WebhookConfig::parse(&d.settings)?, ctx)),
+        DestinationKind::Webhook => {
+            Box::new(webhook::WebhookSink::new(webhook::WebhookConfig::parse(&d.settings)?, ctx))
+        }
         DestinationKind::File => Box::new(file::FileSink::new(file::FileConfig::parse(&d.settings)?, ctx)),
         DestinationKind::Connections => {
             Box::new(connections::ConnectionsSink::new(connections::ConnectionsConfig::parse(&d.settings)?, ctx))

@@ -56,17 +56,13 @@ pub fn plan(old: Option<&WorkspaceFile>, new: &WorkspaceFile) -> Vec<PlanItem> {
     let empty = WorkspaceFile::default();
     let old_ws = old.unwrap_or(&empty);
     let mut out = Vec::new();
-    let ws = |w: &WorkspaceFile| vec![("settings".to_string(), serde_json::to_value(&w.workspace).expect("serializes"))];
+    let ws =
+        |w: &WorkspaceFile| vec![("settings".to_string(), serde_json::to_value(&w.workspace).expect("serializes"))];
     if old.is_some() {
         diff("workspace", &ws(old_ws), &ws(new), &mut out);
     }
     diff("source", &entities(&old_ws.sources, |s| &s.id), &entities(&new.sources, |s| &s.id), &mut out);
-    diff(
-        "destination",
-        &entities(&old_ws.destinations, |d| &d.id),
-        &entities(&new.destinations, |d| &d.id),
-        &mut out,
-    );
+    diff("destination", &entities(&old_ws.destinations, |d| &d.id), &entities(&new.destinations, |d| &d.id), &mut out);
     diff(
         "consent_category",
         &entities(&old_ws.consent_categories, |c| &c.id),
@@ -87,7 +83,8 @@ mod tests {
 
     #[test]
     fn plans_creates_changes_and_removes() {
-        let a = ws("destinations: [{id: a, kind: file, settings: {path: a}}, {id: b, kind: file, settings: {path: b}}]");
+        let a =
+            ws("destinations: [{id: a, kind: file, settings: {path: a}}, {id: b, kind: file, settings: {path: b}}]");
         let b = ws("destinations: [{id: a, kind: file, enabled: false, settings: {path: a}}, {id: c, kind: file, settings: {path: c}}]");
         let p = plan(Some(&a), &b);
         assert_eq!(

@@ -45,8 +45,8 @@ impl Workspace {
         let text = std::fs::read_to_string(path)
             .map_err(|source| WorkspaceError::Read { path: path.display().to_string(), source })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let base = std::path::absolute(if base.as_os_str().is_empty() { Path::new(".") } else { &base })
-            .unwrap_or(base);
+        let base =
+            std::path::absolute(if base.as_os_str().is_empty() { Path::new(".") } else { &base }).unwrap_or(base);
         Self::from_yaml(&text, base)
     }
 
@@ -87,9 +87,12 @@ impl Workspace {
 
     /// Opens the warehouse a model runs on.
     pub fn warehouse(&self, source_id: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
-        let src = self.file.sources.iter().find(|s| s.id == source_id).ok_or_else(|| {
-            WarehouseError::Model(format!("unknown source `{source_id}`"))
-        })?;
+        let src = self
+            .file
+            .sources
+            .iter()
+            .find(|s| s.id == source_id)
+            .ok_or_else(|| WarehouseError::Model(format!("unknown source `{source_id}`")))?;
         match src.kind {
             SourceKind::Sqlite => {
                 let path = self.base_dir.join(src.path.as_deref().unwrap_or_default());

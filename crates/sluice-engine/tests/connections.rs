@@ -37,7 +37,10 @@ models:
     assert_eq!(e2["context"]["consent"]["categoryPreferences"], json!({"C0004": false, "C0002": false}));
     assert_eq!(e2["context"]["consent"]["consentPreferences"], json!({"C0004": false, "C0002": false}));
     assert_eq!(by_id("3")["context"]["consent"]["categoryPreferences"], json!({"C0004": true, "C0002": true}));
-    assert!(events.iter().all(|e| e["context"]["consent"]["categoryPreferences"].is_object()), "every event carries consent");
+    assert!(
+        events.iter().all(|e| e["context"]["consent"]["categoryPreferences"].is_object()),
+        "every event carries consent"
+    );
 
     // a consent change alone is an update of the event stream (the stamp changed)
     env.rx.clear();

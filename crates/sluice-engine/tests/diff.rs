@@ -31,8 +31,10 @@ fn added_updated_deleted_and_unchanged() {
     assert!(env.rx.requests().is_empty(), "nothing new, nothing sent");
     assert_eq!(mapping(&r, "crm").unchanged, 3);
 
-    env.sql("update people set email = 'b2@x' where id = '2'; delete from people where id = '1';
-             insert into people values ('4', 'd@x', 1);");
+    env.sql(
+        "update people set email = 'b2@x' where id = '2'; delete from people where id = '1';
+             insert into people values ('4', 'd@x', 1);",
+    );
     let r = env.sync(&ws, "people");
     let m = mapping(&r, "crm");
     assert_eq!((m.added, m.updated, m.deleted, m.delivered, m.failed), (1, 1, 1, 3, 0));
@@ -100,13 +102,22 @@ fn null_and_duplicate_ids_are_rejected_and_counted_and_never_deleted() {
 
 #[test]
 fn retryable_failures_are_retried_next_sync_and_permanent_ones_wait_for_a_change() {
-    let mut env = Env::new("create table people(id integer, email text); insert into people values (1,'a'),(2,'b'),(3,'c'),(4,'d');");
+    let mut env = Env::new(
+        "create table people(id integer, email text); insert into people values (1,'a'),(2,'b'),(3,'c'),(4,'d');",
+    );
     let ws = env.workspace(&format!(
         "workspace: {{retry_max_syncs: 3}}\ndestinations:\n{}models:\n  - {{id: people, source: dwh, sql: select * from people, unique_id: id, mappings: [{{destination: crm}}]}}",
         hook("crm")
     ));
     // batch_size 3: first batch [1,2,3] is refused with 400, singles: 1 ok, 2 rejected, 3 ok; batch [4] fails 500 twice
-    env.rx.script([Reply::Status(400), Reply::Status(200), Reply::Status(422), Reply::Status(200), Reply::Status(500), Reply::Status(503)]);
+    env.rx.script([
+        Reply::Status(400),
+        Reply::Status(200),
+        Reply::Status(422),
+        Reply::Status(200),
+        Reply::Status(500),
+        Reply::Status(503),
+    ]);
     let r = env.sync(&ws, "people");
     let m = mapping(&r, "crm");
     assert_eq!((m.added, m.delivered, m.failed, m.failed_permanent, m.failed_retryable), (4, 2, 2, 1, 1));

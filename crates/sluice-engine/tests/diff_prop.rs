@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 type Step = Vec<(u8, Option<(u8, Option<bool>)>)>;
 
 fn step() -> impl Strategy<Value = Step> {
-    proptest::collection::vec((0u8..8, proptest::option::weighted(0.8, (0u8..3, proptest::option::of(any::<bool>())))), 0..6)
+    proptest::collection::vec(
+        (0u8..8, proptest::option::weighted(0.8, (0u8..3, proptest::option::of(any::<bool>())))),
+        0..6,
+    )
 }
 
 fn read_lines(path: &std::path::Path) -> Vec<Value> {

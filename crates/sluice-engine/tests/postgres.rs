@@ -77,12 +77,10 @@ fn seed_models_columns_per_category_and_json_blob() {
 #[test]
 fn every_id_type_syncs_and_resyncs_without_resending() {
     let mut env = Env::new("");
-    let schema = pg(
-        "CREATE TABLE i (id int, v text); INSERT INTO i SELECT g, 'v' || g FROM generate_series(1, 50) g;
+    let schema = pg("CREATE TABLE i (id int, v text); INSERT INTO i SELECT g, 'v' || g FROM generate_series(1, 50) g;
          CREATE TABLE b (id bigint, v text); INSERT INTO b SELECT g * 10000000000, 'v' FROM generate_series(1, 50) g;
          CREATE TABLE u (id uuid, v text); INSERT INTO u SELECT md5(g::text)::uuid, 'v' FROM generate_series(1, 50) g;
-         CREATE TABLE t (id text, v text); INSERT INTO t SELECT 'k-' || g, 'v' FROM generate_series(1, 50) g;",
-    );
+         CREATE TABLE t (id text, v text); INSERT INTO t SELECT 'k-' || g, 'v' FROM generate_series(1, 50) g;");
     let models: String = ["i", "b", "u", "t"]
         .iter()
         .map(|t| format!("  - {{id: {t}, source: pg, sql: select * from S.{t}, unique_id: id, mappings: [{{destination: ads}}]}}\n"))
@@ -103,7 +101,11 @@ fn every_id_type_syncs_and_resyncs_without_resending() {
 fn warehouse_errors_stop_the_sync_with_a_clear_message() {
     let mut env = Env::new("");
     let schema = pg("CREATE TABLE p (id int);");
-    let ws = workspace(&env, &schema, "  - {id: p, source: pg, sql: select * from S.p, unique_id: id, mappings: [{destination: ads}]}\n");
+    let ws = workspace(
+        &env,
+        &schema,
+        "  - {id: p, source: pg, sql: select * from S.p, unique_id: id, mappings: [{destination: ads}]}\n",
+    );
     let mut bad = ws.clone();
     bad.file.models[0].sql = format!("select * from {schema}.p wher id = 1");
     let e = sluice_engine::sync_model(&mut env.store, &bad, "p", &mut |_| {}).unwrap_err().to_string();
@@ -123,7 +125,10 @@ fn integer_ids_merge_in_numeric_order_and_survive_an_id_type_change() {
     let r = env.sync(&ws, "n");
     assert_eq!(mapping(&r, "ads").added, 126);
     let mut c = postgres::Client::connect(&pg_url(), postgres::NoTls).unwrap();
-    c.batch_execute(&format!("DELETE FROM {schema}.n WHERE id IN (-5, 7, 100); UPDATE {schema}.n SET v = 'w' WHERE id = 99;")).unwrap();
+    c.batch_execute(&format!(
+        "DELETE FROM {schema}.n WHERE id IN (-5, 7, 100); UPDATE {schema}.n SET v = 'w' WHERE id = 99;"
+    ))
+    .unwrap();
     env.rx.clear();
     let r = env.sync(&ws, "n");
     let m = mapping(&r, "ads");

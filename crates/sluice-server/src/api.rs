@@ -30,7 +30,8 @@ pub struct AppState {
 
 /// The one error shape: `{"error": {"code", "message", "field"}}`; internals never leak.
 pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
-    (status, Json(json!({"success": false, "error": {"code": code, "message": message, "field": field}}))).into_response()
+    (status, Json(json!({"success": false, "error": {"code": code, "message": message, "field": field}})))
+        .into_response()
 }
 
 macro_rules! call {
@@ -79,7 +80,11 @@ fn internal(e: impl std::fmt::Display) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
 }
 
-async fn debugger(State(s): State<AppState>, Path(source): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn debugger(
+    State(s): State<AppState>,
+    Path(source): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).min(1000);
     let conn = match read_conn(&s) {
         Ok(c) => c,
@@ -111,7 +116,9 @@ async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Response 
     };
     match crate::store::profile_of(&conn, &id) {
         Ok(Some(p)) => Json(profile_json(&p)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", &format!("no profile has the identifier `{id}`"), Some("id")),
+        Ok(None) => {
+            error(StatusCode::NOT_FOUND, "not_found", &format!("no profile has the identifier `{id}`"), Some("id"))
+        }
         Err(e) => internal(e),
     }
 }

@@ -3,7 +3,7 @@
 //! when the destination accepted it; failures back off and retry, rejections go to `dead`.
 
 use crate::metrics::{dest, Metrics};
-use crate::store;
+use crate::store::{self, exec};
 use rusqlite::{params, Connection};
 use sluice_core::{DestinationConfig, DestinationKind};
 use sluice_destinations::http::Transport;
@@ -46,7 +46,12 @@ impl Sink {
             DestinationKind::Webhook => {
                 let c = sluice_destinations::webhook::WebhookConfig::parse(&d.settings).ok()?;
                 let transport = Transport::new(c.http.as_ref()?);
-                Some(Sink::Webhook { url: c.url, headers: c.headers.into_iter().collect(), transport, batch: c.batch_size })
+                Some(Sink::Webhook {
+                    url: c.url,
+                    headers: c.headers.into_iter().collect(),
+                    transport,
+                    batch: c.batch_size,
+                })
             }
             DestinationKind::File => {
                 let c = sluice_destinations::file::FileConfig::parse(&d.settings).ok()?;
@@ -104,7 +109,14 @@ fn backoff_secs(attempts: i64) -> i64 {
 }
 
 /// Runs the worker of one destination until `stop`.
-pub fn run(dir: PathBuf, base: PathBuf, d: DestinationConfig, metrics: Arc<Metrics>, wake: Arc<Wake>, stop: Arc<AtomicBool>) {
+pub fn run(
+    dir: PathBuf,
+    base: PathBuf,
+    d: DestinationConfig,
+    metrics: Arc<Metrics>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+) {
     let Some(sink) = Sink::new(&d, &base) else { return };
     let conn = match store::open(&dir) {
         Ok(c) => c,
@@ -150,7 +162,8 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
     let minute = now / 60;
     let outcome = sink.send(dest_id, &events);
     let stat = |metric: &str, n: usize| {
-        conn.execute(
+        exec(
+            conn,
             "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, '', ?4)
              on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
             params![minute, dest_id, metric, n as i64],
@@ -183,14 +196,16 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
         Err(e) => {
             // rejected: find which events the destination refuses, one by one
             for (seq, body) in &events {
-                let single = if events.len() == 1 { Err(e.clone()) } else { sink.send(dest_id, &[(*seq, body.clone())]) };
+                let single =
+                    if events.len() == 1 { Err(e.clone()) } else { sink.send(dest_id, &[(*seq, body.clone())]) };
                 match single {
                     Ok(()) => {
                         stat("delivered", 1).map_err(&w)?;
                         metrics.delivered.get_or_create(&dest(dest_id)).inc();
                     }
                     Err(err) => {
-                        conn.execute(
+                        exec(
+                            conn,
                             "insert or replace into dead (dest, seq, error, at) values (?1, ?2, ?3, ?4)",
                             params![dest_id, seq, err.message, crate::ingest::event::rfc3339(chrono::Utc::now())],
                         )
@@ -199,7 +214,7 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
                         metrics.failed.get_or_create(&dest(dest_id)).inc();
                     }
                 }
-                conn.execute("delete from outbox where dest = ?1 and seq = ?2", params![dest_id, seq]).map_err(&w)?;
+                exec(conn, "delete from outbox where dest = ?1 and seq = ?2", params![dest_id, seq]).map_err(&w)?;
             }
         }
     }

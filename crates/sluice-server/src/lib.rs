@@ -63,12 +63,18 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
     let router = writer::Router { ws: ws.clone(), metrics: metrics.clone() };
     let w = wake.clone();
-    let writer = std::thread::Builder::new().name("sluice-writer".into()).spawn(move || writer::run(conn, router, rx, || w.notify()))?;
+    let writer = std::thread::Builder::new()
+        .name("sluice-writer".into())
+        .spawn(move || writer::run(conn, router, rx, || w.notify()))?;
     let mut workers = Vec::new();
     for d in writer::streaming_destinations(&ws) {
         let (dir, base, m, wk, st) =
             (config.state_dir.clone(), config.base_dir.clone(), metrics.clone(), wake.clone(), stop.clone());
-        workers.push(std::thread::Builder::new().name(format!("deliver-{}", d.id)).spawn(move || delivery::run(dir, base, d, m, wk, st))?);
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("deliver-{}", d.id))
+                .spawn(move || delivery::run(dir, base, d, m, wk, st))?,
+        );
     }
     let sources: HashMap<String, String> = ws
         .sources

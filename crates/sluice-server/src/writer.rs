@@ -4,7 +4,7 @@
 //! after its group committed, so an acknowledged event survives a crash.
 
 use crate::metrics::{dest, DestCategory, Metrics};
-use crate::store::{self, ProfileStore};
+use crate::store::{self, exec, query_row, ProfileStore};
 use rusqlite::{params, Connection, Transaction};
 use serde_json::{json, Value};
 use sluice_core::events::{effective_consent, read_consent, route, EventConsent, Route};
@@ -67,9 +67,9 @@ impl Router {
     fn process_event(&self, tx: &Transaction, source: &str, event: &Value, stats: &mut Stats) -> store::Result<bool> {
         let w = store::wrap(tx);
         let message_id = event["messageId"].as_str().unwrap_or_default();
-        let fresh = tx
-            .execute("insert or ignore into dedupe (source, message_id) values (?1, ?2)", params![source, message_id])
-            .map_err(&w)?;
+        let fresh =
+            exec(tx, "insert or ignore into dedupe (source, message_id) values (?1, ?2)", params![source, message_id])
+                .map_err(&w)?;
         if fresh == 0 {
             return Ok(false);
         }
@@ -106,7 +106,8 @@ impl Router {
                 }
             }
             if let (true, EventConsent::Given(prefs)) = (reserved, &consent) {
-                let seq: i64 = tx.query_row("select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
+                let seq: i64 =
+                    query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
                 p.apply_consent_event(prefs, &self.categories(), event["timestamp"].as_str().unwrap_or(""), seq as u64);
             }
             if writes || users.len() + anon.len() > 1 {
@@ -147,7 +148,7 @@ impl Router {
             *stats.entry((minute, d.id.clone(), metric, String::new())).or_default() += 1;
             decisions.insert(d.id.clone(), decision_json(&r));
         }
-        tx.execute(
+        exec(tx,
             "insert into events (source, message_id, received_at, body, decisions, warnings) values (?1, ?2, ?3, ?4, ?5, ?6)",
             params![
                 source,
@@ -171,7 +172,8 @@ impl Router {
         let w = store::wrap(tx);
         let now = sluice_core_now();
         for (reason, body) in &job.invalid {
-            tx.execute(
+            exec(
+                tx,
                 "insert into invalid (source, received_at, reason, body) values (?1, ?2, ?3, ?4)",
                 params![job.source, now, reason, body],
             )
@@ -185,7 +187,10 @@ impl Router {
                 acc.duplicates += 1;
             }
         }
-        self.metrics.received.get_or_create(&crate::metrics::Src { source: job.source.clone() }).inc_by(acc.accepted as u64);
+        self.metrics
+            .received
+            .get_or_create(&crate::metrics::Src { source: job.source.clone() })
+            .inc_by(acc.accepted as u64);
         Ok(acc)
     }
 }

@@ -22,8 +22,12 @@ fn scalar() -> impl Strategy<Value = Value> {
 fn prefs() -> impl Strategy<Value = Value> {
     prop_oneof![
         scalar(),
-        proptest::collection::btree_map(prop_oneof![Just("ad".to_string()), Just("Ad".to_string()), "[a-z]{1,3}"], scalar(), 0..4)
-            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        proptest::collection::btree_map(
+            prop_oneof![Just("ad".to_string()), Just("Ad".to_string()), "[a-z]{1,3}"],
+            scalar(),
+            0..4
+        )
+        .prop_map(|m| Value::Object(m.into_iter().collect())),
     ]
 }
 
@@ -34,7 +38,11 @@ fn event() -> impl Strategy<Value = Value> {
         proptest::option::of(scalar()),
         proptest::option::of(prefs()),
         proptest::option::of(prefs()),
-        proptest::option::of(prop_oneof![scalar(), Just(json!({"All": false, "Ads": true})), Just(json!({"Ads": {"m": 1}}))]),
+        proptest::option::of(prop_oneof![
+            scalar(),
+            Just(json!({"All": false, "Ads": true})),
+            Just(json!({"Ads": {"m": 1}}))
+        ]),
     )
         .prop_map(|(ty, uid, aid, cp, sp, integ)| {
             let mut e = json!({"type": ty, "event": "E"});

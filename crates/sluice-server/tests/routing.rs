@@ -28,11 +28,7 @@ fn send(s: &Server, mid: &str, extra: Value) -> Vec<&'static str> {
     e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     assert_eq!(s.post("/v1/track", &e).0, 200);
     std::thread::sleep(Duration::from_millis(300));
-    DESTS
-        .iter()
-        .filter(|d| s.rx.items(&format!("/{d}")).iter().any(|x| x["messageId"] == mid))
-        .copied()
-        .collect()
+    DESTS.iter().filter(|d| s.rx.items(&format!("/{d}")).iter().any(|x| x["messageId"] == mid)).copied().collect()
 }
 
 fn consent(ad: bool, analytics: bool) -> Value {
@@ -44,7 +40,10 @@ fn reconciliation_table_rows_1_to_5() {
     let s = table("all", "amplitude, snowflake");
     assert_eq!(send(&s, "r1", json!({})), DESTS.to_vec());
     assert_eq!(send(&s, "r1b", json!({"context": {"consent": {}}, "integrations": {}})), DESTS.to_vec());
-    assert_eq!(send(&s, "r2", json!({"integrations": {"Facebook": {"pixel": "1"}, "Amplitude": false}})), vec!["facebook", "google_ads", "snowflake"]);
+    assert_eq!(
+        send(&s, "r2", json!({"integrations": {"Facebook": {"pixel": "1"}, "Amplitude": false}})),
+        vec!["facebook", "google_ads", "snowflake"]
+    );
     let r2 = s.rx.items("/facebook").into_iter().find(|x| x["messageId"] == "r2").unwrap();
     assert_eq!(r2["integrations"]["Facebook"], json!({"pixel": "1"}), "metadata reaches Facebook");
     assert_eq!(send(&s, "r3", consent(true, false)), vec!["facebook", "google_ads"]);
@@ -63,7 +62,10 @@ fn reconciliation_table_rows_1_to_5() {
     assert_eq!(d["amplitude"]["categories"], json!(["analytics"]));
     assert_eq!(d["amplitude"]["code"], "FILTERED_BY_END_USER_CONSENT");
     let (_, m) = s.get("/metrics");
-    assert!(m.contains("sluice_events_withheld_by_consent_total{destination=\"snowflake\",category=\"analytics\"} 3"), "{m}");
+    assert!(
+        m.contains("sluice_events_withheld_by_consent_total{destination=\"snowflake\",category=\"analytics\"} 3"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -83,7 +85,14 @@ fn consent_event_updates_the_profile_and_profile_mode_routes_by_it() {
         "context": {"consent": {"consentPreferences": {"ad": false, "analytics": true}}}});
     assert_eq!(s.post("/v1/track", &ev).0, 200);
     // login: identify links the device to the user
-    assert_eq!(s.post("/v1/identify", &json!({"userId": "u1", "anonymousId": "dev-1", "traits": {"email": "u1@x"}, "messageId": "i1"})).0, 200);
+    assert_eq!(
+        s.post(
+            "/v1/identify",
+            &json!({"userId": "u1", "anonymousId": "dev-1", "traits": {"email": "u1@x"}, "messageId": "i1"})
+        )
+        .0,
+        200
+    );
     std::thread::sleep(Duration::from_millis(100));
     let (st, p) = s.get("/v1/profiles/u1");
     assert_eq!(st, 200);
@@ -94,7 +103,8 @@ fn consent_event_updates_the_profile_and_profile_mode_routes_by_it() {
     // an event without consent object is routed by the stored consent (missing_consent: profile)
     assert_eq!(s.post("/v1/track", &json!({"userId": "u1", "event": "Page", "messageId": "p1"})).0, 200);
     std::thread::sleep(Duration::from_millis(300));
-    let got: Vec<&str> = DESTS.iter().filter(|d| s.rx.items(&format!("/{d}")).iter().any(|x| x["messageId"] == "p1")).copied().collect();
+    let got: Vec<&str> =
+        DESTS.iter().filter(|d| s.rx.items(&format!("/{d}")).iter().any(|x| x["messageId"] == "p1")).copied().collect();
     assert_eq!(got, vec!["amplitude", "snowflake"], "no ad tool after advertising consent was refused");
     let (st, _) = s.get("/v1/profiles/nobody");
     assert_eq!(st, 404);

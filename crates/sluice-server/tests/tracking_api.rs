@@ -85,7 +85,11 @@ fn a_failing_destination_does_not_delay_another() {
     let (_, ov) = s2.get("/v1/overview?minutes=5");
     let ov: serde_json::Value = serde_json::from_str(&ov).unwrap();
     assert_eq!(ov["destinations"]["crm"]["delivered"], 20);
-    assert!(ov["destinations"]["down"]["pending"].as_i64().unwrap_or(0) > 0 || ov["destinations"]["down"]["failed"].as_i64().unwrap_or(0) > 0, "{ov}");
+    assert!(
+        ov["destinations"]["down"]["pending"].as_i64().unwrap_or(0) > 0
+            || ov["destinations"]["down"]["failed"].as_i64().unwrap_or(0) > 0,
+        "{ov}"
+    );
     let (_, m) = s2.get("/metrics");
     assert!(m.contains("sluice_events_delivered_total{destination=\"crm\"} 20"), "{m}");
 }

@@ -99,11 +99,14 @@ impl StateStore {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
         let path = dir.join("state.db");
-        let conn = Connection::open(&path).map_err(|source| StateError::Db { path: path.display().to_string(), source })?;
+        let conn =
+            Connection::open(&path).map_err(|source| StateError::Db { path: path.display().to_string(), source })?;
         let store = Self { conn, path };
-        store.wrap(store.conn.execute_batch(
-            "pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;",
-        ))?;
+        store.wrap(
+            store
+                .conn
+                .execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;"),
+        )?;
         store.wrap(store.conn.execute_batch(SCHEMA))?;
         Ok(store)
     }

@@ -70,9 +70,8 @@ impl StateStore {
         let mut out = Vec::new();
         for r in rows {
             let (id, model, started_at, finished_at, status, report) = self.wrap(r)?;
-            let report = report
-                .map(|t| serde_json::from_str(&t).map_err(|e| StateError::Corrupt(e.to_string())))
-                .transpose()?;
+            let report =
+                report.map(|t| serde_json::from_str(&t).map_err(|e| StateError::Corrupt(e.to_string()))).transpose()?;
             out.push(RunRow { id, model, started_at, finished_at, status, report });
         }
         Ok(out)
@@ -93,11 +92,12 @@ impl StateStore {
 
     /// Usage rows, newest month first.
     pub fn usage(&self) -> Result<Vec<UsageRow>> {
-        let mut stmt =
-            self.wrap(self.conn.prepare("select month, destination, records from usage order by month desc, destination"))?;
-        let rows = self.wrap(stmt.query_map([], |r| {
-            Ok(UsageRow { month: r.get(0)?, destination: r.get(1)?, records: r.get(2)? })
-        }))?;
+        let mut stmt = self.wrap(
+            self.conn.prepare("select month, destination, records from usage order by month desc, destination"),
+        )?;
+        let rows = self.wrap(
+            stmt.query_map([], |r| Ok(UsageRow { month: r.get(0)?, destination: r.get(1)?, records: r.get(2)? })),
+        )?;
         rows.map(|r| self.wrap(r)).collect()
     }
 }

@@ -86,5 +86,8 @@ fn runs_and_usage() {
     s.add_usage("2026-11", "braze", 5).unwrap();
     s.add_usage("2026-11", "braze", 7).unwrap();
     s.add_usage("2026-11", "amp", 0).unwrap();
-    assert_eq!(s.usage().unwrap(), vec![UsageRow { month: "2026-11".into(), destination: "braze".into(), records: 12 }]);
+    assert_eq!(
+        s.usage().unwrap(),
+        vec![UsageRow { month: "2026-11".into(), destination: "braze".into(), records: 12 }]
+    );
 }

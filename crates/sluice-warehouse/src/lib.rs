@@ -217,7 +217,8 @@ mod tests {
     #[test]
     fn integer_keys_sort_like_numbers() {
         let vals = [i64::MIN, -1_000_000, -10, -1, 0, 1, 9, 10, 100, 9_007_199_254_740_993, i64::MAX];
-        let keys: Vec<String> = vals.iter().map(|v| IdOrder::Integer.key(&v.to_string()).unwrap().into_owned()).collect();
+        let keys: Vec<String> =
+            vals.iter().map(|v| IdOrder::Integer.key(&v.to_string()).unwrap().into_owned()).collect();
         let mut sorted = keys.clone();
         sorted.sort();
         assert_eq!(keys, sorted);

@@ -116,7 +116,8 @@ fn state_bytes(dir: &std::path::Path) -> u64 {
 }
 
 pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
-    let mut pg = postgres::Client::connect(&o.pg_url, postgres::NoTls).with_context(|| format!("connecting to {}", o.pg_url))?;
+    let mut pg =
+        postgres::Client::connect(&o.pg_url, postgres::NoTls).with_context(|| format!("connecting to {}", o.pg_url))?;
     build_table(&mut pg, o.rows, o.rebuild)?;
     let t = table_name(o.rows);
     let sql = format!("select * from {t}");
@@ -145,7 +146,8 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
 
     let sink = start_receiver()?;
     let dir = tempfile::tempdir()?;
-    let mappings = if o.with_consent_mapping { "{destination: receiver}, {destination: ads}" } else { "{destination: receiver}" };
+    let mappings =
+        if o.with_consent_mapping { "{destination: receiver}, {destination: ads}" } else { "{destination: receiver}" };
     let yaml = format!(
         "sources: [{{id: pg, kind: postgres, url: \"{pg}\", tls: disable}}]
 destinations:
@@ -197,16 +199,74 @@ models:
     let row = |t: &mut comfy_table::Table, a: &str, b: String, c: String| {
         t.add_row(vec![Cell::new(a), Cell::new(b), Cell::new(c)]);
     };
-    row(&mut table, "rows in model", o.rows.to_string(), format!("{} MiB via COPY, {:.0} bytes/row", copy_bytes >> 20, copy_bytes as f64 / o.rows as f64));
-    row(&mut table, "(a) COPY (model) TO STDOUT", format!("{:.2} s", secs(floor)), format!("{:.0} rows/s (the floor)", o.rows as f64 / secs(floor)));
-    row(&mut table, "    same, ORDER BY id::text COLLATE \"C\"", format!("{:.2} s", secs(floor_sorted)), format!("{:.2}x floor (sorting for the merge)", secs(floor_sorted) / secs(floor)));
-    row(&mut table, "    Sluice's sorted scan alone, decoded", format!("{:.2} s", secs(scan_time)), format!("{:.2}x floor ({n} rows, no diff, no delivery)", secs(scan_time) / secs(floor)));
-    let label = if o.with_consent_mapping { "(b) first sync, 2 mappings (one consent-gated)" } else { "(b) first sync, 1 mapping" };
-    row(&mut table, label, format!("{:.2} s", secs(first_time)), format!("{:.2}x floor; {:.0} rows/s; {:.0} records delivered/s", secs(first_time) / secs(floor), o.rows as f64 / secs(first_time), sent_first as f64 / secs(first_time)));
-    row(&mut table, "(b) re-sync, 1% changed", format!("{:.2} s", secs(resync_time)), format!("{:.2}x floor; {updated} updates sent; {:.0} rows/s", secs(resync_time) / secs(floor), o.rows as f64 / secs(resync_time)));
-    row(&mut table, "(c) peak memory (whole process)", format!("{:.0} MiB", peak_rss_mib()), "includes the in-process receiver".into());
-    row(&mut table, "(c) checkpoint on disk", format!("{:.1} MiB", ckpt as f64 / 1048576.0), format!("{per_record:.1} bytes/record beyond the id"));
-    row(&mut table, "receiver", format!("{} requests", sink.requests.load(Ordering::Relaxed)), format!("{} MiB received", sink.bytes.load(Ordering::Relaxed) >> 20));
+    row(
+        &mut table,
+        "rows in model",
+        o.rows.to_string(),
+        format!("{} MiB via COPY, {:.0} bytes/row", copy_bytes >> 20, copy_bytes as f64 / o.rows as f64),
+    );
+    row(
+        &mut table,
+        "(a) COPY (model) TO STDOUT",
+        format!("{:.2} s", secs(floor)),
+        format!("{:.0} rows/s (the floor)", o.rows as f64 / secs(floor)),
+    );
+    row(
+        &mut table,
+        "    same, ORDER BY id::text COLLATE \"C\"",
+        format!("{:.2} s", secs(floor_sorted)),
+        format!("{:.2}x floor (sorting for the merge)", secs(floor_sorted) / secs(floor)),
+    );
+    row(
+        &mut table,
+        "    Sluice's sorted scan alone, decoded",
+        format!("{:.2} s", secs(scan_time)),
+        format!("{:.2}x floor ({n} rows, no diff, no delivery)", secs(scan_time) / secs(floor)),
+    );
+    let label = if o.with_consent_mapping {
+        "(b) first sync, 2 mappings (one consent-gated)"
+    } else {
+        "(b) first sync, 1 mapping"
+    };
+    row(
+        &mut table,
+        label,
+        format!("{:.2} s", secs(first_time)),
+        format!(
+            "{:.2}x floor; {:.0} rows/s; {:.0} records delivered/s",
+            secs(first_time) / secs(floor),
+            o.rows as f64 / secs(first_time),
+            sent_first as f64 / secs(first_time)
+        ),
+    );
+    row(
+        &mut table,
+        "(b) re-sync, 1% changed",
+        format!("{:.2} s", secs(resync_time)),
+        format!(
+            "{:.2}x floor; {updated} updates sent; {:.0} rows/s",
+            secs(resync_time) / secs(floor),
+            o.rows as f64 / secs(resync_time)
+        ),
+    );
+    row(
+        &mut table,
+        "(c) peak memory (whole process)",
+        format!("{:.0} MiB", peak_rss_mib()),
+        "includes the in-process receiver".into(),
+    );
+    row(
+        &mut table,
+        "(c) checkpoint on disk",
+        format!("{:.1} MiB", ckpt as f64 / 1048576.0),
+        format!("{per_record:.1} bytes/record beyond the id"),
+    );
+    row(
+        &mut table,
+        "receiver",
+        format!("{} requests", sink.requests.load(Ordering::Relaxed)),
+        format!("{} MiB received", sink.bytes.load(Ordering::Relaxed) >> 20),
+    );
     println!("{table}");
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -109,7 +109,11 @@ fn load(url: &str, clients: usize, seconds: u64, rate: Option<f64>) -> Load {
                 }
                 let b = body(c, n);
                 let t = Instant::now();
-                let ok = agent.post(&url).set("Authorization", "Basic d2tfYmVuY2g6").set("Content-Type", "application/json").send_string(&b);
+                let ok = agent
+                    .post(&url)
+                    .set("Authorization", "Basic d2tfYmVuY2g6")
+                    .set("Content-Type", "application/json")
+                    .send_string(&b);
                 lat.push(t.elapsed());
                 if ok.is_err() {
                     errors += 1;
@@ -186,10 +190,34 @@ consent_categories:
     let rate = |l: &Load| (l.requests - l.errors) as f64 * EVENTS_PER_REQUEST as f64 / l.elapsed.as_secs_f64();
     let bare_rate = rate(&b);
     let mut t = crate::render::table(["run", "events/s acknowledged", "p50", "p99", "note"]);
-    t.add_row(vec![Cell::new("bare HTTP server (no work)"), Cell::new(format!("{bare_rate:.0}")), Cell::new(pct(&b.latencies, 0.5)), Cell::new(pct(&b.latencies, 0.99)), Cell::new(format!("{} requests, {} errors", b.requests, b.errors))]);
-    t.add_row(vec![Cell::new("sluice serve, saturation"), Cell::new(format!("{sat_rate:.0}")), Cell::new(pct(&sat.latencies, 0.5)), Cell::new(pct(&sat.latencies, 0.99)), Cell::new(format!("{:.2}x the bare server; durable before 200; {} errors", sat_rate / bare_rate, sat.errors))]);
-    t.add_row(vec![Cell::new("sluice serve, half load"), Cell::new(format!("{:.0}", rate(&half))), Cell::new(pct(&half.latencies, 0.5)), Cell::new(pct(&half.latencies, 0.99)), Cell::new(format!("{} errors", half.errors))]);
-    t.add_row(vec![Cell::new("routed and delivered to 3 destinations"), Cell::new(format!("{:.0}", accepted as f64 / drained.as_secs_f64())), Cell::new("-"), Cell::new("-"), Cell::new(format!("{accepted} events, all delivered 3x in {:.1} s", drained.as_secs_f64()))]);
+    t.add_row(vec![
+        Cell::new("bare HTTP server (no work)"),
+        Cell::new(format!("{bare_rate:.0}")),
+        Cell::new(pct(&b.latencies, 0.5)),
+        Cell::new(pct(&b.latencies, 0.99)),
+        Cell::new(format!("{} requests, {} errors", b.requests, b.errors)),
+    ]);
+    t.add_row(vec![
+        Cell::new("sluice serve, saturation"),
+        Cell::new(format!("{sat_rate:.0}")),
+        Cell::new(pct(&sat.latencies, 0.5)),
+        Cell::new(pct(&sat.latencies, 0.99)),
+        Cell::new(format!("{:.2}x the bare server; durable before 200; {} errors", sat_rate / bare_rate, sat.errors)),
+    ]);
+    t.add_row(vec![
+        Cell::new("sluice serve, half load"),
+        Cell::new(format!("{:.0}", rate(&half))),
+        Cell::new(pct(&half.latencies, 0.5)),
+        Cell::new(pct(&half.latencies, 0.99)),
+        Cell::new(format!("{} errors", half.errors)),
+    ]);
+    t.add_row(vec![
+        Cell::new("routed and delivered to 3 destinations"),
+        Cell::new(format!("{:.0}", accepted as f64 / drained.as_secs_f64())),
+        Cell::new("-"),
+        Cell::new("-"),
+        Cell::new(format!("{accepted} events, all delivered 3x in {:.1} s", drained.as_secs_f64())),
+    ]);
     println!("{t}");
     Ok(std::process::ExitCode::SUCCESS)
 }

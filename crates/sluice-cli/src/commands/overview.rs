@@ -47,7 +47,10 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
                     for r in &reports[1..] {
                         let d: u64 = r.mappings.iter().map(|m| m.delivered).sum();
                         let w: u64 = r.mappings.iter().map(|m| m.withheld_by_consent).sum();
-                        println!("    #{} {} {}: {d} delivered, {w} withheld by consent", r.run_id, r.started_at, r.status);
+                        println!(
+                            "    #{} {} {}: {d} delivered, {w} withheld by consent",
+                            r.run_id, r.started_at, r.status
+                        );
                     }
                 }
             }

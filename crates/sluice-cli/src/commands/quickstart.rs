@@ -94,7 +94,16 @@ fn build_warehouse(path: &Path) -> anyhow::Result<()> {
         for i in 1..=PEOPLE {
             let plan = plans[(g.next() % 4) as usize];
             let (ads, perso, ana) = (g.consent(55), g.consent(60), g.consent(70));
-            ins.execute(params![i, format!("Person {i}"), format!("person{i}@example.com"), format!("d-{i:05}"), plan, ads, perso, ana])?;
+            ins.execute(params![
+                i,
+                format!("Person {i}"),
+                format!("person{i}@example.com"),
+                format!("d-{i:05}"),
+                plan,
+                ads,
+                perso,
+                ana
+            ])?;
             if i % 3 == 0 {
                 let a = g.pct() < 50;
                 let blob = match g.pct() {
@@ -118,7 +127,10 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
     let fresh = !warehouse.exists();
     if fresh {
         build_warehouse(&warehouse).context("building the sample warehouse")?;
-        println!("Created a sample warehouse {} ({PEOPLE} people, consent in columns and in a JSON blob).", warehouse.display());
+        println!(
+            "Created a sample warehouse {} ({PEOPLE} people, consent in columns and in a JSON blob).",
+            warehouse.display()
+        );
     } else {
         println!("Using the existing sample warehouse {}.", warehouse.display());
     }
@@ -148,7 +160,15 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
 
 fn summary(ws: &Workspace, reports: &[RunReport]) {
     println!("\nWhat went where (this sync):");
-    let mut t = crate::render::table(["Model", "Destination", "Needs consent to", "Sent", "Unchanged", "Withheld by consent", "Why withheld"]);
+    let mut t = crate::render::table([
+        "Model",
+        "Destination",
+        "Needs consent to",
+        "Sent",
+        "Unchanged",
+        "Withheld by consent",
+        "Why withheld",
+    ]);
     for r in reports {
         for m in &r.mappings {
             let needs = if m.required_categories.is_empty() {
@@ -156,7 +176,14 @@ fn summary(ws: &Workspace, reports: &[RunReport]) {
             } else {
                 m.required_categories
                     .iter()
-                    .map(|id| ws.file.consent_categories.iter().find(|c| &c.id == id).map(|c| c.name.clone()).unwrap_or(id.clone()))
+                    .map(|id| {
+                        ws.file
+                            .consent_categories
+                            .iter()
+                            .find(|c| &c.id == id)
+                            .map(|c| c.name.clone())
+                            .unwrap_or(id.clone())
+                    })
                     .collect::<Vec<_>>()
                     .join(" + ")
             };

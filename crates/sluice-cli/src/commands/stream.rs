@@ -64,7 +64,11 @@ pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow:
             .map(|m| {
                 m.iter()
                     .map(|(d, v)| match v["categories"].as_array() {
-                        Some(c) => format!("{d}: {} ({})", v["route"].as_str().unwrap_or("?"), c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")),
+                        Some(c) => format!(
+                            "{d}: {} ({})",
+                            v["route"].as_str().unwrap_or("?"),
+                            c.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")
+                        ),
                         None => format!("{d}: {}", v["route"].as_str().unwrap_or("?")),
                     })
                     .collect()

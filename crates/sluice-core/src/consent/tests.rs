@@ -6,7 +6,12 @@ use proptest::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 
-fn ws(policy: Policy, unmapped: UnmappedModels, cats: &[(&str, bool, &[&str])], dests: &[(&str, DestinationKind)]) -> WorkspaceFile {
+fn ws(
+    policy: Policy,
+    unmapped: UnmappedModels,
+    cats: &[(&str, bool, &[&str])],
+    dests: &[(&str, DestinationKind)],
+) -> WorkspaceFile {
     WorkspaceFile {
         workspace: WorkspaceSettings { policy, unmapped_models: unmapped, ..Default::default() },
         sources: vec![],
@@ -77,7 +82,12 @@ fn r2_all_and_any() {
 
 #[test]
 fn r3_missing_column_counts_false() {
-    let w = ws(Policy::All, UnmappedModels::Allow, &[("C1", true, &["a"]), ("C2", true, &["b"])], &[("a", Webhook), ("b", Webhook)]);
+    let w = ws(
+        Policy::All,
+        UnmappedModels::Allow,
+        &[("C1", true, &["a"]), ("C2", true, &["b"])],
+        &[("a", Webhook), ("b", Webhook)],
+    );
     let m = model(&[("C1", "ads")]);
     assert_eq!(decide(&w, &m, "a", [json!(true), json!(true), json!(true)]), Verdict::Send);
     assert_eq!(decide(&w, &m, "b", [json!(true), json!(true), json!(true)]), Verdict::Withhold(vec![0]));
@@ -95,7 +105,10 @@ fn r4_unmapped_model_allow_or_block() {
     assert_eq!(decide(&block, &m, "free", [json!(false), json!(false), json!(false)]), Verdict::Send);
     // a mapping to a disabled category still counts as a mapping: R4 does not apply, R3 does
     let w = ws(Policy::All, UnmappedModels::Allow, &[("C1", true, &["a"]), ("OFF", false, &["a"])], dests);
-    assert_eq!(decide(&w, &model(&[("OFF", "ads")]), "a", [json!(true), json!(true), json!(true)]), Verdict::Withhold(vec![0]));
+    assert_eq!(
+        decide(&w, &model(&[("OFF", "ads")]), "a", [json!(true), json!(true), json!(true)]),
+        Verdict::Withhold(vec![0])
+    );
 }
 
 #[test]

@@ -75,7 +75,10 @@ fn row3_consent_to_ad_only() {
 #[test]
 fn row4_ad_consent_with_integrations_naming_facebook() {
     let w = ws(Policy::All, &["facebook", "google_ads"], &["amplitude", "snowflake"]);
-    let r = routes(&w, json!({"context": consent(true, false), "integrations": {"Facebook": {"x": 1}, "Amplitude": false}}));
+    let r = routes(
+        &w,
+        json!({"context": consent(true, false), "integrations": {"Facebook": {"x": 1}, "Amplitude": false}}),
+    );
     assert_eq!(delivered(&r), vec!["facebook", "google_ads"], "Google Ads gets it though not named");
     assert_eq!(r[0].1, Route::Deliver { metadata: Some(json!({"x": 1})) });
     assert!(matches!(r[3].1, Route::Withheld { .. }));
@@ -84,7 +87,8 @@ fn row4_ad_consent_with_integrations_naming_facebook() {
 #[test]
 fn row5_integrations_can_narrow_consent() {
     let w = ws(Policy::All, &["facebook", "google_ads"], &["amplitude", "snowflake"]);
-    let r = routes(&w, json!({"context": consent(true, false), "integrations": {"Facebook": false, "Amplitude": false}}));
+    let r =
+        routes(&w, json!({"context": consent(true, false), "integrations": {"Facebook": false, "Amplitude": false}}));
     assert_eq!(delivered(&r), vec!["google_ads"]);
     assert_eq!(r[0].1, Route::TurnedOff);
 }
@@ -109,11 +113,15 @@ fn r6_both_fields_unknown_keys_and_bad_values() {
     assert!(w.is_empty());
     assert_eq!(c, EventConsent::Given([("ad".to_string(), true), ("analytics".to_string(), false)].into()));
     // non-boolean value: false with a warning; keys are case-sensitive
-    let (c, w) = read_consent(&json!({"context": {"consent": {"categoryPreferences": {"ad": "true", "Analytics": true}}}}));
+    let (c, w) =
+        read_consent(&json!({"context": {"consent": {"categoryPreferences": {"ad": "true", "Analytics": true}}}}));
     assert_eq!(w.len(), 1);
     let ws = ws(Policy::All, &["facebook"], &["amplitude"]);
     assert!(matches!(route(&ws, &ws.destinations[0], &c, None), Route::Withheld { .. }));
-    assert!(matches!(route(&ws, &ws.destinations[2], &c, None), Route::Withheld { .. }), "`Analytics` is not `analytics`");
+    assert!(
+        matches!(route(&ws, &ws.destinations[2], &c, None), Route::Withheld { .. }),
+        "`Analytics` is not `analytics`"
+    );
     // preferences that are not an object: every category false
     let (c, w) = read_consent(&json!({"context": {"consent": {"categoryPreferences": [true]}}}));
     assert_eq!((c, w.len()), (EventConsent::Given(Default::default()), 1));
@@ -127,11 +135,21 @@ fn r7_missing_versus_empty_preferences_and_missing_consent_modes() {
     let (empty, _) = read_consent(&json!({"context": {"consent": {"categoryPreferences": {}}}}));
     assert_eq!(empty, EventConsent::Given(Default::default()));
     assert!(matches!(route(&w, &w.destinations[0], &empty, None), Route::Withheld { .. }));
-    assert_eq!(route(&w, &w.destinations[1], &empty, None), Route::Deliver { metadata: None }, "unmapped still receives");
+    assert_eq!(
+        route(&w, &w.destinations[1], &empty, None),
+        Route::Deliver { metadata: None },
+        "unmapped still receives"
+    );
     let stored: BTreeMap<String, bool> = [("ad".to_string(), false)].into();
     assert_eq!(effective_consent(MissingConsent::Allow, missing.clone(), Some(&stored)), EventConsent::Missing);
-    assert_eq!(effective_consent(MissingConsent::Block, missing.clone(), None), EventConsent::Given(Default::default()));
-    assert_eq!(effective_consent(MissingConsent::Profile, missing.clone(), Some(&stored)), EventConsent::Given(stored.clone()));
+    assert_eq!(
+        effective_consent(MissingConsent::Block, missing.clone(), None),
+        EventConsent::Given(Default::default())
+    );
+    assert_eq!(
+        effective_consent(MissingConsent::Profile, missing.clone(), Some(&stored)),
+        EventConsent::Given(stored.clone())
+    );
     assert_eq!(effective_consent(MissingConsent::Profile, missing.clone(), None), EventConsent::Missing);
     assert_eq!(effective_consent(MissingConsent::Block, empty.clone(), None), empty);
 }

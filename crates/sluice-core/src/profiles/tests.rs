@@ -11,7 +11,12 @@ fn prefs(ad: bool) -> BTreeMap<String, bool> {
 #[test]
 fn r9_full_state_replaces_and_most_recent_wins() {
     let mut p = Profile::default();
-    p.apply_consent_event(&[("ad".to_string(), true), ("analytics".to_string(), true)].into(), &cats(), "2024-01-02T00:00:00.000Z", 1);
+    p.apply_consent_event(
+        &[("ad".to_string(), true), ("analytics".to_string(), true)].into(),
+        &cats(),
+        "2024-01-02T00:00:00.000Z",
+        1,
+    );
     assert_eq!(p.routing_consent(), [("ad".to_string(), true), ("analytics".to_string(), true)].into());
     // omitted category becomes false
     p.apply_consent_event(&prefs(true), &cats(), "2024-01-03T00:00:00.000Z", 2);

@@ -22,7 +22,8 @@ impl ConnectionsSink {
     pub fn new(config: ConnectionsConfig, ctx: &BuildContext) -> Self {
         let transport = Transport::new(config.http.as_ref().expect("parsed with transport options"));
         let endpoint = format!("{}/v1/batch", config.url.trim_end_matches('/'));
-        let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:", config.write_key)));
+        let auth =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:", config.write_key)));
         Self { config, transport, endpoint, auth, mapping_key: ctx.mapping_key.clone() }
     }
 
@@ -38,7 +39,9 @@ impl ConnectionsSink {
         h.update(item.data.as_bytes());
         let mut e = match self.config.event {
             EventType::Identify => json!({"type": "identify", "userId": item.id, "traits": data}),
-            EventType::Track => json!({"type": "track", "userId": item.id, "event": self.config.event_name, "properties": data}),
+            EventType::Track => {
+                json!({"type": "track", "userId": item.id, "event": self.config.event_name, "properties": data})
+            }
         };
         e["messageId"] = json!(format!("sluice-{:032x}", h.digest128()));
         e["context"] = json!({"library": {"name": "sluice", "version": env!("CARGO_PKG_VERSION")}});

@@ -5,7 +5,8 @@ use sluice_core::Change;
 use sluice_testkit::{Receiver, Reply};
 
 fn sink(rx: &Receiver, extra: serde_json::Value) -> ConnectionsSink {
-    let mut s = json!({"url": format!("{}/", rx.url()), "write_key": "wk_123", "retry_initial_ms": 5, "retry_max_ms": 10});
+    let mut s =
+        json!({"url": format!("{}/", rx.url()), "write_key": "wk_123", "retry_initial_ms": 5, "retry_max_ms": 10});
     s.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     let ctx = BuildContext { base_dir: ".".into(), mapping_key: "users/segment".into() };
     ConnectionsSink::new(ConnectionsConfig::parse(s.as_object().unwrap()).unwrap(), &ctx)
@@ -23,7 +24,8 @@ fn item(id: &str, consent: Option<serde_json::Value>) -> Item {
 #[test]
 fn identify_events_with_consent_stamped_under_both_names_and_basic_auth() {
     let rx = Receiver::start();
-    let out = sink(&rx, json!({})).deliver(&[item("u1", Some(json!({"C0004": false, "C0002": true}))), item("u2", None)]);
+    let out =
+        sink(&rx, json!({})).deliver(&[item("u1", Some(json!({"C0004": false, "C0002": true}))), item("u2", None)]);
     assert!(out.iter().all(|o| o.is_ok()));
     let r = &rx.requests()[0];
     assert_eq!(r.url, "/v1/batch");

@@ -15,7 +15,12 @@ fn sink(rx: &Receiver, extra: serde_json::Value) -> WebhookSink {
 
 fn items(ids: &[&str]) -> Vec<Item> {
     ids.iter()
-        .map(|id| Item { action: Change::Added, id: id.to_string(), data: crate::raw(&json!({"email": format!("{id}@x")})), consent: None })
+        .map(|id| Item {
+            action: Change::Added,
+            id: id.to_string(),
+            data: crate::raw(&json!({"email": format!("{id}@x")})),
+            consent: None,
+        })
         .collect()
 }
 
@@ -94,6 +99,12 @@ fn unreachable_is_retryable_and_names_the_url() {
 #[test]
 fn bad_settings_name_the_field() {
     assert_eq!(WebhookConfig::parse(json!({"url": "ftp://x"}).as_object().unwrap()).unwrap_err().at, "url");
-    assert_eq!(WebhookConfig::parse(json!({"url": "http://x", "batch_size": 0}).as_object().unwrap()).unwrap_err().at, "batch_size");
-    assert_eq!(WebhookConfig::parse(json!({"url": "http://x", "retries": 3}).as_object().unwrap()).unwrap_err().at, "retries");
+    assert_eq!(
+        WebhookConfig::parse(json!({"url": "http://x", "batch_size": 0}).as_object().unwrap()).unwrap_err().at,
+        "batch_size"
+    );
+    assert_eq!(
+        WebhookConfig::parse(json!({"url": "http://x", "retries": 3}).as_object().unwrap()).unwrap_err().at,
+        "retries"
+    );
 }

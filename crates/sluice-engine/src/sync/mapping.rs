@@ -2,13 +2,13 @@
 
 use super::cursor::Cursor;
 use super::payload::Projections;
-use sluice_warehouse::IdOrder;
 use crate::report::{FailureSample, MappingReport, MAX_SAMPLES};
 use crate::telemetry::{emit, Event};
 use serde_json::{Map, Value};
 use sluice_core::{parse_consent, Change, Gate, Verdict};
 use sluice_destinations::{DeliveryError, Destination, Item};
 use sluice_state::{CheckpointWrite, Entry, Pending, StateStore};
+use sluice_warehouse::IdOrder;
 use std::time::Instant;
 
 /// Hash recorded for a rejected `deleted` item (the row is gone; nothing else identifies it).
@@ -244,7 +244,10 @@ impl MappingRun {
                 id: item.id.clone(),
                 action: item.action.as_str().into(),
                 error,
-                class: serde_json::to_value(e.class).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+                class: serde_json::to_value(e.class)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
                 payload: serde_json::to_value(item).unwrap_or_default(),
             });
         }

@@ -55,7 +55,13 @@ fn rule_text(gate: &Gate) -> String {
         Gate::Check { policy, required } => {
             let cats: Vec<String> = required
                 .iter()
-                .map(|r| if r.column.is_some() { r.category.clone() } else { format!("{} (no column: false, R3)", r.category) })
+                .map(|r| {
+                    if r.column.is_some() {
+                        r.category.clone()
+                    } else {
+                        format!("{} (no column: false, R3)", r.category)
+                    }
+                })
                 .collect();
             let word = match policy {
                 sluice_core::Policy::All => "all of",
@@ -158,11 +164,8 @@ pub fn sync_model(
         return Err(SyncError::Config(ConfigErrors(errs)));
     }
     let id_col = cols[resolve_column(&cols, &model.unique_id).expect("checked")].clone();
-    let consent_cols: Vec<(String, usize)> = model
-        .consent
-        .iter()
-        .filter_map(|(cat, c)| resolve_column(&cols, c).ok().map(|i| (cat.clone(), i)))
-        .collect();
+    let consent_cols: Vec<(String, usize)> =
+        model.consent.iter().filter_map(|(cat, c)| resolve_column(&cols, c).ok().map(|i| (cat.clone(), i))).collect();
 
     let mut report = RunReport { model: model.id.clone(), started_at: now_rfc3339(), ..Default::default() };
     if model.consent.is_empty() && !ws.file.consent_categories.is_empty() {
@@ -274,7 +277,13 @@ fn follow_id_order(store: &mut StateStore, mapping: i64, order: IdOrder) -> Resu
     match stored {
         Some(old) if old != order => {
             let dropped = store.rekey_checkpoint(mapping, &|k| order.key(&old.id(k)).map(|c| c.into_owned()))?;
-            tracing::warn!(mapping, from = old.as_str(), to = order.as_str(), dropped, "id order changed; checkpoint re-keyed");
+            tracing::warn!(
+                mapping,
+                from = old.as_str(),
+                to = order.as_str(),
+                dropped,
+                "id order changed; checkpoint re-keyed"
+            );
         }
         Some(_) => return Ok(()),
         None => {}

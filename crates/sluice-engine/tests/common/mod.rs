@@ -38,7 +38,10 @@ impl Env {
     /// As [`Env::workspace`], with one more source (a flow mapping).
     pub fn workspace_with_source(&self, source: &str, yaml: &str) -> Workspace {
         let extra = if source.is_empty() { String::new() } else { format!(", {source}") };
-        let yaml = format!("sources: [{{id: dwh, kind: sqlite, path: ./warehouse.db}}{extra}]\n{}", yaml.replace("{URL}", self.rx.url()));
+        let yaml = format!(
+            "sources: [{{id: dwh, kind: sqlite, path: ./warehouse.db}}{extra}]\n{}",
+            yaml.replace("{URL}", self.rx.url())
+        );
         let ws = Workspace::from_yaml(&yaml, self.dir.path().to_path_buf()).unwrap_or_else(|e| panic!("{e}"));
         ws.check_models().unwrap_or_else(|e| panic!("{e}"));
         ws

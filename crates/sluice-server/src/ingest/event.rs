@@ -135,7 +135,8 @@ mod tests {
         // the client's clock is 1 h behind: timestamp = receivedAt - (sentAt - timestamp)
         assert_eq!(e["timestamp"], "2024-05-01T12:00:05.000Z");
         assert_eq!(e["receivedAt"], "2024-05-01T12:00:10.000Z");
-        let e = normalize(json!({"anonymousId": "a", "messageId": "m1"}), Some("page"), None, now(), |_| "x".into()).unwrap();
+        let e = normalize(json!({"anonymousId": "a", "messageId": "m1"}), Some("page"), None, now(), |_| "x".into())
+            .unwrap();
         assert_eq!((e["messageId"].as_str(), e["timestamp"].as_str()), (Some("m1"), Some("2024-05-01T12:00:10.000Z")));
     }
 

@@ -32,7 +32,8 @@ fn body_bytes(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, 
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
-    let too_large = || error(StatusCode::BAD_REQUEST, "body_too_large", &format!("the body exceeds {} KB", limit / 1024), None);
+    let too_large =
+        || error(StatusCode::BAD_REQUEST, "body_too_large", &format!("the body exceeds {} KB", limit / 1024), None);
     if !gzip {
         return if raw.len() > limit { Err(too_large()) } else { Ok(raw.to_vec()) };
     }
@@ -67,7 +68,12 @@ pub async fn handle(state: AppState, kind: Option<&'static str>, headers: Header
         Err(e) => return error(StatusCode::BAD_REQUEST, "malformed_json", &format!("malformed JSON: {e}"), None),
     };
     let Some(key) = write_key(&headers, &body) else {
-        return error(StatusCode::UNAUTHORIZED, "missing_write_key", "no write key: send it as the HTTP Basic auth user or as `writeKey`", None);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing_write_key",
+            "no write key: send it as the HTTP Basic auth user or as `writeKey`",
+            None,
+        );
     };
     let Some(source) = state.sources.get(&key).cloned() else {
         return error(StatusCode::UNAUTHORIZED, "unknown_write_key", "unknown write key", None);
@@ -82,7 +88,14 @@ pub async fn handle(state: AppState, kind: Option<&'static str>, headers: Header
             let sent_at = body.get("sentAt").cloned();
             match body.get_mut("batch").map(Value::take) {
                 Some(Value::Array(items)) => (items, sent_at),
-                _ => return error(StatusCode::BAD_REQUEST, "invalid_batch", "`batch` must be an array of events", Some("batch")),
+                _ => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_batch",
+                        "`batch` must be an array of events",
+                        Some("batch"),
+                    )
+                }
             }
         }
     };

@@ -29,10 +29,8 @@ pub fn open(dir: &Path) -> Result<Connection> {
     let wrap = |source| StoreError { path: path.display().to_string(), source };
     let _ = std::fs::create_dir_all(dir);
     let conn = Connection::open(&path).map_err(wrap)?;
-    conn.execute_batch(
-        "pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;",
-    )
-    .map_err(wrap)?;
+    conn.execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;")
+        .map_err(wrap)?;
     conn.execute_batch(include_str!("schema.sql")).map_err(wrap)?;
     Ok(conn)
 }
@@ -45,6 +43,21 @@ pub fn db_path(dir: &Path) -> PathBuf {
 /// Wraps SQLite errors with the file name.
 pub fn wrap(conn: &Connection) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |source| StoreError { path: conn.path().unwrap_or("stream.db").to_string(), source }
+}
+
+/// Executes a statement through the connection's statement cache (no re-parsing per call).
+pub fn exec(conn: &Connection, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(p)
+}
+
+/// Queries one row through the statement cache.
+pub fn query_row<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(p, f)
 }
 
 /// One event as the debugger shows it.
@@ -109,8 +122,12 @@ pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
     let mut out = serde_json::Map::new();
     let mut rows = stmt.query(params![since_minute]).map_err(wrap(conn))?;
     while let Some(r) = rows.next().map_err(wrap(conn))? {
-        let (dest, metric, category, n): (String, String, String, i64) =
-            (r.get(0).map_err(wrap(conn))?, r.get(1).map_err(wrap(conn))?, r.get(2).map_err(wrap(conn))?, r.get(3).map_err(wrap(conn))?);
+        let (dest, metric, category, n): (String, String, String, i64) = (
+            r.get(0).map_err(wrap(conn))?,
+            r.get(1).map_err(wrap(conn))?,
+            r.get(2).map_err(wrap(conn))?,
+            r.get(3).map_err(wrap(conn))?,
+        );
         let d = out.entry(dest).or_insert_with(|| serde_json::json!({})).as_object_mut().expect("object");
         if category.is_empty() {
             d.insert(metric, Value::from(n));

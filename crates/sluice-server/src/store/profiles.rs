@@ -1,6 +1,6 @@
 //! Identity resolution: identifiers -> profile, merging profiles when an event links two.
 
-use super::{wrap, Result};
+use super::{exec, query_row, wrap, Result};
 use rusqlite::{params, Connection, OptionalExtension};
 use sluice_core::profiles::Profile;
 
@@ -13,14 +13,16 @@ fn ident(kind: char, id: &str) -> String {
 
 impl ProfileStore {
     fn load(conn: &Connection, id: i64) -> Result<Profile> {
-        let data: Option<String> =
-            conn.query_row("select data from profiles where id = ?1", [id], |r| r.get(0)).optional().map_err(wrap(conn))?;
+        let data: Option<String> = query_row(conn, "select data from profiles where id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(wrap(conn))?;
         Ok(data.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default())
     }
 
     /// Saves a profile.
     pub fn save(conn: &Connection, id: i64, p: &Profile) -> Result<()> {
-        conn.execute(
+        exec(
+            conn,
             "insert into profiles (id, data) values (?1, ?2) on conflict (id) do update set data = excluded.data",
             params![id, serde_json::to_string(p).expect("profile serializes")],
         )
@@ -29,7 +31,7 @@ impl ProfileStore {
     }
 
     fn lookup(conn: &Connection, key: &str) -> Result<Option<i64>> {
-        conn.query_row("select profile from identities where ident = ?1", [key], |r| r.get(0))
+        query_row(conn, "select profile from identities where ident = ?1", [key], |r| r.get(0))
             .optional()
             .map_err(wrap(conn))
     }
@@ -52,10 +54,11 @@ impl ProfileStore {
                 anonymous_ids: anon.filter(|_| user.is_none()).map(|a| a.to_string()).into_iter().collect(),
                 ..Default::default()
             };
-            conn.execute("insert into profiles (data) values (?1)", [serde_json::to_string(&p).expect("serializes")])
+            exec(conn, "insert into profiles (data) values (?1)", [serde_json::to_string(&p).expect("serializes")])
                 .map_err(wrap(conn))?;
             let id = conn.last_insert_rowid();
-            conn.execute("insert into identities (ident, profile) values (?1, ?2)", params![key, id]).map_err(wrap(conn))?;
+            exec(conn, "insert into identities (ident, profile) values (?1, ?2)", params![key, id])
+                .map_err(wrap(conn))?;
         }
         Ok(())
     }
@@ -63,11 +66,8 @@ impl ProfileStore {
     /// The profile of an event's identifiers, creating or merging as needed: every identifier
     /// the event carries ends up in one profile. Returns `None` when the event has none.
     pub fn resolve(conn: &Connection, user_ids: &[&str], anonymous_ids: &[&str]) -> Result<Option<(i64, Profile)>> {
-        let keys: Vec<String> = user_ids
-            .iter()
-            .map(|u| ident('u', u))
-            .chain(anonymous_ids.iter().map(|a| ident('a', a)))
-            .collect();
+        let keys: Vec<String> =
+            user_ids.iter().map(|u| ident('u', u)).chain(anonymous_ids.iter().map(|a| ident('a', a))).collect();
         if keys.is_empty() {
             return Ok(None);
         }
@@ -83,20 +83,21 @@ impl ProfileStore {
         let (id, mut profile) = match found.first() {
             Some(first) => (*first, Self::load(conn, *first)?),
             None => {
-                conn.execute("insert into profiles (data) values ('{}')", []).map_err(wrap(conn))?;
+                exec(conn, "insert into profiles (data) values ('{}')", []).map_err(wrap(conn))?;
                 (conn.last_insert_rowid(), Profile::default())
             }
         };
         for other in found.iter().skip(1) {
             let p = Self::load(conn, *other)?;
             profile.merge(p);
-            conn.execute("update identities set profile = ?1 where profile = ?2", params![id, other]).map_err(wrap(conn))?;
-            conn.execute("delete from profiles where id = ?1", [other]).map_err(wrap(conn))?;
+            exec(conn, "update identities set profile = ?1 where profile = ?2", params![id, other])
+                .map_err(wrap(conn))?;
+            exec(conn, "delete from profiles where id = ?1", [other]).map_err(wrap(conn))?;
         }
         profile.user_ids.extend(user_ids.iter().map(|s| s.to_string()));
         profile.anonymous_ids.extend(anonymous_ids.iter().map(|s| s.to_string()));
         for k in &keys {
-            conn.execute(
+            exec(conn,
                 "insert into identities (ident, profile) values (?1, ?2) on conflict (ident) do update set profile = excluded.profile
                  where profile <> excluded.profile",
                 params![k, id],

@@ -18,7 +18,8 @@ pub fn start(yaml: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!("sources: [{{id: web, kind: events, write_key: wk_web}}]\n{}", yaml.replace("{URL}", rx.url()));
     let file: sluice_core::WorkspaceFile = sluice_core::WorkspaceFile::from_yaml(&yaml).unwrap();
-    let file = sluice_core::validate(file, &sluice_destinations::validate_settings).unwrap_or_else(|e| panic!("{e}")).file;
+    let file =
+        sluice_core::validate(file, &sluice_destinations::validate_settings).unwrap_or_else(|e| panic!("{e}")).file;
     let config = sluice_server::ServeConfig {
         workspace: file,
         base_dir: dir.path().to_path_buf(),
@@ -52,7 +53,10 @@ impl Server {
         let mut req = ureq::post(&format!("{}{path}", self.url)).set("Content-Type", "application/json");
         if let Some(k) = key {
             use base64::Engine;
-            req = req.set("Authorization", &format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{k}:"))));
+            req = req.set(
+                "Authorization",
+                &format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{k}:"))),
+            );
         }
         if let Some(e) = encoding {
             req = req.set("Content-Encoding", e);

@@ -101,7 +101,11 @@ fn sql_error(e: postgres::Error, sql: &str) -> WarehouseError {
         let line = before.matches('\n').count() + 1;
         let col = before.rsplit('\n').next().map(|l| l.chars().count() + 1).unwrap_or(1);
         let text = sql.lines().nth(line - 1).unwrap_or("");
-        msg.push_str(&format!(" at line {line}, column {col} (character {}):\n    {text}\n    {}^", pos + 1, " ".repeat(col - 1)));
+        msg.push_str(&format!(
+            " at line {line}, column {col} (character {}):\n    {text}\n    {}^",
+            pos + 1,
+            " ".repeat(col - 1)
+        ));
     }
     if let Some(hint) = db.hint() {
         msg.push_str(&format!("\n    hint: {hint}"));
@@ -141,9 +145,8 @@ impl PostgresWarehouse {
         }
         config.application_name("sluice");
         let tls = tls::client_config(mode, opts.ca_file.as_deref()).map_err(&connect)?;
-        let mut client = config
-            .connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls))
-            .map_err(|e| connect(error_text(&e)))?;
+        let mut client =
+            config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)).map_err(|e| connect(error_text(&e)))?;
         let mut setup = "SET work_mem = '64MB';".to_string();
         if let Some(t) = opts.statement_timeout {
             setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
@@ -159,7 +162,8 @@ impl PostgresWarehouse {
 
     fn describe_model(&mut self, sql: &str) -> Result<Vec<(String, Conv)>, WarehouseError> {
         let stmt = self.client.prepare(model_sql(sql)).map_err(|e| sql_error(e, model_sql(sql)))?;
-        let cols: Vec<(String, Conv)> = stmt.columns().iter().map(|c| (c.name().to_string(), conv(c.type_()))).collect();
+        let cols: Vec<(String, Conv)> =
+            stmt.columns().iter().map(|c| (c.name().to_string(), conv(c.type_()))).collect();
         if cols.is_empty() {
             return Err(WarehouseError::Model("the model SQL returns no columns (is it a SELECT?)".into()));
         }
@@ -237,7 +241,11 @@ impl Warehouse for PostgresWarehouse {
             IdOrder::Integer => col.clone(),
             IdOrder::Text => format!("{id} COLLATE \"C\" NULLS FIRST"),
         };
-        let q = format!("SELECT {id}, {} FROM ({}) AS sluice_model ORDER BY {order_by}", Self::select_list(&cols), model_sql(sql));
+        let q = format!(
+            "SELECT {id}, {} FROM ({}) AS sluice_model ORDER BY {order_by}",
+            Self::select_list(&cols),
+            model_sql(sql)
+        );
         let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
         let mut rows = self.client.query_raw(&q, params).map_err(|e| sql_error(e, &q))?;
         let mut guard = OrderGuard::new(order);

@@ -35,7 +35,10 @@ fn ids_of_every_type_as_strings_in_byte_order() {
     );
     assert_eq!(w.id_order("select * from i", "id").unwrap(), IdOrder::Integer);
     assert_eq!(w.id_order("select * from u", "id").unwrap(), IdOrder::Text);
-    assert_eq!(ids(&mut w, "select * from i", "id"), vec![Some("9".into()), Some("10".into()), Some("100".into()), None]);
+    assert_eq!(
+        ids(&mut w, "select * from i", "id"),
+        vec![Some("9".into()), Some("10".into()), Some("100".into()), None]
+    );
     assert_eq!(ids(&mut w, "select * from b", "id"), vec![Some("-5".into()), Some("9007199254740993".into())]);
     let mut text = vec![];
     w.scan("select * from i", "id", IdOrder::Text, &mut |r| {
@@ -72,8 +75,14 @@ fn seed_models_columns_and_json_blob() {
            ('u1','A','a@x','d1',true,false,null,'{\"consent\":{\"cookie\":{\"Advertising\":true,\"Analytics\":false}}}'),
            ('u2','B','b@x','d2',false,true,true,'{\"consent\":{\"cookie\":{}}}');",
     );
-    let cols = w.columns("select USERID, name, email, distinctid, Ads, Personalization, Analytics from CONSENT_PREFERENCES;").unwrap();
-    assert_eq!(cols, vec!["userid", "name", "email", "distinctid", "ads", "personalization", "analytics"], "unquoted names fold to lowercase");
+    let cols = w
+        .columns("select USERID, name, email, distinctid, Ads, Personalization, Analytics from CONSENT_PREFERENCES;")
+        .unwrap();
+    assert_eq!(
+        cols,
+        vec!["userid", "name", "email", "distinctid", "ads", "personalization", "analytics"],
+        "unquoted names fold to lowercase"
+    );
     let p = w
         .preview(
             "select USERID, CAST(CONSENT_OBJ->'consent'->'cookie'->>'Advertising' AS boolean) as Ads,
@@ -103,22 +112,26 @@ fn connection_errors_name_the_target() {
     let e = PostgresWarehouse::connect(&PgOptions { url: bad_user, ..opts() }).err().unwrap().to_string();
     assert!(e.contains("no_such_role_x@") && e.contains("no_such_role_x"), "{e}");
     assert!(e.contains("28000") || e.contains("authentication"), "{e}");
-    let e = PostgresWarehouse::connect(&PgOptions { url: "postgres://postgres:secret@127.0.0.1:1/test".into(), ..opts() })
-        .err()
-        .unwrap()
-        .to_string();
+    let e =
+        PostgresWarehouse::connect(&PgOptions { url: "postgres://postgres:secret@127.0.0.1:1/test".into(), ..opts() })
+            .err()
+            .unwrap()
+            .to_string();
     assert!(e.contains("127.0.0.1:1") && e.to_lowercase().contains("refused"), "{e}");
     assert!(!e.contains("secret"), "the password never appears: {e}");
-    let e = PostgresWarehouse::connect(&PgOptions { url: "postgres://x@127.0.0.1/test?sslmode=bogus".into(), ..opts() })
-        .err()
-        .unwrap()
-        .to_string();
+    let e =
+        PostgresWarehouse::connect(&PgOptions { url: "postgres://x@127.0.0.1/test?sslmode=bogus".into(), ..opts() })
+            .err()
+            .unwrap()
+            .to_string();
     assert!(e.contains("invalid connection URL"), "{e}");
 }
 
 #[test]
 fn statement_timeout_applies() {
-    let mut w = PostgresWarehouse::connect(&PgOptions { statement_timeout: Some(Duration::from_millis(200)), ..opts() }).unwrap();
+    let mut w =
+        PostgresWarehouse::connect(&PgOptions { statement_timeout: Some(Duration::from_millis(200)), ..opts() })
+            .unwrap();
     let e = w.preview("select pg_sleep(3)", 1).unwrap_err().to_string();
     assert!(e.contains("statement timeout"), "{e}");
 }
@@ -129,7 +142,8 @@ fn tls_require_encrypts_and_verify_full_checks_the_certificate() {
     let p = w.preview("select ssl from pg_stat_ssl where pid = pg_backend_pid()", 1).unwrap();
     assert_eq!(p.rows[0][0], serde_json::json!(true), "the connection is encrypted");
     // the local server has a self-signed certificate: verification must refuse it
-    let e = PostgresWarehouse::connect(&PgOptions { tls: Some(TlsMode::VerifyFull), ..opts() }).err().unwrap().to_string();
+    let e =
+        PostgresWarehouse::connect(&PgOptions { tls: Some(TlsMode::VerifyFull), ..opts() }).err().unwrap().to_string();
     assert!(e.to_lowercase().contains("certificate"), "{e}");
     let mut w = PostgresWarehouse::connect(&PgOptions { tls: Some(TlsMode::Disable), ..opts() }).unwrap();
     let p = w.preview("select count(*) from pg_stat_ssl where pid = pg_backend_pid() and ssl", 1).unwrap();

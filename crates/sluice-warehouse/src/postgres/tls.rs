@@ -82,8 +82,8 @@ pub fn client_config(mode: TlsMode, ca_file: Option<&std::path::Path>) -> Result
             let mut roots = RootCertStore::empty();
             roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
             if let Some(path) = ca_file {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                let certs =
+                    CertificateDer::pem_file_iter(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
                 for c in certs {
                     let c = c.map_err(|e| format!("ca_file {}: {e}", path.display()))?;
                     roots.add(c).map_err(|e| format!("ca_file {}: {e}", path.display()))?;

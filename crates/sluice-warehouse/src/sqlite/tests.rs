@@ -30,7 +30,10 @@ fn scan_sorts_by_id_string_and_keeps_nulls() {
 fn json_blob_model_with_sqlite_json_functions() {
     let (_d, mut w) = warehouse();
     let p = w
-        .preview("select id, json_extract(blob, '$.consent.Advertising') as Ads from p where blob is not null order by id", 10)
+        .preview(
+            "select id, json_extract(blob, '$.consent.Advertising') as Ads from p where blob is not null order by id",
+            10,
+        )
         .unwrap();
     assert_eq!(p.columns, vec!["id", "Ads"]);
     assert_eq!(p.rows, vec![vec![Value::from(10), Value::from(1)], vec![Value::from(100), Value::from(0)]]);
