@@ -20,8 +20,8 @@ pub const CONSENT_EVENTS: [&str; 2] = ["Segment Consent Preference Updated", "Se
 pub struct Job {
     /// The event source.
     pub source: String,
-    /// Normalized events.
-    pub events: Vec<Value>,
+    /// Normalized events, each with its JSON text.
+    pub events: Vec<crate::ingest::event::Normalized>,
     /// Events that failed validation: (reason, raw JSON). Stored for the debugger, not routed.
     pub invalid: Vec<(String, String)>,
     /// Answered after the commit.
@@ -45,7 +45,9 @@ pub struct Router {
     pub metrics: Arc<Metrics>,
 }
 
-type Stats = HashMap<(i64, String, &'static str, String), i64>;
+/// Counts of a group, keyed by (minute, destination index, metric, category index or NONE).
+type Stats = HashMap<(i64, usize, &'static str, usize), u64>;
+const NONE: usize = usize::MAX;
 
 fn decision_json(r: &Route) -> Value {
     match r {
@@ -64,7 +66,13 @@ impl Router {
         self.ws.consent_categories.iter().map(|c| c.id.clone()).collect()
     }
 
-    fn process_event(&self, tx: &Transaction, source: &str, event: &Value, stats: &mut Stats) -> store::Result<bool> {
+    fn process_event(
+        &self,
+        tx: &Transaction,
+        source: &str,
+        (event, json): &crate::ingest::event::Normalized,
+        stats: &mut Stats,
+    ) -> store::Result<bool> {
         let w = store::wrap(tx);
         let message_id = event["messageId"].as_str().unwrap_or_default();
         let fresh =
@@ -122,30 +130,25 @@ impl Router {
         let minute = chrono::Utc::now().timestamp() / 60;
         let mut decisions = serde_json::Map::new();
         let mut deliver = Vec::new();
-        for d in &self.ws.destinations {
+        for (di, d) in self.ws.destinations.iter().enumerate() {
             let r = route(&self.ws, d, &consent, integrations);
             let metric = match &r {
                 Route::Deliver { .. } => {
                     deliver.push(d.id.as_str());
-                    self.metrics.routed.get_or_create(&dest(&d.id)).inc();
                     "routed"
                 }
                 Route::Withheld { categories } => {
                     for c in categories {
-                        *stats.entry((minute, d.id.clone(), "withheld", c.clone())).or_default() += 1;
-                        let labels = DestCategory { destination: d.id.clone(), category: c.clone() };
-                        self.metrics.withheld.get_or_create(&labels).inc();
+                        let ci = self.ws.consent_categories.iter().position(|x| x.id == *c).unwrap_or(NONE);
+                        *stats.entry((minute, di, "withheld", ci)).or_default() += 1;
                     }
                     "withheld"
                 }
-                Route::TurnedOff => {
-                    self.metrics.turned_off.get_or_create(&dest(&d.id)).inc();
-                    "turned_off"
-                }
+                Route::TurnedOff => "turned_off",
                 Route::Disabled => "disabled",
             };
-            *stats.entry((minute, d.id.clone(), "received", String::new())).or_default() += 1;
-            *stats.entry((minute, d.id.clone(), metric, String::new())).or_default() += 1;
+            *stats.entry((minute, di, "received", NONE)).or_default() += 1;
+            *stats.entry((minute, di, metric, NONE)).or_default() += 1;
             decisions.insert(d.id.clone(), decision_json(&r));
         }
         exec(tx,
@@ -154,7 +157,7 @@ impl Router {
                 source,
                 message_id,
                 event["receivedAt"].as_str().unwrap_or_default(),
-                event.to_string(),
+                json,
                 Value::Object(decisions).to_string(),
                 serde_json::to_string(&warnings).expect("strings serialize"),
             ],
@@ -199,15 +202,27 @@ fn sluice_core_now() -> String {
     crate::ingest::event::rfc3339(chrono::Utc::now())
 }
 
-fn write_stats(tx: &Transaction, stats: &Stats) -> store::Result<()> {
+/// Adds a group's counts to the per-minute statistics and the Prometheus counters.
+fn write_stats(tx: &Transaction, ws: &WorkspaceFile, metrics: &Metrics, stats: &Stats) -> store::Result<()> {
     let mut up = tx
         .prepare_cached(
             "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, ?4, ?5)
              on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
         )
         .map_err(store::wrap(tx))?;
-    for ((minute, d, metric, cat), n) in stats {
-        up.execute(params![minute, d, metric, cat, n]).map_err(store::wrap(tx))?;
+    for (&(minute, di, metric, ci), &n) in stats {
+        let d = &ws.destinations[di].id;
+        let cat = ws.consent_categories.get(ci).map(|c| c.id.as_str()).unwrap_or("");
+        up.execute(params![minute, d, metric, cat, n as i64]).map_err(store::wrap(tx))?;
+        match metric {
+            "routed" => metrics.routed.get_or_create(&dest(d)).inc_by(n),
+            "turned_off" => metrics.turned_off.get_or_create(&dest(d)).inc_by(n),
+            "withheld" if ci != NONE => metrics
+                .withheld
+                .get_or_create(&DestCategory { destination: d.clone(), category: cat.to_string() })
+                .inc_by(n),
+            _ => 0,
+        };
     }
     Ok(())
 }
@@ -230,7 +245,7 @@ pub fn run(mut conn: Connection, router: Router, jobs: Receiver<Job>, wake: impl
             for job in &group {
                 out.push(router.process(&tx, job, &mut stats)?);
             }
-            write_stats(&tx, &stats)?;
+            write_stats(&tx, &router.ws, &router.metrics, &stats)?;
             tx.commit().map_err(|source| store::StoreError { path: "stream.db".into(), source })?;
             Ok(out)
         })();

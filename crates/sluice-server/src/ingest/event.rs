@@ -28,6 +28,9 @@ fn nonempty_id(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// A normalized event and its JSON text (what is stored and delivered).
+pub type Normalized = (Value, String);
+
 /// Checks and completes one event. `kind` is the call the path names (`None` in a batch: the
 /// event's own `type`). `sent_at` is the batch's `sentAt` when the event has none. Adds
 /// `receivedAt`, `messageId` (when absent), `originalTimestamp` and a clock-skew-corrected
@@ -38,7 +41,26 @@ pub fn normalize(
     sent_at: Option<&Value>,
     received: DateTime<Utc>,
     fallback_id: impl FnOnce(&Value) -> String,
-) -> Result<Value, String> {
+) -> Result<Normalized, (String, Value)> {
+    match complete(&mut event, kind, sent_at, received, fallback_id) {
+        Ok(()) => {
+            let json = event.to_string();
+            if json.len() > MAX_EVENT_BYTES {
+                return Err((format!("event is {} bytes; the limit is 32 KB", json.len()), event));
+            }
+            Ok((event, json))
+        }
+        Err(reason) => Err((reason, event)),
+    }
+}
+
+fn complete(
+    event: &mut Value,
+    kind: Option<&str>,
+    sent_at: Option<&Value>,
+    received: DateTime<Utc>,
+    fallback_id: impl FnOnce(&Value) -> String,
+) -> Result<(), String> {
     let obj = event.as_object_mut().ok_or("an event must be a JSON object")?;
     let ty = match (kind, obj.get("type").and_then(Value::as_str)) {
         (Some(k), _) => k.to_string(),
@@ -102,11 +124,7 @@ pub fn normalize(
     if let Some(s) = sent {
         obj.insert("sentAt".into(), Value::String(rfc3339(s)));
     }
-    let size = serde_json::to_vec(&event).map(|v| v.len()).unwrap_or(usize::MAX);
-    if size > MAX_EVENT_BYTES {
-        return Err(format!("event is {size} bytes; the limit is 32 KB"));
-    }
-    Ok(event)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -127,7 +145,8 @@ mod tests {
             now(),
             |_| "gen".into(),
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(e["type"], "track");
         assert_eq!(e["userId"], "42");
         assert_eq!(e["messageId"], "gen");
@@ -136,13 +155,14 @@ mod tests {
         assert_eq!(e["timestamp"], "2024-05-01T12:00:05.000Z");
         assert_eq!(e["receivedAt"], "2024-05-01T12:00:10.000Z");
         let e = normalize(json!({"anonymousId": "a", "messageId": "m1"}), Some("page"), None, now(), |_| "x".into())
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!((e["messageId"].as_str(), e["timestamp"].as_str()), (Some("m1"), Some("2024-05-01T12:00:10.000Z")));
     }
 
     #[test]
     fn errors_name_the_problem() {
-        let err = |v: Value, k: Option<&str>| normalize(v, k, None, now(), |_| "x".into()).unwrap_err();
+        let err = |v: Value, k: Option<&str>| normalize(v, k, None, now(), |_| "x".into()).unwrap_err().0;
         assert!(err(json!({"event": "x"}), Some("track")).contains("userId"));
         assert!(err(json!({"userId": "u"}), Some("track")).contains("`event`"));
         assert!(err(json!({"userId": "u"}), None).contains("missing `type`"));

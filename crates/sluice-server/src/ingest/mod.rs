@@ -102,10 +102,9 @@ pub async fn handle(state: AppState, kind: Option<&'static str>, headers: Header
     let mut events = Vec::with_capacity(items.len());
     let mut invalid = Vec::new();
     for item in items {
-        let raw = item.to_string();
         match event::normalize(item, kind, sent_at.as_ref(), received, |e| message_id(&source, e)) {
             Ok(e) => events.push(e),
-            Err(reason) => invalid.push((reason, raw)),
+            Err((reason, raw)) => invalid.push((reason, raw.to_string())),
         }
     }
     // a single-event call with an invalid event is refused; in a batch it is reported, not lost
