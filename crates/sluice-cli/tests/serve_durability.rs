@@ -103,3 +103,63 @@ destinations:
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn profile_and_debugger_commands_show_what_serve_decided() {
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sluice.yaml"),
+        format!(
+            "sources: [{{id: web, kind: events, write_key: wk}}]
+destinations:
+  - {{id: ads, name: Ads, kind: webhook, settings: {{url: \"{}/ads\"}}}}
+consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
+",
+            rx.url()
+        ),
+    )
+    .unwrap();
+    let sluice = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SLUICE_STATE")
+            .output()
+            .unwrap()
+    };
+    assert!(sluice(&["apply", "-f", "sluice.yaml"]).status.success());
+    let (mut server, url) = start(dir.path());
+    let post = |path: &str, body: serde_json::Value| {
+        ureq::post(&format!("{url}{path}")).set("Authorization", "Basic d2s6").send_json(body).unwrap().status()
+    };
+    assert_eq!(
+        post(
+            "/v1/track",
+            serde_json::json!({"anonymousId": "dev", "event": "Segment Consent Preference Updated", "messageId": "c",
+            "context": {"consent": {"categoryPreferences": {"C0004": false}}}})
+        ),
+        200
+    );
+    assert_eq!(post("/v1/identify", serde_json::json!({"userId": "u1", "anonymousId": "dev", "messageId": "i"})), 200);
+    let out = sluice(&["profile", "u1", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["consent"], serde_json::json!({"C0004": false}));
+    assert_eq!(p["consent_conflict"], false);
+    let out = sluice(&["profile", "dev", "--json"]);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["user_ids"],
+        serde_json::json!(["u1"])
+    );
+    let out = sluice(&["profile", "nobody"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no profile"));
+    let out = sluice(&["debugger", "web", "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["events"][1]["decisions"]["ads"]["route"], "withheld");
+    assert_eq!(d["events"][1]["decisions"]["ads"]["categories"], serde_json::json!(["C0004"]));
+    let out = sluice(&["debugger", "web"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ads: withheld (C0004)"));
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -93,3 +93,30 @@ fn a_failing_destination_does_not_delay_another() {
     let (_, m) = s2.get("/metrics");
     assert!(m.contains("sluice_events_delivered_total{destination=\"crm\"} 20"), "{m}");
 }
+
+#[test]
+fn a_destination_outage_is_retried_with_backoff_until_delivered() {
+    let s = start(&format!("destinations:\n{}", hook("crm", "CRM")));
+    s.rx.script((0..4).map(|_| sluice_testkit::Reply::Status(503)));
+    for i in 0..5 {
+        assert_eq!(s.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": format!("r{i}")})).0, 200);
+    }
+    // the first attempts fail; the outbox keeps the events and retries them after a backoff
+    let t = std::time::Instant::now();
+    while s.rx.items("/crm").len() < 5 && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut got: Vec<String> =
+        s.rx.items("/crm").iter().map(|e| e["messageId"].as_str().unwrap().to_string()).collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got, vec!["r0", "r1", "r2", "r3", "r4"]);
+    let (_, ov) = s.get("/v1/overview?minutes=5");
+    let ov: serde_json::Value = serde_json::from_str(&ov).unwrap();
+    let crm = &ov["destinations"]["crm"];
+    assert!(crm["failed"].as_i64().unwrap() >= 1, "{ov}");
+    assert!(crm["retried"].as_i64().unwrap() >= 1, "{ov}");
+    assert_eq!(crm["received"], 5);
+    let (_, m) = s.get("/metrics");
+    assert!(m.contains("sluice_events_retried_total{destination=\"crm\"}"), "{m}");
+}
