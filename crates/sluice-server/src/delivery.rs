@@ -1,6 +1,7 @@
-//! Delivery: one worker thread per destination reads its own outbox in order, so a slow or
-//! failing destination never delays or loses another's events. A batch leaves the outbox only
-//! when the destination accepted it; failures back off and retry, rejections go to `dead`.
+//! Delivery: one worker thread per destination follows the event log with its own cursor, so a
+//! slow or failing destination never delays or loses another's events. The cursor moves past a
+//! batch only when the destination accepted it; failures back off and retry, rejections go to
+//! `dead` with their reason.
 
 use crate::metrics::{dest, Metrics};
 use crate::store::{self, exec};
@@ -138,29 +139,45 @@ pub fn run(
     }
 }
 
-/// Sends the next due batch; returns how many events it handled.
+/// Sends the next due batch; returns how far it got (0: nothing due, wait for new events).
 fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics) -> store::Result<usize> {
     let w = store::wrap(conn);
     let now = chrono::Utc::now().timestamp();
-    let mut stmt = conn
-        .prepare_cached(
-            "select o.seq, o.attempts, e.body from outbox o join events e on e.seq = o.seq
-             where o.dest = ?1 and o.next_at <= ?2 order by o.seq limit ?3",
-        )
-        .map_err(&w)?;
-    let rows: Vec<(i64, i64, String)> = stmt
-        .query_map(params![dest_id, now, sink.batch_size() as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .map_err(&w)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(&w)?;
-    if rows.is_empty() {
+    exec(conn, "insert or ignore into cursors (dest) values (?1)", [dest_id]).map_err(&w)?;
+    let (cursor, attempts, next_at): (i64, i64, i64) = store::query_row(
+        conn,
+        "select delivered_seq, attempts, next_at from cursors where dest = ?1",
+        [dest_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .map_err(&w)?;
+    if next_at > now {
         return Ok(0);
     }
-    let events: Vec<(i64, String)> = rows.iter().map(|(s, _, b)| (*s, b.clone())).collect();
-    let retried = rows.iter().filter(|r| r.1 > 0).count() as u64;
-    metrics.retried.get_or_create(&dest(dest_id)).inc_by(retried);
+    // the next events after the cursor; those routed elsewhere are passed over
+    let scan = (sink.batch_size() * 4) as i64;
+    let mut stmt =
+        conn.prepare_cached("select seq, routes, body from events where seq > ?1 order by seq limit ?2").map_err(&w)?;
+    let needle = format!(",{dest_id},");
+    let mut last = cursor;
+    let mut events: Vec<(i64, String)> = Vec::new();
+    let mut rows = stmt.query(params![cursor, scan]).map_err(&w)?;
+    while let Some(r) = rows.next().map_err(&w)? {
+        let seq: i64 = r.get(0).map_err(&w)?;
+        let routes: String = r.get(1).map_err(&w)?;
+        if routes.contains(&needle) {
+            if events.len() == sink.batch_size() {
+                break;
+            }
+            events.push((seq, r.get(2).map_err(&w)?));
+        }
+        last = seq;
+    }
+    drop(rows);
+    if last == cursor {
+        return Ok(0);
+    }
     let minute = now / 60;
-    let outcome = sink.send(dest_id, &events);
     let stat = |metric: &str, n: usize| {
         exec(
             conn,
@@ -169,26 +186,41 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
             params![minute, dest_id, metric, n as i64],
         )
     };
+    let advance = |to: i64| {
+        exec(
+            conn,
+            "update cursors set delivered_seq = ?2, attempts = 0, next_at = 0 where dest = ?1",
+            params![dest_id, to],
+        )
+    };
+    if events.is_empty() {
+        // nothing for this destination in the window: move on and look again at once
+        advance(last).map_err(&w)?;
+        return Ok((last - cursor) as usize);
+    }
+    if attempts > 0 {
+        metrics.retried.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
+    }
+    let outcome = sink.send(dest_id, &events);
     let tx = conn.unchecked_transaction().map_err(&w)?;
     match outcome {
         Ok(()) => {
-            let mut del = conn.prepare_cached("delete from outbox where dest = ?1 and seq = ?2").map_err(&w)?;
-            for (seq, _) in &events {
-                del.execute(params![dest_id, seq]).map_err(&w)?;
-            }
+            advance(last).map_err(&w)?;
             stat("delivered", events.len()).map_err(&w)?;
-            if retried > 0 {
-                stat("retried", retried as usize).map_err(&w)?;
+            if attempts > 0 {
+                stat("retried", events.len()).map_err(&w)?;
             }
             metrics.delivered.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
         }
         Err(e) if e.retryable => {
-            let mut up = conn
-                .prepare_cached("update outbox set attempts = attempts + 1, next_at = ?3 where dest = ?1 and seq = ?2")
-                .map_err(&w)?;
-            for (seq, attempts, _) in &rows {
-                up.execute(params![dest_id, seq, now + backoff_secs(*attempts)]).map_err(&w)?;
-            }
+            // the head batch waits: later events of this destination queue behind it, other
+            // destinations are not affected
+            exec(
+                conn,
+                "update cursors set attempts = attempts + 1, next_at = ?2 where dest = ?1",
+                params![dest_id, now + backoff_secs(attempts)],
+            )
+            .map_err(&w)?;
             stat("failed", events.len()).map_err(&w)?;
             metrics.failed.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
             tracing::warn!(destination = dest_id, events = events.len(), error = %e.message, "delivery failed; will retry");
@@ -214,8 +246,8 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
                         metrics.failed.get_or_create(&dest(dest_id)).inc();
                     }
                 }
-                exec(conn, "delete from outbox where dest = ?1 and seq = ?2", params![dest_id, seq]).map_err(&w)?;
             }
+            advance(last).map_err(&w)?;
         }
     }
     tx.commit().map_err(&w)?;

@@ -129,12 +129,13 @@ impl Router {
         let integrations = event.get("integrations").and_then(Value::as_object);
         let minute = chrono::Utc::now().timestamp() / 60;
         let mut decisions = serde_json::Map::new();
-        let mut deliver = Vec::new();
+        let mut routes = String::from(",");
         for (di, d) in self.ws.destinations.iter().enumerate() {
             let r = route(&self.ws, d, &consent, integrations);
             let metric = match &r {
                 Route::Deliver { .. } => {
-                    deliver.push(d.id.as_str());
+                    routes.push_str(&d.id);
+                    routes.push(',');
                     "routed"
                 }
                 Route::Withheld { categories } => {
@@ -151,8 +152,10 @@ impl Router {
             *stats.entry((minute, di, metric, NONE)).or_default() += 1;
             decisions.insert(d.id.clone(), decision_json(&r));
         }
-        exec(tx,
-            "insert into events (source, message_id, received_at, body, decisions, warnings) values (?1, ?2, ?3, ?4, ?5, ?6)",
+        exec(
+            tx,
+            "insert into events (source, message_id, received_at, body, decisions, warnings, routes)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 source,
                 message_id,
@@ -160,14 +163,10 @@ impl Router {
                 json,
                 Value::Object(decisions).to_string(),
                 serde_json::to_string(&warnings).expect("strings serialize"),
+                routes,
             ],
         )
         .map_err(&w)?;
-        let seq = tx.last_insert_rowid();
-        let mut ins = tx.prepare_cached("insert into outbox (dest, seq) values (?1, ?2)").map_err(&w)?;
-        for d in deliver {
-            ins.execute(params![d, seq]).map_err(&w)?;
-        }
         Ok(true)
     }
 

@@ -5,9 +5,10 @@ create table if not exists events (
     received_at text not null,
     body text not null,
     decisions text not null,
-    warnings text
+    warnings text,
+    -- the destinations the event is routed to, as ",a,b,"
+    routes text not null default ''
 );
-create index if not exists events_by_source on events (source, seq);
 create table if not exists dedupe (
     source text not null,
     message_id text not null,
@@ -20,13 +21,14 @@ create table if not exists invalid (
     reason text not null,
     body text not null
 );
-create table if not exists outbox (
-    dest text not null,
-    seq integer not null,
+-- per destination: every routed event with seq <= delivered_seq is delivered (or dead);
+-- a failing head batch is retried at next_at
+create table if not exists cursors (
+    dest text primary key,
+    delivered_seq integer not null default 0,
     attempts integer not null default 0,
-    next_at integer not null default 0,
-    primary key (dest, seq)
-) without rowid;
+    next_at integer not null default 0
+);
 create table if not exists dead (
     dest text not null,
     seq integer not null,
