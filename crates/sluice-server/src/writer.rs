@@ -16,12 +16,71 @@ use std::sync::Arc;
 /// Reserved names of the consent event (R9): today's and the seed's.
 pub const CONSENT_EVENTS: [&str; 2] = ["Segment Consent Preference Updated", "Segment Consent Preference"];
 
+/// What the writer needs of one event, extracted on the request's own thread so the single
+/// writer thread never walks JSON.
+pub struct Prepared {
+    /// The event's JSON text, as stored and delivered.
+    pub json: String,
+    /// `messageId`.
+    pub message_id: String,
+    /// `receivedAt`.
+    pub received_at: String,
+    /// `timestamp` (normalized).
+    pub timestamp: String,
+    /// `userId`.
+    pub user_id: Option<String>,
+    /// `anonymousId`.
+    pub anonymous_id: Option<String>,
+    /// `previousId` of an alias call.
+    pub previous_id: Option<String>,
+    /// Traits of an identify call.
+    pub traits: Option<serde_json::Map<String, Value>>,
+    /// Whether it is the reserved consent event (R9).
+    pub reserved: bool,
+    /// The consent object (R6).
+    pub consent: EventConsent,
+    /// Validation warnings of the consent object.
+    pub warnings: Vec<String>,
+    /// The integrations object (R8).
+    pub integrations: Option<serde_json::Map<String, Value>>,
+}
+
+impl Prepared {
+    /// Extracts what the writer needs from a normalized event.
+    pub fn new((mut event, json): crate::ingest::event::Normalized) -> Self {
+        let s = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).map(String::from);
+        let ty = s(&event, "type").unwrap_or_default();
+        let (consent, warnings) = read_consent(&event);
+        let reserved =
+            ty == "track" && CONSENT_EVENTS.contains(&event.get("event").and_then(Value::as_str).unwrap_or(""));
+        let take_obj = |e: &mut Value, k: &str| match e.get_mut(k).map(Value::take) {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        };
+        let traits = if ty == "identify" { take_obj(&mut event, "traits").filter(|t| !t.is_empty()) } else { None };
+        Self {
+            message_id: s(&event, "messageId").unwrap_or_default(),
+            received_at: s(&event, "receivedAt").unwrap_or_default(),
+            timestamp: s(&event, "timestamp").unwrap_or_default(),
+            user_id: s(&event, "userId"),
+            anonymous_id: s(&event, "anonymousId"),
+            previous_id: if ty == "alias" { s(&event, "previousId") } else { None },
+            integrations: take_obj(&mut event, "integrations"),
+            traits,
+            reserved,
+            consent,
+            warnings,
+            json,
+        }
+    }
+}
+
 /// Events of one request.
 pub struct Job {
     /// The event source.
     pub source: String,
-    /// Normalized events, each with its JSON text.
-    pub events: Vec<crate::ingest::event::Normalized>,
+    /// Normalized events.
+    pub events: Vec<Prepared>,
     /// Events that failed validation: (reason, raw JSON). Stored for the debugger, not routed.
     pub invalid: Vec<(String, String)>,
     /// Answered after the commit.
@@ -49,15 +108,16 @@ pub struct Router {
 type Stats = HashMap<(i64, usize, &'static str, usize), u64>;
 const NONE: usize = usize::MAX;
 
-fn decision_json(r: &Route) -> Value {
+/// Appends the debugger's record of a decision.
+fn push_decision(out: &mut String, r: &Route) {
     match r {
-        Route::Deliver { metadata: None } => json!({"route": "deliver"}),
-        Route::Deliver { metadata: Some(m) } => json!({"route": "deliver", "metadata": m}),
-        Route::Withheld { categories } => {
-            json!({"route": "withheld", "code": "FILTERED_BY_END_USER_CONSENT", "categories": categories})
-        }
-        Route::TurnedOff => json!({"route": "turned_off", "reason": "integrations object"}),
-        Route::Disabled => json!({"route": "disabled"}),
+        Route::Deliver { metadata: None } => out.push_str(r#"{"route":"deliver"}"#),
+        Route::Deliver { metadata: Some(m) } => out.push_str(&json!({"route": "deliver", "metadata": m}).to_string()),
+        Route::Withheld { categories } => out.push_str(
+            &json!({"route": "withheld", "code": "FILTERED_BY_END_USER_CONSENT", "categories": categories}).to_string(),
+        ),
+        Route::TurnedOff => out.push_str(r#"{"route":"turned_off","reason":"integrations object"}"#),
+        Route::Disabled => out.push_str(r#"{"route":"disabled"}"#),
     }
 }
 
@@ -70,11 +130,11 @@ impl Router {
         &self,
         tx: &Transaction,
         source: &str,
-        (event, json): &crate::ingest::event::Normalized,
+        event: &Prepared,
         stats: &mut Stats,
     ) -> store::Result<bool> {
         let w = store::wrap(tx);
-        let message_id = event["messageId"].as_str().unwrap_or_default();
+        let message_id = event.message_id.as_str();
         let fresh =
             exec(tx, "insert or ignore into dedupe (source, message_id) values (?1, ?2)", params![source, message_id])
                 .map_err(&w)?;
@@ -82,11 +142,11 @@ impl Router {
             return Ok(false);
         }
         // identities: an event that carries both ids (identify, alias, or any call) links them
-        let mut users: Vec<&str> = event["userId"].as_str().into_iter().collect();
-        let mut anon: Vec<&str> = event["anonymousId"].as_str().into_iter().collect();
-        if event["type"] == "alias" {
+        let mut users: Vec<&str> = event.user_id.as_deref().into_iter().collect();
+        let mut anon: Vec<&str> = event.anonymous_id.as_deref().into_iter().collect();
+        {
             // previousId is a known user's id if we saw it as one, else an anonymous id
-            if let Some(prev) = event["previousId"].as_str() {
+            if let Some(prev) = event.previous_id.as_deref() {
                 if ProfileStore::is_user(tx, prev)? {
                     users.push(prev);
                 } else {
@@ -94,11 +154,11 @@ impl Router {
                 }
             }
         }
-        let (consent, warnings) = read_consent(event);
-        let reserved = event["type"] == "track" && CONSENT_EVENTS.contains(&event["event"].as_str().unwrap_or(""));
-        let traits = event["type"] == "identify" && event["traits"].as_object().is_some_and(|t| !t.is_empty());
-        let reads = consent == EventConsent::Missing && self.ws.workspace.missing_consent == MissingConsent::Profile;
+        let (consent, reserved) = (&event.consent, event.reserved);
+        let traits = event.traits.is_some();
+        let reads = *consent == EventConsent::Missing && self.ws.workspace.missing_consent == MissingConsent::Profile;
         let writes = traits || (reserved && matches!(consent, EventConsent::Given(_)));
+        let consent = consent.clone();
         // the common case, one known identifier and nothing to read or change: no profile I/O
         let profile = if users.len() + anon.len() == 1 && !writes && !reads {
             ProfileStore::ensure(tx, users.first().copied(), anon.first().copied())?;
@@ -108,15 +168,13 @@ impl Router {
         };
         let mut stored_consent = None;
         if let Some((pid, mut p)) = profile {
-            if event["type"] == "identify" {
-                if let Some(traits) = event["traits"].as_object() {
-                    p.traits.extend(traits.clone());
-                }
+            if let Some(traits) = &event.traits {
+                p.traits.extend(traits.clone());
             }
             if let (true, EventConsent::Given(prefs)) = (reserved, &consent) {
                 let seq: i64 =
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
-                p.apply_consent_event(prefs, &self.categories(), event["timestamp"].as_str().unwrap_or(""), seq as u64);
+                p.apply_consent_event(prefs, &self.categories(), &event.timestamp, seq as u64);
             }
             if writes || users.len() + anon.len() > 1 {
                 ProfileStore::save(tx, pid, &p)?;
@@ -126,9 +184,9 @@ impl Router {
             }
         }
         let consent = effective_consent(self.ws.workspace.missing_consent, consent, stored_consent.as_ref());
-        let integrations = event.get("integrations").and_then(Value::as_object);
+        let integrations = event.integrations.as_ref();
         let minute = chrono::Utc::now().timestamp() / 60;
-        let mut decisions = serde_json::Map::new();
+        let mut decisions = String::from("{");
         let mut routes = String::from(",");
         for (di, d) in self.ws.destinations.iter().enumerate() {
             let r = route(&self.ws, d, &consent, integrations);
@@ -150,7 +208,12 @@ impl Router {
             };
             *stats.entry((minute, di, "received", NONE)).or_default() += 1;
             *stats.entry((minute, di, metric, NONE)).or_default() += 1;
-            decisions.insert(d.id.clone(), decision_json(&r));
+            if decisions.len() > 1 {
+                decisions.push(',');
+            }
+            decisions.push_str(&Value::String(d.id.clone()).to_string());
+            decisions.push(':');
+            push_decision(&mut decisions, &r);
         }
         exec(
             tx,
@@ -159,10 +222,10 @@ impl Router {
             params![
                 source,
                 message_id,
-                event["receivedAt"].as_str().unwrap_or_default(),
-                json,
-                Value::Object(decisions).to_string(),
-                serde_json::to_string(&warnings).expect("strings serialize"),
+                event.received_at,
+                event.json,
+                decisions + "}",
+                serde_json::to_string(&event.warnings).expect("strings serialize"),
                 routes,
             ],
         )

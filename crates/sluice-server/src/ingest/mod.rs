@@ -103,7 +103,7 @@ pub async fn handle(state: AppState, kind: Option<&'static str>, headers: Header
     let mut invalid = Vec::new();
     for item in items {
         match event::normalize(item, kind, sent_at.as_ref(), received, |e| message_id(&source, e)) {
-            Ok(e) => events.push(e),
+            Ok(e) => events.push(crate::writer::Prepared::new(e)),
             Err((reason, raw)) => invalid.push((reason, raw.to_string())),
         }
     }
