@@ -207,6 +207,10 @@ impl Router {
                 Route::Disabled => "disabled",
             };
             *stats.entry((minute, di, "received", NONE)).or_default() += 1;
+            if !event.warnings.is_empty() {
+                // R6: a non-boolean value or a preferences field that is not an object
+                *stats.entry((minute, di, "consent_warnings", NONE)).or_default() += 1;
+            }
             *stats.entry((minute, di, metric, NONE)).or_default() += 1;
             if decisions.len() > 1 {
                 decisions.push(',');

@@ -66,6 +66,15 @@ fn reconciliation_table_rows_1_to_5() {
         m.contains("sluice_events_withheld_by_consent_total{destination=\"snowflake\",category=\"analytics\"} 3"),
         "{m}"
     );
+    // a non-boolean consent value counts as false and is reported (debugger and overview)
+    let none: Vec<&str> = vec![];
+    assert_eq!(send(&s, "w1", json!({"context": {"consent": {"categoryPreferences": {"ad": "yes"}}}})), none);
+    let (_, ov) = s.get("/v1/overview?minutes=5");
+    let ov: Value = serde_json::from_str(&ov).unwrap();
+    assert_eq!(ov["destinations"]["facebook"]["consent_warnings"], 1, "{ov}");
+    let (_, w) = s.get("/v1/debugger/web?limit=1");
+    let w: Value = serde_json::from_str(&w).unwrap();
+    assert!(w["events"][0]["warnings"][0].as_str().unwrap().contains("not a boolean"), "{w}");
 }
 
 #[test]
