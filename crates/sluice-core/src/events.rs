@@ -96,7 +96,7 @@ pub fn route(
         let required: Vec<&str> = ws
             .consent_categories
             .iter()
-            .filter(|c| c.enabled && c.destinations.iter().any(|d| *d == dest.id))
+            .filter(|c| c.enabled && c.destinations.contains(&dest.id))
             .map(|c| c.id.as_str())
             .collect();
         if !required.is_empty() {

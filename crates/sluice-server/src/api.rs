@@ -68,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+#[allow(clippy::result_large_err)] // the error is the response itself
 fn read_conn(s: &AppState) -> Result<rusqlite::Connection, Response> {
     crate::store::open(&s.dir).map_err(|e| {
         tracing::error!(error = %e, "cannot open the event log");

@@ -27,6 +27,7 @@ fn write_key(headers: &HeaderMap, body: &Value) -> Option<String> {
 }
 
 /// The request body, gunzipped when `Content-Encoding: gzip`, within `limit` bytes.
+#[allow(clippy::result_large_err)] // the error is the response itself
 fn body_bytes(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, Response> {
     let gzip = headers
         .get(axum::http::header::CONTENT_ENCODING)
