@@ -3,16 +3,9 @@
 use serde_json::Value;
 use sluice_testkit::Receiver;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn sluice(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SLUICE_STATE")
-        .output()
-        .expect("run sluice")
-}
+mod common;
+use common::sluice;
+use std::process::Command;
 
 fn ok(dir: &Path, args: &[&str]) -> String {
     let o = sluice(dir, args);

@@ -1,6 +1,8 @@
 //! Crash safety: SIGKILL `sluice sync` in the middle of a large PostgreSQL model; the next sync
 //! completes, nothing undelivered is lost, and the checkpoint stays consistent.
 
+mod common;
+use common::apply;
 use sluice_testkit::{pg_url, unique_name, Receiver};
 use std::collections::HashMap;
 use std::process::{Command, Stdio};
@@ -21,9 +23,9 @@ fn sigkill_mid_sync_loses_nothing() {
     let rx = Receiver::start();
     rx.set_delay(Duration::from_millis(5));
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("sluice.yaml"),
-        format!(
+    apply(
+        dir.path(),
+        &format!(
             "sources: [{{id: pg, kind: postgres, url: \"{}\"}}]
 destinations:
   - {{id: crm, kind: webhook, settings: {{url: \"{}/crm\", batch_size: 200}}}}
@@ -37,17 +39,8 @@ models:
             rx.url(),
             rx.url()
         ),
-    )
-    .unwrap();
-    let sluice = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("SLUICE_STATE")
-            .output()
-            .unwrap()
-    };
-    assert!(sluice(&["apply", "-f", "sluice.yaml"]).status.success());
+    );
+    let sluice = |args: &[&str]| common::sluice(dir.path(), args);
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["sync", "big"])

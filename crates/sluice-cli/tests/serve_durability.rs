@@ -1,6 +1,8 @@
 //! Durability of `sluice serve`: SIGKILL while events are in flight; after a restart every
 //! acknowledged event is delivered (at least once), none is lost.
 
+mod common;
+use common::apply;
 use sluice_testkit::Receiver;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -29,23 +31,16 @@ fn sigkill_loses_no_acknowledged_event() {
     let rx = Receiver::start();
     rx.set_default(503); // the destination is down: events wait in the outbox
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("sluice.yaml"),
-        format!(
+    apply(
+        dir.path(),
+        &format!(
             "sources: [{{id: web, kind: events, write_key: wk}}]
 destinations:
   - {{id: crm, kind: webhook, settings: {{url: \"{}/crm\", max_attempts: 1, timeout_secs: 2}}}}
 ",
             rx.url()
         ),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["apply", "-f", "sluice.yaml"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    );
     let (mut server, url) = start(dir.path());
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -108,9 +103,9 @@ destinations:
 fn profile_and_debugger_commands_show_what_serve_decided() {
     let rx = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("sluice.yaml"),
-        format!(
+    apply(
+        dir.path(),
+        &format!(
             "sources: [{{id: web, kind: events, write_key: wk}}]
 destinations:
   - {{id: ads, name: Ads, kind: webhook, settings: {{url: \"{}/ads\"}}}}
@@ -118,17 +113,8 @@ consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
 ",
             rx.url()
         ),
-    )
-    .unwrap();
-    let sluice = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("SLUICE_STATE")
-            .output()
-            .unwrap()
-    };
-    assert!(sluice(&["apply", "-f", "sluice.yaml"]).status.success());
+    );
+    let sluice = |args: &[&str]| common::sluice(dir.path(), args);
     let (mut server, url) = start(dir.path());
     let post = |path: &str, body: serde_json::Value| {
         ureq::post(&format!("{url}{path}")).set("Authorization", "Basic d2s6").send_json(body).unwrap().status()
