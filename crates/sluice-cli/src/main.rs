@@ -93,6 +93,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Everything Sluice did with one person's data (Reverse ETL state and streamed events).
+    Audit {
+        /// A record id, userId or anonymousId.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Measure Reverse ETL from PostgreSQL against the raw COPY floor of the same rows.
     Bench {
         /// Rows in the benchmark model.
@@ -141,6 +149,7 @@ fn main() -> ExitCode {
         Command::Sync { model, json } => commands::sync::run(&state, &model, json),
         Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),
         Command::Usage { json } => commands::overview::usage(&state, json),
+        Command::Audit { id, json } => commands::audit::run(&state, &id, json),
         Command::Serve { listen } => commands::stream::serve(&state, &listen),
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod apply;
+pub mod audit;
 pub mod bench;
 pub mod bench_ingest;
 pub mod overview;

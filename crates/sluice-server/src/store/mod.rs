@@ -98,6 +98,34 @@ pub fn recent_events(conn: &Connection, source: &str, limit: usize) -> Result<Ve
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
 }
 
+/// Every event sent by any of `idents` (userIds or anonymousIds), oldest first. Scans the log:
+/// meant for audits, not for the ingest path.
+pub fn events_of(conn: &Connection, idents: &[String]) -> Result<Vec<DebugEvent>> {
+    let list = serde_json::to_string(idents).expect("strings serialize");
+    let mut stmt = conn
+        .prepare_cached(
+            "select seq, received_at, body, decisions, coalesce(warnings, '[]') from events
+             where json_extract(body, '$.userId') in (select value from json_each(?1))
+                or json_extract(body, '$.anonymousId') in (select value from json_each(?1))
+                or json_extract(body, '$.previousId') in (select value from json_each(?1))
+             order by seq",
+        )
+        .map_err(wrap(conn))?;
+    let rows = stmt
+        .query_map(params![list], |r| {
+            let parse = |s: String| serde_json::from_str(&s).unwrap_or(Value::Null);
+            Ok(DebugEvent {
+                seq: r.get(0)?,
+                received_at: r.get(1)?,
+                event: parse(r.get(2)?),
+                decisions: parse(r.get(3)?),
+                warnings: parse(r.get(4)?),
+            })
+        })
+        .map_err(wrap(conn))?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
+}
+
 /// Invalid events of a source (reported, not lost), newest first.
 pub fn recent_invalid(conn: &Connection, source: &str, limit: usize) -> Result<Vec<Value>> {
     let mut stmt = conn

@@ -1,0 +1,147 @@
+//! `sluice audit ID`: everything Sluice did with one person's data, for a privacy officer.
+//! Reverse ETL: what each destination holds of the record and what the last sync decided.
+//! Streaming: every event of the person's profile, and per destination what was routed or
+//! withheld, and why.
+
+use super::{open, print_json};
+use comfy_table::Cell;
+use serde_json::{json, Value};
+use sluice_state::Pending;
+use sluice_warehouse::IdOrder;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::ExitCode;
+
+fn pending_word(p: Pending) -> &'static str {
+    match p {
+        Pending::None => "delivered (up to date)",
+        Pending::Withheld => "withheld by consent at the last sync",
+        Pending::Failed { .. } => "delivery failed; retried at the next sync",
+        Pending::Rejected { .. } => "rejected by the destination",
+        Pending::GaveUp { .. } => "delivery failed; retries exhausted",
+    }
+}
+
+pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
+    let (store, ws) = open(state)?;
+    let mut retl = Vec::new();
+    for m in &ws.file.models {
+        for mp in &m.mappings {
+            let mapping = store.mapping_id(&m.id, &mp.destination)?;
+            let order = store.mapping_id_order(mapping)?.and_then(|o| IdOrder::parse(&o)).unwrap_or(IdOrder::Text);
+            let Some(key) = order.key(id) else { continue };
+            let requires: Vec<&str> = ws
+                .file
+                .consent_categories
+                .iter()
+                .filter(|c| c.enabled && c.destinations.contains(&mp.destination))
+                .map(|c| c.id.as_str())
+                .collect();
+            let entry = store.checkpoint_entry(mapping, &key)?;
+            retl.push(json!({
+                "model": m.id,
+                "destination": mp.destination,
+                "requires": requires,
+                "holds_a_version": entry.as_ref().is_some_and(|e| e.held.is_some()),
+                "last_sync": entry.as_ref().map(|e| pending_word(e.pending)).unwrap_or("never sent (not in the model, or never synced)"),
+            }));
+        }
+    }
+    let conn = sluice_server::store::open(state)?;
+    let profile = sluice_server::store::profile_of(&conn, id)?;
+    let idents: Vec<String> = match &profile {
+        Some(p) => p.user_ids.iter().chain(&p.anonymous_ids).cloned().collect(),
+        None => vec![id.to_string()],
+    };
+    let events = sluice_server::store::events_of(&conn, &idents)?;
+    let mut per_dest: BTreeMap<String, (u64, u64, u64, String)> = BTreeMap::new();
+    let mut timeline = Vec::new();
+    for e in &events {
+        let decisions = e.decisions.as_object().cloned().unwrap_or_default();
+        for (d, v) in &decisions {
+            let entry = per_dest.entry(d.clone()).or_default();
+            match v["route"].as_str() {
+                Some("deliver") => {
+                    entry.0 += 1;
+                    entry.3 = e.received_at.clone();
+                }
+                Some("withheld") => entry.1 += 1,
+                _ => entry.2 += 1,
+            }
+        }
+        timeline.push(json!({
+            "seq": e.seq,
+            "received_at": e.received_at,
+            "type": e.event["type"],
+            "event": e.event.get("event"),
+            "consent": e.event.pointer("/context/consent"),
+            "decisions": decisions,
+        }));
+    }
+    let streaming: BTreeMap<&String, Value> = per_dest
+        .iter()
+        .map(|(d, (sent, withheld, off, last))| {
+            (d, json!({"routed": sent, "withheld_by_consent": withheld, "not_routed_otherwise": off, "last_routed_at": if last.is_empty() { Value::Null } else { json!(last) }}))
+        })
+        .collect();
+    let report = json!({
+        "id": id,
+        "reverse_etl": retl,
+        "profile": profile.as_ref().map(sluice_server::api::profile_json),
+        "streaming": streaming,
+        "events": timeline,
+    });
+    if json_out {
+        print_json(&report);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("Audit of `{id}`");
+    let mut t = crate::render::table(["Model", "Destination", "Requires consent to", "Holds a version", "Last sync"]);
+    for r in report["reverse_etl"].as_array().into_iter().flatten() {
+        t.add_row(vec![
+            Cell::new(r["model"].as_str().unwrap_or("")),
+            Cell::new(r["destination"].as_str().unwrap_or("")),
+            Cell::new(
+                r["requires"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default(),
+            ),
+            Cell::new(if r["holds_a_version"] == true { "yes" } else { "no" }),
+            Cell::new(r["last_sync"].as_str().unwrap_or("")),
+        ]);
+    }
+    println!("Reverse ETL:\n{t}");
+    if let Some(p) = &profile {
+        println!(
+            "Profile: user ids {:?}, anonymous ids {:?}, consent {}",
+            p.user_ids,
+            p.anonymous_ids,
+            json!(p.consent_traits())
+        );
+    }
+    let mut t = crate::render::table(["Destination", "Events routed", "Withheld by consent", "Last routed at"]);
+    for (d, v) in &streaming {
+        t.add_row(vec![
+            Cell::new(d),
+            Cell::new(&v["routed"]),
+            Cell::new(&v["withheld_by_consent"]),
+            Cell::new(v["last_routed_at"].as_str().unwrap_or("-")),
+        ]);
+    }
+    println!("Streaming ({} events):\n{t}", events.len());
+    for e in &timeline {
+        let routed: Vec<&str> = e["decisions"]
+            .as_object()
+            .map(|m| m.iter().filter(|(_, v)| v["route"] == "deliver").map(|(k, _)| k.as_str()).collect())
+            .unwrap_or_default();
+        println!(
+            "  {} {} {} -> {}",
+            e["received_at"].as_str().unwrap_or(""),
+            e["type"].as_str().unwrap_or(""),
+            e["event"].as_str().unwrap_or(""),
+            if routed.is_empty() { "nowhere".to_string() } else { routed.join(", ") }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
