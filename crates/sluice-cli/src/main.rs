@@ -73,6 +73,9 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: String,
+        /// Days delivered events stay in the log for the debugger and audits.
+        #[arg(long, default_value_t = 7)]
+        retention_days: i64,
     },
     /// A profile's identifiers, traits and consent (by userId or anonymousId).
     Profile {
@@ -150,7 +153,7 @@ fn main() -> ExitCode {
         Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),
         Command::Usage { json } => commands::overview::usage(&state, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
-        Command::Serve { listen } => commands::stream::serve(&state, &listen),
+        Command::Serve { listen, retention_days } => commands::stream::serve(&state, &listen, retention_days),
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),
         Command::Bench { ingest: true, seconds, clients, .. } => {

@@ -13,7 +13,9 @@ fn audit_shows_what_reached_each_destination_and_why() {
     let dir = tempfile::tempdir().unwrap();
     rusqlite::Connection::open(dir.path().join("w.db"))
         .unwrap()
-        .execute_batch("create table people(id text, email text, ads); insert into people values ('u1','a@x',1),('u2','b@x',1);")
+        .execute_batch(
+            "create table people(id text, email text, ads); insert into people values ('u1','a@x',1),('u2','b@x',1);",
+        )
         .unwrap();
     apply(
         dir.path(),
@@ -32,7 +34,10 @@ models:
         ),
     );
     assert!(sluice(dir.path(), &["sync", "people"]).status.success());
-    rusqlite::Connection::open(dir.path().join("w.db")).unwrap().execute_batch("update people set ads = 0 where id = 'u1'").unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db"))
+        .unwrap()
+        .execute_batch("update people set ads = 0 where id = 'u1'")
+        .unwrap();
     assert!(sluice(dir.path(), &["sync", "people"]).status.success());
 
     let mut server = Command::new(env!("CARGO_BIN_EXE_sluice"))

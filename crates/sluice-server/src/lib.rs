@@ -51,6 +51,8 @@ pub struct ServeConfig {
     pub state_dir: PathBuf,
     /// Address to listen on.
     pub listen: String,
+    /// Days delivered events stay in the log (debugger, audits).
+    pub retention_days: i64,
 }
 
 /// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound address.
@@ -61,7 +63,8 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     let stop = Arc::new(AtomicBool::new(false));
     let conn = store::open(&config.state_dir)?;
     let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
-    let router = writer::Router { ws: ws.clone(), metrics: metrics.clone() };
+    let router =
+        writer::Router { ws: ws.clone(), metrics: metrics.clone(), retention_secs: config.retention_days * 86_400 };
     let w = wake.clone();
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())

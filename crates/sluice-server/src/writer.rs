@@ -102,6 +102,8 @@ pub struct Router {
     pub ws: Arc<WorkspaceFile>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// How long delivered events stay in the log for the debugger and audits.
+    pub retention_secs: i64,
 }
 
 /// Counts of a group, keyed by (minute, destination index, metric, category index or NONE).
@@ -135,10 +137,8 @@ impl Router {
     ) -> store::Result<bool> {
         let w = store::wrap(tx);
         let message_id = event.message_id.as_str();
-        let fresh =
-            exec(tx, "insert or ignore into dedupe (source, message_id) values (?1, ?2)", params![source, message_id])
-                .map_err(&w)?;
-        if fresh == 0 {
+        let fresh = store::remember(tx, source, message_id).map_err(&w)?;
+        if !fresh {
             return Ok(false);
         }
         // identities: an event that carries both ids (identify, alias, or any call) links them
@@ -296,7 +296,17 @@ fn write_stats(tx: &Transaction, ws: &WorkspaceFile, metrics: &Metrics, stats: &
 /// Runs the writer until every sender is gone. `wake` is called after each commit.
 pub fn run(mut conn: Connection, router: Router, jobs: Receiver<Job>, wake: impl Fn()) {
     const GROUP: usize = 256;
-    while let Ok(first) = jobs.recv() {
+    let mut last_trim = std::time::Instant::now() - std::time::Duration::from_secs(3600);
+    loop {
+        let first = match jobs.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(j) => j,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                trim(&conn, &router, &mut last_trim);
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        trim(&conn, &router, &mut last_trim);
         let mut group = vec![first];
         while group.len() < GROUP {
             match jobs.try_recv() {
@@ -329,6 +339,22 @@ pub fn run(mut conn: Connection, router: Router, jobs: Receiver<Job>, wake: impl
                 }
             }
         }
+    }
+}
+
+/// Trims the log at most once a minute (see [`store::retention`]).
+fn trim(conn: &Connection, router: &Router, last: &mut std::time::Instant) {
+    if last.elapsed() < std::time::Duration::from_secs(60) {
+        return;
+    }
+    *last = std::time::Instant::now();
+    let dests: Vec<String> = streaming_destinations(&router.ws).into_iter().map(|d| d.id).collect();
+    match store::retention::trim(conn, chrono::Utc::now().timestamp(), router.retention_secs, &dests) {
+        Ok(t) if t.events > 0 || t.rotated => {
+            tracing::info!(events = t.events, dedupe_rotated = t.rotated, "event log trimmed")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "event log trim failed"),
     }
 }
 

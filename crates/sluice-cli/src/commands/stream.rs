@@ -5,13 +5,14 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn serve(state: &Path, listen: &str) -> anyhow::Result<ExitCode> {
+pub fn serve(state: &Path, listen: &str, retention_days: i64) -> anyhow::Result<ExitCode> {
     let (_store, ws) = open(state)?;
     let config = sluice_server::ServeConfig {
         workspace: ws.file.clone(),
         base_dir: ws.base_dir.clone(),
         state_dir: state.to_path_buf(),
         listen: listen.to_string(),
+        retention_days,
     };
     sluice_server::serve(config, |addr| {
         println!("sluice serve: listening on http://{addr}");

@@ -2,6 +2,7 @@
 //! debugger's decisions and per-minute delivery statistics, in `stream.db` (SQLite, WAL).
 
 mod profiles;
+pub mod retention;
 
 pub use profiles::ProfileStore;
 
@@ -58,6 +59,33 @@ pub fn query_row<T>(
     f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
     conn.prepare_cached(sql)?.query_row(p, f)
+}
+
+/// Records a messageId of a source; false if it was already seen within the de-duplication
+/// window (this generation or the previous one).
+pub fn remember(conn: &Connection, source: &str, message_id: &str) -> rusqlite::Result<bool> {
+    if exec(conn, "insert or ignore into dedupe (source, message_id) values (?1, ?2)", params![source, message_id])?
+        == 0
+    {
+        return Ok(false);
+    }
+    Ok(!query_row(
+        conn,
+        "select exists(select 1 from dedupe_prev where source = ?1 and message_id = ?2)",
+        params![source, message_id],
+        |r| r.get::<_, bool>(0),
+    )?)
+}
+
+/// Whether a messageId of a source is within the de-duplication window.
+pub fn seen(conn: &Connection, source: &str, message_id: &str) -> rusqlite::Result<bool> {
+    query_row(
+        conn,
+        "select exists(select 1 from dedupe where source = ?1 and message_id = ?2)
+             or exists(select 1 from dedupe_prev where source = ?1 and message_id = ?2)",
+        params![source, message_id],
+        |r| r.get(0),
+    )
 }
 
 /// One event as the debugger shows it.

@@ -14,6 +14,16 @@ create table if not exists dedupe (
     message_id text not null,
     primary key (source, message_id)
 ) without rowid;
+-- the previous day's messageIds (see retention.rs)
+create table if not exists dedupe_prev (
+    source text not null,
+    message_id text not null,
+    primary key (source, message_id)
+) without rowid;
+create table if not exists meta (
+    key text primary key,
+    value integer not null
+);
 create table if not exists invalid (
     id integer primary key,
     source text not null,

@@ -25,6 +25,7 @@ pub fn start(yaml: &str) -> Server {
         base_dir: dir.path().to_path_buf(),
         state_dir: dir.path().join(".sluice"),
         listen: "127.0.0.1:0".into(),
+        retention_days: 7,
     };
     let (tx, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

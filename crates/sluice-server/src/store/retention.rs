@@ -1,0 +1,114 @@
+//! Keeping stream.db bounded: events leave the log once every destination has passed them and
+//! they are older than the retention; messageIds are remembered for 24 to 48 hours (two
+//! generations of the de-duplication table, swapped daily); statistics are kept 90 days.
+
+use super::{exec, query_row, wrap, Result};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// What a trim removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmed {
+    /// Events removed from the log.
+    pub events: u64,
+    /// Whether the de-duplication window rotated.
+    pub rotated: bool,
+}
+
+const DAY: i64 = 86_400;
+
+/// Removes what is no longer needed. `now` is unix seconds; `retention_secs` is how long a
+/// delivered event stays visible to the debugger and audits; `dests` are the destinations that
+/// deliver (a removed destination's cursor does not hold the log back).
+pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String]) -> Result<Trimmed> {
+    let w = wrap(conn);
+    let mut out = Trimmed::default();
+    // events every destination has passed, older than the retention
+    let cutoff =
+        crate::ingest::event::rfc3339(chrono::DateTime::from_timestamp(now - retention_secs, 0).unwrap_or_default());
+    let mut passed = i64::MAX;
+    for d in dests {
+        let seq: Option<i64> = query_row(conn, "select delivered_seq from cursors where dest = ?1", [d], |r| r.get(0))
+            .optional()
+            .map_err(&w)?;
+        passed = passed.min(seq.unwrap_or(0));
+    }
+    let passed = Some(passed);
+    let young: Option<i64> =
+        query_row(conn, "select min(seq) from events where received_at >= ?1", [&cutoff], |r| r.get(0))
+            .optional()
+            .map_err(&w)?
+            .flatten();
+    let upto = match (passed, young) {
+        (Some(p), Some(y)) => p.min(y - 1),
+        (Some(p), None) => p,
+        (None, _) => 0,
+    };
+    if upto > 0 {
+        out.events = exec(conn, "delete from events where seq <= ?1", [upto]).map_err(&w)? as u64;
+        exec(conn, "delete from invalid where received_at < ?1", [&cutoff]).map_err(&w)?;
+    }
+    exec(conn, "delete from stats where minute < ?1", [(now - 90 * DAY) / 60]).map_err(&w)?;
+    // the de-duplication window
+    let rotated_at: i64 =
+        query_row(conn, "select coalesce(max(value), 0) from meta where key = 'dedupe_rotated_at'", [], |r| r.get(0))
+            .map_err(&w)?;
+    if rotated_at == 0 {
+        exec(conn, "insert or replace into meta (key, value) values ('dedupe_rotated_at', ?1)", [now]).map_err(&w)?;
+    } else if now - rotated_at >= DAY {
+        conn.execute_batch(
+            "drop table if exists dedupe_prev;
+             alter table dedupe rename to dedupe_prev;
+             create table dedupe (source text not null, message_id text not null, primary key (source, message_id)) without rowid;",
+        )
+        .map_err(&w)?;
+        exec(conn, "insert or replace into meta (key, value) values ('dedupe_rotated_at', ?1)", params![now])
+            .map_err(&w)?;
+        out.rotated = true;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trims_only_what_every_destination_passed_and_rotates_dedupe_daily() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::store::open(dir.path()).unwrap();
+        let t0 = 1_700_000_000;
+        let at = |secs: i64| crate::ingest::event::rfc3339(chrono::DateTime::from_timestamp(secs, 0).unwrap());
+        for (seq, secs) in [(1, t0 - 10 * DAY), (2, t0 - 9 * DAY), (3, t0 - 8 * DAY), (4, t0)] {
+            c.execute(
+                "insert into events (seq, source, message_id, received_at, body, decisions) values (?1, 'web', ?1, ?2, '{}', '{}')",
+                params![seq, at(secs)],
+            )
+            .unwrap();
+        }
+        c.execute("insert into cursors (dest, delivered_seq) values ('a', 4), ('b', 2)", []).unwrap();
+        let dests = vec!["a".to_string(), "b".to_string()];
+        let with_new = [dests.clone(), vec!["new".to_string()]].concat();
+        assert_eq!(trim(&c, t0, 7 * DAY, &with_new).unwrap().events, 0, "new has delivered nothing");
+        let r = trim(&c, t0, 7 * DAY, &dests).unwrap();
+        assert_eq!(r.events, 2, "b has not passed event 3");
+        assert_eq!(
+            trim(&c, t0, 7 * DAY, &["a".to_string()]).unwrap().events,
+            1,
+            "a removed destination holds nothing back"
+        );
+        c.execute(
+            "insert into events (seq, source, message_id, received_at, body, decisions) values (5, 'web', 5, ?1, '{}', '{}')",
+            [at(t0)],
+        )
+        .unwrap();
+        c.execute("update cursors set delivered_seq = 5", []).unwrap();
+        assert_eq!(trim(&c, t0, 7 * DAY, &dests).unwrap().events, 0, "events younger than the retention stay");
+        // de-duplication: remembered across one rotation, forgotten after two
+        c.execute("insert into dedupe (source, message_id) values ('web', 'm1')", []).unwrap();
+        assert!(!trim(&c, t0 + DAY - 1, 7 * DAY, &dests).unwrap().rotated);
+        assert!(trim(&c, t0 + DAY, 7 * DAY, &dests).unwrap().rotated);
+        assert!(crate::store::seen(&c, "web", "m1").unwrap());
+        assert!(trim(&c, t0 + 2 * DAY, 7 * DAY, &dests).unwrap().rotated);
+        assert!(!crate::store::seen(&c, "web", "m1").unwrap());
+    }
+}
