@@ -1,7 +1,7 @@
 //! Loading a workspace file, and the checks that need the warehouse (columns exist).
 
 use sluice_core::{validate, ConfigError, ConfigErrors, ModelConfig, SourceKind, WorkspaceFile};
-use sluice_state::StoredWorkspace;
+use sluice_state::{SecretBox, StoredWorkspace};
 use sluice_warehouse::postgres::{PgOptions, PostgresWarehouse, TlsMode};
 use sluice_warehouse::{resolve_column, sqlite::SqliteWarehouse, Warehouse, WarehouseError};
 use std::path::{Path, PathBuf};
@@ -26,6 +26,37 @@ pub enum WorkspaceError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] sluice_state::StateError),
+    /// Credentials could not be sealed or opened.
+    #[error(transparent)]
+    Secret(#[from] sluice_state::SecretError),
+}
+
+/// Calls `f` on every credential of a workspace (as JSON): source URLs and write keys,
+/// destination headers and write keys.
+fn for_each_secret(config: &mut serde_json::Value, f: &mut dyn FnMut(&mut String)) {
+    use serde_json::Value;
+    let mut visit = |v: Option<&mut Value>| {
+        if let Some(Value::String(s)) = v {
+            f(s);
+        }
+    };
+    if let Some(Value::Array(sources)) = config.get_mut("sources") {
+        for s in sources {
+            visit(s.get_mut("url"));
+            visit(s.get_mut("write_key"));
+        }
+    }
+    if let Some(Value::Array(dests)) = config.get_mut("destinations") {
+        for d in dests {
+            let Some(settings) = d.get_mut("settings") else { continue };
+            visit(settings.get_mut("write_key"));
+            if let Some(Value::Object(headers)) = settings.get_mut("headers") {
+                for v in headers.values_mut() {
+                    visit(Some(v));
+                }
+            }
+        }
+    }
 }
 
 /// A validated workspace, with the folder its relative paths resolve from.
@@ -64,20 +95,32 @@ impl Workspace {
 
     /// The workspace last applied to a state store.
     pub fn load(store: &sluice_state::StateStore) -> Result<Self, WorkspaceError> {
-        let stored = store.workspace()?.ok_or(WorkspaceError::NotApplied)?;
+        let mut stored = store.workspace()?.ok_or(WorkspaceError::NotApplied)?;
+        let secrets = SecretBox::load(store.dir())?;
+        let mut open_err = None;
+        for_each_secret(&mut stored.config, &mut |v| match secrets.open(v) {
+            Ok(plain) => *v = plain,
+            Err(e) => open_err = Some(e),
+        });
+        if let Some(e) = open_err {
+            return Err(e.into());
+        }
         let file: WorkspaceFile = serde_json::from_value(stored.config).map_err(|e| {
             WorkspaceError::Invalid(ConfigErrors(vec![ConfigError::new("stored workspace", e.to_string())]))
         })?;
         Self::from_file(file, stored.base_dir)
     }
 
-    /// The form stored in the state store.
-    pub fn to_stored(&self, applied_at: String) -> StoredWorkspace {
-        StoredWorkspace {
-            config: serde_json::to_value(&self.file).expect("workspace serializes"),
-            base_dir: self.base_dir.clone(),
-            applied_at,
-        }
+    /// The form stored in the state store: credentials sealed with the state's secret key.
+    pub fn to_stored(
+        &self,
+        applied_at: String,
+        store: &sluice_state::StateStore,
+    ) -> Result<StoredWorkspace, WorkspaceError> {
+        let secrets = SecretBox::load(store.dir())?;
+        let mut config = serde_json::to_value(&self.file).expect("workspace serializes");
+        for_each_secret(&mut config, &mut |v| *v = secrets.seal(v));
+        Ok(StoredWorkspace { config, base_dir: self.base_dir.clone(), applied_at })
     }
 
     /// A model by id.

@@ -3,9 +3,11 @@
 
 mod checkpoint;
 mod runs;
+pub mod secrets;
 
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
 pub use runs::{RunRow, UsageRow};
+pub use secrets::{SecretBox, SecretError};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -114,6 +116,11 @@ impl StateStore {
     /// The state database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The state folder.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new("."))
     }
 
     pub(crate) fn wrap<T>(&self, r: rusqlite::Result<T>) -> Result<T> {

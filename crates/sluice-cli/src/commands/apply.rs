@@ -33,7 +33,7 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
         }
     }
     if !dry_run {
-        store.save_workspace(&ws.to_stored(chrono::Utc::now().to_rfc3339()))?;
+        store.save_workspace(&ws.to_stored(chrono::Utc::now().to_rfc3339(), &store)?)?;
         if !json {
             println!("Applied {} ({} change{}).", file.display(), items.len(), if items.len() == 1 { "" } else { "s" });
         }

@@ -142,7 +142,7 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
     let ws = Workspace::from_path(&file)?;
     ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
     let mut store = StateStore::open(&state)?;
-    store.save_workspace(&ws.to_stored(chrono::Utc::now().to_rfc3339()))?;
+    store.save_workspace(&ws.to_stored(chrono::Utc::now().to_rfc3339(), &store)?)?;
     let mut reports = Vec::new();
     for m in &ws.file.models {
         let mut progress = Progress::new(&m.id);

@@ -1,0 +1,69 @@
+//! Credentials at rest: the state database alone does not reveal them, and syncs still use them.
+
+mod common;
+use common::{apply, sluice};
+use sluice_testkit::Receiver;
+
+#[test]
+fn state_files_hold_no_plaintext_credential() {
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db"))
+        .unwrap()
+        .execute_batch("create table p(id integer, email text); insert into p values (1, 'a@x');")
+        .unwrap();
+    apply(
+        dir.path(),
+        &format!(
+            "sources:
+  - {{id: dwh, kind: sqlite, path: w.db}}
+  - {{id: pg, kind: postgres, url: \"postgres://svc:hunter2pass@127.0.0.1:1/x\"}}
+  - {{id: web, kind: events, write_key: wk_topsecret}}
+destinations:
+  - {{id: crm, kind: webhook, settings: {{url: \"{}/crm\", headers: {{Authorization: \"Bearer tok_s3cretvalue\"}}}}}}
+  - {{id: seg, kind: connections, settings: {{url: \"{}\", write_key: seg_writekey_xyz}}}}
+models:
+  - {{id: p, source: dwh, sql: select * from p, unique_id: id, mappings: [{{destination: crm}}]}}
+",
+            rx.url(),
+            rx.url()
+        ),
+    );
+    let out = sluice(dir.path(), &["sync", "p"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        rx.requests()[0].header("authorization"),
+        Some("Bearer tok_s3cretvalue"),
+        "the sealed header still works"
+    );
+    let state = dir.path().join(".sluice");
+    let mut raw = Vec::new();
+    for f in std::fs::read_dir(&state).unwrap() {
+        let f = f.unwrap().path();
+        if f.file_name().unwrap() != "secret.key" {
+            raw.extend(std::fs::read(&f).unwrap());
+        }
+    }
+    assert!(!raw.is_empty());
+    let text = String::from_utf8_lossy(&raw);
+    for secret in ["hunter2pass", "wk_topsecret", "tok_s3cretvalue", "seg_writekey_xyz"] {
+        assert!(!text.contains(secret), "{secret} is readable in the state files");
+    }
+    assert!(text.contains("sealed:v1:"));
+    // another key cannot open them, and says so
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("k"), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sync", "p"])
+        .current_dir(dir.path())
+        .env_remove("SLUICE_STATE")
+        .env("SLUICE_SECRET_KEY_FILE", other.path().join("k"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot be decrypted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
