@@ -96,6 +96,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The append-only log of configuration changes (who, when, what, before and after).
+    AuditLog {
+        /// How many entries, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Everything Sluice did with one person's data (Reverse ETL state and streamed events).
     Audit {
         /// A record id, userId or anonymousId.
@@ -152,6 +161,7 @@ fn main() -> ExitCode {
         Command::Sync { model, json } => commands::sync::run(&state, &model, json),
         Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),
         Command::Usage { json } => commands::overview::usage(&state, json),
+        Command::AuditLog { limit, json } => commands::overview::audit_log(&state, limit, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
         Command::Serve { listen, retention_days } => commands::stream::serve(&state, &listen, retention_days),
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),

@@ -50,6 +50,16 @@ models:
         assert!(!text.contains(secret), "{secret} is readable in the state files");
     }
     assert!(text.contains("sealed:v1:"));
+    // the audit log records who changed what, before and after, with credentials redacted
+    let log: serde_json::Value = serde_json::from_slice(&sluice(dir.path(), &["audit-log", "--json"]).stdout).unwrap();
+    let entries = log["entries"].as_array().unwrap();
+    let pg = entries.iter().find(|e| e["entity"] == "pg").unwrap();
+    assert_eq!((pg["action"].as_str(), pg["after"]["url"].as_str()), (Some("create"), Some("<set>")));
+    assert!(pg["actor"].as_str().unwrap().starts_with("cli"));
+    let text = log.to_string();
+    for secret in ["hunter2pass", "wk_topsecret", "tok_s3cretvalue", "seg_writekey_xyz"] {
+        assert!(!text.contains(secret), "{secret} in the audit log");
+    }
     // another key cannot open them, and says so
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("k"), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();

@@ -16,6 +16,38 @@ pub struct PlanItem {
     /// For `change`: the fields that differ.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
+    /// The entity before (credentials redacted), for the audit log.
+    #[serde(skip)]
+    pub before: Option<Value>,
+    /// The entity after (credentials redacted), for the audit log.
+    #[serde(skip)]
+    pub after: Option<Value>,
+}
+
+/// Replaces credentials in an entity by `"<set>"` (the audit log and APIs never show them).
+fn redact(kind: &str, mut v: Value) -> Value {
+    let set = || Value::String("<set>".into());
+    match kind {
+        "source" => {
+            for k in ["url", "write_key"] {
+                if v.get(k).is_some() {
+                    v[k] = set();
+                }
+            }
+        }
+        "destination" => {
+            if let Some(s) = v.get_mut("settings") {
+                if s.get("write_key").is_some() {
+                    s["write_key"] = set();
+                }
+                if let Some(Value::Object(h)) = s.get_mut("headers") {
+                    h.values_mut().for_each(|x| *x = set());
+                }
+            }
+        }
+        _ => {}
+    }
+    v
 }
 
 fn entities<T: Serialize>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<(String, Value)> {
@@ -37,16 +69,35 @@ fn changed_fields(a: &Value, b: &Value) -> Vec<String> {
 fn diff(kind: &'static str, old: &[(String, Value)], new: &[(String, Value)], out: &mut Vec<PlanItem>) {
     for (id, v) in new {
         match old.iter().find(|(o, _)| o == id) {
-            None => out.push(PlanItem { action: "create", kind, id: id.clone(), fields: vec![] }),
-            Some((_, ov)) if ov != v => {
-                out.push(PlanItem { action: "change", kind, id: id.clone(), fields: changed_fields(ov, v) })
-            }
+            None => out.push(PlanItem {
+                action: "create",
+                kind,
+                id: id.clone(),
+                fields: vec![],
+                before: None,
+                after: Some(redact(kind, v.clone())),
+            }),
+            Some((_, ov)) if ov != v => out.push(PlanItem {
+                action: "change",
+                kind,
+                id: id.clone(),
+                fields: changed_fields(ov, v),
+                before: Some(redact(kind, ov.clone())),
+                after: Some(redact(kind, v.clone())),
+            }),
             Some(_) => {}
         }
     }
-    for (id, _) in old {
+    for (id, ov) in old {
         if !new.iter().any(|(n, _)| n == id) {
-            out.push(PlanItem { action: "remove", kind, id: id.clone(), fields: vec![] });
+            out.push(PlanItem {
+                action: "remove",
+                kind,
+                id: id.clone(),
+                fields: vec![],
+                before: Some(redact(kind, ov.clone())),
+                after: None,
+            });
         }
     }
 }
@@ -87,14 +138,16 @@ mod tests {
             ws("destinations: [{id: a, kind: file, settings: {path: a}}, {id: b, kind: file, settings: {path: b}}]");
         let b = ws("destinations: [{id: a, kind: file, enabled: false, settings: {path: a}}, {id: c, kind: file, settings: {path: c}}]");
         let p = plan(Some(&a), &b);
+        let short: Vec<(&str, &str, Vec<String>)> =
+            p.iter().map(|i| (i.action, i.id.as_str(), i.fields.clone())).collect();
         assert_eq!(
-            p,
-            vec![
-                PlanItem { action: "change", kind: "destination", id: "a".into(), fields: vec!["enabled".into()] },
-                PlanItem { action: "create", kind: "destination", id: "c".into(), fields: vec![] },
-                PlanItem { action: "remove", kind: "destination", id: "b".into(), fields: vec![] },
-            ]
+            short,
+            vec![("change", "a", vec!["enabled".to_string()]), ("create", "c", vec![]), ("remove", "b", vec![])]
         );
+        assert_eq!(p[0].before.as_ref().unwrap()["enabled"], true);
+        assert_eq!(p[0].after.as_ref().unwrap()["enabled"], false);
+        let s = ws("sources: [{id: pg, kind: postgres, url: 'postgres://u:pw@h/d'}]");
+        assert_eq!(plan(None, &s)[0].after.as_ref().unwrap()["url"], "<set>", "credentials never reach the audit log");
         assert!(plan(Some(&b), &b).is_empty());
         assert_eq!(plan(None, &a).len(), 2);
     }

@@ -1,10 +1,12 @@
 //! The state store: the applied workspace, per-mapping checkpoints, run history and usage,
 //! in one SQLite file (`state.db` under the state folder).
 
+mod audit;
 mod checkpoint;
 mod runs;
 pub mod secrets;
 
+pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
 pub use runs::{RunRow, UsageRow};
 pub use secrets::{SecretBox, SecretError};
@@ -88,6 +90,20 @@ create table if not exists runs (
     status text not null,
     report text
 );
+create table if not exists audit_log (
+    id integer primary key,
+    at text not null,
+    actor text not null,
+    action text not null,
+    kind text not null,
+    entity text not null,
+    before text,
+    after text
+);
+create trigger if not exists audit_log_no_update before update on audit_log
+    begin select raise(abort, 'the audit log is append-only'); end;
+create trigger if not exists audit_log_no_delete before delete on audit_log
+    begin select raise(abort, 'the audit log is append-only'); end;
 create table if not exists usage (
     month text not null,
     destination text not null,

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let ws = Workspace::from_path(file)?;
     ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
-    let store = StateStore::open(state)?;
+    let mut store = StateStore::open(state)?;
     let old = Workspace::load(&store).ok();
     let items = plan(old.as_ref().map(|w| &w.file), &ws.file);
     if json {
@@ -33,7 +33,25 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
         }
     }
     if !dry_run {
-        store.save_workspace(&ws.to_stored(chrono::Utc::now().to_rfc3339(), &store)?)?;
+        let now = chrono::Utc::now().to_rfc3339();
+        store.save_workspace(&ws.to_stored(now.clone(), &store)?)?;
+        let actor = std::env::var("SLUICE_ACTOR")
+            .or_else(|_| std::env::var("USER").map(|u| format!("cli:{u}")))
+            .unwrap_or_else(|_| "cli".into());
+        let entries: Vec<sluice_state::AuditEntry> = items
+            .iter()
+            .map(|i| sluice_state::AuditEntry {
+                id: 0,
+                at: now.clone(),
+                actor: actor.clone(),
+                action: i.action.into(),
+                kind: i.kind.into(),
+                entity: i.id.clone(),
+                before: i.before.clone(),
+                after: i.after.clone(),
+            })
+            .collect();
+        store.append_audit(&entries)?;
         if !json {
             println!("Applied {} ({} change{}).", file.display(), items.len(), if items.len() == 1 { "" } else { "s" });
         }

@@ -60,6 +60,26 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn audit_log(state: &Path, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let store = sluice_state::StateStore::open(state)?;
+    let log = store.audit_log(limit)?;
+    if json {
+        print_json(&serde_json::json!({ "entries": log }));
+    } else {
+        let mut t = crate::render::table(["#", "When", "Who", "Change"]);
+        for e in &log {
+            t.add_row(vec![
+                e.id.to_string(),
+                e.at.clone(),
+                e.actor.clone(),
+                format!("{} {} {}", e.action, e.kind, e.entity),
+            ]);
+        }
+        println!("{t}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn usage(state: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let (store, _ws) = open(state)?;
     let rows = store.usage()?;
