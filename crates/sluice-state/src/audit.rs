@@ -90,7 +90,7 @@ mod tests {
             before: None,
             after: Some(serde_json::json!({"id": "crm"})),
         };
-        s.append_audit(&[e.clone()]).unwrap();
+        s.append_audit(std::slice::from_ref(&e)).unwrap();
         let log = s.audit_log(10).unwrap();
         assert_eq!((log.len(), log[0].entity.as_str(), log[0].after.clone()), (1, "crm", e.after));
         assert!(s
