@@ -40,7 +40,7 @@ models:
     let mut raw = Vec::new();
     for f in std::fs::read_dir(&state).unwrap() {
         let f = f.unwrap().path();
-        if f.file_name().unwrap() != "secret.key" {
+        if f.is_file() && f.file_name().unwrap() != "secret.key" {
             raw.extend(std::fs::read(&f).unwrap());
         }
     }

@@ -253,6 +253,9 @@ pub struct ModelConfig {
     /// Where the model's records go.
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
+    /// When `sluice serve` syncs it: `manual` (default), `every 15m`, or a cron expression (UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 /// A mapping (subscription) of a model to a destination.

@@ -9,6 +9,7 @@ pub mod consent;
 pub mod env;
 pub mod events;
 pub mod profiles;
+pub mod schedule;
 pub mod validate;
 
 pub use config::*;

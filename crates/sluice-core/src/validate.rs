@@ -188,6 +188,11 @@ pub fn validate(
         if m.sql.trim().is_empty() {
             err(format!("{at}.sql"), "must not be empty".into());
         }
+        if let Some(s) = &m.schedule {
+            if let Err(e) = crate::schedule::Schedule::parse(s) {
+                err(format!("{at}.schedule"), e);
+            }
+        }
         if m.unique_id.trim().is_empty() {
             err(format!("{at}.unique_id"), "must name the unique identifier column".into());
         }

@@ -200,3 +200,21 @@ fn model_errors_name_the_field() {
     let e = sluice_engine::sync_model(&mut env.store, &ws, "people", &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("no such table: people"), "{e}");
 }
+
+#[test]
+fn two_syncs_of_one_model_never_run_at_once() {
+    let mut env = Env::new(SETUP);
+    let ws = ws(&env);
+    let dir = env.dir.path().join(".sluice/locks");
+    std::fs::create_dir_all(&dir).unwrap();
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("people.lock")).unwrap();
+    let mut held = fd_lock::RwLock::new(f);
+    let guard = held.try_write().unwrap();
+    let e = sluice_engine::sync_model(&mut env.store, &ws, "people", &mut |_| {}).unwrap_err();
+    assert!(matches!(e, sluice_engine::SyncError::Busy(_)), "{e}");
+    assert!(e.to_string().contains("already syncing"));
+    drop(guard);
+    assert!(env.rx.requests().is_empty());
+    env.sync(&ws, "people");
+    assert_eq!(env.ids("/crm", "added").len(), 3);
+}

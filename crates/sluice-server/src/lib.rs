@@ -12,6 +12,7 @@ pub mod api;
 pub mod delivery;
 pub mod ingest;
 pub mod metrics;
+pub mod scheduler;
 pub mod store;
 pub mod writer;
 
@@ -79,6 +80,15 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
                 .spawn(move || delivery::run(dir, base, d, m, wk, st))?,
         );
     }
+    let scheduler = {
+        let engine_ws = Arc::new(sluice_engine::Workspace {
+            file: (*ws).clone(),
+            base_dir: config.base_dir.clone(),
+            warnings: vec![],
+        });
+        let (dir, st) = (config.state_dir.clone(), stop.clone());
+        std::thread::Builder::new().name("sluice-scheduler".into()).spawn(move || scheduler::run(engine_ws, dir, st))?
+    };
     let sources: HashMap<String, String> = ws
         .sources
         .iter()
@@ -99,6 +109,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     wake.notify();
     drop(rt);
     let _ = writer.join();
+    let _ = scheduler.join();
     for w in workers {
         let _ = w.join();
     }

@@ -21,11 +21,14 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
             runs.iter().filter_map(|r| r.report.clone()).filter_map(|v| serde_json::from_value(v).ok()).collect();
         out.push((m.to_string(), reports));
     }
+    let next = sluice_server::scheduler::next_runs(&ws, &store);
+    let schedule_of = |m: &str| ws.model(m).and_then(|x| x.schedule.clone()).unwrap_or_else(|| "manual".into());
     if json {
         let models: Vec<serde_json::Value> = out
             .iter()
             .map(|(m, reports)| {
-                serde_json::json!({"model": m, "last_run": reports.first(), "runs": reports.iter().map(|r| serde_json::json!({
+                serde_json::json!({"model": m, "schedule": schedule_of(m), "next_run_at": next.get(m).map(|t| t.to_rfc3339()),
+                "last_run": reports.first(), "runs": reports.iter().map(|r| serde_json::json!({
                     "run_id": r.run_id, "status": r.status, "started_at": r.started_at, "duration_ms": r.duration_ms,
                     "extracted": r.extracted,
                     "delivered": r.mappings.iter().map(|m| m.delivered).sum::<u64>(),
@@ -38,6 +41,9 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
         return Ok(ExitCode::SUCCESS);
     }
     for (m, reports) in &out {
+        if let Some(t) = next.get(m) {
+            println!("Model `{m}`: schedule `{}`, next run at {} (by `sluice serve`)", schedule_of(m), t.to_rfc3339());
+        }
         match reports.first() {
             None => println!("Model `{m}`: never synced."),
             Some(r) => {

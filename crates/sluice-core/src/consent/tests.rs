@@ -46,6 +46,7 @@ fn model(consent: &[(&str, &str)]) -> ModelConfig {
         unique_id: "id".into(),
         consent: consent.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
         mappings: vec![],
+        schedule: None,
     }
 }
 
@@ -234,6 +235,7 @@ proptest! {
             id: "m".into(), source: "s".into(), sql: "x".into(), unique_id: "id".into(),
             consent: consent_map.iter().map(|(k, c)| (k.clone(), format!("col{c}"))).collect(),
             mappings: vec![],
+            schedule: None,
         };
         for d in 0..ndest {
             let gate = Gate::build(&w, &m, &format!("d{d}"), &|c| c.strip_prefix("col").and_then(|n| n.parse().ok()));

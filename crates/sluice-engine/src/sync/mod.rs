@@ -37,6 +37,27 @@ pub enum SyncError {
     /// The state store failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Another sync of the model is running (in this or another process).
+    #[error("model `{0}` is already syncing (another `sluice sync` or the scheduler); try again when it ends")]
+    Busy(String),
+    /// The lock file could not be used.
+    #[error("lock {path}: {source}")]
+    Lock {
+        /// The lock file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Holds the model's lock file for the duration of a sync; the OS releases it if the process dies.
+fn lock_file(store: &StateStore, model: &str) -> Result<fd_lock::RwLock<std::fs::File>, SyncError> {
+    let dir = store.dir().join("locks");
+    let path = dir.join(format!("{}.lock", model.replace(['/', '\\', '.'], "_")));
+    let io = |source| SyncError::Lock { path: path.display().to_string(), source };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+    Ok(fd_lock::RwLock::new(f))
 }
 
 fn now_rfc3339() -> String {
@@ -156,6 +177,13 @@ pub fn sync_model(
         let ids: Vec<&str> = ws.file.models.iter().map(|m| m.id.as_str()).collect();
         SyncError::UnknownModel(model_id.to_string(), ids.join(", "))
     })?;
+    // never two syncs of the same model (and so of its mappings) at once
+    let mut lock = lock_file(store, &model.id)?;
+    let _guard = match lock.try_write() {
+        Ok(g) => g,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(SyncError::Busy(model.id.clone())),
+        Err(source) => return Err(SyncError::Lock { path: "locks".into(), source }),
+    };
     let wh_err = |source| SyncError::Warehouse { model: model.id.clone(), source };
     let mut warehouse = ws.warehouse(&model.source).map_err(wh_err)?;
     let cols = warehouse.columns(&model.sql).map_err(wh_err)?;

@@ -1,0 +1,84 @@
+//! Scheduled syncs: `sluice serve` runs each model whose schedule is due, never two syncs of
+//! the same model at once (a lock file per model, shared with `sluice sync`).
+
+use sluice_core::schedule::Schedule;
+use sluice_engine::{SyncError, Workspace};
+use sluice_state::StateStore;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// When a model last started a run (from the run history).
+fn last_started(store: &StateStore, model: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let runs = store.runs(Some(model), 1).ok()?;
+    let r = runs.first()?;
+    chrono::DateTime::parse_from_rfc3339(&r.started_at).ok().map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// The next run of every scheduled model (for overviews).
+pub fn next_runs(ws: &Workspace, store: &StateStore) -> HashMap<String, chrono::DateTime<chrono::Utc>> {
+    let now = chrono::Utc::now();
+    ws.file
+        .models
+        .iter()
+        .filter_map(|m| {
+            let s = Schedule::parse(m.schedule.as_deref().unwrap_or("manual")).ok()?;
+            s.next(last_started(store, &m.id), now).map(|t| (m.id.clone(), t))
+        })
+        .collect()
+}
+
+/// Runs until `stop`, checking every second which models are due.
+pub fn run(ws: Arc<Workspace>, state_dir: PathBuf, stop: Arc<AtomicBool>) {
+    let schedules: Vec<(String, Schedule)> = ws
+        .file
+        .models
+        .iter()
+        .filter_map(|m| Schedule::parse(m.schedule.as_deref().unwrap_or("manual")).ok().map(|s| (m.id.clone(), s)))
+        .filter(|(_, s)| !matches!(s, Schedule::Manual))
+        .collect();
+    if schedules.is_empty() {
+        return;
+    }
+    let store = match StateStore::open(&state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "scheduler cannot open the state store");
+            return;
+        }
+    };
+    let running: HashMap<String, Arc<AtomicBool>> =
+        schedules.iter().map(|(m, _)| (m.clone(), Arc::new(AtomicBool::new(false)))).collect();
+    while !stop.load(Ordering::Relaxed) {
+        let now = chrono::Utc::now();
+        for (model, schedule) in &schedules {
+            let busy = &running[model];
+            if busy.load(Ordering::Relaxed) {
+                continue;
+            }
+            if schedule.next(last_started(&store, model), now).is_none_or(|t| t > now) {
+                continue;
+            }
+            busy.store(true, Ordering::Relaxed);
+            let (ws, dir, busy, model) = (ws.clone(), state_dir.clone(), busy.clone(), model.clone());
+            std::thread::spawn(move || {
+                let result = StateStore::open(&dir)
+                    .map_err(SyncError::from)
+                    .and_then(|mut s| sluice_engine::sync_model(&mut s, &ws, &model, &mut |_| {}));
+                match result {
+                    Ok(r) => {
+                        tracing::info!(model = %model, run = r.run_id, status = %r.status, "scheduled sync finished")
+                    }
+                    Err(SyncError::Busy(_)) => {
+                        tracing::info!(model = %model, "scheduled sync skipped: already syncing")
+                    }
+                    Err(e) => tracing::error!(model = %model, error = %e, "scheduled sync failed"),
+                }
+                busy.store(false, Ordering::Relaxed);
+            });
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,46 @@
+//! `sluice serve` runs due model syncs by itself.
+
+use sluice_testkit::Receiver;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_scheduled_model_syncs_without_being_asked() {
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db"))
+        .unwrap()
+        .execute_batch("create table p(id integer, email text); insert into p values (1,'a'),(2,'b');")
+        .unwrap();
+    let yaml = format!(
+        "sources: [{{id: dwh, kind: sqlite, path: w.db}}]
+destinations: [{{id: crm, kind: webhook, settings: {{url: \"{}/crm\"}}}}]
+models:
+  - {{id: p, source: dwh, sql: select * from p, unique_id: id, schedule: every 1m, mappings: [{{destination: crm}}]}}
+  - {{id: q, source: dwh, sql: select * from p, unique_id: id, schedule: manual, mappings: [{{destination: crm}}]}}
+",
+        rx.url()
+    );
+    let ws = sluice_engine::Workspace::from_yaml(&yaml, dir.path().to_path_buf()).unwrap();
+    let state = dir.path().join(".sluice");
+    let config = sluice_server::ServeConfig {
+        workspace: ws.file.clone(),
+        base_dir: dir.path().to_path_buf(),
+        state_dir: state.clone(),
+        listen: "127.0.0.1:0".into(),
+        retention_days: 7,
+    };
+    std::thread::spawn(move || sluice_server::serve(config, |_| {}).unwrap());
+    let t = Instant::now();
+    while rx.items("/crm").len() < 2 && t.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(rx.items("/crm").len(), 2, "the scheduled model synced once; the manual one did not");
+    std::thread::sleep(Duration::from_millis(1500));
+    let store = sluice_state::StateStore::open(&state).unwrap();
+    assert_eq!(store.runs(Some("p"), 10).unwrap().len(), 1, "not again before its interval");
+    assert!(store.runs(Some("q"), 10).unwrap().is_empty());
+    let next = sluice_server::scheduler::next_runs(&ws, &store);
+    let in_secs = (next["p"] - chrono::Utc::now()).num_seconds();
+    assert!((50..=60).contains(&in_secs), "next run in {in_secs} s");
+    assert!(!next.contains_key("q"));
+}
