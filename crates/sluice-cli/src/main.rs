@@ -105,6 +105,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// API tokens for the control API of `sluice serve`.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Everything Sluice did with one person's data (Reverse ETL state and streamed events).
     Audit {
         /// A record id, userId or anonymousId.
@@ -148,6 +153,19 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Create a token and print it (the only time it is shown).
+    Create {
+        /// `owner` (may change consent management and tokens) or `member` (read-only).
+        #[arg(long)]
+        role: String,
+        /// Who uses it (shown in the audit log).
+        #[arg(long)]
+        name: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -161,6 +179,7 @@ fn main() -> ExitCode {
         Command::Sync { model, json } => commands::sync::run(&state, &model, json),
         Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),
         Command::Usage { json } => commands::overview::usage(&state, json),
+        Command::Token { action: TokenAction::Create { role, name } } => commands::stream::token(&state, &role, &name),
         Command::AuditLog { limit, json } => commands::overview::audit_log(&state, limit, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
         Command::Serve { listen, retention_days } => commands::stream::serve(&state, &listen, retention_days),

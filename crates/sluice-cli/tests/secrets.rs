@@ -60,6 +60,16 @@ models:
     for secret in ["hunter2pass", "wk_topsecret", "tok_s3cretvalue", "seg_writekey_xyz"] {
         assert!(!text.contains(secret), "{secret} in the audit log");
     }
+    // API tokens: printed once, stored hashed
+    let out = sluice(dir.path(), &["token", "create", "--role", "owner", "--name", "ci"]);
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("slc_"), "{token}");
+    let raw = std::fs::read(state.join("state.db")).unwrap();
+    assert!(!String::from_utf8_lossy(&raw).contains(&token[4..]));
+    let out = sluice(dir.path(), &["token", "create", "--role", "admin", "--name", "x"]);
+    assert!(
+        !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--role must be `owner` or `member`")
+    );
     // another key cannot open them, and says so
     let other = tempfile::tempdir().unwrap();
     std::fs::write(other.path().join("k"), "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod api;
+pub mod control;
 pub mod delivery;
 pub mod ingest;
 pub mod metrics;
@@ -59,13 +60,18 @@ pub struct ServeConfig {
 /// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound address.
 pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
     let ws = Arc::new(config.workspace);
+    let live = Arc::new(std::sync::RwLock::new(ws.clone()));
     let metrics = Arc::new(metrics::Metrics::default());
     let wake = Arc::new(delivery::Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
     let conn = store::open(&config.state_dir)?;
     let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
-    let router =
-        writer::Router { ws: ws.clone(), metrics: metrics.clone(), retention_secs: config.retention_days * 86_400 };
+    let router = writer::Router {
+        ws: ws.clone(),
+        live: live.clone(),
+        metrics: metrics.clone(),
+        retention_secs: config.retention_days * 86_400,
+    };
     let w = wake.clone();
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())
@@ -102,7 +108,14 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
             .await
             .map_err(|source| ServeError::Bind { addr: config.listen.clone(), source })?;
         ready(listener.local_addr()?);
-        axum::serve(listener, api::router(state)).with_graceful_shutdown(shutdown()).await?;
+        let control = control::ControlState {
+            state_dir: Arc::new(config.state_dir.clone()),
+            base_dir: Arc::new(config.base_dir.clone()),
+            live: live.clone(),
+            write: Arc::new(std::sync::Mutex::new(())),
+        };
+        let app = api::router(state).merge(control::router(control));
+        axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
         Ok::<_, ServeError>(())
     })?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -98,8 +98,10 @@ pub struct Accepted {
 
 /// Routing context shared by the writer.
 pub struct Router {
-    /// The workspace.
+    /// The workspace as of the current group.
     pub ws: Arc<WorkspaceFile>,
+    /// The live workspace the control API updates; read at the start of every group.
+    pub live: Arc<std::sync::RwLock<Arc<WorkspaceFile>>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// How long delivered events stay in the log for the debugger and audits.
@@ -294,7 +296,7 @@ fn write_stats(tx: &Transaction, ws: &WorkspaceFile, metrics: &Metrics, stats: &
 }
 
 /// Runs the writer until every sender is gone. `wake` is called after each commit.
-pub fn run(mut conn: Connection, router: Router, jobs: Receiver<Job>, wake: impl Fn()) {
+pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: impl Fn()) {
     const GROUP: usize = 256;
     let mut last_trim = std::time::Instant::now() - std::time::Duration::from_secs(3600);
     loop {
@@ -307,6 +309,7 @@ pub fn run(mut conn: Connection, router: Router, jobs: Receiver<Job>, wake: impl
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         trim(&conn, &router, &mut last_trim);
+        router.ws = router.live.read().expect("not poisoned").clone();
         let mut group = vec![first];
         while group.len() < GROUP {
             match jobs.try_recv() {

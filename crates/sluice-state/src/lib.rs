@@ -5,11 +5,13 @@ mod audit;
 mod checkpoint;
 mod runs;
 pub mod secrets;
+mod tokens;
 
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
 pub use runs::{RunRow, UsageRow};
 pub use secrets::{SecretBox, SecretError};
+pub use tokens::{Role, TokenInfo};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
@@ -104,6 +106,14 @@ create trigger if not exists audit_log_no_update before update on audit_log
     begin select raise(abort, 'the audit log is append-only'); end;
 create trigger if not exists audit_log_no_delete before delete on audit_log
     begin select raise(abort, 'the audit log is append-only'); end;
+create table if not exists tokens (
+    id integer primary key,
+    name text not null,
+    role text not null,
+    hash text not null unique,
+    created_at text not null,
+    disabled integer not null default 0
+);
 create table if not exists usage (
     month text not null,
     destination text not null,

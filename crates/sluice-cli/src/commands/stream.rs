@@ -21,6 +21,17 @@ pub fn serve(state: &Path, listen: &str, retention_days: i64) -> anyhow::Result<
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn token(state: &Path, role: &str, name: &str) -> anyhow::Result<ExitCode> {
+    let role = sluice_state::Role::parse(role)
+        .ok_or_else(|| anyhow::anyhow!("--role must be `owner` or `member`, not `{role}`"))?;
+    if name.trim().is_empty() {
+        anyhow::bail!("--name must not be empty");
+    }
+    let store = sluice_state::StateStore::open(state)?;
+    println!("{}", store.create_token(name, role)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let conn = sluice_server::store::open(state)?;
     let Some(p) = sluice_server::store::profile_of(&conn, id)? else {

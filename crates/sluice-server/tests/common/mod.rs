@@ -17,9 +17,11 @@ pub fn start(yaml: &str) -> Server {
     let rx = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!("sources: [{{id: web, kind: events, write_key: wk_web}}]\n{}", yaml.replace("{URL}", rx.url()));
-    let file: sluice_core::WorkspaceFile = sluice_core::WorkspaceFile::from_yaml(&yaml).unwrap();
-    let file =
-        sluice_core::validate(file, &sluice_destinations::validate_settings).unwrap_or_else(|e| panic!("{e}")).file;
+    let ws = sluice_engine::Workspace::from_yaml(&yaml, dir.path().to_path_buf()).unwrap_or_else(|e| panic!("{e}"));
+    // applied, as `sluice apply` would: the control API edits the stored workspace
+    let store = sluice_state::StateStore::open(&dir.path().join(".sluice")).unwrap();
+    store.save_workspace(&ws.to_stored("now".into(), &store).unwrap()).unwrap();
+    let file = ws.file;
     let config = sluice_server::ServeConfig {
         workspace: file,
         base_dir: dir.path().to_path_buf(),

@@ -1,0 +1,202 @@
+//! `/api/v1/consent-categories`: owners create, edit, disable and remove; members read.
+
+use super::{Actor, ApiError, ControlState, ErrorBody, Page};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sluice_core::CategoryConfig;
+use utoipa::ToSchema;
+
+/// A consent category.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Category {
+    /// The CMP's key (case-sensitive).
+    pub id: String,
+    /// Name, 1–20 characters.
+    pub name: String,
+    /// Destination ids it governs.
+    pub destinations: Vec<String>,
+    /// Whether it is enforced.
+    pub enabled: bool,
+}
+
+impl From<&CategoryConfig> for Category {
+    fn from(c: &CategoryConfig) -> Self {
+        Self { id: c.id.clone(), name: c.name.clone(), destinations: c.destinations.clone(), enabled: c.enabled }
+    }
+}
+
+/// A page of categories.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CategoryPage {
+    /// The categories.
+    pub items: Vec<Category>,
+    /// How many there are in all.
+    pub total: usize,
+    /// Skipped.
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A new category.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCategory {
+    /// The CMP's key: 1–34 characters, not starting with a digit, unique.
+    pub id: String,
+    /// Name, 1–20 characters, unique.
+    pub name: String,
+    /// Destination ids it governs.
+    #[serde(default)]
+    pub destinations: Vec<String>,
+    /// Whether it is enforced (default true).
+    pub enabled: Option<bool>,
+}
+
+/// Changes to a category; absent fields stay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryChange {
+    /// New name.
+    pub name: Option<String>,
+    /// New destination ids.
+    pub destinations: Option<Vec<String>>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no consent category has the id `{id}`"), Some("id"))
+}
+
+/// Lists consent categories (owners and members).
+#[utoipa::path(get, path = "/api/v1/consent-categories", params(Page),
+    responses((status = 200, body = CategoryPage), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(s): State<ControlState>,
+    _actor: Actor,
+    Query(p): Query<Page>,
+) -> Result<Json<CategoryPage>, ApiError> {
+    let all: Vec<Category> = s.current().consent_categories.iter().map(Category::from).collect();
+    let (items, offset, limit) = p.window(&all);
+    Ok(Json(CategoryPage { items, total: all.len(), offset, limit }))
+}
+
+/// One consent category (owners and members).
+#[utoipa::path(get, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
+    responses((status = 200, body = Category), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(s): State<ControlState>,
+    _actor: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<Category>, ApiError> {
+    s.current()
+        .consent_categories
+        .iter()
+        .find(|c| c.id == id)
+        .map(|c| Json(Category::from(c)))
+        .ok_or_else(|| not_found(&id))
+}
+
+/// Creates a consent category (owners only).
+#[utoipa::path(post, path = "/api/v1/consent-categories", request_body = NewCategory,
+    responses((status = 201, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(s): State<ControlState>,
+    actor: Actor,
+    Json(body): Json<NewCategory>,
+) -> Result<(StatusCode, Json<Category>), ApiError> {
+    actor.owner()?;
+    let cat = CategoryConfig {
+        id: body.id,
+        name: body.name,
+        destinations: body.destinations,
+        enabled: body.enabled.unwrap_or(true),
+    };
+    let out = Category::from(&cat);
+    let cs = s.clone();
+    tokio::task::spawn_blocking(move || {
+        cs.change(&actor, |ws| {
+            if ws.consent_categories.iter().any(|c| c.id == cat.id) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("a category with id `{}` exists", cat.id),
+                    Some("id"),
+                ));
+            }
+            ws.consent_categories.push(cat);
+            Ok(())
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Changes a consent category: rename, remap destinations, enable or disable (owners only).
+#[utoipa::path(patch, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
+    request_body = CategoryChange,
+    responses((status = 200, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update(
+    State(s): State<ControlState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    Json(body): Json<CategoryChange>,
+) -> Result<Json<Category>, ApiError> {
+    actor.owner()?;
+    let cs = s.clone();
+    let key = id.clone();
+    tokio::task::spawn_blocking(move || {
+        cs.change(&actor, |ws| {
+            let c = ws.consent_categories.iter_mut().find(|c| c.id == key).ok_or_else(|| not_found(&key))?;
+            if let Some(n) = body.name {
+                c.name = n;
+            }
+            if let Some(d) = body.destinations {
+                c.destinations = d;
+            }
+            if let Some(e) = body.enabled {
+                c.enabled = e;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    get(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, Path(id)).await
+}
+
+/// Removes a consent category (owners only). Models that map it must drop the mapping first.
+#[utoipa::path(delete, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn remove(
+    State(s): State<ControlState>,
+    actor: Actor,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    actor.owner()?;
+    tokio::task::spawn_blocking(move || {
+        s.change(&actor, |ws| {
+            let before = ws.consent_categories.len();
+            ws.consent_categories.retain(|c| c.id != id);
+            if ws.consent_categories.len() == before {
+                return Err(not_found(&id));
+            }
+            Ok(())
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,281 @@
+//! The control API under `/api/v1`: authenticated by bearer tokens with roles (SPEC §5, §6).
+//! The OpenAPI document at `/api/v1/openapi.json` is generated from these handlers, so it cannot
+//! drift from them. Every change goes through the same path as `sluice apply`: validate, seal
+//! credentials, store, append to the audit log; the running router sees it at once.
+
+mod categories;
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sluice_core::WorkspaceFile;
+use sluice_engine::Workspace;
+use sluice_state::{AuditEntry, Role, StateStore};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What the control handlers share.
+#[derive(Clone)]
+pub struct ControlState {
+    /// The state folder.
+    pub state_dir: Arc<PathBuf>,
+    /// Folder relative paths resolve from.
+    pub base_dir: Arc<PathBuf>,
+    /// The workspace the router uses; replaced on every change.
+    pub live: Arc<RwLock<Arc<WorkspaceFile>>>,
+    /// Serializes changes.
+    pub write: Arc<std::sync::Mutex<()>>,
+}
+
+/// The one error shape: `{"error": {"code", "message", "field"}}`; internals never leak.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// An error's parts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable code, e.g. `forbidden`, `not_found`, `invalid`.
+    pub code: String,
+    /// What went wrong, for people.
+    pub message: String,
+    /// The field at fault, when there is one.
+    pub field: Option<String>,
+}
+
+/// An API error with its status.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, ErrorBody);
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>, field: Option<&str>) -> Self {
+        Self(
+            status,
+            ErrorBody {
+                error: ErrorDetail { code: code.into(), message: message.into(), field: field.map(String::from) },
+            },
+        )
+    }
+
+    fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "control API internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+/// Who calls: from `Authorization: Bearer <token>`.
+pub struct Actor {
+    /// The token's name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+impl Actor {
+    /// Refuses members: only owners change consent management.
+    pub fn owner(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Owner => Ok(()),
+            Role::Member => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "only owners may create, edit or disable consent categories; members have read-only access",
+                None,
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<ControlState> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ControlState) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "send `Authorization: Bearer <token>` (see `sluice token create`)",
+                    None,
+                )
+            })?;
+        let store = StateStore::open(&state.state_dir).map_err(ApiError::internal)?;
+        match store.authenticate(token.trim()).map_err(ApiError::internal)? {
+            Some(t) => Ok(Actor { name: t.name, role: t.role }),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "unknown or disabled token", None)),
+        }
+    }
+}
+
+/// Pagination of lists.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// Items to skip.
+    pub offset: Option<usize>,
+    /// Items to return (1–500, default 100).
+    pub limit: Option<usize>,
+}
+
+impl Page {
+    fn window<T: Clone>(&self, all: &[T]) -> (Vec<T>, usize, usize) {
+        let limit = self.limit.unwrap_or(100).clamp(1, 500);
+        let offset = self.offset.unwrap_or(0).min(all.len());
+        (all[offset..(offset + limit).min(all.len())].to_vec(), offset, limit)
+    }
+}
+
+impl ControlState {
+    /// Applies `change` to the stored workspace: validates, seals, stores, audits, goes live.
+    fn change(
+        &self,
+        actor: &Actor,
+        change: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let _one_at_a_time = self.write.lock().map_err(ApiError::internal)?;
+        let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
+        let old = Workspace::load(&store).map_err(ApiError::internal)?;
+        let mut file = old.file.clone();
+        change(&mut file)?;
+        let new = Workspace { file, base_dir: (*self.base_dir).clone(), warnings: vec![] };
+        let validated =
+            sluice_core::validate(new.file.clone(), &sluice_destinations::validate_settings).map_err(|e| {
+                let first = e.0.first();
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string(), first.map(|c| c.at.as_str()))
+            })?;
+        let now = chrono::Utc::now().to_rfc3339();
+        store
+            .save_workspace(&new.to_stored(now.clone(), &store).map_err(ApiError::internal)?)
+            .map_err(ApiError::internal)?;
+        let entries: Vec<AuditEntry> = sluice_engine::plan::plan(Some(&old.file), &new.file)
+            .into_iter()
+            .map(|i| AuditEntry {
+                id: 0,
+                at: now.clone(),
+                actor: format!("token:{}", actor.name),
+                action: i.action.into(),
+                kind: i.kind.into(),
+                entity: i.id,
+                before: i.before,
+                after: i.after,
+            })
+            .collect();
+        store.append_audit(&entries).map_err(ApiError::internal)?;
+        *self.live.write().map_err(ApiError::internal)? = Arc::new(validated.file);
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<WorkspaceFile> {
+        self.live.read().expect("not poisoned").clone()
+    }
+}
+
+/// One audit log entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditItem {
+    /// Position in the log.
+    pub id: i64,
+    /// When.
+    pub at: String,
+    /// Who.
+    pub actor: String,
+    /// `create`, `change` or `remove`.
+    pub action: String,
+    /// Kind of entity.
+    pub kind: String,
+    /// Entity id.
+    pub entity: String,
+    /// Before (credentials redacted).
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    /// After (credentials redacted).
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<serde_json::Value>,
+}
+
+/// A page of the audit log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    /// Entries, newest first.
+    pub items: Vec<AuditItem>,
+}
+
+/// The audit log of configuration changes (owners and members).
+#[utoipa::path(get, path = "/api/v1/audit-log", params(Page),
+    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn audit_log(
+    State(s): State<ControlState>,
+    _actor: Actor,
+    axum::extract::Query(p): axum::extract::Query<Page>,
+) -> Result<Json<AuditPage>, ApiError> {
+    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let limit = p.limit.unwrap_or(100).clamp(1, 500);
+    let all = store.audit_log(limit + p.offset.unwrap_or(0)).map_err(ApiError::internal)?;
+    let items = all
+        .into_iter()
+        .skip(p.offset.unwrap_or(0))
+        .map(|e| AuditItem {
+            id: e.id,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            kind: e.kind,
+            entity: e.entity,
+            before: e.before,
+            after: e.after,
+        })
+        .collect();
+    Ok(Json(AuditPage { items }))
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Sluice control API", description = "Consent categories, audit log; bearer tokens with roles."),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The control routes and their OpenAPI document (served at `/api/v1/openapi.json`).
+pub fn router(state: ControlState) -> axum::Router {
+    let (router, api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(categories::list, categories::create))
+        .routes(routes!(categories::get, categories::update, categories::remove))
+        .routes(routes!(audit_log))
+        .with_state(state)
+        .split_for_parts();
+    let doc = Arc::new(api);
+    router.route("/api/v1/openapi.json", axum::routing::get(move || async move { Json((*doc).clone()) }))
+}

@@ -1,0 +1,116 @@
+//! The control API over real HTTP: tokens and roles, consent categories, audit log, OpenAPI.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = ureq::request(method, &format!("{}{path}", s.url));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(st, r)) => (st, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn tokens(s: &Server) -> (String, String) {
+    let store = sluice_state::StateStore::open(&s.dir.path().join(".sluice")).unwrap();
+    (
+        store.create_token("olivia", sluice_state::Role::Owner).unwrap(),
+        store.create_token("max", sluice_state::Role::Member).unwrap(),
+    )
+}
+
+#[test]
+fn owners_manage_consent_categories_members_read_and_the_router_follows() {
+    let s = start(&format!(
+        "destinations:\n{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]\n",
+        hook("ads", "Ads")
+    ));
+    let (owner, member) = tokens(&s);
+    // 401 without or with a bad token
+    assert_eq!(call(&s, "GET", "/api/v1/consent-categories", None, None).0, 401);
+    let (st, b) = call(&s, "GET", "/api/v1/consent-categories", Some("slc_bad"), None);
+    assert_eq!((st, b["error"]["code"].as_str()), (401, Some("unauthenticated")));
+    // members read
+    let (st, b) = call(&s, "GET", "/api/v1/consent-categories", Some(&member), None);
+    assert_eq!(st, 200);
+    assert_eq!(b["items"][0], json!({"id": "C0004", "name": "Advertising", "destinations": ["ads"], "enabled": true}));
+    assert_eq!((b["total"].as_u64(), b["limit"].as_u64()), (Some(1), Some(100)));
+    assert_eq!(call(&s, "GET", "/api/v1/consent-categories/C0004", Some(&member), None).0, 200);
+    assert_eq!(call(&s, "GET", "/api/v1/consent-categories/nope", Some(&member), None).0, 404);
+    // ... and are refused every change, with a clear message
+    let new = json!({"id": "C0002", "name": "Analytics", "destinations": []});
+    for (m, p, b) in [
+        ("POST", "/api/v1/consent-categories", Some(new.clone())),
+        ("PATCH", "/api/v1/consent-categories/C0004", Some(json!({"enabled": false}))),
+        ("DELETE", "/api/v1/consent-categories/C0004", None),
+    ] {
+        let (st, body) = call(&s, m, p, Some(&member), b);
+        assert_eq!(st, 403, "{m} {p}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("only owners"));
+    }
+    // owners change; validation names the field
+    assert_eq!(call(&s, "POST", "/api/v1/consent-categories", Some(&owner), Some(new.clone())).0, 201);
+    assert_eq!(call(&s, "POST", "/api/v1/consent-categories", Some(&owner), Some(new)).0, 409);
+    let (st, b) = call(
+        &s,
+        "POST",
+        "/api/v1/consent-categories",
+        Some(&owner),
+        Some(json!({"id": "C9", "name": "A name longer than twenty"})),
+    );
+    assert_eq!(st, 422);
+    assert!(b["error"]["field"].as_str().unwrap().ends_with(".name"), "{b}");
+    let (st, b) = call(
+        &s,
+        "POST",
+        "/api/v1/consent-categories",
+        Some(&owner),
+        Some(json!({"id": "C8", "name": "X", "destinations": ["nowhere"]})),
+    );
+    assert_eq!(st, 422);
+    assert!(b["error"]["message"].as_str().unwrap().contains("unknown destination `nowhere`"));
+
+    // the router follows at once: with C0004 enforced, refused events do not reach ads ...
+    let refused = |mid: &str| json!({"userId": "u", "event": "E", "messageId": mid, "context": {"consent": {"categoryPreferences": {"C0004": false}}}});
+    assert_eq!(s.post("/v1/track", &refused("e1")).0, 200);
+    // ... disabled by an owner, C0004 is no longer enforced (R12)
+    let (st, b) = call(&s, "PATCH", "/api/v1/consent-categories/C0004", Some(&owner), Some(json!({"enabled": false})));
+    assert_eq!((st, b["enabled"].as_bool()), (200, Some(false)));
+    assert_eq!(s.post("/v1/track", &refused("e2")).0, 200);
+    assert_eq!(s.delivered("/ads", 1), vec!["e2"]);
+
+    // every change is in the audit log, with who and before/after
+    let (st, log) = call(&s, "GET", "/api/v1/audit-log", Some(&member), None);
+    assert_eq!(st, 200);
+    let change = log["items"].as_array().unwrap().iter().find(|e| e["action"] == "change").unwrap();
+    assert_eq!(change["actor"], "token:olivia");
+    assert_eq!(
+        (change["before"]["enabled"].as_bool(), change["after"]["enabled"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(call(&s, "DELETE", "/api/v1/consent-categories/C0002", Some(&owner), None).0, 204);
+    assert_eq!(call(&s, "DELETE", "/api/v1/consent-categories/C0002", Some(&owner), None).0, 404);
+}
+
+#[test]
+fn the_openapi_document_is_served_and_describes_the_routes() {
+    let s = start("destinations: []\n");
+    let (st, doc) = call(&s, "GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(st, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in ["/api/v1/consent-categories", "/api/v1/consent-categories/{id}", "/api/v1/audit-log"] {
+        assert!(paths.contains_key(p), "{p} missing");
+    }
+    assert!(paths["/api/v1/consent-categories"]["post"]["responses"].get("403").is_some());
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+}
