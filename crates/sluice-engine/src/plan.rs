@@ -25,7 +25,7 @@ pub struct PlanItem {
 }
 
 /// Replaces credentials in an entity by `"<set>"` (the audit log and APIs never show them).
-fn redact(kind: &str, mut v: Value) -> Value {
+pub fn redact(kind: &str, mut v: Value) -> Value {
     let set = || Value::String("<set>".into());
     match kind {
         "source" => {

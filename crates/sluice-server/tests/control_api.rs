@@ -114,3 +114,77 @@ fn the_openapi_document_is_served_and_describes_the_routes() {
     assert!(paths["/api/v1/consent-categories"]["post"]["responses"].get("403").is_some());
     assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 }
+
+#[test]
+fn resources_hide_credentials_models_take_consent_mappings_from_owners_and_syncs_run() {
+    let s = start(&format!(
+        "destinations:\n{}  - {{id: seg, kind: connections, settings: {{url: \"{{URL}}\", write_key: wk_secret_value}}}}\nconsent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]\n",
+        hook("ads", "Ads").replace("batch_size: 50", "batch_size: 50, headers: {Authorization: \"Bearer tok_hidden\"}")
+    ));
+    let (owner, member) = tokens(&s);
+    let (st, d) = call(&s, "GET", "/api/v1/destinations", Some(&member), None);
+    assert_eq!(st, 200);
+    let text = d.to_string();
+    assert!(!text.contains("wk_secret_value") && !text.contains("tok_hidden"), "{text}");
+    assert!(text.contains("<set>"));
+    let (_, src) = call(&s, "GET", "/api/v1/sources", Some(&member), None);
+    assert_eq!(src["items"][0]["write_key"], "<set>");
+    // malformed bodies get the API's error shape
+    let (st, b) = call(&s, "PUT", "/api/v1/models/none/consent", Some(&owner), Some(json!({"consent": 3})));
+    assert_eq!((st, b["error"]["code"].as_str()), (400, Some("invalid_body")));
+    let (st, _) = call(&s, "PUT", "/api/v1/models/none/consent", Some(&owner), Some(json!({"consent": {}})));
+    assert_eq!(st, 404);
+    assert_eq!(call(&s, "PUT", "/api/v1/models/none/consent", Some(&member), Some(json!({"consent": {}}))).0, 403);
+    assert_eq!(call(&s, "GET", "/api/v1/models", Some(&member), None).1["total"], 0);
+    assert_eq!(call(&s, "POST", "/api/v1/models/none/syncs", Some(&member), None).0, 404);
+    assert_eq!(call(&s, "GET", "/api/v1/syncs/99", Some(&member), None).0, 404);
+    assert_eq!(call(&s, "GET", "/api/v1/usage", Some(&member), None).0, 200);
+    assert_eq!(call(&s, "GET", "/api/v1/profiles/nobody", Some(&member), None).0, 404);
+}
+
+#[test]
+fn model_consent_mappings_preview_and_syncs_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db"))
+        .unwrap()
+        .execute_batch("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);")
+        .unwrap();
+    let s = start_in(
+        dir,
+        "{id: dwh, kind: sqlite, path: w.db}",
+        &format!(
+            "destinations:\n{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
+models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C0004: ads}}, mappings: [{{destination: ads}}]}}]
+",
+            hook("ads", "Ads")
+        ),
+    );
+    let (owner, member) = tokens(&s);
+    let (st, p) = call(&s, "GET", "/api/v1/models/p/preview", Some(&member), None);
+    assert_eq!((st, p["columns"].clone()), (200, json!(["id", "email", "ads"])));
+    assert_eq!(p["rows"][1]["email"], "b");
+    let (st, b) =
+        call(&s, "PUT", "/api/v1/models/p/consent", Some(&owner), Some(json!({"consent": {"C0004": "nope"}})));
+    assert_eq!(st, 422);
+    assert!(b["error"]["message"].as_str().unwrap().contains("unknown column `nope`"), "{b}");
+    assert_eq!(
+        call(&s, "PUT", "/api/v1/models/p/consent", Some(&owner), Some(json!({"consent": {"C0004": "ADS"}}))).0,
+        200
+    );
+    assert_eq!(call(&s, "GET", "/api/v1/models/p", Some(&member), None).1["consent"], json!({"C0004": "ADS"}));
+    assert_eq!(call(&s, "POST", "/api/v1/models/p/syncs", Some(&member), None).0, 202);
+    let t = std::time::Instant::now();
+    let runs = loop {
+        let (_, r) = call(&s, "GET", "/api/v1/models/p/syncs", Some(&member), None);
+        if r["total"].as_u64() == Some(1) && r["items"][0]["status"] == "ok" {
+            break r;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{r}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let run_id = runs["items"][0]["run_id"].as_i64().unwrap();
+    let (_, run) = call(&s, "GET", &format!("/api/v1/syncs/{run_id}"), Some(&member), None);
+    assert_eq!(run["mappings"][0]["delivered"], 1);
+    assert_eq!(run["mappings"][0]["withheld_by_consent"], 1);
+    assert_eq!(s.rx.items("/ads").len(), 1);
+}

@@ -110,7 +110,7 @@ pub async fn get(
 pub async fn create(
     State(s): State<ControlState>,
     actor: Actor,
-    Json(body): Json<NewCategory>,
+    super::ApiJson(body): super::ApiJson<NewCategory>,
 ) -> Result<(StatusCode, Json<Category>), ApiError> {
     actor.owner()?;
     let cat = CategoryConfig {
@@ -150,7 +150,7 @@ pub async fn update(
     State(s): State<ControlState>,
     actor: Actor,
     Path(id): Path<String>,
-    Json(body): Json<CategoryChange>,
+    super::ApiJson(body): super::ApiJson<CategoryChange>,
 ) -> Result<Json<Category>, ApiError> {
     actor.owner()?;
     let cs = s.clone();

@@ -4,6 +4,7 @@
 //! credentials, store, append to the audit log; the running router sees it at once.
 
 mod categories;
+mod resources;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -66,7 +67,7 @@ impl ApiError {
         )
     }
 
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "control API internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
     }
@@ -75,6 +76,20 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(self.1)).into_response()
+    }
+}
+
+/// A JSON body whose rejections use the API's error shape.
+pub struct ApiJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text(), None)),
+        }
     }
 }
 
@@ -137,7 +152,7 @@ pub struct Page {
 }
 
 impl Page {
-    fn window<T: Clone>(&self, all: &[T]) -> (Vec<T>, usize, usize) {
+    pub(crate) fn window<T: Clone>(&self, all: &[T]) -> (Vec<T>, usize, usize) {
         let limit = self.limit.unwrap_or(100).clamp(1, 500);
         let offset = self.offset.unwrap_or(0).min(all.len());
         (all[offset..(offset + limit).min(all.len())].to_vec(), offset, limit)
@@ -146,7 +161,7 @@ impl Page {
 
 impl ControlState {
     /// Applies `change` to the stored workspace: validates, seals, stores, audits, goes live.
-    fn change(
+    pub(crate) fn change(
         &self,
         actor: &Actor,
         change: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError>,
@@ -184,8 +199,12 @@ impl ControlState {
         Ok(())
     }
 
-    fn current(&self) -> Arc<WorkspaceFile> {
+    pub(crate) fn current(&self) -> Arc<WorkspaceFile> {
         self.live.read().expect("not poisoned").clone()
+    }
+
+    pub(crate) fn engine_workspace(&self) -> Workspace {
+        Workspace { file: (*self.current()).clone(), base_dir: (*self.base_dir).clone(), warnings: vec![] }
     }
 }
 
@@ -274,6 +293,16 @@ pub fn router(state: ControlState) -> axum::Router {
         .routes(routes!(categories::list, categories::create))
         .routes(routes!(categories::get, categories::update, categories::remove))
         .routes(routes!(audit_log))
+        .routes(routes!(resources::sources))
+        .routes(routes!(resources::destinations))
+        .routes(routes!(resources::models))
+        .routes(routes!(resources::model))
+        .routes(routes!(resources::preview))
+        .routes(routes!(resources::set_consent))
+        .routes(routes!(resources::start_sync, resources::syncs))
+        .routes(routes!(resources::sync_run))
+        .routes(routes!(resources::usage))
+        .routes(routes!(resources::profile))
         .with_state(state)
         .split_for_parts();
     let doc = Arc::new(api);

@@ -14,9 +14,15 @@ pub struct Server {
 /// Starts a server for a workspace YAML where `{URL}` is the receiver's base URL. An event
 /// source `web` with write key `wk_web` is always there.
 pub fn start(yaml: &str) -> Server {
+    start_in(tempfile::tempdir().unwrap(), "", yaml)
+}
+
+/// As [`start`], in `dir`, with more sources (flow mappings, comma-separated).
+pub fn start_in(dir: tempfile::TempDir, sources: &str, yaml: &str) -> Server {
     let rx = Receiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = format!("sources: [{{id: web, kind: events, write_key: wk_web}}]\n{}", yaml.replace("{URL}", rx.url()));
+    let extra = if sources.is_empty() { String::new() } else { format!(", {sources}") };
+    let yaml =
+        format!("sources: [{{id: web, kind: events, write_key: wk_web}}{extra}]\n{}", yaml.replace("{URL}", rx.url()));
     let ws = sluice_engine::Workspace::from_yaml(&yaml, dir.path().to_path_buf()).unwrap_or_else(|e| panic!("{e}"));
     // applied, as `sluice apply` would: the control API edits the stored workspace
     let store = sluice_state::StateStore::open(&dir.path().join(".sluice")).unwrap();

@@ -1,0 +1,257 @@
+//! Sources, destinations, models (with preview, consent mappings and syncs), profiles and
+//! usage. Credentials are never returned: they read `"<set>"`.
+
+use super::{Actor, ApiError, ControlState, ErrorBody, Page};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sluice_engine::plan::redact;
+use sluice_state::StateStore;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+/// A page of configuration objects.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ObjectPage {
+    /// The objects (as in the workspace file; credentials read `"<set>"`).
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<Value>,
+    /// How many there are in all.
+    pub total: usize,
+    /// Skipped.
+    pub offset: usize,
+    /// Page size.
+    pub limit: usize,
+}
+
+fn page(kind: &str, all: Vec<Value>, p: &Page) -> ObjectPage {
+    let all: Vec<Value> = all.into_iter().map(|v| redact(kind, v)).collect();
+    let (items, offset, limit) = p.window(&all);
+    ObjectPage { items, total: all.len(), offset, limit }
+}
+
+fn to_values<T: Serialize>(items: &[T]) -> Vec<Value> {
+    items.iter().map(|x| serde_json::to_value(x).expect("config serializes")).collect()
+}
+
+/// Lists warehouse and event sources.
+#[utoipa::path(get, path = "/api/v1/sources", params(Page),
+    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn sources(State(s): State<ControlState>, _a: Actor, Query(p): Query<Page>) -> Json<ObjectPage> {
+    Json(page("source", to_values(&s.current().sources), &p))
+}
+
+/// Lists destinations.
+#[utoipa::path(get, path = "/api/v1/destinations", params(Page),
+    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn destinations(State(s): State<ControlState>, _a: Actor, Query(p): Query<Page>) -> Json<ObjectPage> {
+    Json(page("destination", to_values(&s.current().destinations), &p))
+}
+
+/// Lists models with their consent mappings, mappings and schedules.
+#[utoipa::path(get, path = "/api/v1/models", params(Page),
+    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn models(State(s): State<ControlState>, _a: Actor, Query(p): Query<Page>) -> Json<ObjectPage> {
+    Json(page("model", to_values(&s.current().models), &p))
+}
+
+fn unknown_model(id: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no model has the id `{id}`"), Some("id"))
+}
+
+/// One model.
+#[utoipa::path(get, path = "/api/v1/models/{id}", params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn model(State(s): State<ControlState>, _a: Actor, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let ws = s.current();
+    let m = ws.models.iter().find(|m| m.id == id).ok_or_else(|| unknown_model(&id))?;
+    Ok(Json(serde_json::to_value(m).expect("config serializes")))
+}
+
+/// A model's columns and first 10 rows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Preview {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, column -> value.
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Vec<Value>,
+}
+
+/// Runs the model and shows its first 10 rows.
+#[utoipa::path(get, path = "/api/v1/models/{id}/preview", params(("id" = String, Path, description = "Model id")),
+    responses((status = 200, body = Preview), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn preview(
+    State(s): State<ControlState>,
+    _a: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<Preview>, ApiError> {
+    let ws = s.engine_workspace();
+    tokio::task::spawn_blocking(move || {
+        let m = ws.model(&id).ok_or_else(|| unknown_model(&id))?;
+        let p = ws
+            .warehouse(&m.source)
+            .and_then(|mut w| w.preview(&m.sql, 10))
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "warehouse", e.to_string(), Some("sql")))?;
+        let rows =
+            p.rows.iter().map(|r| Value::Object(p.columns.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+        Ok(Json(Preview { columns: p.columns, rows }))
+    })
+    .await
+    .map_err(ApiError::internal)?
+}
+
+/// A model's consent mappings: category id -> column.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsentMappings {
+    /// Category id -> column of the model.
+    pub consent: BTreeMap<String, String>,
+}
+
+/// Sets a model's consent mappings (owners only: consent management). Columns are checked
+/// against the warehouse.
+#[utoipa::path(put, path = "/api/v1/models/{id}/consent", params(("id" = String, Path, description = "Model id")),
+    request_body = ConsentMappings,
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_consent(
+    State(s): State<ControlState>,
+    actor: Actor,
+    Path(id): Path<String>,
+    super::ApiJson(body): super::ApiJson<ConsentMappings>,
+) -> Result<Json<Value>, ApiError> {
+    actor.owner()?;
+    let cs = s.clone();
+    let key = id.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut probe = cs.engine_workspace();
+        let m = probe.file.models.iter_mut().find(|m| m.id == key).ok_or_else(|| unknown_model(&key))?;
+        m.consent = body.consent.clone();
+        let at = probe.file.models.iter().position(|m| m.id == key).unwrap_or(0);
+        let model = probe.file.models[at].clone();
+        if let Ok(cols) = probe.warehouse(&model.source).and_then(|mut w| w.columns(&model.sql)) {
+            let errs = sluice_engine::workspace::model_column_errors(&format!("models[{at}] ({key})"), &model, &cols);
+            if let Some(e) = errs.first() {
+                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string(), Some(&e.at)));
+            }
+        }
+        cs.change(&actor, |ws| {
+            let m = ws.models.iter_mut().find(|m| m.id == key).ok_or_else(|| unknown_model(&key))?;
+            m.consent = body.consent;
+            Ok(())
+        })
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    model(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, Path(id)).await
+}
+
+/// A started sync.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncStarted {
+    /// `started`.
+    pub status: String,
+    /// The model.
+    pub model: String,
+}
+
+/// Starts a sync of every mapping of the model now (in the background; see the runs).
+#[utoipa::path(post, path = "/api/v1/models/{id}/syncs", params(("id" = String, Path, description = "Model id")),
+    responses((status = 202, body = SyncStarted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start_sync(
+    State(s): State<ControlState>,
+    _a: Actor,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<SyncStarted>), ApiError> {
+    let ws = s.engine_workspace();
+    if ws.model(&id).is_none() {
+        return Err(unknown_model(&id));
+    }
+    let (dir, model) = ((*s.state_dir).clone(), id.clone());
+    std::thread::spawn(move || {
+        let r = StateStore::open(&dir)
+            .map_err(sluice_engine::SyncError::from)
+            .and_then(|mut st| sluice_engine::sync_model(&mut st, &ws, &model, &mut |_| {}));
+        if let Err(e) = r {
+            tracing::warn!(model = %model, error = %e, "sync started by the API failed");
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(SyncStarted { status: "started".into(), model: id })))
+}
+
+/// Sync runs of a model, newest first, with their delivery overview.
+#[utoipa::path(get, path = "/api/v1/models/{id}/syncs", params(("id" = String, Path, description = "Model id"), Page),
+    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn syncs(
+    State(s): State<ControlState>,
+    _a: Actor,
+    Path(id): Path<String>,
+    Query(p): Query<Page>,
+) -> Result<Json<ObjectPage>, ApiError> {
+    if !s.current().models.iter().any(|m| m.id == id) {
+        return Err(unknown_model(&id));
+    }
+    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let runs = store.runs(Some(&id), 1000).map_err(ApiError::internal)?;
+    let all: Vec<Value> = runs
+        .into_iter()
+        .map(|r| r.report.unwrap_or_else(|| serde_json::json!({"run_id": r.id, "model": r.model, "status": r.status, "started_at": r.started_at})))
+        .collect();
+    Ok(Json(page("run", all, &p)))
+}
+
+/// One sync run with its delivery overview.
+#[utoipa::path(get, path = "/api/v1/syncs/{run_id}", params(("run_id" = i64, Path, description = "Run number")),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn sync_run(
+    State(s): State<ControlState>,
+    _a: Actor,
+    Path(run_id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let run = store.runs(None, 100_000).map_err(ApiError::internal)?.into_iter().find(|r| r.id == run_id);
+    match run {
+        Some(r) => Ok(Json(r.report.unwrap_or_else(|| serde_json::json!({"run_id": r.id, "status": r.status})))),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no sync run {run_id}"), Some("run_id"))),
+    }
+}
+
+/// Records synced per month and destination (consent-withheld records never count).
+#[utoipa::path(get, path = "/api/v1/usage",
+    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn usage(State(s): State<ControlState>, _a: Actor) -> Result<Json<ObjectPage>, ApiError> {
+    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let rows = store.usage().map_err(ApiError::internal)?;
+    Ok(Json(page("usage", to_values(&rows), &Page { offset: None, limit: Some(500) })))
+}
+
+/// A profile: identifiers, traits, consent per category and the conflict flag.
+#[utoipa::path(get, path = "/api/v1/profiles/{id}", params(("id" = String, Path, description = "A userId or anonymousId")),
+    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn profile(
+    State(s): State<ControlState>,
+    _a: Actor,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let conn = crate::store::open(&s.state_dir).map_err(ApiError::internal)?;
+    match crate::store::profile_of(&conn, &id).map_err(ApiError::internal)? {
+        Some(p) => Ok(Json(crate::api::profile_json(&p))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no profile has the identifier `{id}`"),
+            Some("id"),
+        )),
+    }
+}
