@@ -29,6 +29,8 @@ psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where 
 
 # Segment's official Python library, for the end-to-end test of the Tracking API
 python3 -c "import segment.analytics" 2>/dev/null || pip install -q segment-analytics-python
+# Schemathesis, for the control API's OpenAPI conformance test
+command -v st >/dev/null 2>&1 || pip install -q schemathesis
 
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast

@@ -1,7 +1,7 @@
 //! `/api/v1/consent-categories`: owners create, edit, disable and remove; members read.
 
 use super::{Actor, ApiError, ControlState, ErrorBody, Page};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -45,8 +45,10 @@ pub struct CategoryPage {
 #[serde(deny_unknown_fields)]
 pub struct NewCategory {
     /// The CMP's key: 1–34 characters, not starting with a digit, unique.
+    #[schema(min_length = 1, max_length = 34, pattern = r"^[^0-9\s][^\s]*$")]
     pub id: String,
     /// Name, 1–20 characters, unique.
+    #[schema(min_length = 1, max_length = 20)]
     pub name: String,
     /// Destination ids it governs.
     #[serde(default)]
@@ -59,7 +61,8 @@ pub struct NewCategory {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CategoryChange {
-    /// New name.
+    /// New name, 1–20 characters, unique.
+    #[schema(min_length = 1, max_length = 20)]
     pub name: Option<String>,
     /// New destination ids.
     pub destinations: Option<Vec<String>>,
@@ -73,13 +76,14 @@ fn not_found(id: &str) -> ApiError {
 
 /// Lists consent categories (owners and members).
 #[utoipa::path(get, path = "/api/v1/consent-categories", params(Page),
-    responses((status = 200, body = CategoryPage), (status = 401, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = CategoryPage), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list(
     State(s): State<ControlState>,
     _actor: Actor,
-    Query(p): Query<Page>,
+    super::ApiQuery(p): super::ApiQuery<Page>,
 ) -> Result<Json<CategoryPage>, ApiError> {
+    p.check()?;
     let all: Vec<Category> = s.current().consent_categories.iter().map(Category::from).collect();
     let (items, offset, limit) = p.window(&all);
     Ok(Json(CategoryPage { items, total: all.len(), offset, limit }))
@@ -87,12 +91,12 @@ pub async fn list(
 
 /// One consent category (owners and members).
 #[utoipa::path(get, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
-    responses((status = 200, body = Category), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Category), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn get(
     State(s): State<ControlState>,
     _actor: Actor,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<Json<Category>, ApiError> {
     s.current()
         .consent_categories
@@ -104,7 +108,7 @@ pub async fn get(
 
 /// Creates a consent category (owners only).
 #[utoipa::path(post, path = "/api/v1/consent-categories", request_body = NewCategory,
-    responses((status = 201, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 400, body = ErrorBody), (status = 201, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
@@ -143,13 +147,13 @@ pub async fn create(
 /// Changes a consent category: rename, remap destinations, enable or disable (owners only).
 #[utoipa::path(patch, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
     request_body = CategoryChange,
-    responses((status = 200, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update(
     State(s): State<ControlState>,
     actor: Actor,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<CategoryChange>,
 ) -> Result<Json<Category>, ApiError> {
     actor.owner()?;
@@ -172,20 +176,33 @@ pub async fn update(
     })
     .await
     .map_err(ApiError::internal)??;
-    get(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, Path(id)).await
+    get(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, super::ApiPath(id)).await
 }
 
 /// Removes a consent category (owners only). Models that map it must drop the mapping first.
 #[utoipa::path(delete, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn remove(
     State(s): State<ControlState>,
     actor: Actor,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     actor.owner()?;
+    let users: Vec<String> =
+        s.current().models.iter().filter(|m| m.consent.contains_key(&id)).map(|m| m.id.clone()).collect();
+    if !users.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "consent category `{id}` is mapped by model(s) {}; remove those consent mappings first",
+                users.join(", ")
+            ),
+            Some("id"),
+        ));
+    }
     tokio::task::spawn_blocking(move || {
         s.change(&actor, |ws| {
             let before = ws.consent_categories.len();

@@ -93,6 +93,34 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
     }
 }
 
+/// Query parameters whose rejections use the API's error shape.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text(), None)),
+        }
+    }
+}
+
+/// Path parameters whose rejections use the API's error shape.
+pub struct ApiPath<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text(), None)),
+        }
+    }
+}
+
 /// Who calls: from `Authorization: Bearer <token>`.
 pub struct Actor {
     /// The token's name.
@@ -146,12 +174,35 @@ impl FromRequestParts<ControlState> for Actor {
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// Items to skip.
+    #[param(minimum = 0, maximum = 1000000)]
     pub offset: Option<usize>,
     /// Items to return (1–500, default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<usize>,
 }
 
 impl Page {
+    /// Refuses out-of-range values with the field named.
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        if self.limit.is_some_and(|l| l == 0 || l > 500) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "`limit` must be 1-500",
+                Some("limit"),
+            ));
+        }
+        if self.offset.is_some_and(|o| o > 1_000_000) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "`offset` must be at most 1000000",
+                Some("offset"),
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn window<T: Clone>(&self, all: &[T]) -> (Vec<T>, usize, usize) {
         let limit = self.limit.unwrap_or(100).clamp(1, 500);
         let offset = self.offset.unwrap_or(0).min(all.len());
@@ -240,13 +291,14 @@ pub struct AuditPage {
 
 /// The audit log of configuration changes (owners and members).
 #[utoipa::path(get, path = "/api/v1/audit-log", params(Page),
-    responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = AuditPage), (status = 401, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn audit_log(
     State(s): State<ControlState>,
     _actor: Actor,
-    axum::extract::Query(p): axum::extract::Query<Page>,
+    ApiQuery(p): ApiQuery<Page>,
 ) -> Result<Json<AuditPage>, ApiError> {
+    p.check()?;
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 500);
     let all = store.audit_log(limit + p.offset.unwrap_or(0)).map_err(ApiError::internal)?;

@@ -2,7 +2,7 @@
 //! usage. Credentials are never returned: they read `"<set>"`.
 
 use super::{Actor, ApiError, ControlState, ErrorBody, Page};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -38,23 +38,38 @@ fn to_values<T: Serialize>(items: &[T]) -> Vec<Value> {
 
 /// Lists warehouse and event sources.
 #[utoipa::path(get, path = "/api/v1/sources", params(Page),
-    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn sources(State(s): State<ControlState>, _a: Actor, Query(p): Query<Page>) -> Json<ObjectPage> {
-    Json(page("source", to_values(&s.current().sources), &p))
+    responses((status = 400, body = ErrorBody), (status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn sources(
+    State(s): State<ControlState>,
+    _a: Actor,
+    super::ApiQuery(p): super::ApiQuery<Page>,
+) -> Result<Json<ObjectPage>, ApiError> {
+    p.check()?;
+    Ok(Json(page("source", to_values(&s.current().sources), &p)))
 }
 
 /// Lists destinations.
 #[utoipa::path(get, path = "/api/v1/destinations", params(Page),
-    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn destinations(State(s): State<ControlState>, _a: Actor, Query(p): Query<Page>) -> Json<ObjectPage> {
-    Json(page("destination", to_values(&s.current().destinations), &p))
+    responses((status = 400, body = ErrorBody), (status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn destinations(
+    State(s): State<ControlState>,
+    _a: Actor,
+    super::ApiQuery(p): super::ApiQuery<Page>,
+) -> Result<Json<ObjectPage>, ApiError> {
+    p.check()?;
+    Ok(Json(page("destination", to_values(&s.current().destinations), &p)))
 }
 
 /// Lists models with their consent mappings, mappings and schedules.
 #[utoipa::path(get, path = "/api/v1/models", params(Page),
-    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
-pub async fn models(State(s): State<ControlState>, _a: Actor, Query(p): Query<Page>) -> Json<ObjectPage> {
-    Json(page("model", to_values(&s.current().models), &p))
+    responses((status = 400, body = ErrorBody), (status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn models(
+    State(s): State<ControlState>,
+    _a: Actor,
+    super::ApiQuery(p): super::ApiQuery<Page>,
+) -> Result<Json<ObjectPage>, ApiError> {
+    p.check()?;
+    Ok(Json(page("model", to_values(&s.current().models), &p)))
 }
 
 fn unknown_model(id: &str) -> ApiError {
@@ -63,9 +78,13 @@ fn unknown_model(id: &str) -> ApiError {
 
 /// One model.
 #[utoipa::path(get, path = "/api/v1/models/{id}", params(("id" = String, Path, description = "Model id")),
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
-pub async fn model(State(s): State<ControlState>, _a: Actor, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn model(
+    State(s): State<ControlState>,
+    _a: Actor,
+    super::ApiPath(id): super::ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
     let ws = s.current();
     let m = ws.models.iter().find(|m| m.id == id).ok_or_else(|| unknown_model(&id))?;
     Ok(Json(serde_json::to_value(m).expect("config serializes")))
@@ -83,13 +102,13 @@ pub struct Preview {
 
 /// Runs the model and shows its first 10 rows.
 #[utoipa::path(get, path = "/api/v1/models/{id}/preview", params(("id" = String, Path, description = "Model id")),
-    responses((status = 200, body = Preview), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Preview), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn preview(
     State(s): State<ControlState>,
     _a: Actor,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<Json<Preview>, ApiError> {
     let ws = s.engine_workspace();
     tokio::task::spawn_blocking(move || {
@@ -118,13 +137,13 @@ pub struct ConsentMappings {
 /// against the warehouse.
 #[utoipa::path(put, path = "/api/v1/models/{id}/consent", params(("id" = String, Path, description = "Model id")),
     request_body = ConsentMappings,
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_consent(
     State(s): State<ControlState>,
     actor: Actor,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<ConsentMappings>,
 ) -> Result<Json<Value>, ApiError> {
     actor.owner()?;
@@ -150,7 +169,7 @@ pub async fn set_consent(
     })
     .await
     .map_err(ApiError::internal)??;
-    model(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, Path(id)).await
+    model(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, super::ApiPath(id)).await
 }
 
 /// A started sync.
@@ -164,12 +183,12 @@ pub struct SyncStarted {
 
 /// Starts a sync of every mapping of the model now (in the background; see the runs).
 #[utoipa::path(post, path = "/api/v1/models/{id}/syncs", params(("id" = String, Path, description = "Model id")),
-    responses((status = 202, body = SyncStarted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 202, body = SyncStarted), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn start_sync(
     State(s): State<ControlState>,
     _a: Actor,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<(StatusCode, Json<SyncStarted>), ApiError> {
     let ws = s.engine_workspace();
     if ws.model(&id).is_none() {
@@ -189,14 +208,15 @@ pub async fn start_sync(
 
 /// Sync runs of a model, newest first, with their delivery overview.
 #[utoipa::path(get, path = "/api/v1/models/{id}/syncs", params(("id" = String, Path, description = "Model id"), Page),
-    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = ObjectPage), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn syncs(
     State(s): State<ControlState>,
     _a: Actor,
-    Path(id): Path<String>,
-    Query(p): Query<Page>,
+    super::ApiPath(id): super::ApiPath<String>,
+    super::ApiQuery(p): super::ApiQuery<Page>,
 ) -> Result<Json<ObjectPage>, ApiError> {
+    p.check()?;
     if !s.current().models.iter().any(|m| m.id == id) {
         return Err(unknown_model(&id));
     }
@@ -211,12 +231,12 @@ pub async fn syncs(
 
 /// One sync run with its delivery overview.
 #[utoipa::path(get, path = "/api/v1/syncs/{run_id}", params(("run_id" = i64, Path, description = "Run number")),
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn sync_run(
     State(s): State<ControlState>,
     _a: Actor,
-    Path(run_id): Path<i64>,
+    super::ApiPath(run_id): super::ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let run = store.runs(None, 100_000).map_err(ApiError::internal)?.into_iter().find(|r| r.id == run_id);
@@ -228,7 +248,7 @@ pub async fn sync_run(
 
 /// Records synced per month and destination (consent-withheld records never count).
 #[utoipa::path(get, path = "/api/v1/usage",
-    responses((status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 400, body = ErrorBody), (status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn usage(State(s): State<ControlState>, _a: Actor) -> Result<Json<ObjectPage>, ApiError> {
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let rows = store.usage().map_err(ApiError::internal)?;
@@ -237,12 +257,12 @@ pub async fn usage(State(s): State<ControlState>, _a: Actor) -> Result<Json<Obje
 
 /// A profile: identifiers, traits, consent per category and the conflict flag.
 #[utoipa::path(get, path = "/api/v1/profiles/{id}", params(("id" = String, Path, description = "A userId or anonymousId")),
-    responses((status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn profile(
     State(s): State<ControlState>,
     _a: Actor,
-    Path(id): Path<String>,
+    super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let conn = crate::store::open(&s.state_dir).map_err(ApiError::internal)?;
     match crate::store::profile_of(&conn, &id).map_err(ApiError::internal)? {
