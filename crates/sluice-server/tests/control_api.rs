@@ -188,3 +188,22 @@ models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C
     assert_eq!(run["mappings"][0]["withheld_by_consent"], 1);
     assert_eq!(s.rx.items("/ads").len(), 1);
 }
+
+#[test]
+fn owners_manage_tokens_members_cannot_and_disabled_tokens_stop_working() {
+    let s = start("destinations: []\n");
+    let (owner, member) = tokens(&s);
+    assert_eq!(call(&s, "GET", "/api/v1/tokens", Some(&member), None).0, 403);
+    assert_eq!(call(&s, "POST", "/api/v1/tokens", Some(&member), Some(json!({"name": "x", "role": "owner"}))).0, 403);
+    let (st, created) =
+        call(&s, "POST", "/api/v1/tokens", Some(&owner), Some(json!({"name": "ci-bot", "role": "member"})));
+    assert_eq!(st, 201);
+    let bot = created["token"].as_str().unwrap().to_string();
+    assert_eq!(call(&s, "GET", "/api/v1/consent-categories", Some(&bot), None).0, 200);
+    let (_, list) = call(&s, "GET", "/api/v1/tokens", Some(&owner), None);
+    assert!(!list.to_string().contains(&bot), "tokens are never listed");
+    let id = list["items"].as_array().unwrap().iter().find(|t| t["name"] == "ci-bot").unwrap()["id"].as_i64().unwrap();
+    assert_eq!(call(&s, "DELETE", &format!("/api/v1/tokens/{id}"), Some(&owner), None).0, 204);
+    assert_eq!(call(&s, "GET", "/api/v1/consent-categories", Some(&bot), None).0, 401);
+    assert_eq!(call(&s, "POST", "/api/v1/tokens", Some(&owner), Some(json!({"name": "y", "role": "admin"}))).0, 400);
+}

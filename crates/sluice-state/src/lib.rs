@@ -11,7 +11,7 @@ pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
 pub use runs::{RunRow, UsageRow};
 pub use secrets::{SecretBox, SecretError};
-pub use tokens::{Role, TokenInfo};
+pub use tokens::{Role, TokenInfo, TokenRow};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};

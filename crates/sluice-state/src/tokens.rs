@@ -47,7 +47,37 @@ fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A token as listed (never the token itself).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenRow {
+    /// Its number.
+    pub id: i64,
+    /// Who uses it.
+    pub name: String,
+    /// `owner` or `member`.
+    pub role: String,
+    /// When it was created.
+    pub created_at: String,
+    /// Whether it was disabled.
+    pub disabled: bool,
+}
+
 impl StateStore {
+    /// Every token, oldest first.
+    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
+        let mut stmt =
+            self.wrap(self.conn.prepare("select id, name, role, created_at, disabled from tokens order by id"))?;
+        let rows = self.wrap(stmt.query_map([], |r| {
+            Ok(TokenRow { id: r.get(0)?, name: r.get(1)?, role: r.get(2)?, created_at: r.get(3)?, disabled: r.get(4)? })
+        }))?;
+        rows.map(|r| self.wrap(r)).collect()
+    }
+
+    /// Disables a token; false if there is none with this number.
+    pub fn disable_token(&self, id: i64) -> Result<bool> {
+        Ok(self.wrap(self.conn.execute("update tokens set disabled = 1 where id = ?1", [id]))? > 0)
+    }
+
     /// Creates a token and returns it (the only time it is shown).
     pub fn create_token(&self, name: &str, role: Role) -> Result<String> {
         let mut raw = [0u8; 32];

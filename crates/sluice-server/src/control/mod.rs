@@ -5,6 +5,7 @@
 
 mod categories;
 mod resources;
+mod tokens;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -355,6 +356,8 @@ pub fn router(state: ControlState) -> axum::Router {
         .routes(routes!(resources::sync_run))
         .routes(routes!(resources::usage))
         .routes(routes!(resources::profile))
+        .routes(routes!(tokens::list, tokens::create))
+        .routes(routes!(tokens::disable))
         .with_state(state)
         .split_for_parts();
     let doc = Arc::new(api);
