@@ -207,3 +207,58 @@ fn owners_manage_tokens_members_cannot_and_disabled_tokens_stop_working() {
     assert_eq!(call(&s, "GET", "/api/v1/consent-categories", Some(&bot), None).0, 401);
     assert_eq!(call(&s, "POST", "/api/v1/tokens", Some(&owner), Some(json!({"name": "y", "role": "admin"}))).0, 400);
 }
+
+#[test]
+fn sources_destinations_and_models_are_written_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db"))
+        .unwrap()
+        .execute_batch("create table p(id integer, email text, ads); insert into p values (1,'a',1);")
+        .unwrap();
+    let s =
+        start_in(dir, "{id: dwh, kind: sqlite, path: w.db}", "consent_categories: [{id: C0004, name: Advertising}]\n");
+    let (owner, member) = tokens(&s);
+    let url = format!("{}/crm", s.rx.url());
+    let dest = json!({"kind": "webhook", "settings": {"url": url, "headers": {"Authorization": "Bearer tok_xyz"}}});
+    let (st, d) = call(&s, "PUT", "/api/v1/destinations/crm", Some(&member), Some(dest));
+    assert_eq!((st, d["settings"]["headers"]["Authorization"].as_str()), (200, Some("<set>")));
+    // a round-trip of what GET returned keeps the stored secret
+    let (_, list) = call(&s, "GET", "/api/v1/destinations", Some(&member), None);
+    assert_eq!(call(&s, "PUT", "/api/v1/destinations/crm", Some(&member), Some(list["items"][0].clone())).0, 200);
+    let (st, b) = call(
+        &s,
+        "PUT",
+        "/api/v1/destinations/x",
+        Some(&member),
+        Some(json!({"kind": "webhook", "settings": {"url": "ftp://x"}})),
+    );
+    assert_eq!(st, 422);
+    assert!(b["error"]["message"].as_str().unwrap().contains("settings.url"), "{b}");
+    assert_eq!(
+        call(&s, "PUT", "/api/v1/sources/x", Some(&member), Some(json!({"kind": "sqlite", "colour": 1}))).0,
+        400
+    );
+    // a model: members may add one without consent mappings; consent mappings need an owner
+    let model =
+        json!({"source": "dwh", "sql": "select * from p", "unique_id": "id", "mappings": [{"destination": "crm"}]});
+    assert_eq!(call(&s, "PUT", "/api/v1/models/p", Some(&member), Some(model.clone())).0, 200);
+    let mut with_consent = model.clone();
+    with_consent["consent"] = json!({"C0004": "ads"});
+    assert_eq!(call(&s, "PUT", "/api/v1/models/p", Some(&member), Some(with_consent.clone())).0, 403);
+    assert_eq!(call(&s, "PUT", "/api/v1/models/p", Some(&owner), Some(with_consent)).0, 200);
+    // sync through the API: the stored header secret is used
+    assert_eq!(call(&s, "POST", "/api/v1/models/p/syncs", Some(&member), None).0, 202);
+    let t = std::time::Instant::now();
+    while s.rx.requests().is_empty() && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(s.rx.requests()[0].header("authorization"), Some("Bearer tok_xyz"));
+    // removals: in use → 409; then in order
+    assert_eq!(call(&s, "DELETE", "/api/v1/destinations/crm", Some(&owner), None).0, 409);
+    assert_eq!(call(&s, "DELETE", "/api/v1/sources/dwh", Some(&owner), None).0, 409);
+    assert_eq!(call(&s, "DELETE", "/api/v1/models/p", Some(&member), None).0, 403, "it maps consent");
+    assert_eq!(call(&s, "DELETE", "/api/v1/models/p", Some(&owner), None).0, 204);
+    assert_eq!(call(&s, "DELETE", "/api/v1/destinations/crm", Some(&member), None).0, 204);
+    assert_eq!(call(&s, "DELETE", "/api/v1/sources/dwh", Some(&member), None).0, 204);
+    assert_eq!(call(&s, "DELETE", "/api/v1/sources/dwh", Some(&member), None).0, 404);
+}

@@ -6,6 +6,7 @@
 mod categories;
 mod resources;
 mod tokens;
+mod writes;
 
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -349,7 +350,9 @@ pub fn router(state: ControlState) -> axum::Router {
         .routes(routes!(resources::sources))
         .routes(routes!(resources::destinations))
         .routes(routes!(resources::models))
-        .routes(routes!(resources::model))
+        .routes(routes!(resources::model, writes::put_model, writes::delete_model))
+        .routes(routes!(writes::put_source, writes::delete_source))
+        .routes(routes!(writes::put_destination, writes::delete_destination))
         .routes(routes!(resources::preview))
         .routes(routes!(resources::set_consent))
         .routes(routes!(resources::start_sync, resources::syncs))
