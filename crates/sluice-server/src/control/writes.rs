@@ -151,9 +151,9 @@ pub async fn put_model(
 fn saved(s: &ControlState, kind: &str, id: &str) -> Value {
     let ws = s.current();
     let v = match kind {
-        "source" => ws.sources.iter().find(|x| x.id == id).map(|x| serde_json::to_value(x)),
-        "destination" => ws.destinations.iter().find(|x| x.id == id).map(|x| serde_json::to_value(x)),
-        _ => ws.models.iter().find(|x| x.id == id).map(|x| serde_json::to_value(x)),
+        "source" => ws.sources.iter().find(|x| x.id == id).map(serde_json::to_value),
+        "destination" => ws.destinations.iter().find(|x| x.id == id).map(serde_json::to_value),
+        _ => ws.models.iter().find(|x| x.id == id).map(serde_json::to_value),
     };
     sluice_engine::plan::redact(kind, v.and_then(Result::ok).unwrap_or_else(|| Value::Object(Default::default())))
 }
