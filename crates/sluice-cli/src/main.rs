@@ -38,6 +38,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the applied workspace back as a workspace file (credentials as ${VAR} placeholders).
+    Export {
+        /// File to write (default: standard output).
+        #[arg(short = 'f', long = "file")]
+        file: Option<PathBuf>,
+        /// Write credentials in clear instead of placeholders.
+        #[arg(long)]
+        reveal_secrets: bool,
+    },
     /// Show a model's columns and first 10 rows.
     Preview {
         /// Model id.
@@ -175,6 +184,7 @@ fn main() -> ExitCode {
     let state = cli.state.clone().unwrap_or_else(|| PathBuf::from(".sluice"));
     let result = match cli.command {
         Command::Apply { file, dry_run, json } => commands::apply::run(&state, &file, dry_run, json),
+        Command::Export { file, reveal_secrets } => commands::apply::export(&state, file.as_deref(), reveal_secrets),
         Command::Preview { model, json } => commands::preview::run(&state, &model, json),
         Command::Sync { model, json } => commands::sync::run(&state, &model, json),
         Command::Overview { model, json } => commands::overview::run(&state, model.as_deref(), json),

@@ -87,3 +87,36 @@ models:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn export_round_trips_with_placeholders_for_credentials() {
+    let rx = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db")).unwrap().execute_batch("create table p(id integer);").unwrap();
+    apply(
+        dir.path(),
+        &format!(
+            "sources: [{{id: dwh, kind: sqlite, path: w.db}}, {{id: web, kind: events, write_key: wk_exported}}]
+destinations: [{{id: crm, kind: webhook, settings: {{url: \"{}/crm\", headers: {{X-Key: hdr_exported}}}}}}]
+models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, schedule: every 1h, mappings: [{{destination: crm, on: [added]}}]}}]
+",
+            rx.url()
+        ),
+    );
+    let out = sluice(dir.path(), &["export", "-f", "exported.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.path().join("exported.yaml")).unwrap();
+    assert!(!text.contains("wk_exported") && !text.contains("hdr_exported"), "{text}");
+    assert!(text.contains("${SLUICE_SECRET_1}"));
+    // applying the export (with the placeholders set) changes nothing
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["apply", "-f", "exported.yaml", "--dry-run"])
+        .current_dir(dir.path())
+        .env_remove("SLUICE_STATE")
+        .env("SLUICE_SECRET_1", "wk_exported")
+        .env("SLUICE_SECRET_2", "hdr_exported")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("No changes"), "{}", String::from_utf8_lossy(&out.stdout));
+}

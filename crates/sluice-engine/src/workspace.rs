@@ -31,6 +31,26 @@ pub enum WorkspaceError {
     Secret(#[from] sluice_state::SecretError),
 }
 
+impl Workspace {
+    /// The workspace as a workspace file. Credentials become `${SLUICE_SECRET_...}` placeholders
+    /// (returned with their values, to set in the environment) unless `reveal`.
+    pub fn export(&self, reveal: bool) -> (String, Vec<(String, String)>) {
+        let mut config = serde_json::to_value(&self.file).expect("workspace serializes");
+        let mut vars = Vec::new();
+        if !reveal {
+            let mut n = 0;
+            for_each_secret(&mut config, &mut |v| {
+                n += 1;
+                let name = format!("SLUICE_SECRET_{n}");
+                vars.push((name.clone(), std::mem::replace(v, format!("${{{name}}}"))));
+            });
+        }
+        let file: WorkspaceFile = serde_json::from_value(config).expect("same shape");
+        let yaml = serde_yaml_ng::to_string(&file).expect("workspace serializes as YAML");
+        (yaml, vars)
+    }
+}
+
 /// Calls `f` on every credential of a workspace (as JSON): source URLs and write keys,
 /// destination headers and write keys.
 fn for_each_secret(config: &mut serde_json::Value, f: &mut dyn FnMut(&mut String)) {

@@ -4,6 +4,30 @@ use sluice_state::StateStore;
 use std::path::Path;
 use std::process::ExitCode;
 
+pub fn export(state: &Path, file: Option<&Path>, reveal: bool) -> anyhow::Result<ExitCode> {
+    let (_store, ws) = super::open(state)?;
+    let (yaml, vars) = ws.export(reveal);
+    let header = format!(
+        "# Exported by `sluice export` on {}; relative paths resolve from {}\n",
+        chrono::Utc::now().to_rfc3339(),
+        ws.base_dir.display()
+    );
+    match file {
+        Some(f) => {
+            std::fs::write(f, header + &yaml)?;
+            eprintln!("wrote {}", f.display());
+        }
+        None => print!("{header}{yaml}"),
+    }
+    if !vars.is_empty() {
+        eprintln!("credentials were replaced by placeholders; set them before `sluice apply` (values not shown):");
+        for (name, _) in &vars {
+            eprintln!("  {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let ws = Workspace::from_path(file)?;
     ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
