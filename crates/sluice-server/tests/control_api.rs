@@ -262,3 +262,36 @@ fn sources_destinations_and_models_are_written_through_the_api() {
     assert_eq!(call(&s, "DELETE", "/api/v1/sources/dwh", Some(&member), None).0, 204);
     assert_eq!(call(&s, "DELETE", "/api/v1/sources/dwh", Some(&member), None).0, 404);
 }
+
+#[test]
+fn every_documented_operation_refuses_calls_without_a_token() {
+    let s = start("destinations: []\n");
+    let (_, doc) = call(&s, "GET", "/api/v1/openapi.json", None, None);
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "x").replace("{run_id}", "1");
+        for method in ops.as_object().unwrap().keys() {
+            let body = matches!(method.as_str(), "post" | "put" | "patch").then(|| json!({}));
+            let (st, b) = call(&s, &method.to_uppercase(), &concrete, None, body);
+            assert_eq!(st, 401, "{method} {path}");
+            assert_eq!(b["error"]["code"], "unauthenticated", "{method} {path}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} operations documented");
+}
+
+#[test]
+fn a_scheduled_model_shows_its_next_run() {
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db")).unwrap().execute_batch("create table p(id integer);").unwrap();
+    let s = start_in(
+        dir,
+        "{id: dwh, kind: sqlite, path: w.db}",
+        "destinations: []\nmodels: [{id: p, source: dwh, sql: select * from p, unique_id: id, schedule: '0 3 * * *'}, {id: q, source: dwh, sql: select * from p, unique_id: id}]\n",
+    );
+    let (_, member) = tokens(&s);
+    let (_, p) = call(&s, "GET", "/api/v1/models/p", Some(&member), None);
+    assert!(p["next_run_at"].as_str().unwrap().contains("T03:00:00"), "{p}");
+    assert_eq!(call(&s, "GET", "/api/v1/models/q", Some(&member), None).1["next_run_at"], Value::Null);
+}

@@ -87,7 +87,12 @@ pub async fn model(
 ) -> Result<Json<Value>, ApiError> {
     let ws = s.current();
     let m = ws.models.iter().find(|m| m.id == id).ok_or_else(|| unknown_model(&id))?;
-    Ok(Json(serde_json::to_value(m).expect("config serializes")))
+    let mut v = serde_json::to_value(m).expect("config serializes");
+    // when `sluice serve` runs it next (null: manual)
+    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let next = crate::scheduler::next_runs(&s.engine_workspace(), &store);
+    v["next_run_at"] = next.get(&id).map(|t| Value::String(t.to_rfc3339())).unwrap_or(Value::Null);
+    Ok(Json(v))
 }
 
 /// A model's columns and first 10 rows.
