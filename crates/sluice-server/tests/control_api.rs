@@ -140,6 +140,11 @@ fn resources_hide_credentials_models_take_consent_mappings_from_owners_and_syncs
     assert_eq!(call(&s, "GET", "/api/v1/syncs/99", Some(&member), None).0, 404);
     assert_eq!(call(&s, "GET", "/api/v1/usage", Some(&member), None).0, 200);
     assert_eq!(call(&s, "GET", "/api/v1/profiles/nobody", Some(&member), None).0, 404);
+    assert_eq!(s.post("/v1/identify", &json!({"userId": "u7", "traits": {"plan": "pro"}, "messageId": "i7"})).0, 200);
+    let (st, p) = call(&s, "GET", "/api/v1/profiles/u7", Some(&member), None);
+    assert_eq!((st, p["traits"]["plan"].as_str(), p["consent_conflict"].as_bool()), (200, Some("pro"), Some(false)));
+    let (st, u) = call(&s, "GET", "/api/v1/usage", Some(&member), None);
+    assert_eq!((st, u["items"].is_array()), (200, true));
 }
 
 #[test]
