@@ -4,8 +4,6 @@
 mod common;
 use common::{apply, sluice};
 use sluice_testkit::Receiver;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 #[test]
 fn audit_shows_what_reached_each_destination_and_why() {
@@ -40,17 +38,7 @@ models:
         .unwrap();
     assert!(sluice(dir.path(), &["sync", "people"]).status.success());
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir.path())
-        .env_remove("SLUICE_STATE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
+    let (mut server, url) = common::serve(dir.path());
     let post = |body: serde_json::Value| {
         ureq::post(&format!("{url}/v1/batch")).set("Authorization", "Basic d2s6").send_json(body).unwrap().status()
     };

@@ -5,26 +5,8 @@ mod common;
 use common::apply;
 use sluice_testkit::Receiver;
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn start(dir: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .current_dir(dir)
-        .env_remove("SLUICE_STATE")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().rsplit(' ').next().unwrap().to_string();
-    assert!(url.starts_with("http://"), "{line}");
-    (child, url)
-}
 
 #[test]
 fn sigkill_loses_no_acknowledged_event() {
@@ -41,7 +23,7 @@ destinations:
             rx.url()
         ),
     );
-    let (mut server, url) = start(dir.path());
+    let (mut server, url) = common::serve(dir.path());
 
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let poster = {
@@ -75,7 +57,7 @@ destinations:
     let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
 
     rx.set_default(200); // the destination recovers
-    let (mut server, _) = start(dir.path());
+    let (mut server, _) = common::serve(dir.path());
     let t = Instant::now();
     loop {
         let got: HashSet<String> =
@@ -115,7 +97,7 @@ consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
         ),
     );
     let sluice = |args: &[&str]| common::sluice(dir.path(), args);
-    let (mut server, url) = start(dir.path());
+    let (mut server, url) = common::serve(dir.path());
     let post = |path: &str, body: serde_json::Value| {
         ureq::post(&format!("{url}{path}")).set("Authorization", "Basic d2s6").send_json(body).unwrap().status()
     };

@@ -149,11 +149,7 @@ fn resources_hide_credentials_models_take_consent_mappings_from_owners_and_syncs
 
 #[test]
 fn model_consent_mappings_preview_and_syncs_through_the_api() {
-    let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("w.db"))
-        .unwrap()
-        .execute_batch("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);")
-        .unwrap();
+    let dir = warehouse_dir("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);");
     let s = start_in(
         dir,
         "{id: dwh, kind: sqlite, path: w.db}",
@@ -215,11 +211,7 @@ fn owners_manage_tokens_members_cannot_and_disabled_tokens_stop_working() {
 
 #[test]
 fn sources_destinations_and_models_are_written_through_the_api() {
-    let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("w.db"))
-        .unwrap()
-        .execute_batch("create table p(id integer, email text, ads); insert into p values (1,'a',1);")
-        .unwrap();
+    let dir = warehouse_dir("create table p(id integer, email text, ads); insert into p values (1,'a',1);");
     let s =
         start_in(dir, "{id: dwh, kind: sqlite, path: w.db}", "consent_categories: [{id: C0004, name: Advertising}]\n");
     let (owner, member) = tokens(&s);
@@ -288,8 +280,7 @@ fn every_documented_operation_refuses_calls_without_a_token() {
 
 #[test]
 fn a_scheduled_model_shows_its_next_run() {
-    let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("w.db")).unwrap().execute_batch("create table p(id integer);").unwrap();
+    let dir = warehouse_dir("create table p(id integer);");
     let s = start_in(
         dir,
         "{id: dwh, kind: sqlite, path: w.db}",

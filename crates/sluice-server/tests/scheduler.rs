@@ -1,16 +1,14 @@
 //! `sluice serve` runs due model syncs by itself.
 
+mod common;
+use common::warehouse_dir;
 use sluice_testkit::Receiver;
 use std::time::{Duration, Instant};
 
 #[test]
 fn a_scheduled_model_syncs_without_being_asked() {
     let rx = Receiver::start();
-    let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("w.db"))
-        .unwrap()
-        .execute_batch("create table p(id integer, email text); insert into p values (1,'a'),(2,'b');")
-        .unwrap();
+    let dir = warehouse_dir("create table p(id integer, email text); insert into p values (1,'a'),(2,'b');");
     let yaml = format!(
         "sources: [{{id: dwh, kind: sqlite, path: w.db}}]
 destinations: [{{id: crm, kind: webhook, settings: {{url: \"{}/crm\"}}}}]

@@ -7,11 +7,7 @@ use std::process::Command;
 
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
-    let dir = tempfile::tempdir().unwrap();
-    rusqlite::Connection::open(dir.path().join("w.db"))
-        .unwrap()
-        .execute_batch("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);")
-        .unwrap();
+    let dir = warehouse_dir("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);");
     let s = start_in(
         dir,
         "{id: dwh, kind: sqlite, path: w.db}",

@@ -20,3 +20,21 @@ pub fn apply(dir: &Path, yaml: &str) {
     let out = sluice(dir, &["apply", "-f", "sluice.yaml"]);
     assert!(out.status.success(), "apply failed: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Starts `sluice serve` on a free port of 127.0.0.1 in `dir`; returns the child and its URL.
+pub fn serve(dir: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("SLUICE_STATE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sluice serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("ready line");
+    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    assert!(url.starts_with("http://"), "unexpected first line: {line}");
+    (child, url)
+}

@@ -103,16 +103,13 @@ pub struct DebugEvent {
     pub warnings: Value,
 }
 
-/// The last `limit` events of `source`, newest first.
-pub fn recent_events(conn: &Connection, source: &str, limit: usize) -> Result<Vec<DebugEvent>> {
-    let mut stmt = conn
-        .prepare_cached(
-            "select seq, received_at, body, decisions, coalesce(warnings, '[]') from events
-             where source = ?1 order by seq desc limit ?2",
-        )
-        .map_err(wrap(conn))?;
+const DEBUG_COLUMNS: &str = "select seq, received_at, body, decisions, coalesce(warnings, '[]') from events";
+
+/// Runs a query over the event log that selects [`DEBUG_COLUMNS`].
+fn debug_events(conn: &Connection, filter: &str, p: impl rusqlite::Params) -> Result<Vec<DebugEvent>> {
+    let mut stmt = conn.prepare_cached(&format!("{DEBUG_COLUMNS} {filter}")).map_err(wrap(conn))?;
     let rows = stmt
-        .query_map(params![source, limit as i64], |r| {
+        .query_map(p, |r| {
             let parse = |s: String| serde_json::from_str(&s).unwrap_or(Value::Null);
             Ok(DebugEvent {
                 seq: r.get(0)?,
@@ -126,32 +123,23 @@ pub fn recent_events(conn: &Connection, source: &str, limit: usize) -> Result<Ve
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
 }
 
+/// The last `limit` events of `source`, newest first.
+pub fn recent_events(conn: &Connection, source: &str, limit: usize) -> Result<Vec<DebugEvent>> {
+    debug_events(conn, "where source = ?1 order by seq desc limit ?2", params![source, limit as i64])
+}
+
 /// Every event sent by any of `idents` (userIds or anonymousIds), oldest first. Scans the log:
 /// meant for audits, not for the ingest path.
 pub fn events_of(conn: &Connection, idents: &[String]) -> Result<Vec<DebugEvent>> {
     let list = serde_json::to_string(idents).expect("strings serialize");
-    let mut stmt = conn
-        .prepare_cached(
-            "select seq, received_at, body, decisions, coalesce(warnings, '[]') from events
-             where json_extract(body, '$.userId') in (select value from json_each(?1))
-                or json_extract(body, '$.anonymousId') in (select value from json_each(?1))
-                or json_extract(body, '$.previousId') in (select value from json_each(?1))
-             order by seq",
-        )
-        .map_err(wrap(conn))?;
-    let rows = stmt
-        .query_map(params![list], |r| {
-            let parse = |s: String| serde_json::from_str(&s).unwrap_or(Value::Null);
-            Ok(DebugEvent {
-                seq: r.get(0)?,
-                received_at: r.get(1)?,
-                event: parse(r.get(2)?),
-                decisions: parse(r.get(3)?),
-                warnings: parse(r.get(4)?),
-            })
-        })
-        .map_err(wrap(conn))?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
+    debug_events(
+        conn,
+        "where json_extract(body, '$.userId') in (select value from json_each(?1))
+            or json_extract(body, '$.anonymousId') in (select value from json_each(?1))
+            or json_extract(body, '$.previousId') in (select value from json_each(?1))
+         order by seq",
+        params![list],
+    )
 }
 
 /// Invalid events of a source (reported, not lost), newest first.

@@ -98,3 +98,10 @@ impl Server {
         }
     }
 }
+
+/// A folder holding an SQLite warehouse `w.db` made by `sql` (for `start_in`).
+pub fn warehouse_dir(sql: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    rusqlite::Connection::open(dir.path().join("w.db")).unwrap().execute_batch(sql).unwrap();
+    dir
+}
