@@ -149,17 +149,7 @@ fn resources_hide_credentials_models_take_consent_mappings_from_owners_and_syncs
 
 #[test]
 fn model_consent_mappings_preview_and_syncs_through_the_api() {
-    let dir = warehouse_dir("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);");
-    let s = start_in(
-        dir,
-        "{id: dwh, kind: sqlite, path: w.db}",
-        &format!(
-            "destinations:\n{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
-models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C0004: ads}}, mappings: [{{destination: ads}}]}}]
-",
-            hook("ads", "Ads")
-        ),
-    );
+    let s = start_with_model();
     let (owner, member) = tokens(&s);
     let (st, p) = call(&s, "GET", "/api/v1/models/p/preview", Some(&member), None);
     assert_eq!((st, p["columns"].clone()), (200, json!(["id", "email", "ads"])));

@@ -7,17 +7,7 @@ use std::process::Command;
 
 #[test]
 fn schemathesis_finds_no_server_error_and_no_schema_violation() {
-    let dir = warehouse_dir("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);");
-    let s = start_in(
-        dir,
-        "{id: dwh, kind: sqlite, path: w.db}",
-        &format!(
-            "destinations:\n{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
-models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C0004: ads}}, mappings: [{{destination: ads}}]}}]
-",
-            hook("ads", "Ads")
-        ),
-    );
+    let s = start_with_model();
     let store = sluice_state::StateStore::open(&s.dir.path().join(".sluice")).unwrap();
     let owner = store.create_token("schemathesis", sluice_state::Role::Owner).unwrap();
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis.toml");

@@ -105,3 +105,18 @@ pub fn warehouse_dir(sql: &str) -> tempfile::TempDir {
     rusqlite::Connection::open(dir.path().join("w.db")).unwrap().execute_batch(sql).unwrap();
     dir
 }
+
+/// A server with an SQLite model `p` (ids 1 and 2; 2 refused Advertising) mapped to webhook `ads`,
+/// which category C0004 governs.
+pub fn start_with_model() -> Server {
+    start_in(
+        warehouse_dir("create table p(id integer, email text, ads); insert into p values (1,'a',1),(2,'b',0);"),
+        "{id: dwh, kind: sqlite, path: w.db}",
+        &format!(
+            "destinations:\n{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
+models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C0004: ads}}, mappings: [{{destination: ads}}]}}]
+",
+            hook("ads", "Ads")
+        ),
+    )
+}
