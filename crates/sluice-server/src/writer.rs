@@ -300,7 +300,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
     const GROUP: usize = 256;
     let mut last_trim = std::time::Instant::now() - std::time::Duration::from_secs(3600);
     loop {
-        let first = match jobs.recv_timeout(std::time::Duration::from_secs(60)) {
+        let first = match jobs.recv_timeout(std::time::Duration::from_secs(10)) {
             Ok(j) => j,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 trim(&conn, &router, &mut last_trim);
@@ -345,9 +345,9 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
     }
 }
 
-/// Trims the log at most once a minute (see [`store::retention`]).
+/// Trims the log at most every 10 s, a slice at a time (see [`store::retention`]).
 fn trim(conn: &Connection, router: &Router, last: &mut std::time::Instant) {
-    if last.elapsed() < std::time::Duration::from_secs(60) {
+    if last.elapsed() < std::time::Duration::from_secs(10) {
         return;
     }
     *last = std::time::Instant::now();

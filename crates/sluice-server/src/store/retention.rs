@@ -15,6 +15,8 @@ pub struct Trimmed {
 }
 
 const DAY: i64 = 86_400;
+/// Most events removed by one trim.
+const MAX_TRIM: i64 = 50_000;
 
 /// Removes what is no longer needed. `now` is unix seconds; `retention_secs` is how long a
 /// delivered event stays visible to the debugger and audits; `dests` are the destinations that
@@ -44,6 +46,9 @@ pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String]) 
         (None, _) => 0,
     };
     if upto > 0 {
+        // in slices, so the writer (which runs this between groups) never stalls ingest for long
+        let first: i64 = query_row(conn, "select coalesce(min(seq), 0) from events", [], |r| r.get(0)).map_err(&w)?;
+        let upto = upto.min(first + MAX_TRIM);
         out.events = exec(conn, "delete from events where seq <= ?1", [upto]).map_err(&w)? as u64;
         exec(conn, "delete from invalid where received_at < ?1", [&cutoff]).map_err(&w)?;
     }
