@@ -78,6 +78,15 @@ pub struct WorkspaceSettings {
     /// ... and for at most this many days after its first failure.
     #[serde(default = "default_retry_days")]
     pub retry_max_days: u32,
+    /// A sync that would delete more than this fraction of the records a destination holds (and
+    /// at least 10) sends no deletes and reports them held back: a model that suddenly returns
+    /// few rows must not wipe destinations. `1.0` turns the guard off.
+    #[serde(default = "default_max_delete_fraction")]
+    pub max_delete_fraction: f64,
+}
+
+fn default_max_delete_fraction() -> f64 {
+    0.5
 }
 
 fn default_retry_syncs() -> u32 {
@@ -95,6 +104,7 @@ impl Default for WorkspaceSettings {
             missing_consent: MissingConsent::Allow,
             retry_max_syncs: default_retry_syncs(),
             retry_max_days: default_retry_days(),
+            max_delete_fraction: default_max_delete_fraction(),
         }
     }
 }

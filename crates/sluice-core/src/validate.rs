@@ -81,6 +81,10 @@ pub fn validate(
     let mut warnings = Vec::new();
     let mut err = |at: String, m: String| errs.push(ConfigError::new(at, m));
 
+    let f = file.workspace.max_delete_fraction;
+    if !(0.0..=1.0).contains(&f) {
+        err("workspace.max_delete_fraction".into(), format!("must be between 0 and 1 (it is {f})"));
+    }
     let mut source_kinds = BTreeMap::new();
     for (i, s) in file.sources.iter().enumerate() {
         let at = label("sources", i, &s.id);

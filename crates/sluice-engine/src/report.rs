@@ -70,6 +70,8 @@ pub struct MappingReport {
     pub unchanged: u64,
     /// Rows not sent because their last version was rejected or gave up and has not changed.
     pub skipped_rejected: u64,
+    /// Deletes not sent because they exceeded `max_delete_fraction` of what the destination holds.
+    pub deletes_held_back: u64,
     /// Category ids the destination requires (R1: empty).
     pub required_categories: Vec<String>,
     /// Which consent rule governs this mapping, in words.

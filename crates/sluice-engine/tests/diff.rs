@@ -218,3 +218,40 @@ fn two_syncs_of_one_model_never_run_at_once() {
     env.sync(&ws, "people");
     assert_eq!(env.ids("/crm", "added").len(), 3);
 }
+
+#[test]
+fn a_model_that_suddenly_loses_most_rows_does_not_wipe_destinations() {
+    let mut env = Env::new(
+        "create table people(id integer, email text);
+         insert into people with recursive s(v) as (select 1 union all select v + 1 from s where v < 40) select v, 'x' from s;",
+    );
+    let yaml = |fraction: &str| {
+        format!(
+            "workspace: {{max_delete_fraction: {fraction}}}\ndestinations:\n{}models:\n  - {{id: people, source: dwh, sql: select * from people, unique_id: id, mappings: [{{destination: crm}}]}}",
+            hook("crm")
+        )
+    };
+    let ws = env.workspace(&yaml("0.5"));
+    env.sync(&ws, "people");
+    env.rx.clear();
+    env.sql("delete from people where id > 5"); // a broken model: 35 of 40 rows gone
+    let r = env.sync(&ws, "people");
+    let m = mapping(&r, "crm");
+    assert_eq!((m.deleted, m.deletes_held_back), (0, 35));
+    assert!(env.rx.requests().is_empty(), "nothing deleted downstream");
+    assert!(r.warnings.iter().any(|w| w.contains("35 deletes to `crm` held back")), "{:?}", r.warnings);
+    // the rows come back: nothing to do, nothing was lost
+    env.sql("insert into people with recursive s(v) as (select 6 union all select v + 1 from s where v < 40) select v, 'x' from s;");
+    let r = env.sync(&ws, "people");
+    assert_eq!((mapping(&r, "crm").unchanged, mapping(&r, "crm").deletes_held_back), (40, 0));
+    // a deliberate mass delete goes through once the guard is raised
+    env.sql("delete from people where id > 5");
+    let ws = env.workspace(&yaml("1.0"));
+    let r = env.sync(&ws, "people");
+    assert_eq!(mapping(&r, "crm").deleted, 35);
+    assert_eq!(env.ids("/crm", "deleted").len(), 35);
+    // small deletes are never held back
+    env.sql("delete from people where id > 1");
+    let ws = env.workspace(&yaml("0.1"));
+    assert_eq!(mapping(&env.sync(&ws, "people"), "crm").deleted, 4);
+}

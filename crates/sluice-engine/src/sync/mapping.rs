@@ -25,7 +25,12 @@ pub struct Limits {
     pub max_age_secs: i64,
     /// Now, in unix seconds.
     pub now: i64,
+    /// Most deletes a sync sends, as a fraction of the records the destination holds.
+    pub max_delete_fraction: f64,
 }
+
+/// Below this many deletes the mass-delete guard never holds back.
+const MASS_DELETE_MIN: u64 = 10;
 
 /// What the checkpoint needs to know about an item in flight.
 struct InFlight {
@@ -52,6 +57,8 @@ pub struct MappingRun {
     gone: Vec<Entry>,
     limits: Limits,
     order: IdOrder,
+    /// Records the destination holds that are still in the model (for the mass-delete guard).
+    held_present: u64,
 }
 
 impl MappingRun {
@@ -83,12 +90,15 @@ impl MappingRun {
             gone: Vec::new(),
             limits,
             order,
+            held_present: 0,
         }
     }
 
     /// An id present in the model but rejected (duplicate): its checkpoint is left alone.
     pub fn skip(&mut self, store: &StateStore, key: &str) -> sluice_state::Result<()> {
-        self.cursor.seek(store, key, &mut self.gone)?;
+        if self.cursor.seek(store, key, &mut self.gone)?.is_some_and(|e| e.held.is_some()) {
+            self.held_present += 1;
+        }
         Ok(())
     }
 
@@ -102,6 +112,9 @@ impl MappingRun {
         payloads: &mut Projections,
     ) -> sluice_state::Result<()> {
         let entry = self.cursor.seek(store, key, &mut self.gone)?;
+        if entry.as_ref().is_some_and(|e| e.held.is_some()) {
+            self.held_present += 1;
+        }
         if let Verdict::Withhold(refused) = self.gate.decide(|c| parse_consent(&values[c])) {
             let cats: Vec<&str> = refused.iter().map(|i| self.gate.required()[*i].category.as_str()).collect();
             emit(&mut self.report, Event::Withheld { id, categories: &cats });
@@ -257,6 +270,21 @@ impl MappingRun {
     /// to where records are held, drop entries of records never held, deliver what is left.
     pub fn finish(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
         self.cursor.rest(store, &mut self.gone)?;
+        let deletable = |e: &Entry| {
+            e.held.is_some()
+                && !matches!(e.pending, Pending::Rejected { hash: DELETED } | Pending::GaveUp { hash: DELETED })
+        };
+        let deletes = self.gone.iter().filter(|e| deletable(e)).count() as u64;
+        let held = self.held_present + self.gone.iter().filter(|e| e.held.is_some()).count() as u64;
+        if self.on.contains(&Change::Deleted)
+            && deletes >= MASS_DELETE_MIN
+            && deletes as f64 > self.limits.max_delete_fraction * held as f64
+        {
+            // the mass-delete guard: keep every checkpoint entry, send nothing, say so
+            self.report.deletes_held_back = deletes;
+            self.gone.clear();
+            tracing::warn!(destination = %self.report.destination, deletes, held, "mass delete held back");
+        }
         for e in std::mem::take(&mut self.gone) {
             match (e.held, e.pending) {
                 (None, _) => self.writes.push(CheckpointWrite::Remove(e.id)),

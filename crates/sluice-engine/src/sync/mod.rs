@@ -117,6 +117,7 @@ fn prepare(
         max_syncs: settings.retry_max_syncs.max(1),
         max_age_secs: i64::from(settings.retry_max_days) * 86_400,
         now: chrono::Utc::now().timestamp(),
+        max_delete_fraction: settings.max_delete_fraction,
     };
     let mut out = Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![] };
     for mp in &model.mappings {
@@ -278,6 +279,15 @@ pub fn sync_model(
     }));
     let order = |d: &str| model.mappings.iter().position(|m| m.destination == d);
     mappings.sort_by_key(|r| order(&r.destination));
+    for m in mappings.iter().filter(|m| m.deletes_held_back > 0) {
+        report.warnings.push(format!(
+            "{} deletes to `{}` held back: more than {:.0}% of what it holds would be deleted; check the model, \
+             or raise workspace.max_delete_fraction to let them through",
+            m.deletes_held_back,
+            m.destination,
+            ws.file.workspace.max_delete_fraction * 100.0
+        ));
+    }
     report.mappings = mappings;
     report.status = if report.error.is_some() {
         "error"
