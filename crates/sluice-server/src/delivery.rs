@@ -109,6 +109,60 @@ fn backoff_secs(attempts: i64) -> i64 {
     (1i64 << attempts.clamp(0, 6)).min(60)
 }
 
+/// Keeps one worker per streaming destination of the live workspace: starts workers for new
+/// destinations, restarts those whose settings changed, stops removed or disabled ones.
+pub fn supervise(
+    live: Arc<std::sync::RwLock<Arc<sluice_core::WorkspaceFile>>>,
+    dir: PathBuf,
+    base: PathBuf,
+    metrics: Arc<Metrics>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut running: std::collections::HashMap<
+        String,
+        (DestinationConfig, Arc<AtomicBool>, std::thread::JoinHandle<()>),
+    > = Default::default();
+    while !stop.load(Ordering::Relaxed) {
+        let ws = live.read().expect("not poisoned").clone();
+        let wanted = crate::writer::streaming_destinations(&ws);
+        running.retain(|id, (config, own_stop, _)| {
+            let keep = wanted.iter().any(|d| &d.id == id && d == config);
+            if !keep {
+                own_stop.store(true, Ordering::Relaxed);
+                wake.notify();
+            }
+            keep
+        });
+        for d in wanted {
+            if running.contains_key(&d.id) {
+                continue;
+            }
+            let own_stop = Arc::new(AtomicBool::new(false));
+            let (dir, base, m, wk, st, config) =
+                (dir.clone(), base.clone(), metrics.clone(), wake.clone(), own_stop.clone(), d.clone());
+            match std::thread::Builder::new()
+                .name(format!("deliver-{}", d.id))
+                .spawn(move || run(dir, base, config, m, wk, st))
+            {
+                Ok(h) => {
+                    tracing::info!(destination = %d.id, "delivery worker started");
+                    running.insert(d.id.clone(), (d, own_stop, h));
+                }
+                Err(e) => tracing::error!(destination = %d.id, error = %e, "cannot start a delivery worker"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (_, (_, own_stop, _)) in running.iter() {
+        own_stop.store(true, Ordering::Relaxed);
+    }
+    wake.notify();
+    for (_, (_, _, h)) in running {
+        let _ = h.join();
+    }
+}
+
 /// Runs the worker of one destination until `stop`.
 pub fn run(
     dir: PathBuf,

@@ -76,24 +76,22 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())
         .spawn(move || writer::run(conn, router, rx, || w.notify()))?;
-    let mut workers = Vec::new();
-    for d in writer::streaming_destinations(&ws) {
-        let (dir, base, m, wk, st) =
-            (config.state_dir.clone(), config.base_dir.clone(), metrics.clone(), wake.clone(), stop.clone());
-        workers.push(
-            std::thread::Builder::new()
-                .name(format!("deliver-{}", d.id))
-                .spawn(move || delivery::run(dir, base, d, m, wk, st))?,
+    let supervisor = {
+        let (l, dir, base, m, wk, st) = (
+            live.clone(),
+            config.state_dir.clone(),
+            config.base_dir.clone(),
+            metrics.clone(),
+            wake.clone(),
+            stop.clone(),
         );
-    }
+        std::thread::Builder::new()
+            .name("sluice-delivery".into())
+            .spawn(move || delivery::supervise(l, dir, base, m, wk, st))?
+    };
     let scheduler = {
-        let engine_ws = Arc::new(sluice_engine::Workspace {
-            file: (*ws).clone(),
-            base_dir: config.base_dir.clone(),
-            warnings: vec![],
-        });
-        let (dir, st) = (config.state_dir.clone(), stop.clone());
-        std::thread::Builder::new().name("sluice-scheduler".into()).spawn(move || scheduler::run(engine_ws, dir, st))?
+        let (l, base, dir, st) = (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone());
+        std::thread::Builder::new().name("sluice-scheduler".into()).spawn(move || scheduler::run(l, base, dir, st))?
     };
     let sources: HashMap<String, String> = ws
         .sources
@@ -123,9 +121,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     drop(rt);
     let _ = writer.join();
     let _ = scheduler.join();
-    for w in workers {
-        let _ = w.join();
-    }
+    let _ = supervisor.join();
     Ok(())
 }
 

@@ -2,12 +2,13 @@
 //! the same model at once (a lock file per model, shared with `sluice sync`).
 
 use sluice_core::schedule::Schedule;
+use sluice_core::WorkspaceFile;
 use sluice_engine::{SyncError, Workspace};
 use sluice_state::StateStore;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 /// When a model last started a run (from the run history).
@@ -30,35 +31,40 @@ pub fn next_runs(ws: &Workspace, store: &StateStore) -> HashMap<String, chrono::
         .collect()
 }
 
-/// Runs until `stop`, checking every second which models are due.
-pub fn run(ws: Arc<Workspace>, state_dir: PathBuf, stop: Arc<AtomicBool>) {
-    let schedules: Vec<(String, Schedule)> = ws
-        .file
-        .models
-        .iter()
-        .filter_map(|m| Schedule::parse(m.schedule.as_deref().unwrap_or("manual")).ok().map(|s| (m.id.clone(), s)))
-        .filter(|(_, s)| !matches!(s, Schedule::Manual))
-        .collect();
-    if schedules.is_empty() {
-        return;
-    }
-    let store = match StateStore::open(&state_dir) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "scheduler cannot open the state store");
-            return;
-        }
-    };
-    let running: HashMap<String, Arc<AtomicBool>> =
-        schedules.iter().map(|(m, _)| (m.clone(), Arc::new(AtomicBool::new(false)))).collect();
+/// Runs until `stop`, checking every second which models of the live workspace are due.
+pub fn run(live: Arc<RwLock<Arc<WorkspaceFile>>>, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<AtomicBool>) {
+    let mut store: Option<StateStore> = None;
+    let mut running: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        let file = live.read().expect("not poisoned").clone();
+        let schedules: Vec<(String, Schedule)> = file
+            .models
+            .iter()
+            .filter_map(|m| Schedule::parse(m.schedule.as_deref().unwrap_or("manual")).ok().map(|s| (m.id.clone(), s)))
+            .filter(|(_, s)| !matches!(s, Schedule::Manual))
+            .collect();
+        if schedules.is_empty() {
+            continue;
+        }
+        if store.is_none() {
+            match StateStore::open(&state_dir) {
+                Ok(s) => store = Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "scheduler cannot open the state store");
+                    continue;
+                }
+            }
+        }
+        let Some(st) = store.as_ref() else { continue };
+        let ws = Arc::new(Workspace { file: (*file).clone(), base_dir: base_dir.clone(), warnings: vec![] });
         let now = chrono::Utc::now();
         for (model, schedule) in &schedules {
-            let busy = &running[model];
+            let busy = running.entry(model.clone()).or_insert_with(|| Arc::new(AtomicBool::new(false)));
             if busy.load(Ordering::Relaxed) {
                 continue;
             }
-            if schedule.next(last_started(&store, model), now).is_none_or(|t| t > now) {
+            if schedule.next(last_started(st, model), now).is_none_or(|t| t > now) {
                 continue;
             }
             busy.store(true, Ordering::Relaxed);
@@ -79,6 +85,5 @@ pub fn run(ws: Arc<Workspace>, state_dir: PathBuf, stop: Arc<AtomicBool>) {
                 busy.store(false, Ordering::Relaxed);
             });
         }
-        std::thread::sleep(Duration::from_secs(1));
     }
 }

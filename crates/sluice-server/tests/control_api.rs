@@ -281,3 +281,15 @@ fn a_scheduled_model_shows_its_next_run() {
     assert!(p["next_run_at"].as_str().unwrap().contains("T03:00:00"), "{p}");
     assert_eq!(call(&s, "GET", "/api/v1/models/q", Some(&member), None).1["next_run_at"], Value::Null);
 }
+
+#[test]
+fn a_destination_added_over_the_api_starts_receiving_without_a_restart() {
+    let s = start("destinations: []\n");
+    let (_, member) = tokens(&s);
+    let url = format!("{}/late", s.rx.url());
+    let (st, _) = call(&s, "PUT", "/api/v1/destinations/late", Some(&member), Some(json!({"kind": "webhook", "settings": {"url": url}})));
+    assert_eq!(st, 200);
+    std::thread::sleep(std::time::Duration::from_millis(700)); // the delivery supervisor looks twice a second
+    assert_eq!(s.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": "after"})).0, 200);
+    assert_eq!(s.delivered("/late", 1), vec!["after"]);
+}
