@@ -287,7 +287,13 @@ fn a_destination_added_over_the_api_starts_receiving_without_a_restart() {
     let s = start("destinations: []\n");
     let (_, member) = tokens(&s);
     let url = format!("{}/late", s.rx.url());
-    let (st, _) = call(&s, "PUT", "/api/v1/destinations/late", Some(&member), Some(json!({"kind": "webhook", "settings": {"url": url}})));
+    let (st, _) = call(
+        &s,
+        "PUT",
+        "/api/v1/destinations/late",
+        Some(&member),
+        Some(json!({"kind": "webhook", "settings": {"url": url}})),
+    );
     assert_eq!(st, 200);
     std::thread::sleep(std::time::Duration::from_millis(700)); // the delivery supervisor looks twice a second
     assert_eq!(s.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": "after"})).0, 200);

@@ -5,7 +5,6 @@ mod common;
 use common::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 fn scalar() -> impl Strategy<Value = Value> {
     prop_oneof![
@@ -104,7 +103,7 @@ fn hostile_bodies_never_crash_nor_leak() {
     let deep = "[".repeat(5000) + &"]".repeat(5000);
     assert_eq!(s.post_raw("/v1/batch", &deep, Some("wk_web"), None).0, 400);
     assert_eq!(s.get("/health").0, 200, "the server is still up");
-    std::thread::sleep(Duration::from_millis(500));
+    s.settle();
     let reached = s.rx.items("/ads");
     for e in &reached {
         assert!(may_reach_ads(e), "an event reached ads against its consent: {e}");

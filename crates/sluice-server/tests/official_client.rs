@@ -45,7 +45,7 @@ fn segment_python_library_events_are_routed_by_consent() {
     );
     let all = s.delivered("/warehouse", 6);
     assert_eq!(all.len(), 6, "every call reaches the unmapped destination");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    s.settle();
     let ads: Vec<Value> = s.rx.items("/ads");
     let types: Vec<(&str, &str)> =
         ads.iter().map(|e| (e["type"].as_str().unwrap(), e["userId"].as_str().unwrap_or(""))).collect();

@@ -120,3 +120,34 @@ models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C
         ),
     )
 }
+
+impl Server {
+    /// Waits (up to 15 s) until every delivery the debugger reports for source `web` has reached
+    /// the receiver; returns, per messageId, the destinations that received it.
+    pub fn settle(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let t = Instant::now();
+        loop {
+            let (_, body) = self.get("/v1/debugger/web?limit=1000");
+            let dbg: Value = serde_json::from_str(&body).unwrap();
+            let mut pending = 0;
+            let mut got = std::collections::BTreeMap::new();
+            for e in dbg["events"].as_array().unwrap() {
+                let mid = e["event"]["messageId"].as_str().unwrap().to_string();
+                let mut reached = vec![];
+                for (dest, d) in e["decisions"].as_object().unwrap() {
+                    let arrived = self.rx.items(&format!("/{dest}")).iter().any(|x| x["messageId"] == mid.as_str());
+                    if arrived {
+                        reached.push(dest.clone());
+                    } else if d["route"] == "deliver" {
+                        pending += 1;
+                    }
+                }
+                got.insert(mid, reached);
+            }
+            if pending == 0 || t.elapsed() > Duration::from_secs(15) {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
