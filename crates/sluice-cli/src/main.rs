@@ -94,6 +94,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Streaming delivery overview per destination over the last minutes.
+    StreamOverview {
+        /// The window, in minutes.
+        #[arg(long, default_value_t = 60)]
+        minutes: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The last events of an event source and what was decided for each destination, and why.
     Debugger {
         /// Event source id.
@@ -194,6 +203,7 @@ fn main() -> ExitCode {
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
         Command::Serve { listen, retention_days } => commands::stream::serve(&state, &listen, retention_days),
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
+        Command::StreamOverview { minutes, json } => commands::stream::overview(&state, minutes, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),
         Command::Bench { ingest: true, seconds, clients, .. } => {
             commands::bench_ingest::run(&commands::bench_ingest::IngestOptions { seconds, clients })

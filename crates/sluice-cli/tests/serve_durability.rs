@@ -126,6 +126,12 @@ consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["events"][1]["decisions"]["ads"]["route"], "withheld");
     assert_eq!(d["events"][1]["decisions"]["ads"]["categories"], serde_json::json!(["C0004"]));
+    let out = sluice(&["stream-overview", "--json"]);
+    let o: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(o["destinations"]["ads"]["received"], 2);
+    assert_eq!(o["destinations"]["ads"]["withheld_by_category"]["C0004"], 1);
+    let text = String::from_utf8(sluice(&["stream-overview"]).stdout).unwrap();
+    assert!(text.contains("C0004: 1"), "{text}");
     let out = sluice(&["debugger", "web"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("ads: withheld (C0004)"));
     server.kill().unwrap();

@@ -55,6 +55,47 @@ pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCode> {
+    let minutes = minutes.clamp(1, 60 * 24 * 90);
+    let conn = sluice_server::store::open(state)?;
+    let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
+    let v = sluice_server::store::overview(&conn, since)?;
+    if json {
+        print_json(&serde_json::json!({"window_minutes": minutes, "destinations": v}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = crate::render::table([
+        "Destination",
+        "Received",
+        "Delivered",
+        "Withheld by consent",
+        "Turned off",
+        "Failed",
+        "Retried",
+        "Pending",
+    ]);
+    let n = |d: &serde_json::Value, k: &str| d[k].as_i64().unwrap_or(0).to_string();
+    for (dest, d) in v.as_object().into_iter().flatten() {
+        let by_cat = d["withheld_by_category"]
+            .as_object()
+            .map(|m| m.iter().map(|(c, x)| format!("{c}: {x}")).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        let withheld = if by_cat.is_empty() { n(d, "withheld") } else { format!("{} ({by_cat})", n(d, "withheld")) };
+        t.add_row(vec![
+            dest.clone(),
+            n(d, "received"),
+            n(d, "delivered"),
+            withheld,
+            n(d, "turned_off"),
+            n(d, "failed"),
+            n(d, "retried"),
+            n(d, "pending"),
+        ]);
+    }
+    println!("Streaming, last {minutes} minute(s):\n{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
     let conn = sluice_server::store::open(state)?;
     let events = sluice_server::store::recent_events(&conn, source, limit)?;
