@@ -58,7 +58,18 @@ impl Sink {
                 let c = sluice_destinations::file::FileConfig::parse(&d.settings).ok()?;
                 Some(Sink::File { path: base.join(c.path) })
             }
-            DestinationKind::Connections => None,
+            DestinationKind::Connections => {
+                // forward events as they are to another Tracking API endpoint
+                use base64::Engine;
+                let c = sluice_destinations::connections::ConnectionsConfig::parse(&d.settings).ok()?;
+                let auth = base64::engine::general_purpose::STANDARD.encode(format!("{}:", c.write_key));
+                Some(Sink::Webhook {
+                    url: format!("{}/v1/batch", c.url.trim_end_matches('/')),
+                    headers: vec![("Authorization".into(), format!("Basic {auth}"))],
+                    transport: Transport::new(c.http.as_ref()?),
+                    batch: c.batch_size,
+                })
+            }
         }
     }
 

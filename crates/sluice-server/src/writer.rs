@@ -361,11 +361,8 @@ fn trim(conn: &Connection, router: &Router, last: &mut std::time::Instant) {
     }
 }
 
-/// Destinations the server delivers to (enabled; webhook or file).
+/// Destinations the server delivers to (enabled ones: webhook, file, and connections, which
+/// forwards events to another Tracking API endpoint).
 pub fn streaming_destinations(ws: &WorkspaceFile) -> Vec<DestinationConfig> {
-    ws.destinations
-        .iter()
-        .filter(|d| d.enabled && d.kind != sluice_core::DestinationKind::Connections)
-        .cloned()
-        .collect()
+    ws.destinations.iter().filter(|d| d.enabled).cloned().collect()
 }

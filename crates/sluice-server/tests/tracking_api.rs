@@ -120,3 +120,15 @@ fn a_destination_outage_is_retried_with_backoff_until_delivered() {
     let (_, m) = s.get("/metrics");
     assert!(m.contains("sluice_events_retried_total{destination=\"crm\"}"), "{m}");
 }
+
+#[test]
+fn a_connections_destination_forwards_events_to_another_tracking_api() {
+    let s = start(
+        "destinations:\n  - {id: seg, kind: connections, settings: {url: \"{URL}\", write_key: downstream_key}}\n",
+    );
+    assert_eq!(s.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": "fw1"})).0, 200);
+    assert_eq!(s.delivered("/v1/batch", 1), vec!["fw1"]);
+    let req = &s.rx.requests()[0];
+    // base64("downstream_key:")
+    assert_eq!(req.header("authorization"), Some("Basic ZG93bnN0cmVhbV9rZXk6"));
+}
