@@ -93,8 +93,54 @@ impl IdOrder {
 pub struct Row {
     /// The unique id in its string form (integers in decimal, text as is); `None` for NULL.
     pub id: Option<String>,
-    /// The model's columns, in order.
+    /// The model's columns, in order (`Null` for columns the scan was not asked to decode).
     pub values: Vec<Value>,
+    /// The whole row as the warehouse sent it, when the scan was asked for it: cheap to hash,
+    /// decoded only for rows that are sent.
+    pub raw: Option<RawRow>,
+}
+
+/// Decodes raw rows of one scan.
+pub trait RawDecoder: Send + Sync {
+    /// Every column's value.
+    fn decode(&self, bytes: &[u8]) -> Vec<Value>;
+}
+
+/// A row's columns as the warehouse's own bytes.
+#[derive(Clone)]
+pub struct RawRow {
+    /// Length-prefixed column bytes (what the diff hashes).
+    pub bytes: Vec<u8>,
+    /// How to turn them into values.
+    pub decoder: std::sync::Arc<dyn RawDecoder>,
+}
+
+impl RawRow {
+    /// Every column's value.
+    pub fn decode(&self) -> Vec<Value> {
+        self.decoder.decode(&self.bytes)
+    }
+}
+
+impl std::fmt::Debug for RawRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawRow({} bytes)", self.bytes.len())
+    }
+}
+
+impl PartialEq for RawRow {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+/// What a scan must return besides the id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanNeeds {
+    /// Column indices to decode into `values`; `None`: every column.
+    pub typed: Option<Vec<usize>>,
+    /// Also return the row's raw bytes (warehouses that can, see [`Warehouse::raw_rows`]).
+    pub raw: bool,
 }
 
 /// The first rows of a model.
@@ -117,13 +163,19 @@ pub trait Warehouse: Send {
         Ok(IdOrder::Text)
     }
 
-    /// Streams every row in `order` of `id_column` (NULL ids anywhere).
+    /// Whether scans can return raw rows (hashing raw bytes is cheaper than decoding every column).
+    fn raw_rows(&self) -> bool {
+        false
+    }
+
+    /// Streams every row in `order` of `id_column` (NULL ids anywhere), with what `needs` asks.
     /// `sink` returning an error stops the scan with [`WarehouseError::Aborted`].
     fn scan(
         &mut self,
         sql: &str,
         id_column: &str,
         order: IdOrder,
+        needs: &ScanNeeds,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError>;
 }

@@ -137,7 +137,9 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     })?;
     let mut n = 0u64;
     let order = sluice_warehouse::Warehouse::id_order(&mut wh, &sql, "id")?;
-    sluice_warehouse::Warehouse::scan(&mut wh, &sql, "id", order, &mut |_| {
+    // as the sync reads it: consent columns decoded, the row raw
+    let needs = sluice_warehouse::ScanNeeds { typed: Some(vec![8, 9]), raw: true };
+    sluice_warehouse::Warehouse::scan(&mut wh, &sql, "id", order, &needs, &mut |_| {
         n += 1;
         Ok(())
     })?;

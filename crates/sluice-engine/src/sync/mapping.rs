@@ -109,6 +109,7 @@ impl MappingRun {
         key: &str,
         id: &str,
         values: &[Value],
+        raw: Option<&sluice_warehouse::RawRow>,
         payloads: &mut Projections,
     ) -> sluice_state::Result<()> {
         let entry = self.cursor.seek(store, key, &mut self.gone)?;
@@ -124,7 +125,7 @@ impl MappingRun {
             }
             return self.flush_writes_if_full(store);
         }
-        let data_hash = payloads.hash(self.projection, values);
+        let data_hash = payloads.hash(self.projection, values, raw);
         let consent: Option<Map<String, Value>> = (!self.stamp.is_empty()).then(|| {
             self.stamp.iter().map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted()))).collect()
         });
@@ -157,7 +158,7 @@ impl MappingRun {
         if !self.on.contains(&change) {
             return Ok(());
         }
-        let data = payloads.encode(self.projection, values);
+        let data = payloads.encode(self.projection, values, raw);
         let item = Item { action: change, id: id.to_string(), data, consent };
         self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry })
     }

@@ -14,7 +14,7 @@ use rows::Rows;
 use sluice_core::{ConfigErrors, DestinationKind, Gate, ModelConfig};
 use sluice_destinations::BuildContext;
 use sluice_state::{StateError, StateStore};
-use sluice_warehouse::{resolve_column, IdOrder, Row, WarehouseError};
+use sluice_warehouse::{resolve_column, IdOrder, Row, ScanNeeds, WarehouseError};
 use std::time::Instant;
 
 /// Why a sync could not run.
@@ -135,7 +135,8 @@ fn prepare(
             out.disabled.push(MappingReport { status: "disabled".into(), ..report });
             continue;
         }
-        let fields: Vec<(String, usize)> = if mp.fields.is_empty() {
+        let whole = mp.fields.is_empty();
+        let fields: Vec<(String, usize)> = if whole {
             cols.iter().cloned().enumerate().map(|(i, c)| (c, i)).collect()
         } else {
             mp.fields.iter().filter_map(|(f, c)| column_of(c).map(|i| (f.clone(), i))).collect()
@@ -157,7 +158,7 @@ fn prepare(
         })?;
         let mapping_id = store.mapping_id(&model.id, &dest.id)?;
         follow_id_order(store, mapping_id, order)?;
-        let projection = out.payloads.add(fields);
+        let projection = out.payloads.add(fields, whole);
         out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, projection, on, sink, limits, order));
     }
     Ok(out)
@@ -208,6 +209,19 @@ pub fn sync_model(
     let mut maps = prepare(store, ws, model, &cols, order)?;
     report.run_id = store.start_run(&model.id, &report.started_at)?;
 
+    // a warehouse that can hand over raw rows decodes only the columns consent and explicit
+    // field mappings read; whole rows are hashed as bytes and decoded only when sent
+    let needs = if warehouse.raw_rows() && maps.payloads.any_whole() {
+        let mut typed: Vec<usize> = consent_cols.iter().map(|(_, c)| *c).collect();
+        for mp in &model.mappings {
+            typed.extend(mp.fields.values().filter_map(|c| resolve_column(&cols, c).ok()));
+        }
+        typed.sort_unstable();
+        typed.dedup();
+        ScanNeeds { typed: Some(typed), raw: true }
+    } else {
+        ScanNeeds::default()
+    };
     // extraction runs on its own thread, decoding ahead of the diff through a bounded channel
     let (scan, consumed) = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Row>>(SCAN_CHUNKS_IN_FLIGHT);
@@ -215,7 +229,7 @@ pub fn sync_model(
         let warehouse = &mut warehouse;
         let producer = s.spawn(move || {
             let mut chunk = Vec::with_capacity(SCAN_CHUNK);
-            let r = warehouse.scan(sql, id_col, order, &mut |row| {
+            let r = warehouse.scan(sql, id_col, order, &needs, &mut |row| {
                 chunk.push(row);
                 if chunk.len() == SCAN_CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(SCAN_CHUNK));

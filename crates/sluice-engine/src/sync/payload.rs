@@ -4,11 +4,14 @@
 
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
+use sluice_warehouse::RawRow;
 use xxhash_rust::xxh3::Xxh3;
 
 /// The field projections of a model's mappings, computed lazily per row.
 pub struct Projections {
     specs: Vec<Vec<(String, usize)>>,
+    /// Whether a projection is the whole row (then a raw row's bytes stand for it).
+    whole: Vec<bool>,
     seeds: Vec<Xxh3>,
     hashes: Vec<Option<u64>>,
 }
@@ -51,11 +54,12 @@ fn hash_value(h: &mut Xxh3, v: &Value) {
 impl Projections {
     /// No projections yet.
     pub fn new() -> Self {
-        Self { specs: vec![], seeds: vec![], hashes: vec![] }
+        Self { specs: vec![], whole: vec![], seeds: vec![], hashes: vec![] }
     }
 
-    /// The index of a projection (field name, column index), shared when identical.
-    pub fn add(&mut self, spec: Vec<(String, usize)>) -> usize {
+    /// The index of a projection (field name, column index), shared when identical; `whole`:
+    /// every column of the row, in order.
+    pub fn add(&mut self, spec: Vec<(String, usize)>, whole: bool) -> usize {
         if let Some(i) = self.specs.iter().position(|s| *s == spec) {
             return i;
         }
@@ -66,6 +70,7 @@ impl Projections {
             seed.update(&[0]);
         }
         self.specs.push(spec);
+        self.whole.push(whole);
         self.seeds.push(seed);
         self.hashes.push(None);
         self.specs.len() - 1
@@ -76,22 +81,41 @@ impl Projections {
         self.hashes.iter_mut().for_each(|h| *h = None);
     }
 
-    /// The hash of projection `i` of `values`.
-    pub fn hash(&mut self, i: usize, values: &[Value]) -> u64 {
+    /// Whether any projection is a whole row.
+    pub fn any_whole(&self) -> bool {
+        self.whole.iter().any(|w| *w)
+    }
+
+    /// The hash of projection `i` of a row: of the raw bytes for a whole-row projection when
+    /// the scan returned them, else of the projected values.
+    pub fn hash(&mut self, i: usize, values: &[Value], raw: Option<&RawRow>) -> u64 {
         if let Some(h) = self.hashes[i] {
             return h;
         }
         let mut h = self.seeds[i].clone();
-        for (_, c) in &self.specs[i] {
-            hash_value(&mut h, &values[*c]);
+        match raw.filter(|_| self.whole[i]) {
+            Some(r) => h.update(&r.bytes),
+            None => {
+                for (_, c) in &self.specs[i] {
+                    hash_value(&mut h, &values[*c]);
+                }
+            }
         }
         let h = h.digest();
         self.hashes[i] = Some(h);
         h
     }
 
-    /// Projection `i` of `values` as JSON object text.
-    pub fn encode(&self, i: usize, values: &[Value]) -> Box<str> {
+    /// Projection `i` of a row as JSON object text (a raw row is decoded here, only for rows sent).
+    pub fn encode(&self, i: usize, values: &[Value], raw: Option<&RawRow>) -> Box<str> {
+        let decoded;
+        let values = match raw.filter(|_| self.whole[i]) {
+            Some(r) => {
+                decoded = r.decode();
+                &decoded[..]
+            }
+            None => values,
+        };
         let mut buf = Vec::with_capacity(256);
         let mut ser = serde_json::Serializer::new(&mut buf);
         let mut map = ser.serialize_map(Some(self.specs[i].len())).expect("in-memory writes do not fail");
@@ -111,12 +135,12 @@ mod tests {
     #[test]
     fn hashes_tell_types_and_fields_apart_and_encode_in_field_order() {
         let mut p = Projections::new();
-        let a = p.add(vec![("x".into(), 0)]);
-        let b = p.add(vec![("y".into(), 0)]);
-        assert_eq!(p.add(vec![("x".into(), 0)]), a, "identical projections are shared");
+        let a = p.add(vec![("x".into(), 0)], true);
+        let b = p.add(vec![("y".into(), 0)], false);
+        assert_eq!(p.add(vec![("x".into(), 0)], true), a, "identical projections are shared");
         let h = |p: &mut Projections, i, v: Value| {
             p.next_row();
-            p.hash(i, &[v])
+            p.hash(i, &[v], None)
         };
         let one = h(&mut p, a, json!(1));
         assert_ne!(one, h(&mut p, a, json!("1")));
@@ -125,7 +149,7 @@ mod tests {
         assert_ne!(one, h(&mut p, b, json!(1)), "the field name is part of the hash");
         assert_eq!(one, h(&mut p, a, json!(1)));
         assert_ne!(h(&mut p, a, json!(["a", "b"])), h(&mut p, a, json!(["ab"])));
-        let two = p.add(vec![("b".into(), 1), ("a".into(), 0)]);
-        assert_eq!(&*p.encode(two, &[json!(1), json!("é\"")]), r#"{"b":"é\"","a":1}"#);
+        let two = p.add(vec![("b".into(), 1), ("a".into(), 0)], false);
+        assert_eq!(&*p.encode(two, &[json!(1), json!("é\"")], None), r#"{"b":"é\"","a":1}"#);
     }
 }

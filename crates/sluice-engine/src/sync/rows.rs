@@ -3,7 +3,6 @@
 
 use super::{reject, Mappings};
 use crate::report::RunReport;
-use serde_json::Value;
 use sluice_core::{parse_consent, ConsentValue};
 use sluice_state::{StateError, StateStore};
 use sluice_warehouse::{IdOrder, Row};
@@ -16,7 +15,7 @@ pub(super) struct Rows<'a> {
     pub consent_cols: &'a [(String, usize)],
     pub order: IdOrder,
     /// The id being read, its first row, and how many more rows had the same id.
-    group: Option<(String, Vec<Value>, u64)>,
+    group: Option<(String, Row, u64)>,
 }
 
 impl<'a> Rows<'a> {
@@ -31,9 +30,9 @@ impl<'a> Rows<'a> {
     }
 
     /// The next row of the scan.
-    pub fn push(&mut self, row: Row) -> Result<(), StateError> {
+    pub fn push(&mut self, mut row: Row) -> Result<(), StateError> {
         self.report.extracted += 1;
-        let Some(id) = row.id else {
+        let Some(id) = row.id.take() else {
             reject(self.report, "null_id", "NULL", 1);
             return Ok(());
         };
@@ -43,7 +42,7 @@ impl<'a> Rows<'a> {
                 return Ok(());
             }
         }
-        match self.group.replace((id, row.values, 0)) {
+        match self.group.replace((id, row, 0)) {
             Some(g) => self.finish_group(g),
             None => Ok(()),
         }
@@ -57,7 +56,8 @@ impl<'a> Rows<'a> {
         }
     }
 
-    fn finish_group(&mut self, (id, values, dups): (String, Vec<Value>, u64)) -> Result<(), StateError> {
+    fn finish_group(&mut self, (id, row, dups): (String, Row, u64)) -> Result<(), StateError> {
+        let values = &row.values;
         let Some(key) = self.order.key(&id) else {
             // the scan's order guard refuses such ids before they get here
             reject(self.report, "bad_id", &id, dups + 1);
@@ -77,7 +77,7 @@ impl<'a> Rows<'a> {
         }
         self.maps.payloads.next_row();
         for m in &mut self.maps.runs {
-            m.row(self.store, &key, &id, &values, &mut self.maps.payloads)?;
+            m.row(self.store, &key, &id, values, row.raw.as_ref(), &mut self.maps.payloads)?;
         }
         Ok(())
     }

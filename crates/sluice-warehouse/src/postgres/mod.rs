@@ -200,7 +200,67 @@ fn cell(row: &postgres::Row, i: usize, c: Conv) -> Result<Value, postgres::Error
     })
 }
 
+/// A column's bytes as the server sent them (binary format), whatever its type.
+struct Raw<'a>(&'a [u8]);
+
+impl<'a> postgres::types::FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Decodes the raw rows of one scan, column by column, as [`cell`] does.
+struct PgDecoder {
+    convs: Vec<Conv>,
+    types: Vec<Type>,
+}
+
+fn from_raw<'a, T: postgres::types::FromSql<'a>>(t: &Type, b: &'a [u8]) -> Option<T> {
+    T::from_sql(t, b).ok()
+}
+
+impl crate::RawDecoder for PgDecoder {
+    fn decode(&self, mut bytes: &[u8]) -> Vec<Value> {
+        let mut out = Vec::with_capacity(self.convs.len());
+        for (c, t) in self.convs.iter().zip(&self.types) {
+            let Some((len, rest)) = bytes.split_first_chunk::<4>() else { break };
+            let len = u32::from_le_bytes(*len);
+            bytes = rest;
+            if len == u32::MAX {
+                out.push(Value::Null);
+                continue;
+            }
+            let (b, rest) = bytes.split_at((len as usize).min(bytes.len()));
+            bytes = rest;
+            out.push(
+                match c {
+                    Conv::Bool => from_raw::<bool>(t, b).map(Value::Bool),
+                    Conv::I16 => from_raw::<i16>(t, b).map(Value::from),
+                    Conv::I32 => from_raw::<i32>(t, b).map(Value::from),
+                    Conv::I64 => from_raw::<i64>(t, b).map(Value::from),
+                    Conv::F32 => from_raw::<f32>(t, b).map(|f| Value::from(f as f64)),
+                    Conv::F64 => from_raw::<f64>(t, b).map(Value::from),
+                    Conv::Text | Conv::AsText => from_raw::<String>(t, b).map(Value::String),
+                    Conv::Json => from_raw::<Value>(t, b),
+                    Conv::Numeric => from_raw::<String>(t, b)
+                        .map(|s| s.parse::<serde_json::Number>().map(Value::Number).unwrap_or(Value::String(s))),
+                }
+                .unwrap_or(Value::Null),
+            );
+        }
+        out
+    }
+}
+
 impl Warehouse for PostgresWarehouse {
+    fn raw_rows(&self) -> bool {
+        true
+    }
+
     fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError> {
         Ok(self.describe_model(sql)?.into_iter().map(|c| c.0).collect())
     }
@@ -230,9 +290,14 @@ impl Warehouse for PostgresWarehouse {
         sql: &str,
         id_column: &str,
         order: IdOrder,
+        needs: &crate::ScanNeeds,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let cols = self.describe_model(sql)?;
+        let typed: Vec<usize> = match &needs.typed {
+            Some(t) => t.iter().copied().filter(|i| *i < cols.len()).collect(),
+            None => (0..cols.len()).collect(),
+        };
         let col = format!("sluice_model.{}", quote_ident(id_column));
         let id = format!("({col})::text");
         // integers sort natively (an index on the id serves it); other ids sort as bytes
@@ -247,17 +312,40 @@ impl Warehouse for PostgresWarehouse {
             model_sql(sql)
         );
         let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
-        let mut rows = self.client.query_raw(&q, params).map_err(|e| sql_error(e, &q))?;
+        let stmt = self.client.prepare(&q).map_err(|e| sql_error(e, &q))?;
+        let decoder: Option<std::sync::Arc<dyn crate::RawDecoder>> = if needs.raw {
+            let types = stmt.columns().iter().skip(1).map(|c| c.type_().clone()).collect();
+            Some(std::sync::Arc::new(PgDecoder { convs: cols.iter().map(|c| c.1).collect(), types }))
+        } else {
+            None
+        };
+        let mut rows = self.client.query_raw(&stmt, params).map_err(|e| sql_error(e, &q))?;
         let mut guard = OrderGuard::new(order);
         let read = |e: postgres::Error| WarehouseError::Sql(error_text(&e));
         while let Some(r) = rows.next().map_err(read)? {
             let id: Option<String> = r.try_get(0).map_err(read)?;
             guard.check(id.as_deref())?;
-            let mut values = Vec::with_capacity(cols.len());
-            for (i, (_, c)) in cols.iter().enumerate() {
-                values.push(cell(&r, i + 1, *c).map_err(read)?);
+            let mut values = vec![Value::Null; cols.len()];
+            for i in &typed {
+                values[*i] = cell(&r, i + 1, cols[*i].1).map_err(read)?;
             }
-            sink(Row { id, values }).map_err(WarehouseError::Aborted)?;
+            let raw = match &decoder {
+                None => None,
+                Some(d) => {
+                    let mut bytes = Vec::with_capacity(160);
+                    for i in 0..cols.len() {
+                        match r.try_get::<_, Option<Raw>>(i + 1).map_err(read)? {
+                            None => bytes.extend_from_slice(&u32::MAX.to_le_bytes()),
+                            Some(Raw(b)) => {
+                                bytes.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                                bytes.extend_from_slice(b);
+                            }
+                        }
+                    }
+                    Some(crate::RawRow { bytes, decoder: d.clone() })
+                }
+            };
+            sink(Row { id, values, raw }).map_err(WarehouseError::Aborted)?;
         }
         Ok(())
     }

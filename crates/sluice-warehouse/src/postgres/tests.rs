@@ -17,7 +17,7 @@ fn setup(sql: &str) -> (PostgresWarehouse, String) {
 fn ids(w: &mut PostgresWarehouse, sql: &str, id: &str) -> Vec<Option<String>> {
     let mut out = vec![];
     let order = w.id_order(sql, id).unwrap();
-    w.scan(sql, id, order, &mut |r| {
+    w.scan(sql, id, order, &Default::default(), &mut |r| {
         out.push(r.id);
         Ok(())
     })
@@ -41,7 +41,7 @@ fn ids_of_every_type_as_strings_in_byte_order() {
     );
     assert_eq!(ids(&mut w, "select * from b", "id"), vec![Some("-5".into()), Some("9007199254740993".into())]);
     let mut text = vec![];
-    w.scan("select * from i", "id", IdOrder::Text, &mut |r| {
+    w.scan("select * from i", "id", IdOrder::Text, &Default::default(), &mut |r| {
         text.push(r.id);
         Ok(())
     })
@@ -148,4 +148,29 @@ fn tls_require_encrypts_and_verify_full_checks_the_certificate() {
     let mut w = PostgresWarehouse::connect(&PgOptions { tls: Some(TlsMode::Disable), ..opts() }).unwrap();
     let p = w.preview("select count(*) from pg_stat_ssl where pid = pg_backend_pid() and ssl", 1).unwrap();
     assert_eq!(p.rows[0][0], serde_json::json!(0));
+}
+
+#[test]
+fn raw_rows_decode_to_the_same_values_and_hash_stably() {
+    let (mut w, _s) = setup(
+        "CREATE TABLE v (id int, b bool, n numeric(10,2), f float8, j jsonb, d date, big bigint, t text, u uuid);
+         INSERT INTO v VALUES (1, true, 12.50, 0.5, '{\"a\": [1]}', '2024-02-29', 42, 'é', 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'),
+                              (2, null, null, null, null, null, null, null, null);",
+    );
+    let mut typed = vec![];
+    w.scan("select * from v", "id", IdOrder::Integer, &Default::default(), &mut |r| {
+        typed.push(r.values);
+        Ok(())
+    })
+    .unwrap();
+    let needs = crate::ScanNeeds { typed: Some(vec![1]), raw: true };
+    let mut raw = vec![];
+    w.scan("select * from v", "id", IdOrder::Integer, &needs, &mut |r| {
+        assert_eq!(r.values[2], Value::Null, "only the asked columns are decoded");
+        raw.push(r.raw.unwrap());
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(raw.iter().map(|r| r.decode()).collect::<Vec<_>>(), typed);
+    assert_ne!(raw[0].bytes, raw[1].bytes);
 }

@@ -75,6 +75,7 @@ impl Warehouse for SqliteWarehouse {
         sql: &str,
         id_column: &str,
         _order: IdOrder,
+        _needs: &crate::ScanNeeds,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let n = self.columns(sql)?.len();
@@ -95,7 +96,7 @@ impl Warehouse for SqliteWarehouse {
             };
             guard.check(id.as_deref())?;
             let values = (1..=n).map(|i| r.get_ref(i).map(cell).unwrap_or(Value::Null)).collect();
-            sink(Row { id, values }).map_err(WarehouseError::Aborted)?;
+            sink(Row { id, values, raw: None }).map_err(WarehouseError::Aborted)?;
         }
         Ok(())
     }

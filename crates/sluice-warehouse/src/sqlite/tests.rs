@@ -18,7 +18,7 @@ fn warehouse() -> (tempfile::TempDir, SqliteWarehouse) {
 fn scan_sorts_by_id_string_and_keeps_nulls() {
     let (_d, mut w) = warehouse();
     let mut ids = vec![];
-    w.scan("select * from p;", "id", crate::IdOrder::Text, &mut |r| {
+    w.scan("select * from p;", "id", crate::IdOrder::Text, &Default::default(), &mut |r| {
         ids.push(r.id.clone());
         Ok(())
     })
