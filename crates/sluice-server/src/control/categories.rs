@@ -70,6 +70,11 @@ pub struct CategoryChange {
     pub enabled: Option<bool>,
 }
 
+/// The category `id` of the live workspace.
+fn find(s: &ControlState, id: &str) -> Result<Category, ApiError> {
+    s.current().consent_categories.iter().find(|c| c.id == id).map(Category::from).ok_or_else(|| not_found(id))
+}
+
 fn not_found(id: &str) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no consent category has the id `{id}`"), Some("id"))
 }
@@ -98,12 +103,7 @@ pub async fn get(
     _actor: Actor,
     super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<Json<Category>, ApiError> {
-    s.current()
-        .consent_categories
-        .iter()
-        .find(|c| c.id == id)
-        .map(|c| Json(Category::from(c)))
-        .ok_or_else(|| not_found(&id))
+    find(&s, &id).map(Json)
 }
 
 /// Creates a consent category (owners only).
@@ -176,7 +176,7 @@ pub async fn update(
     })
     .await
     .map_err(ApiError::internal)??;
-    get(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, super::ApiPath(id)).await
+    find(&s, &id).map(Json)
 }
 
 /// Removes a consent category (owners only). Models that map it must drop the mapping first.

@@ -85,14 +85,18 @@ pub async fn model(
     _a: Actor,
     super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
+    model_json(&s, &id).map(Json)
+}
+
+/// The model `id` of the live workspace, with when `sluice serve` runs it next (null: manual).
+fn model_json(s: &ControlState, id: &str) -> Result<Value, ApiError> {
     let ws = s.current();
-    let m = ws.models.iter().find(|m| m.id == id).ok_or_else(|| unknown_model(&id))?;
+    let m = ws.models.iter().find(|m| m.id == id).ok_or_else(|| unknown_model(id))?;
     let mut v = serde_json::to_value(m).expect("config serializes");
-    // when `sluice serve` runs it next (null: manual)
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let next = crate::scheduler::next_runs(&s.engine_workspace(), &store);
-    v["next_run_at"] = next.get(&id).map(|t| Value::String(t.to_rfc3339())).unwrap_or(Value::Null);
-    Ok(Json(v))
+    v["next_run_at"] = next.get(id).map(|t| Value::String(t.to_rfc3339())).unwrap_or(Value::Null);
+    Ok(v)
 }
 
 /// A model's columns and first 10 rows.
@@ -174,7 +178,7 @@ pub async fn set_consent(
     })
     .await
     .map_err(ApiError::internal)??;
-    model(State(s), Actor { name: String::new(), role: sluice_state::Role::Member }, super::ApiPath(id)).await
+    model_json(&s, &id).map(Json)
 }
 
 /// A started sync.
