@@ -86,6 +86,15 @@ models:
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["apply", "-f", "sluice.yaml"])
+        .current_dir(dir.path())
+        .env_remove("SLUICE_STATE")
+        .env("SLUICE_SECRET_KEY_FILE", other.path().join("k"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "apply with the wrong key must not overwrite the sealed state");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be decrypted"));
 }
 
 #[test]

@@ -32,7 +32,12 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
     let ws = Workspace::from_path(file)?;
     ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
     let mut store = StateStore::open(state)?;
-    let old = Workspace::load(&store).ok();
+    // nothing applied yet is fine; a stored workspace that cannot be read (wrong secret key) is not
+    let old = match Workspace::load(&store) {
+        Ok(w) => Some(w),
+        Err(sluice_engine::WorkspaceError::NotApplied) => None,
+        Err(e) => return Err(e.into()),
+    };
     let items = plan(old.as_ref().map(|w| &w.file), &ws.file);
     if json {
         print_json(&serde_json::json!({"plan": items, "warnings": ws.warnings, "applied": !dry_run}));
