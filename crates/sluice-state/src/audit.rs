@@ -5,8 +5,8 @@ use crate::{Result, StateStore};
 use rusqlite::params;
 use serde::Serialize;
 
-/// One change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One change (also the control API's shape of an audit log entry).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Position in the log.
     pub id: i64,
@@ -21,8 +21,10 @@ pub struct AuditEntry {
     /// The entity's id.
     pub entity: String,
     /// The entity before (credentials redacted).
+    #[schema(value_type = Option<Object>)]
     pub before: Option<serde_json::Value>,
     /// The entity after (credentials redacted).
+    #[schema(value_type = Option<Object>)]
     pub after: Option<serde_json::Value>,
 }
 

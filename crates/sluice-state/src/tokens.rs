@@ -47,8 +47,8 @@ fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A token as listed (never the token itself).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A token as listed (never the token itself); also the control API's shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenRow {
     /// Its number.
     pub id: i64,

@@ -39,57 +39,50 @@ struct InFlight {
     prior: Option<Entry>,
 }
 
+/// What a mapping run is given: its destination, consent gate and settings.
+pub struct MappingSetup {
+    /// The overview being filled in.
+    pub report: MappingReport,
+    /// The checkpoint's mapping id.
+    pub mapping_id: i64,
+    /// The consent check of (model, destination).
+    pub gate: Gate,
+    /// Consent columns stamped on items (category id, column index); empty unless the sink uses them.
+    pub stamp: Vec<(String, usize)>,
+    /// Index of this mapping's field projection in [`super::payload::Projections`].
+    pub projection: usize,
+    /// Changes sent.
+    pub on: Vec<Change>,
+    /// Where items go.
+    pub sink: Box<dyn Destination>,
+    /// Retry and delete limits.
+    pub limits: Limits,
+    /// The order checkpoint keys follow.
+    pub order: IdOrder,
+}
+
 /// A mapping being synced.
 pub struct MappingRun {
-    pub(crate) report: MappingReport,
-    mapping_id: i64,
-    gate: Gate,
-    /// Consent columns stamped on items (category id, column index); empty unless the sink uses them.
-    stamp: Vec<(String, usize)>,
-    /// Index of this mapping's field projection in [`super::payload::Projections`].
-    projection: usize,
-    on: Vec<Change>,
-    sink: Box<dyn Destination>,
+    pub(crate) setup: MappingSetup,
     cursor: Cursor,
     batch: Vec<Item>,
     in_flight: Vec<InFlight>,
     writes: Vec<CheckpointWrite>,
     gone: Vec<Entry>,
-    limits: Limits,
-    order: IdOrder,
     /// Records the destination holds that are still in the model (for the mass-delete guard).
     held_present: u64,
 }
 
 impl MappingRun {
     /// A run of one mapping.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        report: MappingReport,
-        mapping_id: i64,
-        gate: Gate,
-        stamp: Vec<(String, usize)>,
-        projection: usize,
-        on: Vec<Change>,
-        sink: Box<dyn Destination>,
-        limits: Limits,
-        order: IdOrder,
-    ) -> Self {
+    pub fn new(setup: MappingSetup) -> Self {
         Self {
-            report,
-            mapping_id,
-            gate,
-            stamp,
-            projection,
-            on,
-            sink,
-            cursor: Cursor::new(mapping_id),
+            cursor: Cursor::new(setup.mapping_id),
+            setup,
             batch: Vec::new(),
             in_flight: Vec::new(),
             writes: Vec::new(),
             gone: Vec::new(),
-            limits,
-            order,
             held_present: 0,
         }
     }
@@ -116,18 +109,22 @@ impl MappingRun {
         if entry.as_ref().is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
         }
-        if let Verdict::Withhold(refused) = self.gate.decide(|c| parse_consent(&values[c])) {
-            let cats: Vec<&str> = refused.iter().map(|i| self.gate.required()[*i].category.as_str()).collect();
-            emit(&mut self.report, Event::Withheld { id, categories: &cats });
+        if let Verdict::Withhold(refused) = self.setup.gate.decide(|c| parse_consent(&values[c])) {
+            let cats: Vec<&str> = refused.iter().map(|i| self.setup.gate.required()[*i].category.as_str()).collect();
+            emit(&mut self.setup.report, Event::Withheld { id, categories: &cats });
             if entry.as_ref().map(|e| e.pending) != Some(Pending::Withheld) {
                 let held = entry.and_then(|e| e.held);
                 self.put(Entry { id: key.to_string(), held, pending: Pending::Withheld });
             }
             return self.flush_writes_if_full(store);
         }
-        let data_hash = payloads.hash(self.projection, values, raw);
-        let consent: Option<Map<String, Value>> = (!self.stamp.is_empty()).then(|| {
-            self.stamp.iter().map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted()))).collect()
+        let data_hash = payloads.hash(self.setup.projection, values, raw);
+        let consent: Option<Map<String, Value>> = (!self.setup.stamp.is_empty()).then(|| {
+            self.setup
+                .stamp
+                .iter()
+                .map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted())))
+                .collect()
         });
         // what is sent is hashed: the fields, and the consent stamp where one is sent
         let hash = match &consent {
@@ -143,7 +140,7 @@ impl MappingRun {
         let change = match entry.as_ref().and_then(|e| e.held) {
             None => Change::Added,
             Some(h) if h == hash => {
-                self.report.unchanged += 1;
+                self.setup.report.unchanged += 1;
                 if pending != Pending::None {
                     self.put(Entry { id: key.to_string(), held: Some(h), pending: Pending::None });
                 }
@@ -152,29 +149,29 @@ impl MappingRun {
             Some(_) => Change::Updated,
         };
         if matches!(pending, Pending::Rejected { hash: h } | Pending::GaveUp { hash: h } if h == hash) {
-            self.report.skipped_rejected += 1;
+            self.setup.report.skipped_rejected += 1;
             return Ok(());
         }
-        if !self.on.contains(&change) {
+        if !self.setup.on.contains(&change) {
             return Ok(());
         }
-        let data = payloads.encode(self.projection, values, raw);
+        let data = payloads.encode(self.setup.projection, values, raw);
         let item = Item { action: change, id: id.to_string(), data, consent };
         self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry })
     }
 
     fn queue(&mut self, store: &mut StateStore, item: Item, meta: InFlight) -> sluice_state::Result<()> {
         match item.action {
-            Change::Added => self.report.added += 1,
-            Change::Updated => self.report.updated += 1,
-            Change::Deleted => self.report.deleted += 1,
+            Change::Added => self.setup.report.added += 1,
+            Change::Updated => self.setup.report.updated += 1,
+            Change::Deleted => self.setup.report.deleted += 1,
         }
         if matches!(meta.prior.as_ref().map(|e| e.pending), Some(Pending::Failed { .. })) {
-            self.report.retried += 1;
+            self.setup.report.retried += 1;
         }
         self.batch.push(item);
         self.in_flight.push(meta);
-        if self.batch.len() >= self.sink.batch_size() {
+        if self.batch.len() >= self.setup.sink.batch_size() {
             self.flush(store)?;
         }
         Ok(())
@@ -186,7 +183,7 @@ impl MappingRun {
 
     fn flush_writes_if_full(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
         if self.writes.len() >= WRITE_BATCH {
-            store.write_checkpoint(self.mapping_id, &std::mem::take(&mut self.writes))?;
+            store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes))?;
         }
         Ok(())
     }
@@ -194,13 +191,13 @@ impl MappingRun {
     /// Delivers the batch and records each item's outcome in the checkpoint.
     pub fn flush(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
         if self.batch.is_empty() {
-            return store.write_checkpoint(self.mapping_id, &std::mem::take(&mut self.writes));
+            return store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes));
         }
         let items = std::mem::take(&mut self.batch);
         let in_flight = std::mem::take(&mut self.in_flight);
         let t = Instant::now();
-        let outcomes = self.sink.deliver(&items);
-        self.report.delivery_ms += t.elapsed().as_millis() as u64;
+        let outcomes = self.setup.sink.deliver(&items);
+        self.setup.report.delivery_ms += t.elapsed().as_millis() as u64;
         let mut delivered = 0;
         for ((item, p), outcome) in items.into_iter().zip(in_flight).zip(outcomes) {
             let held = p.prior.as_ref().and_then(|e| e.held);
@@ -216,14 +213,14 @@ impl MappingRun {
                 Err(e) => {
                     let pending = self.failed_pending(&p, &e);
                     let retryable = matches!(pending, Pending::Failed { .. });
-                    emit(&mut self.report, Event::Failed { id: &item.id, retryable, error: &e.message });
+                    emit(&mut self.setup.report, Event::Failed { id: &item.id, retryable, error: &e.message });
                     self.sample(&item, &e, retryable);
                     self.put(Entry { id: p.key, held, pending });
                 }
             }
         }
-        emit(&mut self.report, Event::Delivered { count: delivered });
-        store.write_checkpoint(self.mapping_id, &std::mem::take(&mut self.writes))
+        emit(&mut self.setup.report, Event::Delivered { count: delivered });
+        store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes))
     }
 
     /// The checkpoint state of a failed item: retried later, or given up.
@@ -233,9 +230,9 @@ impl MappingRun {
         }
         let (attempts, first) = match p.prior.as_ref().map(|e| e.pending) {
             Some(Pending::Failed { attempts, first_failed }) => (attempts + 1, first_failed),
-            _ => (1, self.limits.now),
+            _ => (1, self.setup.limits.now),
         };
-        if attempts >= self.limits.max_syncs || self.limits.now - first >= self.limits.max_age_secs {
+        if attempts >= self.setup.limits.max_syncs || self.setup.limits.now - first >= self.setup.limits.max_age_secs {
             Pending::GaveUp { hash: p.hash }
         } else {
             Pending::Failed { attempts, first_failed: first }
@@ -244,9 +241,9 @@ impl MappingRun {
 
     fn sample(&mut self, item: &Item, e: &DeliveryError, retryable: bool) {
         let list = if retryable {
-            &mut self.report.failure_samples.retryable
+            &mut self.setup.report.failure_samples.retryable
         } else {
-            &mut self.report.failure_samples.permanent
+            &mut self.setup.report.failure_samples.permanent
         };
         if list.len() < MAX_SAMPLES {
             let error = if !retryable && e.retryable {
@@ -277,25 +274,25 @@ impl MappingRun {
         };
         let deletes = self.gone.iter().filter(|e| deletable(e)).count() as u64;
         let held = self.held_present + self.gone.iter().filter(|e| e.held.is_some()).count() as u64;
-        if self.on.contains(&Change::Deleted)
+        if self.setup.on.contains(&Change::Deleted)
             && deletes >= MASS_DELETE_MIN
-            && deletes as f64 > self.limits.max_delete_fraction * held as f64
+            && deletes as f64 > self.setup.limits.max_delete_fraction * held as f64
         {
             // the mass-delete guard: keep every checkpoint entry, send nothing, say so
-            self.report.deletes_held_back = deletes;
+            self.setup.report.deletes_held_back = deletes;
             self.gone.clear();
-            tracing::warn!(destination = %self.report.destination, deletes, held, "mass delete held back");
+            tracing::warn!(destination = %self.setup.report.destination, deletes, held, "mass delete held back");
         }
         for e in std::mem::take(&mut self.gone) {
             match (e.held, e.pending) {
                 (None, _) => self.writes.push(CheckpointWrite::Remove(e.id)),
                 (Some(_), Pending::Rejected { hash: DELETED } | Pending::GaveUp { hash: DELETED }) => {
-                    self.report.skipped_rejected += 1
+                    self.setup.report.skipped_rejected += 1
                 }
-                (Some(_), _) if self.on.contains(&Change::Deleted) => {
+                (Some(_), _) if self.setup.on.contains(&Change::Deleted) => {
                     let item = Item {
                         action: Change::Deleted,
-                        id: self.order.id(&e.id),
+                        id: self.setup.order.id(&e.id),
                         data: sluice_destinations::raw(&Value::Object(Map::new())),
                         consent: None,
                     };
@@ -305,7 +302,7 @@ impl MappingRun {
             }
         }
         self.flush(store)?;
-        self.report.settle_status();
+        self.setup.report.settle_status();
         Ok(())
     }
 
@@ -313,7 +310,7 @@ impl MappingRun {
     pub fn abort(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
         self.gone.clear();
         self.flush(store)?;
-        self.report.settle_status();
+        self.setup.report.settle_status();
         Ok(())
     }
 }

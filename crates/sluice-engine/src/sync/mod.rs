@@ -8,7 +8,7 @@ mod rows;
 use crate::report::{MappingReport, RunReport, MAX_SAMPLES};
 use crate::telemetry::FILTERED_BY_END_USER_CONSENT;
 use crate::workspace::{model_column_errors, Workspace};
-use mapping::{Limits, MappingRun};
+use mapping::{Limits, MappingRun, MappingSetup};
 use payload::Projections;
 use rows::Rows;
 use sluice_core::{ConfigErrors, DestinationKind, Gate, ModelConfig};
@@ -159,7 +159,17 @@ fn prepare(
         let mapping_id = store.mapping_id(&model.id, &dest.id)?;
         follow_id_order(store, mapping_id, order)?;
         let projection = out.payloads.add(fields, whole);
-        out.runs.push(MappingRun::new(report, mapping_id, gate, stamp, projection, on, sink, limits, order));
+        out.runs.push(MappingRun::new(MappingSetup {
+            report,
+            mapping_id,
+            gate,
+            stamp,
+            projection,
+            on,
+            sink,
+            limits,
+            order,
+        }));
     }
     Ok(out)
 }
@@ -279,7 +289,7 @@ pub fn sync_model(
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     let mut mappings = Vec::new();
     for m in maps.runs {
-        let mut r = m.report;
+        let mut r = m.setup.report;
         r.extracted = report.extracted;
         r.rejected = report.rejected;
         // R11: consent-withheld records are never metered

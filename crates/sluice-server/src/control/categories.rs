@@ -124,23 +124,19 @@ pub async fn create(
         enabled: body.enabled.unwrap_or(true),
     };
     let out = Category::from(&cat);
-    let cs = s.clone();
-    tokio::task::spawn_blocking(move || {
-        cs.change(&actor, |ws| {
-            if ws.consent_categories.iter().any(|c| c.id == cat.id) {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    format!("a category with id `{}` exists", cat.id),
-                    Some("id"),
-                ));
-            }
-            ws.consent_categories.push(cat);
-            Ok(())
-        })
+    s.change(actor, move |ws| {
+        if ws.consent_categories.iter().any(|c| c.id == cat.id) {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("a category with id `{}` exists", cat.id),
+                Some("id"),
+            ));
+        }
+        ws.consent_categories.push(cat);
+        Ok(())
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -157,25 +153,21 @@ pub async fn update(
     super::ApiJson(body): super::ApiJson<CategoryChange>,
 ) -> Result<Json<Category>, ApiError> {
     actor.owner()?;
-    let cs = s.clone();
     let key = id.clone();
-    tokio::task::spawn_blocking(move || {
-        cs.change(&actor, |ws| {
-            let c = ws.consent_categories.iter_mut().find(|c| c.id == key).ok_or_else(|| not_found(&key))?;
-            if let Some(n) = body.name {
-                c.name = n;
-            }
-            if let Some(d) = body.destinations {
-                c.destinations = d;
-            }
-            if let Some(e) = body.enabled {
-                c.enabled = e;
-            }
-            Ok(())
-        })
+    s.change(actor, move |ws| {
+        let c = ws.consent_categories.iter_mut().find(|c| c.id == key).ok_or_else(|| not_found(&key))?;
+        if let Some(n) = body.name {
+            c.name = n;
+        }
+        if let Some(d) = body.destinations {
+            c.destinations = d;
+        }
+        if let Some(e) = body.enabled {
+            c.enabled = e;
+        }
+        Ok(())
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     find(&s, &id).map(Json)
 }
 
@@ -203,17 +195,14 @@ pub async fn remove(
             Some("id"),
         ));
     }
-    tokio::task::spawn_blocking(move || {
-        s.change(&actor, |ws| {
-            let before = ws.consent_categories.len();
-            ws.consent_categories.retain(|c| c.id != id);
-            if ws.consent_categories.len() == before {
-                return Err(not_found(&id));
-            }
-            Ok(())
-        })
+    s.change(actor, move |ws| {
+        let before = ws.consent_categories.len();
+        ws.consent_categories.retain(|c| c.id != id);
+        if ws.consent_categories.len() == before {
+            return Err(not_found(&id));
+        }
+        Ok(())
     })
-    .await
-    .map_err(ApiError::internal)??;
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

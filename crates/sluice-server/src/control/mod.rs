@@ -214,7 +214,17 @@ impl Page {
 
 impl ControlState {
     /// Applies `change` to the stored workspace: validates, seals, stores, audits, goes live.
-    pub(crate) fn change(
+    /// [`ControlState::change_now`] off the async runtime.
+    pub(crate) async fn change(
+        &self,
+        actor: Actor,
+        change: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError> + Send + 'static,
+    ) -> Result<(), ApiError> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.change_now(&actor, change)).await.map_err(ApiError::internal)?
+    }
+
+    pub(crate) fn change_now(
         &self,
         actor: &Actor,
         change: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError>,
@@ -261,34 +271,11 @@ impl ControlState {
     }
 }
 
-/// One audit log entry.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditItem {
-    /// Position in the log.
-    pub id: i64,
-    /// When.
-    pub at: String,
-    /// Who.
-    pub actor: String,
-    /// `create`, `change` or `remove`.
-    pub action: String,
-    /// Kind of entity.
-    pub kind: String,
-    /// Entity id.
-    pub entity: String,
-    /// Before (credentials redacted).
-    #[schema(value_type = Option<Object>)]
-    pub before: Option<serde_json::Value>,
-    /// After (credentials redacted).
-    #[schema(value_type = Option<Object>)]
-    pub after: Option<serde_json::Value>,
-}
-
 /// A page of the audit log.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuditPage {
     /// Entries, newest first.
-    pub items: Vec<AuditItem>,
+    pub items: Vec<AuditEntry>,
 }
 
 /// The audit log of configuration changes (owners and members).
@@ -304,20 +291,7 @@ async fn audit_log(
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 500);
     let all = store.audit_log(limit + p.offset.unwrap_or(0)).map_err(ApiError::internal)?;
-    let items = all
-        .into_iter()
-        .skip(p.offset.unwrap_or(0))
-        .map(|e| AuditItem {
-            id: e.id,
-            at: e.at,
-            actor: e.actor,
-            action: e.action,
-            kind: e.kind,
-            entity: e.entity,
-            before: e.before,
-            after: e.after,
-        })
-        .collect();
+    let items = all.into_iter().skip(p.offset.unwrap_or(0)).collect();
     Ok(Json(AuditPage { items }))
 }
 

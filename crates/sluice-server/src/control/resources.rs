@@ -170,7 +170,7 @@ pub async fn set_consent(
                 return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string(), Some(&e.at)));
             }
         }
-        cs.change(&actor, |ws| {
+        cs.change_now(&actor, |ws| {
             let m = ws.models.iter_mut().find(|m| m.id == key).ok_or_else(|| unknown_model(&key))?;
             m.consent = body.consent;
             Ok(())

@@ -8,26 +8,11 @@ use serde::{Deserialize, Serialize};
 use sluice_state::{AuditEntry, Role, StateStore};
 use utoipa::ToSchema;
 
-/// A token as listed.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TokenItem {
-    /// Its number.
-    pub id: i64,
-    /// Who uses it.
-    pub name: String,
-    /// `owner` or `member`.
-    pub role: String,
-    /// When it was created.
-    pub created_at: String,
-    /// Whether it was disabled.
-    pub disabled: bool,
-}
-
 /// Every token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenList {
     /// The tokens (never the secrets).
-    pub items: Vec<TokenItem>,
+    pub items: Vec<sluice_state::TokenRow>,
 }
 
 /// A token to create.
@@ -88,12 +73,7 @@ fn audit(
 pub async fn list(State(s): State<ControlState>, actor: Actor) -> Result<Json<TokenList>, ApiError> {
     owners_only(&actor)?;
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
-    let items = store
-        .tokens()
-        .map_err(ApiError::internal)?
-        .into_iter()
-        .map(|t| TokenItem { id: t.id, name: t.name, role: t.role, created_at: t.created_at, disabled: t.disabled })
-        .collect();
+    let items = store.tokens().map_err(ApiError::internal)?;
     Ok(Json(TokenList { items }))
 }
 

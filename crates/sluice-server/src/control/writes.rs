@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
-use sluice_core::{DestinationConfig, ModelConfig, SourceConfig, WorkspaceFile};
+use sluice_core::{DestinationConfig, ModelConfig, SourceConfig};
 
 const SET: &str = "<set>";
 
@@ -57,14 +57,6 @@ fn replace<T: Clone>(items: &mut Vec<T>, id_of: impl Fn(&T) -> &str, id: &str, n
     }
 }
 
-async fn apply(
-    s: ControlState,
-    actor: Actor,
-    f: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError> + Send + 'static,
-) -> Result<(), ApiError> {
-    tokio::task::spawn_blocking(move || s.change(&actor, f)).await.map_err(ApiError::internal)?
-}
-
 /// Creates or replaces a source.
 #[utoipa::path(put, path = "/api/v1/sources/{id}", params(("id" = String, Path, description = "Source id")), request_body = Object,
     responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
@@ -80,11 +72,12 @@ pub async fn put_source(
     keep(&mut src.url, old.as_ref().and_then(|o| o.url.as_ref()));
     keep(&mut src.write_key, old.as_ref().and_then(|o| o.write_key.as_ref()));
     let key = id.clone();
-    apply(s.clone(), actor, move |ws| {
-        replace(&mut ws.sources, |x| &x.id, &key, src);
-        Ok(())
-    })
-    .await?;
+    s.clone()
+        .change(actor, move |ws| {
+            replace(&mut ws.sources, |x| &x.id, &key, src);
+            Ok(())
+        })
+        .await?;
     Ok(Json(saved(&s, "source", &id)))
 }
 
@@ -115,11 +108,12 @@ pub async fn put_destination(
         }
     }
     let key = id.clone();
-    apply(s.clone(), actor, move |ws| {
-        replace(&mut ws.destinations, |x| &x.id, &key, dest);
-        Ok(())
-    })
-    .await?;
+    s.clone()
+        .change(actor, move |ws| {
+            replace(&mut ws.destinations, |x| &x.id, &key, dest);
+            Ok(())
+        })
+        .await?;
     Ok(Json(saved(&s, "destination", &id)))
 }
 
@@ -139,11 +133,12 @@ pub async fn put_model(
         actor.owner()?;
     }
     let key = id.clone();
-    apply(s.clone(), actor, move |ws| {
-        replace(&mut ws.models, |x| &x.id, &key, model);
-        Ok(())
-    })
-    .await?;
+    s.clone()
+        .change(actor, move |ws| {
+            replace(&mut ws.models, |x| &x.id, &key, model);
+            Ok(())
+        })
+        .await?;
     Ok(Json(saved(&s, "model", &id)))
 }
 
@@ -188,7 +183,7 @@ pub async fn delete_source(
         return Err(not_found("source", &id));
     }
     in_use("source", &id, ws.models.iter().filter(|m| m.source == id).map(|m| format!("model {}", m.id)).collect())?;
-    apply(s, actor, move |ws| {
+    s.change(actor, move |ws| {
         ws.sources.retain(|x| x.id != id);
         Ok(())
     })
@@ -222,7 +217,7 @@ pub async fn delete_destination(
             .map(|c| format!("consent category {}", c.id)),
     );
     in_use("destination", &id, by)?;
-    apply(s, actor, move |ws| {
+    s.change(actor, move |ws| {
         ws.destinations.retain(|x| x.id != id);
         Ok(())
     })
@@ -244,7 +239,7 @@ pub async fn delete_model(
     if !m.consent.is_empty() {
         actor.owner()?;
     }
-    apply(s, actor, move |ws| {
+    s.change(actor, move |ws| {
         ws.models.retain(|x| x.id != id);
         Ok(())
     })
