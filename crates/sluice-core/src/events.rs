@@ -81,48 +81,71 @@ pub enum Route {
     Disabled,
 }
 
-/// Decides one destination for one event. `consent` is the event's consent after the
-/// workspace's `missing_consent` setting was applied (see [`effective_consent`]).
+/// One destination's routing, computed once per workspace: whether it is enabled, the name the
+/// integrations object uses, and the enabled categories it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationPlan {
+    enabled: bool,
+    name: String,
+    policy: Policy,
+    required: Vec<String>,
+}
+
+impl DestinationPlan {
+    /// The plan of `dest` in `ws`.
+    pub fn new(ws: &WorkspaceFile, dest: &DestinationConfig) -> Self {
+        Self {
+            enabled: dest.enabled,
+            name: dest.display_name().to_string(),
+            policy: ws.workspace.policy,
+            required: ws
+                .consent_categories
+                .iter()
+                .filter(|c| c.enabled && c.destinations.contains(&dest.id))
+                .map(|c| c.id.clone())
+                .collect(),
+        }
+    }
+
+    /// Decides one event. `consent` is the event's consent after the workspace's
+    /// `missing_consent` setting was applied (see [`effective_consent`]).
+    pub fn route(&self, consent: &EventConsent, integrations: Option<&Map<String, Value>>) -> Route {
+        if !self.enabled {
+            return Route::Disabled;
+        }
+        if let (EventConsent::Given(prefs), false) = (consent, self.required.is_empty()) {
+            let ok = |c: &&String| prefs.get(*c).copied().unwrap_or(false);
+            let pass = match self.policy {
+                Policy::All => self.required.iter().all(|c| ok(&c)),
+                Policy::Any => self.required.iter().any(|c| ok(&c)),
+            };
+            if !pass {
+                return Route::Withheld { categories: self.required.iter().filter(|c| !ok(c)).cloned().collect() };
+            }
+        }
+        // R8: the integrations object only narrows what consent allows
+        let Some(integrations) = integrations else { return Route::Deliver { metadata: None } };
+        match integrations.get(&self.name) {
+            Some(Value::Bool(false)) => Route::TurnedOff,
+            Some(Value::Object(meta)) => Route::Deliver { metadata: Some(Value::Object(meta.clone())) },
+            Some(Value::Bool(true)) => Route::Deliver { metadata: None },
+            _ => match integrations.get("All") {
+                Some(Value::Bool(false)) => Route::TurnedOff,
+                _ => Route::Deliver { metadata: None },
+            },
+        }
+    }
+}
+
+/// Decides one destination for one event (see [`DestinationPlan`], which the router keeps
+/// instead of recomputing the plan per event).
 pub fn route(
     ws: &WorkspaceFile,
     dest: &DestinationConfig,
     consent: &EventConsent,
     integrations: Option<&Map<String, Value>>,
 ) -> Route {
-    if !dest.enabled {
-        return Route::Disabled;
-    }
-    if let EventConsent::Given(prefs) = consent {
-        let required: Vec<&str> = ws
-            .consent_categories
-            .iter()
-            .filter(|c| c.enabled && c.destinations.contains(&dest.id))
-            .map(|c| c.id.as_str())
-            .collect();
-        if !required.is_empty() {
-            let ok = |c: &&str| prefs.get(*c).copied().unwrap_or(false);
-            let pass = match ws.workspace.policy {
-                Policy::All => required.iter().all(ok),
-                Policy::Any => required.iter().any(ok),
-            };
-            if !pass {
-                return Route::Withheld {
-                    categories: required.iter().filter(|c| !ok(c)).map(|c| c.to_string()).collect(),
-                };
-            }
-        }
-    }
-    // R8: the integrations object only narrows what consent allows
-    let Some(integrations) = integrations else { return Route::Deliver { metadata: None } };
-    match integrations.get(dest.display_name()) {
-        Some(Value::Bool(false)) => Route::TurnedOff,
-        Some(Value::Object(meta)) => Route::Deliver { metadata: Some(Value::Object(meta.clone())) },
-        Some(Value::Bool(true)) => Route::Deliver { metadata: None },
-        _ => match integrations.get("All") {
-            Some(Value::Bool(false)) => Route::TurnedOff,
-            _ => Route::Deliver { metadata: None },
-        },
-    }
+    DestinationPlan::new(ws, dest).route(consent, integrations)
 }
 
 /// Applies `missing_consent` (R7) to an event's consent: `allow` leaves a missing object

@@ -67,6 +67,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     let conn = store::open(&config.state_dir)?;
     let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
     let router = writer::Router {
+        plans: writer::plans(&ws),
         ws: ws.clone(),
         live: live.clone(),
         metrics: metrics.clone(),

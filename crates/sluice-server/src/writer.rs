@@ -7,7 +7,7 @@ use crate::metrics::{dest, DestCategory, Metrics};
 use crate::store::{self, exec, query_row, ProfileStore};
 use rusqlite::{params, Connection, Transaction};
 use serde_json::{json, Value};
-use sluice_core::events::{effective_consent, read_consent, route, EventConsent, Route};
+use sluice_core::events::{effective_consent, read_consent, DestinationPlan, EventConsent, Route};
 use sluice_core::{DestinationConfig, MissingConsent, WorkspaceFile};
 use std::collections::HashMap;
 use std::sync::mpsc::Receiver;
@@ -100,12 +100,19 @@ pub struct Accepted {
 pub struct Router {
     /// The workspace as of the current group.
     pub ws: Arc<WorkspaceFile>,
+    /// Each destination's routing plan for `ws`, in the order of its destinations.
+    pub plans: Vec<DestinationPlan>,
     /// The live workspace the control API updates; read at the start of every group.
     pub live: Arc<std::sync::RwLock<Arc<WorkspaceFile>>>,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// How long delivered events stay in the log for the debugger and audits.
     pub retention_secs: i64,
+}
+
+/// The routing plans of a workspace's destinations.
+pub fn plans(ws: &WorkspaceFile) -> Vec<DestinationPlan> {
+    ws.destinations.iter().map(|d| DestinationPlan::new(ws, d)).collect()
 }
 
 /// Counts of a group, keyed by (minute, destination index, metric, category index or NONE).
@@ -191,7 +198,7 @@ impl Router {
         let mut decisions = String::from("{");
         let mut routes = String::from(",");
         for (di, d) in self.ws.destinations.iter().enumerate() {
-            let r = route(&self.ws, d, &consent, integrations);
+            let r = self.plans[di].route(&consent, integrations);
             let metric = match &r {
                 Route::Deliver { .. } => {
                     routes.push_str(&d.id);
@@ -309,7 +316,11 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         trim(&conn, &router, &mut last_trim);
-        router.ws = router.live.read().expect("not poisoned").clone();
+        let current = router.live.read().expect("not poisoned").clone();
+        if !Arc::ptr_eq(&current, &router.ws) || router.plans.len() != current.destinations.len() {
+            router.plans = plans(&current);
+            router.ws = current;
+        }
         let mut group = vec![first];
         while group.len() < GROUP {
             match jobs.try_recv() {

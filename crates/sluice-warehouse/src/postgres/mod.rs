@@ -30,6 +30,8 @@ pub struct PgOptions {
 pub struct PostgresWarehouse {
     client: Client,
     target: String,
+    /// The last model described (a sync asks for columns, id order and a scan of one model).
+    described: Option<(String, Vec<(String, Conv)>)>,
 }
 
 /// How a column is read.
@@ -152,7 +154,7 @@ impl PostgresWarehouse {
             setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
         }
         client.batch_execute(&setup).map_err(|e| connect(error_text(&e)))?;
-        Ok(Self { client, target })
+        Ok(Self { client, target, described: None })
     }
 
     /// `user@host:port/db`.
@@ -161,6 +163,17 @@ impl PostgresWarehouse {
     }
 
     fn describe_model(&mut self, sql: &str) -> Result<Vec<(String, Conv)>, WarehouseError> {
+        if let Some((known, cols)) = &self.described {
+            if known == sql {
+                return Ok(cols.clone());
+            }
+        }
+        let cols = self.prepare_model(sql)?;
+        self.described = Some((sql.to_string(), cols.clone()));
+        Ok(cols)
+    }
+
+    fn prepare_model(&mut self, sql: &str) -> Result<Vec<(String, Conv)>, WarehouseError> {
         let stmt = self.client.prepare(model_sql(sql)).map_err(|e| sql_error(e, model_sql(sql)))?;
         let cols: Vec<(String, Conv)> =
             stmt.columns().iter().map(|c| (c.name().to_string(), conv(c.type_()))).collect();
