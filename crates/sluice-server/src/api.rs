@@ -18,14 +18,30 @@ use std::sync::Arc;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// Write key -> source id.
-    pub sources: Arc<HashMap<String, String>>,
+    /// The live workspace (event sources and their write keys follow it at once).
+    pub live: crate::Live,
     /// The writer's queue.
     pub jobs: SyncSender<Job>,
     /// The state folder (for read connections).
     pub dir: Arc<PathBuf>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    /// The event source whose write key is `key`, in the live workspace: a rotated or removed
+    /// key stops working at once, a new one works at once.
+    pub fn source_for_key(&self, key: &str) -> Option<sluice_core::SourceConfig> {
+        if key.is_empty() {
+            return None;
+        }
+        self.live
+            .load()
+            .sources
+            .iter()
+            .find(|s| s.kind == sluice_core::SourceKind::Events && s.write_key.as_deref() == Some(key))
+            .cloned()
+    }
 }
 
 /// The one error shape: `{"error": {"code", "message", "field"}}`; internals never leak.

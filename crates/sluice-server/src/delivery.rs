@@ -123,7 +123,7 @@ fn backoff_secs(attempts: i64) -> i64 {
 /// Keeps one worker per streaming destination of the live workspace: starts workers for new
 /// destinations, restarts those whose settings changed, stops removed or disabled ones.
 pub fn supervise(
-    live: Arc<std::sync::RwLock<Arc<sluice_core::WorkspaceFile>>>,
+    live: crate::Live,
     dir: PathBuf,
     base: PathBuf,
     metrics: Arc<Metrics>,
@@ -135,7 +135,7 @@ pub fn supervise(
         (DestinationConfig, Arc<AtomicBool>, std::thread::JoinHandle<()>),
     > = Default::default();
     while !stop.load(Ordering::Relaxed) {
-        let ws = live.read().expect("not poisoned").clone();
+        let ws = live.load_full();
         let wanted = crate::writer::streaming_destinations(&ws);
         running.retain(|id, (config, own_stop, _)| {
             let keep = wanted.iter().any(|d| &d.id == id && d == config);

@@ -17,8 +17,11 @@ pub mod scheduler;
 pub mod store;
 pub mod writer;
 
-use sluice_core::{SourceKind, WorkspaceFile};
-use std::collections::HashMap;
+/// The workspace every part of the server follows; the control API swaps it on each change.
+/// Readers never block and nothing can poison it.
+pub type Live = Arc<arc_swap::ArcSwap<WorkspaceFile>>;
+
+use sluice_core::WorkspaceFile;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -60,7 +63,7 @@ pub struct ServeConfig {
 /// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound address.
 pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
     let ws = Arc::new(config.workspace);
-    let live = Arc::new(std::sync::RwLock::new(ws.clone()));
+    let live: Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
     let metrics = Arc::new(metrics::Metrics::default());
     let wake = Arc::new(delivery::Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -94,13 +97,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         let (l, base, dir, st) = (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone());
         std::thread::Builder::new().name("sluice-scheduler".into()).spawn(move || scheduler::run(l, base, dir, st))?
     };
-    let sources: HashMap<String, String> = ws
-        .sources
-        .iter()
-        .filter(|s| s.kind == SourceKind::Events)
-        .filter_map(|s| s.write_key.clone().map(|k| (k, s.id.clone())))
-        .collect();
-    let state = api::AppState { sources: Arc::new(sources), jobs, dir: Arc::new(config.state_dir.clone()), metrics };
+    let state = api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -111,7 +108,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
             state_dir: Arc::new(config.state_dir.clone()),
             base_dir: Arc::new(config.base_dir.clone()),
             live: live.clone(),
-            write: Arc::new(std::sync::Mutex::new(())),
+            write: Arc::new(parking_lot::Mutex::new(())),
         };
         let app = api::router(state).merge(control::router(control));
         axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;

@@ -2,13 +2,12 @@
 //! the same model at once (a lock file per model, shared with `sluice sync`).
 
 use sluice_core::schedule::Schedule;
-use sluice_core::WorkspaceFile;
 use sluice_engine::{SyncError, Workspace};
 use sluice_state::StateStore;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// When a model last started a run (from the run history).
@@ -32,12 +31,12 @@ pub fn next_runs(ws: &Workspace, store: &StateStore) -> HashMap<String, chrono::
 }
 
 /// Runs until `stop`, checking every second which models of the live workspace are due.
-pub fn run(live: Arc<RwLock<Arc<WorkspaceFile>>>, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<AtomicBool>) {
+pub fn run(live: crate::Live, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<AtomicBool>) {
     let mut store: Option<StateStore> = None;
     let mut running: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_secs(1));
-        let file = live.read().expect("not poisoned").clone();
+        let file = live.load_full();
         let schedules: Vec<(String, Schedule)> = file
             .models
             .iter()

@@ -103,7 +103,7 @@ pub struct Router {
     /// Each destination's routing plan for `ws`, in the order of its destinations.
     pub plans: Vec<DestinationPlan>,
     /// The live workspace the control API updates; read at the start of every group.
-    pub live: Arc<std::sync::RwLock<Arc<WorkspaceFile>>>,
+    pub live: crate::Live,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// How long delivered events stay in the log for the debugger and audits.
@@ -316,7 +316,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         trim(&conn, &router, &mut last_trim);
-        let current = router.live.read().expect("not poisoned").clone();
+        let current = router.live.load_full();
         if !Arc::ptr_eq(&current, &router.ws) || router.plans.len() != current.destinations.len() {
             router.plans = plans(&current);
             router.ws = current;

@@ -18,7 +18,7 @@ use sluice_core::WorkspaceFile;
 use sluice_engine::Workspace;
 use sluice_state::{AuditEntry, Role, StateStore};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -31,9 +31,9 @@ pub struct ControlState {
     /// Folder relative paths resolve from.
     pub base_dir: Arc<PathBuf>,
     /// The workspace the router uses; replaced on every change.
-    pub live: Arc<RwLock<Arc<WorkspaceFile>>>,
+    pub live: crate::Live,
     /// Serializes changes.
-    pub write: Arc<std::sync::Mutex<()>>,
+    pub write: Arc<parking_lot::Mutex<()>>,
 }
 
 /// The one error shape: `{"error": {"code", "message", "field"}}`; internals never leak.
@@ -229,7 +229,7 @@ impl ControlState {
         actor: &Actor,
         change: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        let _one_at_a_time = self.write.lock().map_err(ApiError::internal)?;
+        let _one_at_a_time = self.write.lock();
         let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
         let old = Workspace::load(&store).map_err(ApiError::internal)?;
         let mut file = old.file.clone();
@@ -258,12 +258,12 @@ impl ControlState {
             })
             .collect();
         store.append_audit(&entries).map_err(ApiError::internal)?;
-        *self.live.write().map_err(ApiError::internal)? = Arc::new(validated.file);
+        self.live.store(Arc::new(validated.file));
         Ok(())
     }
 
     pub(crate) fn current(&self) -> Arc<WorkspaceFile> {
-        self.live.read().expect("not poisoned").clone()
+        self.live.load_full()
     }
 
     pub(crate) fn engine_workspace(&self) -> Workspace {

@@ -76,7 +76,7 @@ pub async fn handle(state: AppState, kind: Option<&'static str>, headers: Header
             None,
         );
     };
-    let Some(source) = state.sources.get(&key).cloned() else {
+    let Some(source) = state.source_for_key(&key).map(|s| s.id) else {
         return error(StatusCode::UNAUTHORIZED, "unknown_write_key", "unknown write key", None);
     };
     if let Some(o) = body.as_object_mut() {
