@@ -1,6 +1,19 @@
 //! The `sluice` binary: the CLI edge (anyhow lives here and nowhere else).
 
+/// `println!` that ends the program quietly when stdout is closed (`sluice debugger web | head`)
+/// instead of panicking.
+macro_rules! outln {
+    () => { $crate::output::write(format_args!("\n")) };
+    ($($t:tt)*) => { $crate::output::write(format_args!("{}\n", format_args!($($t)*))) };
+}
+
+/// `print!` that ends the program quietly when stdout is closed.
+macro_rules! out {
+    ($($t:tt)*) => { $crate::output::write(format_args!($($t)*)) };
+}
+
 mod commands;
+mod output;
 mod progress;
 mod render;
 
@@ -79,12 +92,20 @@ enum Command {
     },
     /// Run the Tracking API (Segment-compatible) with consent routing, debugger, profiles, metrics.
     Serve {
-        /// Address to listen on.
+        /// Address of the public side (ingestion, health); also of the private side unless
+        /// --admin-listen is given.
         #[arg(long, default_value = "127.0.0.1:8088")]
         listen: String,
+        /// Serve the private side (control API, debugger, profiles, overview, metrics) only on
+        /// this address; the public address then answers 404 for it.
+        #[arg(long)]
+        admin_listen: Option<String>,
         /// Days delivered events stay in the log for the debugger and audits.
         #[arg(long, default_value_t = 7)]
         retention_days: i64,
+        /// Open connections at most (per address); more clients wait.
+        #[arg(long, default_value_t = 4096)]
+        max_connections: usize,
     },
     /// A profile's identifiers, traits and consent (by userId or anonymousId).
     Profile {
@@ -201,7 +222,12 @@ fn main() -> ExitCode {
         Command::Token { action: TokenAction::Create { role, name } } => commands::stream::token(&state, &role, &name),
         Command::AuditLog { limit, json } => commands::overview::audit_log(&state, limit, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
-        Command::Serve { listen, retention_days } => commands::stream::serve(&state, &listen, retention_days),
+        Command::Serve { listen, admin_listen, retention_days, max_connections } => {
+            commands::stream::serve(
+                &state,
+                commands::stream::ServeArgs { listen, admin_listen, retention_days, max_connections },
+            )
+        }
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::StreamOverview { minutes, json } => commands::stream::overview(&state, minutes, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),

@@ -37,7 +37,7 @@ pub fn why_withheld(m: &MappingReport, ws: &Workspace) -> String {
 
 /// Prints a run's delivery overview.
 pub fn run_report(r: &RunReport, ws: &Workspace) {
-    println!(
+    outln!(
         "Sync run #{} of model `{}`: {} — {} rows extracted, {} rejected, {} ms",
         r.run_id, r.model, r.status, r.extracted, r.rejected, r.duration_ms
     );
@@ -65,24 +65,24 @@ pub fn run_report(r: &RunReport, ws: &Workspace) {
             Cell::new(why_withheld(m, ws)),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     for m in &r.mappings {
-        println!("  {}: {}", m.destination, m.consent_rule);
+        outln!("  {}: {}", m.destination, m.consent_rule);
         for s in m.failure_samples.permanent.iter().chain(&m.failure_samples.retryable).take(3) {
-            println!("    failed {} {}: {}", s.action, s.id, s.error);
+            outln!("    failed {} {}: {}", s.action, s.id, s.error);
         }
     }
     for (reason, n) in &r.rejected_by_reason {
         let samples = r.rejected_samples.get(reason).map(|s| s.join(", ")).unwrap_or_default();
-        println!("  rejected {n} row(s): {} (ids: {samples})", reason.replace('_', " "));
+        outln!("  rejected {n} row(s): {} (ids: {samples})", reason.replace('_', " "));
     }
     for (cat, n) in &r.consent_warnings {
-        println!("  warning: {n} row(s) have a NULL or non-boolean {cat} consent value (counted as not consented)");
+        outln!("  warning: {n} row(s) have a NULL or non-boolean {cat} consent value (counted as not consented)");
     }
     for w in &r.warnings {
-        println!("  warning: {w}");
+        outln!("  warning: {w}");
     }
     if let Some(e) = &r.error {
-        println!("  error: {e}");
+        outln!("  error: {e}");
     }
 }

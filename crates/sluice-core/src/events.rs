@@ -107,6 +107,29 @@ impl DestinationPlan {
         }
     }
 
+    /// The plans of every destination of `ws`, in order, in time linear in the workspace's size
+    /// (categories are indexed by destination once, not searched per destination).
+    pub fn all(ws: &WorkspaceFile) -> Vec<Self> {
+        let mut required: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
+        for c in ws.consent_categories.iter().filter(|c| c.enabled) {
+            let mut seen = std::collections::HashSet::new();
+            for d in &c.destinations {
+                if seen.insert(d.as_str()) {
+                    required.entry(d.as_str()).or_default().push(c.id.clone());
+                }
+            }
+        }
+        ws.destinations
+            .iter()
+            .map(|d| Self {
+                enabled: d.enabled,
+                name: d.display_name().to_string(),
+                policy: ws.workspace.policy,
+                required: required.remove(d.id.as_str()).unwrap_or_default(),
+            })
+            .collect()
+    }
+
     /// Decides one event. `consent` is the event's consent after the workspace's
     /// `missing_consent` setting was applied (see [`effective_consent`]).
     pub fn route(&self, consent: &EventConsent, integrations: Option<&Map<String, Value>>) -> Route {

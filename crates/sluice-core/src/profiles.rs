@@ -47,7 +47,34 @@ pub struct Profile {
     pub consent: BTreeMap<String, CategoryConsent>,
 }
 
+/// Most traits a profile keeps.
+pub const MAX_TRAITS: usize = 256;
+/// Most bytes a profile's traits take, as JSON.
+pub const MAX_TRAITS_BYTES: usize = 64 * 1024;
+
 impl Profile {
+    /// Adds `identify` traits (last write wins) within [`MAX_TRAITS`] keys and
+    /// [`MAX_TRAITS_BYTES`]: a trait that would pass either bound is not stored. Returns the
+    /// names of the traits left out, for the event's warnings.
+    pub fn add_traits(&mut self, traits: &Map<String, Value>) -> Vec<String> {
+        let size = |v: &Value| serde_json::to_string(v).map(|s| s.len()).unwrap_or(usize::MAX);
+        let mut bytes: usize = self.traits.iter().map(|(k, v)| k.len() + size(v) + 4).sum();
+        let mut left_out = Vec::new();
+        for (k, v) in traits {
+            let new = k.len() + size(v) + 4;
+            let old = self.traits.get(k).map(|o| k.len() + size(o) + 4);
+            let keys_after = self.traits.len() + usize::from(old.is_none());
+            let bytes_after = bytes.saturating_add(new).saturating_sub(old.unwrap_or(0));
+            if keys_after > MAX_TRAITS || bytes_after > MAX_TRAITS_BYTES {
+                left_out.push(k.clone());
+                continue;
+            }
+            bytes = bytes_after;
+            self.traits.insert(k.clone(), v.clone());
+        }
+        left_out
+    }
+
     /// R9: the reserved consent event's preferences are the person's full state: every category
     /// of the workspace is replaced (an omitted one becomes false), unless the stored value is
     /// more recent (by timestamp, then arrival).

@@ -4,13 +4,13 @@
 use crate::metrics::Metrics;
 use crate::writer::Job;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use serde_json::json;
 use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -52,12 +52,29 @@ pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>)
 
 macro_rules! call {
     ($kind:expr) => {
-        post(|State(s): State<AppState>, h: HeaderMap, b: Bytes| crate::ingest::handle(s, $kind, h, b))
+        post(|State(s): State<AppState>, h: HeaderMap, b: Result<Bytes, BytesRejection>| async move {
+            match b {
+                Ok(b) => crate::ingest::handle(s, $kind, h, b).await,
+                Err(e) => body_rejection(e),
+            }
+        })
     };
 }
 
-/// All routes.
-pub fn router(state: AppState) -> Router {
+/// A body that could not be read (too large, too slow, broken) in the one error shape.
+pub fn body_rejection(e: BytesRejection) -> Response {
+    let status = e.status();
+    let (code, message) = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ("body_too_large", format!("the body exceeds {} KB", crate::ingest::event::MAX_BATCH_BYTES / 1024))
+    } else {
+        ("unreadable_body", format!("the body could not be read: {}", e.body_text()))
+    };
+    error(status, code, &message, None)
+}
+
+/// The public side (SPEC §9): ingestion (long and short paths) and `/health`, authenticated by
+/// write keys only. Nothing here reveals stored data.
+pub fn public_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/identify", call!(Some("identify")))
         .route("/v1/track", call!(Some("track")))
@@ -75,88 +92,31 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/g", call!(Some("group")))
         .route("/v1/a", call!(Some("alias")))
         .route("/v1/b", call!(None))
-        .route("/v1/debugger/{source}", get(debugger))
-        .route("/v1/profiles/{id}", get(profile))
-        .route("/v1/overview", get(overview))
-        .route("/metrics", get(metrics))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .layer(axum::extract::DefaultBodyLimit::max(crate::ingest::event::MAX_BATCH_BYTES + 64 * 1024))
         .with_state(state)
 }
 
-#[allow(clippy::result_large_err)] // the error is the response itself
-fn read_conn(s: &AppState) -> Result<rusqlite::Connection, Response> {
-    crate::store::open(&s.dir).map_err(|e| {
-        tracing::error!(error = %e, "cannot open the event log");
-        error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
-    })
+/// The private side: the read endpoints (debugger, profiles, overview, metrics) and the control
+/// API, every route behind an owner or member token.
+pub fn private_router(state: AppState, control: crate::control::ControlState) -> Router {
+    let reads = Router::new()
+        .route("/v1/debugger/{source}", get(crate::read::debugger))
+        .route("/v1/profiles/{id}", get(crate::read::profile))
+        .route("/v1/overview", get(crate::read::overview))
+        .route("/metrics", get(crate::read::metrics))
+        .with_state(state);
+    // every private route, the OpenAPI document included, answers 401 without a token
+    reads
+        .merge(crate::control::router(control.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(control, crate::control::require_token))
+        .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
 }
 
-fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "read endpoint failed");
-    error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
-}
-
-async fn debugger(
-    State(s): State<AppState>,
-    Path(source): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).min(1000);
-    let conn = match read_conn(&s) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let events = match crate::store::recent_events(&conn, &source, limit) {
-        Ok(e) => e,
-        Err(e) => return internal(e),
-    };
-    let invalid = crate::store::recent_invalid(&conn, &source, limit).unwrap_or_default();
-    Json(json!({"source": source, "events": events, "invalid": invalid})).into_response()
-}
-
-/// The profile JSON of SPEC §7 (`consent`, `consent_conflict`) with identifiers and traits.
-pub fn profile_json(p: &sluice_core::profiles::Profile) -> Value {
-    json!({
-        "user_ids": p.user_ids,
-        "anonymous_ids": p.anonymous_ids,
-        "traits": p.traits,
-        "consent": p.consent_traits(),
-        "consent_conflict": p.consent_conflict(),
-    })
-}
-
-async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let conn = match read_conn(&s) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    match crate::store::profile_of(&conn, &id) {
-        Ok(Some(p)) => Json(profile_json(&p)).into_response(),
-        Ok(None) => {
-            error(StatusCode::NOT_FOUND, "not_found", &format!("no profile has the identifier `{id}`"), Some("id"))
-        }
-        Err(e) => internal(e),
-    }
-}
-
-async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let minutes: i64 = q.get("minutes").and_then(|m| m.parse().ok()).unwrap_or(60).clamp(1, 60 * 24 * 90);
-    let conn = match read_conn(&s) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
-    match crate::store::overview(&conn, since) {
-        Ok(v) => Json(json!({"window_minutes": minutes, "destinations": v})).into_response(),
-        Err(e) => internal(e),
-    }
-}
-
-async fn metrics(State(s): State<AppState>) -> Response {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        s.metrics.render(),
-    )
-        .into_response()
+/// Answers for paths and methods no route serves, in the one error shape.
+pub fn with_fallbacks(app: Router) -> Router {
+    app.fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None) })
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method", None)
+        })
 }

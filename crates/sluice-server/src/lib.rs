@@ -11,8 +11,10 @@
 pub mod api;
 pub mod control;
 pub mod delivery;
+pub mod edge;
 pub mod ingest;
 pub mod metrics;
+pub mod read;
 pub mod scheduler;
 pub mod store;
 pub mod writer;
@@ -54,14 +56,45 @@ pub struct ServeConfig {
     pub base_dir: PathBuf,
     /// The state folder (`stream.db` lives there).
     pub state_dir: PathBuf,
-    /// Address to listen on.
+    /// Address to listen on (the public side: ingestion and health; also the private side
+    /// unless `admin_listen` is set).
     pub listen: String,
+    /// Address of the private side (control API, debugger, profiles, overview, metrics). When
+    /// set, the public address answers 404 for private paths.
+    pub admin_listen: Option<String>,
+    /// Connection cap and read timeouts of the listeners.
+    pub limits: edge::Limits,
     /// Days delivered events stay in the log (debugger, audits).
     pub retention_days: i64,
 }
 
-/// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound address.
-pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+impl ServeConfig {
+    /// A server of `workspace` on `listen` with every other setting at its default (one address
+    /// for both sides, 7 days of retention, default limits).
+    pub fn new(workspace: WorkspaceFile, base_dir: PathBuf, state_dir: PathBuf, listen: impl Into<String>) -> Self {
+        Self {
+            workspace,
+            base_dir,
+            state_dir,
+            listen: listen.into(),
+            admin_listen: None,
+            retention_days: 7,
+            limits: edge::Limits::default(),
+        }
+    }
+}
+
+/// The addresses the server listens on.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    /// The public side.
+    pub public: SocketAddr,
+    /// The private side, when it has its own address.
+    pub admin: Option<SocketAddr>,
+}
+
+/// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound addresses.
+pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
     let ws = Arc::new(config.workspace);
     let live: Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
     let metrics = Arc::new(metrics::Metrics::default());
@@ -69,13 +102,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     let stop = Arc::new(AtomicBool::new(false));
     let conn = store::open(&config.state_dir)?;
     let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
-    let router = writer::Router {
-        plans: writer::plans(&ws),
-        ws: ws.clone(),
-        live: live.clone(),
-        metrics: metrics.clone(),
-        retention_secs: config.retention_days * 86_400,
-    };
+    let router = writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400);
     let w = wake.clone();
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())
@@ -100,18 +127,45 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
     let state = api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| ServeError::Bind { addr: config.listen.clone(), source })?;
-        ready(listener.local_addr()?);
+        let bind = |addr: String| async move {
+            tokio::net::TcpListener::bind(&addr).await.map_err(|source| ServeError::Bind { addr, source })
+        };
+        let public = bind(config.listen.clone()).await?;
+        let admin = match &config.admin_listen {
+            Some(a) => Some(bind(a.clone()).await?),
+            None => None,
+        };
+        ready(Bound { public: public.local_addr()?, admin: admin.as_ref().map(|l| l.local_addr()).transpose()? });
         let control = control::ControlState {
             state_dir: Arc::new(config.state_dir.clone()),
             base_dir: Arc::new(config.base_dir.clone()),
             live: live.clone(),
             write: Arc::new(parking_lot::Mutex::new(())),
         };
-        let app = api::router(state).merge(control::router(control));
-        axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+        let limits = config.limits;
+        let public_app = api::public_router(state.clone());
+        let private_app = api::private_router(state, control);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut tasks = Vec::new();
+        match admin {
+            None => {
+                let app = edge::with_body_timeout(api::with_fallbacks(public_app.merge(private_app)), &limits);
+                tasks.push(tokio::spawn(edge::serve(public, app, limits, stop_rx.clone())));
+            }
+            Some(admin) => {
+                let health = axum::Router::new()
+                    .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
+                let public_app = edge::with_body_timeout(api::with_fallbacks(public_app), &limits);
+                let admin_app = edge::with_body_timeout(api::with_fallbacks(private_app.merge(health)), &limits);
+                tasks.push(tokio::spawn(edge::serve(public, public_app, limits, stop_rx.clone())));
+                tasks.push(tokio::spawn(edge::serve(admin, admin_app, limits, stop_rx.clone())));
+            }
+        }
+        shutdown().await;
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
         Ok::<_, ServeError>(())
     })?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

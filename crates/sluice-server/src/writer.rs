@@ -102,6 +102,8 @@ pub struct Router {
     pub ws: Arc<WorkspaceFile>,
     /// Each destination's routing plan for `ws`, in the order of its destinations.
     pub plans: Vec<DestinationPlan>,
+    /// Category ids of `ws` in order, and their positions (so routing never searches them).
+    pub categories: Categories,
     /// The live workspace the control API updates; read at the start of every group.
     pub live: crate::Live,
     /// Counters.
@@ -112,7 +114,25 @@ pub struct Router {
 
 /// The routing plans of a workspace's destinations.
 pub fn plans(ws: &WorkspaceFile) -> Vec<DestinationPlan> {
-    ws.destinations.iter().map(|d| DestinationPlan::new(ws, d)).collect()
+    DestinationPlan::all(ws)
+}
+
+/// A workspace's category ids, in order, with an index by id.
+#[derive(Debug, Default)]
+pub struct Categories {
+    /// Every category id (R9 replaces each of them).
+    pub ids: Vec<String>,
+    /// Id -> position in `ids`.
+    pub index: HashMap<String, usize>,
+}
+
+impl Categories {
+    /// The categories of `ws`.
+    pub fn of(ws: &WorkspaceFile) -> Self {
+        let ids: Vec<String> = ws.consent_categories.iter().map(|c| c.id.clone()).collect();
+        let index = ids.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
+        Self { ids, index }
+    }
 }
 
 /// Counts of a group, keyed by (minute, destination index, metric, category index or NONE).
@@ -133,8 +153,19 @@ fn push_decision(out: &mut String, r: &Route) {
 }
 
 impl Router {
-    fn categories(&self) -> Vec<String> {
-        self.ws.consent_categories.iter().map(|c| c.id.clone()).collect()
+    /// A router of `ws` that follows `live`.
+    pub fn new(ws: Arc<WorkspaceFile>, live: crate::Live, metrics: Arc<Metrics>, retention_secs: i64) -> Self {
+        Self { plans: plans(&ws), categories: Categories::of(&ws), ws, live, metrics, retention_secs }
+    }
+
+    /// Follows the live workspace: plans and indexes are rebuilt only when it changed.
+    fn refresh(&mut self) {
+        let current = self.live.load_full();
+        if !Arc::ptr_eq(&current, &self.ws) {
+            self.plans = plans(&current);
+            self.categories = Categories::of(&current);
+            self.ws = current;
+        }
     }
 
     fn process_event(
@@ -176,14 +207,25 @@ impl Router {
             ProfileStore::resolve(tx, &users, &anon)?
         };
         let mut stored_consent = None;
+        let mut notes: Vec<String> = Vec::new();
         if let Some((pid, mut p)) = profile {
             if let Some(traits) = &event.traits {
-                p.traits.extend(traits.clone());
+                let left_out = p.add_traits(traits);
+                if !left_out.is_empty() {
+                    tracing::warn!(source, traits_left_out = left_out.len(), "profile traits capped");
+                    notes.push(format!(
+                        "{} trait(s) not stored: a profile keeps at most {} traits and {} KB of them ({})",
+                        left_out.len(),
+                        sluice_core::profiles::MAX_TRAITS,
+                        sluice_core::profiles::MAX_TRAITS_BYTES / 1024,
+                        left_out.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
             }
             if let (true, EventConsent::Given(prefs)) = (reserved, &consent) {
                 let seq: i64 =
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
-                p.apply_consent_event(prefs, &self.categories(), &event.timestamp, seq as u64);
+                p.apply_consent_event(prefs, &self.categories.ids, &event.timestamp, seq as u64);
             }
             if writes || users.len() + anon.len() > 1 {
                 ProfileStore::save(tx, pid, &p)?;
@@ -207,7 +249,7 @@ impl Router {
                 }
                 Route::Withheld { categories } => {
                     for c in categories {
-                        let ci = self.ws.consent_categories.iter().position(|x| x.id == *c).unwrap_or(NONE);
+                        let ci = self.categories.index.get(c).copied().unwrap_or(NONE);
                         *stats.entry((minute, di, "withheld", ci)).or_default() += 1;
                     }
                     "withheld"
@@ -238,7 +280,7 @@ impl Router {
                 event.received_at,
                 event.json,
                 decisions + "}",
-                serde_json::to_string(&event.warnings).expect("strings serialize"),
+                warnings_json(&event.warnings, &notes),
                 routes,
             ],
         )
@@ -271,6 +313,12 @@ impl Router {
             .inc_by(acc.accepted as u64);
         Ok(acc)
     }
+}
+
+/// The warnings stored with an event: its consent warnings, then notes of the writer.
+fn warnings_json(warnings: &[String], notes: &[String]) -> String {
+    let all: Vec<&String> = warnings.iter().chain(notes).collect();
+    serde_json::to_string(&all).unwrap_or_else(|_| "[]".into())
 }
 
 fn sluice_core_now() -> String {
@@ -316,11 +364,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         };
         trim(&conn, &router, &mut last_trim);
-        let current = router.live.load_full();
-        if !Arc::ptr_eq(&current, &router.ws) || router.plans.len() != current.destinations.len() {
-            router.plans = plans(&current);
-            router.ws = current;
-        }
+        router.refresh();
         let mut group = vec![first];
         while group.len() < GROUP {
             match jobs.try_recv() {

@@ -104,7 +104,8 @@ fn owners_manage_consent_categories_members_read_and_the_router_follows() {
 #[test]
 fn the_openapi_document_is_served_and_describes_the_routes() {
     let s = start("destinations: []\n");
-    let (st, doc) = call(&s, "GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(call(&s, "GET", "/api/v1/openapi.json", None, None).0, 401, "private: needs a token");
+    let (st, doc) = call(&s, "GET", "/api/v1/openapi.json", Some(&s.token), None);
     assert_eq!(st, 200);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let paths = doc["paths"].as_object().unwrap();
@@ -253,7 +254,7 @@ fn sources_destinations_and_models_are_written_through_the_api() {
 #[test]
 fn every_documented_operation_refuses_calls_without_a_token() {
     let s = start("destinations: []\n");
-    let (_, doc) = call(&s, "GET", "/api/v1/openapi.json", None, None);
+    let (_, doc) = call(&s, "GET", "/api/v1/openapi.json", Some(&s.token), None);
     let mut checked = 0;
     for (path, ops) in doc["paths"].as_object().unwrap() {
         let concrete = path.replace("{id}", "x").replace("{run_id}", "1");

@@ -20,13 +20,8 @@ models:
     );
     let ws = sluice_engine::Workspace::from_yaml(&yaml, dir.path().to_path_buf()).unwrap();
     let state = dir.path().join(".sluice");
-    let config = sluice_server::ServeConfig {
-        workspace: ws.file.clone(),
-        base_dir: dir.path().to_path_buf(),
-        state_dir: state.clone(),
-        listen: "127.0.0.1:0".into(),
-        retention_days: 7,
-    };
+    let config =
+        sluice_server::ServeConfig::new(ws.file.clone(), dir.path().to_path_buf(), state.clone(), "127.0.0.1:0");
     std::thread::spawn(move || sluice_server::serve(config, |_| {}).unwrap());
     let t = Instant::now();
     while rx.items("/crm").len() < 2 && t.elapsed() < Duration::from_secs(15) {

@@ -3,6 +3,7 @@
 
 mod audit;
 mod checkpoint;
+pub mod files;
 mod runs;
 pub mod secrets;
 mod tokens;
@@ -125,8 +126,9 @@ create table if not exists usage (
 impl StateStore {
     /// Opens (creating if needed) the state in folder `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
+        files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
         let path = dir.join("state.db");
+        files::private_file(&path).map_err(|source| StateError::Dir { path: path.display().to_string(), source })?;
         let conn =
             Connection::open(&path).map_err(|source| StateError::Db { path: path.display().to_string(), source })?;
         let store = Self { conn, path };

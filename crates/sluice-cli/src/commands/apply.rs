@@ -17,7 +17,7 @@ pub fn export(state: &Path, file: Option<&Path>, reveal: bool) -> anyhow::Result
             std::fs::write(f, header + &yaml)?;
             eprintln!("wrote {}", f.display());
         }
-        None => print!("{header}{yaml}"),
+        None => out!("{header}{yaml}"),
     }
     if !vars.is_empty() {
         eprintln!("credentials were replaced by placeholders; set them before `sluice apply` (values not shown):");
@@ -43,7 +43,7 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
         print_json(&serde_json::json!({"plan": items, "warnings": ws.warnings, "applied": !dry_run}));
     } else {
         if items.is_empty() {
-            println!("No changes: the workspace is up to date.");
+            outln!("No changes: the workspace is up to date.");
         }
         for i in &items {
             let sign = match i.action {
@@ -52,13 +52,13 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
                 _ => "-",
             };
             let fields = if i.fields.is_empty() { String::new() } else { format!(" ({})", i.fields.join(", ")) };
-            println!("  {sign} {} {} {}{fields}", i.action, i.kind.replace('_', " "), i.id);
+            outln!("  {sign} {} {} {}{fields}", i.action, i.kind.replace('_', " "), i.id);
         }
         for w in &ws.warnings {
-            println!("warning: {w}");
+            outln!("warning: {w}");
         }
         if dry_run {
-            println!("Dry run: nothing applied.");
+            outln!("Dry run: nothing applied.");
         }
     }
     if !dry_run {
@@ -82,7 +82,7 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
             .collect();
         store.append_audit(&entries)?;
         if !json {
-            println!("Applied {} ({} change{}).", file.display(), items.len(), if items.len() == 1 { "" } else { "s" });
+            outln!("Applied {} ({} change{}).", file.display(), items.len(), if items.len() == 1 { "" } else { "s" });
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -87,7 +87,7 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
     let report = json!({
         "id": id,
         "reverse_etl": retl,
-        "profile": profile.as_ref().map(sluice_server::api::profile_json),
+        "profile": profile.as_ref().map(sluice_server::read::profile_json),
         "streaming": streaming,
         "events": timeline,
     });
@@ -95,7 +95,7 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
         print_json(&report);
         return Ok(ExitCode::SUCCESS);
     }
-    println!("Audit of `{id}`");
+    outln!("Audit of `{id}`");
     let mut t = crate::render::table(["Model", "Destination", "Requires consent to", "Holds a version", "Last sync"]);
     for r in report["reverse_etl"].as_array().into_iter().flatten() {
         t.add_row(vec![
@@ -111,9 +111,9 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
             Cell::new(r["last_sync"].as_str().unwrap_or("")),
         ]);
     }
-    println!("Reverse ETL:\n{t}");
+    outln!("Reverse ETL:\n{t}");
     if let Some(p) = &profile {
-        println!(
+        outln!(
             "Profile: user ids {:?}, anonymous ids {:?}, consent {}",
             p.user_ids,
             p.anonymous_ids,
@@ -129,13 +129,13 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
             Cell::new(v["last_routed_at"].as_str().unwrap_or("-")),
         ]);
     }
-    println!("Streaming ({} events):\n{t}", events.len());
+    outln!("Streaming ({} events):\n{t}", events.len());
     for e in &timeline {
         let routed: Vec<&str> = e["decisions"]
             .as_object()
             .map(|m| m.iter().filter(|(_, v)| v["route"] == "deliver").map(|(k, _)| k.as_str()).collect())
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {} {} {} -> {}",
             e["received_at"].as_str().unwrap_or(""),
             e["type"].as_str().unwrap_or(""),

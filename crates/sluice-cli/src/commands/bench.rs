@@ -269,6 +269,6 @@ models:
         format!("{} requests", sink.requests.load(Ordering::Relaxed)),
         format!("{} MiB received", sink.bytes.load(Ordering::Relaxed) >> 20),
     );
-    println!("{table}");
+    outln!("{table}");
     Ok(std::process::ExitCode::SUCCESS)
 }

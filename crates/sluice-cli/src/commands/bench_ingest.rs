@@ -160,15 +160,10 @@ consent_categories:
         u = rx.url
     );
     let file = sluice_core::WorkspaceFile::from_yaml(&yaml).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = sluice_server::ServeConfig {
-        workspace: file,
-        base_dir: dir.path().to_path_buf(),
-        state_dir: dir.path().join("state"),
-        listen: "127.0.0.1:0".into(),
-        retention_days: 7,
-    };
+    let config =
+        sluice_server::ServeConfig::new(file, dir.path().to_path_buf(), dir.path().join("state"), "127.0.0.1:0");
     let (tx, addr) = std::sync::mpsc::channel();
-    std::thread::spawn(move || sluice_server::serve(config, |a| tx.send(a).expect("send")).expect("serve"));
+    std::thread::spawn(move || sluice_server::serve(config, |a| tx.send(a.public).expect("send")).expect("serve"));
     let url = format!("http://{}", addr.recv()?);
     let bare = bare_server()?;
 
@@ -219,6 +214,6 @@ consent_categories:
         Cell::new("-"),
         Cell::new(format!("{accepted} events, all delivered 3x in {:.1} s", drained.as_secs_f64())),
     ]);
-    println!("{t}");
+    outln!("{t}");
     Ok(std::process::ExitCode::SUCCESS)
 }

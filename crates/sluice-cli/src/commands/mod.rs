@@ -24,5 +24,5 @@ pub fn open(state: &Path) -> anyhow::Result<(StateStore, Workspace)> {
 
 /// Prints JSON to stdout.
 pub fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serializes"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("serializes"));
 }

@@ -42,18 +42,18 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
     }
     for (m, reports) in &out {
         if let Some(t) = next.get(m) {
-            println!("Model `{m}`: schedule `{}`, next run at {} (by `sluice serve`)", schedule_of(m), t.to_rfc3339());
+            outln!("Model `{m}`: schedule `{}`, next run at {} (by `sluice serve`)", schedule_of(m), t.to_rfc3339());
         }
         match reports.first() {
-            None => println!("Model `{m}`: never synced."),
+            None => outln!("Model `{m}`: never synced."),
             Some(r) => {
                 crate::render::run_report(r, &ws);
                 if reports.len() > 1 {
-                    println!("  earlier runs:");
+                    outln!("  earlier runs:");
                     for r in &reports[1..] {
                         let d: u64 = r.mappings.iter().map(|m| m.delivered).sum();
                         let w: u64 = r.mappings.iter().map(|m| m.withheld_by_consent).sum();
-                        println!(
+                        outln!(
                             "    #{} {} {}: {d} delivered, {w} withheld by consent",
                             r.run_id, r.started_at, r.status
                         );
@@ -61,7 +61,7 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
                 }
             }
         }
-        println!();
+        outln!();
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -81,7 +81,7 @@ pub fn audit_log(state: &Path, limit: usize, json: bool) -> anyhow::Result<ExitC
                 format!("{} {} {}", e.action, e.kind, e.entity),
             ]);
         }
-        println!("{t}");
+        outln!("{t}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -96,8 +96,8 @@ pub fn usage(state: &Path, json: bool) -> anyhow::Result<ExitCode> {
         for r in &rows {
             t.add_row(vec![r.month.clone(), r.destination.clone(), r.records.to_string()]);
         }
-        println!("{t}");
-        println!("Records withheld by consent are not counted (R11).");
+        outln!("{t}");
+        outln!("Records withheld by consent are not counted (R11).");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -20,8 +20,8 @@ pub fn run(state: &Path, model_id: &str, json: bool) -> anyhow::Result<ExitCode>
         for r in &p.rows {
             t.add_row(r.iter().map(crate::render::cell));
         }
-        println!("{t}");
-        println!("{} column(s), first {} row(s) of model `{model_id}`", p.columns.len(), p.rows.len());
+        outln!("{t}");
+        outln!("{} column(s), first {} row(s) of model `{model_id}`", p.columns.len(), p.rows.len());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -127,16 +127,16 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
     let fresh = !warehouse.exists();
     if fresh {
         build_warehouse(&warehouse).context("building the sample warehouse")?;
-        println!(
+        outln!(
             "Created a sample warehouse {} ({PEOPLE} people, consent in columns and in a JSON blob).",
             warehouse.display()
         );
     } else {
-        println!("Using the existing sample warehouse {}.", warehouse.display());
+        outln!("Using the existing sample warehouse {}.", warehouse.display());
     }
     if !file.exists() {
         std::fs::write(&file, WORKSPACE)?;
-        println!("Created the workspace file {}.", file.display());
+        outln!("Created the workspace file {}.", file.display());
     }
     let state = state.map(Path::to_path_buf).unwrap_or_else(|| dir.join(".sluice"));
     let ws = Workspace::from_path(&file)?;
@@ -151,15 +151,15 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
     summary(&ws, &reports);
     if !fresh {
         let sent: u64 = reports.iter().flat_map(|r| &r.mappings).map(|m| m.delivered).sum();
-        println!("\nThis was a re-sync: {sent} record(s) sent, everything else was already delivered.");
+        outln!("\nThis was a re-sync: {sent} record(s) sent, everything else was already delivered.");
     }
     let cd = if dir == Path::new(".") { String::new() } else { format!("`cd {}`, then ", dir.display()) };
-    println!("\nNext: {cd}look at out/*.jsonl, run `sluice overview` or `sluice preview users`, or edit sluice.yaml and `sluice apply -f sluice.yaml`.");
+    outln!("\nNext: {cd}look at out/*.jsonl, run `sluice overview` or `sluice preview users`, or edit sluice.yaml and `sluice apply -f sluice.yaml`.");
     Ok(ExitCode::SUCCESS)
 }
 
 fn summary(ws: &Workspace, reports: &[RunReport]) {
-    println!("\nWhat went where (this sync):");
+    outln!("\nWhat went where (this sync):");
     let mut t = crate::render::table([
         "Model",
         "Destination",
@@ -198,13 +198,13 @@ fn summary(ws: &Workspace, reports: &[RunReport]) {
             ]);
         }
     }
-    println!("{t}");
-    println!("A person's record goes to a destination only if they consented to every category it needs.");
-    println!("NULL or unreadable consent counts as \"no\" (fail closed):");
+    outln!("{t}");
+    outln!("A person's record goes to a destination only if they consented to every category it needs.");
+    outln!("NULL or unreadable consent counts as \"no\" (fail closed):");
     for r in reports {
         for (cat, n) in &r.consent_warnings {
             let name = ws.file.consent_categories.iter().find(|c| &c.id == cat).map(|c| c.name.as_str()).unwrap_or(cat);
-            println!("  model {}: {n} row(s) with NULL/invalid {name} ({cat}) consent", r.model);
+            outln!("  model {}: {n} row(s) with NULL/invalid {name} ({cat}) consent", r.model);
         }
     }
 }

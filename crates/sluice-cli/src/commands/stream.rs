@@ -5,17 +5,37 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn serve(state: &Path, listen: &str, retention_days: i64) -> anyhow::Result<ExitCode> {
+/// The flags of `sluice serve`.
+pub struct ServeArgs {
+    /// Public address.
+    pub listen: String,
+    /// Private address, if separate.
+    pub admin_listen: Option<String>,
+    /// Days delivered events stay in the log.
+    pub retention_days: i64,
+    /// Connection cap per address.
+    pub max_connections: usize,
+}
+
+pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let (_store, ws) = open(state)?;
     let config = sluice_server::ServeConfig {
         workspace: ws.file.clone(),
         base_dir: ws.base_dir.clone(),
         state_dir: state.to_path_buf(),
-        listen: listen.to_string(),
-        retention_days,
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        retention_days: args.retention_days,
+        limits: sluice_server::edge::Limits { max_connections: args.max_connections, ..Default::default() },
     };
-    sluice_server::serve(config, |addr| {
-        println!("sluice serve: listening on http://{addr}");
+    sluice_server::serve(config, |bound| {
+        match bound.admin {
+            None => outln!("sluice serve: listening on http://{} (public and private)", bound.public),
+            Some(admin) => {
+                outln!("sluice serve: listening on http://{} (public)", bound.public);
+                outln!("sluice serve: private side on http://{admin}");
+            }
+        }
         let _ = std::io::stdout().flush();
     })?;
     Ok(ExitCode::SUCCESS)
@@ -28,7 +48,7 @@ pub fn token(state: &Path, role: &str, name: &str) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--name must not be empty");
     }
     let store = sluice_state::StateStore::open(state)?;
-    println!("{}", store.create_token(name, role)?);
+    outln!("{}", store.create_token(name, role)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -37,19 +57,19 @@ pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let Some(p) = sluice_server::store::profile_of(&conn, id)? else {
         anyhow::bail!("no profile has the identifier `{id}` (a userId or anonymousId seen by `sluice serve`)");
     };
-    let v = sluice_server::api::profile_json(&p);
+    let v = sluice_server::read::profile_json(&p);
     if json {
         print_json(&v);
     } else {
-        println!("user ids: {}", p.user_ids.iter().cloned().collect::<Vec<_>>().join(", "));
-        println!("anonymous ids: {}", p.anonymous_ids.iter().cloned().collect::<Vec<_>>().join(", "));
+        outln!("user ids: {}", p.user_ids.iter().cloned().collect::<Vec<_>>().join(", "));
+        outln!("anonymous ids: {}", p.anonymous_ids.iter().cloned().collect::<Vec<_>>().join(", "));
         let mut t = crate::render::table(["Category", "Consent", "Set at"]);
         for (cat, c) in &p.consent {
             t.add_row(vec![cat.clone(), v["consent"][cat].to_string(), c.at.clone()]);
         }
-        println!("{t}");
+        outln!("{t}");
         if p.consent_conflict() {
-            println!("consent conflict: two known users were merged and disagree; a new consent event settles it");
+            outln!("consent conflict: two known users were merged and disagree; a new consent event settles it");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -92,16 +112,16 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
             n(d, "pending"),
         ]);
     }
-    println!("Streaming, last {minutes} minute(s):\n{t}");
+    outln!("Streaming, last {minutes} minute(s):\n{t}");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
     let conn = sluice_server::store::open(state)?;
-    let events = sluice_server::store::recent_events(&conn, source, limit)?;
+    let (events, truncated) = sluice_server::store::recent_events(&conn, source, limit)?;
     let invalid = sluice_server::store::recent_invalid(&conn, source, limit)?;
     if json {
-        print_json(&serde_json::json!({"source": source, "events": events, "invalid": invalid}));
+        print_json(&serde_json::json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated}));
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = crate::render::table(["#", "Received", "Event", "Decisions"]);
@@ -129,9 +149,9 @@ pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow:
             .unwrap_or_default();
         t.add_row(vec![e.seq.to_string(), e.received_at.clone(), what, decisions.join("\n")]);
     }
-    println!("{t}");
+    outln!("{t}");
     for i in &invalid {
-        println!("invalid: {} ({})", i["reason"].as_str().unwrap_or(""), i["received_at"].as_str().unwrap_or(""));
+        outln!("invalid: {} ({})", i["reason"].as_str().unwrap_or(""), i["received_at"].as_str().unwrap_or(""));
     }
     Ok(ExitCode::SUCCESS)
 }

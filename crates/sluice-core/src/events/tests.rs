@@ -166,3 +166,37 @@ fn r8_all_false_and_names_are_case_sensitive() {
     let r = routes(&w, json!({"context": consent(false, true), "integrations": {"Facebook": true}}));
     assert!(matches!(r[0].1, Route::Withheld { .. }));
 }
+
+#[test]
+fn finding_17_plans_of_all_destinations_match_one_by_one_plans() {
+    use crate::config::{CategoryConfig, DestinationConfig, DestinationKind, WorkspaceFile};
+    let dest = |id: &str, enabled: bool| DestinationConfig {
+        id: id.into(),
+        name: None,
+        kind: DestinationKind::Webhook,
+        enabled,
+        settings: Default::default(),
+    };
+    let cat = |id: &str, ds: &[&str], enabled: bool| CategoryConfig {
+        id: id.into(),
+        name: id.into(),
+        destinations: ds.iter().map(|d| d.to_string()).collect(),
+        enabled,
+    };
+    let mut ws = WorkspaceFile {
+        destinations: vec![dest("a", true), dest("b", true), dest("c", false), dest("d", true)],
+        ..Default::default()
+    };
+    ws.consent_categories = vec![
+        cat("C1", &["a", "b", "a"], true),
+        cat("C2", &["b"], true),
+        cat("C3", &["a", "c"], false),
+        cat("C4", &["c", "d"], true),
+    ];
+    // many categories on one destination: indexed once, same answer
+    for i in 0..2000 {
+        ws.consent_categories.push(cat(&format!("K{i}"), &["d"], i % 3 != 0));
+    }
+    let one_by_one: Vec<DestinationPlan> = ws.destinations.iter().map(|d| DestinationPlan::new(&ws, d)).collect();
+    assert_eq!(DestinationPlan::all(&ws), one_by_one);
+}

@@ -57,3 +57,23 @@ fn r10_two_known_users_disagreeing_conflict_until_settled() {
     assert!(!a.consent_conflict());
     assert!(a.routing_consent()["ad"]);
 }
+
+#[test]
+fn finding_16_traits_are_capped_in_keys_and_bytes() {
+    use serde_json::{json, Map, Value};
+    let mut p = Profile::default();
+    let many: Map<String, Value> = (0..MAX_TRAITS + 10).map(|i| (format!("t{i}"), json!(i))).collect();
+    let left = p.add_traits(&many);
+    assert_eq!(p.traits.len(), MAX_TRAITS);
+    assert_eq!(left.len(), 10);
+    // an existing trait can still change
+    let left = p.add_traits(&Map::from_iter([("t0".to_string(), json!("new"))]));
+    assert!(left.is_empty());
+    assert_eq!(p.traits["t0"], "new");
+    // a huge value is refused; the profile stays within the byte bound
+    let mut q = Profile::default();
+    let big: Map<String, Value> = (0..20).map(|i| (format!("b{i}"), json!("x".repeat(10_000)))).collect();
+    let left = q.add_traits(&big);
+    assert!(!left.is_empty());
+    assert!(serde_json::to_string(&q.traits).unwrap().len() <= MAX_TRAITS_BYTES);
+}

@@ -55,7 +55,8 @@ fn lock_file(store: &StateStore, model: &str) -> Result<fd_lock::RwLock<std::fs:
     let dir = store.dir().join("locks");
     let path = dir.join(format!("{}.lock", model.replace(['/', '\\', '.'], "_")));
     let io = |source| SyncError::Lock { path: path.display().to_string(), source };
-    std::fs::create_dir_all(&dir).map_err(io)?;
+    sluice_state::files::private_dir(&dir).map_err(io)?;
+    sluice_state::files::private_file(&path).map_err(io)?;
     let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
     Ok(fd_lock::RwLock::new(f))
 }

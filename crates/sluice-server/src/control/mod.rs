@@ -171,6 +171,19 @@ impl FromRequestParts<ControlState> for Actor {
     }
 }
 
+/// Lets a request through only with an owner or member token (the private side, SPEC §9).
+pub async fn require_token(
+    State(s): State<ControlState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match Actor::from_request_parts(&mut parts, &s).await {
+        Ok(_) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Pagination of lists.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -275,7 +275,7 @@ pub async fn profile(
 ) -> Result<Json<Value>, ApiError> {
     let conn = crate::store::open(&s.state_dir).map_err(ApiError::internal)?;
     match crate::store::profile_of(&conn, &id).map_err(ApiError::internal)? {
-        Some(p) => Ok(Json(crate::api::profile_json(&p))),
+        Some(p) => Ok(Json(crate::read::profile_json(&p))),
         None => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",

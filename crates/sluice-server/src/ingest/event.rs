@@ -8,6 +8,15 @@ pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// Largest request body, decompressed (Segment: 500 KB).
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 
+/// How far past `receivedAt` a (skew-corrected) event timestamp may lie; later ones are clamped
+/// to `receivedAt`, so a client cannot stamp a consent event into the future and outrank every
+/// later withdrawal (R9 orders by `timestamp`).
+pub const MAX_FUTURE_SKEW_SECS: i64 = 300;
+
+/// The earliest timestamp taken as given (2000-01-01T00:00:00Z); earlier ones are clamped to
+/// `receivedAt`.
+pub const EARLIEST_TIMESTAMP_SECS: i64 = 946_684_800;
+
 /// The calls of the Tracking API.
 pub const TYPES: [&str; 6] = ["identify", "track", "page", "screen", "group", "alias"];
 
@@ -112,10 +121,11 @@ fn complete(
     let ts = parse_time(obj.get("timestamp"));
     let sent = parse_time(obj.get("sentAt")).or_else(|| parse_time(sent_at));
     let timestamp = match (ts, sent) {
-        (Some(t), Some(s)) => received - (s - t),
-        (Some(t), None) => t,
-        (None, _) => received,
+        (Some(t), Some(s)) => received.checked_sub_signed(s - t),
+        (Some(t), None) => Some(t),
+        (None, _) => None,
     };
+    let timestamp = clamp_timestamp(timestamp, received);
     if let Some(t) = obj.get("timestamp").cloned() {
         obj.insert("originalTimestamp".into(), t);
     }
@@ -125,6 +135,20 @@ fn complete(
         obj.insert("sentAt".into(), Value::String(rfc3339(s)));
     }
     Ok(())
+}
+
+/// The event's time as used for ordering: `received` when absent, in the future beyond
+/// [`MAX_FUTURE_SKEW_SECS`], or before [`EARLIEST_TIMESTAMP_SECS`].
+pub fn clamp_timestamp(t: Option<DateTime<Utc>>, received: DateTime<Utc>) -> DateTime<Utc> {
+    match t {
+        Some(t)
+            if t.timestamp() >= EARLIEST_TIMESTAMP_SECS
+                && t.timestamp() <= received.timestamp().saturating_add(MAX_FUTURE_SKEW_SECS) =>
+        {
+            t
+        }
+        _ => received,
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +182,46 @@ mod tests {
             .unwrap()
             .0;
         assert_eq!((e["messageId"].as_str(), e["timestamp"].as_str()), (Some("m1"), Some("2024-05-01T12:00:10.000Z")));
+    }
+
+    #[test]
+    fn finding_10_future_timestamps_are_clamped_to_received_at() {
+        let ts = |v: Value, sent: Option<Value>| {
+            normalize(v, Some("track"), sent.as_ref(), now(), |_| "x".into()).unwrap().0["timestamp"].clone()
+        };
+        let far = json!({"userId": "u", "event": "E", "timestamp": "9999-12-31T23:59:59Z"});
+        assert_eq!(ts(far.clone(), None), "2024-05-01T12:00:10.000Z");
+        // a few seconds ahead (clock skew, no sentAt) stays as sent
+        let near = json!({"userId": "u", "event": "E", "timestamp": "2024-05-01T12:01:00Z"});
+        assert_eq!(ts(near, None), "2024-05-01T12:01:00.000Z");
+        // the original value is kept for the record
+        let e = normalize(far, Some("track"), None, now(), |_| "x".into()).unwrap().0;
+        assert_eq!(e["originalTimestamp"], "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn finding_19_skew_correction_never_yields_absurd_years() {
+        // sentAt in year 9999 and timestamp in year 0001: the correction would land in -7974
+        let e = normalize(
+            json!({"userId": "u", "event": "E", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"}),
+            Some("track"),
+            None,
+            now(),
+            |_| "x".into(),
+        )
+        .unwrap()
+        .0;
+        assert_eq!(e["timestamp"], "2024-05-01T12:00:10.000Z");
+        let e = normalize(
+            json!({"userId": "u", "event": "E", "timestamp": "1969-01-01T00:00:00Z"}),
+            Some("track"),
+            None,
+            now(),
+            |_| "x".into(),
+        )
+        .unwrap()
+        .0;
+        assert_eq!(e["timestamp"], "2024-05-01T12:00:10.000Z");
     }
 
     #[test]

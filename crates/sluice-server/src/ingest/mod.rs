@@ -105,7 +105,7 @@ pub async fn handle(state: AppState, kind: Option<&'static str>, headers: Header
     for item in items {
         match event::normalize(item, kind, sent_at.as_ref(), received, |e| message_id(&source, e)) {
             Ok(e) => events.push(crate::writer::Prepared::new(e)),
-            Err((reason, raw)) => invalid.push((reason, raw.to_string())),
+            Err((reason, raw)) => invalid.push((reason, crate::store::truncate_invalid(raw.to_string()))),
         }
     }
     // a single-event call with an invalid event is refused; in a batch it is reported, not lost

@@ -28,7 +28,12 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 pub fn open(dir: &Path) -> Result<Connection> {
     let path = db_path(dir);
     let wrap = |source| StoreError { path: path.display().to_string(), source };
-    let _ = std::fs::create_dir_all(dir);
+    let io = |e: std::io::Error| StoreError {
+        path: path.display().to_string(),
+        source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN), Some(e.to_string())),
+    };
+    sluice_state::files::private_dir(dir).map_err(io)?;
+    sluice_state::files::private_file(&path).map_err(io)?;
     let conn = Connection::open(&path).map_err(wrap)?;
     conn.execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;")
         .map_err(wrap)?;
@@ -105,41 +110,76 @@ pub struct DebugEvent {
 
 const DEBUG_COLUMNS: &str = "select seq, received_at, body, decisions, coalesce(warnings, '[]') from events";
 
-/// Runs a query over the event log that selects [`DEBUG_COLUMNS`].
-fn debug_events(conn: &Connection, filter: &str, p: impl rusqlite::Params) -> Result<Vec<DebugEvent>> {
+/// Most bytes of stored events one debugger answer holds; older events beyond it are left out
+/// (the answer says so), so no request can make the server load the whole log.
+pub const DEBUG_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest stored body of an invalid event; the rest is cut (the reason and size are kept).
+pub const INVALID_BODY_BYTES: usize = 4 * 1024;
+
+/// Runs a query over the event log that selects [`DEBUG_COLUMNS`], stopping once the bodies
+/// read exceed `budget` bytes. Returns the events and whether some were left out.
+fn debug_events(
+    conn: &Connection,
+    filter: &str,
+    p: impl rusqlite::Params,
+    budget: usize,
+) -> Result<(Vec<DebugEvent>, bool)> {
     let mut stmt = conn.prepare_cached(&format!("{DEBUG_COLUMNS} {filter}")).map_err(wrap(conn))?;
-    let rows = stmt
-        .query_map(p, |r| {
-            let parse = |s: String| serde_json::from_str(&s).unwrap_or(Value::Null);
-            Ok(DebugEvent {
-                seq: r.get(0)?,
-                received_at: r.get(1)?,
-                event: parse(r.get(2)?),
-                decisions: parse(r.get(3)?),
-                warnings: parse(r.get(4)?),
-            })
-        })
-        .map_err(wrap(conn))?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
+    let mut rows = stmt.query(p).map_err(wrap(conn))?;
+    let (mut out, mut used) = (Vec::new(), 0usize);
+    let parse = |s: String| serde_json::from_str(&s).unwrap_or(Value::Null);
+    while let Some(r) = rows.next().map_err(wrap(conn))? {
+        let body: String = r.get(2).map_err(wrap(conn))?;
+        let decisions: String = r.get(3).map_err(wrap(conn))?;
+        used += body.len() + decisions.len();
+        if used > budget && !out.is_empty() {
+            return Ok((out, true));
+        }
+        out.push(DebugEvent {
+            seq: r.get(0).map_err(wrap(conn))?,
+            received_at: r.get(1).map_err(wrap(conn))?,
+            event: parse(body),
+            decisions: parse(decisions),
+            warnings: parse(r.get(4).map_err(wrap(conn))?),
+        });
+    }
+    Ok((out, false))
 }
 
-/// The last `limit` events of `source`, newest first.
-pub fn recent_events(conn: &Connection, source: &str, limit: usize) -> Result<Vec<DebugEvent>> {
-    debug_events(conn, "where source = ?1 order by seq desc limit ?2", params![source, limit as i64])
+/// The last `limit` events of `source`, newest first, within [`DEBUG_BYTES`]; `true` when
+/// events were left out for size.
+pub fn recent_events(conn: &Connection, source: &str, limit: usize) -> Result<(Vec<DebugEvent>, bool)> {
+    debug_events(conn, "where source = ?1 order by seq desc limit ?2", params![source, limit as i64], DEBUG_BYTES)
+}
+
+/// Cuts an invalid event's body to [`INVALID_BODY_BYTES`] (at a character boundary), saying how
+/// long it was.
+pub fn truncate_invalid(body: String) -> String {
+    if body.len() <= INVALID_BODY_BYTES {
+        return body;
+    }
+    let mut end = INVALID_BODY_BYTES;
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [cut: {} bytes in all]", &body[..end], body.len())
 }
 
 /// Every event sent by any of `idents` (userIds or anonymousIds), oldest first. Scans the log:
 /// meant for audits, not for the ingest path.
 pub fn events_of(conn: &Connection, idents: &[String]) -> Result<Vec<DebugEvent>> {
     let list = serde_json::to_string(idents).expect("strings serialize");
-    debug_events(
+    let (events, _) = debug_events(
         conn,
         "where json_extract(body, '$.userId') in (select value from json_each(?1))
             or json_extract(body, '$.anonymousId') in (select value from json_each(?1))
             or json_extract(body, '$.previousId') in (select value from json_each(?1))
          order by seq",
         params![list],
-    )
+        usize::MAX,
+    )?;
+    Ok(events)
 }
 
 /// Invalid events of a source (reported, not lost), newest first.

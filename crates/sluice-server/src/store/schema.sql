@@ -54,6 +54,8 @@ create table if not exists identities (
     ident text primary key,
     profile integer not null
 ) without rowid;
+-- merges move every identifier of a profile: found by profile, not by scanning the table
+create index if not exists identities_profile on identities (profile);
 create table if not exists stats (
     minute integer not null,
     dest text not null,

@@ -6,7 +6,12 @@ use sluice_testkit::Receiver;
 use std::time::{Duration, Instant};
 
 pub struct Server {
+    /// The public side (and the private side unless `admin_url` is set).
     pub url: String,
+    /// The private side, when served on its own address.
+    pub admin_url: Option<String>,
+    /// An owner token, sent by [`Server::get`] to the private side.
+    pub token: String,
     pub rx: Receiver,
     pub dir: tempfile::TempDir,
 }
@@ -19,6 +24,11 @@ pub fn start(yaml: &str) -> Server {
 
 /// As [`start`], in `dir`, with more sources (flow mappings, comma-separated).
 pub fn start_in(dir: tempfile::TempDir, sources: &str, yaml: &str) -> Server {
+    start_with(dir, sources, yaml, false)
+}
+
+/// As [`start_in`]; with `admin`, the private side listens on its own address.
+pub fn start_with(dir: tempfile::TempDir, sources: &str, yaml: &str, admin: bool) -> Server {
     let rx = Receiver::start();
     let extra = if sources.is_empty() { String::new() } else { format!(", {sources}") };
     let yaml =
@@ -27,20 +37,24 @@ pub fn start_in(dir: tempfile::TempDir, sources: &str, yaml: &str) -> Server {
     // applied, as `sluice apply` would: the control API edits the stored workspace
     let store = sluice_state::StateStore::open(&dir.path().join(".sluice")).unwrap();
     store.save_workspace(&ws.to_stored("now".into(), &store).unwrap()).unwrap();
-    let file = ws.file;
-    let config = sluice_server::ServeConfig {
-        workspace: file,
-        base_dir: dir.path().to_path_buf(),
-        state_dir: dir.path().join(".sluice"),
-        listen: "127.0.0.1:0".into(),
-        retention_days: 7,
-    };
+    let token = store.create_token("test-owner", sluice_state::Role::Owner).unwrap();
+    let mut config =
+        sluice_server::ServeConfig::new(ws.file, dir.path().to_path_buf(), dir.path().join(".sluice"), "127.0.0.1:0");
+    if admin {
+        config.admin_listen = Some("127.0.0.1:0".into());
+    }
     let (tx, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         sluice_server::serve(config, |a| tx.send(a).unwrap()).unwrap();
     });
-    let addr = addr.recv_timeout(Duration::from_secs(10)).expect("server started");
-    Server { url: format!("http://{addr}"), rx, dir }
+    let bound = addr.recv_timeout(Duration::from_secs(10)).expect("server started");
+    Server {
+        url: format!("http://{}", bound.public),
+        admin_url: bound.admin.map(|a| format!("http://{a}")),
+        token,
+        rx,
+        dir,
+    }
 }
 
 /// Webhook destination `id` named `name` posting to `{URL}/id`.
@@ -77,14 +91,27 @@ impl Server {
         }
     }
 
+    /// GETs a private path with the owner token.
     pub fn get(&self, path: &str) -> (u16, String) {
-        match ureq::get(&format!("{}{path}", self.url)).call() {
-            Ok(r) => (r.status(), r.into_string().unwrap()),
-            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
-            Err(e) => panic!("{e}"),
-        }
+        let base = self.admin_url.as_deref().unwrap_or(&self.url);
+        get_as(&format!("{base}{path}"), Some(&self.token))
     }
+}
 
+/// GETs `url`, with a bearer token when given; returns (status, body).
+pub fn get_as(url: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = ureq::get(url);
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    match req.call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl Server {
     /// messageIds delivered to destination path `/id`, waiting until `n` arrived (or 10 s).
     pub fn delivered(&self, path: &str, n: usize) -> Vec<String> {
         let t = Instant::now();

@@ -1,0 +1,86 @@
+//! The private read endpoints: debugger, profiles, overview, metrics (behind a token).
+
+use crate::api::{error, AppState};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+#[allow(clippy::result_large_err)] // the error is the response itself
+fn read_conn(s: &AppState) -> Result<rusqlite::Connection, Response> {
+    crate::store::open(&s.dir).map_err(|e| {
+        tracing::error!(error = %e, "cannot open the event log");
+        error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
+    })
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "read endpoint failed");
+    error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
+}
+
+pub async fn debugger(
+    State(s): State<AppState>,
+    Path(source): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 1000);
+    let conn = match read_conn(&s) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (events, truncated) = match crate::store::recent_events(&conn, &source, limit) {
+        Ok(e) => e,
+        Err(e) => return internal(e),
+    };
+    let invalid = crate::store::recent_invalid(&conn, &source, limit.min(100)).unwrap_or_default();
+    Json(json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated})).into_response()
+}
+
+/// The profile JSON of SPEC §7 (`consent`, `consent_conflict`) with identifiers and traits.
+pub fn profile_json(p: &sluice_core::profiles::Profile) -> Value {
+    json!({
+        "user_ids": p.user_ids,
+        "anonymous_ids": p.anonymous_ids,
+        "traits": p.traits,
+        "consent": p.consent_traits(),
+        "consent_conflict": p.consent_conflict(),
+    })
+}
+
+pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Response {
+    let conn = match read_conn(&s) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::store::profile_of(&conn, &id) {
+        Ok(Some(p)) => Json(profile_json(&p)).into_response(),
+        Ok(None) => {
+            error(StatusCode::NOT_FOUND, "not_found", &format!("no profile has the identifier `{id}`"), Some("id"))
+        }
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let minutes: i64 = q.get("minutes").and_then(|m| m.parse().ok()).unwrap_or(60).clamp(1, 60 * 24 * 90);
+    let conn = match read_conn(&s) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
+    match crate::store::overview(&conn, since) {
+        Ok(v) => Json(json!({"window_minutes": minutes, "destinations": v})).into_response(),
+        Err(e) => internal(e),
+    }
+}
+
+pub async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        s.metrics.render(),
+    )
+        .into_response()
+}
