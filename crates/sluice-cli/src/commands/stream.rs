@@ -29,11 +29,12 @@ pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: sluice_server::edge::Limits { max_connections: args.max_connections, ..Default::default() },
     };
     sluice_server::serve(config, |bound| {
+        // the URL ends each line (scripts read the first line's last word)
         match bound.admin {
-            None => outln!("sluice serve: listening on http://{} (public and private)", bound.public),
+            None => outln!("sluice serve: public and private side listening on http://{}", bound.public),
             Some(admin) => {
-                outln!("sluice serve: listening on http://{} (public)", bound.public);
-                outln!("sluice serve: private side on http://{admin}");
+                outln!("sluice serve: public side listening on http://{}", bound.public);
+                outln!("sluice serve: private side listening on http://{admin}");
             }
         }
         let _ = std::io::stdout().flush();

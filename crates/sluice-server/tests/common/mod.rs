@@ -29,6 +29,20 @@ pub fn start_in(dir: tempfile::TempDir, sources: &str, yaml: &str) -> Server {
 
 /// As [`start_in`]; with `admin`, the private side listens on its own address.
 pub fn start_with(dir: tempfile::TempDir, sources: &str, yaml: &str, admin: bool) -> Server {
+    start_cfg(dir, sources, yaml, |c| {
+        if admin {
+            c.admin_listen = Some("127.0.0.1:0".into());
+        }
+    })
+}
+
+/// As [`start_in`], with the server's configuration adjusted by `configure`.
+pub fn start_cfg(
+    dir: tempfile::TempDir,
+    sources: &str,
+    yaml: &str,
+    configure: impl FnOnce(&mut sluice_server::ServeConfig),
+) -> Server {
     let rx = Receiver::start();
     let extra = if sources.is_empty() { String::new() } else { format!(", {sources}") };
     let yaml =
@@ -40,9 +54,7 @@ pub fn start_with(dir: tempfile::TempDir, sources: &str, yaml: &str, admin: bool
     let token = store.create_token("test-owner", sluice_state::Role::Owner).unwrap();
     let mut config =
         sluice_server::ServeConfig::new(ws.file, dir.path().to_path_buf(), dir.path().join(".sluice"), "127.0.0.1:0");
-    if admin {
-        config.admin_listen = Some("127.0.0.1:0".into());
-    }
+    configure(&mut config);
     let (tx, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         sluice_server::serve(config, |a| tx.send(a).unwrap()).unwrap();
