@@ -110,3 +110,92 @@ fn hostile_bodies_never_crash_nor_leak() {
     }
     assert!(!s.rx.items("/all").is_empty(), "some events must have been valid for this test to mean anything");
 }
+
+fn time_value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!("9999-12-31T23:59:59Z")),
+        Just(json!("0000-01-01T00:00:00Z")),
+        Just(json!("+275760-09-13T00:00:00Z")),
+        Just(json!("2024-02-30T25:61:61Z")),
+        Just(json!("2024-05-01T12:00:00+23:59")),
+        Just(json!(1e308)),
+        Just(json!(-1)),
+        "[0-9T:Z+-]{0,30}".prop_map(Value::String),
+    ]
+}
+
+/// Raw requests: odd headers, encodings, times and bytes. Never a 5xx, never a dead server.
+#[test]
+fn hostile_requests_never_crash_the_edge() {
+    let s = start(&format!(
+        "destinations:\n{}consent_categories: [{{id: ad, name: Advertising, destinations: [ads]}}]\n",
+        hook("ads", "Ads")
+    ));
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig { cases: 96, ..ProptestConfig::default() });
+    let auth = prop_oneof![
+        Just(Some("Basic d2tfd2ViOg==".to_string())),
+        Just(Some("Basic !!!".to_string())),
+        Just(Some("Basic ".to_string())),
+        Just(Some("Bearer wk_web".to_string())),
+        Just(None),
+        "[ -~]{0,60}".prop_map(Some),
+    ];
+    let ctype = prop_oneof![
+        Just("application/json"),
+        Just("text/plain"),
+        Just("text/plain;charset=UTF-8"),
+        Just("application/x-www-form-urlencoded"),
+        Just("")
+    ];
+    let path = prop_oneof![
+        Just("/v1/t"),
+        Just("/v1/batch"),
+        Just("/v1/b"),
+        Just("/v1/identify"),
+        Just("/v1/import"),
+        "/v1/[a-z%./]{0,12}".prop_map(|p| Box::leak(p.into_boxed_str()) as &str),
+    ];
+    let body = prop_oneof![
+        (time_value(), time_value(), any::<bool>()).prop_map(|(ts, sent, batch)| {
+            let e = json!({"type": "track", "userId": "u", "event": "E", "timestamp": ts, "sentAt": sent,
+                "context": {"consent": {"categoryPreferences": {"ad": true}}}});
+            let v = if batch { json!({"batch": [e], "sentAt": sent, "writeKey": "wk_web"}) } else { e };
+            v.to_string().into_bytes()
+        }),
+        proptest::collection::vec(any::<u8>(), 0..200),
+        Just(b"{\"writeKey\": \"wk_web\", \"batch\": [".to_vec()),
+        Just(format!("{{\"userId\": 1e400, \"event\": \"E\", \"writeKey\": \"wk_web\", \"n\": {}}}", "9".repeat(500)).into_bytes()),
+    ];
+    let gzip = prop_oneof![Just(None), Just(Some("gzip")), Just(Some("GZIP")), Just(Some("br"))];
+    runner
+        .run(&(path, auth, ctype, body, gzip), |(path, auth, ctype, body, encoding)| {
+            let mut req = ureq::post(&format!("{}{path}", s.url)).set("Content-Type", ctype);
+            if let Some(a) = &auth {
+                req = req.set("Authorization", a);
+            }
+            if let Some(e) = encoding {
+                req = req.set("Content-Encoding", e);
+            }
+            let status = match req.send_bytes(&body) {
+                Ok(r) => r.status(),
+                Err(ureq::Error::Status(st, _)) => st,
+                Err(e) => return Err(TestCaseError::fail(format!("transport error: {e}"))),
+            };
+            prop_assert!(status < 500, "{} answered {} for {:?}", path, status, String::from_utf8_lossy(&body));
+            Ok(())
+        })
+        .unwrap();
+    // a gzip bomb: 50 MB of zeros in ~50 KB is refused without inflating it all
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut enc, &vec![b' '; 50 * 1024 * 1024]).unwrap();
+    let bomb = enc.finish().unwrap();
+    let (st, body) = s.post_bytes("/v1/batch", &bomb, Some("wk_web"), Some("gzip"));
+    assert_eq!(st, 400, "{body}");
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert_eq!(get_as(&format!("{}/health", s.url), None).0, 200, "the server is still up");
+    // a future-stamped event never reached ads against its consent, and nothing else leaked
+    s.settle();
+    for e in s.rx.items("/ads") {
+        assert!(may_reach_ads(&e), "{e}");
+    }
+}
