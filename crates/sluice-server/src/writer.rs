@@ -373,16 +373,28 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
             }
         }
         let mut stats = Stats::new();
-        let result = (|| -> store::Result<Vec<Accepted>> {
-            let tx = conn.transaction().map_err(|source| store::StoreError { path: "stream.db".into(), source })?;
+        // a bug that panics on one group must not stop ingestion: the group's transaction rolls
+        // back, its requests are answered 500 (clients retry), the writer goes on
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<Accepted>, String> {
+            let sql = |source| store::StoreError { path: "stream.db".into(), source }.to_string();
+            let tx = conn.transaction().map_err(sql)?;
             let mut out = Vec::with_capacity(group.len());
             for job in &group {
-                out.push(router.process(&tx, job, &mut stats)?);
+                out.push(router.process(&tx, job, &mut stats).map_err(|e| e.to_string())?);
             }
-            write_stats(&tx, &router.ws, &router.metrics, &stats)?;
-            tx.commit().map_err(|source| store::StoreError { path: "stream.db".into(), source })?;
+            write_stats(&tx, &router.ws, &router.metrics, &stats).map_err(|e| e.to_string())?;
+            tx.commit().map_err(sql)?;
             Ok(out)
-        })();
+        }))
+        .unwrap_or_else(|panic| {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %why, "the writer panicked on a group; its requests are answered 500");
+            Err(format!("writer panicked: {why}"))
+        });
         match result {
             Ok(accepted) => {
                 for (job, acc) in group.into_iter().zip(accepted) {
@@ -393,7 +405,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
             Err(e) => {
                 tracing::error!(error = %e, "event log write failed; requests answered 500");
                 for job in group {
-                    let _ = job.reply.send(Err(e.to_string()));
+                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
