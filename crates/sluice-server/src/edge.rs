@@ -22,11 +22,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_connections: 4096,
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(30),
-        }
+        Self { max_connections: 4096, header_timeout: Duration::from_secs(10), body_timeout: Duration::from_secs(30) }
     }
 }
 

@@ -120,7 +120,8 @@ fn finding_11_invalid_bodies_are_cut_and_debugger_answers_are_bounded() {
     let s = start(&format!("destinations:\n{}", hook("ads", "Ads")));
     // invalid events of ~100 KB each (no type): stored cut, with the reason
     let big = "x".repeat(100_000);
-    let batch = json!({"batch": [{"userId": "u", "properties": {"p": big}}, {"userId": "u", "properties": {"p": big}}]});
+    let batch =
+        json!({"batch": [{"userId": "u", "properties": {"p": big}}, {"userId": "u", "properties": {"p": big}}]});
     assert_eq!(s.post("/v1/batch", &batch).0, 200);
     let (_, body) = s.get("/v1/debugger/web?limit=10");
     let dbg: Value = serde_json::from_str(&body).unwrap();
@@ -184,8 +185,10 @@ fn finding_14_slow_headers_and_slow_bodies_are_cut_off() {
     assert!(t.elapsed() < Duration::from_secs(15), "the server closed a connection whose headers never ended");
     // a body that never arrives: the server answers (408/400 in the error shape) and closes
     let mut slow = connect(&s);
-    slow.write_all(b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nAuthorization: Basic d2tfd2ViOg==\r\n\r\n{")
-        .unwrap();
+    slow.write_all(
+        b"POST /v1/track HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nAuthorization: Basic d2tfd2ViOg==\r\n\r\n{",
+    )
+    .unwrap();
     let t = Instant::now();
     let answer = read_to_close(slow);
     assert!(t.elapsed() < Duration::from_secs(15), "the server gave up on a body that never came");
@@ -239,9 +242,7 @@ fn finding_17_ten_thousand_categories_route_correctly() {
         yaml.push_str(&format!("  - {{id: K{i}, name: Cat {i}, destinations: [ads]}}\n"));
     }
     let s = start(&yaml);
-    let ev = |id: &str, prefs: &serde_json::Map<String, Value>| {
-        json!({"type": "track", "userId": id, "event": "E", "messageId": id, "context": {"consent": {"categoryPreferences": prefs}}})
-    };
+    let ev = |id: &str, prefs: &serde_json::Map<String, Value>| json!({"type": "track", "userId": id, "event": "E", "messageId": id, "context": {"consent": {"categoryPreferences": prefs}}});
     // within the limit: 1000 categories named in the event, the rest absent (false)
     let some: serde_json::Map<String, Value> = (0..1000).map(|i| (format!("K{i}"), json!(true))).collect();
     assert_eq!(s.post("/v1/track", &ev("partial", &some)).0, 200);

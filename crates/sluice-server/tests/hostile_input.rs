@@ -164,7 +164,10 @@ fn hostile_requests_never_crash_the_edge() {
         }),
         proptest::collection::vec(any::<u8>(), 0..200),
         Just(b"{\"writeKey\": \"wk_web\", \"batch\": [".to_vec()),
-        Just(format!("{{\"userId\": 1e400, \"event\": \"E\", \"writeKey\": \"wk_web\", \"n\": {}}}", "9".repeat(500)).into_bytes()),
+        Just(
+            format!("{{\"userId\": 1e400, \"event\": \"E\", \"writeKey\": \"wk_web\", \"n\": {}}}", "9".repeat(500))
+                .into_bytes()
+        ),
     ];
     let gzip = prop_oneof![Just(None), Just(Some("gzip")), Just(Some("GZIP")), Just(Some("br"))];
     runner

@@ -201,27 +201,15 @@ mod tests {
 
     #[test]
     fn finding_19_skew_correction_never_yields_absurd_years() {
+        let ts = |v: Value| normalize(v, Some("track"), None, now(), |_| "x".into()).unwrap().0["timestamp"].clone();
         // sentAt in year 9999 and timestamp in year 0001: the correction would land in -7974
-        let e = normalize(
-            json!({"userId": "u", "event": "E", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"}),
-            Some("track"),
-            None,
-            now(),
-            |_| "x".into(),
-        )
-        .unwrap()
-        .0;
-        assert_eq!(e["timestamp"], "2024-05-01T12:00:10.000Z");
-        let e = normalize(
-            json!({"userId": "u", "event": "E", "timestamp": "1969-01-01T00:00:00Z"}),
-            Some("track"),
-            None,
-            now(),
-            |_| "x".into(),
-        )
-        .unwrap()
-        .0;
-        assert_eq!(e["timestamp"], "2024-05-01T12:00:10.000Z");
+        let absurd =
+            json!({"userId": "u", "event": "E", "timestamp": "0001-01-01T00:00:00Z", "sentAt": "9999-12-31T23:59:59Z"});
+        assert_eq!(ts(absurd), "2024-05-01T12:00:10.000Z");
+        assert_eq!(
+            ts(json!({"userId": "u", "event": "E", "timestamp": "1969-01-01T00:00:00Z"})),
+            "2024-05-01T12:00:10.000Z"
+        );
     }
 
     #[test]

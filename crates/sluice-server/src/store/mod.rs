@@ -30,7 +30,10 @@ pub fn open(dir: &Path) -> Result<Connection> {
     let wrap = |source| StoreError { path: path.display().to_string(), source };
     let io = |e: std::io::Error| StoreError {
         path: path.display().to_string(),
-        source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN), Some(e.to_string())),
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(e.to_string()),
+        ),
     };
     sluice_state::files::private_dir(dir).map_err(io)?;
     sluice_state::files::private_file(&path).map_err(io)?;
