@@ -153,7 +153,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     let mappings =
         if o.with_consent_mapping { "{destination: receiver}, {destination: ads}" } else { "{destination: receiver}" };
     let yaml = format!(
-        "sources: [{{id: pg, kind: postgres, url: \"{pg}\", tls: disable}}]
+        "sources: [{{id: pg, kind: postgres, url: \"{pg}\", tls: disable, allow_privileged_role: true}}]
 destinations:
   - {{id: receiver, kind: webhook, settings: {{url: \"{url}\", batch_size: {bs}}}}}
   - {{id: ads, kind: webhook, settings: {{url: \"{url}\", batch_size: {bs}}}}}

@@ -186,11 +186,10 @@ impl PostgresWarehouse {
             tls::client_config(mode, opts.ca_file.as_deref()).map_err(&connect)?,
         );
         let mut client = config.connect(tls.clone()).map_err(|e| connect(error_text(&e)))?;
-        let user = config.get_user().unwrap_or("?").to_string();
         let mut warnings = Vec::new();
-        match role::privileged(&mut client)
-            .map_err(|e| connect(format!("cannot check the role: {}", error_text(&e))))?
-        {
+        let (user, why) = role::privileged(&mut client)
+            .map_err(|e| connect(format!("cannot check the role's privileges: {}", error_text(&e))))?;
+        match why {
             Some(why) if !opts.allow_privileged_role => return Err(connect(role::refusal(&user, &why))),
             Some(why) => warnings.push(role::warning(&user, &why)),
             None => {}

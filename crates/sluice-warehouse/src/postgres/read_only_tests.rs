@@ -168,6 +168,12 @@ fn finding_5_preview_timeout_stops_the_query_on_the_server() {
     let e = w.preview(&format!("select pg_sleep(30) as {marker}, 1 as id"), 10).unwrap_err().to_string();
     assert!(e.contains("canceling statement due to statement timeout"), "{e}");
     assert!(!wait_running(false, &marker));
+    // the model cannot lift the limit of the statement it runs in
+    let e = w
+        .preview(&format!("select set_config('statement_timeout', '0', false) as id, pg_sleep(30) as {marker}"), 10)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("canceling statement due to statement timeout"), "{e}");
     assert_eq!(DEFAULT_PREVIEW_TIMEOUT, Duration::from_secs(60));
     // scans are not previews: the preview's limit does not apply to them
     let mut n = 0;

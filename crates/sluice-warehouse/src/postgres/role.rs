@@ -8,8 +8,9 @@ use postgres::Client;
 /// Predefined roles that reach the database server's files or programs (PostgreSQL ≥ 11).
 const SERVER_ROLES: [&str; 3] = ["pg_read_server_files", "pg_write_server_files", "pg_execute_server_program"];
 
-/// Why the connected role is dangerous for model SQL; `None` when it is not.
-pub(super) fn privileged(client: &mut Client) -> Result<Option<String>, postgres::Error> {
+/// The connected role's name, and why it is dangerous for model SQL (`None` when it is not).
+pub(super) fn privileged(client: &mut Client) -> Result<(String, Option<String>), postgres::Error> {
+    let user: String = client.query_one("SELECT current_user::text", &[])?.try_get(0)?;
     // every role it can become (SET ROLE works inside a read-only transaction): superusers,
     // and the predefined roles that reach the server's files and programs
     let found = client.query(
@@ -28,7 +29,7 @@ pub(super) fn privileged(client: &mut Client) -> Result<Option<String>, postgres
                 .query_opt("SELECT usesuper FROM pg_catalog.pg_user WHERE usename = current_user", &[])?
                 .map(|r| r.try_get(0))
                 .transpose()?;
-            return Ok(su.unwrap_or(false).then(|| "is a superuser".to_string()));
+            return Ok((user, su.unwrap_or(false).then(|| "is a superuser".to_string())));
         }
         Err(e) => return Err(e),
     };
@@ -42,13 +43,14 @@ pub(super) fn privileged(client: &mut Client) -> Result<Option<String>, postgres
             via.push(if is_super { format!("{name} (a superuser)") } else { name });
         }
     }
-    Ok(if superuser {
+    let why = if superuser {
         Some("is a superuser".into())
     } else if via.is_empty() {
         None
     } else {
         Some(format!("is a member of {}", via.join(", ")))
-    })
+    };
+    Ok((user, why))
 }
 
 /// Why refusing, and how to fix it.
