@@ -186,19 +186,19 @@ impl PostgresWarehouse {
             tls::client_config(mode, opts.ca_file.as_deref()).map_err(&connect)?,
         );
         let mut client = config.connect(tls.clone()).map_err(|e| connect(error_text(&e)))?;
-        let mut warnings = Vec::new();
-        let (user, why) = role::privileged(&mut client)
-            .map_err(|e| connect(format!("cannot check the role's privileges: {}", error_text(&e))))?;
-        match why {
-            Some(why) if !opts.allow_privileged_role => return Err(connect(role::refusal(&user, &why))),
-            Some(why) => warnings.push(role::warning(&user, &why)),
-            None => {}
-        }
         let mut setup = "SET work_mem = '64MB';".to_string();
         if let Some(t) = opts.statement_timeout {
             setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
         }
         client.batch_execute(&setup).map_err(|e| connect(error_text(&e)))?;
+        let mut warnings = Vec::new();
+        match role::privileged(&mut client)
+            .map_err(|e| connect(format!("cannot check the role's privileges: {}", error_text(&e))))?
+        {
+            Some((user, why)) if !opts.allow_privileged_role => return Err(connect(role::refusal(&user, &why))),
+            Some((user, why)) => warnings.push(role::warning(&user, &why)),
+            None => {}
+        }
         // servers before 14 and Redshift refuse it: there only cancel requests and timeouts
         // stop the query of a client that went away
         let check = format!("SET client_connection_check_interval = {}", CLIENT_CHECK_INTERVAL.as_millis());
@@ -211,10 +211,10 @@ impl PostgresWarehouse {
             (p, Some(s)) if !s.is_zero() => p.min(s),
             (p, _) => p,
         };
+        let canceller = Canceller::new();
         let mut w =
-            Self { client, target, described: None, tls, canceller: Canceller::new(), preview_timeout, warnings };
-        let own = Canceller::new();
-        w.attach_canceller(&own);
+            Self { client, target, described: None, tls, canceller: canceller.clone(), preview_timeout, warnings };
+        w.attach_canceller(&canceller);
         Ok(w)
     }
 

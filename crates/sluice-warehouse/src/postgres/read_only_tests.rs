@@ -114,6 +114,17 @@ fn finding_5_privileged_role_is_refused_unless_allowed() {
     admin().batch_execute(&format!("GRANT pg_read_server_files TO {}", role.name)).unwrap();
     let e = PostgresWarehouse::connect(&role.opts()).err().unwrap().to_string();
     assert!(e.contains(&format!("role `{}` is a member of pg_read_server_files", role.name)), "{e}");
+    // a superuser session that sets a harmless role could reset it: refused too
+    let reader = Role::read_only(&schema);
+    let url = format!("{}?options=-c%20role%3D{}", pg_url(), reader.name);
+    let mut as_reader = Client::connect(&url, postgres::NoTls).unwrap();
+    let who: String = as_reader.query_one("SELECT current_user::text", &[]).unwrap().get(0);
+    assert_eq!(who, reader.name, "the URL sets the role");
+    let e = PostgresWarehouse::connect(&PgOptions { url, allow_privileged_role: false, ..opts() })
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("role `postgres` is a superuser"), "{e}");
 }
 
 #[test]

@@ -27,8 +27,9 @@ impl SqliteWarehouse {
                 .map_err(|e| connect(e.to_string()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| connect(e.to_string()))?;
         conn.pragma_update(None, "query_only", true).map_err(|e| connect(e.to_string()))?;
-        let mut w = Self { path: path.to_path_buf(), conn, canceller: Canceller::new() };
-        w.attach_canceller(&Canceller::new());
+        let canceller = Canceller::new();
+        let mut w = Self { path: path.to_path_buf(), conn, canceller: canceller.clone() };
+        w.attach_canceller(&canceller);
         Ok(w)
     }
 
