@@ -26,7 +26,7 @@ fn sigkill_mid_sync_loses_nothing() {
     apply(
         dir.path(),
         &format!(
-            "sources: [{{id: pg, kind: postgres, url: \"{}\"}}]
+            "sources: [{{id: pg, kind: postgres, url: \"{}\", allow_privileged_role: true}}]
 destinations:
   - {{id: crm, kind: webhook, settings: {{url: \"{}/crm\", batch_size: 200}}}}
   - {{id: ads, kind: webhook, settings: {{url: \"{}/ads\", batch_size: 200}}}}

@@ -147,6 +147,10 @@ pub struct SourceConfig {
     /// Longest a model's query may run on the server, in seconds (kind `postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<u64>,
+    /// Connect even when the role is a superuser or may read or write the server's files or run
+    /// programs there, which a read-only transaction cannot stop (kind `postgres`; default: refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_privileged_role: bool,
 }
 
 /// Kinds of destination.

@@ -106,6 +106,7 @@ pub fn validate(
                 ("tls", s.tls.is_some()),
                 ("ca_file", s.ca_file.is_some()),
                 ("statement_timeout_secs", s.statement_timeout_secs.is_some()),
+                ("allow_privileged_role", s.allow_privileged_role),
             ] {
                 if set {
                     err(format!("{at}.{field}"), "only a postgres source takes this setting".into());

@@ -167,6 +167,8 @@ impl Workspace {
                     tls: src.tls.as_deref().and_then(TlsMode::parse),
                     ca_file: src.ca_file.as_ref().map(|f| self.base_dir.join(f)),
                     statement_timeout: src.statement_timeout_secs.map(std::time::Duration::from_secs),
+                    allow_privileged_role: src.allow_privileged_role,
+                    preview_timeout: None,
                 };
                 Ok(Box::new(PostgresWarehouse::connect(&opts)?))
             }

@@ -23,7 +23,7 @@ models:\n{}",
     std::env::set_var("SLUICE_PG_URL_FOR_TESTS", pg_url());
     // the URL comes from the environment, as users keep secrets
     env.workspace_with_source(
-        "{id: pg, kind: postgres, url: \"${SLUICE_PG_URL_FOR_TESTS}\", tls: prefer, statement_timeout_secs: 30}",
+        "{id: pg, kind: postgres, url: \"${SLUICE_PG_URL_FOR_TESTS}\", tls: prefer, statement_timeout_secs: 30, allow_privileged_role: true}",
         &yaml,
     )
 }

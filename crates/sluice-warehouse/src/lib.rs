@@ -4,8 +4,11 @@
 
 use serde_json::Value;
 
+mod cancel;
 pub mod postgres;
 pub mod sqlite;
+
+pub use cancel::Canceller;
 
 /// What went wrong talking to a warehouse.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +157,18 @@ pub struct Preview {
 
 /// A warehouse a model runs on.
 pub trait Warehouse: Send {
+    /// Makes `canceller` stop this warehouse's work: [`Canceller::cancel`], from any thread,
+    /// stops the statement running on the server and refuses every later one. Attach it
+    /// right after opening, before the work whose cancellation it should cover; one canceller
+    /// serves one warehouse.
+    fn attach_canceller(&mut self, canceller: &Canceller);
+
+    /// What the operator should know about this connection (e.g. a privileged role that was
+    /// explicitly allowed); empty when all is well.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The columns the model returns, without reading its rows.
     fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError>;
     /// The model's columns and first `limit` rows.

@@ -133,6 +133,8 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     let mut wh = sluice_warehouse::postgres::PostgresWarehouse::connect(&sluice_warehouse::postgres::PgOptions {
         url: o.pg_url.clone(),
         tls: Some(sluice_warehouse::postgres::TlsMode::Disable),
+        // the benchmark creates its own tables: its role is privileged by nature
+        allow_privileged_role: true,
         ..Default::default()
     })?;
     let mut n = 0u64;
@@ -151,7 +153,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     let mappings =
         if o.with_consent_mapping { "{destination: receiver}, {destination: ads}" } else { "{destination: receiver}" };
     let yaml = format!(
-        "sources: [{{id: pg, kind: postgres, url: \"{pg}\", tls: disable}}]
+        "sources: [{{id: pg, kind: postgres, url: \"{pg}\", tls: disable, allow_privileged_role: true}}]
 destinations:
   - {{id: receiver, kind: webhook, settings: {{url: \"{url}\", batch_size: {bs}}}}}
   - {{id: ads, kind: webhook, settings: {{url: \"{url}\", batch_size: {bs}}}}}

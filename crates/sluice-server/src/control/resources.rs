@@ -119,19 +119,38 @@ pub async fn preview(
     _a: Actor,
     super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<Json<Preview>, ApiError> {
+    /// Stops the preview's query on the warehouse when dropped armed: axum drops the handler's
+    /// future when the client goes away, and the blocking task would otherwise run on.
+    struct CancelOnDrop(Option<sluice_warehouse::Canceller>);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            if let Some(c) = self.0.take() {
+                // `cancel` blocks on the warehouse: never on the async runtime's threads
+                std::thread::spawn(move || c.cancel());
+            }
+        }
+    }
     let ws = s.engine_workspace();
-    tokio::task::spawn_blocking(move || {
+    let canceller = sluice_warehouse::Canceller::new();
+    let mut armed = CancelOnDrop(Some(canceller.clone()));
+    let done = tokio::task::spawn_blocking(move || {
         let m = ws.model(&id).ok_or_else(|| unknown_model(&id))?;
-        let p = ws
-            .warehouse(&m.source)
-            .and_then(|mut w| w.preview(&m.sql, 10))
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "warehouse", e.to_string(), Some("sql")))?;
+        let wh_err = |e: sluice_warehouse::WarehouseError| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "warehouse", e.to_string(), Some("sql"))
+        };
+        let mut w = ws.warehouse(&m.source).map_err(wh_err)?;
+        w.attach_canceller(&canceller);
+        for warning in w.warnings() {
+            tracing::warn!(source = %m.source, model = %m.id, %warning, "warehouse connection");
+        }
+        let p = w.preview(&m.sql, 10).map_err(wh_err)?;
         let rows =
             p.rows.iter().map(|r| Value::Object(p.columns.iter().cloned().zip(r.iter().cloned()).collect())).collect();
         Ok(Json(Preview { columns: p.columns, rows }))
     })
-    .await
-    .map_err(ApiError::internal)?
+    .await;
+    armed.0 = None;
+    done.map_err(ApiError::internal)?
 }
 
 /// A model's consent mappings: category id -> column.

@@ -1,14 +1,21 @@
 //! PostgreSQL (and Redshift, which speaks its protocol) as a warehouse. Rows stream through
 //! the extended protocol with backpressure; nothing is loaded whole.
+//!
+//! Model SQL only ever runs inside a `READ ONLY` transaction that is rolled back, under a role
+//! checked at connect (see `role`); the server drops the query of a client that went away
+//! (`client_connection_check_interval`), and a [`Canceller`] stops it on request.
 
+mod role;
 mod tls;
 
 pub use tls::TlsMode;
 
-use crate::{check_columns, model_sql, quote_ident, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError};
+use crate::{
+    check_columns, model_sql, quote_ident, Canceller, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError,
+};
 use fallible_iterator::FallibleIterator;
 use postgres::types::Type;
-use postgres::{Client, Config};
+use postgres::{Client, Config, GenericClient, Transaction};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -24,7 +31,21 @@ pub struct PgOptions {
     pub ca_file: Option<PathBuf>,
     /// Server-side limit per statement.
     pub statement_timeout: Option<Duration>,
+    /// Server-side limit of a preview's query; `None`: [`DEFAULT_PREVIEW_TIMEOUT`]. A shorter
+    /// `statement_timeout` wins.
+    pub preview_timeout: Option<Duration>,
+    /// Connect even when the role is a superuser or can reach the server's files or programs
+    /// (`pg_read_server_files`, `pg_write_server_files`, `pg_execute_server_program`), which a
+    /// read-only transaction cannot stop; [`Warehouse::warnings`] then says so.
+    pub allow_privileged_role: bool,
 }
+
+/// How long a preview's query may run on the server unless the source's timeout is shorter.
+pub const DEFAULT_PREVIEW_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often the server checks, while a query runs, that Sluice is still connected
+/// (`client_connection_check_interval`, PostgreSQL ≥ 14).
+const CLIENT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A connected PostgreSQL warehouse.
 pub struct PostgresWarehouse {
@@ -32,6 +53,11 @@ pub struct PostgresWarehouse {
     target: String,
     /// The last model described (a sync asks for columns, id order and a scan of one model).
     described: Option<(String, Vec<(String, Conv)>)>,
+    /// For the cancel requests of [`Canceller`]s (they open their own connection).
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    canceller: Canceller,
+    preview_timeout: Duration,
+    warnings: Vec<String>,
 }
 
 /// How a column is read.
@@ -115,6 +141,16 @@ fn sql_error(e: postgres::Error, sql: &str) -> WarehouseError {
     WarehouseError::Sql(msg)
 }
 
+/// Starts the read-only transaction every statement of model SQL runs in. It is rolled back
+/// at the end, which also undoes any `set_config` the model made.
+fn read_only(client: &mut Client) -> Result<Transaction<'_>, WarehouseError> {
+    client.build_transaction().read_only(true).start().map_err(|e| WarehouseError::Sql(error_text(&e)))
+}
+
+fn end(tx: Transaction<'_>) -> Result<(), WarehouseError> {
+    tx.rollback().map_err(|e| WarehouseError::Sql(error_text(&e)))
+}
+
 impl PostgresWarehouse {
     /// Connects; bad credentials, an unreachable host or a bad URL give an error naming the target.
     pub fn connect(opts: &PgOptions) -> Result<Self, WarehouseError> {
@@ -146,15 +182,40 @@ impl PostgresWarehouse {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("sluice");
-        let tls = tls::client_config(mode, opts.ca_file.as_deref()).map_err(&connect)?;
-        let mut client =
-            config.connect(tokio_postgres_rustls::MakeRustlsConnect::new(tls)).map_err(|e| connect(error_text(&e)))?;
+        let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
+            tls::client_config(mode, opts.ca_file.as_deref()).map_err(&connect)?,
+        );
+        let mut client = config.connect(tls.clone()).map_err(|e| connect(error_text(&e)))?;
         let mut setup = "SET work_mem = '64MB';".to_string();
         if let Some(t) = opts.statement_timeout {
             setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
         }
         client.batch_execute(&setup).map_err(|e| connect(error_text(&e)))?;
-        Ok(Self { client, target, described: None })
+        let mut warnings = Vec::new();
+        match role::privileged(&mut client)
+            .map_err(|e| connect(format!("cannot check the role's privileges: {}", error_text(&e))))?
+        {
+            Some((user, why)) if !opts.allow_privileged_role => return Err(connect(role::refusal(&user, &why))),
+            Some((user, why)) => warnings.push(role::warning(&user, &why)),
+            None => {}
+        }
+        // servers before 14 and Redshift refuse it: there only cancel requests and timeouts
+        // stop the query of a client that went away
+        let check = format!("SET client_connection_check_interval = {}", CLIENT_CHECK_INTERVAL.as_millis());
+        if let Err(e) = client.batch_execute(&check) {
+            if e.as_db_error().is_none() {
+                return Err(connect(error_text(&e)));
+            }
+        }
+        let preview_timeout = match (opts.preview_timeout.unwrap_or(DEFAULT_PREVIEW_TIMEOUT), opts.statement_timeout) {
+            (p, Some(s)) if !s.is_zero() => p.min(s),
+            (p, _) => p,
+        };
+        let canceller = Canceller::new();
+        let mut w =
+            Self { client, target, described: None, tls, canceller: canceller.clone(), preview_timeout, warnings };
+        w.attach_canceller(&canceller);
+        Ok(w)
     }
 
     /// `user@host:port/db`.
@@ -168,22 +229,13 @@ impl PostgresWarehouse {
                 return Ok(cols.clone());
             }
         }
-        let cols = self.prepare_model(sql)?;
+        let _busy = self.canceller.busy()?;
+        let mut tx = read_only(&mut self.client)?;
+        let cols = prepare_model(&mut tx, sql).map_err(|e| self.canceller.explain(e))?;
+        end(tx)?;
         self.described = Some((sql.to_string(), cols.clone()));
         Ok(cols)
     }
-
-    fn prepare_model(&mut self, sql: &str) -> Result<Vec<(String, Conv)>, WarehouseError> {
-        let stmt = self.client.prepare(model_sql(sql)).map_err(|e| sql_error(e, model_sql(sql)))?;
-        let cols: Vec<(String, Conv)> =
-            stmt.columns().iter().map(|c| (c.name().to_string(), conv(c.type_()))).collect();
-        if cols.is_empty() {
-            return Err(WarehouseError::Model("the model SQL returns no columns (is it a SELECT?)".into()));
-        }
-        check_columns(&cols.iter().map(|c| c.0.clone()).collect::<Vec<_>>())?;
-        Ok(cols)
-    }
-
     /// The select list that reads every column as `conv` says.
     fn select_list(cols: &[(String, Conv)]) -> String {
         cols.iter()
@@ -194,6 +246,16 @@ impl PostgresWarehouse {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+fn prepare_model(client: &mut impl GenericClient, sql: &str) -> Result<Vec<(String, Conv)>, WarehouseError> {
+    let stmt = client.prepare(model_sql(sql)).map_err(|e| sql_error(e, model_sql(sql)))?;
+    let cols: Vec<(String, Conv)> = stmt.columns().iter().map(|c| (c.name().to_string(), conv(c.type_()))).collect();
+    if cols.is_empty() {
+        return Err(WarehouseError::Model("the model SQL returns no columns (is it a SELECT?)".into()));
+    }
+    check_columns(&cols.iter().map(|c| c.0.clone()).collect::<Vec<_>>())?;
+    Ok(cols)
 }
 
 fn cell(row: &postgres::Row, i: usize, c: Conv) -> Result<Value, postgres::Error> {
@@ -270,6 +332,20 @@ impl crate::RawDecoder for PgDecoder {
 }
 
 impl Warehouse for PostgresWarehouse {
+    fn attach_canceller(&mut self, canceller: &Canceller) {
+        let token = self.client.cancel_token();
+        let tls = self.tls.clone();
+        // a failed cancel request (server gone) leaves nothing to stop
+        canceller.install(Box::new(move || {
+            let _ = token.cancel_query(tls.clone());
+        }));
+        self.canceller = canceller.clone();
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
     fn raw_rows(&self) -> bool {
         true
     }
@@ -281,7 +357,13 @@ impl Warehouse for PostgresWarehouse {
     fn preview(&mut self, sql: &str, limit: usize) -> Result<Preview, WarehouseError> {
         let cols = self.describe_model(sql)?;
         let q = format!("SELECT {} FROM ({}) AS sluice_model LIMIT {limit}", Self::select_list(&cols), model_sql(sql));
-        let rows = self.client.query(&q, &[]).map_err(|e| sql_error(e, &q))?;
+        let _busy = self.canceller.busy()?;
+        let mut tx = read_only(&mut self.client)?;
+        // the source's own timeout, if shorter, is already in preview_timeout
+        tx.batch_execute(&format!("SET LOCAL statement_timeout = {}", self.preview_timeout.as_millis()))
+            .map_err(|e| WarehouseError::Sql(error_text(&e)))?;
+        let rows = tx.query(&q, &[]).map_err(|e| self.canceller.explain(sql_error(e, &q)))?;
+        end(tx)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let vals: Result<Vec<Value>, _> = cols.iter().enumerate().map(|(i, (_, c))| cell(r, i, *c)).collect();
@@ -325,16 +407,19 @@ impl Warehouse for PostgresWarehouse {
             model_sql(sql)
         );
         let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
-        let stmt = self.client.prepare(&q).map_err(|e| sql_error(e, &q))?;
+        let _busy = self.canceller.busy()?;
+        let mut tx = read_only(&mut self.client)?;
+        let explain = |e: WarehouseError| self.canceller.explain(e);
+        let stmt = tx.prepare(&q).map_err(|e| explain(sql_error(e, &q)))?;
         let decoder: Option<std::sync::Arc<dyn crate::RawDecoder>> = if needs.raw {
             let types = stmt.columns().iter().skip(1).map(|c| c.type_().clone()).collect();
             Some(std::sync::Arc::new(PgDecoder { convs: cols.iter().map(|c| c.1).collect(), types }))
         } else {
             None
         };
-        let mut rows = self.client.query_raw(&stmt, params).map_err(|e| sql_error(e, &q))?;
+        let mut rows = tx.query_raw(&stmt, params).map_err(|e| explain(sql_error(e, &q)))?;
         let mut guard = OrderGuard::new(order);
-        let read = |e: postgres::Error| WarehouseError::Sql(error_text(&e));
+        let read = |e: postgres::Error| explain(WarehouseError::Sql(error_text(&e)));
         while let Some(r) = rows.next().map_err(read)? {
             let id: Option<String> = r.try_get(0).map_err(read)?;
             guard.check(id.as_deref())?;
@@ -360,9 +445,12 @@ impl Warehouse for PostgresWarehouse {
             };
             sink(Row { id, values, raw }).map_err(WarehouseError::Aborted)?;
         }
-        Ok(())
+        drop(rows);
+        end(tx)
     }
 }
 
+#[cfg(test)]
+mod read_only_tests;
 #[cfg(test)]
 mod tests;

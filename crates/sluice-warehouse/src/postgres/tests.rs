@@ -3,11 +3,12 @@
 use super::*;
 use sluice_testkit::{pg_url, unique_name};
 
-fn opts() -> PgOptions {
-    PgOptions { url: pg_url(), ..Default::default() }
+/// The test server's superuser, explicitly allowed (see `read_only_tests` for the refusal).
+pub(super) fn opts() -> PgOptions {
+    PgOptions { url: pg_url(), allow_privileged_role: true, ..Default::default() }
 }
 
-fn setup(sql: &str) -> (PostgresWarehouse, String) {
+pub(super) fn setup(sql: &str) -> (PostgresWarehouse, String) {
     let schema = unique_name("wh");
     let mut w = PostgresWarehouse::connect(&opts()).expect("PostgreSQL must be running (the test command starts it)");
     w.client.batch_execute(&format!("CREATE SCHEMA {schema}; SET search_path = {schema}; {sql}")).unwrap();

@@ -1,6 +1,9 @@
-//! The embedded default warehouse: an SQLite file, opened read-only.
+//! The embedded default warehouse: an SQLite file, opened read-only (`SQLITE_OPEN_READ_ONLY`,
+//! and `PRAGMA query_only` besides), so model SQL cannot write to it.
 
-use crate::{check_columns, model_sql, quote_ident, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError};
+use crate::{
+    check_columns, model_sql, quote_ident, Canceller, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError,
+};
 use rusqlite::{types::ValueRef, Connection, OpenFlags};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -9,6 +12,7 @@ use std::path::{Path, PathBuf};
 pub struct SqliteWarehouse {
     path: PathBuf,
     conn: Connection,
+    canceller: Canceller,
 }
 
 impl SqliteWarehouse {
@@ -22,7 +26,11 @@ impl SqliteWarehouse {
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
                 .map_err(|e| connect(e.to_string()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| connect(e.to_string()))?;
-        Ok(Self { path: path.to_path_buf(), conn })
+        conn.pragma_update(None, "query_only", true).map_err(|e| connect(e.to_string()))?;
+        let canceller = Canceller::new();
+        let mut w = Self { path: path.to_path_buf(), conn, canceller: canceller.clone() };
+        w.attach_canceller(&canceller);
+        Ok(w)
     }
 
     /// The file this warehouse reads.
@@ -47,7 +55,14 @@ pub fn cell(v: ValueRef<'_>) -> Value {
 }
 
 impl Warehouse for SqliteWarehouse {
+    fn attach_canceller(&mut self, canceller: &Canceller) {
+        let handle = self.conn.get_interrupt_handle();
+        canceller.install(Box::new(move || handle.interrupt()));
+        self.canceller = canceller.clone();
+    }
+
     fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError> {
+        let _busy = self.canceller.busy()?;
         let stmt = self.conn.prepare(model_sql(sql)).map_err(sql_err)?;
         let cols: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         if cols.is_empty() {
@@ -60,11 +75,13 @@ impl Warehouse for SqliteWarehouse {
     fn preview(&mut self, sql: &str, limit: usize) -> Result<Preview, WarehouseError> {
         let columns = self.columns(sql)?;
         let q = format!("SELECT * FROM ({}) AS sluice_model LIMIT {limit}", model_sql(sql));
-        let mut stmt = self.conn.prepare(&q).map_err(sql_err)?;
+        let _busy = self.canceller.busy()?;
+        let err = |e| self.canceller.explain(sql_err(e));
+        let mut stmt = self.conn.prepare(&q).map_err(err)?;
         let n = columns.len();
-        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let mut rows = stmt.query([]).map_err(err)?;
         let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(sql_err)? {
+        while let Some(r) = rows.next().map_err(err)? {
             out.push((0..n).map(|i| r.get_ref(i).map(cell).unwrap_or(Value::Null)).collect());
         }
         Ok(Preview { columns, rows: out })
@@ -85,10 +102,12 @@ impl Warehouse for SqliteWarehouse {
             id = quote_ident(id_column),
             sql = model_sql(sql)
         );
-        let mut stmt = self.conn.prepare(&q).map_err(sql_err)?;
-        let mut rows = stmt.query([]).map_err(sql_err)?;
+        let _busy = self.canceller.busy()?;
+        let err = |e| self.canceller.explain(sql_err(e));
+        let mut stmt = self.conn.prepare(&q).map_err(err)?;
+        let mut rows = stmt.query([]).map_err(err)?;
         let mut guard = OrderGuard::new(IdOrder::Text);
-        while let Some(r) = rows.next().map_err(sql_err)? {
+        while let Some(r) = rows.next().map_err(err)? {
             let id = match r.get_ref(0).map_err(sql_err)? {
                 ValueRef::Null => None,
                 ValueRef::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
