@@ -66,6 +66,12 @@ fn seed_models_columns_per_category_and_json_blob() {
     assert_eq!(m.withheld_by_category["C0003"], 1);
     assert_eq!(m.withheld_by_category["C0004"], 1);
     assert_eq!(r.consent_warnings["C0004"], 1, "NULL ads is a validation warning");
+    // the tests connect as a superuser, explicitly allowed: every sync report says so
+    assert!(
+        r.warnings.iter().any(|w| w.starts_with("source `pg`:") && w.contains("superuser")),
+        "the privileged role is reported: {:?}",
+        r.warnings
+    );
     let item = &env.rx.items("/ads")[0];
     assert_eq!(item["data"]["ads"], true);
     assert_eq!(item["data"]["email"], "a@x");

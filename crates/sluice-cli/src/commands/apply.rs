@@ -29,8 +29,9 @@ pub fn export(state: &Path, file: Option<&Path>, reveal: bool) -> anyhow::Result
 }
 
 pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let ws = Workspace::from_path(file)?;
-    ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
+    let mut ws = Workspace::from_path(file)?;
+    let connection_warnings = ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
+    ws.warnings.extend(connection_warnings);
     let mut store = StateStore::open(state)?;
     // nothing applied yet is fine; a stored workspace that cannot be read (wrong secret key) is not
     let old = match Workspace::load(&store) {

@@ -6,6 +6,9 @@ pub fn run(state: &Path, model_id: &str, json: bool) -> anyhow::Result<ExitCode>
     let (_store, ws) = open(state)?;
     let model = ws.model(model_id).ok_or_else(|| anyhow::anyhow!("unknown model `{model_id}`"))?;
     let mut wh = ws.warehouse(&model.source)?;
+    for w in wh.warnings() {
+        eprintln!("warning: source `{}`: {w}", model.source);
+    }
     let p = wh.preview(&model.sql, 10).map_err(|e| anyhow::anyhow!("model `{model_id}`: {e}"))?;
     let errs = sluice_engine::workspace::model_column_errors(&format!("models ({model_id})"), model, &p.columns);
     if !errs.is_empty() {

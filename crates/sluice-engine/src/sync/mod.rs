@@ -209,6 +209,10 @@ pub fn sync_model(
         model.consent.iter().filter_map(|(cat, c)| resolve_column(&cols, c).ok().map(|i| (cat.clone(), i))).collect();
 
     let mut report = RunReport { model: model.id.clone(), started_at: now_rfc3339(), ..Default::default() };
+    for w in warehouse.warnings() {
+        tracing::warn!(model = %model.id, source = %model.source, "{w}");
+        report.warnings.push(format!("source `{}`: {w}", model.source));
+    }
     if model.consent.is_empty() && !ws.file.consent_categories.is_empty() {
         let w = ws.warnings.iter().find(|w| w.contains(&format!("model `{}`", model.id))).cloned();
         if let Some(w) = w {
