@@ -148,6 +148,11 @@ impl Transport {
         Self { agent, policy: options.retry_policy() }
     }
 
+    /// The retry policy requests follow.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
     /// POSTs `body` to `url` with `headers`, retrying as the policy says. Only a 2xx is a
     /// success; a 3xx is not followed (see [`DeliveryError::redirected`]).
     pub fn post_json(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), DeliveryError> {
