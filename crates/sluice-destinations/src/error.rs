@@ -67,7 +67,9 @@ impl DeliveryError {
         Self {
             class: ErrorClass::User,
             retryable: true,
-            message: format!("HTTP {status}: {to}; redirects are not followed: set the destination's url to the final address"),
+            message: format!(
+                "HTTP {status}: {to}; redirects are not followed: set the destination's url to the final address"
+            ),
             retry_after: None,
         }
     }

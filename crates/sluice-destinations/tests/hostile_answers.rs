@@ -157,7 +157,8 @@ fn finding_8_timeout_secs_must_be_finite_positive_and_bounded() {
         let e = WebhookConfig::parse(s.as_object().unwrap()).unwrap_err();
         assert_eq!(e.at, "timeout_secs", "{bad}: {e:?}");
     }
-    for (field, v) in [("retry_max_ms", u64::MAX), ("retry_initial_ms", 10_000_000_000), ("max_retry_after_secs", u64::MAX)]
+    for (field, v) in
+        [("retry_max_ms", u64::MAX), ("retry_initial_ms", 10_000_000_000), ("max_retry_after_secs", u64::MAX)]
     {
         let s = serde_json::json!({"url": "http://127.0.0.1:9/x", field: v});
         assert_eq!(WebhookConfig::parse(s.as_object().unwrap()).unwrap_err().at, field);

@@ -35,7 +35,13 @@ pub fn next_runs(ws: &Workspace, store: &StateStore) -> HashMap<String, chrono::
 
 /// Runs the scheduler until `stop`, restarting it (with a backoff, a log line giving the panic
 /// message and a count in `sluice_worker_restarts{worker="scheduler"}`) whenever it dies.
-pub fn supervise(live: crate::Live, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+pub fn supervise(
+    live: crate::Live,
+    base_dir: PathBuf,
+    state_dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
     keep_alive("scheduler", &stop, &metrics, Backoff::default(), || {
         run(live.clone(), base_dir.clone(), state_dir.clone(), stop.clone());
         Ok(())
@@ -104,7 +110,9 @@ pub fn run(live: crate::Live, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<A
                         tracing::info!(model = %model, "scheduled sync skipped: already syncing")
                     }
                     Ok(Err(e)) => tracing::error!(model = %model, error = %e, "scheduled sync failed"),
-                    Err(p) => tracing::error!(model = %model, reason = %panic_message(p.as_ref()), "scheduled sync panicked"),
+                    Err(p) => {
+                        tracing::error!(model = %model, reason = %panic_message(p.as_ref()), "scheduled sync panicked")
+                    }
                 }
             });
         }

@@ -41,8 +41,9 @@ fn finding_7_a_slow_rejecting_destination_never_stalls_the_tracking_api() {
     // every answer of `slow` is a 400 that takes 0.6 s: the batch is rejected, then each of its
     // 25 events is re-sent alone (15 s in all) to find which ones it refuses
     s.rx.answer_path("/slow", Reply::Slow(400, Duration::from_millis(600)));
-    let batch: Vec<Value> =
-        (0..25).map(|i| json!({"type": "track", "anonymousId": "a1", "event": "E", "messageId": format!("b{i}")})).collect();
+    let batch: Vec<Value> = (0..25)
+        .map(|i| json!({"type": "track", "anonymousId": "a1", "event": "E", "messageId": format!("b{i}")}))
+        .collect();
     assert_eq!(s.post("/v1/batch", &json!({"batch": batch})).0, 200);
     // the batch and three single re-sends answered: the old worker held the event log's write
     // lock from the first re-send until the last, longer than the writer's 10 s busy timeout
@@ -59,7 +60,10 @@ fn finding_7_a_slow_rejecting_destination_never_stalls_the_tracking_api() {
 
 #[test]
 fn finding_8_hostile_retry_after_values_do_not_kill_the_streaming_worker() {
-    let s = start(&format!("destinations:\n{}", hook_with("hook", "max_attempts: 2, timeout_secs: 1, max_retry_after_secs: 1")));
+    let s = start(&format!(
+        "destinations:\n{}",
+        hook_with("hook", "max_attempts: 2, timeout_secs: 1, max_retry_after_secs: 1")
+    ));
     let ra = |status: u16, v: &str| Reply::header(status, "Retry-After", v);
     // `nan` panicked in Duration::from_secs_f64 and the worker was never restarted
     s.rx.script([ra(503, "nan"), ra(429, "1e300"), ra(503, "inf"), ra(503, "18446744073709551616"), ra(503, "-1")]);

@@ -178,9 +178,11 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
     }
     if events.is_empty() {
         // nothing for this destination in the window: move on and look again at once
-        exec(conn, "update cursors set delivered_seq = ?2, attempts = 0, next_at = 0 where dest = ?1", params![
-            dest_id, last
-        ])
+        exec(
+            conn,
+            "update cursors set delivered_seq = ?2, attempts = 0, next_at = 0 where dest = ?1",
+            params![dest_id, last],
+        )
         .map_err(&w)?;
         return Ok((last - cursor) as usize);
     }
@@ -274,9 +276,11 @@ fn record(
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(&w)?;
     let at = crate::ingest::event::rfc3339(chrono::Utc::now());
     for (seq, error) in &o.dead {
-        exec(conn, "insert or replace into dead (dest, seq, error, at) values (?1, ?2, ?3, ?4)", params![
-            dest_id, seq, error, at
-        ])
+        exec(
+            conn,
+            "insert or replace into dead (dest, seq, error, at) values (?1, ?2, ?3, ?4)",
+            params![dest_id, seq, error, at],
+        )
         .map_err(&w)?;
     }
     stat("delivered", o.delivered).map_err(&w)?;
