@@ -168,7 +168,10 @@ impl Transport {
         let resp = match req.send_bytes(body) {
             Ok(resp) => resp,
             Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => return Err(DeliveryError::external(format!("{url}: {t}"))),
+            Err(ureq::Error::Transport(t)) => {
+                // ureq may quote what the receiver sent (a bad status line): keep it short
+                return Err(DeliveryError::external(format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY))));
+            }
         };
         let status = resp.status();
         if (200..300).contains(&status) {

@@ -74,19 +74,27 @@ pub fn supervise(
         String,
         (DestinationConfig, Arc<AtomicBool>, std::thread::JoinHandle<()>),
     > = Default::default();
+    // workers asked to stop that may still be in the middle of a send: their destination's
+    // next worker starts only once they ended, so one cursor never has two senders
+    let mut retiring: std::collections::HashMap<String, std::thread::JoinHandle<()>> = Default::default();
     while !stop.load(Ordering::Relaxed) {
         let ws = live.load_full();
         let wanted = crate::writer::streaming_destinations(&ws);
-        running.retain(|id, (config, own_stop, _)| {
-            let keep = wanted.iter().any(|d| &d.id == id && d == config);
-            if !keep {
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(id, (config, _, _))| !wanted.iter().any(|d| &d.id == *id && d == config))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some((_, own_stop, h)) = running.remove(&id) {
                 own_stop.store(true, Ordering::Relaxed);
                 wake.notify();
+                retiring.insert(id, h);
             }
-            keep
-        });
+        }
+        retiring.retain(|_, h| !h.is_finished());
         for d in wanted {
-            if running.contains_key(&d.id) {
+            if running.contains_key(&d.id) || retiring.contains_key(&d.id) {
                 continue;
             }
             let own_stop = Arc::new(AtomicBool::new(false));
@@ -112,6 +120,9 @@ pub fn supervise(
     }
     wake.notify();
     for (_, (_, _, h)) in running {
+        let _ = h.join();
+    }
+    for (_, h) in retiring {
         let _ = h.join();
     }
 }
