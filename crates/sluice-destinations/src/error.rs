@@ -41,17 +41,50 @@ impl DeliveryError {
         Self { class: ErrorClass::User, retryable: false, message: message.into(), retry_after: None }
     }
 
-    /// Classifies an HTTP status: 408, 429 and 5xx are retryable; other 4xx (and 3xx, which
-    /// the client did not follow) reject the records permanently.
+    /// Classifies an HTTP answer that is not a 2xx: 408, 429 and 5xx are retryable; other 4xx
+    /// reject the records permanently; 1xx (and anything else unexpected) is a retryable fault
+    /// of the receiver. A 3xx is [`DeliveryError::redirected`].
     pub fn from_status(status: u16, body: &str, retry_after: Option<Duration>) -> Self {
-        let body: String = body.chars().take(300).collect();
-        let message = format!("HTTP {status}: {body}");
-        if status == 408 || status == 429 || status >= 500 {
-            Self { class: ErrorClass::External, retryable: true, message, retry_after }
-        } else {
-            Self { class: ErrorClass::User, retryable: false, message, retry_after: None }
+        let message = format!("HTTP {status}: {}", excerpt(body, MAX_MESSAGE_BODY));
+        match status {
+            300..=399 => Self::redirected(status, None),
+            408 | 429 => Self { class: ErrorClass::External, retryable: true, message, retry_after },
+            400..=499 => Self { class: ErrorClass::User, retryable: false, message, retry_after: None },
+            _ => Self { class: ErrorClass::External, retryable: true, message, retry_after },
         }
     }
+
+    /// A 3xx: the receiver did not take the records, it points elsewhere (Sluice never follows
+    /// redirects: it would re-send secrets and personal data to a host nobody configured).
+    /// Nothing is wrong with the records, the destination's `url` is: the failure is the
+    /// configuration's (`user`) but retryable, so the records stay queued (streaming) or
+    /// pending (Reverse ETL) until the URL is fixed instead of being rejected one by one.
+    pub fn redirected(status: u16, location: Option<&str>) -> Self {
+        let to = match location.map(str::trim).filter(|l| !l.is_empty()) {
+            Some(l) => format!("redirected to {}", excerpt(l, MAX_MESSAGE_BODY)),
+            None => "redirected without a Location".to_string(),
+        };
+        Self {
+            class: ErrorClass::User,
+            retryable: true,
+            message: format!(
+                "HTTP {status}: {to}; redirects are not followed: set the destination's url to the final address"
+            ),
+            retry_after: None,
+        }
+    }
+}
+
+/// The most characters of a response body (or `Location`) kept in an error message.
+pub const MAX_MESSAGE_BODY: usize = 300;
+
+/// The first `max` characters of `s`, with `…` when cut.
+pub fn excerpt(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
 }
 
 /// Retries within one sync: exponential backoff with jitter, honouring `Retry-After`.
@@ -107,13 +140,34 @@ impl RetryPolicy {
     }
 }
 
-/// Parses a `Retry-After` value: delay in seconds (the HTTP-date form is treated as 1 s).
+/// The longest wait a `Retry-After` can ask for; longer ones (and infinities) are clamped to it.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
+
+/// Parses a `Retry-After` value (RFC 9110 §10.2.3) as the wait from now: delay-seconds or an
+/// HTTP-date (a past date: no wait). Never fails on what a receiver sends: decimal, negative,
+/// infinite or huge numbers are clamped to `0..=MAX_RETRY_AFTER`; NaN and anything else that is
+/// neither a number nor a date is ignored (`None`, as if the header were absent).
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    parse_retry_after_at(v, std::time::SystemTime::now())
+}
+
+/// [`parse_retry_after`] as of `now`.
+pub fn parse_retry_after_at(v: &str, now: std::time::SystemTime) -> Option<Duration> {
     let v = v.trim();
     if v.is_empty() {
         return None;
     }
-    Some(v.parse::<f64>().map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0))).unwrap_or(Duration::from_secs(1)))
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        // more digits than a u64 holds is still a (very long) delay
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
+    }
+    if let Ok(at) = httpdate::parse_http_date(v) {
+        return Some(at.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER));
+    }
+    // not RFC 9110, but seen in the wild: "1.5", "-1", "1e3"
+    let secs = v.parse::<f64>().ok().filter(|s| !s.is_nan())?;
+    Some(Duration::try_from_secs_f64(secs.clamp(0.0, MAX_RETRY_AFTER.as_secs_f64())).unwrap_or(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -127,6 +181,35 @@ mod tests {
         assert!(DeliveryError::from_status(408, "", None).retryable);
         let e = DeliveryError::from_status(422, "bad email", None);
         assert!(!e.retryable && e.class == ErrorClass::User && e.message.contains("bad email"));
+        let long = "x".repeat(10_000);
+        assert!(DeliveryError::from_status(400, &long, None).message.chars().count() < 320);
+        let r = DeliveryError::redirected(301, Some("https://elsewhere.example/hook"));
+        assert!(r.retryable && r.class == ErrorClass::User && r.message.contains("https://elsewhere.example/hook"));
+        assert!(DeliveryError::from_status(302, "", None).retryable);
+        assert!(DeliveryError::from_status(101, "", None).retryable);
+    }
+
+    #[test]
+    fn retry_after_never_panics_and_is_clamped() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let p = |v: &str| parse_retry_after_at(v, now);
+        assert_eq!(p("5"), Some(Duration::from_secs(5)));
+        assert_eq!(p(" 0 "), Some(Duration::ZERO));
+        assert_eq!(p("1.5"), Some(Duration::from_millis(1500)));
+        for huge in ["18446744073709551616", "99999999999999999999999999", "1e300", "inf", "+Infinity"] {
+            assert_eq!(p(huge), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        for zero in ["-1", "-inf", "-0.5"] {
+            assert_eq!(p(zero), Some(Duration::ZERO), "{zero}");
+        }
+        for garbage in ["", "nan", "NaN", "-nan", "soon", "1 2", "0x10", "\u{1F600}"] {
+            assert_eq!(p(garbage), None, "{garbage}");
+        }
+        // HTTP-date: the wait until then; a past date: no wait
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(p(&later), Some(Duration::from_secs(90)));
+        assert_eq!(p("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(p("Fri, 31 Dec 9999 23:59:59 GMT"), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

@@ -1,11 +1,24 @@
 //! The HTTP transport shared by HTTP destinations: one agent, one retry policy, one
 //! classification of answers.
 
-use crate::error::parse_retry_after;
+use crate::error::{excerpt, parse_retry_after, MAX_MESSAGE_BODY};
 use crate::{parse_settings, DeliveryError, ErrorClass, RetryPolicy};
 use serde::Deserialize;
 use sluice_core::ConfigError;
+use std::io::Read;
 use std::time::Duration;
+
+/// Longest `timeout_secs` accepted (one hour).
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+/// Longest retry delay (`retry_initial_ms`, `retry_max_ms`) accepted, in milliseconds (one hour).
+pub const MAX_RETRY_DELAY_MS: u64 = 3_600_000;
+/// Longest `max_retry_after_secs` accepted (one day).
+pub const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+/// Most attempts per request accepted.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Most bytes of a response body read: enough for an error message, bounded whatever the
+/// receiver sends (a huge or endless body is cut, the connection dropped).
+pub const MAX_RESPONSE_BYTES: u64 = 16 * 1024;
 
 /// Transport settings every HTTP destination accepts (flat, beside its own settings).
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +57,18 @@ fn default_retry_after() -> u64 {
     120
 }
 
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self {
+            timeout_secs: default_timeout(),
+            max_attempts: default_attempts(),
+            retry_initial_ms: default_initial(),
+            retry_max_ms: default_max(),
+            max_retry_after_secs: default_retry_after(),
+        }
+    }
+}
+
 const KEYS: [&str; 5] = ["timeout_secs", "max_attempts", "retry_initial_ms", "retry_max_ms", "max_retry_after_secs"];
 
 type Settings = serde_json::Map<String, serde_json::Value>;
@@ -54,13 +79,40 @@ impl HttpOptions {
         let (http, rest): (Settings, Settings) =
             settings.clone().into_iter().partition(|(k, _)| KEYS.contains(&k.as_str()));
         let o: Self = parse_settings(&http)?;
-        if o.timeout_secs.is_nan() || o.timeout_secs <= 0.0 {
-            return Err(ConfigError::new("timeout_secs", "must be positive"));
-        }
-        if o.max_attempts == 0 {
-            return Err(ConfigError::new("max_attempts", "must be at least 1"));
-        }
+        o.check()?;
         Ok((o, rest))
+    }
+
+    /// Checks every value is finite and within its bounds, naming the field at fault.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let t = self.timeout_secs;
+        if !t.is_finite() || t <= 0.0 || t > MAX_TIMEOUT_SECS {
+            return Err(ConfigError::new(
+                "timeout_secs",
+                format!("must be a number of seconds above 0 and at most {MAX_TIMEOUT_SECS} (got {t})"),
+            ));
+        }
+        if self.max_attempts == 0 || self.max_attempts > MAX_ATTEMPTS {
+            return Err(ConfigError::new("max_attempts", format!("must be between 1 and {MAX_ATTEMPTS}")));
+        }
+        for (field, ms) in [("retry_initial_ms", self.retry_initial_ms), ("retry_max_ms", self.retry_max_ms)] {
+            if ms > MAX_RETRY_DELAY_MS {
+                return Err(ConfigError::new(field, format!("must be at most {MAX_RETRY_DELAY_MS} (one hour)")));
+            }
+        }
+        if self.max_retry_after_secs > MAX_RETRY_AFTER_SECS {
+            return Err(ConfigError::new(
+                "max_retry_after_secs",
+                format!("must be at most {MAX_RETRY_AFTER_SECS} (one day)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The request timeout, whatever `timeout_secs` holds (unchecked options are clamped).
+    pub fn timeout(&self) -> Duration {
+        let t = if self.timeout_secs.is_nan() { default_timeout() } else { self.timeout_secs };
+        Duration::try_from_secs_f64(t.clamp(0.001, MAX_TIMEOUT_SECS)).unwrap_or(Duration::from_secs(30))
     }
 
     /// The retry policy these settings describe.
@@ -90,31 +142,57 @@ pub struct Transport {
 }
 
 impl Transport {
-    /// A transport for `options`.
+    /// A transport for `options`. The timeout bounds the whole request, body reads included.
     pub fn new(options: &HttpOptions) -> Self {
-        let agent =
-            ureq::AgentBuilder::new().timeout(Duration::from_secs_f64(options.timeout_secs)).redirects(0).build();
+        let agent = ureq::AgentBuilder::new().timeout(options.timeout()).redirects(0).build();
         Self { agent, policy: options.retry_policy() }
     }
 
-    /// POSTs `body` to `url` with `headers`, retrying as the policy says.
-    pub fn post_json(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), DeliveryError> {
-        self.policy.run(|_| {
-            let mut req = self.agent.post(url).set("Content-Type", "application/json");
-            for (k, v) in headers {
-                req = req.set(k, v);
-            }
-            match req.send_bytes(body) {
-                Ok(_) => Ok(()),
-                Err(ureq::Error::Status(status, resp)) => {
-                    let ra = resp.header("Retry-After").and_then(parse_retry_after);
-                    let text = resp.into_string().unwrap_or_default();
-                    Err(DeliveryError::from_status(status, &text, ra))
-                }
-                Err(ureq::Error::Transport(t)) => Err(DeliveryError::external(format!("{url}: {t}"))),
-            }
-        })
+    /// The retry policy requests follow.
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
     }
+
+    /// POSTs `body` to `url` with `headers`, retrying as the policy says. Only a 2xx is a
+    /// success; a 3xx is not followed (see [`DeliveryError::redirected`]).
+    pub fn post_json(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), DeliveryError> {
+        self.policy.run(|_| self.post_once(url, headers, body))
+    }
+
+    /// One attempt, no retries.
+    pub fn post_once(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), DeliveryError> {
+        let mut req = self.agent.post(url).set("Content-Type", "application/json");
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let resp = match req.send_bytes(body) {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) => {
+                // ureq may quote what the receiver sent (a bad status line): keep it short
+                return Err(DeliveryError::external(format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY))));
+            }
+        };
+        let status = resp.status();
+        if (200..300).contains(&status) {
+            // read what little there is so the connection can be reused; never more
+            let _ = std::io::copy(&mut resp.into_reader().take(MAX_RESPONSE_BYTES), &mut std::io::sink());
+            return Ok(());
+        }
+        if (300..400).contains(&status) {
+            return Err(DeliveryError::redirected(status, resp.header("Location")));
+        }
+        let retry_after = resp.header("Retry-After").and_then(parse_retry_after);
+        Err(DeliveryError::from_status(status, &read_excerpt(resp), retry_after))
+    }
+}
+
+/// The start of a response body as text: at most [`MAX_RESPONSE_BYTES`] read, at most
+/// [`MAX_MESSAGE_BODY`] characters kept; a body that fails midway keeps what arrived.
+fn read_excerpt(resp: ureq::Response) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.into_reader().take(MAX_RESPONSE_BYTES).read_to_end(&mut buf);
+    excerpt(&String::from_utf8_lossy(&buf), MAX_MESSAGE_BODY)
 }
 
 /// The body of a batch request: `{"batch": [...]}`.

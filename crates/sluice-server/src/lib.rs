@@ -121,8 +121,11 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             .spawn(move || delivery::supervise(l, dir, base, m, wk, st))?
     };
     let scheduler = {
-        let (l, base, dir, st) = (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone());
-        std::thread::Builder::new().name("sluice-scheduler".into()).spawn(move || scheduler::run(l, base, dir, st))?
+        let (l, base, dir, st, m) =
+            (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        std::thread::Builder::new()
+            .name("sluice-scheduler".into())
+            .spawn(move || scheduler::supervise(l, base, dir, st, m))?
     };
     let state = api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -28,6 +28,13 @@ pub struct DestCategory {
     pub category: String,
 }
 
+/// A supervised thread: `deliver-{destination}` or `scheduler`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Worker {
+    /// Thread name.
+    pub worker: String,
+}
+
 /// The server's counters.
 #[derive(Default)]
 pub struct Metrics {
@@ -45,6 +52,8 @@ pub struct Metrics {
     pub failed: Family<Dest, Counter>,
     /// Events sent again after a failed attempt.
     pub retried: Family<Dest, Counter>,
+    /// Restarts of a delivery worker or the scheduler that stopped unexpectedly.
+    pub restarts: Family<Worker, Counter>,
 }
 
 impl Metrics {
@@ -61,6 +70,11 @@ impl Metrics {
         r.register("sluice_events_delivered", "Events a destination accepted", self.delivered.clone());
         r.register("sluice_events_failed", "Events whose delivery attempt failed", self.failed.clone());
         r.register("sluice_events_retried", "Events sent again after a failure", self.retried.clone());
+        r.register(
+            "sluice_worker_restarts",
+            "Times a delivery worker or the scheduler stopped unexpectedly (panic or early return) and was restarted",
+            self.restarts.clone(),
+        );
         r.register("sluice_events_received", "Events accepted and stored, by source", self.received.clone());
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String does not fail");

@@ -1,6 +1,9 @@
 //! Scheduled syncs: `sluice serve` runs each model whose schedule is due, never two syncs of
-//! the same model at once (a lock file per model, shared with `sluice sync`).
+//! the same model at once (a lock file per model, shared with `sluice sync`). The scheduler is
+//! supervised ([`supervise`]): if it dies it is restarted, saying why.
 
+use crate::delivery::supervisor::{keep_alive, panic_message, Backoff};
+use crate::metrics::Metrics;
 use sluice_core::schedule::Schedule;
 use sluice_engine::{SyncError, Workspace};
 use sluice_state::StateStore;
@@ -28,6 +31,30 @@ pub fn next_runs(ws: &Workspace, store: &StateStore) -> HashMap<String, chrono::
             s.next(last_started(store, &m.id), now).map(|t| (m.id.clone(), t))
         })
         .collect()
+}
+
+/// Runs the scheduler until `stop`, restarting it (with a backoff, a log line giving the panic
+/// message and a count in `sluice_worker_restarts{worker="scheduler"}`) whenever it dies.
+pub fn supervise(
+    live: crate::Live,
+    base_dir: PathBuf,
+    state_dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) {
+    keep_alive("scheduler", &stop, &metrics, Backoff::default(), || {
+        run(live.clone(), base_dir.clone(), state_dir.clone(), stop.clone());
+        Ok(())
+    });
+}
+
+/// Marks a model idle when its sync thread ends, even by a panic.
+struct Busy(Arc<AtomicBool>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 /// Runs until `stop`, checking every second which models of the live workspace are due.
@@ -69,19 +96,24 @@ pub fn run(live: crate::Live, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<A
             busy.store(true, Ordering::Relaxed);
             let (ws, dir, busy, model) = (ws.clone(), state_dir.clone(), busy.clone(), model.clone());
             std::thread::spawn(move || {
-                let result = StateStore::open(&dir)
-                    .map_err(SyncError::from)
-                    .and_then(|mut s| sluice_engine::sync_model(&mut s, &ws, &model, &mut |_| {}));
+                let _idle_after = Busy(busy);
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    StateStore::open(&dir)
+                        .map_err(SyncError::from)
+                        .and_then(|mut s| sluice_engine::sync_model(&mut s, &ws, &model, &mut |_| {}))
+                }));
                 match result {
-                    Ok(r) => {
+                    Ok(Ok(r)) => {
                         tracing::info!(model = %model, run = r.run_id, status = %r.status, "scheduled sync finished")
                     }
-                    Err(SyncError::Busy(_)) => {
+                    Ok(Err(SyncError::Busy(_))) => {
                         tracing::info!(model = %model, "scheduled sync skipped: already syncing")
                     }
-                    Err(e) => tracing::error!(model = %model, error = %e, "scheduled sync failed"),
+                    Ok(Err(e)) => tracing::error!(model = %model, error = %e, "scheduled sync failed"),
+                    Err(p) => {
+                        tracing::error!(model = %model, reason = %panic_message(p.as_ref()), "scheduled sync panicked")
+                    }
                 }
-                busy.store(false, Ordering::Relaxed);
             });
         }
     }

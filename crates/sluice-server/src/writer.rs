@@ -238,13 +238,12 @@ impl Router {
         let integrations = event.integrations.as_ref();
         let minute = chrono::Utc::now().timestamp() / 60;
         let mut decisions = String::from("{");
-        let mut routes = String::from(",");
+        let mut routes: Vec<&str> = Vec::new();
         for (di, d) in self.ws.destinations.iter().enumerate() {
             let r = self.plans[di].route(&consent, integrations);
             let metric = match &r {
                 Route::Deliver { .. } => {
-                    routes.push_str(&d.id);
-                    routes.push(',');
+                    routes.push(&d.id);
                     "routed"
                 }
                 Route::Withheld { categories } => {
@@ -281,7 +280,7 @@ impl Router {
                 event.json,
                 decisions + "}",
                 warnings_json(&event.warnings, &notes),
-                routes,
+                crate::delivery::routes::encode(&routes),
             ],
         )
         .map_err(&w)?;

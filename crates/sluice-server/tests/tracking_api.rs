@@ -127,7 +127,7 @@ fn a_connections_destination_forwards_events_to_another_tracking_api() {
         "destinations:\n  - {id: seg, kind: connections, settings: {url: \"{URL}\", write_key: downstream_key}}\n",
     );
     assert_eq!(s.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": "fw1"})).0, 200);
-    assert_eq!(s.delivered("/v1/batch", 1), vec!["fw1"]);
+    assert_eq!(s.delivered("/v1/batch", 1), vec!["web:fw1"], "namespaced by source (finding 18)");
     let req = &s.rx.requests()[0];
     // base64("downstream_key:")
     assert_eq!(req.header("authorization"), Some("Basic ZG93bnN0cmVhbV9rZXk6"));

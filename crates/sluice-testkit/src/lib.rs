@@ -1,7 +1,10 @@
 //! A real HTTP receiver on 127.0.0.1 whose answers the test scripts, recording every request
-//! (as vector's `src/sinks/util/test.rs` does for its sinks).
+//! (as vector's `src/sinks/util/test.rs` does for its sinks), and a raw one ([`raw`]) that
+//! answers whatever bytes a test wants: bad headers, endless bodies, resets.
 
-use std::collections::VecDeque;
+pub mod raw;
+
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -15,6 +18,17 @@ pub enum Reply {
     TooMany(u32),
     /// Take the request (it is recorded) but answer only after this delay (provokes a client timeout).
     Hang(Duration),
+    /// This status with these headers (e.g. `Retry-After: nan`, `Location: …`).
+    With(u16, Vec<(String, String)>),
+    /// This status, answered after this delay (a slow receiver; the client does not time out).
+    Slow(u16, Duration),
+}
+
+impl Reply {
+    /// This status with one header.
+    pub fn header(status: u16, name: &str, value: &str) -> Self {
+        Reply::With(status, vec![(name.to_string(), value.to_string())])
+    }
 }
 
 /// One request as received.
@@ -44,6 +58,8 @@ struct Shared {
     script: VecDeque<Reply>,
     default: Option<u16>,
     delay: Duration,
+    /// Standing answers by path: they bypass the script and the default.
+    by_path: HashMap<String, Reply>,
     requests: Vec<Request>,
 }
 
@@ -68,13 +84,21 @@ impl Receiver {
                     let _ = req.as_reader().read_to_string(&mut body);
                     let (reply, delay) = {
                         let mut s = shared.lock().unwrap();
-                        (s.script.pop_front().unwrap_or(Reply::Status(s.default.unwrap_or(200))), s.delay)
+                        let path = req.url().split('?').next().unwrap_or_default().to_string();
+                        let reply = match s.by_path.get(&path) {
+                            Some(r) => r.clone(),
+                            None => s.script.pop_front().unwrap_or(Reply::Status(s.default.unwrap_or(200))),
+                        };
+                        (reply, s.delay)
                     };
                     if !delay.is_zero() {
                         thread::sleep(delay);
                     }
+                    if let Reply::Slow(_, d) = &reply {
+                        thread::sleep(*d);
+                    }
                     let status = match &reply {
-                        Reply::Status(s) => *s,
+                        Reply::Status(s) | Reply::With(s, _) | Reply::Slow(s, _) => *s,
                         Reply::TooMany(_) => 429,
                         Reply::Hang(_) => 200,
                     };
@@ -95,7 +119,14 @@ impl Receiver {
                             resp.add_header(tiny_http::Header::from_bytes("Retry-After", secs.to_string()).unwrap())
                         }
                         Reply::Hang(d) => thread::sleep(d),
-                        Reply::Status(_) => {}
+                        Reply::With(_, headers) => {
+                            for (k, v) in headers {
+                                if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                                    resp.add_header(h);
+                                }
+                            }
+                        }
+                        Reply::Status(_) | Reply::Slow(..) => {}
                     }
                     let _ = req.respond(resp);
                 }
@@ -117,6 +148,21 @@ impl Receiver {
     /// Every answer waits this long (a slow but healthy receiver).
     pub fn set_delay(&self, delay: Duration) {
         self.shared.lock().unwrap().delay = delay;
+    }
+
+    /// Answers every request to `path` (without query) with `reply`, script and default aside.
+    pub fn answer_path(&self, path: &str, reply: Reply) {
+        self.shared.lock().unwrap().by_path.insert(path.to_string(), reply);
+    }
+
+    /// Stops answering `path` specially (see [`Receiver::answer_path`]).
+    pub fn clear_path(&self, path: &str) {
+        self.shared.lock().unwrap().by_path.remove(path);
+    }
+
+    /// Requests to `path` so far.
+    pub fn requests_to(&self, path: &str) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.url == path).collect()
     }
 
     /// Drops the replies not used yet.

@@ -96,14 +96,15 @@ fn load(url: &str, clients: usize, seconds: u64, rate: Option<f64>) -> Load {
         let (url, stop) = (format!("{url}/v1/batch"), stop.clone());
         handles.push(std::thread::spawn(move || {
             let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-            let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+            // a rate of 0 (nothing measured) or a NaN would not be a Duration: no pacing then
+            let interval = rate.and_then(|r| Duration::try_from_secs_f64(clients as f64 / r).ok());
             let mut lat = Vec::new();
             let (mut n, mut errors) = (0u64, 0u64);
             let t0 = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 if let Some(iv) = interval {
-                    let due = t0 + iv * n as u32;
-                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    let due = u32::try_from(n).ok().and_then(|n| iv.checked_mul(n)).and_then(|d| t0.checked_add(d));
+                    if let Some(wait) = due.and_then(|due| due.checked_duration_since(Instant::now())) {
                         std::thread::sleep(wait);
                     }
                 }

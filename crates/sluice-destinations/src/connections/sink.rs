@@ -20,7 +20,7 @@ pub struct ConnectionsSink {
 impl ConnectionsSink {
     /// A sink for `config`.
     pub fn new(config: ConnectionsConfig, ctx: &BuildContext) -> Self {
-        let transport = Transport::new(config.http.as_ref().expect("parsed with transport options"));
+        let transport = Transport::new(&config.http.clone().unwrap_or_default());
         let endpoint = format!("{}/v1/batch", config.url.trim_end_matches('/'));
         let auth =
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:", config.write_key)));
@@ -28,7 +28,9 @@ impl ConnectionsSink {
     }
 
     /// The Segment event of an item. Its `messageId` derives from the record's content, so a
-    /// retried record keeps it and the receiver can de-duplicate.
+    /// retried record keeps it and the receiver can de-duplicate; it is namespaced by the model
+    /// (`{model}:sluice-…`, as streaming forwards `{source}:{messageId}`), so no two senders
+    /// into one downstream source can collide.
     pub fn event(&self, item: &Item) -> Value {
         let data = item.data_value();
         let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -43,8 +45,12 @@ impl ConnectionsSink {
                 json!({"type": "track", "userId": item.id, "event": self.config.event_name, "properties": data})
             }
         };
-        e["messageId"] = json!(format!("sluice-{:032x}", h.digest128()));
-        e["context"] = json!({"library": {"name": "sluice", "version": env!("CARGO_PKG_VERSION")}});
+        let model = self.mapping_key.split('/').next().unwrap_or_default();
+        e["messageId"] = json!(format!("{model}:sluice-{:032x}", h.digest128()));
+        e["context"] = json!({
+            "library": {"name": "sluice", "version": env!("CARGO_PKG_VERSION")},
+            "sluice": {"model": model},
+        });
         if let Some(consent) = &item.consent {
             // R5: both field names, identical content
             e["context"]["consent"] = json!({"categoryPreferences": consent, "consentPreferences": consent});

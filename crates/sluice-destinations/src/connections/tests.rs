@@ -37,7 +37,8 @@ fn identify_events_with_consent_stamped_under_both_names_and_basic_auth() {
     assert_eq!(e["traits"], json!({"email": "u1@x"}));
     assert_eq!(e["context"]["consent"]["categoryPreferences"], json!({"C0004": false, "C0002": true}));
     assert_eq!(e["context"]["consent"]["consentPreferences"], e["context"]["consent"]["categoryPreferences"]);
-    assert!(e["messageId"].as_str().unwrap().starts_with("sluice-"));
+    assert!(e["messageId"].as_str().unwrap().starts_with("users:sluice-"), "namespaced by the model: {e}");
+    assert_eq!(e["context"]["sluice"]["model"], "users");
     assert!(r.body["batch"][1]["context"].get("consent").is_none(), "no consent mapping: no consent object");
 }
 

@@ -12,7 +12,7 @@ pub struct WebhookSink {
 impl WebhookSink {
     /// A sink for `config`.
     pub fn new(config: WebhookConfig, ctx: &BuildContext) -> Self {
-        let transport = Transport::new(config.http.as_ref().expect("parsed with transport options"));
+        let transport = Transport::new(&config.http.clone().unwrap_or_default());
         Self { config, transport, mapping_key: ctx.mapping_key.clone() }
     }
 

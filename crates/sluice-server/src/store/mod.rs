@@ -224,13 +224,12 @@ pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
         }
     }
     let pending: Vec<(String, i64)> = {
-        let mut s = conn
-            .prepare_cached(
-                "select c.dest, (select count(*) from events e where e.seq > c.delivered_seq
-                                 and instr(e.routes, ',' || c.dest || ',') > 0)
-                 from cursors c",
-            )
-            .map_err(wrap(conn))?;
+        let sql = format!(
+            "select c.dest, (select count(*) from events e where e.seq > c.delivered_seq and {})
+             from cursors c",
+            crate::delivery::routes::sql_contains("e.routes", "c.dest")
+        );
+        let mut s = conn.prepare_cached(&sql).map_err(wrap(conn))?;
         let r = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(wrap(conn))?;
         r.collect::<rusqlite::Result<_>>().map_err(wrap(conn))?
     };

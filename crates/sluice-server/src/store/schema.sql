@@ -6,7 +6,8 @@ create table if not exists events (
     body text not null,
     decisions text not null,
     warnings text,
-    -- the destinations the event is routed to, as ",a,b,"
+    -- the destinations the event is routed to, a JSON array of ids (delivery/routes.rs;
+    -- logs written before hold ",a,b,")
     routes text not null default ''
 );
 create table if not exists dedupe (

@@ -1,0 +1,339 @@
+//! Delivery: one worker thread per destination follows the event log with its own cursor, so a
+//! slow or failing destination never delays or loses another's events. The cursor moves past a
+//! batch only when the destination accepted it; failures back off and retry, rejections go to
+//! `dead` with their reason.
+//!
+//! A worker reads what is due, sends it with no transaction open on the event log, and only
+//! then records the outcome in one short write transaction: however slowly a destination
+//! answers, the writer (and so the Tracking API) never waits on it (finding 7). A worker that
+//! dies is restarted by [`supervisor::keep_alive`].
+
+pub mod routes;
+mod sink;
+pub mod supervisor;
+
+pub use sink::{namespaced, Due};
+
+use crate::metrics::{dest, Metrics};
+use crate::store::{self, exec};
+use rusqlite::{params, Connection, TransactionBehavior};
+use sink::Sink;
+use sluice_core::DestinationConfig;
+use sluice_destinations::DeliveryError;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Wakes delivery workers when the writer committed new events.
+#[derive(Default)]
+pub struct Wake {
+    generation: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Wake {
+    /// New events are in the outboxes.
+    pub fn notify(&self) {
+        *self.lock() += 1;
+        self.cond.notify_all();
+    }
+
+    /// The generation; a counter has no invariant a panic could break, so poison is ignored.
+    fn lock(&self) -> MutexGuard<'_, u64> {
+        self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait(&self, seen: &mut u64, timeout: Duration) {
+        let g = self.lock();
+        let g = match self.cond.wait_timeout_while(g, timeout, |g| *g == *seen) {
+            Ok((g, _)) => g,
+            Err(e) => e.into_inner().0,
+        };
+        *seen = *g;
+    }
+}
+
+/// Backoff before the n-th retry of a batch (capped at one minute).
+fn backoff_secs(attempts: i64) -> i64 {
+    (1i64 << attempts.clamp(0, 6)).min(60)
+}
+
+/// Keeps one worker per streaming destination of the live workspace: starts workers for new
+/// destinations, restarts those whose settings changed, stops removed or disabled ones; a
+/// worker that panics or ends on its own is restarted with a backoff ([`supervisor`]).
+pub fn supervise(
+    live: crate::Live,
+    dir: PathBuf,
+    base: PathBuf,
+    metrics: Arc<Metrics>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut running: std::collections::HashMap<
+        String,
+        (DestinationConfig, Arc<AtomicBool>, std::thread::JoinHandle<()>),
+    > = Default::default();
+    // workers asked to stop that may still be in the middle of a send: their destination's
+    // next worker starts only once they ended, so one cursor never has two senders
+    let mut retiring: std::collections::HashMap<String, std::thread::JoinHandle<()>> = Default::default();
+    while !stop.load(Ordering::Relaxed) {
+        let ws = live.load_full();
+        let wanted = crate::writer::streaming_destinations(&ws);
+        let gone: Vec<String> = running
+            .iter()
+            .filter(|(id, (config, _, _))| !wanted.iter().any(|d| &d.id == *id && d == config))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some((_, own_stop, h)) = running.remove(&id) {
+                own_stop.store(true, Ordering::Relaxed);
+                wake.notify();
+                retiring.insert(id, h);
+            }
+        }
+        retiring.retain(|_, h| !h.is_finished());
+        for d in wanted {
+            if running.contains_key(&d.id) || retiring.contains_key(&d.id) {
+                continue;
+            }
+            let own_stop = Arc::new(AtomicBool::new(false));
+            let (dir, base, m, wk, st, config) =
+                (dir.clone(), base.clone(), metrics.clone(), wake.clone(), own_stop.clone(), d.clone());
+            let name = format!("deliver-{}", d.id);
+            match std::thread::Builder::new().name(name.clone()).spawn(move || {
+                supervisor::keep_alive(&name, &st, &m, supervisor::Backoff::default(), || {
+                    run(dir.clone(), base.clone(), config.clone(), m.clone(), wk.clone(), st.clone())
+                })
+            }) {
+                Ok(h) => {
+                    tracing::info!(destination = %d.id, "delivery worker started");
+                    running.insert(d.id.clone(), (d, own_stop, h));
+                }
+                Err(e) => tracing::error!(destination = %d.id, error = %e, "cannot start a delivery worker"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for (_, (_, own_stop, _)) in running.iter() {
+        own_stop.store(true, Ordering::Relaxed);
+    }
+    wake.notify();
+    for (_, (_, _, h)) in running {
+        let _ = h.join();
+    }
+    for (_, h) in retiring {
+        let _ = h.join();
+    }
+}
+
+/// Runs the worker of one destination until `stop`; `Err` says why it cannot run.
+pub fn run(
+    dir: PathBuf,
+    base: PathBuf,
+    d: DestinationConfig,
+    metrics: Arc<Metrics>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let sink = Sink::new(&d, &base).map_err(|e| format!("unusable settings: {e}"))?;
+    let conn = store::open(&dir).map_err(|e| format!("cannot open the event log: {e}"))?;
+    exec(&conn, "insert or ignore into cursors (dest) values (?1)", [&d.id])
+        .map_err(|e| format!("cannot create the cursor: {e}"))?;
+    let mut seen = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match deliver_once(&conn, &d.id, &sink, &metrics) {
+            Ok(0) => wake.wait(&mut seen, Duration::from_millis(200)),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(destination = %d.id, error = %e, "delivery worker store error");
+                supervisor::sleep_unless(&stop, Duration::from_millis(500));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What one round of sending decided, written to the log afterwards in one short transaction.
+#[derive(Debug, Default)]
+struct Outcome {
+    /// The cursor's new position (every routed event up to it is delivered or dead).
+    upto: i64,
+    /// Events in the round.
+    sent: usize,
+    /// Events the destination took.
+    delivered: usize,
+    /// Events it refused for good: (seq, why).
+    dead: Vec<(i64, String)>,
+    /// A retryable failure stopped the round at `upto`: back off.
+    retry: Option<DeliveryError>,
+}
+
+/// Sends the next due batch; returns how far it got (0: nothing due, wait for new events).
+fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics) -> store::Result<usize> {
+    let w = store::wrap(conn);
+    let now = chrono::Utc::now().timestamp();
+    let (cursor, attempts, next_at): (i64, i64, i64) = store::query_row(
+        conn,
+        "select delivered_seq, attempts, next_at from cursors where dest = ?1",
+        [dest_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .map_err(&w)?;
+    if next_at > now {
+        return Ok(0);
+    }
+    let (events, last) = due(conn, dest_id, cursor, sink.batch_size())?;
+    if last == cursor {
+        return Ok(0);
+    }
+    if events.is_empty() {
+        // nothing for this destination in the window: move on and look again at once
+        exec(
+            conn,
+            "update cursors set delivered_seq = ?2, attempts = 0, next_at = 0 where dest = ?1",
+            params![dest_id, last],
+        )
+        .map_err(&w)?;
+        return Ok((last - cursor) as usize);
+    }
+    if attempts > 0 {
+        metrics.retried.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
+    }
+    // the network part: no transaction is open here
+    let outcome = send(sink, dest_id, &events, cursor, last);
+    record(conn, dest_id, sink, metrics, &outcome, attempts, now)?;
+    Ok(events.len())
+}
+
+/// The next events routed to `dest_id` after `cursor` (at most a batch, within a scan window),
+/// and the last seq looked at (events routed elsewhere are passed over).
+fn due(conn: &Connection, dest_id: &str, cursor: i64, batch: usize) -> store::Result<(Vec<Due>, i64)> {
+    let w = store::wrap(conn);
+    let scan = (batch * 4) as i64;
+    let mut stmt = conn
+        .prepare_cached("select seq, routes, source, body from events where seq > ?1 order by seq limit ?2")
+        .map_err(&w)?;
+    let mut last = cursor;
+    let mut events = Vec::new();
+    let mut rows = stmt.query(params![cursor, scan]).map_err(&w)?;
+    while let Some(r) = rows.next().map_err(&w)? {
+        let seq: i64 = r.get(0).map_err(&w)?;
+        let routes: String = r.get(1).map_err(&w)?;
+        if routes::contains(&routes, dest_id) {
+            if events.len() == batch {
+                break;
+            }
+            events.push(Due { seq, source: r.get(2).map_err(&w)?, body: r.get(3).map_err(&w)? });
+        }
+        last = seq;
+    }
+    Ok((events, last))
+}
+
+/// Sends `events`; when the destination rejects the batch, sends each event alone to find which
+/// ones it refuses. A retryable failure on the way stops the round before that event.
+fn send(sink: &Sink, dest_id: &str, events: &[Due], cursor: i64, last: i64) -> Outcome {
+    let mut out = Outcome { upto: cursor, sent: events.len(), ..Default::default() };
+    let err = match sink.send(dest_id, events) {
+        Ok(()) => return Outcome { upto: last, delivered: events.len(), ..out },
+        Err(e) if e.retryable => return Outcome { retry: Some(e), ..out },
+        Err(e) => e,
+    };
+    if let [only] = events {
+        out.dead.push((only.seq, err.message));
+        out.upto = last;
+        return out;
+    }
+    for e in events {
+        match sink.send(dest_id, std::slice::from_ref(e)) {
+            Ok(()) => out.delivered += 1,
+            Err(err) if err.retryable => {
+                // delivered and dead so far stay recorded; this event is retried later
+                out.upto = e.seq - 1;
+                out.retry = Some(err);
+                return out;
+            }
+            Err(err) => out.dead.push((e.seq, err.message)),
+        }
+    }
+    out.upto = last;
+    out
+}
+
+/// Records a round's outcome: one short immediate transaction, no I/O but the event log's.
+fn record(
+    conn: &Connection,
+    dest_id: &str,
+    sink: &Sink,
+    metrics: &Metrics,
+    o: &Outcome,
+    attempts: i64,
+    now: i64,
+) -> store::Result<()> {
+    let w = store::wrap(conn);
+    let minute = now / 60;
+    let stat = |metric: &str, n: usize| {
+        if n == 0 {
+            return Ok(0);
+        }
+        exec(
+            conn,
+            "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, '', ?4)
+             on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
+            params![minute, dest_id, metric, n as i64],
+        )
+    };
+    let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(&w)?;
+    let at = crate::ingest::event::rfc3339(chrono::Utc::now());
+    for (seq, error) in &o.dead {
+        exec(
+            conn,
+            "insert or replace into dead (dest, seq, error, at) values (?1, ?2, ?3, ?4)",
+            params![dest_id, seq, error, at],
+        )
+        .map_err(&w)?;
+    }
+    stat("delivered", o.delivered).map_err(&w)?;
+    if attempts > 0 {
+        stat("retried", o.delivered).map_err(&w)?;
+    }
+    match &o.retry {
+        None => exec(
+            conn,
+            "update cursors set delivered_seq = ?2, attempts = 0, next_at = 0 where dest = ?1",
+            params![dest_id, o.upto],
+        ),
+        Some(e) => {
+            // the head event waits: later events of this destination queue behind it, other
+            // destinations are not affected
+            let wait = retry_wait(attempts, e, sink);
+            exec(
+                conn,
+                "update cursors set delivered_seq = max(delivered_seq, ?2), attempts = attempts + 1, next_at = ?3
+                 where dest = ?1",
+                params![dest_id, o.upto, now.saturating_add(wait)],
+            )
+        }
+    }
+    .map_err(&w)?;
+    let failed = if o.retry.is_some() { o.sent - o.delivered } else { o.dead.len() };
+    stat("failed", failed).map_err(&w)?;
+    tx.commit().map_err(&w)?;
+    metrics.delivered.get_or_create(&dest(dest_id)).inc_by(o.delivered as u64);
+    metrics.failed.get_or_create(&dest(dest_id)).inc_by(failed as u64);
+    if let Some(e) = &o.retry {
+        tracing::warn!(destination = dest_id, after_seq = o.upto, error = %e.message, "delivery failed; will retry");
+    }
+    Ok(())
+}
+
+/// Seconds before the head batch is tried again: the backoff, or the receiver's `Retry-After`
+/// when longer (up to the destination's `max_retry_after_secs`).
+fn retry_wait(attempts: i64, e: &DeliveryError, sink: &Sink) -> i64 {
+    let asked = match (e.retry_after, sink.policy()) {
+        (Some(ra), Some(p)) => ra.min(p.max_retry_after).as_secs().try_into().unwrap_or(i64::MAX),
+        _ => 0,
+    };
+    backoff_secs(attempts).max(asked)
+}
