@@ -4,6 +4,19 @@
 /// What replaces a credential.
 pub const SET: &str = "<set>";
 
+/// Whether a destination setting holds a credential (sealed at rest, `<set>` when read):
+/// `headers` values, and every setting whose name says key, token, secret or password.
+pub fn is_secret_setting(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["key", "token", "secret", "password", "service_account"].iter().any(|w| n.contains(w))
+}
+
+/// Whether a destination setting says where data goes: changing it re-points the destination,
+/// and its stored credentials are dropped unless new ones come with the change.
+pub fn is_address_setting(name: &str) -> bool {
+    matches!(name, "url" | "endpoint" | "path" | "host")
+}
+
 /// Whether a URL carries credentials: a user or password, or any query parameter.
 pub fn url_has_credentials(raw: &str) -> bool {
     match url::Url::parse(raw) {
