@@ -177,7 +177,8 @@ pub fn validate(
             err(format!("{at}.name"), format!("duplicate destination name `{}`", d.display_name()));
         }
         if let Err(e) = settings_check(d) {
-            err(format!("{at}.settings.{}", e.at), e.message);
+            let field = if e.at.is_empty() { format!("{at}.settings") } else { format!("{at}.settings.{}", e.at) };
+            err(field, e.message);
         }
     }
     let dest_kind = |id: &str| file.destinations.iter().find(|d| d.id == id).map(|d| d.kind);

@@ -76,7 +76,10 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
                 "enabled" if !d.enabled => {}
                 "enabled" => push(format!("destination `{}` is enabled", d.id), "enabled"),
                 "settings" => {
-                    for s in changed_keys(&Value::Object(o.settings.clone()), &Value::Object(d.settings.clone())) {
+                    let mut keys = changed_keys(&Value::Object(o.settings.clone()), &Value::Object(d.settings.clone()));
+                    // re-pointing first: it is what the refusal names
+                    keys.sort_by_key(|k| !sluice_core::is_address_setting(k));
+                    for s in keys {
                         if !TUNING.contains(&s.as_str()) {
                             push(format!("destination `{}`: `settings.{s}` changes", d.id), &format!("settings.{s}"));
                         }

@@ -15,16 +15,27 @@ use sluice_core::{DestinationConfig, ModelConfig, SourceConfig};
 
 const SET: &str = "<set>";
 
-fn bad_body(e: serde_json::Error) -> ApiError {
-    let msg = e.to_string();
-    let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).map(String::from);
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", msg, field.as_deref())
+/// Reads a workspace-file object from a body; a refusal names the field at fault
+/// (`statement_timeout_secs`, `mappings[0].on`, an unknown or missing field).
+fn from_body<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let msg = e.inner().to_string();
+        let named = msg.split('`').nth(1).filter(|_| msg.contains("field")).map(String::from);
+        let path = e.path().to_string();
+        let field = match (path.as_str(), named) {
+            (".", Some(n)) => n,
+            (".", None) => "body".to_string(),
+            (p, Some(n)) if msg.contains("missing field") => format!("{p}.{n}"),
+            (p, _) => p.to_string(),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{field}: {msg}"), Some(&field))
+    })
 }
 
 /// Puts the id from the path into the body (refusing a different one).
 fn with_id(mut body: Value, id: &str) -> Result<Value, ApiError> {
     let obj = body.as_object_mut().ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object", None)
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object", Some("body"))
     })?;
     match obj.get("id") {
         Some(Value::String(s)) if s != id => {
@@ -145,7 +156,7 @@ pub async fn put_source(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut src: SourceConfig = serde_json::from_value(with_id(body, &id)?).map_err(bad_body)?;
+    let mut src: SourceConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
@@ -167,7 +178,7 @@ pub async fn put_destination(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut dest: DestinationConfig = serde_json::from_value(with_id(body, &id)?).map_err(bad_body)?;
+    let mut dest: DestinationConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
@@ -189,7 +200,7 @@ pub async fn put_model(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let model: ModelConfig = serde_json::from_value(with_id(body, &id)?).map_err(bad_body)?;
+    let model: ModelConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
