@@ -14,6 +14,6 @@ pub mod schedule;
 pub mod validate;
 
 pub use config::*;
-pub use redact::{is_address_setting, is_secret_setting, redact_url, redact_urls_in, url_has_credentials};
 pub use consent::{parse_consent, ConsentValue, Gate, Verdict};
+pub use redact::{is_address_setting, is_secret_setting, redact_url, redact_urls_in, url_has_credentials};
 pub use validate::{validate, ConfigError, ConfigErrors, Validated};

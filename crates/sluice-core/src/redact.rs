@@ -68,7 +68,8 @@ pub fn redact_urls_in(text: &str) -> String {
     while let Some(at) = ["http://", "https://"].iter().filter_map(|p| rest.find(p)).min() {
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
-        let end = tail.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>')).unwrap_or(tail.len());
+        let end =
+            tail.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>')).unwrap_or(tail.len());
         // a URL quoted before `: reason` keeps the colon out of its port
         let mut url = &tail[..end];
         let mut trail = "";

@@ -60,7 +60,8 @@ models: [{id: m, source: dwh, sql: select 1, unique_id: id, consent: {C0004: ads
     f
 }
 
-const FIELDS: [&str; 7] = [".id", ".schedule", ".statement_timeout_secs", "max_delete_fraction", ".source", ".destinations", ".destination"];
+const FIELDS: [&str; 7] =
+    [".id", ".schedule", ".statement_timeout_secs", "max_delete_fraction", ".source", ".destinations", ".destination"];
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]

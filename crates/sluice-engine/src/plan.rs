@@ -158,6 +158,12 @@ mod tests {
         assert_eq!(p[0].after.as_ref().unwrap()["enabled"], false);
         let s = ws("sources: [{id: pg, kind: postgres, url: 'postgres://u:pw@h/d'}]");
         assert_eq!(plan(None, &s)[0].after.as_ref().unwrap()["url"], "<set>", "credentials never reach the audit log");
+        let d = ws(
+            "destinations: [{id: h, kind: webhook, settings: {url: 'https://u:pw@h.example/x?key=k1', api_key: k2}}]",
+        );
+        let after = plan(None, &d)[0].after.clone().unwrap();
+        assert_eq!(after["settings"]["url"], "https://<set>@h.example/x?key=<set>");
+        assert_eq!(after["settings"]["api_key"], "<set>");
         assert!(plan(Some(&b), &b).is_empty());
         assert_eq!(plan(None, &a).len(), 2);
     }

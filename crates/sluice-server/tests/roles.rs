@@ -76,7 +76,8 @@ fn finding_2_member_cannot_change_sql_of_consent_mapped_model() {
     let (owner, member) = tokens(&s);
     let m = model_body(&s, &member, "p");
     // `true as ads`: everyone "consents" — refused, as are the source and the unique id
-    for (k, v) in [("sql", json!("select id, email, 1 as ads from p")), ("unique_id", json!("email")), ("source", json!("web"))]
+    for (k, v) in
+        [("sql", json!("select id, email, 1 as ads from p")), ("unique_id", json!("email")), ("source", json!("web"))]
     {
         let mut bad = m.clone();
         bad[k] = v;

@@ -160,10 +160,7 @@ impl Actor {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            format!(
-                "only owners may make changes that can widen who receives personal data: {}",
-                what.join("; ")
-            ),
+            format!("only owners may make changes that can widen who receives personal data: {}", what.join("; ")),
             Some(&first.field),
         ))
     }

@@ -283,9 +283,10 @@ pub async fn sync_run(
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let run = store.runs(None, 100_000).map_err(ApiError::internal)?.into_iter().find(|r| r.id == run_id);
     match run {
-        Some(r) => {
-            Ok(Json(report_for(&a, r.report.unwrap_or_else(|| serde_json::json!({"run_id": r.id, "status": r.status})))))
-        }
+        Some(r) => Ok(Json(report_for(
+            &a,
+            r.report.unwrap_or_else(|| serde_json::json!({"run_id": r.id, "status": r.status})),
+        ))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no sync run {run_id}"), Some("run_id"))),
     }
 }

@@ -114,7 +114,10 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
             if !m.consent.is_empty() {
                 push(format!("model `{}` is created with consent mappings", m.id), "consent");
             } else if relevant {
-                push(format!("model `{}` is created with a mapping to a consent-governed destination", m.id), "mappings");
+                push(
+                    format!("model `{}` is created with a mapping to a consent-governed destination", m.id),
+                    "mappings",
+                );
             }
             continue;
         };
@@ -209,7 +212,10 @@ models:
         assert_eq!(fields(BASE, &same("select * from p", "'select *, true as ads from p'")), ["sql"]);
         assert_eq!(fields(BASE, &same("http://a/x", "http://evil/x")), ["settings.url"]);
         assert_eq!(fields(BASE, &same("{C0004: ads}", "{}")), ["consent"]);
-        assert_eq!(fields(BASE, &same("mappings: [{destination: log}]", "mappings: [{destination: log}, {destination: ads}]")), ["mappings"]);
+        assert_eq!(
+            fields(BASE, &same("mappings: [{destination: log}]", "mappings: [{destination: log}, {destination: ads}]")),
+            ["mappings"]
+        );
         assert_eq!(fields(BASE, &format!("{BASE}workspace: {{policy: any}}\n")), ["workspace"]);
         let created = same("  - {id: log,", "  - {id: new, kind: file, settings: {path: n.jsonl}}\n  - {id: log,");
         assert_eq!(fields(BASE, &created), ["id"]);
@@ -220,6 +226,7 @@ models:
         assert!(fields(BASE, &same("batch_size: 10", "batch_size: 20")).is_empty());
         assert!(fields(BASE, &same("unique_id: id, consent", "unique_id: id, schedule: every 5m, consent")).is_empty());
         assert!(fields(BASE, &same("select * from q", "select email from q")).is_empty());
-        assert!(fields(BASE, &same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on: [added]}]")).is_empty());
+        assert!(fields(BASE, &same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on: [added]}]"))
+            .is_empty());
     }
 }

@@ -90,9 +90,10 @@ fn destination_secrets(dest: &mut DestinationConfig, old: Option<&DestinationCon
     }
     let same = old.filter(|o| {
         o.kind == dest.kind
-            && o.settings.keys().chain(dest.settings.keys()).all(|k| {
-                !sluice_core::is_address_setting(k) || o.settings.get(k) == dest.settings.get(k)
-            })
+            && o.settings
+                .keys()
+                .chain(dest.settings.keys())
+                .all(|k| !sluice_core::is_address_setting(k) || o.settings.get(k) == dest.settings.get(k))
     });
     let stored = |k: &str| same.and_then(|o| o.settings.get(k));
     dest.settings.retain(|k, v| {
@@ -146,9 +147,9 @@ fn replace<T: Clone>(items: &mut Vec<T>, id_of: impl Fn(&T) -> &str, id: &str, n
     }
 }
 
-/// Creates or replaces a source.
+/// Creates or replaces a source (owners only: sources and write keys decide what comes in).
 #[utoipa::path(put, path = "/api/v1/sources/{id}", params(("id" = String, Path, description = "Source id")), request_body = Object,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_source(
     State(s): State<ControlState>,
@@ -168,9 +169,10 @@ pub async fn put_source(
     Ok(Json(saved(&s, "source", &id)))
 }
 
-/// Creates or replaces a destination.
+/// Creates or replaces a destination (members may only disable it or tune its delivery:
+/// [`super::roles`]).
 #[utoipa::path(put, path = "/api/v1/destinations/{id}", params(("id" = String, Path, description = "Destination id")), request_body = Object,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_destination(
     State(s): State<ControlState>,
