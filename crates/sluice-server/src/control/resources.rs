@@ -241,7 +241,8 @@ pub async fn start_sync(
             .map_err(sluice_engine::SyncError::from)
             .and_then(|mut st| sluice_engine::sync_model(&mut st, &ws, &model, &mut |_| {}));
         if let Err(e) = r {
-            tracing::warn!(model = %model, error = %e, "sync started by the API failed");
+            let error = sluice_core::redact_urls_in(&e.to_string());
+            tracing::warn!(model = %model, error = %error, "sync started by the API failed");
         }
     });
     Ok((StatusCode::ACCEPTED, Json(SyncStarted { status: "started".into(), model: id })))
