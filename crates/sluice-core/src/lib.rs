@@ -9,9 +9,11 @@ pub mod consent;
 pub mod env;
 pub mod events;
 pub mod profiles;
+pub mod redact;
 pub mod schedule;
 pub mod validate;
 
 pub use config::*;
 pub use consent::{parse_consent, ConsentValue, Gate, Verdict};
+pub use redact::{is_address_setting, is_secret_setting, redact_url, redact_urls_in, url_has_credentials};
 pub use validate::{validate, ConfigError, ConfigErrors, Validated};

@@ -48,8 +48,9 @@ pub struct Validated {
     pub warnings: Vec<String>,
 }
 
-/// A category id: 1–34 characters, not starting with a digit, no whitespace or control chars.
-fn check_category_id(id: &str) -> Option<&'static str> {
+/// A category id: 1–34 characters, not starting with a digit, no whitespace, control
+/// characters, commas, quotes or backslashes (the CMP's key, e.g. OneTrust `C0004`).
+pub fn check_category_id(id: &str) -> Option<&'static str> {
     let n = id.chars().count();
     if n == 0 || n > 34 {
         return Some("must be 1-34 characters");
@@ -58,16 +59,49 @@ fn check_category_id(id: &str) -> Option<&'static str> {
         return Some("must not start with a digit");
     }
     if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Some("must not contain whitespace");
+        return Some("must not contain whitespace or control characters");
+    }
+    if id.chars().any(|c| matches!(c, ',' | '"' | '\'' | '`' | '\\')) {
+        return Some("must not contain commas, quotes or backslashes");
     }
     None
 }
+
+/// The longest id of a source, destination or model.
+pub const MAX_ID_LEN: usize = 64;
+
+/// The id of a source, destination or model: 1–64 characters of `A-Z a-z 0-9 _ . -`, starting
+/// with a letter or digit (`[A-Za-z0-9][A-Za-z0-9_.-]{0,63}`), so it is safe in paths, URLs,
+/// lists and file names.
+pub fn check_id(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Some(format!("must be at most {MAX_ID_LEN} characters"));
+    }
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Some(format!("`{}` must start with a letter or digit", id.escape_debug()));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))) {
+        return Some(format!(
+            "`{}` contains `{}`: use only letters, digits, `_`, `.` and `-`",
+            id.escape_debug(),
+            c.escape_debug()
+        ));
+    }
+    None
+}
+
+/// The longest `statement_timeout_secs` (a day).
+pub const MAX_STATEMENT_TIMEOUT_SECS: u64 = 86_400;
 
 fn label(kind: &str, i: usize, id: &str) -> String {
     if id.is_empty() {
         format!("{kind}[{i}]")
     } else {
-        format!("{kind}[{i}] ({id})")
+        let shown: String = id.chars().take(MAX_ID_LEN).collect();
+        format!("{kind}[{i}] ({})", shown.escape_debug())
     }
 }
 
@@ -88,8 +122,8 @@ pub fn validate(
     let mut source_kinds = BTreeMap::new();
     for (i, s) in file.sources.iter().enumerate() {
         let at = label("sources", i, &s.id);
-        if s.id.trim().is_empty() {
-            err(format!("{at}.id"), "must not be empty".into());
+        if let Some(why) = check_id(&s.id) {
+            err(format!("{at}.id"), format!("source id {why}"));
         } else if source_kinds.insert(s.id.clone(), s.kind).is_some() {
             err(format!("{at}.id"), format!("duplicate source id `{}`", s.id));
         }
@@ -113,6 +147,12 @@ pub fn validate(
                 }
             }
         }
+        if s.statement_timeout_secs.is_some_and(|t| t > MAX_STATEMENT_TIMEOUT_SECS) {
+            err(
+                format!("{at}.statement_timeout_secs"),
+                format!("must be at most {MAX_STATEMENT_TIMEOUT_SECS} (a day)"),
+            );
+        }
         if let Some(t) = &s.tls {
             if !["disable", "prefer", "require", "verify-full", "verify-ca"].contains(&t.as_str()) {
                 err(format!("{at}.tls"), format!("`{t}` is not one of disable, prefer, require, verify-full"));
@@ -129,8 +169,8 @@ pub fn validate(
     let mut dest_names = HashSet::new();
     for (i, d) in file.destinations.iter().enumerate() {
         let at = label("destinations", i, &d.id);
-        if d.id.trim().is_empty() {
-            err(format!("{at}.id"), "must not be empty".into());
+        if let Some(why) = check_id(&d.id) {
+            err(format!("{at}.id"), format!("destination id {why}"));
         } else if !dest_ids.insert(d.id.as_str()) {
             err(format!("{at}.id"), format!("duplicate destination id `{}`", d.id));
         }
@@ -138,7 +178,8 @@ pub fn validate(
             err(format!("{at}.name"), format!("duplicate destination name `{}`", d.display_name()));
         }
         if let Err(e) = settings_check(d) {
-            err(format!("{at}.settings.{}", e.at), e.message);
+            let field = if e.at.is_empty() { format!("{at}.settings") } else { format!("{at}.settings.{}", e.at) };
+            err(field, e.message);
         }
     }
     let dest_kind = |id: &str| file.destinations.iter().find(|d| d.id == id).map(|d| d.kind);
@@ -178,8 +219,8 @@ pub fn validate(
     let mut model_ids = HashSet::new();
     for (i, m) in file.models.iter().enumerate() {
         let at = label("models", i, &m.id);
-        if m.id.trim().is_empty() {
-            err(format!("{at}.id"), "must not be empty".into());
+        if let Some(why) = check_id(&m.id) {
+            err(format!("{at}.id"), format!("model id {why}"));
         } else if !model_ids.insert(m.id.as_str()) {
             err(format!("{at}.id"), format!("duplicate model id `{}`", m.id));
         }

@@ -24,7 +24,10 @@ pub struct PlanItem {
     pub after: Option<Value>,
 }
 
-/// Replaces credentials in an entity by `"<set>"` (the audit log and APIs never show them).
+/// Replaces credentials in an entity by `"<set>"` (the audit log and APIs never show them):
+/// source URLs and write keys; destination headers and secret settings
+/// ([`sluice_core::is_secret_setting`]); the user information and query values of destination
+/// URLs ([`sluice_core::redact_url`]).
 pub fn redact(kind: &str, mut v: Value) -> Value {
     let set = || Value::String("<set>".into());
     match kind {
@@ -36,12 +39,19 @@ pub fn redact(kind: &str, mut v: Value) -> Value {
             }
         }
         "destination" => {
-            if let Some(s) = v.get_mut("settings") {
-                if s.get("write_key").is_some() {
-                    s["write_key"] = set();
-                }
-                if let Some(Value::Object(h)) = s.get_mut("headers") {
-                    h.values_mut().for_each(|x| *x = set());
+            if let Some(Value::Object(s)) = v.get_mut("settings") {
+                for (k, x) in s.iter_mut() {
+                    if k == "headers" {
+                        if let Value::Object(h) = x {
+                            h.values_mut().for_each(|x| *x = set());
+                        }
+                    } else if k == "url" || k == "endpoint" {
+                        if let Value::String(u) = x {
+                            *u = sluice_core::redact_url(u);
+                        }
+                    } else if sluice_core::is_secret_setting(k) {
+                        *x = set();
+                    }
                 }
             }
         }
@@ -148,6 +158,12 @@ mod tests {
         assert_eq!(p[0].after.as_ref().unwrap()["enabled"], false);
         let s = ws("sources: [{id: pg, kind: postgres, url: 'postgres://u:pw@h/d'}]");
         assert_eq!(plan(None, &s)[0].after.as_ref().unwrap()["url"], "<set>", "credentials never reach the audit log");
+        let d = ws(
+            "destinations: [{id: h, kind: webhook, settings: {url: 'https://u:pw@h.example/x?key=k1', api_key: k2}}]",
+        );
+        let after = plan(None, &d)[0].after.clone().unwrap();
+        assert_eq!(after["settings"]["url"], "https://<set>@h.example/x?key=<set>");
+        assert_eq!(after["settings"]["api_key"], "<set>");
         assert!(plan(Some(&b), &b).is_empty());
         assert_eq!(plan(None, &a).len(), 2);
     }

@@ -39,7 +39,10 @@ impl Workspace {
         let mut vars = Vec::new();
         if !reveal {
             let mut n = 0;
-            for_each_secret(&mut config, &mut |v| {
+            for_each_secret(&mut config, &mut |kind, v| {
+                if kind == Secret::Url && !sluice_core::url_has_credentials(v) {
+                    return;
+                }
                 n += 1;
                 let name = format!("SLUICE_SECRET_{n}");
                 vars.push((name.clone(), std::mem::replace(v, format!("${{{name}}}"))));
@@ -51,28 +54,45 @@ impl Workspace {
     }
 }
 
+/// What kind of credential [`for_each_secret`] visits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Secret {
+    /// A value that is a credential as a whole (write key, header, source URL).
+    Value,
+    /// A destination URL: a credential only when it carries a user, password or query.
+    Url,
+}
+
 /// Calls `f` on every credential of a workspace (as JSON): source URLs and write keys,
-/// destination headers and write keys.
-fn for_each_secret(config: &mut serde_json::Value, f: &mut dyn FnMut(&mut String)) {
+/// destination headers, secret settings ([`sluice_core::is_secret_setting`]) and URLs (sealed
+/// whole: user information and query parameters can hold keys).
+fn for_each_secret(config: &mut serde_json::Value, f: &mut dyn FnMut(Secret, &mut String)) {
     use serde_json::Value;
-    let mut visit = |v: Option<&mut Value>| {
+    let mut visit = |kind: Secret, v: Option<&mut Value>| {
         if let Some(Value::String(s)) = v {
-            f(s);
+            f(kind, s);
         }
     };
     if let Some(Value::Array(sources)) = config.get_mut("sources") {
         for s in sources {
-            visit(s.get_mut("url"));
-            visit(s.get_mut("write_key"));
+            visit(Secret::Value, s.get_mut("url"));
+            visit(Secret::Value, s.get_mut("write_key"));
         }
     }
     if let Some(Value::Array(dests)) = config.get_mut("destinations") {
         for d in dests {
-            let Some(settings) = d.get_mut("settings") else { continue };
-            visit(settings.get_mut("write_key"));
-            if let Some(Value::Object(headers)) = settings.get_mut("headers") {
-                for v in headers.values_mut() {
-                    visit(Some(v));
+            let Some(Value::Object(settings)) = d.get_mut("settings") else { continue };
+            for (k, v) in settings.iter_mut() {
+                if k == "headers" {
+                    if let Value::Object(headers) = v {
+                        for v in headers.values_mut() {
+                            visit(Secret::Value, Some(v));
+                        }
+                    }
+                } else if k == "url" || k == "endpoint" {
+                    visit(Secret::Url, Some(v));
+                } else if sluice_core::is_secret_setting(k) {
+                    visit(Secret::Value, Some(v));
                 }
             }
         }
@@ -118,7 +138,7 @@ impl Workspace {
         let mut stored = store.workspace()?.ok_or(WorkspaceError::NotApplied)?;
         let secrets = SecretBox::load(store.dir())?;
         let mut open_err = None;
-        for_each_secret(&mut stored.config, &mut |v| match secrets.open(v) {
+        for_each_secret(&mut stored.config, &mut |_, v| match secrets.open(v) {
             Ok(plain) => *v = plain,
             Err(e) => open_err = Some(e),
         });
@@ -139,7 +159,7 @@ impl Workspace {
     ) -> Result<StoredWorkspace, WorkspaceError> {
         let secrets = SecretBox::load(store.dir())?;
         let mut config = serde_json::to_value(&self.file).expect("workspace serializes");
-        for_each_secret(&mut config, &mut |v| *v = secrets.seal(v));
+        for_each_secret(&mut config, &mut |_, v| *v = secrets.seal(v));
         Ok(StoredWorkspace { config, base_dir: self.base_dir.clone(), applied_at })
     }
 

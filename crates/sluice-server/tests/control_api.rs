@@ -208,16 +208,18 @@ fn sources_destinations_and_models_are_written_through_the_api() {
     let (owner, member) = tokens(&s);
     let url = format!("{}/crm", s.rx.url());
     let dest = json!({"kind": "webhook", "settings": {"url": url, "headers": {"Authorization": "Bearer tok_xyz"}}});
-    let (st, d) = call(&s, "PUT", "/api/v1/destinations/crm", Some(&member), Some(dest));
+    // creating a destination is owner-only: a new destination is unmapped, so it receives everyone (R1)
+    assert_eq!(call(&s, "PUT", "/api/v1/destinations/crm", Some(&member), Some(dest.clone())).0, 403);
+    let (st, d) = call(&s, "PUT", "/api/v1/destinations/crm", Some(&owner), Some(dest));
     assert_eq!((st, d["settings"]["headers"]["Authorization"].as_str()), (200, Some("<set>")));
-    // a round-trip of what GET returned keeps the stored secret
+    // a round-trip of what GET returned keeps the stored secret (and changes nothing, so members may)
     let (_, list) = call(&s, "GET", "/api/v1/destinations", Some(&member), None);
     assert_eq!(call(&s, "PUT", "/api/v1/destinations/crm", Some(&member), Some(list["items"][0].clone())).0, 200);
     let (st, b) = call(
         &s,
         "PUT",
         "/api/v1/destinations/x",
-        Some(&member),
+        Some(&owner),
         Some(json!({"kind": "webhook", "settings": {"url": "ftp://x"}})),
     );
     assert_eq!(st, 422);
@@ -286,13 +288,13 @@ fn a_scheduled_model_shows_its_next_run() {
 #[test]
 fn a_destination_added_over_the_api_starts_receiving_without_a_restart() {
     let s = start("destinations: []\n");
-    let (_, member) = tokens(&s);
+    let (owner, _) = tokens(&s);
     let url = format!("{}/late", s.rx.url());
     let (st, _) = call(
         &s,
         "PUT",
         "/api/v1/destinations/late",
-        Some(&member),
+        Some(&owner),
         Some(json!({"kind": "webhook", "settings": {"url": url}})),
     );
     assert_eq!(st, 200);

@@ -68,7 +68,11 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
 
 pub fn audit_log(state: &Path, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
     let store = sluice_state::StateStore::open(state)?;
-    let log = store.audit_log(limit)?;
+    let mut log = store.audit_log(limit)?;
+    for e in &mut log {
+        e.before = e.before.take().map(|v| sluice_engine::plan::redact(&e.kind, v));
+        e.after = e.after.take().map(|v| sluice_engine::plan::redact(&e.kind, v));
+    }
     if json {
         print_json(&serde_json::json!({ "entries": log }));
     } else {

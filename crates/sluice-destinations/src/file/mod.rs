@@ -1,10 +1,96 @@
 //! The `file` destination: JSON Lines appended to a local file (used by the quickstart).
+//!
+//! The file lies inside the workspace folder and never inside a state folder: `path` is
+//! relative, without `..`, and (checked again before every write, following symbolic links)
+//! resolves under the workspace folder into no folder that holds Sluice's state
+//! (`state.db`, `secret.key`), so a destination cannot overwrite the secret key or the state.
 
 use crate::{parse_settings, BuildContext, DeliveryError, Destination, Item, Outcome};
 use serde::Deserialize;
 use sluice_core::ConfigError;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
+
+/// Files that mark a folder as Sluice's state folder.
+const STATE_MARKERS: [&str; 2] = ["state.db", "secret.key"];
+
+/// Checks a `path` setting without I/O: relative, no `..`, not into a `.sluice` folder, not
+/// named like a state file.
+pub fn check_path(path: &str) -> Result<(), ConfigError> {
+    let bad = |m: &str| Err(ConfigError::new("path", format!("`{}` {m}", path.escape_debug())));
+    if path.trim().is_empty() {
+        return Err(ConfigError::new("path", "must not be empty"));
+    }
+    if path.contains('\0') {
+        return bad("contains a NUL character");
+    }
+    let p = Path::new(path);
+    let mut names = 0;
+    for c in p.components() {
+        match c {
+            Component::Prefix(_) | Component::RootDir => {
+                return bad("must be relative to the workspace folder (no absolute paths)")
+            }
+            Component::ParentDir => return bad("must stay inside the workspace folder (no `..`)"),
+            Component::CurDir => {}
+            Component::Normal(n) => {
+                names += 1;
+                if n == ".sluice" {
+                    return bad("must not point into a state folder (`.sluice`)");
+                }
+            }
+        }
+    }
+    if names == 0 {
+        return bad("must name a file");
+    }
+    let file = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if STATE_MARKERS.iter().any(|m| file == *m || file.starts_with(&format!("{m}-"))) {
+        return bad("must not be named like a state file");
+    }
+    Ok(())
+}
+
+/// Where `path` (a checked `path` setting) is written, checked on disk: inside `base_dir` once
+/// symbolic links are followed, and in no folder that holds Sluice's state.
+pub fn resolve(base_dir: &Path, path: &str) -> Result<PathBuf, DeliveryError> {
+    let refuse = |m: String| DeliveryError::rejected(format!("file destination path `{path}`: {m}"));
+    check_path(path).map_err(|e| refuse(e.message))?;
+    let base = base_dir.canonicalize().map_err(|e| refuse(format!("workspace folder: {e}")))?;
+    let target = base.join(path);
+    // the deepest folder that exists must be inside the workspace folder and no state folder
+    let mut dir = target.parent().map(Path::to_path_buf).unwrap_or_else(|| base.clone());
+    while !dir.exists() {
+        match dir.parent() {
+            Some(p) => dir = p.to_path_buf(),
+            None => break,
+        }
+    }
+    let real = dir.canonicalize().map_err(|e| refuse(format!("{}: {e}", dir.display())))?;
+    if !real.starts_with(&base) {
+        return Err(refuse("leads outside the workspace folder".into()));
+    }
+    let mut d = real.as_path();
+    loop {
+        if STATE_MARKERS.iter().any(|m| d.join(m).exists()) {
+            return Err(refuse(format!("{} is a state folder", d.display())));
+        }
+        if d == base {
+            break;
+        }
+        match d.parent() {
+            Some(p) => d = p,
+            None => break,
+        }
+    }
+    if target.is_symlink() {
+        let real = target.canonicalize().map_err(|e| refuse(format!("{e}")))?;
+        if !real.starts_with(&base) || real.parent().is_some_and(|p| STATE_MARKERS.iter().any(|m| p.join(m).exists())) {
+            return Err(refuse("is a link out of the workspace folder or into a state folder".into()));
+        }
+    }
+    Ok(target)
+}
 
 /// Settings of a `file` destination.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,9 +111,7 @@ impl FileConfig {
     /// Parses and checks the settings.
     pub fn parse(s: &serde_json::Map<String, serde_json::Value>) -> Result<Self, ConfigError> {
         let c: Self = parse_settings(s)?;
-        if c.path.trim().is_empty() {
-            return Err(ConfigError::new("path", "must not be empty"));
-        }
+        check_path(&c.path)?;
         if c.batch_size == 0 {
             return Err(ConfigError::new("batch_size", "must be at least 1"));
         }
@@ -37,18 +121,19 @@ impl FileConfig {
 
 /// Appends items as JSON lines; a batch counts as delivered once it is synced to disk.
 pub struct FileSink {
-    path: PathBuf,
+    base_dir: PathBuf,
+    path: String,
     batch_size: usize,
 }
 
 impl FileSink {
     /// A sink for `config`.
     pub fn new(config: FileConfig, ctx: &BuildContext) -> Self {
-        Self { path: ctx.base_dir.join(&config.path), batch_size: config.batch_size }
+        Self { base_dir: ctx.base_dir.clone(), path: config.path, batch_size: config.batch_size }
     }
 
     fn write(&self, items: &[Item]) -> Result<(), DeliveryError> {
-        let path = &self.path;
+        let path = &resolve(&self.base_dir, &self.path)?;
         let io = |e: std::io::Error| DeliveryError::external(format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;

@@ -25,3 +25,33 @@ fn bad_settings_name_the_field() {
     let e = FileConfig::parse(json!({}).as_object().unwrap()).unwrap_err();
     assert_eq!(e.at, "path");
 }
+
+#[test]
+fn paths_stay_inside_the_workspace_folder_and_out_of_state_folders() {
+    for bad in ["/etc/passwd", "../x.jsonl", "out/../../x", ".sluice/secret.key", "st/secret.key", "", "."] {
+        let e = FileConfig::parse(json!({ "path": bad }).as_object().unwrap()).unwrap_err();
+        assert_eq!(e.at, "path", "{bad}");
+    }
+    for good in ["out.jsonl", "./out/crm.jsonl", "a/b/c.jsonl"] {
+        assert!(FileConfig::parse(json!({ "path": good }).as_object().unwrap()).is_ok(), "{good}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // a state folder under another name inside the workspace folder is refused on disk
+    std::fs::create_dir_all(dir.path().join("state")).unwrap();
+    std::fs::write(dir.path().join("state/state.db"), b"").unwrap();
+    assert!(resolve(dir.path(), "state/out.jsonl").unwrap_err().message.contains("state folder"));
+    assert!(resolve(dir.path(), "state/deeper/out.jsonl").unwrap_err().message.contains("state folder"));
+    assert_eq!(resolve(dir.path(), "ok/out.jsonl").unwrap(), dir.path().canonicalize().unwrap().join("ok/out.jsonl"));
+    #[cfg(unix)]
+    {
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        assert!(resolve(dir.path(), "link/x.jsonl").unwrap_err().message.contains("outside"));
+        // a sink refuses to write there: nothing lands outside
+        let ctx = BuildContext { base_dir: dir.path().into(), mapping_key: "m/d".into() };
+        let cfg = FileConfig::parse(json!({"path": "link/x.jsonl"}).as_object().unwrap()).unwrap();
+        let item = Item { action: Change::Added, id: "1".into(), data: crate::raw(&json!({})), consent: None };
+        assert!(FileSink::new(cfg, &ctx).deliver(&[item])[0].is_err());
+        assert!(!outside.path().join("x.jsonl").exists());
+    }
+}

@@ -44,8 +44,9 @@ pub struct CategoryPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewCategory {
-    /// The CMP's key: 1–34 characters, not starting with a digit, unique.
-    #[schema(min_length = 1, max_length = 34, pattern = r"^[^0-9\s][^\s]*$")]
+    /// The CMP's key: 1–34 characters, not starting with a digit, unique; no whitespace,
+    /// control characters, commas, quotes or backslashes.
+    #[schema(min_length = 1, max_length = 34, pattern = r#"^[^0-9\s,"'`\\][^\s,"'`\\]*$"#)]
     pub id: String,
     /// Name, 1–20 characters, unique.
     #[schema(min_length = 1, max_length = 20)]

@@ -5,6 +5,7 @@
 
 mod categories;
 mod resources;
+pub mod roles;
 mod tokens;
 mod writes;
 
@@ -146,6 +147,25 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// Refuses a member's change that contains owner-only changes ([`roles::owner_only_changes`]),
+    /// naming them.
+    pub fn may_change(&self, old: &WorkspaceFile, new: &WorkspaceFile) -> Result<(), ApiError> {
+        if self.role == Role::Owner {
+            return Ok(());
+        }
+        let refused = roles::owner_only_changes(old, new);
+        let Some(first) = refused.first() else { return Ok(()) };
+        let what: Vec<&str> = refused.iter().map(|c| c.what.as_str()).collect();
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("only owners may make changes that can widen who receives personal data: {}", what.join("; ")),
+            Some(&first.field),
+        ))
+    }
+}
+
 impl FromRequestParts<ControlState> for Actor {
     type Rejection = ApiError;
 
@@ -247,6 +267,7 @@ impl ControlState {
         let old = Workspace::load(&store).map_err(ApiError::internal)?;
         let mut file = old.file.clone();
         change(&mut file)?;
+        actor.may_change(&old.file, &file)?;
         let new = Workspace { file, base_dir: (*self.base_dir).clone(), warnings: vec![] };
         let validated =
             sluice_core::validate(new.file.clone(), &sluice_destinations::validate_settings).map_err(|e| {
@@ -304,7 +325,16 @@ async fn audit_log(
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 500);
     let all = store.audit_log(limit + p.offset.unwrap_or(0)).map_err(ApiError::internal)?;
-    let items = all.into_iter().skip(p.offset.unwrap_or(0)).collect();
+    // redacted again on reading: entries written before a credential kind was known stay hidden
+    let items = all
+        .into_iter()
+        .skip(p.offset.unwrap_or(0))
+        .map(|mut e| {
+            e.before = e.before.map(|v| sluice_engine::plan::redact(&e.kind, v));
+            e.after = e.after.map(|v| sluice_engine::plan::redact(&e.kind, v));
+            e
+        })
+        .collect();
     Ok(Json(AuditPage { items }))
 }
 

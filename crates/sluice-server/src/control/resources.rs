@@ -32,6 +32,38 @@ fn page(kind: &str, all: Vec<Value>, p: &Page) -> ObjectPage {
     ObjectPage { items, total: all.len(), offset, limit }
 }
 
+/// A run report as `who` may read it: URLs in errors redacted for everyone; for members, the
+/// response bodies of destinations (internal services may answer with anything) left out of
+/// failure samples.
+pub(crate) fn report_for(who: &Actor, mut report: Value) -> Value {
+    let member = who.role == sluice_state::Role::Member;
+    let clean = |v: &mut Value| {
+        if let Value::String(t) = v {
+            let mut text = sluice_core::redact_urls_in(t);
+            if member && text.starts_with("HTTP ") {
+                if let Some((status, _)) = text.split_once(": ") {
+                    text = format!("{status} (response body shown to owners only)");
+                }
+            }
+            *t = text;
+        }
+    };
+    if let Some(e) = report.get_mut("error") {
+        clean(e);
+    }
+    if let Some(Value::Array(ms)) = report.get_mut("mappings") {
+        for m in ms {
+            let Some(Value::Object(samples)) = m.get_mut("failure_samples") else { continue };
+            for list in samples.values_mut() {
+                if let Value::Array(list) = list {
+                    list.iter_mut().filter_map(|x| x.get_mut("error")).for_each(&clean);
+                }
+            }
+        }
+    }
+    report
+}
+
 fn to_values<T: Serialize>(items: &[T]) -> Vec<Value> {
     items.iter().map(|x| serde_json::to_value(x).expect("config serializes")).collect()
 }
@@ -228,7 +260,8 @@ pub async fn start_sync(
             .map_err(sluice_engine::SyncError::from)
             .and_then(|mut st| sluice_engine::sync_model(&mut st, &ws, &model, &mut |_| {}));
         if let Err(e) = r {
-            tracing::warn!(model = %model, error = %e, "sync started by the API failed");
+            let error = sluice_core::redact_urls_in(&e.to_string());
+            tracing::warn!(model = %model, error = %error, "sync started by the API failed");
         }
     });
     Ok((StatusCode::ACCEPTED, Json(SyncStarted { status: "started".into(), model: id })))
@@ -240,7 +273,7 @@ pub async fn start_sync(
     security(("bearer" = [])))]
 pub async fn syncs(
     State(s): State<ControlState>,
-    _a: Actor,
+    a: Actor,
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiQuery(p): super::ApiQuery<Page>,
 ) -> Result<Json<ObjectPage>, ApiError> {
@@ -253,6 +286,7 @@ pub async fn syncs(
     let all: Vec<Value> = runs
         .into_iter()
         .map(|r| r.report.unwrap_or_else(|| serde_json::json!({"run_id": r.id, "model": r.model, "status": r.status, "started_at": r.started_at})))
+        .map(|r| report_for(&a, r))
         .collect();
     Ok(Json(page("run", all, &p)))
 }
@@ -263,13 +297,16 @@ pub async fn syncs(
     security(("bearer" = [])))]
 pub async fn sync_run(
     State(s): State<ControlState>,
-    _a: Actor,
+    a: Actor,
     super::ApiPath(run_id): super::ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
     let run = store.runs(None, 100_000).map_err(ApiError::internal)?.into_iter().find(|r| r.id == run_id);
     match run {
-        Some(r) => Ok(Json(r.report.unwrap_or_else(|| serde_json::json!({"run_id": r.id, "status": r.status})))),
+        Some(r) => Ok(Json(report_for(
+            &a,
+            r.report.unwrap_or_else(|| serde_json::json!({"run_id": r.id, "status": r.status})),
+        ))),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no sync run {run_id}"), Some("run_id"))),
     }
 }

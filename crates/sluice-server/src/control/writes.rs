@@ -1,7 +1,10 @@
 //! Creating, replacing and removing sources, destinations and models (`PUT` / `DELETE`
 //! `/api/v1/{sources,destinations,models}/{id}`), with the workspace file's own shapes. A
-//! credential sent back as `"<set>"` keeps its stored value, so a client can round-trip a `GET`.
-//! A model's consent mappings are consent management: only owners may change them.
+//! credential sent back as `"<set>"` (and a URL sent back as `GET` showed it, credentials
+//! redacted) keeps its stored value, so a client can round-trip a `GET`, unless the address
+//! changes: a destination whose `url`, `endpoint`, `path` or kind changes, or a source whose
+//! kind, `tls`, `ca_file` or `path` changes, drops its stored credentials; new ones must come
+//! with the change. Who may change what: [`super::roles`].
 
 use super::{Actor, ApiError, ControlState, ErrorBody};
 use axum::extract::State;
@@ -12,16 +15,27 @@ use sluice_core::{DestinationConfig, ModelConfig, SourceConfig};
 
 const SET: &str = "<set>";
 
-fn bad_body(e: serde_json::Error) -> ApiError {
-    let msg = e.to_string();
-    let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).map(String::from);
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", msg, field.as_deref())
+/// Reads a workspace-file object from a body; a refusal names the field at fault
+/// (`statement_timeout_secs`, `mappings[0].on`, an unknown or missing field).
+fn from_body<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(body).map_err(|e| {
+        let msg = e.inner().to_string();
+        let named = msg.split('`').nth(1).filter(|_| msg.contains("field")).map(String::from);
+        let path = e.path().to_string();
+        let field = match (path.as_str(), named) {
+            (".", Some(n)) => n,
+            (".", None) => "body".to_string(),
+            (p, Some(n)) if msg.contains("missing field") => format!("{p}.{n}"),
+            (p, _) => p.to_string(),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{field}: {msg}"), Some(&field))
+    })
 }
 
 /// Puts the id from the path into the body (refusing a different one).
 fn with_id(mut body: Value, id: &str) -> Result<Value, ApiError> {
     let obj = body.as_object_mut().ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object", None)
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", "the body must be a JSON object", Some("body"))
     })?;
     match obj.get("id") {
         Some(Value::String(s)) if s != id => {
@@ -38,10 +52,86 @@ fn with_id(mut body: Value, id: &str) -> Result<Value, ApiError> {
     Ok(body)
 }
 
-fn keep(new: &mut Option<String>, old: Option<&String>) {
-    if new.as_deref() == Some(SET) {
-        *new = old.cloned();
+fn unset(field: &str, why: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid",
+        format!("`{field}` holds `<set>` but {why}: send the credentials again"),
+        Some(field),
+    )
+}
+
+/// Resolves `"<set>"` in a source against the stored one: kept while the address is the same,
+/// else dropped (a postgres source then needs its `url` sent again).
+fn source_secrets(src: &mut SourceConfig, old: Option<&SourceConfig>) {
+    let same = old.filter(|o| o.kind == src.kind && o.tls == src.tls && o.ca_file == src.ca_file && o.path == src.path);
+    for (new, old) in [
+        (&mut src.url, same.and_then(|o| o.url.as_ref())),
+        (&mut src.write_key, same.and_then(|o| o.write_key.as_ref())),
+    ] {
+        if new.as_deref() == Some(SET) {
+            *new = old.cloned();
+        }
     }
+}
+
+/// Resolves `"<set>"` (and URLs as `GET` redacted them) in a destination's settings against the
+/// stored ones: kept while the kind and every address setting stay; else dropped. A URL that
+/// still holds `<set>` but is not the stored one redacted is refused.
+fn destination_secrets(dest: &mut DestinationConfig, old: Option<&DestinationConfig>) -> Result<(), ApiError> {
+    if let Some(o) = old {
+        for k in ["url", "endpoint"] {
+            if let (Some(Value::String(n)), Some(Value::String(ov))) = (dest.settings.get(k), o.settings.get(k)) {
+                if n != ov && *n == sluice_core::redact_url(ov) {
+                    dest.settings.insert(k.into(), Value::String(ov.clone()));
+                }
+            }
+        }
+    }
+    let same = old.filter(|o| {
+        o.kind == dest.kind
+            && o.settings
+                .keys()
+                .chain(dest.settings.keys())
+                .all(|k| !sluice_core::is_address_setting(k) || o.settings.get(k) == dest.settings.get(k))
+    });
+    let stored = |k: &str| same.and_then(|o| o.settings.get(k));
+    dest.settings.retain(|k, v| {
+        if k == "headers" {
+            if let Value::Object(h) = v {
+                let old_h = stored("headers").and_then(Value::as_object);
+                h.retain(|hk, hv| {
+                    if hv != SET {
+                        return true;
+                    }
+                    match old_h.and_then(|oh| oh.get(hk)) {
+                        Some(o) => {
+                            *hv = o.clone();
+                            true
+                        }
+                        None => false,
+                    }
+                });
+            }
+            return true;
+        }
+        if v != SET {
+            return true;
+        }
+        match stored(k) {
+            Some(o) => {
+                *v = o.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    for k in ["url", "endpoint"] {
+        if dest.settings.get(k).and_then(Value::as_str).is_some_and(|u| u.contains(SET) || u.contains("%3Cset%3E")) {
+            return Err(unset(&format!("settings.{k}"), "it does not match the stored URL"));
+        }
+    }
+    Ok(())
 }
 
 fn replace<T: Clone>(items: &mut Vec<T>, id_of: impl Fn(&T) -> &str, id: &str, new: T) -> bool {
@@ -57,9 +147,9 @@ fn replace<T: Clone>(items: &mut Vec<T>, id_of: impl Fn(&T) -> &str, id: &str, n
     }
 }
 
-/// Creates or replaces a source.
+/// Creates or replaces a source (owners only: sources and write keys decide what comes in).
 #[utoipa::path(put, path = "/api/v1/sources/{id}", params(("id" = String, Path, description = "Source id")), request_body = Object,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_source(
     State(s): State<ControlState>,
@@ -67,13 +157,11 @@ pub async fn put_source(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut src: SourceConfig = serde_json::from_value(with_id(body, &id)?).map_err(bad_body)?;
-    let old = s.current().sources.iter().find(|x| x.id == id).cloned();
-    keep(&mut src.url, old.as_ref().and_then(|o| o.url.as_ref()));
-    keep(&mut src.write_key, old.as_ref().and_then(|o| o.write_key.as_ref()));
+    let mut src: SourceConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
+            source_secrets(&mut src, ws.sources.iter().find(|x| x.id == key));
             replace(&mut ws.sources, |x| &x.id, &key, src);
             Ok(())
         })
@@ -81,9 +169,10 @@ pub async fn put_source(
     Ok(Json(saved(&s, "source", &id)))
 }
 
-/// Creates or replaces a destination.
+/// Creates or replaces a destination (members may only disable it or tune its delivery:
+/// [`super::roles`]).
 #[utoipa::path(put, path = "/api/v1/destinations/{id}", params(("id" = String, Path, description = "Destination id")), request_body = Object,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_destination(
     State(s): State<ControlState>,
@@ -91,25 +180,11 @@ pub async fn put_destination(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut dest: DestinationConfig = serde_json::from_value(with_id(body, &id)?).map_err(bad_body)?;
-    if let Some(old) = s.current().destinations.iter().find(|x| x.id == id) {
-        for (k, v) in dest.settings.iter_mut() {
-            if k == "headers" {
-                if let (Value::Object(h), Some(Value::Object(oh))) = (&mut *v, old.settings.get("headers")) {
-                    for (hk, hv) in h.iter_mut() {
-                        if hv == SET {
-                            *hv = oh.get(hk).cloned().unwrap_or(Value::Null);
-                        }
-                    }
-                }
-            } else if v == SET {
-                *v = old.settings.get(k).cloned().unwrap_or(Value::Null);
-            }
-        }
-    }
+    let mut dest: DestinationConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
+            destination_secrets(&mut dest, ws.destinations.iter().find(|x| x.id == key))?;
             replace(&mut ws.destinations, |x| &x.id, &key, dest);
             Ok(())
         })
@@ -117,7 +192,7 @@ pub async fn put_destination(
     Ok(Json(saved(&s, "destination", &id)))
 }
 
-/// Creates or replaces a model (its consent mappings only by owners).
+/// Creates or replaces a model (owner-only parts: [`super::roles`]).
 #[utoipa::path(put, path = "/api/v1/models/{id}", params(("id" = String, Path, description = "Model id")), request_body = Object,
     responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -127,11 +202,7 @@ pub async fn put_model(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let model: ModelConfig = serde_json::from_value(with_id(body, &id)?).map_err(bad_body)?;
-    let old_consent = s.current().models.iter().find(|m| m.id == id).map(|m| m.consent.clone()).unwrap_or_default();
-    if model.consent != old_consent {
-        actor.owner()?;
-    }
+    let model: ModelConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
@@ -235,9 +306,8 @@ pub async fn delete_model(
     super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let ws = s.current();
-    let Some(m) = ws.models.iter().find(|x| x.id == id) else { return Err(not_found("model", &id)) };
-    if !m.consent.is_empty() {
-        actor.owner()?;
+    if !ws.models.iter().any(|x| x.id == id) {
+        return Err(not_found("model", &id));
     }
     s.change(actor, move |ws| {
         ws.models.retain(|x| x.id != id);

@@ -1,0 +1,105 @@
+//! Credentials inside URLs (`https://user:password@host/…?api_key=…`): what the API, the audit
+//! log, `sluice export`, logs and reports show instead of them.
+
+/// What replaces a credential.
+pub const SET: &str = "<set>";
+
+/// Whether a destination setting holds a credential (sealed at rest, `<set>` when read):
+/// `headers` values, and every setting whose name says key, token, secret or password.
+pub fn is_secret_setting(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["key", "token", "secret", "password", "service_account"].iter().any(|w| n.contains(w))
+}
+
+/// Whether a destination setting says where data goes: changing it re-points the destination,
+/// and its stored credentials are dropped unless new ones come with the change.
+pub fn is_address_setting(name: &str) -> bool {
+    matches!(name, "url" | "endpoint" | "path" | "host")
+}
+
+/// Whether a URL carries credentials: a user or password, or any query parameter.
+pub fn url_has_credentials(raw: &str) -> bool {
+    match url::Url::parse(raw) {
+        Ok(u) => !u.username().is_empty() || u.password().is_some() || u.query().is_some() || u.fragment().is_some(),
+        Err(_) => false,
+    }
+}
+
+/// The URL with its user information and every query value (and fragment) replaced by `<set>`:
+/// `https://u:pw@h/p?api_key=k&x=1` → `https://<set>@h/p?api_key=<set>&x=<set>`. A URL without
+/// credentials is returned as it is; one that does not parse is `<set>` as a whole.
+pub fn redact_url(raw: &str) -> String {
+    let Ok(u) = url::Url::parse(raw) else { return SET.to_string() };
+    if !url_has_credentials(raw) {
+        return raw.to_string();
+    }
+    let mut out = format!("{}:", u.scheme());
+    if u.has_authority() {
+        out.push_str("//");
+        if !u.username().is_empty() || u.password().is_some() {
+            out.push_str(SET);
+            out.push('@');
+        }
+        if let Some(h) = u.host_str() {
+            out.push_str(h);
+        }
+        if let Some(p) = u.port() {
+            out.push_str(&format!(":{p}"));
+        }
+    }
+    out.push_str(u.path());
+    if u.query().is_some() {
+        let names: Vec<String> = u.query_pairs().map(|(k, _)| format!("{k}={SET}")).collect();
+        out.push('?');
+        out.push_str(&names.join("&"));
+    }
+    if u.fragment().is_some() {
+        out.push('#');
+        out.push_str(SET);
+    }
+    out
+}
+
+/// `text` with every `http://` or `https://` URL in it passed through [`redact_url`] (for error
+/// messages that quote a URL, e.g. `https://h/?key=k: connection refused`).
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"].iter().filter_map(|p| rest.find(p)).min() {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let end =
+            tail.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>')).unwrap_or(tail.len());
+        // a URL quoted before `: reason` keeps the colon out of its port
+        let mut url = &tail[..end];
+        let mut trail = "";
+        while let Some(stripped) = url.strip_suffix([':', ',', ';', ')', '.']) {
+            trail = &tail[stripped.len()..end];
+            url = stripped;
+        }
+        out.push_str(&redact_url(url));
+        out.push_str(trail);
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_user_information_and_query_values() {
+        assert_eq!(
+            redact_url("https://u:pw@hooks.example.com:8443/in?api_key=k1&x=1#frag"),
+            "https://<set>@hooks.example.com:8443/in?api_key=<set>&x=<set>#<set>"
+        );
+        assert_eq!(redact_url("https://hooks.example.com/in"), "https://hooks.example.com/in");
+        assert_eq!(redact_url("not a url"), "<set>");
+        assert!(url_has_credentials("https://key@h/") && !url_has_credentials("https://h/p"));
+        let t = redact_urls_in("POST https://u:secret@h/x?token=abc: connection refused (https://h/ok)");
+        assert_eq!(t, "POST https://<set>@h/x?token=<set>: connection refused (https://h/ok)");
+        assert!(!t.contains("secret") && !t.contains("abc"));
+    }
+}
