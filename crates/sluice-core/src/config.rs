@@ -147,6 +147,10 @@ pub struct SourceConfig {
     /// Longest a model's query may run on the server, in seconds (kind `postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<u64>,
+    /// Web origins (`scheme://host[:port]`) whose pages may send events with this write key
+    /// (kind `events`). Unset: any origin; an empty list: no browser page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// Kinds of destination.
