@@ -85,6 +85,10 @@ enum Command {
         /// Days delivered events stay in the log for the debugger and audits.
         #[arg(long, default_value_t = 7)]
         retention_days: i64,
+        /// Where browsers reach this server (e.g. https://track.example.com): the host
+        /// Analytics.js is told to post to. Default: the Host of its settings request.
+        #[arg(long)]
+        public_url: Option<String>,
     },
     /// A profile's identifiers, traits and consent (by userId or anonymousId).
     Profile {
@@ -201,7 +205,9 @@ fn main() -> ExitCode {
         Command::Token { action: TokenAction::Create { role, name } } => commands::stream::token(&state, &role, &name),
         Command::AuditLog { limit, json } => commands::overview::audit_log(&state, limit, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
-        Command::Serve { listen, retention_days } => commands::stream::serve(&state, &listen, retention_days),
+        Command::Serve { listen, retention_days, public_url } => {
+            commands::stream::serve(&state, &listen, retention_days, public_url)
+        }
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::StreamOverview { minutes, json } => commands::stream::overview(&state, minutes, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),

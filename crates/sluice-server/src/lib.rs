@@ -41,6 +41,9 @@ pub enum ServeError {
     /// The event log could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// `--public-url` is not a URL browsers can use.
+    #[error("{0}")]
+    PublicUrl(String),
     /// The runtime failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -58,10 +61,15 @@ pub struct ServeConfig {
     pub listen: String,
     /// Days delivered events stay in the log (debugger, audits).
     pub retention_days: i64,
+    /// Where browsers reach the server (`https://track.example.com`), for the settings
+    /// endpoint; `None`: the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound address.
 pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), ServeError> {
+    let public_url = config.public_url.as_deref().map(ingest::browser::PublicUrl::parse).transpose();
+    let public_url = public_url.map_err(ServeError::PublicUrl)?.map(Arc::new);
     let ws = Arc::new(config.workspace);
     let live: Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
     let metrics = Arc::new(metrics::Metrics::default());
@@ -97,7 +105,8 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(SocketAddr)) -> Result<(), 
         let (l, base, dir, st) = (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone());
         std::thread::Builder::new().name("sluice-scheduler".into()).spawn(move || scheduler::run(l, base, dir, st))?
     };
-    let state = api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics };
+    let state =
+        api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics, public_url };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -26,6 +26,7 @@ models:
         state_dir: state.clone(),
         listen: "127.0.0.1:0".into(),
         retention_days: 7,
+        public_url: None,
     };
     std::thread::spawn(move || sluice_server::serve(config, |_| {}).unwrap());
     let t = Instant::now();

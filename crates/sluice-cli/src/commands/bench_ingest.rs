@@ -166,6 +166,7 @@ consent_categories:
         state_dir: dir.path().join("state"),
         listen: "127.0.0.1:0".into(),
         retention_days: 7,
+        public_url: None,
     };
     let (tx, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || sluice_server::serve(config, |a| tx.send(a).expect("send")).expect("serve"));

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn serve(state: &Path, listen: &str, retention_days: i64) -> anyhow::Result<ExitCode> {
+pub fn serve(state: &Path, listen: &str, retention_days: i64, public_url: Option<String>) -> anyhow::Result<ExitCode> {
     let (_store, ws) = open(state)?;
     let config = sluice_server::ServeConfig {
         workspace: ws.file.clone(),
@@ -13,6 +13,7 @@ pub fn serve(state: &Path, listen: &str, retention_days: i64) -> anyhow::Result<
         state_dir: state.to_path_buf(),
         listen: listen.to_string(),
         retention_days,
+        public_url,
     };
     sluice_server::serve(config, |addr| {
         println!("sluice serve: listening on http://{addr}");

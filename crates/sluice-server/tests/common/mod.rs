@@ -34,6 +34,7 @@ pub fn start_in(dir: tempfile::TempDir, sources: &str, yaml: &str) -> Server {
         state_dir: dir.path().join(".sluice"),
         listen: "127.0.0.1:0".into(),
         retention_days: 7,
+        public_url: None,
     };
     let (tx, addr) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
