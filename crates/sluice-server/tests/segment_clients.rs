@@ -25,7 +25,9 @@ fn require_node() {
         node.is_ok_and(|o| o.status.success()),
         "`node` is missing: scripts/test.sh installs it (apt-get install -y nodejs npm)"
     );
-    for pkg in ["@segment/analytics-node", "@segment/analytics-next", "@segment/analytics-consent-tools", "playwright-core"] {
+    for pkg in
+        ["@segment/analytics-node", "@segment/analytics-next", "@segment/analytics-consent-tools", "playwright-core"]
+    {
         assert!(
             js_dir().join("node_modules").join(pkg).join("package.json").exists(),
             "npm package {pkg} is missing in {}: run scripts/test.sh (it runs `npm ci` there)",
@@ -35,7 +37,8 @@ fn require_node() {
 }
 
 fn chromium() -> PathBuf {
-    let path = std::env::var_os("SLUICE_TEST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let path =
+        std::env::var_os("SLUICE_TEST_CHROMIUM").map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(path.exists(), "{} is missing: scripts/test.sh installs it (apt-get install -y chromium)", path.display());
     path
 }
@@ -131,7 +134,9 @@ fn analytics_node_events_are_routed_by_consent() {
     assert!(out.status.success(), "@segment/analytics-node failed: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     assert!(
-        report["requests"].as_array().is_some_and(|r| !r.is_empty() && r.iter().all(|u| u.as_str().unwrap().contains("/v1/batch"))),
+        report["requests"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty() && r.iter().all(|u| u.as_str().unwrap().contains("/v1/batch"))),
         "the library posts batches to /v1/batch: {report}"
     );
     let all = s.delivered("/warehouse", 7);
@@ -139,17 +144,19 @@ fn analytics_node_events_are_routed_by_consent() {
     settle(&s, "web");
     let wh = s.rx.items("/warehouse");
     let track = wh.iter().find(|e| e["type"] == "track" && e["userId"] == "node-1").unwrap();
-    assert_eq!((track["event"].as_str(), track["properties"]["revenue"].as_f64()), (Some("Order Completed"), Some(42.5)));
+    assert_eq!(
+        (track["event"].as_str(), track["properties"]["revenue"].as_f64()),
+        (Some("Order Completed"), Some(42.5))
+    );
     assert!(track["context"]["library"]["name"].as_str().is_some_and(|n| n.contains("analytics-node")), "{track}");
     let alias = wh.iter().find(|e| e["type"] == "alias").unwrap();
     assert_eq!((alias["previousId"].as_str(), alias["userId"].as_str()), (Some("node-1"), Some("node-1b")));
     // C0004 governs ads: node-2's events before its grant are withheld; the alias has no consent object (R7)
-    let ads: Vec<(String, String)> = s
-        .rx
-        .items("/ads")
-        .iter()
-        .map(|e| (e["type"].as_str().unwrap().into(), e["userId"].as_str().unwrap_or("").into()))
-        .collect();
+    let ads: Vec<(String, String)> =
+        s.rx.items("/ads")
+            .iter()
+            .map(|e| (e["type"].as_str().unwrap().into(), e["userId"].as_str().unwrap_or("").into()))
+            .collect();
     let want: Vec<(String, String)> =
         [("identify", "node-1"), ("track", "node-1"), ("group", "node-1"), ("track", "node-2"), ("alias", "node-1b")]
             .iter()
@@ -261,7 +268,8 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
     let sent: Vec<&str> = posts.iter().map(|p| p["event"]["messageId"].as_str().unwrap()).collect();
     assert_eq!(wh, sent, "what the browser sent, in order");
     settle(&s, "shop");
-    let names: Vec<String> = calls(&s, "/warehouse").into_iter().map(|(t, e)| if e.is_empty() { t } else { e }).collect();
+    let names: Vec<String> =
+        calls(&s, "/warehouse").into_iter().map(|(t, e)| if e.is_empty() { t } else { e }).collect();
     assert_eq!(
         names,
         ["page", "identify", "Viewed Pricing", CONSENT_EVENT, "Added to Cart", CONSENT_EVENT, "Viewed Cart"],
@@ -274,7 +282,8 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
     );
     let items = s.rx.items("/warehouse");
     let stamps: Vec<&Value> = items.iter().map(|e| &e["context"]["consent"]["categoryPreferences"]).collect();
-    let (no, yes) = (serde_json::json!({"C0004": false, "C0002": true}), serde_json::json!({"C0004": true, "C0002": true}));
+    let (no, yes) =
+        (serde_json::json!({"C0004": false, "C0002": true}), serde_json::json!({"C0004": true, "C0002": true}));
     assert_eq!(stamps, [&no, &no, &no, &yes, &yes, &no, &no], "every event carries the wrapper's stamp");
     for e in &items {
         assert_eq!(e["context"]["library"]["name"], "analytics.js", "{e}");
