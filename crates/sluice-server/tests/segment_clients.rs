@@ -174,56 +174,115 @@ fn analytics_node_events_are_routed_by_consent() {
     assert_eq!(profile_consent(&s, "node-2")["C0004"], true, "the consent event updated node-2's profile");
 }
 
-/// Kills the node process if the test fails half-way.
-struct Kill(Child);
+/// `browser.mjs` running one scenario in headless Chromium; killed if the test fails half-way.
+struct Browser {
+    child: Child,
+    /// The script's stdout lines, read by a thread (so that a hung script fails the test).
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<String>>,
+    /// The page's origin (another port of 127.0.0.1 than Sluice's).
+    page: String,
+    _out: tempfile::TempDir,
+}
 
-impl Drop for Kill {
+impl Browser {
+    /// Serves the page on a free port; returns it with its origin, before Sluice starts (so
+    /// that a source's `allowed_origins` can name it).
+    fn page() -> (tempfile::TempDir, String) {
+        let out = tempfile::tempdir().unwrap();
+        let page = serve_page(out.path());
+        (out, page)
+    }
+
+    /// Starts `scenario` against Sluice at `url` with `write_key`.
+    fn run((out, page): (tempfile::TempDir, String), url: &str, write_key: &str, scenario: &str) -> Self {
+        require_node();
+        assert_ne!(page, url, "the page and Sluice are different origins");
+        let mut child = Command::new("node")
+            .arg(js_dir().join("browser.mjs"))
+            .args([url, page.as_str(), &out.path().to_string_lossy(), write_key, scenario])
+            .env("SLUICE_TEST_CHROMIUM", chromium())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let stderr = child.stderr.take().unwrap();
+        let stderr = Some(std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default()));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || stdout.lines().map_while(Result::ok).try_for_each(|l| tx.send(l)));
+        Self { child, lines, stderr, page, _out: out }
+    }
+
+    /// The script's next report; fails with its stderr if it ended first.
+    fn next(&mut self, phase: &str) -> Value {
+        match self.lines.recv_timeout(Duration::from_secs(90)) {
+            Ok(l) => {
+                let v: Value = serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                assert_eq!(v["phase"], phase, "{v}");
+                v
+            }
+            Err(e) => {
+                self.stop();
+                let err =
+                    format!("{e:?}; stderr:\n{}", self.stderr.take().and_then(|h| h.join().ok()).unwrap_or_default());
+                panic!("no `{phase}` from the browser script ({err}");
+            }
+        }
+    }
+
+    /// Lets a scenario waiting on stdin go on.
+    fn go(&mut self) {
+        self.child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+
+    /// The final report, once the script exited successfully, with no request to any host but
+    /// the page's and Sluice's.
+    fn done(&mut self) -> Value {
+        let done = self.next("done");
+        assert!(self.child.wait().unwrap().success(), "the browser script failed");
+        assert_eq!(done["foreign"], serde_json::json!([]), "requests to hosts other than the page and Sluice");
+        done
+    }
+}
+
+impl Browser {
+    /// Ends a script still running: SIGTERM first, on which Playwright closes Chromium.
+    fn stop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let t = Instant::now();
+        while matches!(self.child.try_wait(), Ok(None)) && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Browser {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        self.stop();
     }
 }
 
 #[test]
 fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
-    require_node();
-    let chromium = chromium();
-    let out = tempfile::tempdir().unwrap();
-    let page = serve_page(out.path());
-    // the shop's source only takes events from the shop's page: the preflight must echo its origin
+    let page = Browser::page();
+    // the shop's source only takes events from the shop's page: its origin is echoed
     let s = start_in(
         tempfile::tempdir().unwrap(),
-        &format!("{{id: shop, kind: events, write_key: wk_shop, allowed_origins: [\"{page}\"]}}"),
+        &format!("{{id: shop, kind: events, write_key: wk_shop, allowed_origins: [\"{}\"]}}", page.1),
         &workspace(),
     );
-    assert_ne!(page, s.url, "the page and Sluice are different origins");
-    let child = Command::new("node")
-        .arg(js_dir().join("browser.mjs"))
-        .args([s.url.as_str(), page.as_str(), &out.path().to_string_lossy(), "wk_shop"])
-        .env("SLUICE_TEST_CHROMIUM", &chromium)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs");
-    let mut child = Kill(child);
-    let stderr = child.0.stderr.take().unwrap();
-    let mut stderr = Some(std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default()));
-    let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
-    let mut next = |child: &mut Kill, what: &str| -> Value {
-        match lines.next() {
-            Some(Ok(l)) => serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}")),
-            _ => {
-                let _ = child.0.wait();
-                let err = stderr.take().and_then(|h| h.join().ok()).unwrap_or_default();
-                panic!("the browser script ended before `{what}`:\n{err}");
-            }
-        }
-    };
+    let mut b = Browser::run(page, &s.url, "wk_shop", "consent");
+    let page = b.page.clone();
 
     // phase 1: pricing viewed without advertising consent, then a grant and one more event
-    let granted = next(&mut child, "granted");
-    assert_eq!(granted["phase"], "granted", "{granted}");
+    b.next("granted");
     let _ = s.delivered("/warehouse", 5);
     settle(&s, "shop");
     assert_eq!(
@@ -232,22 +291,19 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
         "before the grant nothing reached ads; after it, the consent event and the next track did"
     );
     assert_eq!(profile_consent(&s, "user-42"), serde_json::json!({"C0004": true, "C0002": true}), "the grant");
-    child.0.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    b.go();
 
     // phase 2: consent withdrawn, one more event
-    let done = next(&mut child, "done");
-    let status = child.0.wait().unwrap();
-    assert!(status.success(), "the browser script failed");
-    assert_eq!(done["phase"], "done", "{done}");
+    let done = b.done();
     assert_eq!(done["consoleErrors"], serde_json::json!([]), "console errors in the page: {done}");
     assert_eq!(done["pageErrors"], serde_json::json!([]), "{done}");
-    assert_eq!(done["foreign"], serde_json::json!([]), "requests to hosts other than the page and Sluice");
 
     // the settings came from Sluice (cdnURL), fetched cross-origin
     let settings = done["settings"].as_array().unwrap();
     assert_eq!(settings.len(), 1, "{settings:?}");
     assert_eq!(settings[0]["path"], "/v1/projects/wk_shop/settings");
     assert_eq!((settings[0]["status"].as_u64(), settings[0]["origin"].as_str()), (Some(200), Some(page.as_str())));
+    assert_eq!(settings[0]["allowOrigin"], page.as_str(), "the listed origin is echoed");
     // every event was posted cross-origin to the apiHost the settings named, with the write key
     let posts = done["posts"].as_array().unwrap();
     assert_eq!(posts.len(), 7, "{posts:?}");
@@ -257,7 +313,11 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
     };
     for p in posts {
         assert_eq!(p["status"], 200, "{p}");
-        assert_eq!(p["origin"], page.as_str(), "{p}");
+        assert_eq!(
+            (&p["origin"], &p["allowOrigin"]),
+            (&Value::from(page.as_str()), &Value::from(page.as_str())),
+            "{p}"
+        );
         assert!(p["contentType"].as_str().is_some_and(|c| c.starts_with("text/plain")), "{p}");
         assert_eq!(p["authorization"], auth.as_str(), "{p}");
         assert!(["/v1/p", "/v1/i", "/v1/t"].contains(&p["path"].as_str().unwrap()), "{p}");
@@ -296,4 +356,49 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
     assert_eq!(profile_consent(&s, "user-42"), serde_json::json!({"C0004": false, "C0002": true}), "the withdrawal");
     let anon = items[0]["anonymousId"].as_str().unwrap();
     assert_eq!(profile_consent(&s, anon)["C0004"], false, "the anonymous visitor is the same profile");
+}
+
+#[test]
+fn analytics_next_posts_to_a_source_without_allowed_origins() {
+    let page = Browser::page();
+    let s = start(&workspace());
+    let mut b = Browser::run(page, &s.url, "wk_web", "plain");
+    let done = b.done();
+    assert_eq!(done["consoleErrors"], serde_json::json!([]), "console errors in the page: {done}");
+    assert_eq!(done["pageErrors"], serde_json::json!([]), "{done}");
+    let (settings, posts) = (&done["settings"][0], &done["posts"]);
+    assert_eq!((settings["status"].as_u64(), settings["allowOrigin"].as_str()), (Some(200), Some("*")), "{done}");
+    assert_eq!(posts.as_array().map(Vec::len), Some(1), "{done}");
+    assert_eq!((posts[0]["status"].as_u64(), posts[0]["allowOrigin"].as_str()), (Some(200), Some("*")), "{done}");
+    assert_eq!(s.delivered("/warehouse", 1), [posts[0]["event"]["messageId"].as_str().unwrap()]);
+    let e = &s.rx.items("/warehouse")[0];
+    assert_eq!((e["event"].as_str(), e["properties"]["from"].as_str()), (Some("Hello"), Some("a page")));
+    // no consent object yet (the visitor has not been asked): C0004 stamped false by the wrapper
+    assert_eq!(e["context"]["consent"]["categoryPreferences"]["C0004"], false);
+    assert!(s.delivered("/ads", 0).is_empty());
+}
+
+#[test]
+fn analytics_next_on_a_page_its_source_does_not_allow_sends_nothing() {
+    let page = Browser::page();
+    let s = start_in(
+        tempfile::tempdir().unwrap(),
+        "{id: shop, kind: events, write_key: wk_shop, allowed_origins: [\"https://shop.example\"]}",
+        &workspace(),
+    );
+    let mut b = Browser::run(page, &s.url, "wk_shop", "refused");
+    let page = b.page.clone();
+    let done = b.done();
+    // the refusal is readable (not a CORS failure): Analytics.js gives up instead of retrying
+    let settings = &done["settings"][0];
+    assert_eq!((settings["status"].as_u64(), settings["allowOrigin"].as_str()), (Some(403), Some(page.as_str())));
+    assert!(done["load"].as_str().is_some_and(|t| t.starts_with("failed")), "Analytics.js did not load: {done}");
+    assert_eq!(done["posts"], serde_json::json!([]), "{done}");
+    assert!(done["load"].as_str().is_some_and(|l| l.contains("origin_not_allowed")), "the page read why: {done}");
+    let errors = done["consoleErrors"].as_array().unwrap().iter().chain(done["pageErrors"].as_array().unwrap());
+    for e in errors.map(|e| e.as_str().unwrap()) {
+        assert!(e.contains("403") || e.contains("origin_not_allowed"), "only the refusal is reported: {done}");
+    }
+    let conn = sluice_server::store::open(&s.dir.path().join(".sluice")).unwrap();
+    assert!(sluice_server::store::recent_events(&conn, "shop", 10).unwrap().is_empty());
 }

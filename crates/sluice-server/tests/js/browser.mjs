@@ -1,10 +1,12 @@
 // Analytics.js 2.0 wrapped by Segment's consent tools, in Debian's headless Chromium driven by
 // playwright-core (no browser download), on a page served from another origin than Sluice.
 //
-// Usage: node browser.mjs <sluice URL> <page origin> <out dir> <write key>
+// Usage: node browser.mjs <sluice URL> <page origin> <out dir> <write key> [consent|plain|refused]
 // The caller serves <out dir> at <page origin>; this script bundles the page into it first.
+// Scenarios: `consent` (default) a visitor who grants, then withdraws, advertising consent;
+// `plain` one track call; `refused` one track call from a page the source does not allow.
 // Talks to the caller on stdout (one JSON object a line) and stdin (a line to go on):
-//   {"phase":"granted"}  after the consent grant and one more event; waits for a line on stdin
+//   {"phase":"granted"}  (consent) after the grant and one more event; waits for a line on stdin
 //   {"phase":"done", ...} at the end, with what the browser saw
 import * as esbuild from 'esbuild'
 import { chromium } from 'playwright-core'
@@ -14,7 +16,7 @@ import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 
-const [sluice, pageOrigin, out, writeKey] = process.argv.slice(2)
+const [sluice, pageOrigin, out, writeKey, scenario = 'consent'] = process.argv.slice(2)
 const here = dirname(fileURLToPath(import.meta.url))
 const say = (o) => process.stdout.write(JSON.stringify(o) + '\n')
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]()
@@ -61,7 +63,13 @@ try {
     const req = r.request()
     if (!r.url().startsWith(sluice + '/')) return
     const h = await req.allHeaders()
-    const entry = { method: req.method(), path: new URL(r.url()).pathname, status: r.status(), origin: h.origin ?? null }
+    const entry = {
+      method: req.method(),
+      path: new URL(r.url()).pathname,
+      status: r.status(),
+      origin: h.origin ?? null,
+      allowOrigin: (await r.allHeaders())['access-control-allow-origin'] ?? null,
+    }
     if (req.method() === 'POST') {
       entry.contentType = h['content-type'] ?? null
       entry.authorization = h.authorization ?? null
@@ -77,26 +85,45 @@ try {
   }
 
   await page.goto(`${pageOrigin}/index.html`)
-  await page.evaluate((cfg) => window.shop.start(cfg), { writeKey, cdnURL: sluice })
-  // the visitor has not consented to advertising (C0004) yet
-  await page.evaluate(async () => {
-    await window.analytics.page('Shop', 'Pricing')
-    await window.analytics.identify('user-42', { email: 'ada@example.com' })
-    await window.analytics.track('Viewed Pricing', { plan: 'pro' })
-  })
-  await waitPosts(3)
-  // the consent manager reports a grant: the wrapper sends Segment Consent Preference Updated
-  await page.evaluate(() => window.shop.cmp.set({ C0004: true, C0002: true }))
-  await waitPosts(4)
-  await page.evaluate(() => window.analytics.track('Added to Cart', { sku: 'A-1' }))
-  await waitPosts(5)
-  say({ phase: 'granted' })
-  await lines.next()
-  // the visitor withdraws advertising consent again
-  await page.evaluate(() => window.shop.cmp.set({ C0004: false, C0002: true }))
-  await waitPosts(6)
-  await page.evaluate(() => window.analytics.track('Viewed Cart'))
-  await waitPosts(7)
+  const cfg = { writeKey, cdnURL: sluice }
+  if (scenario === 'refused') {
+    // the settings are refused, so Analytics.js never loads and a call fails instead of posting
+    seen.load = await page.evaluate(async (cfg) => {
+      window.shop.start(cfg) // ready() never settles: Analytics.js is not loaded
+      window.analytics.track('Refused')
+      const deadline = new Promise((resolve) => setTimeout(() => resolve('still loading after 15 s'), 15000))
+      const loaded = window.analytics.then(
+        () => 'loaded',
+        (e) => `failed: ${e?.message ?? e}`,
+      )
+      return Promise.race([loaded, deadline])
+    }, cfg)
+  } else if (scenario === 'plain') {
+    await page.evaluate((cfg) => window.shop.start(cfg), cfg)
+    await page.evaluate(() => window.analytics.track('Hello', { from: 'a page' }))
+    await waitPosts(1)
+  } else {
+    await page.evaluate((cfg) => window.shop.start(cfg), cfg)
+    // the visitor has not consented to advertising (C0004) yet
+    await page.evaluate(async () => {
+      await window.analytics.page('Shop', 'Pricing')
+      await window.analytics.identify('user-42', { email: 'ada@example.com' })
+      await window.analytics.track('Viewed Pricing', { plan: 'pro' })
+    })
+    await waitPosts(3)
+    // the consent manager reports a grant: the wrapper sends Segment Consent Preference Updated
+    await page.evaluate(() => window.shop.cmp.set({ C0004: true, C0002: true }))
+    await waitPosts(4)
+    await page.evaluate(() => window.analytics.track('Added to Cart', { sku: 'A-1' }))
+    await waitPosts(5)
+    say({ phase: 'granted' })
+    await lines.next()
+    // the visitor withdraws advertising consent again
+    await page.evaluate(() => window.shop.cmp.set({ C0004: false, C0002: true }))
+    await waitPosts(6)
+    await page.evaluate(() => window.analytics.track('Viewed Cart'))
+    await waitPosts(7)
+  }
 } finally {
   await context.close()
   rmSync(profile, { recursive: true, force: true })
