@@ -139,7 +139,7 @@ pub fn check_origin(headers: &HeaderMap, source: &SourceConfig) -> Result<(), Re
     Ok(())
 }
 
-/// Which browser path a request is for, and the method it allows.
+/// The method a browser path allows (its preflight names it); `None` for every other path.
 fn allowed_method(path: &str) -> Option<&'static str> {
     if INGEST_PATHS.contains(&path) || path == "/v1/m" {
         Some("POST")
