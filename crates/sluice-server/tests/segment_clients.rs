@@ -359,23 +359,33 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
 }
 
 #[test]
-fn analytics_next_posts_to_a_source_without_allowed_origins() {
+fn analytics_next_batches_to_a_source_without_allowed_origins() {
     let page = Browser::page();
     let s = start(&workspace());
-    let mut b = Browser::run(page, &s.url, "wk_web", "plain");
+    let mut b = Browser::run(page, &s.url, "wk_web", "batch");
     let done = b.done();
     assert_eq!(done["consoleErrors"], serde_json::json!([]), "console errors in the page: {done}");
     assert_eq!(done["pageErrors"], serde_json::json!([]), "{done}");
+    // no list on the source: `*`
     let (settings, posts) = (&done["settings"][0], &done["posts"]);
     assert_eq!((settings["status"].as_u64(), settings["allowOrigin"].as_str()), (Some(200), Some("*")), "{done}");
-    assert_eq!(posts.as_array().map(Vec::len), Some(1), "{done}");
-    assert_eq!((posts[0]["status"].as_u64(), posts[0]["allowOrigin"].as_str()), (Some(200), Some("*")), "{done}");
-    assert_eq!(s.delivered("/warehouse", 1), [posts[0]["event"]["messageId"].as_str().unwrap()]);
-    let e = &s.rx.items("/warehouse")[0];
-    assert_eq!((e["event"].as_str(), e["properties"]["from"].as_str()), (Some("Hello"), Some("a page")));
-    // no consent object yet (the visitor has not been asked): C0004 stamped false by the wrapper
-    assert_eq!(e["context"]["consent"]["categoryPreferences"]["C0004"], false);
-    assert!(s.delivered("/ads", 0).is_empty());
+    assert_eq!(posts.as_array().map(Vec::len), Some(1), "one batch: {done}");
+    let p = &posts[0];
+    assert_eq!(
+        (p["path"].as_str(), p["status"].as_u64(), p["allowOrigin"].as_str()),
+        (Some("/v1/b"), Some(200), Some("*"))
+    );
+    assert!(p["contentType"].as_str().is_some_and(|c| c.starts_with("text/plain")), "{p}");
+    let sent: Vec<&str> =
+        p["event"]["batch"].as_array().unwrap().iter().map(|e| e["messageId"].as_str().unwrap()).collect();
+    assert_eq!(s.delivered("/warehouse", 2), sent);
+    let items = s.rx.items("/warehouse");
+    assert_eq!((items[0]["event"].as_str(), items[0]["properties"]["from"].as_str()), (Some("Hello"), Some("a page")));
+    assert_eq!(items[1]["event"], "Bye");
+    // the wrapper stamped the visitor's choice (C0004 not granted): ads gets nothing
+    assert!(items.iter().all(|e| e["context"]["consent"]["categoryPreferences"]["C0004"] == false));
+    settle(&s, "web");
+    assert!(s.rx.items("/ads").is_empty());
 }
 
 #[test]

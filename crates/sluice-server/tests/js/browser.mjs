@@ -1,10 +1,10 @@
 // Analytics.js 2.0 wrapped by Segment's consent tools, in Debian's headless Chromium driven by
 // playwright-core (no browser download), on a page served from another origin than Sluice.
 //
-// Usage: node browser.mjs <sluice URL> <page origin> <out dir> <write key> [consent|plain|refused]
+// Usage: node browser.mjs <sluice URL> <page origin> <out dir> <write key> [consent|batch|refused]
 // The caller serves <out dir> at <page origin>; this script bundles the page into it first.
 // Scenarios: `consent` (default) a visitor who grants, then withdraws, advertising consent;
-// `plain` one track call; `refused` one track call from a page the source does not allow.
+// `batch` two track calls in one batch; `refused` a track call from a page the source does not allow.
 // Talks to the caller on stdout (one JSON object a line) and stdin (a line to go on):
 //   {"phase":"granted"}  (consent) after the grant and one more event; waits for a line on stdin
 //   {"phase":"done", ...} at the end, with what the browser saw
@@ -98,9 +98,13 @@ try {
       )
       return Promise.race([loaded, deadline])
     }, cfg)
-  } else if (scenario === 'plain') {
-    await page.evaluate((cfg) => window.shop.start(cfg), cfg)
-    await page.evaluate(() => window.analytics.track('Hello', { from: 'a page' }))
+  } else if (scenario === 'batch') {
+    // two calls, one batch of two: POST /v1/b
+    await page.evaluate((cfg) => window.shop.start({ ...cfg, batch: 2 }), cfg)
+    await page.evaluate(() => {
+      window.analytics.track('Hello', { from: 'a page' })
+      window.analytics.track('Bye')
+    })
     await waitPosts(1)
   } else {
     await page.evaluate((cfg) => window.shop.start(cfg), cfg)

@@ -13,8 +13,9 @@ const cmp = {
   },
 }
 
-/** Loads Analytics.js with settings from `cdnURL` (Sluice) and the consent wrapper. */
-function start({ writeKey, cdnURL }) {
+/** Loads Analytics.js with settings from `cdnURL` (Sluice) and the consent wrapper; `batch`
+ * events: Analytics.js's batching delivery (`POST /v1/b`) with that many events a batch. */
+function start({ writeKey, cdnURL, batch }) {
   const analytics = new AnalyticsBrowser()
   createWrapper({
     shouldLoadSegment: (ctx) => ctx.load({ consentModel: 'opt-in' }),
@@ -22,7 +23,12 @@ function start({ writeKey, cdnURL }) {
     registerOnConsentChanged: (f) => listeners.push(f),
   })(analytics)
   // no apiHost here: the Segment.io settings from Sluice say where to post
-  analytics.load({ writeKey, cdnURL }, { disableClientPersistence: true })
+  const options = { disableClientPersistence: true }
+  if (batch) {
+    const deliveryStrategy = { strategy: 'batching', config: { size: batch, timeout: 60000 } }
+    options.integrations = { 'Segment.io': { deliveryStrategy } }
+  }
+  analytics.load({ writeKey, cdnURL }, options)
   window.analytics = analytics
   return analytics.ready().then(() => true)
 }
