@@ -32,6 +32,28 @@ python3 -c "import segment.analytics" 2>/dev/null || pip install -q segment-anal
 # Schemathesis, for the control API's OpenAPI conformance test
 command -v st >/dev/null 2>&1 || pip install -q schemathesis
 
+# Segment's JavaScript clients (crates/sluice-server/tests/segment_clients.rs): Node.js, the pinned
+# npm packages of tests/js (`npm ci` when node_modules is missing or was installed from another package-lock.json)
+# and Debian's Chromium, driven by playwright-core (which never downloads a browser).
+ensure_js() {
+  local apt_updated=""
+  apt_install() {
+    [ -n "$apt_updated" ] || { apt-get update -q && apt_updated=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+  }
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  local js=crates/sluice-server/tests/js
+  local stamp="$js/node_modules/.package-lock.sha256"
+  local want
+  want=$(sha256sum "$js/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    (cd "$js" && npm ci --no-audit --no-fund --ignore-scripts) # esbuild finds its binary without its postinstall
+    echo "$want" > "$stamp"
+  fi
+}
+ensure_js
+
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast
 else

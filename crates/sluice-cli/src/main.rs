@@ -106,6 +106,10 @@ enum Command {
         /// Open connections at most (per address); more clients wait.
         #[arg(long, default_value_t = 4096)]
         max_connections: usize,
+        /// Where browsers reach this server (e.g. https://track.example.com): the host
+        /// Analytics.js is told to post to. Default: the Host of its settings request.
+        #[arg(long)]
+        public_url: Option<String>,
     },
     /// A profile's identifiers, traits and consent (by userId or anonymousId).
     Profile {
@@ -222,10 +226,10 @@ fn main() -> ExitCode {
         Command::Token { action: TokenAction::Create { role, name } } => commands::stream::token(&state, &role, &name),
         Command::AuditLog { limit, json } => commands::overview::audit_log(&state, limit, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
-        Command::Serve { listen, admin_listen, retention_days, max_connections } => {
+        Command::Serve { listen, admin_listen, retention_days, max_connections, public_url } => {
             commands::stream::serve(
                 &state,
-                commands::stream::ServeArgs { listen, admin_listen, retention_days, max_connections },
+                commands::stream::ServeArgs { listen, admin_listen, retention_days, max_connections, public_url },
             )
         }
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),

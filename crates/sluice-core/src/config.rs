@@ -151,6 +151,10 @@ pub struct SourceConfig {
     /// programs there, which a read-only transaction cannot stop (kind `postgres`; default: refused).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_privileged_role: bool,
+    /// Web origins (`scheme://host[:port]`) whose pages may send events with this write key
+    /// (kind `events`). Unset: any origin; an empty list: no browser page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// Kinds of destination.

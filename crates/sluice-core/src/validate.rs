@@ -96,6 +96,41 @@ pub fn check_id(id: &str) -> Option<String> {
 /// The longest `statement_timeout_secs` (a day).
 pub const MAX_STATEMENT_TIMEOUT_SECS: u64 = 86_400;
 
+/// A web origin as browsers send it in `Origin`: `http(s)://host[:port]`, lowercase, without
+/// the scheme's default port, path or trailing slash. Returns what is wrong.
+fn check_origin(origin: &str) -> Option<&'static str> {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Some("is not an origin: write scheme://host[:port], e.g. https://shop.example");
+    };
+    let default_port = match scheme {
+        "https" => ":443",
+        "http" => ":80",
+        _ => return Some("must start with http:// or https://"),
+    };
+    if authority.contains(['/', '?', '#', '@']) {
+        return Some("must be scheme://host[:port] only: no path, trailing slash, query or user");
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') && !authority.ends_with(']') => (h, Some(p)),
+        _ => (authority, None),
+    };
+    let bracketed = host.len() > 2
+        && host.starts_with('[')
+        && host.ends_with(']')
+        && host[1..host.len() - 1].chars().all(|c| c.is_ascii_digit() || matches!(c, 'a'..='f' | ':' | '.'));
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-';
+    if host.is_empty() || !(bracketed || host.chars().all(plain)) {
+        return Some("needs a host in lowercase letters, digits, `.` and `-` (as browsers send it)");
+    }
+    match port {
+        Some(p) if p.parse::<u16>().map_or(true, |n| n == 0) || p.starts_with('0') => {
+            Some("has a port that is not a number from 1 to 65535")
+        }
+        Some(p) if default_port[1..] == *p => Some("names the scheme's default port, which browsers leave out"),
+        _ => None,
+    }
+}
+
 fn label(kind: &str, i: usize, id: &str) -> String {
     if id.is_empty() {
         format!("{kind}[{i}]")
@@ -152,6 +187,16 @@ pub fn validate(
                 format!("{at}.statement_timeout_secs"),
                 format!("must be at most {MAX_STATEMENT_TIMEOUT_SECS} (a day)"),
             );
+        }
+        if let Some(origins) = &s.allowed_origins {
+            if s.kind != SourceKind::Events {
+                err(format!("{at}.allowed_origins"), "only an events source takes this setting".into());
+            }
+            for (j, o) in origins.iter().enumerate() {
+                if let Some(why) = check_origin(o) {
+                    err(format!("{at}.allowed_origins[{j}]"), format!("`{o}` {why}"));
+                }
+            }
         }
         if let Some(t) = &s.tls {
             if !["disable", "prefer", "require", "verify-full", "verify-ca"].contains(&t.as_str()) {
@@ -286,5 +331,50 @@ pub fn validate(
         Ok(Validated { file, warnings })
     } else {
         Err(ConfigErrors(errs))
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::check_origin;
+
+    #[test]
+    fn allowed_origins_take_origins_as_browsers_send_them() {
+        for ok in ["https://shop.example", "http://127.0.0.1:8080", "https://a-b.example.com:8443", "http://[::1]:3000"]
+        {
+            assert_eq!(check_origin(ok), None, "{ok}");
+        }
+        for (bad, why) in [
+            ("shop.example", "scheme://host"),
+            ("ftp://shop.example", "http:// or https://"),
+            ("https://shop.example/", "no path"),
+            ("https://shop.example/checkout", "no path"),
+            ("https://user@shop.example", "no path"),
+            ("https://Shop.Example", "lowercase"),
+            ("https://", "host"),
+            ("https://shop.example:0", "port"),
+            ("https://shop.example:99999", "port"),
+            ("https://shop.example:x", "port"),
+            ("https://shop.example:443", "default port"),
+            ("http://shop.example:80", "default port"),
+            ("*", "scheme://host"),
+        ] {
+            let got = check_origin(bad).unwrap_or_else(|| panic!("{bad} was accepted"));
+            assert!(got.contains(why), "{bad}: {got}");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_errors_name_the_field() {
+        let yaml = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"https://ok.example\", \"https://shop.example/\"]},
+  {id: dwh, kind: sqlite, path: w.db, allowed_origins: []}]";
+        let file = crate::WorkspaceFile::from_yaml(yaml).unwrap();
+        let errs = super::validate(file, &|_| Ok(())).unwrap_err().0;
+        let at: Vec<&str> = errs.iter().map(|e| e.at.as_str()).collect();
+        assert_eq!(at, ["sources[0] (web).allowed_origins[1]", "sources[1] (dwh).allowed_origins"], "{errs:?}");
+        assert!(errs[0].message.contains("`https://shop.example/`"), "{errs:?}");
+        let ok = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"http://127.0.0.1:8080\"]}]";
+        let v = super::validate(crate::WorkspaceFile::from_yaml(ok).unwrap(), &|_| Ok(())).unwrap();
+        assert_eq!(v.file.sources[0].allowed_origins.as_deref(), Some(&["http://127.0.0.1:8080".to_string()][..]));
     }
 }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub dir: Arc<PathBuf>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// `serve --public-url`: where browsers reach the server (else the request's `Host`).
+    pub public_url: Option<Arc<crate::ingest::browser::PublicUrl>>,
 }
 
 impl AppState {
@@ -93,6 +95,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/a", call!(Some("alias")))
         .route("/v1/b", call!(None))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .merge(crate::ingest::browser::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::ingest::browser::cors))
         .layer(axum::extract::DefaultBodyLimit::max(crate::ingest::event::MAX_BATCH_BYTES + 64 * 1024))
         .with_state(state)
 }

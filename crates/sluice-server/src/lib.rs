@@ -43,6 +43,9 @@ pub enum ServeError {
     /// The event log could not be opened.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// `--public-url` is not a URL browsers can use.
+    #[error("{0}")]
+    PublicUrl(String),
     /// The runtime failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -66,6 +69,9 @@ pub struct ServeConfig {
     pub limits: edge::Limits,
     /// Days delivered events stay in the log (debugger, audits).
     pub retention_days: i64,
+    /// Where browsers reach the server (`https://track.example.com`), for the settings
+    /// endpoint; `None`: the request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -78,6 +84,7 @@ impl ServeConfig {
             state_dir,
             listen: listen.into(),
             admin_listen: None,
+            public_url: None,
             retention_days: 7,
             limits: edge::Limits::default(),
         }
@@ -95,6 +102,8 @@ pub struct Bound {
 
 /// Runs the server until Ctrl-C / SIGTERM. `ready` is called with the bound addresses.
 pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
+    let public_url = config.public_url.as_deref().map(ingest::browser::PublicUrl::parse).transpose();
+    let public_url = public_url.map_err(ServeError::PublicUrl)?.map(Arc::new);
     let ws = Arc::new(config.workspace);
     let live: Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
     let metrics = Arc::new(metrics::Metrics::default());
@@ -127,7 +136,8 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             .name("sluice-scheduler".into())
             .spawn(move || scheduler::supervise(l, base, dir, st, m))?
     };
-    let state = api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics };
+    let state =
+        api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics, public_url };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let bind = |addr: String| async move {

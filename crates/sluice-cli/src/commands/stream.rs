@@ -15,6 +15,8 @@ pub struct ServeArgs {
     pub retention_days: i64,
     /// Connection cap per address.
     pub max_connections: usize,
+    /// Where browsers reach the server.
+    pub public_url: Option<String>,
 }
 
 pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -27,6 +29,7 @@ pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         admin_listen: args.admin_listen,
         retention_days: args.retention_days,
         limits: sluice_server::edge::Limits { max_connections: args.max_connections, ..Default::default() },
+        public_url: args.public_url,
     };
     sluice_server::serve(config, |bound| {
         // the URL ends each line (scripts read the first line's last word)

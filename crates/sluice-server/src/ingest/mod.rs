@@ -1,6 +1,7 @@
 //! The Tracking API: `POST /v1/{identify,track,page,screen,group,alias,batch}` (and the short
 //! paths Segment's libraries use), compatible with Segment's HTTP Tracking API.
 
+pub mod browser;
 pub mod event;
 
 use crate::api::{error, AppState};
@@ -76,9 +77,13 @@ pub async fn handle(state: AppState, kind: Option<&'static str>, headers: Header
             None,
         );
     };
-    let Some(source) = state.source_for_key(&key).map(|s| s.id) else {
+    let Some(source) = state.source_for_key(&key) else {
         return error(StatusCode::UNAUTHORIZED, "unknown_write_key", "unknown write key", None);
     };
+    if let Err(r) = browser::check_origin(&headers, &source) {
+        return r;
+    }
+    let source = source.id;
     if let Some(o) = body.as_object_mut() {
         o.remove("writeKey");
     }
