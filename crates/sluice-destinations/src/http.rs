@@ -131,7 +131,7 @@ pub fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
     if url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
     } else {
-        Err(ConfigError::new(field, format!("`{url}` is not an http(s) URL")))
+        Err(ConfigError::new(field, format!("`{}` is not an http(s) URL", sluice_core::redact_url(url))))
     }
 }
 
@@ -170,7 +170,9 @@ impl Transport {
             Err(ureq::Error::Status(_, resp)) => resp,
             Err(ureq::Error::Transport(t)) => {
                 // ureq may quote what the receiver sent (a bad status line): keep it short
-                return Err(DeliveryError::external(format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY))));
+                // the URL (and ureq's text, which repeats it) may carry credentials: never kept
+                let text = format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY));
+                return Err(DeliveryError::external(sluice_core::redact_urls_in(&text)));
             }
         };
         let status = resp.status();

@@ -204,3 +204,17 @@ fn bodies_are_read_bounded_and_messages_stay_short() {
     rx.script([RawAnswer::Trickle(head(200, &[]), Duration::from_millis(50))]);
     assert_eq!(transport(1).post_json(&format!("{}/x", rx.url()), &[], b"{}"), Ok(()));
 }
+
+#[test]
+fn finding_13_transport_errors_never_carry_url_credentials() {
+    // nothing listens on port 1: the transport error names the URL, which must come out redacted
+    let url = "http://hook_user:hunter2pass@127.0.0.1:1/in?api_key=sk_live_secretvalue&x=1";
+    let e = transport(1).post_json(url, &[], b"{}").unwrap_err();
+    assert!(e.retryable, "{e:?}");
+    for secret in ["hunter2pass", "sk_live_secretvalue", "hook_user"] {
+        assert!(!e.message.contains(secret), "`{secret}` in {}", e.message);
+    }
+    assert!(e.message.contains("127.0.0.1:1"), "the host is still named: {}", e.message);
+    let bad = sluice_destinations::http::check_url("url", "ftp://u:hunter2pass@h/").unwrap_err();
+    assert!(!bad.message.contains("hunter2pass"), "{}", bad.message);
+}

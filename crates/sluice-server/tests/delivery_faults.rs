@@ -156,3 +156,27 @@ fn finding_18_connections_namespaces_forwarded_message_ids_by_source() {
     }
     assert_eq!(ids(&s.rx.items("/down/v1/batch")).len(), 2);
 }
+
+#[test]
+fn finding_3_a_repointed_destination_never_gets_later_events_at_its_old_address() {
+    let s = start(&format!("destinations:\n{}", hook("crm", "CRM")));
+    for i in 0..5 {
+        assert_eq!(s.post("/v1/track", &track(&format!("before{i}"))).0, 200);
+    }
+    assert_eq!(s.delivered("/crm", 5).len(), 5);
+    let mut d = json!({"kind": "webhook", "name": "CRM",
+        "settings": {"url": format!("{}/moved", s.rx.url()), "batch_size": 50, "retry_initial_ms": 10, "retry_max_ms": 20, "max_attempts": 2, "timeout_secs": 1}});
+    d["id"] = json!("crm");
+    let r = ureq::put(&format!("{}/api/v1/destinations/crm", s.url))
+        .set("Authorization", &format!("Bearer {}", s.token))
+        .send_json(d)
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // accepted after the change was answered: only the new address may see them
+    for i in 0..20 {
+        assert_eq!(s.post("/v1/track", &track(&format!("after{i}"))).0, 200);
+    }
+    assert_eq!(s.delivered("/moved", 20).len(), 20, "the successor delivers everything");
+    let old = ids(&s.rx.items("/crm"));
+    assert!(old.iter().all(|m| m.starts_with("before")), "the old address got events sent after the change: {old:?}");
+}

@@ -98,12 +98,12 @@ pub fn supervise(
                 continue;
             }
             let own_stop = Arc::new(AtomicBool::new(false));
-            let (dir, base, m, wk, st, config) =
-                (dir.clone(), base.clone(), metrics.clone(), wake.clone(), own_stop.clone(), d.clone());
+            let (dir, base, m, wk, st, config, lv) =
+                (dir.clone(), base.clone(), metrics.clone(), wake.clone(), own_stop.clone(), d.clone(), live.clone());
             let name = format!("deliver-{}", d.id);
             match std::thread::Builder::new().name(name.clone()).spawn(move || {
                 supervisor::keep_alive(&name, &st, &m, supervisor::Backoff::default(), || {
-                    run(dir.clone(), base.clone(), config.clone(), m.clone(), wk.clone(), st.clone())
+                    run(dir.clone(), base.clone(), config.clone(), m.clone(), wk.clone(), st.clone(), &lv)
                 })
             }) {
                 Ok(h) => {
@@ -127,7 +127,9 @@ pub fn supervise(
     }
 }
 
-/// Runs the worker of one destination until `stop`; `Err` says why it cannot run.
+/// Runs the worker of one destination until `stop`, or until the live workspace no longer has
+/// this destination exactly as configured (re-pointed, changed, disabled, removed: the
+/// supervisor starts its successor); `Err` says why it cannot run.
 pub fn run(
     dir: PathBuf,
     base: PathBuf,
@@ -135,14 +137,17 @@ pub fn run(
     metrics: Arc<Metrics>,
     wake: Arc<Wake>,
     stop: Arc<AtomicBool>,
+    live: &crate::Live,
 ) -> Result<(), String> {
     let sink = Sink::new(&d, &base).map_err(|e| format!("unusable settings: {e}"))?;
     let conn = store::open(&dir).map_err(|e| format!("cannot open the event log: {e}"))?;
     exec(&conn, "insert or ignore into cursors (dest) values (?1)", [&d.id])
         .map_err(|e| format!("cannot create the cursor: {e}"))?;
     let mut seen = 0;
-    while !stop.load(Ordering::Relaxed) {
-        match deliver_once(&conn, &d.id, &sink, &metrics) {
+    let current = || live.load().destinations.iter().any(|x| x == &d && x.enabled);
+    // checked before every batch: events never go to an address the destination no longer has
+    while !stop.load(Ordering::Relaxed) && current() {
+        match deliver_once(&conn, &d.id, &sink, &metrics, &current) {
             Ok(0) => wake.wait(&mut seen, Duration::from_millis(200)),
             Ok(_) => {}
             Err(e) => {
@@ -150,6 +155,11 @@ pub fn run(
                 supervisor::sleep_unless(&stop, Duration::from_millis(500));
             }
         }
+    }
+    if !current() {
+        // retired, not failed: the supervisor starts this destination's successor
+        stop.store(true, Ordering::Relaxed);
+        tracing::info!(destination = %d.id, "delivery worker stops: its destination changed");
     }
     Ok(())
 }
@@ -170,7 +180,13 @@ struct Outcome {
 }
 
 /// Sends the next due batch; returns how far it got (0: nothing due, wait for new events).
-fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics) -> store::Result<usize> {
+fn deliver_once(
+    conn: &Connection,
+    dest_id: &str,
+    sink: &Sink,
+    metrics: &Metrics,
+    current: &dyn Fn() -> bool,
+) -> store::Result<usize> {
     let w = store::wrap(conn);
     let now = chrono::Utc::now().timestamp();
     let (cursor, attempts, next_at): (i64, i64, i64) = store::query_row(
@@ -196,6 +212,11 @@ fn deliver_once(conn: &Connection, dest_id: &str, sink: &Sink, metrics: &Metrics
         )
         .map_err(&w)?;
         return Ok((last - cursor) as usize);
+    }
+    // checked after reading the batch: an event accepted after the destination was re-pointed
+    // (the change is live before its answer) can never go to the old address
+    if !current() {
+        return Ok(0);
     }
     if attempts > 0 {
         metrics.retried.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);

@@ -29,7 +29,11 @@ pub(crate) enum Sink {
         forward: bool,
     },
     File {
-        path: PathBuf,
+        /// The workspace folder.
+        base: PathBuf,
+        /// The path relative to it, resolved (symlinks followed, state folders refused) before
+        /// every write.
+        path: String,
     },
 }
 
@@ -50,7 +54,7 @@ impl Sink {
             }
             DestinationKind::File => {
                 let c = sluice_destinations::file::FileConfig::parse(&d.settings)?;
-                Ok(Sink::File { path: base.join(c.path) })
+                Ok(Sink::File { base: base.to_path_buf(), path: c.path })
             }
             DestinationKind::Connections => {
                 // forward events to another Tracking API endpoint
@@ -107,7 +111,8 @@ impl Sink {
                 h.push(("Idempotency-Key", &key));
                 transport.post_json(url, &h, &body)
             }
-            Sink::File { path } => {
+            Sink::File { base, path } => {
+                let path = &sluice_destinations::file::resolve(base, path)?;
                 for e in events {
                     body.extend_from_slice(e.body.as_bytes());
                     body.push(b'\n');
