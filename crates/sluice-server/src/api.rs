@@ -96,6 +96,8 @@ pub fn public_router(state: AppState) -> Router {
         .route("/v1/b", call!(None))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .merge(crate::ingest::browser::routes())
+        // before the layers, so that preflights and 405s pass through the CORS layer
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::ingest::browser::cors))
         .layer(axum::extract::DefaultBodyLimit::max(crate::ingest::event::MAX_BATCH_BYTES + 64 * 1024))
         .with_state(state)
@@ -113,14 +115,17 @@ pub fn private_router(state: AppState, control: crate::control::ControlState) ->
     // every private route, the OpenAPI document included, answers 401 without a token
     reads
         .merge(crate::control::router(control.clone()))
+        .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(control, crate::control::require_token))
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
 }
 
-/// Answers for paths and methods no route serves, in the one error shape.
+async fn method_not_allowed() -> Response {
+    error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method", None)
+}
+
+/// Answers paths no route serves in the one error shape (methods a route does not take are
+/// answered by each side's own router, inside its layers).
 pub fn with_fallbacks(app: Router) -> Router {
     app.fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None) })
-        .method_not_allowed_fallback(|| async {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this endpoint does not take that method", None)
-        })
 }
