@@ -39,7 +39,12 @@ pub fn why_withheld(m: &MappingReport, ws: &Workspace) -> String {
 pub fn run_report(r: &RunReport, ws: &Workspace) {
     outln!(
         "Sync run #{} of model `{}`: {} — {} rows extracted, {} rejected, {} ms",
-        r.run_id, r.model, r.status, r.extracted, r.rejected, r.duration_ms
+        r.run_id,
+        r.model,
+        r.status,
+        r.extracted,
+        r.rejected,
+        r.duration_ms
     );
     let mut t = table([
         "Destination",

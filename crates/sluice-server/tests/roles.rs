@@ -6,30 +6,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut req = ureq::request(method, &format!("{}{path}", s.url));
-    if let Some(t) = token {
-        req = req.set("Authorization", &format!("Bearer {t}"));
-    }
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match r {
-        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
-        Err(ureq::Error::Status(st, r)) => (st, r.into_json().unwrap_or(Value::Null)),
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn tokens(s: &Server) -> (String, String) {
-    let store = sluice_state::StateStore::open(&s.dir.path().join(".sluice")).unwrap();
-    (
-        store.create_token("olivia", sluice_state::Role::Owner).unwrap(),
-        store.create_token("max", sluice_state::Role::Member).unwrap(),
-    )
-}
-
 fn field(b: &Value) -> String {
     b["error"]["field"].as_str().unwrap_or_default().to_string()
 }

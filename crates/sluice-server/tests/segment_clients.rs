@@ -8,7 +8,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,33 +65,6 @@ fn serve_page(dir: &Path) -> String {
     origin
 }
 
-/// Waits (up to 15 s) until every delivery the event log decided for `source` reached the
-/// receiver; returns, per messageId, the destinations it reached.
-fn settle(s: &Server, source: &str) -> BTreeMap<String, Vec<String>> {
-    let t = Instant::now();
-    let conn = sluice_server::store::open(&s.dir.path().join(".sluice")).unwrap();
-    loop {
-        let mut pending = 0;
-        let mut got = BTreeMap::new();
-        for e in sluice_server::store::recent_events(&conn, source, 1000).unwrap().0 {
-            let mid = e.event["messageId"].as_str().unwrap_or_default().to_string();
-            let mut reached = vec![];
-            for (dest, d) in e.decisions.as_object().into_iter().flatten() {
-                if s.rx.items(&format!("/{dest}")).iter().any(|x| x["messageId"] == mid.as_str()) {
-                    reached.push(dest.clone());
-                } else if d["route"] == "deliver" {
-                    pending += 1;
-                }
-            }
-            got.insert(mid, reached);
-        }
-        if pending == 0 || t.elapsed() > Duration::from_secs(15) {
-            return got;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A profile's stored consent (R9–R10), read from the event log as `sluice profile` does.
 fn profile_consent(s: &Server, id: &str) -> Value {
     let conn = sluice_server::store::open(&s.dir.path().join(".sluice")).unwrap();
@@ -141,7 +113,7 @@ fn analytics_node_events_are_routed_by_consent() {
     );
     let all = s.delivered("/warehouse", 7);
     assert_eq!(all.len(), 7, "every call reaches the unmapped destination");
-    settle(&s, "web");
+    s.settle_source("web");
     let wh = s.rx.items("/warehouse");
     let track = wh.iter().find(|e| e["type"] == "track" && e["userId"] == "node-1").unwrap();
     assert_eq!(
@@ -284,7 +256,7 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
     // phase 1: pricing viewed without advertising consent, then a grant and one more event
     b.next("granted");
     let _ = s.delivered("/warehouse", 5);
-    settle(&s, "shop");
+    s.settle_source("shop");
     assert_eq!(
         calls(&s, "/ads"),
         [("track".to_string(), CONSENT_EVENT.to_string()), ("track".into(), "Added to Cart".into())],
@@ -327,7 +299,7 @@ fn analytics_next_with_consent_tools_routes_by_stamped_categories() {
     assert_eq!(wh.len(), 7, "the unmapped destination receives every event (R1)");
     let sent: Vec<&str> = posts.iter().map(|p| p["event"]["messageId"].as_str().unwrap()).collect();
     assert_eq!(wh, sent, "what the browser sent, in order");
-    settle(&s, "shop");
+    s.settle_source("shop");
     let names: Vec<String> =
         calls(&s, "/warehouse").into_iter().map(|(t, e)| if e.is_empty() { t } else { e }).collect();
     assert_eq!(
@@ -384,7 +356,7 @@ fn analytics_next_batches_to_a_source_without_allowed_origins() {
     assert_eq!(items[1]["event"], "Bye");
     // the wrapper stamped the visitor's choice (C0004 not granted): ads gets nothing
     assert!(items.iter().all(|e| e["context"]["consent"]["categoryPreferences"]["C0004"] == false));
-    settle(&s, "web");
+    s.settle_source("web");
     assert!(s.rx.items("/ads").is_empty());
 }
 

@@ -55,7 +55,9 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
                         let w: u64 = r.mappings.iter().map(|m| m.withheld_by_consent).sum();
                         outln!(
                             "    #{} {} {}: {d} delivered, {w} withheld by consent",
-                            r.run_id, r.started_at, r.status
+                            r.run_id,
+                            r.started_at,
+                            r.status
                         );
                     }
                 }

@@ -125,7 +125,9 @@ pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow:
     let (events, truncated) = sluice_server::store::recent_events(&conn, source, limit)?;
     let invalid = sluice_server::store::recent_invalid(&conn, source, limit)?;
     if json {
-        print_json(&serde_json::json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated}));
+        print_json(
+            &serde_json::json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated}),
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = crate::render::table(["#", "Received", "Event", "Decisions"]);

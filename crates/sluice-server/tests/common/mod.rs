@@ -164,9 +164,14 @@ impl Server {
     /// Waits (up to 15 s) until every delivery the debugger reports for source `web` has reached
     /// the receiver; returns, per messageId, the destinations that received it.
     pub fn settle(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        self.settle_source("web")
+    }
+
+    /// As [`Server::settle`], for the events of `source`.
+    pub fn settle_source(&self, source: &str) -> std::collections::BTreeMap<String, Vec<String>> {
         let t = Instant::now();
         loop {
-            let (_, body) = self.get("/v1/debugger/web?limit=1000");
+            let (_, body) = self.get(&format!("/v1/debugger/{source}?limit=1000"));
             let dbg: Value = serde_json::from_str(&body).unwrap();
             let mut pending = 0;
             let mut got = std::collections::BTreeMap::new();
@@ -189,4 +194,50 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Calls the control API as `token`; returns (status, JSON body).
+pub fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut req = ureq::request(method, &format!("{}{path}", s.url));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
+        Err(ureq::Error::Status(st, r)) => (st, r.into_json().unwrap_or(Value::Null)),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// An owner token (olivia) and a member token (max).
+pub fn tokens(s: &Server) -> (String, String) {
+    let store = sluice_state::StateStore::open(&s.dir.path().join(".sluice")).unwrap();
+    (
+        store.create_token("olivia", sluice_state::Role::Owner).unwrap(),
+        store.create_token("max", sluice_state::Role::Member).unwrap(),
+    )
+}
+
+/// POSTs a body of `len` bytes to `path` over raw TCP and returns the answer (status line,
+/// headers and body). The server answers a body over its limit before reading it all and then
+/// closes, which a client still writing would see as a broken pipe: the body is written on
+/// another thread, the answer read here.
+pub fn post_oversized(s: &Server, path: &str, len: usize, headers: &str) -> String {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = c.try_clone().unwrap();
+    let head =
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {len}\r\n\r\n");
+    std::thread::spawn(move || {
+        let _ = w.write_all(head.as_bytes());
+        let _ = w.write_all(&vec![b' '; len]);
+    });
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
