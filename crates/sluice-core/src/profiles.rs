@@ -112,9 +112,10 @@ impl Profile {
         }
         self.user_ids.extend(other.user_ids);
         self.anonymous_ids.extend(other.anonymous_ids);
-        for (k, v) in other.traits {
-            self.traits.entry(k).or_insert(v);
-        }
+        // this profile's traits win; the other's fill in within the caps
+        let theirs: Map<String, Value> =
+            other.traits.into_iter().filter(|(k, _)| !self.traits.contains_key(k)).collect();
+        self.add_traits(&theirs);
     }
 
     /// Whether some category is in conflict.

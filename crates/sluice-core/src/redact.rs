@@ -25,14 +25,11 @@ pub fn url_has_credentials(raw: &str) -> bool {
     }
 }
 
-/// The URL with its user information and every query value (and fragment) replaced by `<set>`:
-/// `https://u:pw@h/p?api_key=k&x=1` → `https://<set>@h/p?api_key=<set>&x=<set>`. A URL without
-/// credentials is returned as it is; one that does not parse is `<set>` as a whole.
+/// The URL with its user information, path, every query value and fragment replaced by `<set>`:
+/// `https://u:pw@h/p?api_key=k&x=1` → `https://<set>@h/<set>?api_key=<set>&x=<set>`; scheme,
+/// host and port stay. One that does not parse is `<set>` as a whole.
 pub fn redact_url(raw: &str) -> String {
     let Ok(u) = url::Url::parse(raw) else { return SET.to_string() };
-    if !url_has_credentials(raw) {
-        return raw.to_string();
-    }
     let mut out = format!("{}:", u.scheme());
     if u.has_authority() {
         out.push_str("//");
@@ -47,7 +44,15 @@ pub fn redact_url(raw: &str) -> String {
             out.push_str(&format!(":{p}"));
         }
     }
-    out.push_str(u.path());
+    // a path can be the credential itself (Slack's /services/T/B/<secret>, Discord's
+    // /api/webhooks/<id>/<token>, Zapier catch hooks): only the host is shown
+    match u.path() {
+        "" | "/" => out.push_str(u.path()),
+        _ => {
+            out.push('/');
+            out.push_str(SET);
+        }
+    }
     if u.query().is_some() {
         let names: Vec<String> = u.query_pairs().map(|(k, _)| format!("{k}={SET}")).collect();
         out.push('?');
@@ -93,13 +98,15 @@ mod tests {
     fn redacts_user_information_and_query_values() {
         assert_eq!(
             redact_url("https://u:pw@hooks.example.com:8443/in?api_key=k1&x=1#frag"),
-            "https://<set>@hooks.example.com:8443/in?api_key=<set>&x=<set>#<set>"
+            "https://<set>@hooks.example.com:8443/<set>?api_key=<set>&x=<set>#<set>"
         );
-        assert_eq!(redact_url("https://hooks.example.com/in"), "https://hooks.example.com/in");
+        assert_eq!(redact_url("https://hooks.example.com/in"), "https://hooks.example.com/<set>");
+        assert_eq!(redact_url("https://hooks.slack.com/services/T0/B0/XXsecret"), "https://hooks.slack.com/<set>");
+        assert_eq!(redact_url("http://127.0.0.1:9000/"), "http://127.0.0.1:9000/");
         assert_eq!(redact_url("not a url"), "<set>");
         assert!(url_has_credentials("https://key@h/") && !url_has_credentials("https://h/p"));
         let t = redact_urls_in("POST https://u:secret@h/x?token=abc: connection refused (https://h/ok)");
-        assert_eq!(t, "POST https://<set>@h/x?token=<set>: connection refused (https://h/ok)");
+        assert_eq!(t, "POST https://<set>@h/<set>?token=<set>: connection refused (https://h/<set>)");
         assert!(!t.contains("secret") && !t.contains("abc"));
     }
 }

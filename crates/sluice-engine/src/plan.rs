@@ -162,7 +162,7 @@ mod tests {
             "destinations: [{id: h, kind: webhook, settings: {url: 'https://u:pw@h.example/x?key=k1', api_key: k2}}]",
         );
         let after = plan(None, &d)[0].after.clone().unwrap();
-        assert_eq!(after["settings"]["url"], "https://<set>@h.example/x?key=<set>");
+        assert_eq!(after["settings"]["url"], "https://<set>@h.example/<set>?key=<set>");
         assert_eq!(after["settings"]["api_key"], "<set>");
         assert!(plan(Some(&b), &b).is_empty());
         assert_eq!(plan(None, &a).len(), 2);

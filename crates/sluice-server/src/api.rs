@@ -28,7 +28,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `serve --public-url`: where browsers reach the server (else the request's `Host`).
     pub public_url: Option<Arc<crate::ingest::browser::PublicUrl>>,
+    /// KB of (decompressed) request bodies being parsed or waiting for the writer: parsed events
+    /// take ~25 times their JSON size, so this bounds ingest's memory however many clients post.
+    pub inflight: Arc<tokio::sync::Semaphore>,
 }
+
+/// KB of request bodies in flight at most ([`AppState::inflight`]): 4 MB, ~100 MB once parsed.
+pub const INFLIGHT_KB: usize = 4 * 1024;
 
 impl AppState {
     /// The event source whose write key is `key`, in the live workspace: a rotated or removed

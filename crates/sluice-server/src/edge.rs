@@ -26,9 +26,32 @@ impl Default for Limits {
     }
 }
 
-/// Adds the body read timeout to every route of `app`.
-pub fn with_body_timeout(app: Router, limits: &Limits) -> Router {
-    app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(limits.body_timeout))
+/// The largest body any route takes (the routers' own limits are smaller and still apply).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Reads every request's whole body within `limits.body_timeout` from its first byte to its last
+/// (a client trickling one byte at a time is cut off too) and within [`MAX_BODY_BYTES`]; a body
+/// too slow answers 408, too large 413, both in the JSON error shape.
+pub fn with_body_deadline(app: Router, limits: &Limits) -> Router {
+    let timeout = limits.body_timeout;
+    app.layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+        let (parts, body) = req.into_parts();
+        match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+            Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+            Ok(Err(_)) => crate::api::error(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &format!("the body exceeds {} KB", MAX_BODY_BYTES / 1024),
+                None,
+            ),
+            Err(_) => crate::api::error(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                &format!("the body did not arrive within {} s", timeout.as_secs_f64()),
+                None,
+            ),
+        }
+    }))
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then lets open requests finish (10 s at most).

@@ -136,8 +136,14 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             .name("sluice-scheduler".into())
             .spawn(move || scheduler::supervise(l, base, dir, st, m))?
     };
-    let state =
-        api::AppState { live: live.clone(), jobs, dir: Arc::new(config.state_dir.clone()), metrics, public_url };
+    let state = api::AppState {
+        live: live.clone(),
+        jobs,
+        dir: Arc::new(config.state_dir.clone()),
+        metrics,
+        public_url,
+        inflight: Arc::new(tokio::sync::Semaphore::new(api::INFLIGHT_KB)),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {
         let bind = |addr: String| async move {
@@ -162,14 +168,14 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         let mut tasks = Vec::new();
         match admin {
             None => {
-                let app = edge::with_body_timeout(api::with_fallbacks(public_app.merge(private_app)), &limits);
+                let app = edge::with_body_deadline(api::with_fallbacks(public_app.merge(private_app)), &limits);
                 tasks.push(tokio::spawn(edge::serve(public, app, limits, stop_rx.clone())));
             }
             Some(admin) => {
                 let health = axum::Router::new()
                     .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
-                let public_app = edge::with_body_timeout(api::with_fallbacks(public_app), &limits);
-                let admin_app = edge::with_body_timeout(api::with_fallbacks(private_app.merge(health)), &limits);
+                let public_app = edge::with_body_deadline(api::with_fallbacks(public_app), &limits);
+                let admin_app = edge::with_body_deadline(api::with_fallbacks(private_app.merge(health)), &limits);
                 tasks.push(tokio::spawn(edge::serve(public, public_app, limits, stop_rx.clone())));
                 tasks.push(tokio::spawn(edge::serve(admin, admin_app, limits, stop_rx.clone())));
             }

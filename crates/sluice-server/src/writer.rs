@@ -208,7 +208,14 @@ impl Router {
         };
         let mut stored_consent = None;
         let mut notes: Vec<String> = Vec::new();
-        if let Some((pid, mut p)) = profile {
+        if let Some(store::profiles::Resolved { id: pid, profile: mut p, changed, left_out }) = profile {
+            if left_out > 0 {
+                tracing::warn!(source, left_out, "profile identifiers capped");
+                notes.push(format!(
+                    "{left_out} identifier(s) or profile(s) not linked: a profile links at most {} identifiers",
+                    store::profiles::MAX_IDENTIFIERS
+                ));
+            }
             if let Some(traits) = &event.traits {
                 let left_out = p.add_traits(traits);
                 if !left_out.is_empty() {
@@ -227,14 +234,21 @@ impl Router {
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
                 p.apply_consent_event(prefs, &self.categories.ids, &event.timestamp, seq as u64);
             }
-            if writes || users.len() + anon.len() > 1 {
+            if writes || changed {
                 ProfileStore::save(tx, pid, &p)?;
             }
             if !p.consent.is_empty() {
                 stored_consent = Some(p.routing_consent());
             }
         }
+        let missing = consent == EventConsent::Missing;
         let consent = effective_consent(self.ws.workspace.missing_consent, consent, stored_consent.as_ref());
+        // an event routed by the profile's consent (or blocked, R7) carries the consent it was
+        // routed under, so no destination downstream (connections) takes it as unrestricted
+        let stamped = match (&consent, missing) {
+            (EventConsent::Given(prefs), true) => stamp_consent(&event.json, prefs, &self.categories.ids),
+            _ => None,
+        };
         let integrations = event.integrations.as_ref();
         let minute = chrono::Utc::now().timestamp() / 60;
         let mut decisions = String::from("{");
@@ -277,7 +291,7 @@ impl Router {
                 source,
                 message_id,
                 event.received_at,
-                event.json,
+                stamped.as_deref().unwrap_or(&event.json),
                 decisions + "}",
                 warnings_json(&event.warnings, &notes),
                 crate::delivery::routes::encode(&routes),
@@ -312,6 +326,25 @@ impl Router {
             .inc_by(acc.accepted as u64);
         Ok(acc)
     }
+}
+
+/// `json` with `context.consent.categoryPreferences` and `.consentPreferences` set to `prefs` for
+/// every category (absent ones false); `None` if the event is not an object.
+fn stamp_consent(
+    json: &str,
+    prefs: &std::collections::BTreeMap<String, bool>,
+    categories: &[String],
+) -> Option<String> {
+    let mut e: Value = serde_json::from_str(json).ok()?;
+    let all: serde_json::Map<String, Value> =
+        categories.iter().map(|c| (c.clone(), Value::Bool(prefs.get(c).copied().unwrap_or(false)))).collect();
+    let obj = e.as_object_mut()?;
+    let context = obj.entry("context").or_insert_with(|| json!({}));
+    if !context.is_object() {
+        *context = json!({});
+    }
+    context["consent"] = json!({"categoryPreferences": all, "consentPreferences": all});
+    Some(e.to_string())
 }
 
 /// The warnings stored with an event: its consent warnings, then notes of the writer.

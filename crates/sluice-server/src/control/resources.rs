@@ -165,7 +165,7 @@ pub async fn preview(
     let ws = s.engine_workspace();
     let canceller = sluice_warehouse::Canceller::new();
     let mut armed = CancelOnDrop(Some(canceller.clone()));
-    let done = tokio::task::spawn_blocking(move || {
+    let task = tokio::task::spawn_blocking(move || {
         let m = ws.model(&id).ok_or_else(|| unknown_model(&id))?;
         let wh_err = |e: sluice_warehouse::WarehouseError| {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "warehouse", e.to_string(), Some("sql"))
@@ -176,13 +176,53 @@ pub async fn preview(
             tracing::warn!(source = %m.source, model = %m.id, %warning, "warehouse connection");
         }
         let p = w.preview(&m.sql, 10).map_err(wh_err)?;
-        let rows =
-            p.rows.iter().map(|r| Value::Object(p.columns.iter().cloned().zip(r.iter().cloned()).collect())).collect();
+        let rows = p
+            .rows
+            .into_iter()
+            .map(|r| Value::Object(p.columns.iter().cloned().zip(r.into_iter().map(cut_cell)).collect()))
+            .collect();
         Ok(Json(Preview { columns: p.columns, rows }))
-    })
-    .await;
+    });
+    // every warehouse, SQLite included: a preview that runs longer is stopped on the server
+    let Ok(done) = tokio::time::timeout(PREVIEW_TIMEOUT, task).await else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "preview_timeout",
+            format!("the model ran longer than {} s and was stopped", PREVIEW_TIMEOUT.as_secs()),
+            Some("sql"),
+        ));
+    };
     armed.0 = None;
     done.map_err(ApiError::internal)?
+}
+
+/// Longest a preview may run (the PostgreSQL server enforces the same limit itself).
+const PREVIEW_TIMEOUT: std::time::Duration = sluice_warehouse::postgres::DEFAULT_PREVIEW_TIMEOUT;
+
+/// Longest text a preview shows of one value.
+const PREVIEW_CELL_CHARS: usize = 1000;
+
+/// A preview value, long text cut to [`PREVIEW_CELL_CHARS`] with its full length said.
+fn cut_cell(v: Value) -> Value {
+    match v {
+        Value::String(s) if s.len() > PREVIEW_CELL_CHARS => {
+            let head: String = s.chars().take(PREVIEW_CELL_CHARS).collect();
+            Value::String(format!("{head}… [cut: {} bytes in all]", s.len()))
+        }
+        Value::String(s) => Value::String(s),
+        other => {
+            let text = other.to_string();
+            if text.len() > PREVIEW_CELL_CHARS * 4 {
+                Value::String(format!(
+                    "{}… [cut: {} bytes in all]",
+                    &text.chars().take(PREVIEW_CELL_CHARS).collect::<String>(),
+                    text.len()
+                ))
+            } else {
+                other
+            }
+        }
+    }
 }
 
 /// A model's consent mappings: category id -> column.

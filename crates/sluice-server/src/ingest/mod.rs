@@ -58,12 +58,31 @@ fn message_id(source: &str, e: &Value) -> String {
     format!("sluice-{:032x}", h.digest128())
 }
 
+/// Longest a request waits for room in the in-flight budget before it is answered 503.
+const INFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Handles one request; `kind` is the call of a single-event path, `None` for `/v1/batch`.
 pub async fn handle(state: AppState, kind: Option<&'static str>, headers: HeaderMap, raw: Bytes) -> Response {
     let limit = if kind.is_some() { event::MAX_EVENT_BYTES } else { event::MAX_BATCH_BYTES };
     let bytes = match body_bytes(&headers, &raw, limit) {
         Ok(b) => b,
         Err(r) => return r,
+    };
+    drop(raw);
+    // held until the writer answered: what many clients post at once waits here, bounded
+    let kb = u32::try_from(bytes.len() / 1024 + 1).unwrap_or(u32::MAX);
+    let _budget = match tokio::time::timeout(INFLIGHT_WAIT, state.inflight.clone().acquire_many_owned(kb)).await {
+        Ok(Ok(permit)) => permit,
+        _ => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many events are being received right now; retry",
+                None,
+            );
+            r.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            return r;
+        }
     };
     let mut body: Value = match serde_json::from_slice(&bytes) {
         Ok(v) => v,

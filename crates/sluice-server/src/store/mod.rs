@@ -1,7 +1,7 @@
 //! The streaming state: the durable event log, per-destination outboxes, profiles, the
 //! debugger's decisions and per-minute delivery statistics, in `stream.db` (SQLite, WAL).
 
-mod profiles;
+pub mod profiles;
 pub mod retention;
 
 pub use profiles::ProfileStore;

@@ -64,46 +64,82 @@ impl ProfileStore {
     }
 
     /// The profile of an event's identifiers, creating or merging as needed: every identifier
-    /// the event carries ends up in one profile. Returns `None` when the event has none.
-    pub fn resolve(conn: &Connection, user_ids: &[&str], anonymous_ids: &[&str]) -> Result<Option<(i64, Profile)>> {
-        let keys: Vec<String> =
-            user_ids.iter().map(|u| ident('u', u)).chain(anonymous_ids.iter().map(|a| ident('a', a))).collect();
+    /// the event carries ends up in one profile, within [`MAX_IDENTIFIERS`] (an identifier or a
+    /// profile that would pass it is left unlinked and counted in `left_out`). Returns `None`
+    /// when the event has none.
+    pub fn resolve(conn: &Connection, user_ids: &[&str], anonymous_ids: &[&str]) -> Result<Option<Resolved>> {
+        let keys: Vec<(String, bool, &str)> = user_ids
+            .iter()
+            .map(|u| (ident('u', u), true, *u))
+            .chain(anonymous_ids.iter().map(|a| (ident('a', a), false, *a)))
+            .collect();
         if keys.is_empty() {
             return Ok(None);
         }
         let mut found: Vec<i64> = Vec::new();
+        let mut unlinked = Vec::new();
         for k in &keys {
-            if let Some(p) = Self::lookup(conn, k)? {
-                if !found.contains(&p) {
-                    found.push(p);
-                }
+            match Self::lookup(conn, &k.0)? {
+                Some(p) if !found.contains(&p) => found.push(p),
+                Some(_) => {}
+                None => unlinked.push(k),
             }
         }
         found.sort();
-        let (id, mut profile) = match found.first() {
-            Some(first) => (*first, Self::load(conn, *first)?),
+        let (id, mut profile, mut changed) = match found.first() {
+            Some(first) => (*first, Self::load(conn, *first)?, false),
             None => {
                 exec(conn, "insert into profiles (data) values ('{}')", []).map_err(wrap(conn))?;
-                (conn.last_insert_rowid(), Profile::default())
+                (conn.last_insert_rowid(), Profile::default(), true)
             }
         };
+        let mut left_out = 0;
         for other in found.iter().skip(1) {
             let p = Self::load(conn, *other)?;
+            if count(&profile) + count(&p) > MAX_IDENTIFIERS {
+                left_out += 1;
+                continue;
+            }
             profile.merge(p);
             exec(conn, "update identities set profile = ?1 where profile = ?2", params![id, other])
                 .map_err(wrap(conn))?;
             exec(conn, "delete from profiles where id = ?1", [other]).map_err(wrap(conn))?;
+            changed = true;
         }
-        profile.user_ids.extend(user_ids.iter().map(|s| s.to_string()));
-        profile.anonymous_ids.extend(anonymous_ids.iter().map(|s| s.to_string()));
-        for k in &keys {
-            exec(conn,
-                "insert into identities (ident, profile) values (?1, ?2) on conflict (ident) do update set profile = excluded.profile
-                 where profile <> excluded.profile",
-                params![k, id],
-            )
-            .map_err(wrap(conn))?;
+        for (key, is_user, raw) in unlinked {
+            if count(&profile) >= MAX_IDENTIFIERS {
+                left_out += 1;
+                continue;
+            }
+            if *is_user {
+                profile.user_ids.insert(raw.to_string());
+            } else {
+                profile.anonymous_ids.insert(raw.to_string());
+            }
+            exec(conn, "insert into identities (ident, profile) values (?1, ?2)", params![key, id])
+                .map_err(wrap(conn))?;
+            changed = true;
         }
-        Ok(Some((id, profile)))
+        Ok(Some(Resolved { id, profile, changed, left_out }))
     }
+}
+
+/// Most identifiers (userIds and anonymousIds) one profile links: each event of a profile loads
+/// and saves it, so its size bounds the writer's work per event.
+pub const MAX_IDENTIFIERS: usize = 1000;
+
+fn count(p: &Profile) -> usize {
+    p.user_ids.len() + p.anonymous_ids.len()
+}
+
+/// A resolved profile.
+pub struct Resolved {
+    /// Its row.
+    pub id: i64,
+    /// The profile, merged.
+    pub profile: Profile,
+    /// Whether resolving merged profiles or linked identifiers (it must be saved).
+    pub changed: bool,
+    /// Identifiers or profiles not linked because the profile is full.
+    pub left_out: usize,
 }

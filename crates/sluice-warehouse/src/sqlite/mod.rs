@@ -15,6 +15,9 @@ pub struct SqliteWarehouse {
     canceller: Canceller,
 }
 
+/// The largest string or blob a model may compute or read (SQLite's own default is 1 GB).
+pub const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
+
 impl SqliteWarehouse {
     /// Opens `path` read-only; a missing file is an error naming it.
     pub fn open(path: &Path) -> Result<Self, WarehouseError> {
@@ -27,6 +30,8 @@ impl SqliteWarehouse {
                 .map_err(|e| connect(e.to_string()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30)).map_err(|e| connect(e.to_string()))?;
         conn.pragma_update(None, "query_only", true).map_err(|e| connect(e.to_string()))?;
+        // no value a model computes may outgrow this: a 1 GB `printf` fails instead of filling memory
+        conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
         let canceller = Canceller::new();
         let mut w = Self { path: path.to_path_buf(), conn, canceller: canceller.clone() };
         w.attach_canceller(&canceller);
