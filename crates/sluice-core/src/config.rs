@@ -144,7 +144,8 @@ pub struct SourceConfig {
     /// Extra PEM root certificates for `tls: verify-full` (kind `postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
-    /// Longest a model's query may run on the server, in seconds (kind `postgres`).
+    /// Longest a model's query may run, in seconds (kind `postgres`: on the server; kind
+    /// `sqlite`: a sync's scan is interrupted after it, default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<u64>,
     /// Connect even when the role is a superuser or may read or write the server's files or run

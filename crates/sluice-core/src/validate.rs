@@ -174,7 +174,7 @@ pub fn validate(
             for (field, set) in [
                 ("tls", s.tls.is_some()),
                 ("ca_file", s.ca_file.is_some()),
-                ("statement_timeout_secs", s.statement_timeout_secs.is_some()),
+                ("statement_timeout_secs", s.statement_timeout_secs.is_some() && s.kind != SourceKind::Sqlite),
                 ("allow_privileged_role", s.allow_privileged_role),
             ] {
                 if set {

@@ -50,6 +50,39 @@ pub enum SyncError {
     },
 }
 
+/// Longest an SQLite sync's scan runs by default (`statement_timeout_secs` sets another).
+pub const SQLITE_SCAN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The deadline of a sync on `source` when it is an SQLite file.
+fn sqlite_deadline(ws: &Workspace, source: &str) -> Option<std::time::Duration> {
+    let src = ws.file.sources.iter().find(|s| s.id == source)?;
+    (src.kind == sluice_core::SourceKind::Sqlite)
+        .then(|| src.statement_timeout_secs.map(std::time::Duration::from_secs).unwrap_or(SQLITE_SCAN_TIMEOUT))
+}
+
+/// Cancels a warehouse's work once a deadline passes, unless dropped first (the sync ended).
+struct Watchdog {
+    _done: std::sync::mpsc::Sender<()>,
+}
+
+impl Watchdog {
+    fn start(warehouse: &mut dyn sluice_warehouse::Warehouse, deadline: std::time::Duration) -> Self {
+        let canceller = sluice_warehouse::Canceller::new();
+        warehouse.attach_canceller(&canceller);
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(deadline) {
+                tracing::error!(
+                    secs = deadline.as_secs(),
+                    "the model's scan ran past its deadline (statement_timeout_secs) and is interrupted"
+                );
+                canceller.cancel();
+            }
+        });
+        Self { _done: done }
+    }
+}
+
 /// Holds the model's lock file for the duration of a sync; the OS releases it if the process dies.
 fn lock_file(store: &StateStore, model: &str) -> Result<fd_lock::RwLock<std::fs::File>, SyncError> {
     let dir = store.dir().join("locks");
@@ -199,6 +232,8 @@ pub fn sync_model(
     };
     let wh_err = |source| SyncError::Warehouse { model: model.id.clone(), source };
     let mut warehouse = ws.warehouse(&model.source).map_err(wh_err)?;
+    // an SQLite model that never ends (a recursive CTE) is interrupted: nothing else would stop it
+    let _watchdog = sqlite_deadline(ws, &model.source).map(|d| Watchdog::start(&mut *warehouse, d));
     let cols = warehouse.columns(&model.sql).map_err(wh_err)?;
     let errs = model_column_errors(&format!("models ({})", model.id), model, &cols);
     if !errs.is_empty() {
