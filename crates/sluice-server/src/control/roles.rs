@@ -65,6 +65,12 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
             Some(_) => {}
         }
     }
+    // removing an event source makes its clients' events refused (401): they would be lost
+    for o in old.sources.iter().filter(|o| o.kind == sluice_core::SourceKind::Events) {
+        if !new.sources.iter().any(|s| s.id == o.id) {
+            push(format!("event source `{}` is removed (its clients' events would be refused)", o.id), "id");
+        }
+    }
     // destinations: creating, enabling, renaming or re-pointing
     for d in &new.destinations {
         let Some(o) = old.destinations.iter().find(|o| o.id == d.id) else {
@@ -228,5 +234,15 @@ models:
         assert!(fields(BASE, &same("select * from q", "select email from q")).is_empty());
         assert!(fields(BASE, &same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on: [added]}]"))
             .is_empty());
+    }
+
+    #[test]
+    fn review_removing_an_event_source_is_owner_only() {
+        // clients of a removed source get 401 and drop their events: not a member's call
+        let with_events = BASE.replacen("sources: [", "sources: [{id: web, kind: events, write_key: k}, ", 1);
+        assert_eq!(fields(&with_events, BASE), ["id"]);
+        // a warehouse source no model uses may go (nothing is lost)
+        let spare = BASE.replacen("sources: [", "sources: [{id: spare, kind: sqlite, path: s.db}, ", 1);
+        assert!(fields(&spare, BASE).is_empty());
     }
 }
