@@ -3,34 +3,9 @@
 
 mod common;
 use common::*;
-use sluice_testkit::{pg_url, unique_name};
+use sluice_testkit::{pg_admin, pg_url, pg_wait_running, unique_name};
 use std::io::Write;
-use std::time::{Duration, Instant};
-
-fn admin() -> postgres::Client {
-    postgres::Client::connect(&pg_url(), postgres::NoTls).expect("PostgreSQL must be running")
-}
-
-/// Waits (up to 15 s) until a query containing `marker` is (`want`) or is not running on the
-/// server; returns whether it was running at the end.
-fn wait_running(want: bool, marker: &str) -> bool {
-    let mut c = admin();
-    let t = Instant::now();
-    loop {
-        let n: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()
-                 AND query LIKE '%' || $1 || '%'",
-                &[&marker],
-            )
-            .unwrap()
-            .get(0);
-        if (n > 0) == want || t.elapsed() > Duration::from_secs(15) {
-            return n > 0;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
 
 /// A login role without privileges (Sluice refuses privileged ones); dropped at the end.
 struct ReadOnlyRole(String);
@@ -39,14 +14,14 @@ impl ReadOnlyRole {
     fn new() -> Self {
         let name = unique_name("sluice_preview");
         // the model reads no table: a login is all it needs
-        admin().batch_execute(&format!("CREATE ROLE {name} LOGIN")).unwrap();
+        pg_admin().batch_execute(&format!("CREATE ROLE {name} LOGIN")).unwrap();
         Self(name)
     }
 }
 
 impl Drop for ReadOnlyRole {
     fn drop(&mut self) {
-        let _ = admin().batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.0));
+        let _ = pg_admin().batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.0));
     }
 }
 
@@ -73,9 +48,9 @@ fn finding_5_preview_of_a_client_that_went_away_stops_on_the_server() {
     let mut conn = std::net::TcpStream::connect(s.url.trim_start_matches("http://")).unwrap();
     write!(conn, "GET /api/v1/models/slow/preview HTTP/1.1\r\nHost: sluice\r\nAuthorization: Bearer {token}\r\n\r\n")
         .unwrap();
-    assert!(wait_running(true, &marker), "the preview runs on the warehouse");
+    assert!(pg_wait_running(true, &marker), "the preview runs on the warehouse");
     drop(conn);
-    assert!(!wait_running(false, &marker), "the preview stopped on the warehouse when its client hung up");
+    assert!(!pg_wait_running(false, &marker), "the preview stopped on the warehouse when its client hung up");
 }
 
 #[test]
@@ -89,5 +64,5 @@ fn finding_5_preview_whose_client_timed_out_stops_on_the_server() {
         .set("Authorization", &format!("Bearer {token}"))
         .call();
     assert!(matches!(r, Err(ureq::Error::Transport(_))), "the client timed out: {r:?}");
-    assert!(!wait_running(false, &marker), "the preview stopped on the warehouse after its client's timeout");
+    assert!(!pg_wait_running(false, &marker), "the preview stopped on the warehouse after its client's timeout");
 }

@@ -220,3 +220,29 @@ pub fn unique_name(prefix: &str) -> String {
         % 1_000_000_000;
     format!("{prefix}_{}_{t}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
+
+/// A superuser connection to the test database ([`pg_url`]).
+pub fn pg_admin() -> postgres::Client {
+    postgres::Client::connect(&pg_url(), postgres::NoTls).expect("PostgreSQL must be running")
+}
+
+/// Waits (up to 15 s) until a query containing `marker` is (`want`) or is not active on the
+/// server; returns whether it was running at the end.
+pub fn pg_wait_running(want: bool, marker: &str) -> bool {
+    let mut c = pg_admin();
+    let t = std::time::Instant::now();
+    loop {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()
+                 AND query LIKE '%' || $1 || '%'",
+                &[&marker],
+            )
+            .expect("pg_stat_activity")
+            .get(0);
+        if (n > 0) == want || t.elapsed() > std::time::Duration::from_secs(15) {
+            return n > 0;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

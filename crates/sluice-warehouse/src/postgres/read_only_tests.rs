@@ -3,33 +3,7 @@
 
 use super::tests::{opts, setup};
 use super::*;
-use sluice_testkit::{pg_url, unique_name};
-use std::time::Instant;
-
-/// A connection of the test's own, to look at the server from outside.
-fn admin() -> Client {
-    Client::connect(&pg_url(), postgres::NoTls).expect("PostgreSQL must be running")
-}
-
-/// Waits (up to 15 s) until `running(marker)` is `want`; returns the last value seen.
-fn wait_running(want: bool, marker: &str) -> bool {
-    let mut c = admin();
-    let t = Instant::now();
-    loop {
-        let n: i64 = c
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()
-                 AND query LIKE '%' || $1 || '%'",
-                &[&marker],
-            )
-            .unwrap()
-            .get(0);
-        if (n > 0) == want || t.elapsed() > Duration::from_secs(15) {
-            return n > 0;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use sluice_testkit::{pg_admin, pg_url, pg_wait_running, unique_name};
 
 /// A login role that can only read one schema (README, "Warehouse permissions"); dropped at the end.
 struct Role {
@@ -39,7 +13,7 @@ struct Role {
 impl Role {
     fn read_only(schema: &str) -> Self {
         let name = unique_name("sluice_ro");
-        admin()
+        pg_admin()
             .batch_execute(&format!(
                 "CREATE ROLE {name} LOGIN;
                  GRANT USAGE ON SCHEMA {schema} TO {name};
@@ -57,7 +31,7 @@ impl Role {
 
 impl Drop for Role {
     fn drop(&mut self) {
-        let _ = admin().batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name));
+        let _ = pg_admin().batch_execute(&format!("DROP OWNED BY {0}; DROP ROLE {0}", self.name));
     }
 }
 
@@ -69,7 +43,7 @@ fn finding_5_model_cannot_call_nextval() {
     assert!(e.contains("cannot execute nextval() in a read-only transaction"), "{e}");
     let e = w.scan(&model, "id", IdOrder::Integer, &Default::default(), &mut |_| Ok(())).unwrap_err().to_string();
     assert!(e.contains("cannot execute nextval() in a read-only transaction"), "{e}");
-    let called: bool = admin().query_one(&format!("SELECT is_called FROM {schema}.s"), &[]).unwrap().get(0);
+    let called: bool = pg_admin().query_one(&format!("SELECT is_called FROM {schema}.s"), &[]).unwrap().get(0);
     assert!(!called, "the sequence never moved");
 }
 
@@ -86,12 +60,12 @@ fn finding_5_model_cannot_write_or_leave_read_only() {
     // read-only does not stop a superuser's large objects, but the rollback undoes them
     let p = w.preview("select lo_create(0)::bigint as id", 1).unwrap();
     let oid = p.rows[0][0].as_i64().unwrap();
-    let kept: i64 = admin()
+    let kept: i64 = pg_admin()
         .query_one("SELECT count(*) FROM pg_largeobject_metadata WHERE oid = $1::bigint::oid", &[&oid])
         .unwrap()
         .get(0);
     assert_eq!(kept, 0, "the large object was rolled back");
-    let rows: i64 = admin().query_one(&format!("SELECT count(*) FROM {schema}.t"), &[]).unwrap().get(0);
+    let rows: i64 = pg_admin().query_one(&format!("SELECT count(*) FROM {schema}.t"), &[]).unwrap().get(0);
     assert_eq!(rows, 0, "nothing was written");
     // a setting the model changes for the session is rolled back with its transaction
     w.preview("select set_config('work_mem', '1MB', false) as id", 1).unwrap();
@@ -111,7 +85,7 @@ fn finding_5_privileged_role_is_refused_unless_allowed() {
     // a role that can read the server's files is refused the same way
     let (_w, schema) = setup("CREATE TABLE t (id int);");
     let role = Role::read_only(&schema);
-    admin().batch_execute(&format!("GRANT pg_read_server_files TO {}", role.name)).unwrap();
+    pg_admin().batch_execute(&format!("GRANT pg_read_server_files TO {}", role.name)).unwrap();
     let e = PostgresWarehouse::connect(&role.opts()).err().unwrap().to_string();
     assert!(e.contains(&format!("role `{}` is a member of pg_read_server_files", role.name)), "{e}");
     // a superuser session that sets a harmless role could reset it: refused too
@@ -154,11 +128,11 @@ fn finding_5_cancelled_preview_stops_on_the_server() {
     w.attach_canceller(&canceller);
     let sql = format!("select pg_sleep(30) as {marker}, 1 as id");
     let run = std::thread::spawn(move || w.preview(&sql, 10));
-    assert!(wait_running(true, &marker), "the preview runs on the server");
+    assert!(pg_wait_running(true, &marker), "the preview runs on the server");
     canceller.cancel();
     let e = run.join().unwrap().unwrap_err();
     assert!(matches!(e, WarehouseError::Aborted(_)), "{e}");
-    assert!(!wait_running(false, &marker), "the query stopped on the server");
+    assert!(!pg_wait_running(false, &marker), "the query stopped on the server");
 }
 
 #[test]
@@ -178,7 +152,7 @@ fn finding_5_preview_timeout_stops_the_query_on_the_server() {
         PostgresWarehouse::connect(&PgOptions { preview_timeout: Some(Duration::from_millis(300)), ..opts() }).unwrap();
     let e = w.preview(&format!("select pg_sleep(30) as {marker}, 1 as id"), 10).unwrap_err().to_string();
     assert!(e.contains("canceling statement due to statement timeout"), "{e}");
-    assert!(!wait_running(false, &marker));
+    assert!(!pg_wait_running(false, &marker));
     // the model cannot lift the limit of the statement it runs in
     let e = w
         .preview(&format!("select set_config('statement_timeout', '0', false) as id, pg_sleep(30) as {marker}"), 10)
@@ -219,9 +193,9 @@ fn finding_5_scan_of_a_client_that_went_away_stops_on_the_server() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let started = wait_running(true, &marker);
+    let started = pg_wait_running(true, &marker);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(started, "the child's scan ran on the server");
-    assert!(!wait_running(false, &marker), "the server stopped the scan of the dead client");
+    assert!(!pg_wait_running(false, &marker), "the server stopped the scan of the dead client");
 }
