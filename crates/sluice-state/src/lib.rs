@@ -128,9 +128,9 @@ impl StateStore {
     pub fn open(dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
         let path = dir.join("state.db");
-        files::private_file(&path).map_err(|source| StateError::Dir { path: path.display().to_string(), source })?;
         let conn =
             Connection::open(&path).map_err(|source| StateError::Db { path: path.display().to_string(), source })?;
+        files::tighten_db(&path).map_err(|source| StateError::Dir { path: path.display().to_string(), source })?;
         let store = Self { conn, path };
         store.wrap(
             store

@@ -89,8 +89,12 @@ fn lock_file(store: &StateStore, model: &str) -> Result<fd_lock::RwLock<std::fs:
     let path = dir.join(format!("{}.lock", model.replace(['/', '\\', '.'], "_")));
     let io = |source| SyncError::Lock { path: path.display().to_string(), source };
     sluice_state::files::private_dir(&dir).map_err(io)?;
-    sluice_state::files::private_file(&path).map_err(io)?;
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io)?;
+    let mut open = std::fs::OpenOptions::new();
+    open.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let f = open.open(&path).map_err(io)?;
+    sluice_state::files::tighten(&path).map_err(io)?;
     Ok(fd_lock::RwLock::new(f))
 }
 

@@ -36,8 +36,8 @@ pub fn open(dir: &Path) -> Result<Connection> {
         ),
     };
     sluice_state::files::private_dir(dir).map_err(io)?;
-    sluice_state::files::private_file(&path).map_err(io)?;
     let conn = Connection::open(&path).map_err(wrap)?;
+    sluice_state::files::tighten_db(&path).map_err(io)?;
     conn.execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;")
         .map_err(wrap)?;
     conn.execute_batch(include_str!("schema.sql")).map_err(wrap)?;
