@@ -64,3 +64,35 @@ consent_categories: [{id: C0002, name: Analytics, destinations: [out]}]
         assert!(log.contains(&format!("Analytics {round}")), "audit entry of round {round} kept: {log}");
     }
 }
+
+#[test]
+fn sluice_apply_beside_a_running_server_takes_effect_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |key: &str| {
+        format!("sources: [{{id: web, kind: events, write_key: {key}}}]\ndestinations: [{{id: out, kind: file, settings: {{path: out.jsonl}}}}]\n")
+    };
+    apply(dir.path(), &yaml("wk_old"));
+    let (mut server, url) = common::serve(dir.path());
+    let post = |key: &str| {
+        use base64::Engine;
+        let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:")));
+        match ureq::post(&format!("{url}/v1/track"))
+            .set("Authorization", &auth)
+            .send_json(json!({"userId": "u", "event": "E"}))
+        {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(s, _)) => s,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(post("wk_old"), 200);
+    apply(dir.path(), &yaml("wk_new")); // another process changes the stored workspace
+    let t = std::time::Instant::now();
+    while post("wk_new") != 200 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(20), "the applied key never started working");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(post("wk_old"), 401, "the replaced key stopped working");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

@@ -12,6 +12,7 @@ pub mod api;
 pub mod control;
 pub mod delivery;
 pub mod edge;
+pub mod follow;
 pub mod ingest;
 pub mod metrics;
 pub mod read;
@@ -136,6 +137,10 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             .name("sluice-scheduler".into())
             .spawn(move || scheduler::supervise(l, base, dir, st, m))?
     };
+    let follower = {
+        let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        std::thread::Builder::new().name("sluice-follow".into()).spawn(move || follow::supervise(l, dir, st, m))?
+    };
     let state = api::AppState {
         live: live.clone(),
         jobs,
@@ -192,6 +197,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     drop(rt);
     let _ = writer.join();
     let _ = scheduler.join();
+    let _ = follower.join();
     let _ = supervisor.join();
     Ok(())
 }
