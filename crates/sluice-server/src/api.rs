@@ -133,5 +133,11 @@ async fn method_not_allowed() -> Response {
 /// Answers paths no route serves in the one error shape (methods a route does not take are
 /// answered by each side's own router, inside its layers).
 pub fn with_fallbacks(app: Router) -> Router {
-    app.fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint", None) })
+    with_fallback_message(app, "no such endpoint")
+}
+
+/// [`with_fallbacks`] with its own message (the public side of a split server says where the
+/// private endpoints are).
+pub fn with_fallback_message(app: Router, message: &'static str) -> Router {
+    app.fallback(move || async move { error(StatusCode::NOT_FOUND, "not_found", message, None) })
 }

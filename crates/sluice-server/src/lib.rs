@@ -179,7 +179,14 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             Some(admin) => {
                 let health = axum::Router::new()
                     .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
-                let public_app = edge::with_body_deadline(api::with_fallbacks(public_app), &limits);
+                let public_app = edge::with_body_deadline(
+                    api::with_fallback_message(
+                        public_app,
+                        "no such endpoint on the public address (the control API, debugger, profiles, overview \
+                         and metrics are served on the private address, --admin-listen)",
+                    ),
+                    &limits,
+                );
                 let admin_app = edge::with_body_deadline(api::with_fallbacks(private_app.merge(health)), &limits);
                 tasks.push(tokio::spawn(edge::serve(public, public_app, limits, stop_rx.clone())));
                 tasks.push(tokio::spawn(edge::serve(admin, admin_app, limits, stop_rx.clone())));
