@@ -53,3 +53,14 @@ models:
     assert!(stderr.contains("stopped"), "{stderr}");
     assert!(t.elapsed() < std::time::Duration::from_secs(60), "stopped near its 1 s deadline: {:?}", t.elapsed());
 }
+
+#[test]
+fn the_debugger_names_an_unknown_source() {
+    let dir = tempfile::tempdir().unwrap();
+    common::apply(dir.path(), "sources: [{id: web, kind: events, write_key: wk}]\n");
+    let ok = common::sluice(dir.path(), &["debugger", "web"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let out = common::sluice(dir.path(), &["debugger", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`nope` is not an event source"));
+}

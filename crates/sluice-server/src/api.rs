@@ -52,7 +52,8 @@ impl AppState {
     }
 }
 
-/// The one error shape: `{"error": {"code", "message", "field"}}`; internals never leak.
+/// The one error shape, `{"success": false, "error": {"code", "message", "field"}}`, shared with
+/// the control API's [`crate::control::ErrorBody`]; internals never leak.
 pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
     (status, Json(json!({"success": false, "error": {"code": code, "message": message, "field": field}})))
         .into_response()

@@ -40,6 +40,8 @@ pub struct ControlState {
 /// The one error shape: `{"error": {"code", "message", "field"}}`; internals never leak.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
+    /// Always `false` (the same shape as the Tracking API's errors).
+    pub success: bool,
     /// The error.
     pub error: ErrorDetail,
 }
@@ -65,6 +67,7 @@ impl ApiError {
         Self(
             status,
             ErrorBody {
+                success: false,
                 error: ErrorDetail { code: code.into(), message: message.into(), field: field.map(String::from) },
             },
         )
