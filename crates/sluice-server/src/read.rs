@@ -64,6 +64,10 @@ pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Respo
     }
 }
 
+/// The counters of the streaming overview, each per destination.
+pub const OVERVIEW_COUNTERS: [&str; 9] =
+    ["received", "routed", "withheld", "turned_off", "disabled", "delivered", "failed", "retried", "pending"];
+
 pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
     let minutes: i64 = q.get("minutes").and_then(|m| m.parse().ok()).unwrap_or(60).clamp(1, 60 * 24 * 90);
     let conn = match read_conn(&s) {
@@ -72,7 +76,20 @@ pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String,
     };
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
     match crate::store::overview(&conn, since) {
-        Ok(v) => Json(json!({"window_minutes": minutes, "destinations": v})).into_response(),
+        Ok(mut v) => {
+            // every destination of the workspace, every counter: a zero is an answer too
+            if let Some(map) = v.as_object_mut() {
+                for d in &s.live.load().destinations {
+                    let entry = map.entry(d.id.clone()).or_insert_with(|| json!({}));
+                    if let Some(e) = entry.as_object_mut() {
+                        for k in OVERVIEW_COUNTERS {
+                            e.entry(k).or_insert(json!(0));
+                        }
+                    }
+                }
+            }
+            Json(json!({"window_minutes": minutes, "destinations": v})).into_response()
+        }
         Err(e) => internal(e),
     }
 }
