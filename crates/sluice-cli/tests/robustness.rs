@@ -64,3 +64,36 @@ fn the_debugger_names_an_unknown_source() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`nope` is not an event source"));
 }
+
+/// Issue 8, finding 5: the scan of a `sluice sync` that was killed stops on the PostgreSQL server
+/// (`client_connection_check_interval`) instead of running on for nobody.
+#[test]
+fn finding_5_the_scan_of_a_killed_sync_stops_on_the_server() {
+    use sluice_testkit::{pg_url, pg_wait_running, unique_name};
+    let dir = tempfile::tempdir().unwrap();
+    let marker = unique_name("abandoned");
+    common::apply(
+        dir.path(),
+        &format!(
+            "sources: [{{id: pg, kind: postgres, url: \"{}\", tls: disable, allow_privileged_role: true}}]
+destinations: [{{id: out, kind: file, settings: {{path: out.jsonl}}}}]
+models:
+  - {{id: slow, source: pg, unique_id: id, mappings: [{{destination: out}}], sql: 'select pg_sleep(30) as {marker}, 1 as id'}}
+",
+            pg_url()
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["sync", "slow"])
+        .current_dir(dir.path())
+        .env_remove("SLUICE_STATE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = pg_wait_running(true, &marker);
+    child.kill().unwrap(); // SIGKILL: no goodbye to the server
+    child.wait().unwrap();
+    assert!(started, "the sync's scan ran on the server");
+    assert!(!pg_wait_running(false, &marker), "the server stopped the scan of the dead client");
+}

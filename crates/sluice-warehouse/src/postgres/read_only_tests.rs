@@ -170,32 +170,4 @@ fn finding_5_preview_timeout_stops_the_query_on_the_server() {
     assert_eq!(n, 1);
 }
 
-/// Env var naming the marker of [`scan_child`]'s query.
-const CHILD_MARKER: &str = "SLUICE_TEST_SCAN_CHILD_MARKER";
-
-/// Run by [`finding_5_scan_of_a_client_that_went_away_stops_on_the_server`] in a child process
-/// it then kills.
-#[test]
-#[ignore = "run as a child process by finding_5_scan_of_a_client_that_went_away_stops_on_the_server"]
-fn scan_child() {
-    let Ok(marker) = std::env::var(CHILD_MARKER) else { return };
-    let mut w = PostgresWarehouse::connect(&opts()).unwrap();
-    let sql = format!("select pg_sleep(30) as {marker}, 1 as id");
-    let _ = w.scan(&sql, "id", IdOrder::Integer, &Default::default(), &mut |_| Ok(()));
-}
-
-#[test]
-fn finding_5_scan_of_a_client_that_went_away_stops_on_the_server() {
-    let marker = unique_name("abandoned");
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["postgres::read_only_tests::scan_child", "--exact", "--ignored", "--test-threads=1"])
-        .env(CHILD_MARKER, &marker)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = pg_wait_running(true, &marker);
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(started, "the child's scan ran on the server");
-    assert!(!pg_wait_running(false, &marker), "the server stopped the scan of the dead client");
-}
+// A scan whose client process died: sluice-cli/tests/robustness.rs kills a real `sluice sync`.
