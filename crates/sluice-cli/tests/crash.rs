@@ -5,7 +5,6 @@ mod common;
 use common::apply;
 use sluice_testkit::{pg_url, unique_name, Receiver};
 use std::collections::HashMap;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ROWS: usize = 30_000;
@@ -42,14 +41,7 @@ models:
     );
     let sluice = |args: &[&str]| common::sluice(dir.path(), args);
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["sync", "big"])
-        .current_dir(dir.path())
-        .env_remove("SLUICE_STATE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_quiet(dir.path(), &["sync", "big"]);
     let t = Instant::now();
     while rx.accepted().len() < 40 {
         assert!(t.elapsed() < Duration::from_secs(60), "sync made no progress");

@@ -83,14 +83,7 @@ models:
             pg_url()
         ),
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["sync", "slow"])
-        .current_dir(dir.path())
-        .env_remove("SLUICE_STATE")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = common::spawn_quiet(dir.path(), &["sync", "slow"]);
     let started = pg_wait_running(true, &marker);
     child.kill().unwrap(); // SIGKILL: no goodbye to the server
     child.wait().unwrap();

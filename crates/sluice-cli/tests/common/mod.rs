@@ -14,6 +14,18 @@ pub fn sluice(dir: &Path, args: &[&str]) -> Output {
         .expect("run sluice")
 }
 
+/// Starts `sluice ARGS` in `dir` in the background, its output discarded (a child to kill).
+pub fn spawn_quiet(dir: &Path, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SLUICE_STATE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sluice")
+}
+
 /// Writes `sluice.yaml` in `dir` and applies it.
 pub fn apply(dir: &Path, yaml: &str) {
     std::fs::write(dir.join("sluice.yaml"), yaml).unwrap();
