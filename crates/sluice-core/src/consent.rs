@@ -6,6 +6,42 @@
 use crate::config::{DestinationKind, ModelConfig, Policy, UnmappedModels, WorkspaceFile};
 use serde_json::Value;
 
+/// The enabled categories that govern destination `dest_id`, in workspace order (R1: none means
+/// unrestricted; R12: disabled categories are ignored). The one definition Reverse ETL
+/// ([`Gate`]), event routing ([`crate::events::DestinationPlan`]) and audits share.
+pub fn required_categories<'a>(ws: &'a WorkspaceFile, dest_id: &str) -> Vec<&'a str> {
+    ws.consent_categories
+        .iter()
+        .filter(|c| c.enabled && c.destinations.iter().any(|d| d == dest_id))
+        .map(|c| c.id.as_str())
+        .collect()
+}
+
+/// [`required_categories`] of every destination at once, in time linear in the workspace:
+/// destination id -> its categories (absent: unrestricted).
+pub fn required_by_destination(ws: &WorkspaceFile) -> std::collections::HashMap<&str, Vec<&str>> {
+    let mut out: std::collections::HashMap<&str, Vec<&str>> = std::collections::HashMap::new();
+    for c in ws.consent_categories.iter().filter(|c| c.enabled) {
+        let mut seen = std::collections::HashSet::new();
+        for d in &c.destinations {
+            if seen.insert(d.as_str()) {
+                out.entry(d.as_str()).or_default().push(c.id.as_str());
+            }
+        }
+    }
+    out
+}
+
+/// R2: whether a record or event passes `policy`, given whether each required category was
+/// granted (`all`: every one; `any`: at least one). The one place the policy is decided.
+pub fn policy_passes(policy: Policy, granted: impl IntoIterator<Item = bool>) -> bool {
+    let mut granted = granted.into_iter();
+    match policy {
+        Policy::All => granted.all(|g| g),
+        Policy::Any => granted.any(|g| g),
+    }
+}
+
 /// A consent value read from a warehouse cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsentValue {
@@ -107,12 +143,7 @@ impl Gate {
         if ws.destinations.iter().any(|d| d.id == dest_id && d.kind == DestinationKind::Connections) {
             return Gate::Open(OpenReason::Connections);
         }
-        let required: Vec<&str> = ws
-            .consent_categories
-            .iter()
-            .filter(|c| c.enabled && c.destinations.iter().any(|d| d == dest_id))
-            .map(|c| c.id.as_str())
-            .collect();
+        let required = required_categories(ws, dest_id);
         if required.is_empty() {
             return Gate::Open(OpenReason::UnmappedDestination);
         }
@@ -142,10 +173,7 @@ impl Gate {
             Gate::Open(_) => Verdict::Send,
             Gate::Check { policy, required } => {
                 let granted = |r: &Requirement| r.column.is_some_and(|c| value(c).granted());
-                let pass = match policy {
-                    Policy::All => required.iter().all(granted),
-                    Policy::Any => required.iter().any(granted),
-                };
+                let pass = policy_passes(*policy, required.iter().map(granted));
                 if pass {
                     Verdict::Send
                 } else {

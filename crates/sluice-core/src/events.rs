@@ -2,6 +2,7 @@
 //! event, then decide per destination under the workspace policy and the integrations object.
 
 use crate::config::{DestinationConfig, MissingConsent, Policy, WorkspaceFile};
+use crate::consent::{policy_passes, required_by_destination, required_categories};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -98,34 +99,21 @@ impl DestinationPlan {
             enabled: dest.enabled,
             name: dest.display_name().to_string(),
             policy: ws.workspace.policy,
-            required: ws
-                .consent_categories
-                .iter()
-                .filter(|c| c.enabled && c.destinations.contains(&dest.id))
-                .map(|c| c.id.clone())
-                .collect(),
+            required: required_categories(ws, &dest.id).into_iter().map(String::from).collect(),
         }
     }
 
     /// The plans of every destination of `ws`, in order, in time linear in the workspace's size
     /// (categories are indexed by destination once, not searched per destination).
     pub fn all(ws: &WorkspaceFile) -> Vec<Self> {
-        let mut required: std::collections::HashMap<&str, Vec<String>> = std::collections::HashMap::new();
-        for c in ws.consent_categories.iter().filter(|c| c.enabled) {
-            let mut seen = std::collections::HashSet::new();
-            for d in &c.destinations {
-                if seen.insert(d.as_str()) {
-                    required.entry(d.as_str()).or_default().push(c.id.clone());
-                }
-            }
-        }
+        let mut required = required_by_destination(ws);
         ws.destinations
             .iter()
             .map(|d| Self {
                 enabled: d.enabled,
                 name: d.display_name().to_string(),
                 policy: ws.workspace.policy,
-                required: required.remove(d.id.as_str()).unwrap_or_default(),
+                required: required.remove(d.id.as_str()).unwrap_or_default().into_iter().map(String::from).collect(),
             })
             .collect()
     }
@@ -138,10 +126,7 @@ impl DestinationPlan {
         }
         if let (EventConsent::Given(prefs), false) = (consent, self.required.is_empty()) {
             let ok = |c: &&String| prefs.get(*c).copied().unwrap_or(false);
-            let pass = match self.policy {
-                Policy::All => self.required.iter().all(|c| ok(&c)),
-                Policy::Any => self.required.iter().any(|c| ok(&c)),
-            };
+            let pass = policy_passes(self.policy, self.required.iter().map(|c| ok(&c)));
             if !pass {
                 return Route::Withheld { categories: self.required.iter().filter(|c| !ok(c)).cloned().collect() };
             }

@@ -30,13 +30,7 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
             let mapping = store.mapping_id(&m.id, &mp.destination)?;
             let order = store.mapping_id_order(mapping)?.and_then(|o| IdOrder::parse(&o)).unwrap_or(IdOrder::Text);
             let Some(key) = order.key(id) else { continue };
-            let requires: Vec<&str> = ws
-                .file
-                .consent_categories
-                .iter()
-                .filter(|c| c.enabled && c.destinations.contains(&mp.destination))
-                .map(|c| c.id.as_str())
-                .collect();
+            let requires = sluice_core::consent::required_categories(&ws.file, &mp.destination);
             let entry = store.checkpoint_entry(mapping, &key)?;
             retl.push(json!({
                 "model": m.id,
