@@ -249,8 +249,9 @@ pub fn validate(
             match dest_kind(d) {
                 None => err(format!("{at}.destinations"), format!("unknown destination `{d}`")),
                 Some(DestinationKind::Connections) => warnings.push(format!(
-                    "category {} ({}) is mapped to connections destination `{d}`: it has no effect there, \
-                     consent is stamped on the events and enforced downstream (R5)",
+                    "category {} ({}) is mapped to connections destination `{d}`: Reverse ETL does not \
+                     filter by it (consent is stamped on the events and enforced downstream, R5); streamed \
+                     events are still routed to `{d}` only with this consent",
                     c.id, c.name
                 )),
                 Some(_) => {}

@@ -160,3 +160,33 @@ fn an_anonymous_device_merged_at_login_takes_the_most_recent_consent() {
     let p: Value = serde_json::from_str(&s.get("/v1/profiles/phone").1).unwrap();
     assert_eq!((p["consent_conflict"].as_bool(), p["consent"]["ad"].as_bool()), (Some(false), Some(false)));
 }
+
+#[test]
+fn a_category_on_a_connections_destination_still_governs_streamed_events() {
+    let s = start(
+        "destinations:
+  - {id: seg, kind: connections, settings: {url: \"{URL}/down\", write_key: k, retry_initial_ms: 10, retry_max_ms: 20}}
+consent_categories: [{id: C0004, name: Advertising, destinations: [seg]}]
+",
+    );
+    let ev = |mid: &str, ad: bool| {
+        serde_json::json!({"userId": "u", "event": "E", "messageId": mid,
+            "context": {"consent": {"categoryPreferences": {"C0004": ad}}}})
+    };
+    assert_eq!(s.post("/v1/track", &ev("no", false)).0, 200);
+    assert_eq!(s.post("/v1/track", &ev("yes", true)).0, 200);
+    // forwarded messageIds are namespaced by source (web:...)
+    let t = std::time::Instant::now();
+    let ids = loop {
+        let ids: Vec<String> =
+            s.rx.items("/down/v1/batch").iter().filter_map(|e| e["messageId"].as_str().map(String::from)).collect();
+        if !ids.is_empty() || t.elapsed() > std::time::Duration::from_secs(10) {
+            break ids;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(ids, vec!["web:yes".to_string()], "only the consented event is forwarded");
+    let dbg: serde_json::Value = serde_json::from_str(&s.get("/v1/debugger/web?limit=2").1).unwrap();
+    let no = dbg["events"].as_array().unwrap().iter().find(|e| e["event"]["messageId"] == "no").unwrap();
+    assert_eq!(no["decisions"]["seg"]["route"], "withheld", "{no}");
+}
