@@ -22,7 +22,11 @@ models:
       mappings: [{{destination: ads}}, {{destination: segment, fields: {{email: email}}}}]}}",
         hook("ads")
     ));
-    assert!(ws.warnings.iter().any(|w| w.contains("Reverse ETL does not filter by it") && w.contains("segment")), "{:?}", ws.warnings);
+    assert!(
+        ws.warnings.iter().any(|w| w.contains("Reverse ETL does not filter by it") && w.contains("segment")),
+        "{:?}",
+        ws.warnings
+    );
     let r = env.sync(&ws, "people");
     assert_eq!(env.ids("/ads", "added"), ids(&["1", "3"]));
     let seg = mapping(&r, "segment");

@@ -112,11 +112,6 @@ pub struct Router {
     pub retention_secs: i64,
 }
 
-/// The routing plans of a workspace's destinations.
-pub fn plans(ws: &WorkspaceFile) -> Vec<DestinationPlan> {
-    DestinationPlan::all(ws)
-}
-
 /// A workspace's category ids, in order, with an index by id.
 #[derive(Debug, Default)]
 pub struct Categories {
@@ -155,14 +150,14 @@ fn push_decision(out: &mut String, r: &Route) {
 impl Router {
     /// A router of `ws` that follows `live`.
     pub fn new(ws: Arc<WorkspaceFile>, live: crate::Live, metrics: Arc<Metrics>, retention_secs: i64) -> Self {
-        Self { plans: plans(&ws), categories: Categories::of(&ws), ws, live, metrics, retention_secs }
+        Self { plans: DestinationPlan::all(&ws), categories: Categories::of(&ws), ws, live, metrics, retention_secs }
     }
 
     /// Follows the live workspace: plans and indexes are rebuilt only when it changed.
     fn refresh(&mut self) {
         let current = self.live.load_full();
         if !Arc::ptr_eq(&current, &self.ws) {
-            self.plans = plans(&current);
+            self.plans = DestinationPlan::all(&current);
             self.categories = Categories::of(&current);
             self.ws = current;
         }

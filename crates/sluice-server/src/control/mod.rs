@@ -131,6 +131,7 @@ impl<T: serde::de::DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> 
 }
 
 /// Who calls: from `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
 pub struct Actor {
     /// The token's name.
     pub name: String,
@@ -176,6 +177,10 @@ impl FromRequestParts<ControlState> for Actor {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ControlState) -> Result<Self, Self::Rejection> {
+        // authenticated once per request, by [`require_token`] in front of every private route
+        if let Some(actor) = parts.extensions.get::<Actor>() {
+            return Ok(actor.clone());
+        }
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
@@ -205,7 +210,10 @@ pub async fn require_token(
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     match Actor::from_request_parts(&mut parts, &s).await {
-        Ok(_) => next.run(axum::extract::Request::from_parts(parts, body)).await,
+        Ok(actor) => {
+            parts.extensions.insert(actor);
+            next.run(axum::extract::Request::from_parts(parts, body)).await
+        }
         Err(e) => e.into_response(),
     }
 }

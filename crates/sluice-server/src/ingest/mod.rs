@@ -29,7 +29,7 @@ fn write_key(headers: &HeaderMap, body: &Value) -> Option<String> {
 
 /// The request body, gunzipped when `Content-Encoding: gzip`, within `limit` bytes.
 #[allow(clippy::result_large_err)] // the error is the response itself
-fn body_bytes(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, Response> {
+fn body_bytes(headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, Response> {
     let gzip = headers
         .get(axum::http::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -37,16 +37,16 @@ fn body_bytes(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, 
     let too_large =
         || error(StatusCode::BAD_REQUEST, "body_too_large", &format!("the body exceeds {} KB", limit / 1024), None);
     if !gzip {
-        return if raw.len() > limit { Err(too_large()) } else { Ok(raw.to_vec()) };
+        return if raw.len() > limit { Err(too_large()) } else { Ok(raw) };
     }
     let mut out = Vec::new();
-    let mut dec = flate2::read::GzDecoder::new(raw).take(limit as u64 + 1);
+    let mut dec = flate2::read::GzDecoder::new(&raw[..]).take(limit as u64 + 1);
     dec.read_to_end(&mut out)
         .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_gzip", &format!("the gzip body cannot be read: {e}"), None))?;
     if out.len() > limit {
         return Err(too_large());
     }
-    Ok(out)
+    Ok(Bytes::from(out))
 }
 
 fn message_id(source: &str, e: &Value) -> String {
@@ -64,11 +64,10 @@ const INFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Handles one request; `kind` is the call of a single-event path, `None` for `/v1/batch`.
 pub async fn handle(state: AppState, kind: Option<&'static str>, headers: HeaderMap, raw: Bytes) -> Response {
     let limit = if kind.is_some() { event::MAX_EVENT_BYTES } else { event::MAX_BATCH_BYTES };
-    let bytes = match body_bytes(&headers, &raw, limit) {
+    let bytes = match body_bytes(&headers, raw, limit) {
         Ok(b) => b,
         Err(r) => return r,
     };
-    drop(raw);
     // held until the writer answered: what many clients post at once waits here, bounded
     let kb = u32::try_from(bytes.len() / 1024 + 1).unwrap_or(u32::MAX);
     let _budget = match tokio::time::timeout(INFLIGHT_WAIT, state.inflight.clone().acquire_many_owned(kb)).await {
