@@ -158,29 +158,6 @@ pub struct SourceConfig {
     pub allowed_origins: Option<Vec<String>>,
 }
 
-/// Kinds of destination.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DestinationKind {
-    /// HTTP POST of JSON batches.
-    Webhook,
-    /// JSON Lines appended to a local file.
-    File,
-    /// Segment-spec events to a Tracking API endpoint (R5).
-    Connections,
-}
-
-impl DestinationKind {
-    /// The name used in the workspace file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Webhook => "webhook",
-            Self::File => "file",
-            Self::Connections => "connections",
-        }
-    }
-}
-
 /// A destination.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -190,8 +167,9 @@ pub struct DestinationConfig {
     /// Display name; the integrations object matches it exactly. Defaults to the id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// `webhook`, `file` or `connections`.
-    pub kind: DestinationKind,
+    /// The destination kind (`webhook`, `file`, `connections`, ...): one of the kinds the
+    /// destinations registry lists, checked by validation.
+    pub kind: String,
     /// A disabled destination never syncs and its checkpoints do not move (R12).
     #[serde(default = "yes")]
     pub enabled: bool,

@@ -3,7 +3,8 @@
 //! A [`Gate`] is computed once per (model, destination) from the workspace; then
 //! [`Gate::decide`] runs for every row with no allocation on the send path.
 
-use crate::config::{DestinationKind, ModelConfig, Policy, UnmappedModels, WorkspaceFile};
+use crate::catalog::{Catalog, ConsentMode};
+use crate::config::{ModelConfig, Policy, UnmappedModels, WorkspaceFile};
 use serde_json::Value;
 
 /// The enabled categories that govern destination `dest_id`, in workspace order (R1: none means
@@ -40,6 +41,17 @@ pub fn policy_passes(policy: Policy, granted: impl IntoIterator<Item = bool>) ->
         Policy::All => granted.all(|g| g),
         Policy::Any => granted.any(|g| g),
     }
+}
+
+/// R5, decided here only: whether Reverse ETL stamps each record's consent on what it sends to
+/// destination `dest_id` instead of filtering (its kind says so, e.g. `connections`). Streamed
+/// events are routed by consent whatever the kind: the stamp is for records only.
+pub fn stamps_consent(ws: &WorkspaceFile, catalog: &dyn Catalog, dest_id: &str) -> bool {
+    ws.destinations
+        .iter()
+        .find(|d| d.id == dest_id)
+        .and_then(|d| catalog.kind(&d.kind))
+        .is_some_and(|k| k.consent == ConsentMode::Stamps)
 }
 
 /// A consent value read from a warehouse cell.
@@ -104,8 +116,8 @@ pub enum OpenReason {
     UnmappedDestination,
     /// R4: the model maps no consent column (and `unmapped_models: allow`).
     UnmappedModel,
-    /// R5: a connections destination stamps consent instead of filtering.
-    Connections,
+    /// R5: the destination's kind stamps consent instead of filtering (e.g. `connections`).
+    Stamps,
 }
 
 /// The consent check for one (model, destination).
@@ -136,12 +148,13 @@ impl Gate {
     /// of the model to its index (the engine resolves names against the real columns).
     pub fn build(
         ws: &WorkspaceFile,
+        catalog: &dyn Catalog,
         model: &ModelConfig,
         dest_id: &str,
         column_of: &dyn Fn(&str) -> Option<usize>,
     ) -> Gate {
-        if ws.destinations.iter().any(|d| d.id == dest_id && d.kind == DestinationKind::Connections) {
-            return Gate::Open(OpenReason::Connections);
+        if stamps_consent(ws, catalog, dest_id) {
+            return Gate::Open(OpenReason::Stamps);
         }
         let required = required_categories(ws, dest_id);
         if required.is_empty() {

@@ -4,6 +4,7 @@
 //! record and a destination, whether consent lets the record through (SPEC.md §2, R1–R5, R12).
 //! No function in this crate performs I/O, so the rules can be tested exhaustively.
 
+pub mod catalog;
 pub mod config;
 pub mod consent;
 pub mod env;
@@ -13,6 +14,7 @@ pub mod redact;
 pub mod schedule;
 pub mod validate;
 
+pub use catalog::{Catalog, ConsentMode, KindInfo};
 pub use config::*;
 pub use consent::{parse_consent, ConsentValue, Gate, Verdict};
 pub use redact::{is_address_setting, is_secret_setting, redact_url, redact_urls_in, url_has_credentials};

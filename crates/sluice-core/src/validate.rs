@@ -1,5 +1,6 @@
 //! Validation of a workspace file without I/O. Every error names the entry at fault.
 
+use crate::catalog::{Catalog, ConsentMode};
 use crate::config::*;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -140,12 +141,9 @@ fn label(kind: &str, i: usize, id: &str) -> String {
     }
 }
 
-/// Checks every rule that needs no I/O. `settings_check` validates a destination's settings
-/// for its kind (provided by the destinations crate, so this crate stays free of them).
-pub fn validate(
-    file: WorkspaceFile,
-    settings_check: &dyn Fn(&DestinationConfig) -> Result<(), ConfigError>,
-) -> Result<Validated, ConfigErrors> {
+/// Checks every rule that needs no I/O. `catalog` knows the destination kinds and checks each
+/// one's settings (the destinations crate's registry, so this crate stays free of them).
+pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated, ConfigErrors> {
     let mut errs = Vec::new();
     let mut warnings = Vec::new();
     let mut err = |at: String, m: String| errs.push(ConfigError::new(at, m));
@@ -222,12 +220,18 @@ pub fn validate(
         if !dest_names.insert(d.display_name()) {
             err(format!("{at}.name"), format!("duplicate destination name `{}`", d.display_name()));
         }
-        if let Err(e) = settings_check(d) {
+        if catalog.kind(&d.kind).is_none() {
+            err(
+                format!("{at}.kind"),
+                format!("unknown destination kind `{}` (known: {})", d.kind.escape_debug(), catalog.kinds().join(", ")),
+            );
+        } else if let Err(e) = catalog.check_settings(d) {
             let field = if e.at.is_empty() { format!("{at}.settings") } else { format!("{at}.settings.{}", e.at) };
             err(field, e.message);
         }
     }
-    let dest_kind = |id: &str| file.destinations.iter().find(|d| d.id == id).map(|d| d.kind);
+    // None: no such destination; Some(None): a destination of an unknown kind
+    let dest_kind = |id: &str| file.destinations.iter().find(|d| d.id == id).map(|d| catalog.kind(&d.kind));
 
     let mut cat_ids = HashSet::new();
     let mut cat_names = HashSet::new();
@@ -248,11 +252,11 @@ pub fn validate(
         for d in &c.destinations {
             match dest_kind(d) {
                 None => err(format!("{at}.destinations"), format!("unknown destination `{d}`")),
-                Some(DestinationKind::Connections) => warnings.push(format!(
-                    "category {} ({}) is mapped to connections destination `{d}`: Reverse ETL does not \
+                Some(Some(k)) if k.consent == ConsentMode::Stamps => warnings.push(format!(
+                    "category {} ({}) is mapped to {} destination `{d}`: Reverse ETL does not \
                      filter by it (consent is stamped on the events and enforced downstream, R5); streamed \
                      events are still routed to `{d}` only with this consent",
-                    c.id, c.name
+                    c.id, c.name, k.name
                 )),
                 Some(_) => {}
             }
@@ -315,12 +319,16 @@ pub fn validate(
             if !seen.insert(mp.destination.as_str()) {
                 err(format!("{mat}.destination"), format!("model already has a mapping to `{}`", mp.destination));
             }
-            if dest_kind(&mp.destination) == Some(DestinationKind::Connections) && mp.on.contains(&Change::Deleted) {
-                warnings.push(format!(
-                    "model `{}` -> `{}`: deleted records are not sent to a connections destination \
-                     (the Tracking API has no delete call)",
-                    m.id, mp.destination
-                ));
+            if let Some(Some(k)) = dest_kind(&mp.destination) {
+                for change in mp.on.iter().filter(|c| !k.changes.contains(c)) {
+                    warnings.push(format!(
+                        "model `{}` -> `{}`: {} records are not sent to a {} destination (it has no call for them)",
+                        m.id,
+                        mp.destination,
+                        change.as_str(),
+                        k.name
+                    ));
+                }
             }
             if mp.on.is_empty() {
                 err(format!("{mat}.on"), "must list at least one of added, updated, deleted".into());
@@ -370,12 +378,12 @@ mod origin_tests {
         let yaml = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"https://ok.example\", \"https://shop.example/\"]},
   {id: dwh, kind: sqlite, path: w.db, allowed_origins: []}]";
         let file = crate::WorkspaceFile::from_yaml(yaml).unwrap();
-        let errs = super::validate(file, &|_| Ok(())).unwrap_err().0;
+        let errs = super::validate(file, &crate::catalog::TestCatalog).unwrap_err().0;
         let at: Vec<&str> = errs.iter().map(|e| e.at.as_str()).collect();
         assert_eq!(at, ["sources[0] (web).allowed_origins[1]", "sources[1] (dwh).allowed_origins"], "{errs:?}");
         assert!(errs[0].message.contains("`https://shop.example/`"), "{errs:?}");
         let ok = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"http://127.0.0.1:8080\"]}]";
-        let v = super::validate(crate::WorkspaceFile::from_yaml(ok).unwrap(), &|_| Ok(())).unwrap();
+        let v = super::validate(crate::WorkspaceFile::from_yaml(ok).unwrap(), &crate::catalog::TestCatalog).unwrap();
         assert_eq!(v.file.sources[0].allowed_origins.as_deref(), Some(&["http://127.0.0.1:8080".to_string()][..]));
     }
 }

@@ -86,7 +86,7 @@ proptest! {
         timeout in prop_oneof![any::<u64>(), Just(u64::MAX), Just(0u64), Just(30u64)],
     ) {
         let f = workspace(ids, schedule.clone(), fraction, timeout);
-        match validate(f.clone(), &|_| Ok(())) {
+        match validate(f.clone(), &sluice_core::catalog::TestCatalog) {
             Ok(v) => {
                 // what passes is safe: ids of the safe alphabet, finite fractions, bounded intervals
                 for id in [&v.file.sources[0].id, &v.file.destinations[0].id, &v.file.models[0].id] {

@@ -11,7 +11,7 @@ pub mod registry;
 pub mod webhook;
 
 pub use error::{DeliveryError, ErrorClass, RetryPolicy};
-pub use registry::{build, validate_settings, BuildContext};
+pub use registry::{build, BuildContext, Registration, KINDS, REGISTRY};
 
 use serde::Serialize;
 use sluice_core::Change;

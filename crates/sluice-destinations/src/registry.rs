@@ -1,7 +1,10 @@
-//! The one explicit list of destination kinds.
+//! The one explicit list of destination kinds ([`KINDS`]). Each kind's folder declares its
+//! [`Registration`]: its capabilities ([`KindInfo`]: consent filtered or stamped, supported
+//! changes, credentials), how its settings are checked, and how it is built. Adding a kind is a
+//! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
 use crate::{connections, file, webhook, Destination};
-use sluice_core::{ConfigError, DestinationConfig, DestinationKind};
+use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;
 
 /// What a destination needs to know beyond its own settings.
@@ -13,24 +16,57 @@ pub struct BuildContext {
     pub mapping_key: String,
 }
 
-/// Validates a destination's settings for its kind, without I/O.
-pub fn validate_settings(d: &DestinationConfig) -> Result<(), ConfigError> {
-    match d.kind {
-        DestinationKind::Webhook => webhook::WebhookConfig::parse(&d.settings).map(|_| ()),
-        DestinationKind::File => file::FileConfig::parse(&d.settings).map(|_| ()),
-        DestinationKind::Connections => connections::ConnectionsConfig::parse(&d.settings).map(|_| ()),
+/// A destination kind as its folder declares it.
+pub struct Registration {
+    /// Its name and capabilities.
+    pub info: KindInfo,
+    /// Checks its settings without I/O, naming the setting at fault.
+    pub check: fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), ConfigError>,
+    /// Builds it, ready to deliver.
+    pub build: fn(&DestinationConfig, &BuildContext) -> Result<Box<dyn Destination>, ConfigError>,
+}
+
+/// Every destination kind, in the order `sluice` lists them.
+pub static KINDS: &[&Registration] = &[&webhook::KIND, &file::KIND, &connections::KIND];
+
+/// The registry as the core sees it.
+pub struct Registry;
+
+/// The registry.
+pub static REGISTRY: Registry = Registry;
+
+impl Registry {
+    fn get(&self, name: &str) -> Option<&'static Registration> {
+        KINDS.iter().copied().find(|r| r.info.name == name)
+    }
+}
+
+impl Catalog for Registry {
+    fn kind(&self, name: &str) -> Option<&KindInfo> {
+        self.get(name).map(|r| &r.info)
+    }
+
+    fn kinds(&self) -> Vec<&'static str> {
+        KINDS.iter().map(|r| r.info.name).collect()
+    }
+
+    fn check_settings(&self, d: &DestinationConfig) -> Result<(), ConfigError> {
+        match self.get(&d.kind) {
+            Some(r) => (r.check)(&d.settings),
+            None => Err(ConfigError::new("", format!("unknown destination kind `{}`", d.kind.escape_debug()))),
+        }
     }
 }
 
 /// Builds a destination ready to deliver.
 pub fn build(d: &DestinationConfig, ctx: &BuildContext) -> Result<Box<dyn Destination>, ConfigError> {
-    Ok(match d.kind {
-        DestinationKind::Webhook => {
-            Box::new(webhook::WebhookSink::new(webhook::WebhookConfig::parse(&d.settings)?, ctx))
-        }
-        DestinationKind::File => Box::new(file::FileSink::new(file::FileConfig::parse(&d.settings)?, ctx)),
-        DestinationKind::Connections => {
-            Box::new(connections::ConnectionsSink::new(connections::ConnectionsConfig::parse(&d.settings)?, ctx))
-        }
-    })
+    match REGISTRY.get(&d.kind) {
+        Some(r) => (r.build)(d, ctx),
+        None => Err(ConfigError::new("kind", format!("unknown destination kind `{}`", d.kind.escape_debug()))),
+    }
+}
+
+/// The capabilities of `d`'s kind (`None`: a kind this build does not know).
+pub fn info(kind: &str) -> Option<&'static KindInfo> {
+    REGISTRY.get(kind).map(|r| &r.info)
 }

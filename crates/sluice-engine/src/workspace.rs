@@ -129,7 +129,7 @@ impl Workspace {
     }
 
     fn from_file(file: WorkspaceFile, base_dir: PathBuf) -> Result<Self, WorkspaceError> {
-        let v = validate(file, &sluice_destinations::validate_settings).map_err(WorkspaceError::Invalid)?;
+        let v = validate(file, &sluice_destinations::REGISTRY).map_err(WorkspaceError::Invalid)?;
         Ok(Self { file: v.file, base_dir, warnings: v.warnings })
     }
 

@@ -10,7 +10,7 @@ fn ws(
     policy: Policy,
     unmapped: UnmappedModels,
     cats: &[(&str, bool, &[&str])],
-    dests: &[(&str, DestinationKind)],
+    dests: &[(&str, &str)],
 ) -> WorkspaceFile {
     WorkspaceFile {
         workspace: WorkspaceSettings { policy, unmapped_models: unmapped, ..Default::default() },
@@ -20,7 +20,7 @@ fn ws(
             .map(|(id, kind)| DestinationConfig {
                 id: id.to_string(),
                 name: None,
-                kind: *kind,
+                kind: kind.to_string(),
                 enabled: true,
                 settings: Default::default(),
             })
@@ -53,15 +53,16 @@ fn model(consent: &[(&str, &str)]) -> ModelConfig {
 const COLS: [&str; 3] = ["ads", "analytics", "perso"];
 
 fn decide(w: &WorkspaceFile, m: &ModelConfig, dest: &str, row: [Value; 3]) -> Verdict {
-    let gate = Gate::build(w, m, dest, &|c| COLS.iter().position(|x| *x == c));
+    let gate = Gate::build(w, &crate::catalog::TestCatalog, m, dest, &|c| COLS.iter().position(|x| *x == c));
     gate.decide(|i| parse_consent(&row[i]))
 }
 
-use DestinationKind::{Connections, Webhook};
+const CONNECTIONS: &str = "connections";
+const WEBHOOK: &str = "webhook";
 
 #[test]
 fn r1_unmapped_destination_receives_everything() {
-    let w = ws(Policy::All, UnmappedModels::Block, &[("C1", true, &["a"])], &[("a", Webhook), ("b", Webhook)]);
+    let w = ws(Policy::All, UnmappedModels::Block, &[("C1", true, &["a"])], &[("a", WEBHOOK), ("b", WEBHOOK)]);
     let m = model(&[("C1", "ads")]);
     assert_eq!(decide(&w, &m, "b", [json!(false), json!(null), json!(null)]), Verdict::Send);
     assert_eq!(decide(&w, &m, "a", [json!(false), json!(null), json!(null)]), Verdict::Withhold(vec![0]));
@@ -70,7 +71,7 @@ fn r1_unmapped_destination_receives_everything() {
 #[test]
 fn r2_all_and_any() {
     let cats: &[(&str, bool, &[&str])] = &[("C1", true, &["a"]), ("C2", true, &["a"])];
-    let dests = &[("a", Webhook)];
+    let dests = &[("a", WEBHOOK)];
     let m = model(&[("C1", "ads"), ("C2", "analytics")]);
     let all = ws(Policy::All, UnmappedModels::Allow, cats, dests);
     assert_eq!(decide(&all, &m, "a", [json!(true), json!("TRUE"), json!(null)]), Verdict::Send);
@@ -87,7 +88,7 @@ fn r3_missing_column_counts_false() {
         Policy::All,
         UnmappedModels::Allow,
         &[("C1", true, &["a"]), ("C2", true, &["b"])],
-        &[("a", Webhook), ("b", Webhook)],
+        &[("a", WEBHOOK), ("b", WEBHOOK)],
     );
     let m = model(&[("C1", "ads")]);
     assert_eq!(decide(&w, &m, "a", [json!(true), json!(true), json!(true)]), Verdict::Send);
@@ -97,10 +98,10 @@ fn r3_missing_column_counts_false() {
 #[test]
 fn r4_unmapped_model_allow_or_block() {
     let cats: &[(&str, bool, &[&str])] = &[("C1", true, &["a"])];
-    let dests = &[("a", Webhook), ("free", Webhook)];
+    let dests = &[("a", WEBHOOK), ("free", WEBHOOK)];
     let m = model(&[]);
     let allow = ws(Policy::All, UnmappedModels::Allow, cats, dests);
-    assert_eq!(Gate::build(&allow, &m, "a", &|_| None), Gate::Open(OpenReason::UnmappedModel));
+    assert_eq!(Gate::build(&allow, &crate::catalog::TestCatalog, &m, "a", &|_| None), Gate::Open(OpenReason::UnmappedModel));
     let block = ws(Policy::All, UnmappedModels::Block, cats, dests);
     assert_eq!(decide(&block, &m, "a", [json!(true), json!(true), json!(true)]), Verdict::Withhold(vec![0]));
     assert_eq!(decide(&block, &m, "free", [json!(false), json!(false), json!(false)]), Verdict::Send);
@@ -114,17 +115,17 @@ fn r4_unmapped_model_allow_or_block() {
 
 #[test]
 fn r5_connections_never_filtered() {
-    let w = ws(Policy::All, UnmappedModels::Block, &[("C1", true, &["conn"])], &[("conn", Connections)]);
+    let w = ws(Policy::All, UnmappedModels::Block, &[("C1", true, &["conn"])], &[("conn", CONNECTIONS)]);
     let m = model(&[("C1", "ads")]);
     assert_eq!(decide(&w, &m, "conn", [json!(false), json!(false), json!(false)]), Verdict::Send);
 }
 
 #[test]
 fn r12_disabled_category_ignored() {
-    let w = ws(Policy::All, UnmappedModels::Allow, &[("C1", false, &["a"]), ("C2", true, &["a"])], &[("a", Webhook)]);
+    let w = ws(Policy::All, UnmappedModels::Allow, &[("C1", false, &["a"]), ("C2", true, &["a"])], &[("a", WEBHOOK)]);
     let m = model(&[("C1", "ads"), ("C2", "analytics")]);
     assert_eq!(decide(&w, &m, "a", [json!(false), json!(true), json!(null)]), Verdict::Send);
-    let w = ws(Policy::All, UnmappedModels::Allow, &[("C1", false, &["a"])], &[("a", Webhook)]);
+    let w = ws(Policy::All, UnmappedModels::Allow, &[("C1", false, &["a"])], &[("a", WEBHOOK)]);
     assert_eq!(decide(&w, &m, "a", [json!(false), json!(false), json!(false)]), Verdict::Send, "all disabled → R1");
 }
 
@@ -222,7 +223,7 @@ proptest! {
             },
             destinations: (0..ndest).map(|d| DestinationConfig {
                 id: format!("d{d}"), name: None,
-                kind: if connections[d] { Connections } else { Webhook },
+                kind: if connections[d] { CONNECTIONS } else { WEBHOOK }.into(),
                 enabled: true, settings: Default::default(),
             }).collect(),
             consent_categories: cats.iter().map(|(id, en, ds)| CategoryConfig {
@@ -238,7 +239,7 @@ proptest! {
             schedule: None,
         };
         for d in 0..ndest {
-            let gate = Gate::build(&w, &m, &format!("d{d}"), &|c| c.strip_prefix("col").and_then(|n| n.parse().ok()));
+            let gate = Gate::build(&w, &crate::catalog::TestCatalog, &m, &format!("d{d}"), &|c| c.strip_prefix("col").and_then(|n| n.parse().ok()));
             for row in &rows {
                 let (send, refused) = reference(&cats, d, connections[d], &consent_map, policy, block, row);
                 let got = gate.decide(|i| parse_consent(&row[i]));

@@ -9,7 +9,7 @@ fn ws(policy: Policy, ad: &[&str], analytics: &[&str]) -> WorkspaceFile {
     let dest = |id: &str, name: &str| DestinationConfig {
         id: id.into(),
         name: Some(name.into()),
-        kind: DestinationKind::Webhook,
+        kind: "webhook".into(),
         enabled: true,
         settings: Default::default(),
     };
@@ -169,11 +169,11 @@ fn r8_all_false_and_names_are_case_sensitive() {
 
 #[test]
 fn finding_17_plans_of_all_destinations_match_one_by_one_plans() {
-    use crate::config::{CategoryConfig, DestinationConfig, DestinationKind, WorkspaceFile};
+    use crate::config::{CategoryConfig, DestinationConfig, WorkspaceFile};
     let dest = |id: &str, enabled: bool| DestinationConfig {
         id: id.into(),
         name: None,
-        kind: DestinationKind::Webhook,
+        kind: "webhook".into(),
         enabled,
         settings: Default::default(),
     };

@@ -9,5 +9,24 @@ mod sink;
 pub use config::{ConnectionsConfig, EventType};
 pub use sink::ConnectionsSink;
 
+use sluice_core::{Change, ConsentMode, KindInfo};
+
+/// The `connections` kind in the registry: it stamps consent (R5), and the Tracking API has no
+/// delete call.
+pub const KIND: crate::Registration = crate::Registration {
+    info: KindInfo {
+        name: "connections",
+        consent: ConsentMode::Stamps,
+        changes: &[Change::Added, Change::Updated],
+        events: true,
+        deletes_person: false,
+        secret_settings: &["write_key"],
+        url_settings: &["url"],
+        address_settings: &[],
+    },
+    check: |s| ConnectionsConfig::parse(s).map(|_| ()),
+    build: |d, ctx| Ok(Box::new(ConnectionsSink::new(ConnectionsConfig::parse(&d.settings)?, ctx))),
+};
+
 #[cfg(test)]
 mod tests;

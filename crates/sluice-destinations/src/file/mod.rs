@@ -92,6 +92,22 @@ pub fn resolve(base_dir: &Path, path: &str) -> Result<PathBuf, DeliveryError> {
     Ok(target)
 }
 
+/// The `file` kind in the registry.
+pub const KIND: crate::Registration = crate::Registration {
+    info: sluice_core::KindInfo {
+        name: "file",
+        consent: sluice_core::ConsentMode::Filters,
+        changes: &[sluice_core::Change::Added, sluice_core::Change::Updated, sluice_core::Change::Deleted],
+        events: true,
+        deletes_person: false,
+        secret_settings: &[],
+        url_settings: &[],
+        address_settings: &["path"],
+    },
+    check: |s| FileConfig::parse(s).map(|_| ()),
+    build: |d, ctx| Ok(Box::new(FileSink::new(FileConfig::parse(&d.settings)?, ctx))),
+};
+
 /// Settings of a `file` destination.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,7 @@ use crate::workspace::{model_column_errors, Workspace};
 use mapping::{Limits, MappingRun, MappingSetup};
 use payload::Projections;
 use rows::Rows;
-use sluice_core::{ConfigErrors, DestinationKind, Gate, ModelConfig};
+use sluice_core::{ConfigErrors, Gate, ModelConfig};
 use sluice_destinations::BuildContext;
 use sluice_state::{StateError, StateStore};
 use sluice_warehouse::{resolve_column, IdOrder, Row, ScanNeeds, WarehouseError};
@@ -110,7 +110,7 @@ fn rule_text(gate: &Gate) -> String {
         Gate::Open(UnmappedModel) => {
             "R4: the model maps no consent column; NOT enforced (set unmapped_models: block to fail closed)".into()
         }
-        Gate::Open(Connections) => "R5: connections destination; consent stamped on events, enforced downstream".into(),
+        Gate::Open(Stamps) => "R5: connections destination; consent stamped on events, enforced downstream".into(),
         Gate::Check { policy, required } => {
             let cats: Vec<String> = required
                 .iter()
@@ -160,7 +160,7 @@ fn prepare(
     let mut out = Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![] };
     for mp in &model.mappings {
         let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
-        let gate = Gate::build(&ws.file, model, &dest.id, &column_of);
+        let gate = Gate::build(&ws.file, &sluice_destinations::REGISTRY, model, &dest.id, &column_of);
         let report = MappingReport {
             destination: dest.id.clone(),
             destination_name: dest.display_name().to_string(),
@@ -180,9 +180,11 @@ fn prepare(
             mp.fields.iter().filter_map(|(f, c)| column_of(c).map(|i| (f.clone(), i))).collect()
         };
         let mut on = mp.on.clone();
-        let stamp = if dest.kind == DestinationKind::Connections {
-            // the Tracking API has no delete call: deleted records are not sent there
-            on.retain(|c| *c != sluice_core::Change::Deleted);
+        // a change the destination has no call for (e.g. `deleted` on the Tracking API) is not sent
+        if let Some(k) = sluice_destinations::registry::info(&dest.kind) {
+            on.retain(|c| k.changes.contains(c));
+        }
+        let stamp = if sluice_core::consent::stamps_consent(&ws.file, &sluice_destinations::REGISTRY, &dest.id) {
             model.consent.iter().filter_map(|(cat, c)| column_of(c).map(|i| (cat.clone(), i))).collect()
         } else {
             vec![]

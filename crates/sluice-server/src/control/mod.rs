@@ -284,7 +284,7 @@ impl ControlState {
         actor.may_change(&old.file, &file)?;
         let new = Workspace { file, base_dir: (*self.base_dir).clone(), warnings: vec![] };
         let validated =
-            sluice_core::validate(new.file.clone(), &sluice_destinations::validate_settings).map_err(|e| {
+            sluice_core::validate(new.file.clone(), &sluice_destinations::REGISTRY).map_err(|e| {
                 let first = e.0.first();
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string(), first.map(|c| c.at.as_str()))
             })?;

@@ -10,7 +10,7 @@
 //! what nothing uses.
 
 use serde_json::Value;
-use sluice_core::{DestinationKind, WorkspaceFile};
+use sluice_core::WorkspaceFile;
 use std::collections::BTreeSet;
 
 /// A change only owners may make.
@@ -42,7 +42,12 @@ fn governed(old: &WorkspaceFile, new: &WorkspaceFile) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for ws in [old, new] {
         out.extend(ws.consent_categories.iter().flat_map(|c| c.destinations.iter().cloned()));
-        out.extend(ws.destinations.iter().filter(|d| d.kind == DestinationKind::Connections).map(|d| d.id.clone()));
+        out.extend(
+            ws.destinations
+                .iter()
+                .filter(|d| sluice_core::consent::stamps_consent(ws, &sluice_destinations::REGISTRY, &d.id))
+                .map(|d| d.id.clone()),
+        );
     }
     out
 }

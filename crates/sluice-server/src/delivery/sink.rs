@@ -2,7 +2,7 @@
 //! which forwards to another Tracking API) or a file.
 
 use serde_json::Value;
-use sluice_core::{ConfigError, DestinationConfig, DestinationKind};
+use sluice_core::{ConfigError, DestinationConfig};
 use sluice_destinations::http::Transport;
 use sluice_destinations::{DeliveryError, RetryPolicy};
 use std::io::Write;
@@ -40,8 +40,8 @@ pub(crate) enum Sink {
 impl Sink {
     /// The sink of a destination, or why its settings are unusable.
     pub(crate) fn new(d: &DestinationConfig, base: &Path) -> Result<Self, ConfigError> {
-        match d.kind {
-            DestinationKind::Webhook => {
+        match d.kind.as_str() {
+            "webhook" => {
                 let c = sluice_destinations::webhook::WebhookConfig::parse(&d.settings)?;
                 let transport = Transport::new(&c.http.unwrap_or_default());
                 Ok(Sink::Http {
@@ -52,11 +52,11 @@ impl Sink {
                     forward: false,
                 })
             }
-            DestinationKind::File => {
+            "file" => {
                 let c = sluice_destinations::file::FileConfig::parse(&d.settings)?;
                 Ok(Sink::File { base: base.to_path_buf(), path: c.path })
             }
-            DestinationKind::Connections => {
+            "connections" => {
                 // forward events to another Tracking API endpoint
                 use base64::Engine;
                 let c = sluice_destinations::connections::ConnectionsConfig::parse(&d.settings)?;
@@ -69,6 +69,7 @@ impl Sink {
                     forward: true,
                 })
             }
+            other => Err(ConfigError::new("kind", format!("unknown destination kind `{other}`"))),
         }
     }
 
