@@ -2,12 +2,15 @@
 //! model: extract (sorted by id) → diff against each mapping's checkpoint → consent gate →
 //! deliver in batches → move the checkpoint only for what was delivered, withheld or rejected.
 
+pub mod change;
 pub mod plan;
+pub mod roles;
 pub mod report;
 pub mod sync;
 pub mod telemetry;
 pub mod workspace;
 
+pub use change::{apply, Actor, Applied, ApplyOptions, ChangeError, ColumnCheck};
 pub use report::{MappingReport, RunReport};
 pub use sync::{sync_model, SyncError};
 pub use workspace::{Workspace, WorkspaceError};

@@ -199,25 +199,7 @@ impl Workspace {
     /// Checks every model against its warehouse: the SQL runs, and the unique id, consent and
     /// field columns exist. Errors name the model and field at fault.
     pub fn check_models(&self) -> Result<Vec<String>, ConfigErrors> {
-        let mut errs = Vec::new();
-        let mut warnings = Vec::new();
-        for (i, m) in self.file.models.iter().enumerate() {
-            let at = format!("models[{i}] ({})", m.id);
-            match self.warehouse(&m.source).and_then(|mut w| {
-                warnings.extend(w.warnings().into_iter().map(|x| format!("source `{}`: {x}", m.source)));
-                w.columns(&m.sql)
-            }) {
-                Err(e) => errs.push(ConfigError::new(format!("{at}.sql"), e.to_string())),
-                Ok(cols) => errs.extend(model_column_errors(&at, m, &cols)),
-            }
-        }
-        warnings.sort();
-        warnings.dedup();
-        if errs.is_empty() {
-            Ok(warnings)
-        } else {
-            Err(ConfigErrors(errs))
-        }
+        crate::change::check_models(self, &(0..self.file.models.len()).collect::<Vec<_>>())
     }
 }
 

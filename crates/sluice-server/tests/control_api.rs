@@ -211,6 +211,18 @@ fn sources_destinations_and_models_are_written_through_the_api() {
     let mut with_consent = model.clone();
     with_consent["consent"] = json!({"C0004": "ads"});
     assert_eq!(call(&s, "PUT", "/api/v1/models/p", Some(&member), Some(with_consent.clone())).0, 403);
+    // the one change path checks models against the warehouse's real columns, as `apply` does:
+    // a consent mapping to a column the SQL does not return is refused, naming it (it was stored)
+    let mut wrong = with_consent.clone();
+    wrong["consent"] = json!({"C0004": "ads_opt_in"});
+    let (st, b) = call(&s, "PUT", "/api/v1/models/p", Some(&owner), Some(wrong));
+    assert_eq!((st, b["error"]["field"].as_str()), (422, Some("models[0] (p).consent.C0004")), "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("ads_opt_in"), "{b}");
+    let mut bad_sql = model.clone();
+    bad_sql["sql"] = json!("select * from no_such_table");
+    let (st, b) = call(&s, "PUT", "/api/v1/models/p", Some(&member), Some(bad_sql));
+    assert_eq!((st, b["error"]["field"].as_str()), (422, Some("models[0] (p).sql")), "{b}");
+    assert_eq!(call(&s, "GET", "/api/v1/models/p", Some(&member), None).1["sql"], json!("select * from p"));
     assert_eq!(call(&s, "PUT", "/api/v1/models/p", Some(&owner), Some(with_consent)).0, 200);
     // sync through the API: the stored header secret is used
     assert_eq!(call(&s, "POST", "/api/v1/models/p/syncs", Some(&member), None).0, 202);

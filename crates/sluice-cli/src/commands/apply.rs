@@ -1,5 +1,5 @@
 use super::print_json;
-use sluice_engine::{plan::plan, Workspace};
+use sluice_engine::{ApplyOptions, ColumnCheck, Workspace};
 use sluice_state::StateStore;
 use std::path::Path;
 use std::process::ExitCode;
@@ -29,24 +29,25 @@ pub fn export(state: &Path, file: Option<&Path>, reveal: bool) -> anyhow::Result
 }
 
 pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let mut ws = Workspace::from_path(file)?;
-    let connection_warnings = ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
-    ws.warnings.extend(connection_warnings);
+    let ws = Workspace::from_path(file)?;
     let mut store = StateStore::open(state)?;
-    // nothing applied yet is fine; a stored workspace that cannot be read (wrong secret key) is not
-    let old = match Workspace::load(&store) {
-        Ok(w) => Some(w),
-        Err(sluice_engine::WorkspaceError::NotApplied) => None,
-        Err(e) => return Err(e.into()),
+    // whoever can run the CLI on the state folder owns it: the audit log names them
+    let actor = sluice_engine::Actor {
+        name: std::env::var("SLUICE_ACTOR")
+            .or_else(|_| std::env::var("USER").map(|u| format!("cli:{u}")))
+            .unwrap_or_else(|_| "cli".into()),
+        role: sluice_state::Role::Owner,
     };
-    let items = plan(old.as_ref().map(|w| &w.file), &ws.file);
+    let options = ApplyOptions { columns: ColumnCheck::All, dry_run };
+    let applied = sluice_engine::apply(&mut store, ws.file, ws.base_dir, &actor, options)?;
+    let items = &applied.plan;
     if json {
-        print_json(&serde_json::json!({"plan": items, "warnings": ws.warnings, "applied": !dry_run}));
+        print_json(&serde_json::json!({"plan": items, "warnings": applied.warnings, "applied": !dry_run}));
     } else {
         if items.is_empty() {
             outln!("No changes: the workspace is up to date.");
         }
-        for i in &items {
+        for i in items {
             let sign = match i.action {
                 "create" => "+",
                 "change" => "~",
@@ -55,34 +56,12 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
             let fields = if i.fields.is_empty() { String::new() } else { format!(" ({})", i.fields.join(", ")) };
             outln!("  {sign} {} {} {}{fields}", i.action, i.kind.replace('_', " "), i.id);
         }
-        for w in &ws.warnings {
+        for w in &applied.warnings {
             outln!("warning: {w}");
         }
         if dry_run {
             outln!("Dry run: nothing applied.");
-        }
-    }
-    if !dry_run {
-        let now = chrono::Utc::now().to_rfc3339();
-        store.save_workspace(&ws.to_stored(now.clone(), &store)?)?;
-        let actor = std::env::var("SLUICE_ACTOR")
-            .or_else(|_| std::env::var("USER").map(|u| format!("cli:{u}")))
-            .unwrap_or_else(|_| "cli".into());
-        let entries: Vec<sluice_state::AuditEntry> = items
-            .iter()
-            .map(|i| sluice_state::AuditEntry {
-                id: 0,
-                at: now.clone(),
-                actor: actor.clone(),
-                action: i.action.into(),
-                kind: i.kind.into(),
-                entity: i.id.clone(),
-                before: i.before.clone(),
-                after: i.after.clone(),
-            })
-            .collect();
-        store.append_audit(&entries)?;
-        if !json {
+        } else {
             outln!("Applied {} ({} change{}).", file.display(), items.len(), if items.len() == 1 { "" } else { "s" });
         }
     }

@@ -140,9 +140,11 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
     }
     let state = state.map(Path::to_path_buf).unwrap_or_else(|| dir.join(".sluice"));
     let ws = Workspace::from_path(&file)?;
-    ws.check_models().map_err(|e| anyhow::anyhow!("invalid workspace:\n{e}"))?;
     let mut store = StateStore::open(&state)?;
-    store.save_workspace(&ws.to_stored(chrono::Utc::now().to_rfc3339(), &store)?)?;
+    // the same change path as `sluice apply`: checked, sealed, stored and audited
+    let actor = sluice_engine::Actor { name: "cli:quickstart".into(), role: sluice_state::Role::Owner };
+    let options = sluice_engine::ApplyOptions { columns: sluice_engine::ColumnCheck::All, dry_run: false };
+    let ws = sluice_engine::apply(&mut store, ws.file, ws.base_dir, &actor, options)?.workspace;
     let mut reports = Vec::new();
     for m in &ws.file.models {
         let mut progress = Progress::new(&m.id);

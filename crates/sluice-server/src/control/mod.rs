@@ -5,7 +5,6 @@
 
 mod categories;
 mod resources;
-pub mod roles;
 mod tokens;
 mod writes;
 
@@ -71,6 +70,23 @@ impl ApiError {
                 error: ErrorDetail { code: code.into(), message: message.into(), field: field.map(String::from) },
             },
         )
+    }
+
+    /// A refused change: 422 naming the first field at fault, 403 naming what only owners may
+    /// change; anything else is internal.
+    pub(crate) fn from_change(e: sluice_engine::ChangeError) -> Self {
+        use sluice_engine::ChangeError;
+        match &e {
+            ChangeError::Invalid(errs) => {
+                let first = errs.0.first().map(|c| c.at.as_str());
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", errs.to_string(), first)
+            }
+            ChangeError::Forbidden(refused) => {
+                let field = refused.first().map(|c| c.field.as_str());
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string(), field)
+            }
+            ChangeError::Workspace(w) => Self::internal(w),
+        }
     }
 
     pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
@@ -151,25 +167,6 @@ impl Actor {
                 None,
             )),
         }
-    }
-}
-
-impl Actor {
-    /// Refuses a member's change that contains owner-only changes ([`roles::owner_only_changes`]),
-    /// naming them.
-    pub fn may_change(&self, old: &WorkspaceFile, new: &WorkspaceFile) -> Result<(), ApiError> {
-        if self.role == Role::Owner {
-            return Ok(());
-        }
-        let refused = roles::owner_only_changes(old, new);
-        let Some(first) = refused.first() else { return Ok(()) };
-        let what: Vec<&str> = refused.iter().map(|c| c.what.as_str()).collect();
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("only owners may make changes that can widen who receives personal data: {}", what.join("; ")),
-            Some(&first.field),
-        ))
     }
 }
 
@@ -271,6 +268,9 @@ impl ControlState {
         tokio::task::spawn_blocking(move || s.change_now(&actor, change)).await.map_err(ApiError::internal)?
     }
 
+    /// The change path of the API: `change` edits a copy of the stored workspace, then
+    /// [`sluice_engine::apply`] validates it, checks changed models against their warehouse,
+    /// authorizes it for the actor's role, seals, stores and audits it; then it goes live.
     pub(crate) fn change_now(
         &self,
         actor: &Actor,
@@ -279,34 +279,13 @@ impl ControlState {
         let _one_at_a_time = self.write.lock();
         let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
         let old = Workspace::load(&store).map_err(ApiError::internal)?;
-        let mut file = old.file.clone();
+        let mut file = old.file;
         change(&mut file)?;
-        actor.may_change(&old.file, &file)?;
-        let new = Workspace { file, base_dir: (*self.base_dir).clone(), warnings: vec![] };
-        let validated =
-            sluice_core::validate(new.file.clone(), &sluice_destinations::REGISTRY).map_err(|e| {
-                let first = e.0.first();
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string(), first.map(|c| c.at.as_str()))
-            })?;
-        let now = chrono::Utc::now().to_rfc3339();
-        store
-            .save_workspace(&new.to_stored(now.clone(), &store).map_err(ApiError::internal)?)
-            .map_err(ApiError::internal)?;
-        let entries: Vec<AuditEntry> = sluice_engine::plan::plan(Some(&old.file), &new.file)
-            .into_iter()
-            .map(|i| AuditEntry {
-                id: 0,
-                at: now.clone(),
-                actor: format!("token:{}", actor.name),
-                action: i.action.into(),
-                kind: i.kind.into(),
-                entity: i.id,
-                before: i.before,
-                after: i.after,
-            })
-            .collect();
-        store.append_audit(&entries).map_err(ApiError::internal)?;
-        self.live.store(Arc::new(validated.file));
+        let who = sluice_engine::Actor { name: format!("token:{}", actor.name), role: actor.role };
+        let options = sluice_engine::ApplyOptions { columns: sluice_engine::ColumnCheck::Changed, dry_run: false };
+        let applied = sluice_engine::apply(&mut store, file, (*self.base_dir).clone(), &who, options)
+            .map_err(ApiError::from_change)?;
+        self.live.store(Arc::new(applied.workspace.file));
         Ok(())
     }
 

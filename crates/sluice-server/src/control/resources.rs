@@ -250,17 +250,7 @@ pub async fn set_consent(
     let cs = s.clone();
     let key = id.clone();
     tokio::task::spawn_blocking(move || {
-        let mut probe = cs.engine_workspace();
-        let m = probe.file.models.iter_mut().find(|m| m.id == key).ok_or_else(|| unknown_model(&key))?;
-        m.consent = body.consent.clone();
-        let at = probe.file.models.iter().position(|m| m.id == key).unwrap_or(0);
-        let model = probe.file.models[at].clone();
-        if let Ok(cols) = probe.warehouse(&model.source).and_then(|mut w| w.columns(&model.sql)) {
-            let errs = sluice_engine::workspace::model_column_errors(&format!("models[{at}] ({key})"), &model, &cols);
-            if let Some(e) = errs.first() {
-                return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e.to_string(), Some(&e.at)));
-            }
-        }
+        // the change path checks the new mapping against the warehouse's real columns
         cs.change_now(&actor, |ws| {
             let m = ws.models.iter_mut().find(|m| m.id == key).ok_or_else(|| unknown_model(&key))?;
             m.consent = body.consent;
