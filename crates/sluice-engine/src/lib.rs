@@ -5,6 +5,7 @@
 pub mod change;
 pub mod plan;
 pub mod roles;
+pub mod scheduler;
 pub mod report;
 pub mod sync;
 pub mod telemetry;

@@ -21,7 +21,7 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
             runs.iter().filter_map(|r| r.report.clone()).filter_map(|v| serde_json::from_value(v).ok()).collect();
         out.push((m.to_string(), reports));
     }
-    let next = sluice_server::scheduler::next_runs(&ws, &store);
+    let next = sluice_engine::scheduler::next_runs(&ws, &store);
     let schedule_of = |m: &str| ws.model(m).and_then(|x| x.schedule.clone()).unwrap_or_else(|| "manual".into());
     if json {
         let models: Vec<serde_json::Value> = out

@@ -126,7 +126,7 @@ fn model_json(s: &ControlState, id: &str) -> Result<Value, ApiError> {
     let m = ws.models.iter().find(|m| m.id == id).ok_or_else(|| unknown_model(id))?;
     let mut v = serde_json::to_value(m).expect("config serializes");
     let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
-    let next = crate::scheduler::next_runs(&s.engine_workspace(), &store);
+    let next = sluice_engine::scheduler::next_runs(&s.engine_workspace(), &store);
     v["next_run_at"] = next.get(id).map(|t| Value::String(t.to_rfc3339())).unwrap_or(Value::Null);
     Ok(v)
 }
