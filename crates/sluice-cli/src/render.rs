@@ -60,7 +60,7 @@ pub fn run_report(r: &RunReport, ws: &Workspace) {
     for m in &r.mappings {
         t.add_row(vec![
             Cell::new(&m.destination),
-            Cell::new(&m.status),
+            Cell::new(m.status),
             Cell::new(m.added),
             Cell::new(m.updated),
             Cell::new(m.deleted),

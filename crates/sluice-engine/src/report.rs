@@ -1,5 +1,6 @@
 //! The delivery overview of a sync run (SPEC §3 and the `sync --json` contract of §7).
 
+pub use sluice_state::RunStatus;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -30,6 +31,39 @@ pub struct FailureSamples {
     pub permanent: Vec<FailureSample>,
 }
 
+/// How one mapping's part of a run ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MappingStatus {
+    /// Everything sent was delivered (or nothing was due).
+    #[default]
+    Ok,
+    /// Part of what was sent was delivered.
+    Partial,
+    /// Nothing of what was sent was delivered.
+    Failed,
+    /// The destination is disabled: nothing was sent, its checkpoint did not move (R12).
+    Disabled,
+}
+
+impl MappingStatus {
+    /// The name shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Partial => "partial",
+            Self::Failed => "failed",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for MappingStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The overview of one mapping in one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -38,8 +72,8 @@ pub struct MappingReport {
     pub destination: String,
     /// Destination name (what the integrations object uses).
     pub destination_name: String,
-    /// `ok`, `partial`, `failed` or `disabled`.
-    pub status: String,
+    /// How it ended.
+    pub status: MappingStatus,
     /// Rows read from the model.
     pub extracted: u64,
     /// Rows rejected (null or duplicate id).
@@ -85,17 +119,16 @@ pub struct MappingReport {
 impl MappingReport {
     /// Computes `status` from the counts.
     pub fn settle_status(&mut self) {
-        if self.status == "disabled" {
+        if self.status == MappingStatus::Disabled {
             return;
         }
         self.status = if self.failed == 0 {
-            "ok"
+            MappingStatus::Ok
         } else if self.delivered == 0 {
-            "failed"
+            MappingStatus::Failed
         } else {
-            "partial"
-        }
-        .into();
+            MappingStatus::Partial
+        };
     }
 }
 
@@ -108,7 +141,7 @@ pub struct RunReport {
     /// Model id.
     pub model: String,
     /// `ok`, `partial`, `failed` (some mapping failed) or `error` (the run could not complete).
-    pub status: String,
+    pub status: RunStatus,
     /// Start (RFC 3339).
     pub started_at: String,
     /// End (RFC 3339).

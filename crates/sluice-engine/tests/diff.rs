@@ -121,7 +121,7 @@ fn retryable_failures_are_retried_next_sync_and_permanent_ones_wait_for_a_change
     let r = env.sync(&ws, "people");
     let m = mapping(&r, "crm");
     assert_eq!((m.added, m.delivered, m.failed, m.failed_permanent, m.failed_retryable), (4, 2, 2, 1, 1));
-    assert_eq!(m.status, "partial");
+    assert_eq!(m.status, sluice_engine::report::MappingStatus::Partial);
     assert_eq!(m.failure_samples.permanent[0].id, "2");
     assert!(m.failure_samples.permanent[0].error.contains("422"));
     assert_eq!(m.failure_samples.retryable[0].id, "4");

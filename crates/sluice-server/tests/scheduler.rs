@@ -32,7 +32,7 @@ models:
     let store = sluice_state::StateStore::open(&state).unwrap();
     assert_eq!(store.runs(Some("p"), 10).unwrap().len(), 1, "not again before its interval");
     assert!(store.runs(Some("q"), 10).unwrap().is_empty());
-    let next = sluice_server::scheduler::next_runs(&ws, &store);
+    let next = sluice_engine::scheduler::next_runs(&ws, &store);
     let in_secs = (next["p"] - chrono::Utc::now()).num_seconds();
     assert!((50..=60).contains(&in_secs), "next run in {in_secs} s");
     assert!(!next.contains_key("q"));

@@ -10,7 +10,7 @@ mod tokens;
 
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
-pub use runs::{RunRow, UsageRow};
+pub use runs::{RunRow, RunStatus, UsageRow};
 pub use secrets::{SecretBox, SecretError};
 pub use tokens::{Role, TokenInfo, TokenRow};
 

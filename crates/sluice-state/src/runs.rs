@@ -3,6 +3,57 @@
 use crate::{Result, StateError, StateStore};
 use rusqlite::params;
 
+/// How a sync run ended (or that it has not).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Still going (or the process died: the next run of the model marks it `interrupted`).
+    #[default]
+    Running,
+    /// Every mapping delivered everything it sent.
+    Ok,
+    /// Some mapping delivered part of what it sent.
+    Partial,
+    /// Some mapping delivered nothing of what it sent.
+    Failed,
+    /// The run could not complete (the SQL failed, the warehouse went away).
+    Error,
+    /// The process stopped before the run finished.
+    Interrupted,
+}
+
+impl RunStatus {
+    /// The name stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Ok => "ok",
+            Self::Partial => "partial",
+            Self::Failed => "failed",
+            Self::Error => "error",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// From its stored name (an unknown name reads as `error`, never as success).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "running" => Self::Running,
+            "ok" => Self::Ok,
+            "partial" => Self::Partial,
+            "failed" => Self::Failed,
+            "interrupted" => Self::Interrupted,
+            _ => Self::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A stored sync run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRow {
@@ -14,8 +65,8 @@ pub struct RunRow {
     pub started_at: String,
     /// End (RFC 3339), if finished.
     pub finished_at: Option<String>,
-    /// `running`, `ok`, `partial`, `failed` or `error`.
-    pub status: String,
+    /// How it ended.
+    pub status: RunStatus,
     /// The delivery overview (JSON).
     pub report: Option<serde_json::Value>,
 }
@@ -50,10 +101,10 @@ impl StateStore {
     }
 
     /// Records the end of a run with its overview.
-    pub fn finish_run(&self, id: i64, finished_at: &str, status: &str, report: &serde_json::Value) -> Result<()> {
+    pub fn finish_run(&self, id: i64, finished_at: &str, status: RunStatus, report: &serde_json::Value) -> Result<()> {
         self.wrap(self.conn.execute(
             "update runs set finished_at = ?2, status = ?3, report = ?4 where id = ?1",
-            params![id, finished_at, status, report.to_string()],
+            params![id, finished_at, status.as_str(), report.to_string()],
         ))?;
         Ok(())
     }
@@ -65,11 +116,12 @@ impl StateStore {
              where ?1 is null or model = ?1 order by id desc limit ?2",
         ))?;
         let rows = self.wrap(stmt.query_map(params![model, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get::<_, Option<String>>(5)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?))
         }))?;
         let mut out = Vec::new();
         for r in rows {
             let (id, model, started_at, finished_at, status, report) = self.wrap(r)?;
+            let status = RunStatus::parse(&status);
             let report =
                 report.map(|t| serde_json::from_str(&t).map_err(|e| StateError::Corrupt(e.to_string()))).transpose()?;
             out.push(RunRow { id, model, started_at, finished_at, status, report });

@@ -78,10 +78,10 @@ fn rekey_swaps_keys_atomically() {
 fn runs_and_usage() {
     let (_d, s) = store();
     let r = s.start_run("users", "2026-11-25T00:00:00Z").unwrap();
-    s.finish_run(r, "2026-11-25T00:00:01Z", "ok", &serde_json::json!({"mappings": []})).unwrap();
+    s.finish_run(r, "2026-11-25T00:00:01Z", crate::RunStatus::Ok, &serde_json::json!({"mappings": []})).unwrap();
     let runs = s.runs(Some("users"), 10).unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, "ok");
+    assert_eq!(runs[0].status, crate::RunStatus::Ok);
     assert!(s.runs(Some("other"), 10).unwrap().is_empty());
     s.add_usage("2026-11", "braze", 5).unwrap();
     s.add_usage("2026-11", "braze", 7).unwrap();

@@ -13,5 +13,5 @@ pub fn run(state: &Path, model: &str, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         crate::render::run_report(&report, &ws);
     }
-    Ok(if report.status == "error" { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.status == sluice_engine::report::RunStatus::Error { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -5,7 +5,7 @@ mod mapping;
 mod payload;
 mod rows;
 
-use crate::report::{MappingReport, RunReport, MAX_SAMPLES};
+use crate::report::{MappingReport, MappingStatus, RunReport, RunStatus, MAX_SAMPLES};
 use crate::telemetry::FILTERED_BY_END_USER_CONSENT;
 use crate::workspace::{model_column_errors, Workspace};
 use mapping::{Limits, MappingRun, MappingSetup};
@@ -170,7 +170,7 @@ fn prepare(
             ..Default::default()
         };
         if !dest.enabled {
-            out.disabled.push(MappingReport { status: "disabled".into(), ..report });
+            out.disabled.push(MappingReport { status: MappingStatus::Disabled, ..report });
             continue;
         }
         let whole = mp.fields.is_empty();
@@ -360,19 +360,18 @@ pub fn sync_model(
     }
     report.mappings = mappings;
     report.status = if report.error.is_some() {
-        "error"
-    } else if report.mappings.iter().any(|m| m.status == "failed") {
-        "failed"
-    } else if report.mappings.iter().any(|m| m.status == "partial") {
-        "partial"
+        RunStatus::Error
+    } else if report.mappings.iter().any(|m| m.status == MappingStatus::Failed) {
+        RunStatus::Failed
+    } else if report.mappings.iter().any(|m| m.status == MappingStatus::Partial) {
+        RunStatus::Partial
     } else {
-        "ok"
-    }
-    .into();
+        RunStatus::Ok
+    };
     report.finished_at = now_rfc3339();
     report.duration_ms = started.elapsed().as_millis() as u64;
     let json = serde_json::to_value(&report).expect("report serializes");
-    store.finish_run(report.run_id, &report.finished_at, &report.status, &json)?;
+    store.finish_run(report.run_id, &report.finished_at, report.status, &json)?;
     tracing::info!(model = %model.id, run = report.run_id, status = %report.status, extracted = report.extracted,
                    duration_ms = report.duration_ms, "sync finished");
     Ok(report)
