@@ -3,6 +3,7 @@
 //! deliver in batches → move the checkpoint only for what was delivered, withheld or rejected.
 
 pub mod change;
+pub mod metrics;
 pub mod plan;
 pub mod roles;
 pub mod scheduler;

@@ -164,3 +164,27 @@ models:
     env.sync(&ws, "people");
     assert_eq!(env.ids("/ads", "added"), ids(&["1", "2"]), "only Analytics is enforced");
 }
+
+#[test]
+fn reverse_etl_metrics_count_records_by_destination_and_outcome() {
+    let mut env = Env::new(PEOPLE);
+    let ws = env.workspace(&format!(
+        "{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
+models:
+  - {{id: people, source: dwh, sql: select * from people, unique_id: id, consent: {{C0004: ads}},
+      mappings: [{{destination: ads}}, {{destination: crm}}]}}",
+        dests(&["ads", "crm"])
+    ));
+    env.sync(&ws, "people");
+    let text = sluice_engine::metrics::render();
+    let line = |labels: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("sluice_sync_records_total{{{labels}}}")))
+            .and_then(|l| l.rsplit(' ').next())
+            .map(String::from)
+    };
+    assert_eq!(line("model=\"people\",destination=\"ads\",outcome=\"delivered\"").as_deref(), Some("2"), "{text}");
+    assert_eq!(line("model=\"people\",destination=\"ads\",outcome=\"withheld_by_consent\"").as_deref(), Some("3"));
+    assert_eq!(line("model=\"people\",destination=\"crm\",outcome=\"delivered\"").as_deref(), Some("5"));
+    assert!(text.contains("sluice_sync_duration_seconds_count{model=\"people\",status=\"ok\"} 1"), "{text}");
+}

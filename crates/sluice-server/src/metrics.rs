@@ -76,6 +76,8 @@ impl Metrics {
             self.restarts.clone(),
         );
         r.register("sluice_events_received", "Events accepted and stored, by source", self.received.clone());
+        // Reverse ETL runs in this process too (scheduled and API-started syncs)
+        sluice_engine::metrics::register(&mut r);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String does not fail");
         out

@@ -231,6 +231,14 @@ fn sources_destinations_and_models_are_written_through_the_api() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     assert_eq!(s.rx.requests()[0].header("authorization"), Some("Bearer tok_xyz"));
+    // Reverse ETL's metrics are served beside the streaming ones once the run ends
+    let done = "sluice_sync_records_total{model=\"p\",destination=\"crm\",outcome=\"delivered\"} 1";
+    let t = std::time::Instant::now();
+    while !s.get("/metrics").1.contains(done) && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (_, m) = s.get("/metrics");
+    assert!(m.contains(done) && m.contains("sluice_sync_duration_seconds_count{model=\"p\",status=\"ok\"} 1"), "{m}");
     // removals: in use → 409; then in order
     assert_eq!(call(&s, "DELETE", "/api/v1/destinations/crm", Some(&owner), None).0, 409);
     assert_eq!(call(&s, "DELETE", "/api/v1/sources/dwh", Some(&owner), None).0, 409);

@@ -225,6 +225,7 @@ pub fn sync_model(
     progress: &mut dyn FnMut(u64),
 ) -> Result<RunReport, SyncError> {
     let started = Instant::now();
+    let _span = tracing::info_span!("sync", model = %model_id).entered();
     let model = ws.model(model_id).ok_or_else(|| {
         let ids: Vec<&str> = ws.file.models.iter().map(|m| m.id.as_str()).collect();
         SyncError::UnknownModel(model_id.to_string(), ids.join(", "))
@@ -372,6 +373,7 @@ pub fn sync_model(
     report.duration_ms = started.elapsed().as_millis() as u64;
     let json = serde_json::to_value(&report).expect("report serializes");
     store.finish_run(report.run_id, &report.finished_at, report.status, &json)?;
+    crate::metrics::record_run(&report);
     tracing::info!(model = %model.id, run = report.run_id, status = %report.status, extracted = report.extracted,
                    duration_ms = report.duration_ms, "sync finished");
     Ok(report)
