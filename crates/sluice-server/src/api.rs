@@ -52,11 +52,9 @@ impl AppState {
     }
 }
 
-/// The one error shape, `{"success": false, "error": {"code", "message", "field"}}`, shared with
-/// the control API's [`crate::control::ErrorBody`]; internals never leak.
+/// An error answer in the one shape ([`crate::error::ApiError`]).
 pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
-    (status, Json(json!({"success": false, "error": {"code": code, "message": message, "field": field}})))
-        .into_response()
+    crate::error::ApiError::new(status, code, message, field).into_response()
 }
 
 macro_rules! call {

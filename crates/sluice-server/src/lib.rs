@@ -12,6 +12,7 @@ pub mod api;
 pub mod control;
 pub mod delivery;
 pub mod edge;
+pub mod error;
 pub mod follow;
 pub mod ingest;
 pub mod metrics;
