@@ -5,15 +5,11 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use sluice_testkit::Reply;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Waits until `cond` holds, failing with `what` after `secs`.
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(secs: u64, what: &str, cond: impl FnMut() -> bool) {
+    sluice_testkit::wait_for(what, Duration::from_secs(secs), cond)
 }
 
 fn track(mid: &str) -> Value {

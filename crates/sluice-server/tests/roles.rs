@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn field(b: &Value) -> String {
     b["error"]["field"].as_str().unwrap_or_default().to_string()
@@ -17,12 +17,8 @@ fn stored(s: &Server) -> sluice_core::WorkspaceFile {
 }
 
 /// Waits until `check` holds (10 s at most).
-fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !check() {
-        assert!(t.elapsed() < Duration::from_secs(10), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(30));
-    }
+fn wait_for(what: &str, check: impl FnMut() -> bool) {
+    sluice_testkit::wait_for(what, Duration::from_secs(10), check)
 }
 
 /// Starts a sync of `model` and returns its finished run as `token` reads it.

@@ -102,7 +102,7 @@ fn consent_event_updates_the_profile_and_profile_mode_routes_by_it() {
         .0,
         200
     );
-    std::thread::sleep(Duration::from_millis(100));
+    sluice_testkit::wait_for("the profile", Duration::from_secs(10), || s.get("/v1/profiles/u1").0 == 200);
     let (st, p) = s.get("/v1/profiles/u1");
     assert_eq!(st, 200);
     let p: Value = serde_json::from_str(&p).unwrap();
@@ -129,8 +129,7 @@ fn merging_two_known_users_that_disagree_is_a_conflict_until_a_new_consent_event
     assert_eq!(s.post("/v1/track", &consent_event("a", true, "2024-01-01T00:00:00Z", "c1")).0, 200);
     assert_eq!(s.post("/v1/track", &consent_event("b", false, "2024-01-02T00:00:00Z", "c2")).0, 200);
     assert_eq!(s.post("/v1/alias", &json!({"previousId": "b", "userId": "a", "messageId": "al"})).0, 200);
-    std::thread::sleep(Duration::from_millis(100));
-    let p: Value = serde_json::from_str(&s.get("/v1/profiles/b").1).unwrap();
+    let p = profile_when(&s, "b", |p| p["user_ids"] == json!(["a", "b"]));
     assert_eq!(p["user_ids"], json!(["a", "b"]));
     assert_eq!(p["consent_conflict"], true);
     assert_eq!(p["consent"], json!({"ad": "conflict", "analytics": true}));
@@ -141,8 +140,7 @@ fn merging_two_known_users_that_disagree_is_a_conflict_until_a_new_consent_event
     assert!(s.rx.items("/amplitude").iter().any(|x| x["messageId"] == "p1"));
     // a later consent event for the merged profile settles it
     assert_eq!(s.post("/v1/track", &consent_event("a", true, "2024-01-03T00:00:00Z", "c3")).0, 200);
-    std::thread::sleep(Duration::from_millis(100));
-    let p: Value = serde_json::from_str(&s.get("/v1/profiles/a").1).unwrap();
+    let p = profile_when(&s, "a", |p| p["consent_conflict"] == json!(false));
     assert_eq!((p["consent_conflict"].as_bool(), p["consent"]["ad"].as_bool()), (Some(false), Some(true)));
 }
 
@@ -156,8 +154,7 @@ fn an_anonymous_device_merged_at_login_takes_the_most_recent_consent() {
     assert_eq!(s.post("/v1/track", &ev(("userId", "u9"), true, "2024-01-01T00:00:00Z", "c1")).0, 200);
     assert_eq!(s.post("/v1/track", &ev(("anonymousId", "phone"), false, "2024-01-05T00:00:00Z", "c2")).0, 200);
     assert_eq!(s.post("/v1/identify", &json!({"userId": "u9", "anonymousId": "phone", "messageId": "i"})).0, 200);
-    std::thread::sleep(Duration::from_millis(100));
-    let p: Value = serde_json::from_str(&s.get("/v1/profiles/phone").1).unwrap();
+    let p = profile_when(&s, "phone", |p| p["user_ids"] == json!(["u9"]));
     assert_eq!((p["consent_conflict"].as_bool(), p["consent"]["ad"].as_bool()), (Some(false), Some(false)));
 }
 
@@ -189,4 +186,11 @@ consent_categories: [{id: C0004, name: Advertising, destinations: [seg]}]
     let dbg: serde_json::Value = serde_json::from_str(&s.get("/v1/debugger/web?limit=2").1).unwrap();
     let no = dbg["events"].as_array().unwrap().iter().find(|e| e["event"]["messageId"] == "no").unwrap();
     assert_eq!(no["decisions"]["seg"]["route"], "withheld", "{no}");
+}
+
+/// The profile of `id` once `cond` holds for it (10 s at most).
+fn profile_when(s: &Server, id: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let read = || serde_json::from_str::<Value>(&s.get(&format!("/v1/profiles/{id}")).1).unwrap_or(Value::Null);
+    sluice_testkit::wait_for(&format!("profile {id}"), Duration::from_secs(10), || cond(&read()));
+    read()
 }

@@ -28,8 +28,10 @@ models:
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(rx.items("/crm").len(), 2, "the scheduled model synced once; the manual one did not");
-    std::thread::sleep(Duration::from_millis(1500));
     let store = sluice_state::StateStore::open(&state).unwrap();
+    sluice_testkit::wait_for("the scheduled run to finish", Duration::from_secs(10), || {
+        store.runs(Some("p"), 1).unwrap().first().is_some_and(|r| r.status != sluice_state::RunStatus::Running)
+    });
     assert_eq!(store.runs(Some("p"), 10).unwrap().len(), 1, "not again before its interval");
     assert!(store.runs(Some("q"), 10).unwrap().is_empty());
     let next = sluice_engine::scheduler::next_runs(&ws, &store);

@@ -246,3 +246,13 @@ pub fn pg_wait_running(want: bool, marker: &str) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// Waits until `cond` holds, polling every 20 ms; fails the test naming `what` after `timeout`.
+/// Tests synchronise on conditions, never on sleeps.
+pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
