@@ -63,6 +63,12 @@ const INFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Handles one request; `kind` is the call of a single-event path, `None` for `/v1/batch`.
 pub async fn handle(state: AppState, kind: Option<&'static str>, headers: HeaderMap, raw: Bytes) -> Response {
+    use tracing::Instrument;
+    let span = tracing::debug_span!("ingest", call = kind.unwrap_or("batch"), bytes = raw.len());
+    handle_in_span(state, kind, headers, raw).instrument(span).await
+}
+
+async fn handle_in_span(state: AppState, kind: Option<&'static str>, headers: HeaderMap, raw: Bytes) -> Response {
     let limit = if kind.is_some() { event::MAX_EVENT_BYTES } else { event::MAX_BATCH_BYTES };
     let bytes = match body_bytes(&headers, raw, limit) {
         Ok(b) => b,
