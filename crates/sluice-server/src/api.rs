@@ -47,7 +47,7 @@ impl AppState {
             .load()
             .sources
             .iter()
-            .find(|s| s.kind == sluice_core::SourceKind::Events && s.write_key.as_deref() == Some(key))
+            .find(|s| s.events().is_some_and(|e| e.write_key.expose() == key))
             .cloned()
     }
 }
