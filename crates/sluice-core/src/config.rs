@@ -1,7 +1,7 @@
 //! The workspace file (SPEC.md §7): typed, with unknown fields rejected.
 
-use serde::{Deserialize, Serialize};
 use crate::source::SourceConfig;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A whole workspace file as written by the user.

@@ -370,6 +370,9 @@ mod origin_tests {
         assert!(errs[0].message.contains("`https://shop.example/`"), "{errs:?}");
         let ok = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"http://127.0.0.1:8080\"]}]";
         let v = super::validate(crate::WorkspaceFile::from_yaml(ok).unwrap(), &crate::catalog::TestCatalog).unwrap();
-        assert_eq!(v.file.sources[0].events().unwrap().allowed_origins.as_deref(), Some(&["http://127.0.0.1:8080".to_string()][..]));
+        assert_eq!(
+            v.file.sources[0].events().unwrap().allowed_origins.as_deref(),
+            Some(&["http://127.0.0.1:8080".to_string()][..])
+        );
     }
 }

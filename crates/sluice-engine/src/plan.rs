@@ -133,7 +133,11 @@ mod tests {
         assert_eq!(plan(None, &s)[0].after.as_ref().unwrap()["url"], "<set>", "credentials never reach the audit log");
         let changed = ws("sources: [{id: pg, kind: postgres, url: 'postgres://u:pw2@h/d'}]");
         let p = plan(Some(&s), &changed);
-        assert_eq!((p[0].action, p[0].fields.clone()), ("change", vec!["url".to_string()]), "a new password is a change");
+        assert_eq!(
+            (p[0].action, p[0].fields.clone()),
+            ("change", vec!["url".to_string()]),
+            "a new password is a change"
+        );
         assert_eq!(p[0].after.as_ref().unwrap()["url"], "<set>");
         let d = ws(
             "destinations: [{id: h, kind: connections, settings: {url: 'https://u:pw@h.example/x?key=k1', write_key: k2}}]",

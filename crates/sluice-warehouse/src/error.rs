@@ -63,7 +63,11 @@ pub enum WarehouseError {
 impl WarehouseError {
     /// A refused or failed statement, classified by its SQLSTATE.
     pub fn sql(message: impl Into<String>, sqlstate: Option<&str>) -> Self {
-        Self::Sql { message: message.into(), retryable: sqlstate.is_some_and(retryable_sqlstate), sqlstate: sqlstate.map(String::from) }
+        Self::Sql {
+            message: message.into(),
+            retryable: sqlstate.is_some_and(retryable_sqlstate),
+            sqlstate: sqlstate.map(String::from),
+        }
     }
 
     /// Whether trying again later may succeed (the warehouse was unreachable or busy), as

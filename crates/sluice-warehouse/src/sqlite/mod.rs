@@ -37,7 +37,8 @@ impl SqliteWarehouse {
         // no value a model computes may outgrow this: a 1 GB `printf` fails instead of filling memory
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
         let canceller = Canceller::new();
-        let mut w = Self { path: path.to_path_buf(), conn, canceller: canceller.clone(), scan_deadline: DEFAULT_SCAN_DEADLINE };
+        let mut w =
+            Self { path: path.to_path_buf(), conn, canceller: canceller.clone(), scan_deadline: DEFAULT_SCAN_DEADLINE };
         w.attach_canceller(&canceller);
         Ok(w)
     }
@@ -56,10 +57,8 @@ impl SqliteWarehouse {
 }
 
 fn sql_err(e: rusqlite::Error) -> WarehouseError {
-    let retryable = matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    );
+    let retryable =
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked));
     WarehouseError::Sql { message: e.to_string(), sqlstate: None, retryable }
 }
 
