@@ -50,11 +50,32 @@ impl<'de> Deserialize<'de> for SourceConfig {
             }
             None => return Err(D::Error::missing_field("id")),
         };
-        // the source's id follows the message, whose first quoted word stays the field at fault
-        let settings = SourceSettings::deserialize(serde_json::Value::Object(map))
-            .map_err(|e| D::Error::custom(format!("{e} (source `{}`)", id.escape_debug())))?;
+        let kind = match map.remove("kind") {
+            Some(k) => SourceKind::deserialize(k).map_err(|e| D::Error::custom(format!("field `kind`: {e}")))?,
+            None => return Err(D::Error::missing_field("kind")),
+        };
+        let settings = match kind {
+            SourceKind::Sqlite => SourceSettings::Sqlite(settings(map, &id)?),
+            SourceKind::Postgres => SourceSettings::Postgres(settings(map, &id)?),
+            SourceKind::Events => SourceSettings::Events(settings(map, &id)?),
+        };
         Ok(Self { id, settings })
     }
+}
+
+/// Reads the settings of one kind. The message names the field at fault first (serde's
+/// `unknown field `pth``, or `field `tls`: unknown variant ...`) and the source's id last.
+fn settings<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    map: serde_json::Map<String, serde_json::Value>,
+    id: &str,
+) -> Result<T, E> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(map)).map_err(|e| {
+        let field = match e.path().to_string().as_str() {
+            "." => String::new(),
+            p => format!("field `{p}`: "),
+        };
+        E::custom(format!("{field}{} (source `{}`)", e.into_inner(), id.escape_debug()))
+    })
 }
 
 impl SourceConfig {
@@ -84,8 +105,8 @@ impl SourceConfig {
     }
 }
 
-/// The settings of a source, by kind.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The settings of a source, by kind (read through [`SourceConfig`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum SourceSettings {
     /// An SQLite file as warehouse (the embedded default).
@@ -216,8 +237,11 @@ mod tests {
         }
         assert!(refused("sources: [{id: pg, kind: postgres}]").contains("missing field `url`"));
         assert!(refused("sources: [{kind: sqlite, path: w.db}]").contains("missing field `id`"));
-        assert!(refused("sources: [{id: x, kind: mysql}]").contains("unknown variant `mysql`"));
+        let e = refused("sources: [{id: x, kind: mysql}]");
+        assert!(e.contains("field `kind`: unknown variant `mysql`"), "{e}");
         let e = refused("sources: [{id: pg, kind: postgres, url: 'postgres://h/d', tls: sometimes}]");
-        assert!(e.contains("unknown variant `sometimes`") && e.contains("verify-full"), "{e}");
+        assert!(e.contains("field `tls`: unknown variant `sometimes`") && e.contains("verify-full"), "{e}");
+        let e = refused("sources: [{id: dwh, kind: sqlite, path: w.db, statement_timeout_secs: soon}]");
+        assert!(e.contains("field `statement_timeout_secs`: invalid type"), "{e}");
     }
 }

@@ -289,6 +289,8 @@ fn a_source_setting_of_another_kind_is_refused_naming_it_and_sources_read_as_wri
         (json!({"kind": "events", "write_key": "k", "tls": "disable"}), "tls"),
         (json!({"kind": "postgres", "url": "postgres://h/d", "allowed_origins": []}), "allowed_origins"),
         (json!({"kind": "postgres"}), "url"),
+        (json!({"kind": "postgres", "url": "postgres://h/d", "tls": "sometimes"}), "tls"),
+        (json!({"kind": "mysql"}), "kind"),
     ] {
         let (st, b) = call(&s, "PUT", "/api/v1/sources/x", Some(&owner), Some(body.clone()));
         assert_eq!((st, b["error"]["field"].as_str()), (400, Some(field)), "{body}: {b}");
