@@ -1,5 +1,6 @@
 //! The workspace file (SPEC.md §7): typed, with unknown fields rejected.
 
+use crate::source::SourceConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -107,55 +108,6 @@ impl Default for WorkspaceSettings {
             max_delete_fraction: default_max_delete_fraction(),
         }
     }
-}
-
-/// Kinds of source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// An SQLite file as warehouse (the embedded default).
-    Sqlite,
-    /// A PostgreSQL (or Redshift) warehouse.
-    Postgres,
-    /// An event source of the Tracking API.
-    Events,
-}
-
-/// A source of data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    /// Unique id of the source, referenced by models.
-    pub id: String,
-    /// `sqlite`, `postgres` or `events`.
-    pub kind: SourceKind,
-    /// Path of the SQLite file (kind `sqlite`), relative to the workspace file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Connection URL (kind `postgres`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// Write key of the Tracking API (kind `events`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub write_key: Option<String>,
-    /// TLS mode (kind `postgres`): `disable`, `prefer` (default), `require`, `verify-full`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<String>,
-    /// Extra PEM root certificates for `tls: verify-full` (kind `postgres`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<String>,
-    /// Longest a model's query may run, in seconds (kind `postgres`: on the server; kind
-    /// `sqlite`: a sync's scan is interrupted after it, default 3600).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub statement_timeout_secs: Option<u64>,
-    /// Connect even when the role is a superuser or may read or write the server's files or run
-    /// programs there, which a read-only transaction cannot stop (kind `postgres`; default: refused).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub allow_privileged_role: bool,
-    /// Web origins (`scheme://host[:port]`) whose pages may send events with this write key
-    /// (kind `events`). Unset: any origin; an empty list: no browser page.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_origins: Option<Vec<String>>,
 }
 
 /// A destination.

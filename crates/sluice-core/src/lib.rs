@@ -7,15 +7,20 @@
 pub mod catalog;
 pub mod config;
 pub mod consent;
+pub mod credentials;
 pub mod env;
 pub mod events;
 pub mod profiles;
 pub mod redact;
 pub mod schedule;
+pub mod secret;
+pub mod source;
 pub mod validate;
 
 pub use catalog::{Catalog, ConsentMode, KindInfo};
 pub use config::*;
 pub use consent::{parse_consent, ConsentValue, Gate, Verdict};
-pub use redact::{is_address_setting, is_secret_setting, redact_url, redact_urls_in, url_has_credentials};
+pub use redact::{redact_url, redact_urls_in, url_has_credentials};
+pub use secret::{exposing, Secret, SET};
+pub use source::*;
 pub use validate::{validate, ConfigError, ConfigErrors, Validated};

@@ -1,21 +1,7 @@
 //! Credentials inside URLs (`https://user:password@host/…?api_key=…`): what the API, the audit
 //! log, `sluice export`, logs and reports show instead of them.
 
-/// What replaces a credential.
-pub const SET: &str = "<set>";
-
-/// Whether a destination setting holds a credential (sealed at rest, `<set>` when read):
-/// `headers` values, and every setting whose name says key, token, secret or password.
-pub fn is_secret_setting(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    ["key", "token", "secret", "password", "service_account"].iter().any(|w| n.contains(w))
-}
-
-/// Whether a destination setting says where data goes: changing it re-points the destination,
-/// and its stored credentials are dropped unless new ones come with the change.
-pub fn is_address_setting(name: &str) -> bool {
-    matches!(name, "url" | "endpoint" | "path" | "host")
-}
+use crate::secret::SET;
 
 /// Whether a URL carries credentials: a user or password, or any query parameter.
 pub fn url_has_credentials(raw: &str) -> bool {

@@ -2,6 +2,7 @@
 
 use crate::catalog::{Catalog, ConsentMode};
 use crate::config::*;
+use crate::source::{SourceKind, SourceSettings};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
@@ -157,54 +158,37 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
         let at = label("sources", i, &s.id);
         if let Some(why) = check_id(&s.id) {
             err(format!("{at}.id"), format!("source id {why}"));
-        } else if source_kinds.insert(s.id.clone(), s.kind).is_some() {
+        } else if source_kinds.insert(s.id.clone(), s.kind()).is_some() {
             err(format!("{at}.id"), format!("duplicate source id `{}`", s.id));
         }
-        let (need, have) = match s.kind {
-            SourceKind::Sqlite => ("path", s.path.is_some()),
-            SourceKind::Postgres => ("url", s.url.is_some()),
-            SourceKind::Events => ("write_key", s.write_key.as_deref().is_some_and(|k| !k.is_empty())),
-        };
-        if !have {
-            err(format!("{at}.{need}"), format!("a source of kind {:?} needs `{need}`", s.kind).to_lowercase());
-        }
-        if s.kind != SourceKind::Postgres {
-            for (field, set) in [
-                ("tls", s.tls.is_some()),
-                ("ca_file", s.ca_file.is_some()),
-                ("statement_timeout_secs", s.statement_timeout_secs.is_some() && s.kind != SourceKind::Sqlite),
-                ("allow_privileged_role", s.allow_privileged_role),
-            ] {
-                if set {
-                    err(format!("{at}.{field}"), "only a postgres source takes this setting".into());
+        let timeout = match &s.settings {
+            SourceSettings::Sqlite(x) => x.statement_timeout_secs,
+            SourceSettings::Postgres(x) => {
+                let url = x.url.expose();
+                if url.is_empty() {
+                    err(format!("{at}.url"), "a source of kind postgres needs `url`".into());
+                } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    err(format!("{at}.url"), "must be a postgres:// or postgresql:// URL".into());
                 }
+                x.statement_timeout_secs
             }
-        }
-        if s.statement_timeout_secs.is_some_and(|t| t > MAX_STATEMENT_TIMEOUT_SECS) {
+            SourceSettings::Events(x) => {
+                if x.write_key.is_empty() {
+                    err(format!("{at}.write_key"), "a source of kind events needs `write_key`".into());
+                }
+                for (j, o) in x.allowed_origins.iter().flatten().enumerate() {
+                    if let Some(why) = check_origin(o) {
+                        err(format!("{at}.allowed_origins[{j}]"), format!("`{o}` {why}"));
+                    }
+                }
+                None
+            }
+        };
+        if timeout.is_some_and(|t| t > MAX_STATEMENT_TIMEOUT_SECS) {
             err(
                 format!("{at}.statement_timeout_secs"),
                 format!("must be at most {MAX_STATEMENT_TIMEOUT_SECS} (a day)"),
             );
-        }
-        if let Some(origins) = &s.allowed_origins {
-            if s.kind != SourceKind::Events {
-                err(format!("{at}.allowed_origins"), "only an events source takes this setting".into());
-            }
-            for (j, o) in origins.iter().enumerate() {
-                if let Some(why) = check_origin(o) {
-                    err(format!("{at}.allowed_origins[{j}]"), format!("`{o}` {why}"));
-                }
-            }
-        }
-        if let Some(t) = &s.tls {
-            if !["disable", "prefer", "require", "verify-full", "verify-ca"].contains(&t.as_str()) {
-                err(format!("{at}.tls"), format!("`{t}` is not one of disable, prefer, require, verify-full"));
-            }
-        }
-        if let Some(u) = &s.url {
-            if s.kind == SourceKind::Postgres && !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
-                err(format!("{at}.url"), "must be a postgres:// or postgresql:// URL".into());
-            }
         }
     }
 
@@ -375,15 +359,20 @@ mod origin_tests {
 
     #[test]
     fn allowed_origins_errors_name_the_field() {
-        let yaml = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"https://ok.example\", \"https://shop.example/\"]},
-  {id: dwh, kind: sqlite, path: w.db, allowed_origins: []}]";
+        let yaml = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"https://ok.example\", \"https://shop.example/\"]}]";
         let file = crate::WorkspaceFile::from_yaml(yaml).unwrap();
         let errs = super::validate(file, &crate::catalog::TestCatalog).unwrap_err().0;
         let at: Vec<&str> = errs.iter().map(|e| e.at.as_str()).collect();
-        assert_eq!(at, ["sources[0] (web).allowed_origins[1]", "sources[1] (dwh).allowed_origins"], "{errs:?}");
+        assert_eq!(at, ["sources[0] (web).allowed_origins[1]"], "{errs:?}");
+        let other_kind = "sources: [{id: dwh, kind: sqlite, path: w.db, allowed_origins: []}]";
+        let e = crate::WorkspaceFile::from_yaml(other_kind).unwrap_err().to_string();
+        assert!(e.contains("unknown field `allowed_origins`"), "{e}");
         assert!(errs[0].message.contains("`https://shop.example/`"), "{errs:?}");
         let ok = "sources: [{id: web, kind: events, write_key: k, allowed_origins: [\"http://127.0.0.1:8080\"]}]";
         let v = super::validate(crate::WorkspaceFile::from_yaml(ok).unwrap(), &crate::catalog::TestCatalog).unwrap();
-        assert_eq!(v.file.sources[0].allowed_origins.as_deref(), Some(&["http://127.0.0.1:8080".to_string()][..]));
+        assert_eq!(
+            v.file.sources[0].events().unwrap().allowed_origins.as_deref(),
+            Some(&["http://127.0.0.1:8080".to_string()][..])
+        );
     }
 }

@@ -45,7 +45,9 @@ models: [{id: m, source: dwh, sql: select 1, unique_id: id, consent: {C0004: ads
 ";
     let mut f = WorkspaceFile::from_yaml(yaml).unwrap();
     f.workspace.max_delete_fraction = fraction;
-    f.sources[1].statement_timeout_secs = Some(timeout);
+    if let SourceSettings::Postgres(pg) = &mut f.sources[1].settings {
+        pg.statement_timeout_secs = Some(timeout);
+    }
     f.models[0].schedule = Some(schedule);
     let mut ids = ids.into_iter();
     let mut next = |old: &str| ids.next().unwrap_or_else(|| old.to_string());

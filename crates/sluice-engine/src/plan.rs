@@ -24,44 +24,17 @@ pub struct PlanItem {
     pub after: Option<Value>,
 }
 
-/// Replaces credentials in an entity by `"<set>"` (the audit log and APIs never show them):
-/// source URLs and write keys; destination headers and secret settings
-/// ([`sluice_core::is_secret_setting`]); the user information and query values of destination
-/// URLs ([`sluice_core::redact_url`]).
-pub fn redact(kind: &str, mut v: Value) -> Value {
-    let set = || Value::String("<set>".into());
-    match kind {
-        "source" => {
-            for k in ["url", "write_key"] {
-                if v.get(k).is_some() {
-                    v[k] = set();
-                }
-            }
-        }
-        "destination" => {
-            if let Some(Value::Object(s)) = v.get_mut("settings") {
-                for (k, x) in s.iter_mut() {
-                    if k == "headers" {
-                        if let Value::Object(h) = x {
-                            h.values_mut().for_each(|x| *x = set());
-                        }
-                    } else if k == "url" || k == "endpoint" {
-                        if let Value::String(u) = x {
-                            *u = sluice_core::redact_url(u);
-                        }
-                    } else if sluice_core::is_secret_setting(k) {
-                        *x = set();
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    v
+/// An entity as the audit log and the APIs show it, credentials redacted: the one credential
+/// finder ([`sluice_core::credentials`]) with the registry's declared destination credentials.
+pub fn redact(kind: &str, v: Value) -> Value {
+    sluice_core::credentials::redact_entity(kind, v, &sluice_destinations::REGISTRY)
 }
 
+/// The entities by id, credentials exposed (so a changed credential is a change).
 fn entities<T: Serialize>(items: &[T], id: impl Fn(&T) -> &str) -> Vec<(String, Value)> {
-    items.iter().map(|x| (id(x).to_string(), serde_json::to_value(x).expect("serializes"))).collect()
+    sluice_core::exposing(|| {
+        items.iter().map(|x| (id(x).to_string(), serde_json::to_value(x).expect("serializes"))).collect()
+    })
 }
 
 fn changed_fields(a: &Value, b: &Value) -> Vec<String> {
@@ -158,12 +131,20 @@ mod tests {
         assert_eq!(p[0].after.as_ref().unwrap()["enabled"], false);
         let s = ws("sources: [{id: pg, kind: postgres, url: 'postgres://u:pw@h/d'}]");
         assert_eq!(plan(None, &s)[0].after.as_ref().unwrap()["url"], "<set>", "credentials never reach the audit log");
+        let changed = ws("sources: [{id: pg, kind: postgres, url: 'postgres://u:pw2@h/d'}]");
+        let p = plan(Some(&s), &changed);
+        assert_eq!(
+            (p[0].action, p[0].fields.clone()),
+            ("change", vec!["url".to_string()]),
+            "a new password is a change"
+        );
+        assert_eq!(p[0].after.as_ref().unwrap()["url"], "<set>");
         let d = ws(
-            "destinations: [{id: h, kind: webhook, settings: {url: 'https://u:pw@h.example/x?key=k1', api_key: k2}}]",
+            "destinations: [{id: h, kind: connections, settings: {url: 'https://u:pw@h.example/x?key=k1', write_key: k2}}]",
         );
         let after = plan(None, &d)[0].after.clone().unwrap();
         assert_eq!(after["settings"]["url"], "https://<set>@h.example/<set>?key=<set>");
-        assert_eq!(after["settings"]["api_key"], "<set>");
+        assert_eq!(after["settings"]["write_key"], "<set>");
         assert!(plan(Some(&b), &b).is_empty());
         assert_eq!(plan(None, &a).len(), 2);
     }

@@ -25,8 +25,9 @@ pub struct OwnerOnly {
 /// Destination settings a member may change: they tune delivery, never where it goes.
 const TUNING: [&str; 5] = ["batch_size", "timeout_secs", "retry_initial_ms", "retry_max_ms", "max_attempts"];
 
+/// `x` as JSON, credentials exposed: a changed credential is a change.
 fn json<T: serde::Serialize>(x: &T) -> Value {
-    serde_json::to_value(x).unwrap_or(Value::Null)
+    sluice_core::exposing(|| serde_json::to_value(x)).unwrap_or(Value::Null)
 }
 
 fn changed_keys(a: &Value, b: &Value) -> Vec<String> {
@@ -71,7 +72,7 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
         }
     }
     // removing an event source makes its clients' events refused (401): they would be lost
-    for o in old.sources.iter().filter(|o| o.kind == sluice_core::SourceKind::Events) {
+    for o in old.sources.iter().filter(|o| o.kind() == sluice_core::SourceKind::Events) {
         if !new.sources.iter().any(|s| s.id == o.id) {
             push(format!("event source `{}` is removed (its clients' events would be refused)", o.id), "id");
         }
@@ -89,7 +90,8 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
                 "settings" => {
                     let mut keys = changed_keys(&Value::Object(o.settings.clone()), &Value::Object(d.settings.clone()));
                     // re-pointing first: it is what the refusal names
-                    keys.sort_by_key(|k| !sluice_core::is_address_setting(k));
+                    let info = sluice_core::Catalog::kind(&sluice_destinations::REGISTRY, &d.kind);
+                    keys.sort_by_key(|k| !info.is_some_and(|i| i.is_address(k)));
                     for s in keys {
                         if !TUNING.contains(&s.as_str()) {
                             push(format!("destination `{}`: `settings.{s}` changes", d.id), &format!("settings.{s}"));

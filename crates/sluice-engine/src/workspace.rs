@@ -1,9 +1,10 @@
 //! Loading a workspace file, and the checks that need the warehouse (columns exist).
 
-use sluice_core::{validate, ConfigError, ConfigErrors, ModelConfig, SourceKind, WorkspaceFile};
+use sluice_core::credentials::{for_each_in_workspace, CredentialKind, Keep};
+use sluice_core::{exposing, validate, ConfigError, ConfigErrors, ModelConfig, WorkspaceFile};
+use sluice_destinations::REGISTRY;
 use sluice_state::{SecretBox, StoredWorkspace};
-use sluice_warehouse::postgres::{PgOptions, PostgresWarehouse, TlsMode};
-use sluice_warehouse::{resolve_column, sqlite::SqliteWarehouse, Warehouse, WarehouseError};
+use sluice_warehouse::{resolve_column, Warehouse, WarehouseError};
 use std::path::{Path, PathBuf};
 
 /// Why a workspace cannot be used.
@@ -33,69 +34,23 @@ pub enum WorkspaceError {
 
 impl Workspace {
     /// The workspace as a workspace file. Credentials become `${SLUICE_SECRET_...}` placeholders
-    /// (returned with their values, to set in the environment) unless `reveal`.
+    /// (returned with their values, to set in the environment) unless `reveal`; a URL becomes
+    /// one only when it carries a credential.
     pub fn export(&self, reveal: bool) -> (String, Vec<(String, String)>) {
-        let mut config = serde_json::to_value(&self.file).expect("workspace serializes");
+        let mut file = self.file.clone();
         let mut vars = Vec::new();
         if !reveal {
-            let mut n = 0;
-            for_each_secret(&mut config, &mut |kind, v| {
-                if kind == Secret::Url && !sluice_core::url_has_credentials(v) {
-                    return;
+            for_each_in_workspace(&mut file, &REGISTRY, &mut |c, v| {
+                if c.kind == CredentialKind::Url && !sluice_core::url_has_credentials(v) {
+                    return Keep::Yes;
                 }
-                n += 1;
-                let name = format!("SLUICE_SECRET_{n}");
+                let name = format!("SLUICE_SECRET_{}", vars.len() + 1);
                 vars.push((name.clone(), std::mem::replace(v, format!("${{{name}}}"))));
+                Keep::Yes
             });
         }
-        let file: WorkspaceFile = serde_json::from_value(config).expect("same shape");
-        let yaml = serde_yaml_ng::to_string(&file).expect("workspace serializes as YAML");
+        let yaml = exposing(|| serde_yaml_ng::to_string(&file)).expect("workspace serializes as YAML");
         (yaml, vars)
-    }
-}
-
-/// What kind of credential [`for_each_secret`] visits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Secret {
-    /// A value that is a credential as a whole (write key, header, source URL).
-    Value,
-    /// A destination URL: a credential only when it carries a user, password or query.
-    Url,
-}
-
-/// Calls `f` on every credential of a workspace (as JSON): source URLs and write keys,
-/// destination headers, secret settings ([`sluice_core::is_secret_setting`]) and URLs (sealed
-/// whole: user information and query parameters can hold keys).
-fn for_each_secret(config: &mut serde_json::Value, f: &mut dyn FnMut(Secret, &mut String)) {
-    use serde_json::Value;
-    let mut visit = |kind: Secret, v: Option<&mut Value>| {
-        if let Some(Value::String(s)) = v {
-            f(kind, s);
-        }
-    };
-    if let Some(Value::Array(sources)) = config.get_mut("sources") {
-        for s in sources {
-            visit(Secret::Value, s.get_mut("url"));
-            visit(Secret::Value, s.get_mut("write_key"));
-        }
-    }
-    if let Some(Value::Array(dests)) = config.get_mut("destinations") {
-        for d in dests {
-            let Some(Value::Object(settings)) = d.get_mut("settings") else { continue };
-            for (k, v) in settings.iter_mut() {
-                if k == "headers" {
-                    if let Value::Object(headers) = v {
-                        for v in headers.values_mut() {
-                            visit(Secret::Value, Some(v));
-                        }
-                    }
-                } else if k == "url" || k == "endpoint" {
-                    visit(Secret::Url, Some(v));
-                } else if sluice_core::is_secret_setting(k) {
-                    visit(Secret::Value, Some(v));
-                }
-            }
-        }
     }
 }
 
@@ -129,25 +84,28 @@ impl Workspace {
     }
 
     fn from_file(file: WorkspaceFile, base_dir: PathBuf) -> Result<Self, WorkspaceError> {
-        let v = validate(file, &sluice_destinations::REGISTRY).map_err(WorkspaceError::Invalid)?;
+        let v = validate(file, &REGISTRY).map_err(WorkspaceError::Invalid)?;
         Ok(Self { file: v.file, base_dir, warnings: v.warnings })
     }
 
     /// The workspace last applied to a state store.
     pub fn load(store: &sluice_state::StateStore) -> Result<Self, WorkspaceError> {
-        let mut stored = store.workspace()?.ok_or(WorkspaceError::NotApplied)?;
+        let stored = store.workspace()?.ok_or(WorkspaceError::NotApplied)?;
         let secrets = SecretBox::load(store.dir())?;
+        let mut file: WorkspaceFile = serde_json::from_value(stored.config).map_err(|e| {
+            WorkspaceError::Invalid(ConfigErrors(vec![ConfigError::new("stored workspace", e.to_string())]))
+        })?;
         let mut open_err = None;
-        for_each_secret(&mut stored.config, &mut |_, v| match secrets.open(v) {
-            Ok(plain) => *v = plain,
-            Err(e) => open_err = Some(e),
+        for_each_in_workspace(&mut file, &REGISTRY, &mut |_, v| {
+            match secrets.open(v) {
+                Ok(plain) => *v = plain,
+                Err(e) => open_err = Some(e),
+            }
+            Keep::Yes
         });
         if let Some(e) = open_err {
             return Err(e.into());
         }
-        let file: WorkspaceFile = serde_json::from_value(stored.config).map_err(|e| {
-            WorkspaceError::Invalid(ConfigErrors(vec![ConfigError::new("stored workspace", e.to_string())]))
-        })?;
         Self::from_file(file, stored.base_dir)
     }
 
@@ -158,8 +116,12 @@ impl Workspace {
         store: &sluice_state::StateStore,
     ) -> Result<StoredWorkspace, WorkspaceError> {
         let secrets = SecretBox::load(store.dir())?;
-        let mut config = serde_json::to_value(&self.file).expect("workspace serializes");
-        for_each_secret(&mut config, &mut |_, v| *v = secrets.seal(v));
+        let mut file = self.file.clone();
+        for_each_in_workspace(&mut file, &REGISTRY, &mut |_, v| {
+            *v = secrets.seal(v);
+            Keep::Yes
+        });
+        let config = exposing(|| serde_json::to_value(&file)).expect("workspace serializes");
         Ok(StoredWorkspace { config, base_dir: self.base_dir.clone(), applied_at })
     }
 
@@ -168,32 +130,15 @@ impl Workspace {
         self.file.models.iter().find(|m| m.id == id)
     }
 
-    /// Opens the warehouse a model runs on.
+    /// Opens the warehouse a model runs on ([`sluice_warehouse::open`]).
     pub fn warehouse(&self, source_id: &str) -> Result<Box<dyn Warehouse>, WarehouseError> {
         let src = self
             .file
             .sources
             .iter()
             .find(|s| s.id == source_id)
-            .ok_or_else(|| WarehouseError::Model(format!("unknown source `{source_id}`")))?;
-        match src.kind {
-            SourceKind::Sqlite => {
-                let path = self.base_dir.join(src.path.as_deref().unwrap_or_default());
-                Ok(Box::new(SqliteWarehouse::open(&path)?))
-            }
-            SourceKind::Postgres => {
-                let opts = PgOptions {
-                    url: src.url.clone().unwrap_or_default(),
-                    tls: src.tls.as_deref().and_then(TlsMode::parse),
-                    ca_file: src.ca_file.as_ref().map(|f| self.base_dir.join(f)),
-                    statement_timeout: src.statement_timeout_secs.map(std::time::Duration::from_secs),
-                    allow_privileged_role: src.allow_privileged_role,
-                    preview_timeout: None,
-                };
-                Ok(Box::new(PostgresWarehouse::connect(&opts)?))
-            }
-            SourceKind::Events => Err(WarehouseError::Model(format!("source `{}` is an event source", src.id))),
-        }
+            .ok_or_else(|| WarehouseError::UnknownSource { source_id: source_id.to_string() })?;
+        sluice_warehouse::open(src, &self.base_dir)
     }
 
     /// Checks every model against its warehouse: the SQL runs, and the unique id, consent and

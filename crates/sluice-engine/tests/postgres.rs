@@ -117,7 +117,9 @@ fn warehouse_errors_stop_the_sync_with_a_clear_message() {
     let e = sluice_engine::sync_model(&mut env.store, &bad, "p", &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("syntax error") && e.contains("column"), "{e}");
     let mut down = ws.clone();
-    down.file.sources.last_mut().unwrap().url = Some("postgres://postgres@127.0.0.1:1/test".into());
+    if let sluice_core::SourceSettings::Postgres(pg) = &mut down.file.sources.last_mut().unwrap().settings {
+        pg.url = "postgres://postgres@127.0.0.1:1/test".into();
+    }
     let e = sluice_engine::sync_model(&mut env.store, &down, "p", &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("127.0.0.1:1"), "{e}");
 }

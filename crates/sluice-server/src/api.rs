@@ -43,12 +43,7 @@ impl AppState {
         if key.is_empty() {
             return None;
         }
-        self.live
-            .load()
-            .sources
-            .iter()
-            .find(|s| s.kind == sluice_core::SourceKind::Events && s.write_key.as_deref() == Some(key))
-            .cloned()
+        self.live.load().sources.iter().find(|s| s.events().is_some_and(|e| e.write_key.expose() == key)).cloned()
     }
 }
 

@@ -298,3 +298,33 @@ fn a_destination_added_over_the_api_starts_receiving_without_a_restart() {
     assert_eq!(s.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": "after"})).0, 200);
     assert_eq!(s.delivered("/late", 1), vec!["after"]);
 }
+
+#[test]
+fn a_source_setting_of_another_kind_is_refused_naming_it_and_sources_read_as_written() {
+    let dir = warehouse_dir("create table p(id integer);");
+    let s = start_in(dir, "{id: dwh, kind: sqlite, path: w.db}", "");
+    let (owner, _) = tokens(&s);
+    for (body, field) in [
+        (json!({"kind": "sqlite", "path": "w.db", "write_key": "k"}), "write_key"),
+        (json!({"kind": "events", "write_key": "k", "tls": "disable"}), "tls"),
+        (json!({"kind": "postgres", "url": "postgres://h/d", "allowed_origins": []}), "allowed_origins"),
+        (json!({"kind": "postgres"}), "url"),
+        (json!({"kind": "postgres", "url": "postgres://h/d", "tls": "sometimes"}), "tls"),
+        (json!({"kind": "mysql"}), "kind"),
+    ] {
+        let (st, b) = call(&s, "PUT", "/api/v1/sources/x", Some(&owner), Some(body.clone()));
+        assert_eq!((st, b["error"]["field"].as_str()), (400, Some(field)), "{body}: {b}");
+        assert!(b["error"]["message"].as_str().unwrap().contains(&format!("`{field}`")), "{b}");
+    }
+    let web = json!({"kind": "events", "write_key": "wk_secret", "allowed_origins": ["https://a.example"]});
+    let (st, b) = call(&s, "PUT", "/api/v1/sources/web", Some(&owner), Some(web));
+    assert_eq!(
+        (st, b),
+        (200, json!({"id": "web", "kind": "events", "write_key": "<set>", "allowed_origins": ["https://a.example"]}))
+    );
+    let (_, list) = call(&s, "GET", "/api/v1/sources", Some(&owner), None);
+    let item = |id: &str| list["items"].as_array().unwrap().iter().find(|x| x["id"] == id).cloned();
+    assert_eq!(item("dwh"), Some(json!({"id": "dwh", "kind": "sqlite", "path": "w.db"})));
+    assert_eq!(item("web").unwrap()["write_key"], "<set>");
+    assert!(!list.to_string().contains("wk_secret"));
+}

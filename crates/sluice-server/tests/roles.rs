@@ -128,7 +128,8 @@ fn finding_3_member_cannot_repoint_destination_secrets() {
     assert!(field(&b).ends_with(".url"), "{b}");
     assert_eq!(call(&s, "PUT", "/api/v1/sources/pg", Some(&owner), Some(timeout)).0, 200);
     let pg = stored(&s).sources.into_iter().find(|x| x.id == "pg").unwrap();
-    assert_eq!(pg.url.as_deref(), Some("postgres://postgres:pw_secret@127.0.0.1:5432/test"), "same address: kept");
+    let sluice_core::SourceSettings::Postgres(pg) = pg.settings else { panic!("a postgres source") };
+    assert_eq!(pg.url.expose(), "postgres://postgres:pw_secret@127.0.0.1:5432/test", "same address: kept");
 }
 
 #[test]

@@ -109,7 +109,7 @@ impl Canceller {
 
 /// The error of work stopped by a [`Canceller`].
 pub(crate) fn cancelled() -> WarehouseError {
-    WarehouseError::Aborted("cancelled: the query was stopped on the warehouse".into())
+    WarehouseError::Cancelled
 }
 
 /// A statement under way (see [`Canceller::busy`]).
@@ -131,7 +131,7 @@ mod tests {
         assert!(c.busy().is_ok());
         c.cancel();
         assert!(c.is_cancelled());
-        assert!(matches!(c.busy(), Err(WarehouseError::Aborted(_))));
+        assert!(matches!(c.busy(), Err(WarehouseError::Cancelled)));
         assert_eq!(c.0.busy.load(SeqCst), 0, "a refused statement is not left busy");
         assert!(c.install(Box::new(|| ())));
         assert!(!c.install(Box::new(|| ())), "one canceller serves one warehouse");

@@ -5,40 +5,14 @@
 use serde_json::Value;
 
 mod cancel;
+mod error;
+mod open;
 pub mod postgres;
 pub mod sqlite;
 
 pub use cancel::Canceller;
-
-/// What went wrong talking to a warehouse.
-#[derive(Debug, thiserror::Error)]
-pub enum WarehouseError {
-    /// The warehouse cannot be reached or opened.
-    #[error("cannot connect to warehouse {target}: {message}")]
-    Connect {
-        /// The file or host at fault.
-        target: String,
-        /// The driver's message.
-        message: String,
-    },
-    /// The model's SQL was refused.
-    #[error("model SQL failed: {0}")]
-    Sql(String),
-    /// The model does not have the shape the workspace expects.
-    #[error("{0}")]
-    Model(String),
-    /// Rows did not arrive in the promised order (would make the diff unsafe).
-    #[error("rows arrived out of id order ({previous:?} then {current:?}); refusing to diff")]
-    Order {
-        /// The id before.
-        previous: String,
-        /// The id after.
-        current: String,
-    },
-    /// The consumer of the rows stopped the scan.
-    #[error("{0}")]
-    Aborted(String),
-}
+pub use error::WarehouseError;
+pub use open::open;
 
 /// The order a scan returns rows in; a mapping's checkpoint is kept in the same order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,6 +152,13 @@ pub trait Warehouse: Send {
         Ok(IdOrder::Text)
     }
 
+    /// The longest a sync's scan may run before the engine interrupts it through the
+    /// canceller, for a warehouse that has no statement timeout of its own (SQLite); `None`:
+    /// the warehouse enforces its own limit.
+    fn scan_deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// Whether scans can return raw rows (hashing raw bytes is cheaper than decoding every column).
     fn raw_rows(&self) -> bool {
         false
@@ -209,9 +190,7 @@ pub fn quote_ident(name: &str) -> String {
 pub fn check_columns(columns: &[String]) -> Result<(), WarehouseError> {
     for (i, c) in columns.iter().enumerate() {
         if columns[..i].contains(c) {
-            return Err(WarehouseError::Model(format!(
-                "the model returns column `{c}` twice; give each column a distinct name (with AS)"
-            )));
+            return Err(WarehouseError::DuplicateColumn { column: c.clone() });
         }
     }
     Ok(())

@@ -127,7 +127,7 @@ pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow:
     if events.is_empty() && invalid.is_empty() {
         // nothing logged: say so when the name is not an event source of the workspace either
         let known = open(state).ok().is_some_and(|(_, ws)| {
-            ws.file.sources.iter().any(|s| s.id == source && s.kind == sluice_core::SourceKind::Events)
+            ws.file.sources.iter().any(|s| s.id == source && s.kind() == sluice_core::SourceKind::Events)
         });
         if !known {
             anyhow::bail!("`{source}` is not an event source of the applied workspace and has no events in the log");

@@ -50,16 +50,6 @@ pub enum SyncError {
     },
 }
 
-/// Longest an SQLite sync's scan runs by default (`statement_timeout_secs` sets another).
-pub const SQLITE_SCAN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// The deadline of a sync on `source` when it is an SQLite file.
-fn sqlite_deadline(ws: &Workspace, source: &str) -> Option<std::time::Duration> {
-    let src = ws.file.sources.iter().find(|s| s.id == source)?;
-    (src.kind == sluice_core::SourceKind::Sqlite)
-        .then(|| src.statement_timeout_secs.map(std::time::Duration::from_secs).unwrap_or(SQLITE_SCAN_TIMEOUT))
-}
-
 /// Cancels a warehouse's work once a deadline passes, unless dropped first (the sync ended).
 struct Watchdog {
     _done: std::sync::mpsc::Sender<()>,
@@ -239,8 +229,9 @@ pub fn sync_model(
     };
     let wh_err = |source| SyncError::Warehouse { model: model.id.clone(), source };
     let mut warehouse = ws.warehouse(&model.source).map_err(wh_err)?;
-    // an SQLite model that never ends (a recursive CTE) is interrupted: nothing else would stop it
-    let _watchdog = sqlite_deadline(ws, &model.source).map(|d| Watchdog::start(&mut *warehouse, d));
+    // a model that never ends on a warehouse without its own statement timeout (an SQLite
+    // recursive CTE) is interrupted: nothing else would stop it
+    let _watchdog = warehouse.scan_deadline().map(|d| Watchdog::start(&mut *warehouse, d));
     let cols = warehouse.columns(&model.sql).map_err(wh_err)?;
     let errs = model_column_errors(&format!("models ({})", model.id), model, &cols);
     if !errs.is_empty() {

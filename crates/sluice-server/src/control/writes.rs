@@ -2,18 +2,19 @@
 //! `/api/v1/{sources,destinations,models}/{id}`), with the workspace file's own shapes. A
 //! credential sent back as `"<set>"` (and a URL sent back as `GET` showed it, credentials
 //! redacted) keeps its stored value, so a client can round-trip a `GET`, unless the address
-//! changes: a destination whose `url`, `endpoint`, `path` or kind changes, or a source whose
-//! kind, `tls`, `ca_file` or `path` changes, drops its stored credentials; new ones must come
-//! with the change. Who may change what: [`super::roles`].
+//! changes: a destination whose kind or an address setting its kind declares (`url`, `path`,
+//! ...) changes, or a source whose kind, `tls`, `ca_file` or `path` changes, drops its stored
+//! credentials; new ones must come with the change. Credentials are found by the one finder,
+//! [`sluice_core::credentials`]. Who may change what: [`super::roles`].
 
 use super::{Actor, ApiError, ControlState, ErrorBody};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde_json::Value;
-use sluice_core::{DestinationConfig, ModelConfig, SourceConfig};
-
-const SET: &str = "<set>";
+use sluice_core::credentials::{self, for_each_in_destination, for_each_in_source, Credential, CredentialKind, Keep};
+use sluice_core::{Catalog, DestinationConfig, ModelConfig, SourceConfig, SET};
+use std::collections::BTreeMap;
 
 /// Reads a workspace-file object from a body; a refusal names the field at fault
 /// (`statement_timeout_secs`, `mappings[0].on`, an unknown or missing field).
@@ -61,77 +62,66 @@ fn unset(field: &str, why: &str) -> ApiError {
     )
 }
 
-/// Resolves `"<set>"` in a source against the stored one: kept while the address is the same,
-/// else dropped (a postgres source then needs its `url` sent again).
-fn source_secrets(src: &mut SourceConfig, old: Option<&SourceConfig>) {
-    let same = old.filter(|o| o.kind == src.kind && o.tls == src.tls && o.ca_file == src.ca_file && o.path == src.path);
-    for (new, old) in [
-        (&mut src.url, same.and_then(|o| o.url.as_ref())),
-        (&mut src.write_key, same.and_then(|o| o.write_key.as_ref())),
-    ] {
-        if new.as_deref() == Some(SET) {
-            *new = old.cloned();
+/// Replaces `"<set>"` by the stored value at the same field (`stored`), or removes it when
+/// nothing is stored there (the credential must then come again).
+fn keep_stored(c: &Credential, v: &mut String, stored: &BTreeMap<String, String>) -> Keep {
+    if v != SET {
+        return Keep::Yes;
+    }
+    match stored.get(&c.field) {
+        Some(o) => {
+            *v = o.clone();
+            Keep::Yes
         }
+        None => Keep::No,
     }
 }
 
-/// Resolves `"<set>"` (and URLs as `GET` redacted them) in a destination's settings against the
-/// stored ones: kept while the kind and every address setting stay; else dropped. A URL that
-/// still holds `<set>` but is not the stored one redacted is refused.
+/// Resolves `"<set>"` in a source's credentials against the stored ones: kept while the
+/// address is the same ([`SourceConfig::same_address`]), else emptied (a postgres source then
+/// needs its `url` sent again, which validation says).
+fn source_secrets(src: &mut SourceConfig, old: Option<&SourceConfig>) {
+    let stored = old
+        .filter(|o| o.same_address(src))
+        .map(|o| credentials::values(o, |s, f| for_each_in_source(s, f)))
+        .unwrap_or_default();
+    for_each_in_source(src, &mut |c, v| keep_stored(c, v, &stored));
+}
+
+/// Resolves `"<set>"` (and URLs as `GET` redacted them) in a destination's credentials (as its
+/// kind declares them) against the stored ones: kept while the kind and every address setting
+/// stay; else dropped. A URL that still holds `<set>` but is not the stored one redacted is
+/// refused.
 fn destination_secrets(dest: &mut DestinationConfig, old: Option<&DestinationConfig>) -> Result<(), ApiError> {
-    if let Some(o) = old {
-        for k in ["url", "endpoint"] {
-            if let (Some(Value::String(n)), Some(Value::String(ov))) = (dest.settings.get(k), o.settings.get(k)) {
-                if n != ov && *n == sluice_core::redact_url(ov) {
-                    dest.settings.insert(k.into(), Value::String(ov.clone()));
-                }
+    let catalog = &sluice_destinations::REGISTRY;
+    let walk = |d: &mut DestinationConfig, f: &mut credentials::Visitor<'_>| for_each_in_destination(d, catalog, f);
+    let old_values = old.map(|o| credentials::values(o, walk)).unwrap_or_default();
+    for_each_in_destination(dest, catalog, &mut |c, v| {
+        if let (CredentialKind::Url, Some(o)) = (c.kind, old_values.get(&c.field)) {
+            if v != o && *v == sluice_core::redact_url(o) {
+                *v = o.clone();
             }
         }
-    }
+        Keep::Yes
+    });
+    let info = catalog.kind(&dest.kind);
     let same = old.filter(|o| {
         o.kind == dest.kind
             && o.settings
                 .keys()
                 .chain(dest.settings.keys())
-                .all(|k| !sluice_core::is_address_setting(k) || o.settings.get(k) == dest.settings.get(k))
+                .all(|k| !info.is_some_and(|i| i.is_address(k)) || o.settings.get(k) == dest.settings.get(k))
     });
-    let stored = |k: &str| same.and_then(|o| o.settings.get(k));
-    dest.settings.retain(|k, v| {
-        if k == "headers" {
-            if let Value::Object(h) = v {
-                let old_h = stored("headers").and_then(Value::as_object);
-                h.retain(|hk, hv| {
-                    if hv != SET {
-                        return true;
-                    }
-                    match old_h.and_then(|oh| oh.get(hk)) {
-                        Some(o) => {
-                            *hv = o.clone();
-                            true
-                        }
-                        None => false,
-                    }
-                });
-            }
-            return true;
+    let stored = if same.is_some() { old_values } else { BTreeMap::new() };
+    let mut refused = None;
+    for_each_in_destination(dest, catalog, &mut |c, v| {
+        let keep = keep_stored(c, v, &stored);
+        if c.kind == CredentialKind::Url && (v.contains(SET) || v.contains("%3Cset%3E")) {
+            refused.get_or_insert_with(|| unset(&c.field, "it does not match the stored URL"));
         }
-        if v != SET {
-            return true;
-        }
-        match stored(k) {
-            Some(o) => {
-                *v = o.clone();
-                true
-            }
-            None => false,
-        }
+        keep
     });
-    for k in ["url", "endpoint"] {
-        if dest.settings.get(k).and_then(Value::as_str).is_some_and(|u| u.contains(SET) || u.contains("%3Cset%3E")) {
-            return Err(unset(&format!("settings.{k}"), "it does not match the stored URL"));
-        }
-    }
-    Ok(())
+    refused.map_or(Ok(()), Err)
 }
 
 fn replace<T: Clone>(items: &mut Vec<T>, id_of: impl Fn(&T) -> &str, id: &str, new: T) -> bool {

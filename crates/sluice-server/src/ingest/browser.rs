@@ -99,7 +99,8 @@ enum Allow {
 
 /// The rule for one source: `*` without a list, the origin when the list has it.
 fn allow_for(source: &SourceConfig, origin: &str) -> Allow {
-    match &source.allowed_origins {
+    let Some(events) = source.events() else { return Allow::Refuse };
+    match &events.allowed_origins {
         None => Allow::Any,
         Some(list) if list.iter().any(|o| o == origin) => Allow::Echo,
         Some(_) => Allow::Refuse,
@@ -108,7 +109,7 @@ fn allow_for(source: &SourceConfig, origin: &str) -> Allow {
 
 /// The rule for a preflight, which names no source: the best any event source grants.
 fn allow_any_source(ws: &WorkspaceFile, origin: &str) -> Allow {
-    let events = ws.sources.iter().filter(|s| s.kind == SourceKind::Events);
+    let events = ws.sources.iter().filter(|s| s.kind() == SourceKind::Events);
     let mut best = Allow::Refuse;
     for s in events {
         match allow_for(s, origin) {

@@ -104,6 +104,11 @@ fn describe(c: &Config) -> String {
     format!("{}@{host}:{port}/{}", c.get_user().unwrap_or("?"), c.get_dbname().unwrap_or(""))
 }
 
+/// A failed statement, with the server's SQLSTATE when it sent one.
+fn db_err(e: &postgres::Error) -> WarehouseError {
+    WarehouseError::sql(error_text(e), e.code().map(|c| c.code()))
+}
+
 fn error_text(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
@@ -121,7 +126,7 @@ fn error_text(e: &postgres::Error) -> String {
 
 /// The server's message for bad SQL, with the position in the model's own SQL.
 fn sql_error(e: postgres::Error, sql: &str) -> WarehouseError {
-    let Some(db) = e.as_db_error() else { return WarehouseError::Sql(error_text(&e)) };
+    let Some(db) = e.as_db_error() else { return db_err(&e) };
     let mut msg = db.message().to_string();
     if let Some(postgres::error::ErrorPosition::Original(pos)) = db.position() {
         let pos = (*pos as usize).saturating_sub(1);
@@ -138,17 +143,17 @@ fn sql_error(e: postgres::Error, sql: &str) -> WarehouseError {
     if let Some(hint) = db.hint() {
         msg.push_str(&format!("\n    hint: {hint}"));
     }
-    WarehouseError::Sql(msg)
+    WarehouseError::sql(msg, Some(db.code().code()))
 }
 
 /// Starts the read-only transaction every statement of model SQL runs in. It is rolled back
 /// at the end, which also undoes any `set_config` the model made.
 fn read_only(client: &mut Client) -> Result<Transaction<'_>, WarehouseError> {
-    client.build_transaction().read_only(true).start().map_err(|e| WarehouseError::Sql(error_text(&e)))
+    client.build_transaction().read_only(true).start().map_err(|e| db_err(&e))
 }
 
 fn end(tx: Transaction<'_>) -> Result<(), WarehouseError> {
-    tx.rollback().map_err(|e| WarehouseError::Sql(error_text(&e)))
+    tx.rollback().map_err(|e| db_err(&e))
 }
 
 impl PostgresWarehouse {
@@ -252,7 +257,7 @@ fn prepare_model(client: &mut impl GenericClient, sql: &str) -> Result<Vec<(Stri
     let stmt = client.prepare(model_sql(sql)).map_err(|e| sql_error(e, model_sql(sql)))?;
     let cols: Vec<(String, Conv)> = stmt.columns().iter().map(|c| (c.name().to_string(), conv(c.type_()))).collect();
     if cols.is_empty() {
-        return Err(WarehouseError::Model("the model SQL returns no columns (is it a SELECT?)".into()));
+        return Err(WarehouseError::NoColumns);
     }
     check_columns(&cols.iter().map(|c| c.0.clone()).collect::<Vec<_>>())?;
     Ok(cols)
@@ -361,13 +366,13 @@ impl Warehouse for PostgresWarehouse {
         let mut tx = read_only(&mut self.client)?;
         // the source's own timeout, if shorter, is already in preview_timeout
         tx.batch_execute(&format!("SET LOCAL statement_timeout = {}", self.preview_timeout.as_millis()))
-            .map_err(|e| WarehouseError::Sql(error_text(&e)))?;
+            .map_err(|e| db_err(&e))?;
         let rows = tx.query(&q, &[]).map_err(|e| self.canceller.explain(sql_error(e, &q)))?;
         end(tx)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let vals: Result<Vec<Value>, _> = cols.iter().enumerate().map(|(i, (_, c))| cell(r, i, *c)).collect();
-            out.push(vals.map_err(|e| WarehouseError::Sql(error_text(&e)))?);
+            out.push(vals.map_err(|e| db_err(&e))?);
         }
         Ok(Preview { columns: cols.into_iter().map(|c| c.0).collect(), rows: out })
     }
@@ -419,7 +424,7 @@ impl Warehouse for PostgresWarehouse {
         };
         let mut rows = tx.query_raw(&stmt, params).map_err(|e| explain(sql_error(e, &q)))?;
         let mut guard = OrderGuard::new(order);
-        let read = |e: postgres::Error| explain(WarehouseError::Sql(error_text(&e)));
+        let read = |e: postgres::Error| explain(db_err(&e));
         while let Some(r) = rows.next().map_err(read)? {
             let id: Option<String> = r.try_get(0).map_err(read)?;
             guard.check(id.as_deref())?;

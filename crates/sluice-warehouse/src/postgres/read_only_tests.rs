@@ -131,7 +131,7 @@ fn finding_5_cancelled_preview_stops_on_the_server() {
     assert!(pg_wait_running(true, &marker), "the preview runs on the server");
     canceller.cancel();
     let e = run.join().unwrap().unwrap_err();
-    assert!(matches!(e, WarehouseError::Aborted(_)), "{e}");
+    assert!(matches!(e, WarehouseError::Cancelled), "{e}");
     assert!(!pg_wait_running(false, &marker), "the query stopped on the server");
 }
 
@@ -142,7 +142,7 @@ fn finding_5_cancellation_before_the_query_refuses_it() {
     let mut w = PostgresWarehouse::connect(&opts()).unwrap();
     w.attach_canceller(&canceller);
     let e = w.preview("select 1 as id", 1).unwrap_err();
-    assert!(matches!(e, WarehouseError::Aborted(_)), "{e}");
+    assert!(matches!(e, WarehouseError::Cancelled), "{e}");
 }
 
 #[test]

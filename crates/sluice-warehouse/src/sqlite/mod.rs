@@ -13,7 +13,11 @@ pub struct SqliteWarehouse {
     path: PathBuf,
     conn: Connection,
     canceller: Canceller,
+    scan_deadline: std::time::Duration,
 }
+
+/// Longest a scan runs by default before it is interrupted (a recursive CTE that never ends).
+pub const DEFAULT_SCAN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The largest string or blob a model may compute or read (SQLite's own default is 1 GB).
 pub const MAX_VALUE_BYTES: i32 = 16 * 1024 * 1024;
@@ -33,9 +37,17 @@ impl SqliteWarehouse {
         // no value a model computes may outgrow this: a 1 GB `printf` fails instead of filling memory
         conn.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, MAX_VALUE_BYTES);
         let canceller = Canceller::new();
-        let mut w = Self { path: path.to_path_buf(), conn, canceller: canceller.clone() };
+        let mut w =
+            Self { path: path.to_path_buf(), conn, canceller: canceller.clone(), scan_deadline: DEFAULT_SCAN_DEADLINE };
         w.attach_canceller(&canceller);
         Ok(w)
+    }
+
+    /// Interrupts a sync's scan after `deadline` instead of [`DEFAULT_SCAN_DEADLINE`]
+    /// (the source's `statement_timeout_secs`).
+    pub fn with_scan_deadline(mut self, deadline: std::time::Duration) -> Self {
+        self.scan_deadline = deadline;
+        self
     }
 
     /// The file this warehouse reads.
@@ -45,7 +57,9 @@ impl SqliteWarehouse {
 }
 
 fn sql_err(e: rusqlite::Error) -> WarehouseError {
-    WarehouseError::Sql(e.to_string())
+    let retryable =
+        matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked));
+    WarehouseError::Sql { message: e.to_string(), sqlstate: None, retryable }
 }
 
 /// Converts one SQLite cell to JSON.
@@ -60,6 +74,10 @@ pub fn cell(v: ValueRef<'_>) -> Value {
 }
 
 impl Warehouse for SqliteWarehouse {
+    fn scan_deadline(&self) -> Option<std::time::Duration> {
+        Some(self.scan_deadline)
+    }
+
     fn attach_canceller(&mut self, canceller: &Canceller) {
         let handle = self.conn.get_interrupt_handle();
         canceller.install(Box::new(move || handle.interrupt()));
@@ -71,7 +89,7 @@ impl Warehouse for SqliteWarehouse {
         let stmt = self.conn.prepare(model_sql(sql)).map_err(sql_err)?;
         let cols: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         if cols.is_empty() {
-            return Err(WarehouseError::Model("the model SQL returns no columns (is it a SELECT?)".into()));
+            return Err(WarehouseError::NoColumns);
         }
         check_columns(&cols)?;
         Ok(cols)

@@ -83,5 +83,5 @@ fn finding_5_sqlite_cancel_interrupts_a_running_model() {
     }
     canceller.cancel();
     let e = run.join().unwrap().unwrap_err();
-    assert!(matches!(e, WarehouseError::Aborted(_)), "{e}");
+    assert!(matches!(e, WarehouseError::Cancelled), "{e}");
 }

@@ -1,0 +1,247 @@
+//! Sources of the workspace file: one settings type per kind, tagged by `kind`, so a setting
+//! of another kind is refused by serde with the setting named
+//! (`sources: [{id: dwh, kind: sqlite, path: w.db}]`).
+
+use crate::secret::Secret;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Kinds of source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// An SQLite file as warehouse (the embedded default).
+    Sqlite,
+    /// A PostgreSQL (or Redshift) warehouse.
+    Postgres,
+    /// An event source of the Tracking API.
+    Events,
+}
+
+impl SourceKind {
+    /// Name as written in the workspace file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+            Self::Events => "events",
+        }
+    }
+}
+
+/// A source of data: its id and the settings of its kind. Written flat, as
+/// `{id: dwh, kind: sqlite, path: w.db}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceConfig {
+    /// Unique id of the source, referenced by models.
+    pub id: String,
+    /// The kind (`kind:`) and its settings.
+    #[serde(flatten)]
+    pub settings: SourceSettings,
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let id = match map.remove("id") {
+            Some(serde_json::Value::String(id)) => id,
+            Some(other) => {
+                return Err(D::Error::custom(format!("invalid type for field `id`: {other}, expected a string")))
+            }
+            None => return Err(D::Error::missing_field("id")),
+        };
+        let kind = match map.remove("kind") {
+            Some(k) => SourceKind::deserialize(k).map_err(|e| D::Error::custom(format!("field `kind`: {e}")))?,
+            None => return Err(D::Error::missing_field("kind")),
+        };
+        let settings = match kind {
+            SourceKind::Sqlite => SourceSettings::Sqlite(settings(map, &id)?),
+            SourceKind::Postgres => SourceSettings::Postgres(settings(map, &id)?),
+            SourceKind::Events => SourceSettings::Events(settings(map, &id)?),
+        };
+        Ok(Self { id, settings })
+    }
+}
+
+/// Reads the settings of one kind. The message names the field at fault first (serde's
+/// `unknown field `pth``, or `field `tls`: unknown variant ...`) and the source's id last.
+fn settings<T: serde::de::DeserializeOwned, E: serde::de::Error>(
+    map: serde_json::Map<String, serde_json::Value>,
+    id: &str,
+) -> Result<T, E> {
+    serde_path_to_error::deserialize(serde_json::Value::Object(map)).map_err(|e| {
+        let field = match e.path().to_string().as_str() {
+            "." => String::new(),
+            p => format!("field `{p}`: "),
+        };
+        E::custom(format!("{field}{} (source `{}`)", e.into_inner(), id.escape_debug()))
+    })
+}
+
+impl SourceConfig {
+    /// The kind of source.
+    pub fn kind(&self) -> SourceKind {
+        self.settings.kind()
+    }
+
+    /// The settings of an event source (`None` for a warehouse).
+    pub fn events(&self) -> Option<&EventsSource> {
+        match &self.settings {
+            SourceSettings::Events(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether `other` reaches the same place with the same protection: same kind and, for
+    /// PostgreSQL, the same `tls` and `ca_file`; for SQLite the same `path`. Credentials sent
+    /// back as `<set>` are kept only then.
+    pub fn same_address(&self, other: &SourceConfig) -> bool {
+        match (&self.settings, &other.settings) {
+            (SourceSettings::Sqlite(a), SourceSettings::Sqlite(b)) => a.path == b.path,
+            (SourceSettings::Postgres(a), SourceSettings::Postgres(b)) => a.tls == b.tls && a.ca_file == b.ca_file,
+            (SourceSettings::Events(_), SourceSettings::Events(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The settings of a source, by kind (read through [`SourceConfig`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum SourceSettings {
+    /// An SQLite file as warehouse (the embedded default).
+    Sqlite(SqliteSource),
+    /// A PostgreSQL (or Redshift) warehouse.
+    Postgres(PostgresSource),
+    /// An event source of the Tracking API.
+    Events(EventsSource),
+}
+
+impl SourceSettings {
+    /// The kind of source.
+    pub fn kind(&self) -> SourceKind {
+        match self {
+            Self::Sqlite(_) => SourceKind::Sqlite,
+            Self::Postgres(_) => SourceKind::Postgres,
+            Self::Events(_) => SourceKind::Events,
+        }
+    }
+}
+
+/// Settings of an SQLite source (`kind: sqlite`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSource {
+    /// Path of the SQLite file, relative to the workspace file.
+    pub path: String,
+    /// Longest a sync's scan may run, in seconds: it is interrupted after it (default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<u64>,
+}
+
+/// Settings of a PostgreSQL (or Redshift) source (`kind: postgres`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSource {
+    /// Connection URL (`postgres://user:password@host/db`): a credential, sealed at rest.
+    pub url: Secret,
+    /// TLS mode: `disable`, `prefer` (default), `require`, `verify-ca`, `verify-full`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsMode>,
+    /// Extra PEM root certificates for `tls: verify-full`, relative to the workspace file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// Longest a model's query may run on the server, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<u64>,
+    /// Connect even when the role is a superuser or may read or write the server's files or run
+    /// programs there, which a read-only transaction cannot stop (default: refused).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_privileged_role: bool,
+}
+
+/// Settings of an event source of the Tracking API (`kind: events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSource {
+    /// The write key clients send events with: a credential, sealed at rest.
+    pub write_key: Secret,
+    /// Web origins (`scheme://host[:port]`) whose pages may send events with this write key.
+    /// Unset: any origin; an empty list: no browser page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// How a PostgreSQL connection uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without checking its certificate (the default).
+    Prefer,
+    /// TLS required, certificate not checked.
+    Require,
+    /// Accepted for libpq compatibility; checked like `verify-full` (the stricter mode).
+    VerifyCa,
+    /// TLS required, certificate and host name checked.
+    VerifyFull,
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{SourceConfig, SourceKind, WorkspaceFile};
+
+    fn refused(yaml: &str) -> String {
+        WorkspaceFile::from_yaml(yaml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_and_writes_the_flat_shape() {
+        let yaml = "sources:
+- {id: dwh, kind: sqlite, path: w.db}
+- {id: pg, kind: postgres, url: 'postgres://u:pw@h/d', tls: verify-full, allow_privileged_role: true}
+- {id: web, kind: events, write_key: wk_1, allowed_origins: ['https://a.example']}
+";
+        let f = WorkspaceFile::from_yaml(yaml).unwrap();
+        let kinds: Vec<SourceKind> = f.sources.iter().map(SourceConfig::kind).collect();
+        assert_eq!(kinds, [SourceKind::Sqlite, SourceKind::Postgres, SourceKind::Events]);
+        let json = crate::exposing(|| serde_json::to_value(&f.sources).unwrap());
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"id": "dwh", "kind": "sqlite", "path": "w.db"},
+                {"id": "pg", "kind": "postgres", "url": "postgres://u:pw@h/d", "tls": "verify-full", "allow_privileged_role": true},
+                {"id": "web", "kind": "events", "write_key": "wk_1", "allowed_origins": ["https://a.example"]},
+            ])
+        );
+        let back: Vec<SourceConfig> = serde_json::from_value(json).unwrap();
+        assert_eq!(back, f.sources);
+        let shown = serde_json::to_value(&f.sources).unwrap();
+        assert_eq!((shown[1]["url"].as_str(), shown[2]["write_key"].as_str()), (Some("<set>"), Some("<set>")));
+        assert!(!format!("{:?}", f.sources).contains("pw"), "Debug never shows a credential");
+    }
+
+    #[test]
+    fn a_setting_of_another_kind_is_refused_by_name() {
+        for (yaml, field) in [
+            ("sources: [{id: dwh, kind: sqlite, path: w.db, write_key: k}]", "write_key"),
+            ("sources: [{id: dwh, kind: sqlite, path: w.db, tls: disable}]", "tls"),
+            ("sources: [{id: w, kind: events, write_key: k, statement_timeout_secs: 3}]", "statement_timeout_secs"),
+            ("sources: [{id: pg, kind: postgres, url: 'postgres://h/d', allowed_origins: []}]", "allowed_origins"),
+            ("sources: [{id: pg, kind: postgres, url: 'postgres://h/d', pth: x}]", "pth"),
+        ] {
+            let e = refused(yaml);
+            assert!(e.contains(&format!("unknown field `{field}`")), "{yaml}: {e}");
+            assert!(e.contains("(source `"), "names the entry: {e}");
+        }
+        assert!(refused("sources: [{id: pg, kind: postgres}]").contains("missing field `url`"));
+        assert!(refused("sources: [{kind: sqlite, path: w.db}]").contains("missing field `id`"));
+        let e = refused("sources: [{id: x, kind: mysql}]");
+        assert!(e.contains("field `kind`: unknown variant `mysql`"), "{e}");
+        let e = refused("sources: [{id: pg, kind: postgres, url: 'postgres://h/d', tls: sometimes}]");
+        assert!(e.contains("field `tls`: unknown variant `sometimes`") && e.contains("verify-full"), "{e}");
+        let e = refused("sources: [{id: dwh, kind: sqlite, path: w.db, statement_timeout_secs: soon}]");
+        assert!(e.contains("field `statement_timeout_secs`: invalid type"), "{e}");
+    }
+}

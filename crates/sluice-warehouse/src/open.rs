@@ -1,0 +1,41 @@
+//! The warehouse factory: the one place that turns a source's settings into a [`Warehouse`].
+//! A new warehouse kind is a folder here, a variant of `sluice_core::SourceSettings` and an
+//! arm below; the compiler finds the rest.
+
+use crate::postgres::{PgOptions, PostgresWarehouse, TlsMode};
+use crate::sqlite::SqliteWarehouse;
+use crate::{Warehouse, WarehouseError};
+use sluice_core::{SourceConfig, SourceSettings};
+use std::path::Path;
+use std::time::Duration;
+
+/// Opens the warehouse of `source`; relative paths (`path`, `ca_file`) resolve from `base_dir`
+/// (the workspace file's folder). An event source is [`WarehouseError::NotAWarehouse`].
+pub fn open(source: &SourceConfig, base_dir: &Path) -> Result<Box<dyn Warehouse>, WarehouseError> {
+    match &source.settings {
+        SourceSettings::Sqlite(s) => {
+            let mut w = SqliteWarehouse::open(&base_dir.join(&s.path))?;
+            if let Some(secs) = s.statement_timeout_secs {
+                w = w.with_scan_deadline(Duration::from_secs(secs));
+            }
+            Ok(Box::new(w))
+        }
+        SourceSettings::Postgres(p) => {
+            let opts = PgOptions {
+                url: p.url.expose().to_string(),
+                tls: p.tls.map(|t| match t {
+                    sluice_core::TlsMode::Disable => TlsMode::Disable,
+                    sluice_core::TlsMode::Prefer => TlsMode::Prefer,
+                    sluice_core::TlsMode::Require => TlsMode::Require,
+                    sluice_core::TlsMode::VerifyCa | sluice_core::TlsMode::VerifyFull => TlsMode::VerifyFull,
+                }),
+                ca_file: p.ca_file.as_ref().map(|f| base_dir.join(f)),
+                statement_timeout: p.statement_timeout_secs.map(Duration::from_secs),
+                allow_privileged_role: p.allow_privileged_role,
+                preview_timeout: None,
+            };
+            Ok(Box::new(PostgresWarehouse::connect(&opts)?))
+        }
+        SourceSettings::Events(_) => Err(WarehouseError::NotAWarehouse { source_id: source.id.clone() }),
+    }
+}
