@@ -1,28 +1,25 @@
-//! `sluice serve`: the Segment-compatible Tracking API with consent routing (R6–R10), durable
-//! per-destination delivery, profiles, a debugger, a delivery overview and Prometheus metrics.
+//! `sluice serve`: the HTTP edge. The Segment-compatible Tracking API (ingest, browser
+//! settings, health) and the private side (control API, debugger, profiles, overview, metrics);
+//! the streaming runtime behind it (event log, writer, delivery) is `sluice-stream`.
 //!
 //! ```text
-//!  HTTP (axum) ──► normalize ──► writer thread: dedupe, profiles, route, log + outboxes (1 tx)
+//!  HTTP (axum) ──► normalize ──► sluice_stream::writer: dedupe, profiles, route, log (1 tx)
 //!                                      │ commit, then 200
 //!                                      ▼
-//!                  one delivery thread per destination ──► webhook / file
+//!                  sluice_stream::delivery: one worker per destination ──► Destination (registry)
 //! ```
 
 pub mod api;
 pub mod control;
-pub mod delivery;
 pub mod edge;
 pub mod follow;
 pub mod ingest;
-pub mod metrics;
 pub mod read;
 pub mod scheduler;
-pub mod store;
-pub mod writer;
+pub mod state;
 
-/// The workspace every part of the server follows; the control API swaps it on each change.
-/// Readers never block and nothing can poison it.
-pub type Live = Arc<arc_swap::ArcSwap<WorkspaceFile>>;
+// the streaming runtime, under the paths the server's modules (and its tests) always used
+pub use sluice_stream::{delivery, metrics, store, writer, Live};
 
 use sluice_core::WorkspaceFile;
 use std::net::SocketAddr;

@@ -1,11 +1,13 @@
 //! The private read endpoints: debugger, profiles, overview, metrics (behind a token).
 
-use crate::api::{error, AppState};
+use crate::state::{error, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
+
+pub use sluice_stream::store::profile_json;
 use std::collections::HashMap;
 
 #[allow(clippy::result_large_err)] // the error is the response itself
@@ -39,16 +41,6 @@ pub async fn debugger(
     Json(json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated})).into_response()
 }
 
-/// The profile JSON of SPEC §7 (`consent`, `consent_conflict`) with identifiers and traits.
-pub fn profile_json(p: &sluice_core::profiles::Profile) -> Value {
-    json!({
-        "user_ids": p.user_ids,
-        "anonymous_ids": p.anonymous_ids,
-        "traits": p.traits,
-        "consent": p.consent_traits(),
-        "consent_conflict": p.consent_conflict(),
-    })
-}
 
 pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let conn = match read_conn(&s) {

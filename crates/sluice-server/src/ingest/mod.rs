@@ -4,7 +4,7 @@
 pub mod browser;
 pub mod event;
 
-use crate::api::{error, AppState};
+use crate::state::{error, AppState};
 use crate::writer::Job;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};

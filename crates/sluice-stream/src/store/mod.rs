@@ -4,7 +4,7 @@
 pub mod profiles;
 pub mod retention;
 
-pub use profiles::ProfileStore;
+pub use profiles::{profile_json, ProfileStore};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;

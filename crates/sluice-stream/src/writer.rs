@@ -46,8 +46,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Extracts what the writer needs from a normalized event.
-    pub fn new((mut event, json): crate::ingest::event::Normalized) -> Self {
+    /// Extracts what the writer needs from a normalized event and its JSON text.
+    pub fn new((mut event, json): (Value, String)) -> Self {
         let s = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).map(String::from);
         let ty = s(&event, "type").unwrap_or_default();
         let (consent, warnings) = read_consent(&event);
@@ -349,7 +349,7 @@ fn warnings_json(warnings: &[String], notes: &[String]) -> String {
 }
 
 fn sluice_core_now() -> String {
-    crate::ingest::event::rfc3339(chrono::Utc::now())
+    crate::rfc3339(chrono::Utc::now())
 }
 
 /// Adds a group's counts to the per-minute statistics and the Prometheus counters.
@@ -455,8 +455,12 @@ fn trim(conn: &Connection, router: &Router, last: &mut std::time::Instant) {
     }
 }
 
-/// Destinations the server delivers to (enabled ones: webhook, file, and connections, which
-/// forwards events to another Tracking API endpoint).
+/// Destinations streamed events are delivered to: enabled ones whose kind takes events
+/// ([`sluice_core::KindInfo::events`]; `connections` forwards them to another Tracking API).
 pub fn streaming_destinations(ws: &WorkspaceFile) -> Vec<DestinationConfig> {
-    ws.destinations.iter().filter(|d| d.enabled).cloned().collect()
+    ws.destinations
+        .iter()
+        .filter(|d| d.enabled && sluice_destinations::registry::info(&d.kind).is_some_and(|k| k.events))
+        .cloned()
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! Every metric of the server, declared in one place, exported at `/metrics`.
+//! Every metric of the streaming runtime and of the threads it supervises (the server's scheduler
+//! and follower count restarts here too), declared in one place; the server exports them at `/metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
