@@ -229,7 +229,17 @@ fn deliver_once(
         metrics.retried.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
     }
     // the network part: no transaction is open here
+    let (first_seq, last_seq) = (events.first().map_or(0, |e| e.seq), events.last().map_or(0, |e| e.seq));
+    let span = tracing::info_span!("delivery_batch", destination = %dest_id, events = events.len(), first_seq, last_seq);
+    let _entered = span.enter();
     let outcome = send(sink, &events, cursor, last);
+    tracing::debug!(
+        delivered = outcome.delivered,
+        dead = outcome.dead.len(),
+        retry = outcome.retry.is_some(),
+        attempt = attempts + 1,
+        "delivery batch sent"
+    );
     let max_retry_after = sink.retry_policy().map(|p| p.max_retry_after);
     record(conn, dest_id, max_retry_after, metrics, &outcome, attempts, now)?;
     Ok(events.len())

@@ -255,3 +255,46 @@ pub fn profile_of(conn: &Connection, ident: &str) -> Result<Option<sluice_core::
         conn.query_row("select data from profiles where id = ?1", [id], |r| r.get(0)).optional().map_err(wrap(conn))?;
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
 }
+
+/// An event a destination refused for good, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// The event's place in the log.
+    pub seq: i64,
+    /// The reason (the receiver's answer, or the limit it broke).
+    pub error: String,
+    /// When it was given up (RFC 3339).
+    pub at: String,
+}
+
+/// The latest `limit` events `dest` refused for good, newest first.
+pub fn dead_letters(conn: &Connection, dest: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+    let w = wrap(conn);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt =
+        conn.prepare_cached("select seq, error, at from dead where dest = ?1 order by seq desc limit ?2").map_err(&w)?;
+    let rows = stmt
+        .query_map(params![dest, limit], |r| Ok(DeadLetter { seq: r.get(0)?, error: r.get(1)?, at: r.get(2)? }))
+        .map_err(&w)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(&w)
+}
+
+/// Where a destination's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Cursor {
+    /// Every event routed to it up to this seq is delivered or dead.
+    pub delivered_seq: i64,
+    /// Failed attempts at the head batch since the last success.
+    pub attempts: i64,
+    /// When the head batch is tried again (Unix seconds; 0: now).
+    pub next_at: i64,
+}
+
+/// The cursor of `dest` (`None`: its worker never started).
+pub fn cursor(conn: &Connection, dest: &str) -> Result<Option<Cursor>> {
+    query_row(conn, "select delivered_seq, attempts, next_at from cursors where dest = ?1", [dest], |r| {
+        Ok(Cursor { delivered_seq: r.get(0)?, attempts: r.get(1)?, next_at: r.get(2)? })
+    })
+    .optional()
+    .map_err(wrap(conn))
+}
