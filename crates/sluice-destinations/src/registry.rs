@@ -16,6 +16,9 @@ pub struct BuildContext {
     pub mapping_key: String,
 }
 
+/// How a kind builds a destination ready to deliver.
+pub type Builder = fn(&DestinationConfig, &BuildContext) -> Result<Box<dyn Destination>, ConfigError>;
+
 /// A destination kind as its folder declares it.
 pub struct Registration {
     /// Its name and capabilities.
@@ -23,7 +26,7 @@ pub struct Registration {
     /// Checks its settings without I/O, naming the setting at fault.
     pub check: fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), ConfigError>,
     /// Builds it, ready to deliver.
-    pub build: fn(&DestinationConfig, &BuildContext) -> Result<Box<dyn Destination>, ConfigError>,
+    pub build: Builder,
 }
 
 /// Every destination kind, in the order `sluice` lists them.
