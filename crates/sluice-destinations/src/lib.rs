@@ -183,7 +183,7 @@ pub(crate) fn deliver_chunks<T: Clone>(
 ) -> Vec<Outcome> {
     let mut out = Vec::new();
     let mut stopped: Option<DeliveryError> = None;
-    for chunk in chunks {
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
         if let Some(e) = &stopped {
             out.extend(chunk.iter().map(|_| Err(e.clone())));
             continue;

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 pub struct BuildContext {
     /// Folder relative paths resolve from (the workspace file's folder).
     pub base_dir: PathBuf,
-    /// Stable key of the mapping (model and destination), part of every idempotency key.
+    /// Stable key of the mapping, part of every idempotency key: `model/destination` for
+    /// Reverse ETL, `stream/destination` for streaming (`sluice_stream::delivery::stream_key`).
     pub mapping_key: String,
 }
 

@@ -36,7 +36,7 @@ pub struct Worker {
     pub worker: String,
 }
 
-/// The server's counters.
+/// The streaming runtime's counters (and restarts of every supervised thread).
 #[derive(Default)]
 pub struct Metrics {
     /// Events accepted (durably stored), per source.

@@ -183,6 +183,9 @@ impl Destination for FileSink {
 
     /// Appends each event as stored, one line each, `batch_size` events per write.
     fn deliver_events(&mut self, events: &[Event]) -> Vec<Outcome> {
+        if events.is_empty() {
+            return Vec::new();
+        }
         let mut buf = Vec::with_capacity(events.iter().map(|e| e.body.len() + 1).sum());
         for e in events {
             buf.extend_from_slice(e.body.as_bytes());
