@@ -181,7 +181,13 @@ impl Transport {
 
     /// POSTs `body` once ([`Retries::Caller`]) or with the policy's retries
     /// ([`Retries::Transport`]).
-    pub fn post(&self, url: &str, headers: &[(&str, &str)], body: &[u8], retries: Retries) -> Result<(), DeliveryError> {
+    pub fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        retries: Retries,
+    ) -> Result<(), DeliveryError> {
         match retries {
             Retries::Transport => self.post_json(url, headers, body),
             Retries::Caller => self.post_once(url, headers, body),

@@ -177,10 +177,7 @@ pub(crate) fn isolate<T: Clone>(items: &[T], mode: Isolation, mut send: impl FnM
 
 /// Streamed events in order, in chunks: each chunk is sent with [`isolate`]; after a chunk
 /// fails retryably, later chunks are not sent and carry that failure.
-pub(crate) fn deliver_chunks<T: Clone>(
-    chunks: Vec<Vec<T>>,
-    mut send: impl FnMut(&[T]) -> Outcome,
-) -> Vec<Outcome> {
+pub(crate) fn deliver_chunks<T: Clone>(chunks: Vec<Vec<T>>, mut send: impl FnMut(&[T]) -> Outcome) -> Vec<Outcome> {
     let mut out = Vec::new();
     let mut stopped: Option<DeliveryError> = None;
     for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {

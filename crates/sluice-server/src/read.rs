@@ -41,7 +41,6 @@ pub async fn debugger(
     Json(json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated})).into_response()
 }
 
-
 pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Response {
     let conn = match read_conn(&s) {
         Ok(c) => c,

@@ -87,4 +87,3 @@ impl PublicUrl {
 pub(crate) fn host_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '/' | '_' | '~')
 }
-

@@ -151,7 +151,8 @@ fn drift_3_a_retried_streamed_batch_keeps_its_idempotency_key_in_the_reverse_etl
     assert_eq!(keys[0], keys[1], "a retry of the same batch carries the same key");
     assert!(keys[0].len() == 32 && keys[0].bytes().all(|b| b.is_ascii_hexdigit()), "{}", keys[0]);
     let body = format!("{{\"batch\":[{}]}}", stored(&s, "k1"));
-    let expected = sluice_destinations::http::idempotency_key(&sluice_stream::delivery::stream_key("hook"), body.as_bytes());
+    let expected =
+        sluice_destinations::http::idempotency_key(&sluice_stream::delivery::stream_key("hook"), body.as_bytes());
     assert_eq!(keys[0], expected, "the body-hash key Reverse ETL sends");
 }
 

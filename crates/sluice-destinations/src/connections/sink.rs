@@ -92,16 +92,8 @@ impl Destination for ConnectionsSink {
     fn deliver(&mut self, items: &[Item]) -> Vec<Outcome> {
         let events: Vec<Value> = items.iter().map(|i| self.event(i)).collect();
         let sizes: Vec<usize> = events.iter().map(|e| e.to_string().len()).collect();
-        let mut out: Vec<Outcome> = sizes
-            .iter()
-            .map(|s| {
-                if *s > MAX_EVENT_BYTES {
-                    Err(too_big(*s))
-                } else {
-                    Ok(())
-                }
-            })
-            .collect();
+        let mut out: Vec<Outcome> =
+            sizes.iter().map(|s| if *s > MAX_EVENT_BYTES { Err(too_big(*s)) } else { Ok(()) }).collect();
         let idx: Vec<usize> = (0..items.len()).filter(|i| out[*i].is_ok()).collect();
         let sendable: Vec<Value> = idx.iter().map(|i| events[*i].clone()).collect();
         let results = crate::deliver_isolating(&sendable, |batch| self.send(batch));

@@ -110,7 +110,9 @@ fn bad_settings_name_the_field() {
 }
 
 fn events(n: i64) -> Vec<crate::Event> {
-    (1..=n).map(|seq| crate::Event { seq, source: "web".into(), body: format!("{{\"messageId\":\"m{seq}\"}}") }).collect()
+    (1..=n)
+        .map(|seq| crate::Event { seq, source: "web".into(), body: format!("{{\"messageId\":\"m{seq}\"}}") })
+        .collect()
 }
 
 #[test]

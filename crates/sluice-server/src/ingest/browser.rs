@@ -9,8 +9,8 @@
 //! `Access-Control-Allow-Origin` (`*` when the source has no list, else the request's `Origin`),
 //! so the page can read a refusal: Analytics.js then drops the event instead of retrying it.
 
-pub use crate::state::PublicUrl;
 use crate::state::host_char;
+pub use crate::state::PublicUrl;
 use crate::state::{error, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};

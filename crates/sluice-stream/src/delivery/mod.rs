@@ -230,7 +230,8 @@ fn deliver_once(
     }
     // the network part: no transaction is open here
     let (first_seq, last_seq) = (events.first().map_or(0, |e| e.seq), events.last().map_or(0, |e| e.seq));
-    let span = tracing::info_span!("delivery_batch", destination = %dest_id, events = events.len(), first_seq, last_seq);
+    let span =
+        tracing::info_span!("delivery_batch", destination = %dest_id, events = events.len(), first_seq, last_seq);
     let _entered = span.enter();
     let outcome = send(sink, &events, cursor, last);
     tracing::debug!(

@@ -271,8 +271,9 @@ pub struct DeadLetter {
 pub fn dead_letters(conn: &Connection, dest: &str, limit: usize) -> Result<Vec<DeadLetter>> {
     let w = wrap(conn);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt =
-        conn.prepare_cached("select seq, error, at from dead where dest = ?1 order by seq desc limit ?2").map_err(&w)?;
+    let mut stmt = conn
+        .prepare_cached("select seq, error, at from dead where dest = ?1 order by seq desc limit ?2")
+        .map_err(&w)?;
     let rows = stmt
         .query_map(params![dest, limit], |r| Ok(DeadLetter { seq: r.get(0)?, error: r.get(1)?, at: r.get(2)? }))
         .map_err(&w)?;

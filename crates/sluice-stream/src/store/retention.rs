@@ -25,8 +25,7 @@ pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String]) 
     let w = wrap(conn);
     let mut out = Trimmed::default();
     // events every destination has passed, older than the retention
-    let cutoff =
-        crate::rfc3339(chrono::DateTime::from_timestamp(now - retention_secs, 0).unwrap_or_default());
+    let cutoff = crate::rfc3339(chrono::DateTime::from_timestamp(now - retention_secs, 0).unwrap_or_default());
     let mut passed = i64::MAX;
     for d in dests {
         let seq: Option<i64> = query_row(conn, "select delivered_seq from cursors where dest = ?1", [d], |r| r.get(0))
