@@ -18,7 +18,8 @@ pub mod read;
 pub mod scheduler;
 pub mod state;
 
-// the streaming runtime, under the paths the server's modules (and its tests) always used
+// the streaming runtime, also under the paths the control API, the scheduler, the follower
+// and the server's tests have always used
 pub use sluice_stream::{delivery, metrics, store, writer, Live};
 
 use sluice_core::WorkspaceFile;
@@ -40,7 +41,7 @@ pub enum ServeError {
     },
     /// The event log could not be opened.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] sluice_stream::store::StoreError),
     /// `--public-url` is not a URL browsers can use.
     #[error("{0}")]
     PublicUrl(String),
@@ -104,16 +105,17 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let public_url = public_url.map_err(ServeError::PublicUrl)?.map(Arc::new);
     let ws = Arc::new(config.workspace);
     let live: Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
-    let metrics = Arc::new(metrics::Metrics::default());
-    let wake = Arc::new(delivery::Wake::default());
+    let metrics = Arc::new(sluice_stream::metrics::Metrics::default());
+    let wake = Arc::new(sluice_stream::delivery::Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let conn = store::open(&config.state_dir)?;
-    let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
-    let router = writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400);
+    let conn = sluice_stream::store::open(&config.state_dir)?;
+    let (jobs, rx) = std::sync::mpsc::sync_channel::<sluice_stream::writer::Job>(4096);
+    let router =
+        sluice_stream::writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400);
     let w = wake.clone();
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())
-        .spawn(move || writer::run(conn, router, rx, || w.notify()))?;
+        .spawn(move || sluice_stream::writer::run(conn, router, rx, || w.notify()))?;
     let supervisor = {
         let (l, dir, base, m, wk, st) = (
             live.clone(),
@@ -125,7 +127,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         );
         std::thread::Builder::new()
             .name("sluice-delivery".into())
-            .spawn(move || delivery::supervise(l, dir, base, m, wk, st))?
+            .spawn(move || sluice_stream::delivery::supervise(l, dir, base, m, wk, st))?
     };
     let scheduler = {
         let (l, base, dir, st, m) =

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 #[allow(clippy::result_large_err)] // the error is the response itself
 fn read_conn(s: &AppState) -> Result<rusqlite::Connection, Response> {
-    crate::store::open(&s.dir).map_err(|e| {
+    sluice_stream::store::open(&s.dir).map_err(|e| {
         tracing::error!(error = %e, "cannot open the event log");
         error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
     })
@@ -33,11 +33,11 @@ pub async fn debugger(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let (events, truncated) = match crate::store::recent_events(&conn, &source, limit) {
+    let (events, truncated) = match sluice_stream::store::recent_events(&conn, &source, limit) {
         Ok(e) => e,
         Err(e) => return internal(e),
     };
-    let invalid = crate::store::recent_invalid(&conn, &source, limit.min(100)).unwrap_or_default();
+    let invalid = sluice_stream::store::recent_invalid(&conn, &source, limit.min(100)).unwrap_or_default();
     Json(json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated})).into_response()
 }
 
@@ -46,7 +46,7 @@ pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Respo
         Ok(c) => c,
         Err(r) => return r,
     };
-    match crate::store::profile_of(&conn, &id) {
+    match sluice_stream::store::profile_of(&conn, &id) {
         Ok(Some(p)) => Json(profile_json(&p)).into_response(),
         Ok(None) => {
             error(StatusCode::NOT_FOUND, "not_found", &format!("no profile has the identifier `{id}`"), Some("id"))
@@ -66,7 +66,7 @@ pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String,
         Err(r) => return r,
     };
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
-    match crate::store::overview(&conn, since) {
+    match sluice_stream::store::overview(&conn, since) {
         Ok(mut v) => {
             // every destination of the workspace, every counter: a zero is an answer too
             if let Some(map) = v.as_object_mut() {
