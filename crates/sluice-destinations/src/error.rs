@@ -112,6 +112,12 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The wait before retry number `retry` (0: the first) by a caller that keeps its own
+    /// durable schedule (the streaming worker): `initial` doubled per retry, at most `max_delay`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        self.initial.saturating_mul(1u32 << retry.min(20)).min(self.max_delay.max(self.initial))
+    }
+
     /// Runs `attempt` until it succeeds, fails permanently, or attempts run out.
     pub fn run<T>(&self, mut attempt: impl FnMut(u32) -> Result<T, DeliveryError>) -> Result<T, DeliveryError> {
         let mut delays = ExponentialBuilder::default()

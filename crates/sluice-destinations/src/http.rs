@@ -135,6 +135,26 @@ pub fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Who retries a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retries {
+    /// The transport, as its [`RetryPolicy`] says, within the call (Reverse ETL).
+    Transport,
+    /// The caller, with its own durable backoff (the streaming worker): one attempt per call.
+    Caller,
+}
+
+/// A stable key for a request body of a mapping (Reverse ETL: `model/destination`; streaming:
+/// `stream/destination`): the xxh3-128 of the key and the body, as 32 hex digits. A retry of
+/// the same batch sends the same body, so it carries the same key.
+pub fn idempotency_key(mapping_key: &str, body: &[u8]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(mapping_key.as_bytes());
+    h.update(&[0]);
+    h.update(body);
+    format!("{:032x}", h.digest128())
+}
+
 /// Posts JSON with retries; a 2xx is the only success.
 pub struct Transport {
     agent: ureq::Agent,
@@ -157,6 +177,21 @@ impl Transport {
     /// success; a 3xx is not followed (see [`DeliveryError::redirected`]).
     pub fn post_json(&self, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<(), DeliveryError> {
         self.policy.run(|_| self.post_once(url, headers, body))
+    }
+
+    /// POSTs `body` once ([`Retries::Caller`]) or with the policy's retries
+    /// ([`Retries::Transport`]).
+    pub fn post(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        retries: Retries,
+    ) -> Result<(), DeliveryError> {
+        match retries {
+            Retries::Transport => self.post_json(url, headers, body),
+            Retries::Caller => self.post_once(url, headers, body),
+        }
     }
 
     /// One attempt, no retries.
@@ -202,6 +237,19 @@ fn read_excerpt(resp: ureq::Response) -> String {
 pub struct Batch<'a, T: serde::Serialize> {
     /// The items or events.
     pub batch: &'a [T],
+}
+
+/// `{"batch":[...]}` of JSON texts taken as they are (streamed events as stored).
+pub fn event_batch<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<u8> {
+    let mut body = b"{\"batch\":[".to_vec();
+    for (n, t) in texts.into_iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(t.as_bytes());
+    }
+    body.extend_from_slice(b"]}");
+    body
 }
 
 /// Encodes a body, or an internal error.

@@ -1,7 +1,10 @@
-//! Destinations: where Reverse ETL records go.
+//! Destinations: where Reverse ETL records and streamed events go.
 //!
 //! Each destination kind lives in its own folder (`config.rs` for its typed settings, `sink.rs`
-//! for delivery) and is registered in the one explicit list of [`registry`].
+//! for delivery) and is registered in the one explicit list of [`registry`]. One [`Destination`]
+//! contract serves both paths: [`Destination::deliver`] (Reverse ETL records) and
+//! [`Destination::deliver_events`] (streamed events), with the same 4xx isolation, the same
+//! idempotency keys ([`http::idempotency_key`]) and one owner of retries per path.
 
 pub mod connections;
 pub mod error;
@@ -63,16 +66,58 @@ impl Serialize for Item {
     }
 }
 
-/// The outcome of one item.
+/// One streamed event due for delivery, as the event log holds it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Its place in the log.
+    pub seq: i64,
+    /// The source it came from.
+    pub source: String,
+    /// Its JSON text as stored (normalized at ingest, at most 32 KB).
+    pub body: String,
+}
+
+/// The outcome of one item or event.
 pub type Outcome = Result<(), DeliveryError>;
 
-/// A destination that takes batches of items.
+/// A destination that takes batches of Reverse ETL items and, when its kind says so
+/// ([`sluice_core::KindInfo::events`]), batches of streamed events.
+///
+/// Who retries: [`Destination::deliver`] retries retryable failures itself, as the destination's
+/// [`RetryPolicy`] says (a Reverse ETL sync has no durable queue to come back to within the
+/// sync). [`Destination::deliver_events`] makes **one attempt per request** and hands retryable
+/// failures back: its caller (the streaming worker) retries durably with its own backoff,
+/// honouring `Retry-After` up to [`Destination::retry_policy`]'s `max_retry_after`. A failing
+/// batch is so never retried attempts × worker-retries times.
 pub trait Destination: Send {
     /// How many items a batch should hold.
     fn batch_size(&self) -> usize;
     /// Delivers a batch, retrying retryable failures as [`RetryPolicy`] says, and returns one
     /// outcome per item, in order. Never reports success for an item the receiver did not take.
     fn deliver(&mut self, items: &[Item]) -> Vec<Outcome>;
+    /// How many streamed events a batch should hold (the same `batch_size` setting).
+    fn event_batch_size(&self) -> usize {
+        self.batch_size()
+    }
+    /// Delivers streamed events, one attempt per request (the caller retries), and returns one
+    /// outcome per event, in order. A batch the receiver rejects (4xx) is split to find the
+    /// events it refuses, as [`Destination::deliver`] does; after the first retryable failure
+    /// nothing more is sent and every later event carries that failure, so the caller's cursor
+    /// can stop before it. Only a 2xx (or a synced write) is success.
+    fn deliver_events(&mut self, events: &[Event]) -> Vec<Outcome> {
+        let e = DeliveryError {
+            class: ErrorClass::Internal,
+            retryable: false,
+            message: "this destination kind does not take streamed events".into(),
+            retry_after: None,
+        };
+        events.iter().map(|_| Err(e.clone())).collect()
+    }
+    /// The retry policy of its transport (`None`: not an HTTP destination); the streaming
+    /// worker reads how long a `Retry-After` may be honoured from it.
+    fn retry_policy(&self) -> Option<RetryPolicy> {
+        None
+    }
 }
 
 /// Reads a typed settings struct out of a destination's `settings` map.
@@ -89,12 +134,60 @@ pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(
 
 /// Sends a batch; when the receiver rejects it permanently, sends each item alone to find
 /// which records it refuses. Returns one outcome per item.
-pub(crate) fn deliver_isolating<T: Clone>(items: &[T], mut send: impl FnMut(&[T]) -> Outcome) -> Vec<Outcome> {
+pub(crate) fn deliver_isolating<T: Clone>(items: &[T], send: impl FnMut(&[T]) -> Outcome) -> Vec<Outcome> {
+    isolate(items, Isolation::Every, send)
+}
+
+/// How [`isolate`] goes on after a retryable failure while sending items one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// Every item is tried (Reverse ETL: what is not taken stays pending for the next sync).
+    Every,
+    /// Nothing more is sent; later items carry the failure (streaming: the cursor stops there).
+    StopAtRetryable,
+}
+
+/// The one 4xx isolation of both paths: a batch rejected for good is sent again item by item.
+pub(crate) fn isolate<T: Clone>(items: &[T], mode: Isolation, mut send: impl FnMut(&[T]) -> Outcome) -> Vec<Outcome> {
     match send(items) {
         Ok(()) => items.iter().map(|_| Ok(())).collect(),
         Err(e) if !e.retryable && items.len() > 1 => {
-            items.iter().map(|item| send(std::slice::from_ref(item))).collect()
+            let mut out = Vec::with_capacity(items.len());
+            let mut stopped: Option<DeliveryError> = None;
+            for item in items {
+                if let Some(e) = &stopped {
+                    out.push(Err(e.clone()));
+                    continue;
+                }
+                let r = send(std::slice::from_ref(item));
+                if mode == Isolation::StopAtRetryable {
+                    if let Err(e) = &r {
+                        if e.retryable {
+                            stopped = Some(e.clone());
+                        }
+                    }
+                }
+                out.push(r);
+            }
+            out
         }
         Err(e) => items.iter().map(|_| Err(e.clone())).collect(),
     }
+}
+
+/// Streamed events in order, in chunks: each chunk is sent with [`isolate`]; after a chunk
+/// fails retryably, later chunks are not sent and carry that failure.
+pub(crate) fn deliver_chunks<T: Clone>(chunks: Vec<Vec<T>>, mut send: impl FnMut(&[T]) -> Outcome) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    let mut stopped: Option<DeliveryError> = None;
+    for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+        if let Some(e) = &stopped {
+            out.extend(chunk.iter().map(|_| Err(e.clone())));
+            continue;
+        }
+        let results = isolate(&chunk, Isolation::StopAtRetryable, &mut send);
+        stopped = results.iter().find_map(|r| r.as_ref().err().filter(|e| e.retryable).cloned());
+        out.extend(results);
+    }
+    out
 }

@@ -12,9 +12,13 @@ use std::path::PathBuf;
 pub struct BuildContext {
     /// Folder relative paths resolve from (the workspace file's folder).
     pub base_dir: PathBuf,
-    /// Stable key of the mapping (model and destination), part of every idempotency key.
+    /// Stable key of the mapping, part of every idempotency key: `model/destination` for
+    /// Reverse ETL, `stream/destination` for streaming (`sluice_stream::delivery::stream_key`).
     pub mapping_key: String,
 }
+
+/// How a kind builds a destination ready to deliver.
+pub type Builder = fn(&DestinationConfig, &BuildContext) -> Result<Box<dyn Destination>, ConfigError>;
 
 /// A destination kind as its folder declares it.
 pub struct Registration {
@@ -23,7 +27,7 @@ pub struct Registration {
     /// Checks its settings without I/O, naming the setting at fault.
     pub check: fn(&serde_json::Map<String, serde_json::Value>) -> Result<(), ConfigError>,
     /// Builds it, ready to deliver.
-    pub build: fn(&DestinationConfig, &BuildContext) -> Result<Box<dyn Destination>, ConfigError>,
+    pub build: Builder,
 }
 
 /// Every destination kind, in the order `sluice` lists them.

@@ -26,6 +26,9 @@ pub enum ColumnCheck {
     /// Models that are new or changed, or whose source changed (API writes: a change of
     /// something else must not wait on, or fail with, an unrelated warehouse).
     Changed,
+    /// None: a dry run with `Changed` already checked this very change against the stored
+    /// workspace it replaces (the API checks outside its write lock, then stores under it).
+    Checked,
 }
 
 /// How a change is applied.
@@ -91,7 +94,11 @@ pub fn apply(
     let validated = sluice_core::validate(new, &sluice_destinations::REGISTRY).map_err(ChangeError::Invalid)?;
     let mut ws = Workspace { file: validated.file, base_dir, warnings: validated.warnings };
     let to_check: Vec<usize> = (0..ws.file.models.len())
-        .filter(|i| options.columns == ColumnCheck::All || changed_model(old_file, &ws.file, *i))
+        .filter(|i| match options.columns {
+            ColumnCheck::All => true,
+            ColumnCheck::Changed => changed_model(old_file, &ws.file, *i),
+            ColumnCheck::Checked => false,
+        })
         .collect();
     let warehouse_warnings = check_models(&ws, &to_check).map_err(ChangeError::Invalid)?;
     ws.warnings.extend(warehouse_warnings);

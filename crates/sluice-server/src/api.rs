@@ -1,56 +1,17 @@
-//! Routes, shared state, the error shape, and the read endpoints (debugger, profiles, overview,
-//! metrics).
+//! The routers: the public side (ingest, browser settings, health) and the private side (read
+//! endpoints, control API), and their fallbacks. Handlers share [`crate::state`], not this
+//! module, so nothing imports back into it.
 
-use crate::metrics::Metrics;
-use crate::writer::Job;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
-use std::path::PathBuf;
-use std::sync::mpsc::SyncSender;
-use std::sync::Arc;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct AppState {
-    /// The live workspace (event sources and their write keys follow it at once).
-    pub live: crate::Live,
-    /// The writer's queue.
-    pub jobs: SyncSender<Job>,
-    /// The state folder (for read connections).
-    pub dir: Arc<PathBuf>,
-    /// Counters.
-    pub metrics: Arc<Metrics>,
-    /// `serve --public-url`: where browsers reach the server (else the request's `Host`).
-    pub public_url: Option<Arc<crate::ingest::browser::PublicUrl>>,
-    /// KB of (decompressed) request bodies being parsed or waiting for the writer: parsed events
-    /// take ~25 times their JSON size, so this bounds ingest's memory however many clients post.
-    pub inflight: Arc<tokio::sync::Semaphore>,
-}
-
-/// KB of request bodies in flight at most ([`AppState::inflight`]): 4 MB, ~100 MB once parsed.
-pub const INFLIGHT_KB: usize = 4 * 1024;
-
-impl AppState {
-    /// The event source whose write key is `key`, in the live workspace: a rotated or removed
-    /// key stops working at once, a new one works at once.
-    pub fn source_for_key(&self, key: &str) -> Option<sluice_core::SourceConfig> {
-        if key.is_empty() {
-            return None;
-        }
-        self.live.load().sources.iter().find(|s| s.events().is_some_and(|e| e.write_key.expose() == key)).cloned()
-    }
-}
-
-/// An error answer in the one shape ([`crate::error::ApiError`]).
-pub fn error(status: StatusCode, code: &str, message: &str, field: Option<&str>) -> Response {
-    crate::error::ApiError::new(status, code, message, field).into_response()
-}
+pub use crate::state::{error, AppState, INFLIGHT_KB};
 
 macro_rules! call {
     ($kind:expr) => {

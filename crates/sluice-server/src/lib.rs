@@ -1,29 +1,27 @@
-//! `sluice serve`: the Segment-compatible Tracking API with consent routing (R6–R10), durable
-//! per-destination delivery, profiles, a debugger, a delivery overview and Prometheus metrics.
+//! `sluice serve`: the HTTP edge. The Segment-compatible Tracking API (ingest, browser
+//! settings, health) and the private side (control API, debugger, profiles, overview, metrics);
+//! the streaming runtime behind it (event log, writer, delivery) is `sluice-stream`.
 //!
 //! ```text
-//!  HTTP (axum) ──► normalize ──► writer thread: dedupe, profiles, route, log + outboxes (1 tx)
+//!  HTTP (axum) ──► normalize ──► sluice_stream::writer: dedupe, profiles, route, log (1 tx)
 //!                                      │ commit, then 200
 //!                                      ▼
-//!                  one delivery thread per destination ──► webhook / file
+//!                  sluice_stream::delivery: one worker per destination ──► Destination (registry)
 //! ```
 
 pub mod api;
 pub mod control;
-pub mod delivery;
 pub mod edge;
 pub mod error;
 pub mod follow;
 pub mod ingest;
-pub mod metrics;
 pub mod read;
 pub mod scheduler;
-pub mod store;
-pub mod writer;
+pub mod state;
 
-/// The workspace every part of the server follows; the control API swaps it on each change.
-/// Readers never block and nothing can poison it.
-pub type Live = Arc<arc_swap::ArcSwap<WorkspaceFile>>;
+// the streaming runtime, also under the paths the control API, the scheduler, the follower
+// and the server's tests have always used
+pub use sluice_stream::{delivery, metrics, store, writer, Live};
 
 use sluice_core::WorkspaceFile;
 use std::net::SocketAddr;
@@ -44,7 +42,7 @@ pub enum ServeError {
     },
     /// The event log could not be opened.
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] sluice_stream::store::StoreError),
     /// `--public-url` is not a URL browsers can use.
     #[error("{0}")]
     PublicUrl(String),
@@ -108,16 +106,17 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let public_url = public_url.map_err(ServeError::PublicUrl)?.map(Arc::new);
     let ws = Arc::new(config.workspace);
     let live: Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
-    let metrics = Arc::new(metrics::Metrics::default());
-    let wake = Arc::new(delivery::Wake::default());
+    let metrics = Arc::new(sluice_stream::metrics::Metrics::default());
+    let wake = Arc::new(sluice_stream::delivery::Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let conn = store::open(&config.state_dir)?;
-    let (jobs, rx) = std::sync::mpsc::sync_channel::<writer::Job>(4096);
-    let router = writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400);
+    let conn = sluice_stream::store::open(&config.state_dir)?;
+    let (jobs, rx) = std::sync::mpsc::sync_channel::<sluice_stream::writer::Job>(4096);
+    let router =
+        sluice_stream::writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400);
     let w = wake.clone();
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())
-        .spawn(move || writer::run(conn, router, rx, || w.notify()))?;
+        .spawn(move || sluice_stream::writer::run(conn, router, rx, || w.notify()))?;
     let supervisor = {
         let (l, dir, base, m, wk, st) = (
             live.clone(),
@@ -129,7 +128,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         );
         std::thread::Builder::new()
             .name("sluice-delivery".into())
-            .spawn(move || delivery::supervise(l, dir, base, m, wk, st))?
+            .spawn(move || sluice_stream::delivery::supervise(l, dir, base, m, wk, st))?
     };
     let scheduler = {
         let (l, base, dir, st, m) =

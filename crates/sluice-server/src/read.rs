@@ -1,16 +1,18 @@
 //! The private read endpoints: debugger, profiles, overview, metrics (behind a token).
 
-use crate::api::{error, AppState};
+use crate::state::{error, AppState};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::json;
+
+pub use sluice_stream::store::profile_json;
 use std::collections::HashMap;
 
 #[allow(clippy::result_large_err)] // the error is the response itself
 fn read_conn(s: &AppState) -> Result<rusqlite::Connection, Response> {
-    crate::store::open(&s.dir).map_err(|e| {
+    sluice_stream::store::open(&s.dir).map_err(|e| {
         tracing::error!(error = %e, "cannot open the event log");
         error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)
     })
@@ -31,23 +33,12 @@ pub async fn debugger(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let (events, truncated) = match crate::store::recent_events(&conn, &source, limit) {
+    let (events, truncated) = match sluice_stream::store::recent_events(&conn, &source, limit) {
         Ok(e) => e,
         Err(e) => return internal(e),
     };
-    let invalid = crate::store::recent_invalid(&conn, &source, limit.min(100)).unwrap_or_default();
+    let invalid = sluice_stream::store::recent_invalid(&conn, &source, limit.min(100)).unwrap_or_default();
     Json(json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated})).into_response()
-}
-
-/// The profile JSON of SPEC §7 (`consent`, `consent_conflict`) with identifiers and traits.
-pub fn profile_json(p: &sluice_core::profiles::Profile) -> Value {
-    json!({
-        "user_ids": p.user_ids,
-        "anonymous_ids": p.anonymous_ids,
-        "traits": p.traits,
-        "consent": p.consent_traits(),
-        "consent_conflict": p.consent_conflict(),
-    })
 }
 
 pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Response {
@@ -55,7 +46,7 @@ pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Respo
         Ok(c) => c,
         Err(r) => return r,
     };
-    match crate::store::profile_of(&conn, &id) {
+    match sluice_stream::store::profile_of(&conn, &id) {
         Ok(Some(p)) => Json(profile_json(&p)).into_response(),
         Ok(None) => {
             error(StatusCode::NOT_FOUND, "not_found", &format!("no profile has the identifier `{id}`"), Some("id"))
@@ -75,7 +66,7 @@ pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String,
         Err(r) => return r,
     };
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
-    match crate::store::overview(&conn, since) {
+    match sluice_stream::store::overview(&conn, since) {
         Ok(mut v) => {
             // every destination of the workspace, every counter: a zero is an answer too
             if let Some(map) = v.as_object_mut() {
@@ -97,7 +88,8 @@ pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String,
 pub async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        s.metrics.render(),
+        // Reverse ETL runs in this process too (scheduled and API-started syncs)
+        s.metrics.render_with(sluice_engine::metrics::register),
     )
         .into_response()
 }

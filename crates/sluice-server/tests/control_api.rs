@@ -328,3 +328,43 @@ fn a_source_setting_of_another_kind_is_refused_naming_it_and_sources_read_as_wri
     assert_eq!(item("web").unwrap()["write_key"], "<set>");
     assert!(!list.to_string().contains("wk_secret"));
 }
+
+/// A model change waits on its warehouse (the column check connects and describes the SQL); a
+/// warehouse that never answers must not hold up other changes: the check runs outside the
+/// write lock, and only the store is serialized.
+#[test]
+fn a_warehouse_that_never_answers_holds_up_no_other_change() {
+    // accepts connections (the kernel completes them) and never speaks PostgreSQL
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let s = start_in(
+        tempfile::tempdir().unwrap(),
+        &format!("{{id: slow, kind: postgres, url: \"postgres://u@127.0.0.1:{port}/db?connect_timeout=60\"}}"),
+        "consent_categories: [{id: C0004, name: Advertising}]\n",
+    );
+    let (owner, member) = tokens(&s);
+    let (url, m) = (s.url.clone(), member.clone());
+    let put = std::thread::spawn(move || {
+        let model = json!({"source": "slow", "sql": "select 1 as id", "unique_id": "id"});
+        ureq::put(&format!("{url}/api/v1/models/p"))
+            .set("Authorization", &format!("Bearer {m}"))
+            .timeout(std::time::Duration::from_secs(120))
+            .send_json(model)
+            .map(|r| r.status())
+            .unwrap_or_else(|e| match e {
+                ureq::Error::Status(st, _) => st,
+                e => panic!("{e}"),
+            })
+    });
+    // the model's check has reached the warehouse (a connection is waiting on it)
+    silent.set_nonblocking(false).unwrap();
+    let (conn, _) = silent.accept().unwrap();
+    let (st, b) = call(&s, "PATCH", "/api/v1/consent-categories/C0004", Some(&owner), Some(json!({"name": "Ads"})));
+    assert_eq!(st, 200, "{b}");
+    assert!(!put.is_finished(), "the category change finished while the model's check was still waiting");
+    // the warehouse hangs up: the model is refused, naming what failed, and nothing was stored
+    drop(conn);
+    assert_eq!(put.join().unwrap(), 422);
+    assert_eq!(call(&s, "GET", "/api/v1/models/p", Some(&member), None).0, 404);
+    assert_eq!(call(&s, "GET", "/api/v1/consent-categories/C0004", Some(&member), None).1["name"], "Ads");
+}

@@ -64,8 +64,11 @@ fn finding_8_hostile_retry_after_values_do_not_kill_the_streaming_worker() {
     // `nan` panicked in Duration::from_secs_f64 and the worker was never restarted
     s.rx.script([ra(503, "nan"), ra(429, "1e300"), ra(503, "inf"), ra(503, "18446744073709551616"), ra(503, "-1")]);
     assert_eq!(s.post("/v1/track", &track("e1")).0, 200);
-    wait_for(30, "the hostile answers to be used", || s.rx.requests_to("/hook").len() >= 5);
+    // one request per worker attempt (the worker owns retries): five attempts, backing off
+    // 1 + 2 + 4 + 8 s (each Retry-After capped by max_retry_after_secs: 1)
+    wait_for(60, "the hostile answers to be used", || s.rx.requests_to("/hook").len() >= 5);
     // the worker is alive: the event is retried until the receiver takes it, later ones follow
+    wait_for(60, "e1 to be retried and taken", || s.rx.items("/hook").len() == 1);
     assert_eq!(s.delivered("/hook", 1), vec!["e1"]);
     assert_eq!(s.post("/v1/track", &track("e2")).0, 200);
     assert_eq!(s.delivered("/hook", 2), vec!["e1", "e2"]);

@@ -123,7 +123,7 @@ fn review_a_trickled_body_is_cut_off_at_the_body_timeout() {
 /// that same event downstream without any consent object: the downstream router (Segment, or
 /// another Sluice with the default `missing_consent: allow`) sees "no consent object" (R7) and
 /// sends it to every ad tool. The consent the upstream router decided by is not stamped on what
-/// it forwards (delivery/sink.rs `namespaced` copies the stored body as it came in).
+/// it forwards (sluice-destinations connections/forward.rs `namespaced` copies the stored body as it came in).
 #[test]
 fn review_connections_forwarding_keeps_the_consent_the_router_decided_by() {
     let s = start(&format!(

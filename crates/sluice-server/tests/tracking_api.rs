@@ -103,8 +103,9 @@ fn a_destination_outage_is_retried_with_backoff_until_delivered() {
         assert_eq!(s.post("/v1/track", &json!({"userId": "u", "event": "E", "messageId": format!("r{i}")})).0, 200);
     }
     // the first attempts fail; the outbox keeps the events and retries them after a backoff
+    // (one request per worker attempt: four attempts, backing off 1 + 2 + 4 + 8 s)
     let t = std::time::Instant::now();
-    while s.rx.items("/crm").len() < 5 && t.elapsed() < Duration::from_secs(15) {
+    while s.rx.items("/crm").len() < 5 && t.elapsed() < Duration::from_secs(45) {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut got: Vec<String> =

@@ -41,13 +41,13 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
             }));
         }
     }
-    let conn = sluice_server::store::open(state)?;
-    let profile = sluice_server::store::profile_of(&conn, id)?;
+    let conn = sluice_stream::store::open(state)?;
+    let profile = sluice_stream::store::profile_of(&conn, id)?;
     let idents: Vec<String> = match &profile {
         Some(p) => p.user_ids.iter().chain(&p.anonymous_ids).cloned().collect(),
         None => vec![id.to_string()],
     };
-    let events = sluice_server::store::events_of(&conn, &idents)?;
+    let events = sluice_stream::store::events_of(&conn, &idents)?;
     let mut per_dest: BTreeMap<String, (u64, u64, u64, String)> = BTreeMap::new();
     let mut timeline = Vec::new();
     for e in &events {
@@ -81,7 +81,7 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
     let report = json!({
         "id": id,
         "reverse_etl": retl,
-        "profile": profile.as_ref().map(sluice_server::read::profile_json),
+        "profile": profile.as_ref().map(sluice_stream::store::profile_json),
         "streaming": streaming,
         "events": timeline,
     });

@@ -57,11 +57,11 @@ pub fn token(state: &Path, role: &str, name: &str) -> anyhow::Result<ExitCode> {
 }
 
 pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let conn = sluice_server::store::open(state)?;
-    let Some(p) = sluice_server::store::profile_of(&conn, id)? else {
+    let conn = sluice_stream::store::open(state)?;
+    let Some(p) = sluice_stream::store::profile_of(&conn, id)? else {
         anyhow::bail!("no profile has the identifier `{id}` (a userId or anonymousId seen by `sluice serve`)");
     };
-    let v = sluice_server::read::profile_json(&p);
+    let v = sluice_stream::store::profile_json(&p);
     if json {
         print_json(&v);
     } else {
@@ -81,9 +81,9 @@ pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
 
 pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCode> {
     let minutes = minutes.clamp(1, 60 * 24 * 90);
-    let conn = sluice_server::store::open(state)?;
+    let conn = sluice_stream::store::open(state)?;
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
-    let v = sluice_server::store::overview(&conn, since)?;
+    let v = sluice_stream::store::overview(&conn, since)?;
     if json {
         print_json(&serde_json::json!({"window_minutes": minutes, "destinations": v}));
         return Ok(ExitCode::SUCCESS);
@@ -121,9 +121,9 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
 }
 
 pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let conn = sluice_server::store::open(state)?;
-    let (events, truncated) = sluice_server::store::recent_events(&conn, source, limit)?;
-    let invalid = sluice_server::store::recent_invalid(&conn, source, limit)?;
+    let conn = sluice_stream::store::open(state)?;
+    let (events, truncated) = sluice_stream::store::recent_events(&conn, source, limit)?;
+    let invalid = sluice_stream::store::recent_invalid(&conn, source, limit)?;
     if events.is_empty() && invalid.is_empty() {
         // nothing logged: say so when the name is not an event source of the workspace either
         let known = open(state).ok().is_some_and(|(_, ws)| {

@@ -1,12 +1,13 @@
 use super::{ConnectionsConfig, EventType};
-use crate::http::{encode, Transport};
-use crate::{BuildContext, DeliveryError, Destination, Item, Outcome};
+use crate::http::{encode, idempotency_key, Retries, Transport};
+use crate::{BuildContext, DeliveryError, Destination, Event, Item, Outcome, RetryPolicy};
 use base64::Engine;
 use serde_json::{json, Value};
 
-/// Segment's documented limits.
-const MAX_EVENT_BYTES: usize = 32 * 1024;
-const MAX_BATCH_BYTES: usize = 500 * 1024;
+/// Segment's documented limits: bytes of one event, and of one batch request.
+pub const MAX_EVENT_BYTES: usize = 32 * 1024;
+/// See [`MAX_EVENT_BYTES`].
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
 
 /// Sends records as Segment events.
 pub struct ConnectionsSink {
@@ -64,8 +65,23 @@ impl ConnectionsSink {
             let (a, b) = events.split_at(events.len() / 2);
             return self.send(a).and_then(|_| self.send(b));
         }
-        self.transport.post_json(&self.endpoint, &[("Authorization", &self.auth)], &body)
+        self.post(&body, Retries::Transport)
     }
+
+    /// Sends forwarded events (JSON texts, each at most [`MAX_EVENT_BYTES`]) in one request.
+    fn send_texts(&self, texts: &[String]) -> Result<(), DeliveryError> {
+        self.post(&crate::http::event_batch(texts.iter().map(String::as_str)), Retries::Caller)
+    }
+
+    fn post(&self, body: &[u8], retries: Retries) -> Result<(), DeliveryError> {
+        // derived from the body: a retry of the same batch carries the same key
+        let key = idempotency_key(&self.mapping_key, body);
+        self.transport.post(&self.endpoint, &[("Authorization", &self.auth), ("Idempotency-Key", &key)], body, retries)
+    }
+}
+
+fn too_big(size: usize) -> DeliveryError {
+    DeliveryError::rejected(format!("event is {size} bytes; the Tracking API takes at most 32 KB"))
 }
 
 impl Destination for ConnectionsSink {
@@ -76,16 +92,8 @@ impl Destination for ConnectionsSink {
     fn deliver(&mut self, items: &[Item]) -> Vec<Outcome> {
         let events: Vec<Value> = items.iter().map(|i| self.event(i)).collect();
         let sizes: Vec<usize> = events.iter().map(|e| e.to_string().len()).collect();
-        let mut out: Vec<Outcome> = sizes
-            .iter()
-            .map(|s| {
-                if *s > MAX_EVENT_BYTES {
-                    Err(DeliveryError::rejected(format!("event is {s} bytes; the Tracking API takes at most 32 KB")))
-                } else {
-                    Ok(())
-                }
-            })
-            .collect();
+        let mut out: Vec<Outcome> =
+            sizes.iter().map(|s| if *s > MAX_EVENT_BYTES { Err(too_big(*s)) } else { Ok(()) }).collect();
         let idx: Vec<usize> = (0..items.len()).filter(|i| out[*i].is_ok()).collect();
         let sendable: Vec<Value> = idx.iter().map(|i| events[*i].clone()).collect();
         let results = crate::deliver_isolating(&sendable, |batch| self.send(batch));
@@ -93,5 +101,38 @@ impl Destination for ConnectionsSink {
             out[i] = r;
         }
         out
+    }
+
+    /// Forwards events as stored, each [`namespaced`](super::namespaced): an event over 32 KB
+    /// once namespaced is rejected for good (it would be refused downstream), the others go in
+    /// requests of at most [`MAX_BATCH_BYTES`], in order.
+    fn deliver_events(&mut self, events: &[Event]) -> Vec<Outcome> {
+        let texts: Vec<String> = events.iter().map(super::namespaced).collect();
+        let mut out: Vec<Outcome> =
+            texts.iter().map(|t| if t.len() > MAX_EVENT_BYTES { Err(too_big(t.len())) } else { Ok(()) }).collect();
+        let idx: Vec<usize> = (0..texts.len()).filter(|i| out[*i].is_ok()).collect();
+        // `{"batch":[` + texts joined by `,` + `]}`
+        let mut chunks: Vec<Vec<String>> = Vec::new();
+        let mut size = usize::MAX;
+        for i in &idx {
+            let t = &texts[*i];
+            if size.saturating_add(t.len() + 1) > MAX_BATCH_BYTES {
+                chunks.push(Vec::new());
+                size = 12;
+            }
+            size += t.len() + 1;
+            if let Some(c) = chunks.last_mut() {
+                c.push(t.clone());
+            }
+        }
+        let results = crate::deliver_chunks(chunks, |batch| self.send_texts(batch));
+        for (i, r) in idx.into_iter().zip(results) {
+            out[i] = r;
+        }
+        out
+    }
+
+    fn retry_policy(&self) -> Option<RetryPolicy> {
+        Some(self.transport.policy())
     }
 }

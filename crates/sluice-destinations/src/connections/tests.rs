@@ -75,3 +75,30 @@ fn settings_are_checked() {
     assert_eq!(bad(json!({"url": "http://x", "write_key": "k", "event": "track"})), "event_name");
     assert_eq!(bad(json!({"url": "http://x", "write_key": "k", "batch_size": 501})), "batch_size");
 }
+
+fn event(seq: i64, pad: usize) -> crate::Event {
+    let body = json!({"type": "track", "event": "E", "userId": "u", "messageId": format!("m{seq}"),
+                      "properties": {"pad": "x".repeat(pad)}});
+    crate::Event { seq, source: "web".into(), body: body.to_string() }
+}
+
+#[test]
+fn forwarded_events_stay_within_the_tracking_api_limits() {
+    let rx = Receiver::start();
+    // 40 events of ~20 KB: 800 KB in all, so at least two requests
+    let mut evs: Vec<_> = (1..=40).map(|s| event(s, 20_000)).collect();
+    // fits at ingest, over 32 KB once namespaced
+    evs.insert(5, event(100, 32 * 1024 - 90));
+    let out = sink(&rx, json!({"batch_size": 500})).deliver_events(&evs);
+    let e = out[5].clone().unwrap_err();
+    assert!(!e.retryable && e.message.contains("32 KB"), "{e:?}");
+    assert!(out.iter().enumerate().all(|(i, o)| i == 5 || o.is_ok()), "{out:?}");
+    let reqs = rx.requests();
+    assert!(reqs.len() >= 2);
+    let len = |r: &sluice_testkit::Request| r.header("content-length").unwrap().parse::<usize>().unwrap();
+    assert!(reqs.iter().all(|r| len(r) <= MAX_BATCH_BYTES), "every request within 500 KB");
+    let ids: Vec<_> = reqs.iter().flat_map(|r| r.body["batch"].as_array().unwrap().clone()).collect();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(ids[0]["messageId"], "web:m1");
+    assert_eq!(ids[0]["context"]["sluice"], json!({"source": "web", "originalMessageId": "m1"}));
+}

@@ -5,7 +5,7 @@
 //! resolves under the workspace folder into no folder that holds Sluice's state
 //! (`state.db`, `secret.key`), so a destination cannot overwrite the secret key or the state.
 
-use crate::{parse_settings, BuildContext, DeliveryError, Destination, Item, Outcome};
+use crate::{parse_settings, BuildContext, DeliveryError, Destination, Event, Item, Outcome};
 use serde::Deserialize;
 use sluice_core::ConfigError;
 use std::io::Write;
@@ -149,18 +149,24 @@ impl FileSink {
     }
 
     fn write(&self, items: &[Item]) -> Result<(), DeliveryError> {
-        let path = &resolve(&self.base_dir, &self.path)?;
-        let io = |e: std::io::Error| DeliveryError::external(format!("{}: {e}", path.display()));
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let mut buf = Vec::with_capacity(items.len() * 128);
         for item in items {
             item.write_json(&mut buf);
             buf.push(b'\n');
         }
+        self.append(&buf)
+    }
+
+    /// Appends `buf` and syncs it to disk; the path is resolved (links followed, state folders
+    /// refused) before every write.
+    fn append(&self, buf: &[u8]) -> Result<(), DeliveryError> {
+        let path = &resolve(&self.base_dir, &self.path)?;
+        let io = |e: std::io::Error| DeliveryError::external(format!("{}: {e}", path.display()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
         let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io)?;
-        f.write_all(&buf).map_err(io)?;
+        f.write_all(buf).map_err(io)?;
         f.sync_data().map_err(io)
     }
 }
@@ -173,6 +179,20 @@ impl Destination for FileSink {
     fn deliver(&mut self, items: &[Item]) -> Vec<Outcome> {
         let r = self.write(items);
         items.iter().map(|_| r.clone()).collect()
+    }
+
+    /// Appends each event as stored, one line each, `batch_size` events per write.
+    fn deliver_events(&mut self, events: &[Event]) -> Vec<Outcome> {
+        if events.is_empty() {
+            return Vec::new();
+        }
+        let mut buf = Vec::with_capacity(events.iter().map(|e| e.body.len() + 1).sum());
+        for e in events {
+            buf.extend_from_slice(e.body.as_bytes());
+            buf.push(b'\n');
+        }
+        let r = self.append(&buf);
+        events.iter().map(|_| r.clone()).collect()
     }
 }
 

@@ -55,3 +55,15 @@ fn paths_stay_inside_the_workspace_folder_and_out_of_state_folders() {
         assert!(!outside.path().join("x.jsonl").exists());
     }
 }
+
+#[test]
+fn streamed_events_are_appended_as_stored_and_batch_size_is_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctx = BuildContext { base_dir: dir.path().into(), mapping_key: "stream/f".into() };
+    let cfg = FileConfig::parse(json!({"path": "ev.jsonl", "batch_size": 2}).as_object().unwrap()).unwrap();
+    let mut sink = FileSink::new(cfg, &ctx);
+    assert_eq!(sink.event_batch_size(), 2);
+    let ev = |seq: i64| crate::Event { seq, source: "web".into(), body: format!("{{\"n\":{seq}}}") };
+    assert!(sink.deliver_events(&[ev(1), ev(2)]).iter().all(|r| r.is_ok()));
+    assert_eq!(std::fs::read_to_string(dir.path().join("ev.jsonl")).unwrap(), "{\"n\":1}\n{\"n\":2}\n");
+}

@@ -1,8 +1,9 @@
 use super::WebhookConfig;
-use crate::http::Transport;
-use crate::{BuildContext, DeliveryError, Destination, Item, Outcome};
+use crate::http::{idempotency_key, Retries, Transport};
+use crate::{BuildContext, DeliveryError, Destination, Event, Item, Outcome, RetryPolicy};
 
-/// POSTs `{"batch": [ITEM, ...]}`; a 2xx means every item was accepted.
+/// POSTs `{"batch": [ITEM, ...]}` (records) or `{"batch": [EVENT, ...]}` (streamed events, as
+/// stored); a 2xx means every item was accepted.
 pub struct WebhookSink {
     config: WebhookConfig,
     transport: Transport,
@@ -26,22 +27,22 @@ impl WebhookSink {
             item.write_json(&mut body);
         }
         body.extend_from_slice(b"]}");
+        self.post(&body, Retries::Transport)
+    }
+
+    fn send_events(&self, events: &[Event]) -> Result<(), DeliveryError> {
+        let body = crate::http::event_batch(events.iter().map(|e| e.body.as_str()));
+        self.post(&body, Retries::Caller)
+    }
+
+    fn post(&self, body: &[u8], retries: Retries) -> Result<(), DeliveryError> {
         // derived from the body: a retry of the same batch carries the same key
-        let key = idempotency_key(&self.mapping_key, &body);
+        let key = idempotency_key(&self.mapping_key, body);
         let mut headers: Vec<(&str, &str)> =
             self.config.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         headers.push(("Idempotency-Key", &key));
-        self.transport.post_json(&self.config.url, &headers, &body)
+        self.transport.post(&self.config.url, &headers, body, retries)
     }
-}
-
-/// A stable key for a batch of a mapping.
-pub fn idempotency_key(mapping_key: &str, body: &[u8]) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(mapping_key.as_bytes());
-    h.update(&[0]);
-    h.update(body);
-    format!("{:032x}", h.digest128())
 }
 
 impl Destination for WebhookSink {
@@ -51,5 +52,13 @@ impl Destination for WebhookSink {
 
     fn deliver(&mut self, items: &[Item]) -> Vec<Outcome> {
         crate::deliver_isolating(items, |batch| self.send(batch))
+    }
+
+    fn deliver_events(&mut self, events: &[Event]) -> Vec<Outcome> {
+        crate::deliver_chunks(vec![events.to_vec()], |batch| self.send_events(batch))
+    }
+
+    fn retry_policy(&self) -> Option<RetryPolicy> {
+        Some(self.transport.policy())
     }
 }

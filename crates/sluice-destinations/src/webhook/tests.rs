@@ -108,3 +108,39 @@ fn bad_settings_name_the_field() {
         "retries"
     );
 }
+
+fn events(n: i64) -> Vec<crate::Event> {
+    (1..=n)
+        .map(|seq| crate::Event { seq, source: "web".into(), body: format!("{{\"messageId\":\"m{seq}\"}}") })
+        .collect()
+}
+
+#[test]
+fn streamed_events_are_posted_as_stored_once_per_call_with_the_body_hash_key() {
+    let rx = Receiver::start();
+    rx.set_default(503);
+    let mut w = sink(&rx, json!({"max_attempts": 4}));
+    let first = w.deliver_events(&events(2));
+    assert!(first.iter().all(|o| o.as_ref().is_err_and(|e| e.retryable)), "{first:?}");
+    assert_eq!(rx.requests().len(), 1, "the caller retries: one attempt per call");
+    w.deliver_events(&events(2));
+    let reqs = rx.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0].body, json!({"batch": [{"messageId": "m1"}, {"messageId": "m2"}]}));
+    let key = |i: usize| reqs[i].header("idempotency-key").unwrap().to_string();
+    assert_eq!(key(0), key(1));
+    assert_eq!(key(0).len(), 32);
+    assert!(w.retry_policy().is_some());
+}
+
+#[test]
+fn a_rejected_event_batch_is_isolated_and_stops_at_a_retryable_failure() {
+    let rx = Receiver::start();
+    rx.script([Reply::Status(400), Reply::Status(200), Reply::Status(422), Reply::Status(503)]);
+    let out = sink(&rx, json!({})).deliver_events(&events(4));
+    assert!(out[0].is_ok());
+    assert!(out[1].as_ref().is_err_and(|e| !e.retryable));
+    assert!(out[2].as_ref().is_err_and(|e| e.retryable));
+    assert!(out[3].as_ref().is_err_and(|e| e.retryable), "not sent after a retryable failure");
+    assert_eq!(rx.requests().len(), 4, "the batch, then events one by one up to the failure");
+}

@@ -134,7 +134,7 @@ pub async fn create(
                 Some("id"),
             ));
         }
-        ws.consent_categories.push(cat);
+        ws.consent_categories.push(cat.clone());
         Ok(())
     })
     .await?;
@@ -157,11 +157,11 @@ pub async fn update(
     let key = id.clone();
     s.change(actor, move |ws| {
         let c = ws.consent_categories.iter_mut().find(|c| c.id == key).ok_or_else(|| not_found(&key))?;
-        if let Some(n) = body.name {
-            c.name = n;
+        if let Some(n) = &body.name {
+            c.name = n.clone();
         }
-        if let Some(d) = body.destinations {
-            c.destinations = d;
+        if let Some(d) = &body.destinations {
+            c.destinations = d.clone();
         }
         if let Some(e) = body.enabled {
             c.enabled = e;

@@ -193,36 +193,57 @@ impl Page {
 }
 
 impl ControlState {
-    /// Applies `change` to the stored workspace: validates, seals, stores, audits, goes live.
-    /// [`ControlState::change_now`] off the async runtime.
+    /// Applies `change` to the stored workspace ([`ControlState::change_now`] off the async
+    /// runtime).
     pub(crate) async fn change(
         &self,
         actor: Actor,
-        change: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError> + Send + 'static,
+        change: impl Fn(&mut WorkspaceFile) -> Result<(), ApiError> + Send + 'static,
     ) -> Result<(), ApiError> {
         let s = self.clone();
         tokio::task::spawn_blocking(move || s.change_now(&actor, change)).await.map_err(ApiError::internal)?
     }
 
-    /// The change path of the API: `change` edits a copy of the stored workspace, then
-    /// [`sluice_engine::apply`] validates it, checks changed models against their warehouse,
-    /// authorizes it for the actor's role, seals, stores and audits it; then it goes live.
+    /// The change path of the API: `change` edits a copy of the stored workspace, and
+    /// [`sluice_engine::apply`] authorizes it for the actor's role, validates it, checks changed
+    /// models against their warehouse, seals, stores and audits it; then it goes live.
+    ///
+    /// The warehouse checks (network I/O, as long as a model's query takes) run first, in a dry
+    /// run, without the write lock: a slow warehouse or a member's slow SQL never holds up other
+    /// changes. Under the lock the change is applied only if the stored workspace is still the
+    /// one it was checked against; otherwise it is recomputed and checked again.
     pub(crate) fn change_now(
         &self,
         actor: &Actor,
-        change: impl FnOnce(&mut WorkspaceFile) -> Result<(), ApiError>,
+        change: impl Fn(&mut WorkspaceFile) -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
-        let _one_at_a_time = self.write.lock();
-        let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
-        let old = Workspace::load(&store).map_err(ApiError::internal)?;
-        let mut file = old.file;
-        change(&mut file)?;
+        use sluice_engine::{ApplyOptions, ColumnCheck};
         let who = sluice_engine::Actor { name: format!("token:{}", actor.name), role: actor.role };
-        let options = sluice_engine::ApplyOptions { columns: sluice_engine::ColumnCheck::Changed, dry_run: false };
-        let applied = sluice_engine::apply(&mut store, file, (*self.base_dir).clone(), &who, options)
-            .map_err(ApiError::from_change)?;
-        self.live.store(Arc::new(applied.workspace.file));
-        Ok(())
+        let base = (*self.base_dir).clone();
+        let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
+        for _ in 0..3 {
+            let old = Workspace::load(&store).map_err(ApiError::internal)?.file;
+            let mut file = old.clone();
+            change(&mut file)?;
+            let check = ApplyOptions { columns: ColumnCheck::Changed, dry_run: true };
+            sluice_engine::apply(&mut store, file.clone(), base.clone(), &who, check)
+                .map_err(ApiError::from_change)?;
+            let _one_at_a_time = self.write.lock();
+            if Workspace::load(&store).map_err(ApiError::internal)?.file != old {
+                continue; // changed meanwhile: recompute against what is stored now
+            }
+            let options = ApplyOptions { columns: ColumnCheck::Checked, dry_run: false };
+            let applied =
+                sluice_engine::apply(&mut store, file, base, &who, options).map_err(ApiError::from_change)?;
+            self.live.store(Arc::new(applied.workspace.file));
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the workspace kept changing while this change was checked; send it again",
+            None,
+        ))
     }
 
     pub(crate) fn current(&self) -> Arc<WorkspaceFile> {

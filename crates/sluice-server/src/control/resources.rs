@@ -253,7 +253,7 @@ pub async fn set_consent(
         // the change path checks the new mapping against the warehouse's real columns
         cs.change_now(&actor, |ws| {
             let m = ws.models.iter_mut().find(|m| m.id == key).ok_or_else(|| unknown_model(&key))?;
-            m.consent = body.consent;
+            m.consent = body.consent.clone();
             Ok(())
         })
     })

@@ -147,10 +147,11 @@ pub async fn put_source(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut src: SourceConfig = from_body(with_id(body, &id)?)?;
+    let sent: SourceConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
+            let mut src = sent.clone();
             source_secrets(&mut src, ws.sources.iter().find(|x| x.id == key));
             replace(&mut ws.sources, |x| &x.id, &key, src);
             Ok(())
@@ -170,10 +171,11 @@ pub async fn put_destination(
     super::ApiPath(id): super::ApiPath<String>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut dest: DestinationConfig = from_body(with_id(body, &id)?)?;
+    let sent: DestinationConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
+            let mut dest = sent.clone();
             destination_secrets(&mut dest, ws.destinations.iter().find(|x| x.id == key))?;
             replace(&mut ws.destinations, |x| &x.id, &key, dest);
             Ok(())
@@ -196,7 +198,7 @@ pub async fn put_model(
     let key = id.clone();
     s.clone()
         .change(actor, move |ws| {
-            replace(&mut ws.models, |x| &x.id, &key, model);
+            replace(&mut ws.models, |x| &x.id, &key, model.clone());
             Ok(())
         })
         .await?;

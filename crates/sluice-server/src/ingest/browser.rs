@@ -9,7 +9,9 @@
 //! `Access-Control-Allow-Origin` (`*` when the source has no list, else the request's `Origin`),
 //! so the page can read a refusal: Analytics.js then drops the event instead of retrying it.
 
-use crate::api::{error, AppState};
+use crate::state::host_char;
+pub use crate::state::PublicUrl;
+use crate::state::{error, AppState};
 use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -52,38 +54,6 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/projects/{write_key}/settings", get(settings))
         // the body is read (so the body limit applies) and discarded
         .route("/v1/m", post(|_: Bytes| async { Json(json!({"success": true})) }))
-}
-
-/// `--public-url`: where browsers reach this server, e.g. `https://track.example.com`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PublicUrl {
-    /// `http` or `https`.
-    protocol: &'static str,
-    /// Host, port and path prefix, without a trailing slash (`track.example.com`).
-    host: String,
-}
-
-impl PublicUrl {
-    /// Parses `http(s)://host[:port][/prefix]`; the error says what is wrong.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let bad = |why: &str| Err(format!("--public-url `{url}` {why}"));
-        let (protocol, rest) = match url.split_once("://") {
-            Some(("https", rest)) => ("https", rest),
-            Some(("http", rest)) => ("http", rest),
-            _ => return bad("must start with http:// or https://"),
-        };
-        let host = rest.trim_end_matches('/');
-        let authority = host.split('/').next().unwrap_or_default();
-        if authority.is_empty() || !host.chars().all(host_char) || host.contains("//") {
-            return bad("must be scheme://host[:port][/path] with no user, query or fragment");
-        }
-        Ok(Self { protocol, host: host.to_string() })
-    }
-}
-
-/// Characters of a host, port and plain path.
-fn host_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '/' | '_' | '~')
 }
 
 /// What `Access-Control-Allow-Origin` answers.

@@ -1,7 +1,9 @@
 //! Normalizing one Segment-spec event as Segment's Tracking API does.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+
+pub use sluice_stream::rfc3339;
 
 /// Largest event, serialized (Segment: 32 KB).
 pub const MAX_EVENT_BYTES: usize = 32 * 1024;
@@ -19,11 +21,6 @@ pub const EARLIEST_TIMESTAMP_SECS: i64 = 946_684_800;
 
 /// The calls of the Tracking API.
 pub const TYPES: [&str; 6] = ["identify", "track", "page", "screen", "group", "alias"];
-
-/// Formats a time so that strings compare in time order.
-pub fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
 
 fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     v.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))

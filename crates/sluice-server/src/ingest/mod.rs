@@ -4,14 +4,14 @@
 pub mod browser;
 pub mod event;
 
-use crate::api::{error, AppState};
-use crate::writer::Job;
+use crate::state::{error, AppState};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::Engine;
 use serde_json::{json, Value};
+use sluice_stream::writer::Job;
 use std::io::Read;
 
 /// The write key of a request: HTTP Basic auth user, else `writeKey` in the body.
@@ -133,8 +133,8 @@ async fn handle_in_span(state: AppState, kind: Option<&'static str>, headers: He
     let mut invalid = Vec::new();
     for item in items {
         match event::normalize(item, kind, sent_at.as_ref(), received, |e| message_id(&source, e)) {
-            Ok(e) => events.push(crate::writer::Prepared::new(e)),
-            Err((reason, raw)) => invalid.push((reason, crate::store::truncate_invalid(raw.to_string()))),
+            Ok(e) => events.push(sluice_stream::writer::Prepared::new(e)),
+            Err((reason, raw)) => invalid.push((reason, sluice_stream::store::truncate_invalid(raw.to_string()))),
         }
     }
     // a single-event call with an invalid event is refused; in a batch it is reported, not lost

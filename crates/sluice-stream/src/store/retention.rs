@@ -25,8 +25,7 @@ pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String]) 
     let w = wrap(conn);
     let mut out = Trimmed::default();
     // events every destination has passed, older than the retention
-    let cutoff =
-        crate::ingest::event::rfc3339(chrono::DateTime::from_timestamp(now - retention_secs, 0).unwrap_or_default());
+    let cutoff = crate::rfc3339(chrono::DateTime::from_timestamp(now - retention_secs, 0).unwrap_or_default());
     let mut passed = i64::MAX;
     for d in dests {
         let seq: Option<i64> = query_row(conn, "select delivered_seq from cursors where dest = ?1", [d], |r| r.get(0))
@@ -82,7 +81,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = crate::store::open(dir.path()).unwrap();
         let t0 = 1_700_000_000;
-        let at = |secs: i64| crate::ingest::event::rfc3339(chrono::DateTime::from_timestamp(secs, 0).unwrap());
+        let at = |secs: i64| crate::rfc3339(chrono::DateTime::from_timestamp(secs, 0).unwrap());
         for (seq, secs) in [(1, t0 - 10 * DAY), (2, t0 - 9 * DAY), (3, t0 - 8 * DAY), (4, t0)] {
             c.execute(
                 "insert into events (seq, source, message_id, received_at, body, decisions) values (?1, 'web', ?1, ?2, '{}', '{}')",

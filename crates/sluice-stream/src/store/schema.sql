@@ -33,7 +33,7 @@ create table if not exists invalid (
     body text not null
 );
 -- per destination: every routed event with seq <= delivered_seq is delivered (or dead);
--- a failing head batch is retried at next_at
+-- a failing head batch is retried at next_at (Unix milliseconds)
 create table if not exists cursors (
     dest text primary key,
     delivered_seq integer not null default 0,

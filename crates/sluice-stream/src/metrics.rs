@@ -1,4 +1,5 @@
-//! Every metric of the server, declared in one place, exported at `/metrics`.
+//! Every metric of the streaming runtime and of the threads it supervises (the server's scheduler
+//! and follower count restarts here too), declared in one place; the server exports them at `/metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -35,7 +36,7 @@ pub struct Worker {
     pub worker: String,
 }
 
-/// The server's counters.
+/// The streaming runtime's counters (and restarts of every supervised thread).
 #[derive(Default)]
 pub struct Metrics {
     /// Events accepted (durably stored), per source.
@@ -59,6 +60,12 @@ pub struct Metrics {
 impl Metrics {
     /// Renders the Prometheus text exposition.
     pub fn render(&self) -> String {
+        self.render_with(|_| {})
+    }
+
+    /// Renders the streaming metrics and whatever `more` registers (the server adds Reverse
+    /// ETL's, which run in the same process) as one exposition.
+    pub fn render_with(&self, more: impl FnOnce(&mut Registry)) -> String {
         let mut r = Registry::default();
         r.register("sluice_events_routed", "Events queued for a destination", self.routed.clone());
         r.register(
@@ -76,8 +83,7 @@ impl Metrics {
             self.restarts.clone(),
         );
         r.register("sluice_events_received", "Events accepted and stored, by source", self.received.clone());
-        // Reverse ETL runs in this process too (scheduled and API-started syncs)
-        sluice_engine::metrics::register(&mut r);
+        more(&mut r);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String does not fail");
         out

@@ -9,17 +9,16 @@
 //! dies is restarted by [`supervisor::keep_alive`].
 
 pub mod routes;
-mod sink;
 pub mod supervisor;
 
-pub use sink::{namespaced, Due};
+pub use sluice_destinations::connections::namespaced;
+pub use sluice_destinations::Event;
 
 use crate::metrics::{dest, Metrics};
-use crate::store::{self, exec};
+use crate::store::{self, exec, Stat};
 use rusqlite::{params, Connection, TransactionBehavior};
-use sink::Sink;
 use sluice_core::DestinationConfig;
-use sluice_destinations::DeliveryError;
+use sluice_destinations::{BuildContext, DeliveryError, Destination, RetryPolicy};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -52,11 +51,6 @@ impl Wake {
         };
         *seen = *g;
     }
-}
-
-/// Backoff before the n-th retry of a batch (capped at one minute).
-fn backoff_secs(attempts: i64) -> i64 {
-    (1i64 << attempts.clamp(0, 6)).min(60)
 }
 
 /// Keeps one worker per streaming destination of the live workspace: starts workers for new
@@ -139,7 +133,9 @@ pub fn run(
     stop: Arc<AtomicBool>,
     live: &crate::Live,
 ) -> Result<(), String> {
-    let sink = Sink::new(&d, &base).map_err(|e| format!("unusable settings: {e}"))?;
+    // built through the registry, like Reverse ETL's: one contract, one implementation per kind
+    let ctx = BuildContext { base_dir: base, mapping_key: stream_key(&d.id) };
+    let mut sink = sluice_destinations::build(&d, &ctx).map_err(|e| format!("unusable settings: {e}"))?;
     let conn = store::open(&dir).map_err(|e| format!("cannot open the event log: {e}"))?;
     exec(&conn, "insert or ignore into cursors (dest) values (?1)", [&d.id])
         .map_err(|e| format!("cannot create the cursor: {e}"))?;
@@ -147,7 +143,7 @@ pub fn run(
     let current = || live.load().destinations.iter().any(|x| x == &d && x.enabled);
     // checked before every batch: events never go to an address the destination no longer has
     while !stop.load(Ordering::Relaxed) && current() {
-        match deliver_once(&conn, &d.id, &sink, &metrics, &current) {
+        match deliver_once(&conn, &d.id, sink.as_mut(), &metrics, &current) {
             Ok(0) => wake.wait(&mut seen, Duration::from_millis(200)),
             Ok(_) => {}
             Err(e) => {
@@ -162,6 +158,12 @@ pub fn run(
         tracing::info!(destination = %d.id, "delivery worker stops: its destination changed");
     }
     Ok(())
+}
+
+/// The mapping key of destination `id`'s streamed batches (Reverse ETL's is
+/// `model/destination`): part of every idempotency key, so a retried batch keeps its key.
+pub fn stream_key(id: &str) -> String {
+    format!("stream/{id}")
 }
 
 /// What one round of sending decided, written to the log afterwards in one short transaction.
@@ -183,12 +185,12 @@ struct Outcome {
 fn deliver_once(
     conn: &Connection,
     dest_id: &str,
-    sink: &Sink,
+    sink: &mut dyn Destination,
     metrics: &Metrics,
     current: &dyn Fn() -> bool,
 ) -> store::Result<usize> {
     let w = store::wrap(conn);
-    let now = chrono::Utc::now().timestamp();
+    let now_ms = chrono::Utc::now().timestamp_millis();
     let (cursor, attempts, next_at): (i64, i64, i64) = store::query_row(
         conn,
         "select delivered_seq, attempts, next_at from cursors where dest = ?1",
@@ -196,10 +198,10 @@ fn deliver_once(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )
     .map_err(&w)?;
-    if next_at > now {
+    if next_at > now_ms {
         return Ok(0);
     }
-    let (events, last) = due(conn, dest_id, cursor, sink.batch_size())?;
+    let (events, last) = due(conn, dest_id, cursor, sink.event_batch_size().max(1))?;
     if last == cursor {
         return Ok(0);
     }
@@ -222,16 +224,28 @@ fn deliver_once(
         metrics.retried.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
     }
     // the network part: no transaction is open here
-    let outcome = send(sink, dest_id, &events, cursor, last);
-    record(conn, dest_id, sink, metrics, &outcome, attempts, now)?;
+    let (first_seq, last_seq) = (events.first().map_or(0, |e| e.seq), events.last().map_or(0, |e| e.seq));
+    let span =
+        tracing::info_span!("delivery_batch", destination = %dest_id, events = events.len(), first_seq, last_seq);
+    let _entered = span.enter();
+    let outcome = send(sink, &events, cursor, last);
+    tracing::debug!(
+        delivered = outcome.delivered,
+        dead = outcome.dead.len(),
+        retry = outcome.retry.is_some(),
+        attempt = attempts + 1,
+        "delivery batch sent"
+    );
+    let policy = sink.retry_policy().unwrap_or_default();
+    record(conn, dest_id, &policy, metrics, &outcome, attempts, chrono::Utc::now().timestamp_millis())?;
     Ok(events.len())
 }
 
 /// The next events routed to `dest_id` after `cursor` (at most a batch, within a scan window),
 /// and the last seq looked at (events routed elsewhere are passed over).
-fn due(conn: &Connection, dest_id: &str, cursor: i64, batch: usize) -> store::Result<(Vec<Due>, i64)> {
+fn due(conn: &Connection, dest_id: &str, cursor: i64, batch: usize) -> store::Result<(Vec<Event>, i64)> {
     let w = store::wrap(conn);
-    let scan = (batch * 4) as i64;
+    let scan = i64::try_from(batch.saturating_mul(4)).unwrap_or(i64::MAX);
     let mut stmt = conn
         .prepare_cached("select seq, routes, source, body from events where seq > ?1 order by seq limit ?2")
         .map_err(&w)?;
@@ -245,29 +259,23 @@ fn due(conn: &Connection, dest_id: &str, cursor: i64, batch: usize) -> store::Re
             if events.len() == batch {
                 break;
             }
-            events.push(Due { seq, source: r.get(2).map_err(&w)?, body: r.get(3).map_err(&w)? });
+            events.push(Event { seq, source: r.get(2).map_err(&w)?, body: r.get(3).map_err(&w)? });
         }
         last = seq;
     }
     Ok((events, last))
 }
 
-/// Sends `events`; when the destination rejects the batch, sends each event alone to find which
-/// ones it refuses. A retryable failure on the way stops the round before that event.
-fn send(sink: &Sink, dest_id: &str, events: &[Due], cursor: i64, last: i64) -> Outcome {
+/// Sends `events` (the destination isolates the events a rejected batch holds, as for Reverse
+/// ETL, and makes one attempt per request: retries are this worker's). Outcomes are taken in
+/// order up to the first retryable failure: the round stops before that event.
+fn send(sink: &mut dyn Destination, events: &[Event], cursor: i64, last: i64) -> Outcome {
     let mut out = Outcome { upto: cursor, sent: events.len(), ..Default::default() };
-    let err = match sink.send(dest_id, events) {
-        Ok(()) => return Outcome { upto: last, delivered: events.len(), ..out },
-        Err(e) if e.retryable => return Outcome { retry: Some(e), ..out },
-        Err(e) => e,
-    };
-    if let [only] = events {
-        out.dead.push((only.seq, err.message));
-        out.upto = last;
-        return out;
-    }
-    for e in events {
-        match sink.send(dest_id, std::slice::from_ref(e)) {
+    let results = sink.deliver_events(events);
+    for (n, e) in events.iter().enumerate() {
+        // a destination that answers for fewer events than it was given did not take the rest
+        let r = results.get(n).cloned().unwrap_or_else(|| Err(DeliveryError::external("no outcome for this event")));
+        match r {
             Ok(()) => out.delivered += 1,
             Err(err) if err.retryable => {
                 // delivered and dead so far stay recorded; this event is retried later
@@ -286,27 +294,17 @@ fn send(sink: &Sink, dest_id: &str, events: &[Due], cursor: i64, last: i64) -> O
 fn record(
     conn: &Connection,
     dest_id: &str,
-    sink: &Sink,
+    policy: &RetryPolicy,
     metrics: &Metrics,
     o: &Outcome,
     attempts: i64,
-    now: i64,
+    now_ms: i64,
 ) -> store::Result<()> {
     let w = store::wrap(conn);
-    let minute = now / 60;
-    let stat = |metric: &str, n: usize| {
-        if n == 0 {
-            return Ok(0);
-        }
-        exec(
-            conn,
-            "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, '', ?4)
-             on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
-            params![minute, dest_id, metric, n as i64],
-        )
-    };
+    let minute = now_ms / 60_000;
+    let stat = |stat: Stat, n: usize| store::add_stat(conn, minute, dest_id, stat, "", n as u64);
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(&w)?;
-    let at = crate::ingest::event::rfc3339(chrono::Utc::now());
+    let at = crate::rfc3339(chrono::Utc::now());
     for (seq, error) in &o.dead {
         exec(
             conn,
@@ -315,9 +313,9 @@ fn record(
         )
         .map_err(&w)?;
     }
-    stat("delivered", o.delivered).map_err(&w)?;
+    stat(Stat::Delivered, o.delivered)?;
     if attempts > 0 {
-        stat("retried", o.delivered).map_err(&w)?;
+        stat(Stat::Retried, o.delivered)?;
     }
     match &o.retry {
         None => exec(
@@ -328,18 +326,18 @@ fn record(
         Some(e) => {
             // the head event waits: later events of this destination queue behind it, other
             // destinations are not affected
-            let wait = retry_wait(attempts, e, sink);
+            let wait = retry_wait(attempts, e, policy);
             exec(
                 conn,
                 "update cursors set delivered_seq = max(delivered_seq, ?2), attempts = attempts + 1, next_at = ?3
                  where dest = ?1",
-                params![dest_id, o.upto, now.saturating_add(wait)],
+                params![dest_id, o.upto, now_ms.saturating_add(wait)],
             )
         }
     }
     .map_err(&w)?;
     let failed = if o.retry.is_some() { o.sent - o.delivered } else { o.dead.len() };
-    stat("failed", failed).map_err(&w)?;
+    stat(Stat::Failed, failed)?;
     tx.commit().map_err(&w)?;
     metrics.delivered.get_or_create(&dest(dest_id)).inc_by(o.delivered as u64);
     metrics.failed.get_or_create(&dest(dest_id)).inc_by(failed as u64);
@@ -349,12 +347,12 @@ fn record(
     Ok(())
 }
 
-/// Seconds before the head batch is tried again: the backoff, or the receiver's `Retry-After`
-/// when longer (up to the destination's `max_retry_after_secs`).
-fn retry_wait(attempts: i64, e: &DeliveryError, sink: &Sink) -> i64 {
-    let asked = match (e.retry_after, sink.policy()) {
-        (Some(ra), Some(p)) => ra.min(p.max_retry_after).as_secs().try_into().unwrap_or(i64::MAX),
-        _ => 0,
-    };
-    backoff_secs(attempts).max(asked)
+/// Milliseconds before the head batch is tried again: the destination's retry policy decides
+/// (its backoff for this attempt, or the receiver's `Retry-After` when longer, up to its
+/// `max_retry_after_secs`); unlike Reverse ETL's in-sync retries, these never run out: the
+/// events wait durably in the log.
+fn retry_wait(attempts: i64, e: &DeliveryError, policy: &RetryPolicy) -> i64 {
+    let backoff = policy.backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
+    let asked = e.retry_after.map(|ra| ra.min(policy.max_retry_after)).unwrap_or_default();
+    i64::try_from(backoff.max(asked).as_millis()).unwrap_or(i64::MAX)
 }

@@ -4,7 +4,7 @@
 //! after its group committed, so an acknowledged event survives a crash.
 
 use crate::metrics::{dest, DestCategory, Metrics};
-use crate::store::{self, exec, query_row, ProfileStore};
+use crate::store::{self, exec, query_row, ProfileStore, Stat};
 use rusqlite::{params, Connection, Transaction};
 use serde_json::{json, Value};
 use sluice_core::events::{effective_consent, read_consent, DestinationPlan, EventConsent, Route};
@@ -46,8 +46,8 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Extracts what the writer needs from a normalized event.
-    pub fn new((mut event, json): crate::ingest::event::Normalized) -> Self {
+    /// Extracts what the writer needs from a normalized event and its JSON text.
+    pub fn new((mut event, json): (Value, String)) -> Self {
         let s = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).map(String::from);
         let ty = s(&event, "type").unwrap_or_default();
         let (consent, warnings) = read_consent(&event);
@@ -131,7 +131,7 @@ impl Categories {
 }
 
 /// Counts of a group, keyed by (minute, destination index, metric, category index or NONE).
-type Stats = HashMap<(i64, usize, &'static str, usize), u64>;
+type Stats = HashMap<(i64, usize, Stat, usize), u64>;
 const NONE: usize = usize::MAX;
 
 /// Appends the debugger's record of a decision.
@@ -253,22 +253,22 @@ impl Router {
             let metric = match &r {
                 Route::Deliver { .. } => {
                     routes.push(&d.id);
-                    "routed"
+                    Stat::Routed
                 }
                 Route::Withheld { categories } => {
                     for c in categories {
                         let ci = self.categories.index.get(c).copied().unwrap_or(NONE);
-                        *stats.entry((minute, di, "withheld", ci)).or_default() += 1;
+                        *stats.entry((minute, di, Stat::Withheld, ci)).or_default() += 1;
                     }
-                    "withheld"
+                    Stat::Withheld
                 }
-                Route::TurnedOff => "turned_off",
-                Route::Disabled => "disabled",
+                Route::TurnedOff => Stat::TurnedOff,
+                Route::Disabled => Stat::Disabled,
             };
-            *stats.entry((minute, di, "received", NONE)).or_default() += 1;
+            *stats.entry((minute, di, Stat::Received, NONE)).or_default() += 1;
             if !event.warnings.is_empty() {
                 // R6: a non-boolean value or a preferences field that is not an object
-                *stats.entry((minute, di, "consent_warnings", NONE)).or_default() += 1;
+                *stats.entry((minute, di, Stat::ConsentWarnings, NONE)).or_default() += 1;
             }
             *stats.entry((minute, di, metric, NONE)).or_default() += 1;
             if decisions.len() > 1 {
@@ -349,25 +349,19 @@ fn warnings_json(warnings: &[String], notes: &[String]) -> String {
 }
 
 fn sluice_core_now() -> String {
-    crate::ingest::event::rfc3339(chrono::Utc::now())
+    crate::rfc3339(chrono::Utc::now())
 }
 
 /// Adds a group's counts to the per-minute statistics and the Prometheus counters.
 fn write_stats(tx: &Transaction, ws: &WorkspaceFile, metrics: &Metrics, stats: &Stats) -> store::Result<()> {
-    let mut up = tx
-        .prepare_cached(
-            "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, ?4, ?5)
-             on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
-        )
-        .map_err(store::wrap(tx))?;
     for (&(minute, di, metric, ci), &n) in stats {
         let d = &ws.destinations[di].id;
         let cat = ws.consent_categories.get(ci).map(|c| c.id.as_str()).unwrap_or("");
-        up.execute(params![minute, d, metric, cat, n as i64]).map_err(store::wrap(tx))?;
+        store::add_stat(tx, minute, d, metric, cat, n)?;
         match metric {
-            "routed" => metrics.routed.get_or_create(&dest(d)).inc_by(n),
-            "turned_off" => metrics.turned_off.get_or_create(&dest(d)).inc_by(n),
-            "withheld" if ci != NONE => metrics
+            Stat::Routed => metrics.routed.get_or_create(&dest(d)).inc_by(n),
+            Stat::TurnedOff => metrics.turned_off.get_or_create(&dest(d)).inc_by(n),
+            Stat::Withheld if ci != NONE => metrics
                 .withheld
                 .get_or_create(&DestCategory { destination: d.clone(), category: cat.to_string() })
                 .inc_by(n),
@@ -455,8 +449,12 @@ fn trim(conn: &Connection, router: &Router, last: &mut std::time::Instant) {
     }
 }
 
-/// Destinations the server delivers to (enabled ones: webhook, file, and connections, which
-/// forwards events to another Tracking API endpoint).
+/// Destinations streamed events are delivered to: enabled ones whose kind takes events
+/// ([`sluice_core::KindInfo::events`]; `connections` forwards them to another Tracking API).
 pub fn streaming_destinations(ws: &WorkspaceFile) -> Vec<DestinationConfig> {
-    ws.destinations.iter().filter(|d| d.enabled).cloned().collect()
+    ws.destinations
+        .iter()
+        .filter(|d| d.enabled && sluice_destinations::registry::info(&d.kind).is_some_and(|k| k.events))
+        .cloned()
+        .collect()
 }

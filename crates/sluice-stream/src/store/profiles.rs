@@ -143,3 +143,14 @@ pub struct Resolved {
     /// Identifiers or profiles not linked because the profile is full.
     pub left_out: usize,
 }
+
+/// The profile JSON of SPEC §7 (`consent`, `consent_conflict`) with identifiers and traits.
+pub fn profile_json(p: &Profile) -> serde_json::Value {
+    serde_json::json!({
+        "user_ids": p.user_ids,
+        "anonymous_ids": p.anonymous_ids,
+        "traits": p.traits,
+        "consent": p.consent_traits(),
+        "consent_conflict": p.consent_conflict(),
+    })
+}

@@ -4,7 +4,7 @@
 pub mod profiles;
 pub mod retention;
 
-pub use profiles::ProfileStore;
+pub use profiles::{profile_json, ProfileStore};
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
@@ -199,6 +199,60 @@ pub fn recent_invalid(conn: &Connection, source: &str, limit: usize) -> Result<V
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(wrap(conn))
 }
 
+/// What a per-minute statistic counts (the `metric` of the `stats` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Stat {
+    /// Events stored for a destination (routed or not).
+    Received,
+    /// Events queued for it.
+    Routed,
+    /// Events consent withheld from it (per refusing category, and in total).
+    Withheld,
+    /// Events the integrations object turned off for it.
+    TurnedOff,
+    /// Events that arrived while it was disabled.
+    Disabled,
+    /// Events whose consent values were not booleans.
+    ConsentWarnings,
+    /// Events it accepted.
+    Delivered,
+    /// Events it accepted after a failed attempt.
+    Retried,
+    /// Events whose delivery failed.
+    Failed,
+}
+
+impl Stat {
+    /// The name stored and shown in `/v1/overview`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Received => "received",
+            Self::Routed => "routed",
+            Self::Withheld => "withheld",
+            Self::TurnedOff => "turned_off",
+            Self::Disabled => "disabled",
+            Self::ConsentWarnings => "consent_warnings",
+            Self::Delivered => "delivered",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Adds `n` to a destination's statistic of a minute (`category` empty: not per category).
+pub fn add_stat(conn: &Connection, minute: i64, dest: &str, stat: Stat, category: &str, n: u64) -> Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    conn.prepare_cached(
+        "insert into stats (minute, dest, metric, category, n) values (?1, ?2, ?3, ?4, ?5)
+         on conflict (minute, dest, metric, category) do update set n = n + excluded.n",
+    )
+    .and_then(|mut st| st.execute(params![minute, dest, stat.as_str(), category, n as i64]))
+    .map(|_| ())
+    .map_err(wrap(conn))
+}
+
 /// Delivery statistics per destination since `since_minute` (unix minutes).
 pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
     let mut stmt = conn
@@ -254,4 +308,48 @@ pub fn profile_of(conn: &Connection, ident: &str) -> Result<Option<sluice_core::
     let data: Option<String> =
         conn.query_row("select data from profiles where id = ?1", [id], |r| r.get(0)).optional().map_err(wrap(conn))?;
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+}
+
+/// An event a destination refused for good, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    /// The event's place in the log.
+    pub seq: i64,
+    /// The reason (the receiver's answer, or the limit it broke).
+    pub error: String,
+    /// When it was given up (RFC 3339).
+    pub at: String,
+}
+
+/// The latest `limit` events `dest` refused for good, newest first.
+pub fn dead_letters(conn: &Connection, dest: &str, limit: usize) -> Result<Vec<DeadLetter>> {
+    let w = wrap(conn);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = conn
+        .prepare_cached("select seq, error, at from dead where dest = ?1 order by seq desc limit ?2")
+        .map_err(&w)?;
+    let rows = stmt
+        .query_map(params![dest, limit], |r| Ok(DeadLetter { seq: r.get(0)?, error: r.get(1)?, at: r.get(2)? }))
+        .map_err(&w)?;
+    rows.collect::<rusqlite::Result<_>>().map_err(&w)
+}
+
+/// Where a destination's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Cursor {
+    /// Every event routed to it up to this seq is delivered or dead.
+    pub delivered_seq: i64,
+    /// Failed attempts at the head batch since the last success.
+    pub attempts: i64,
+    /// When the head batch is tried again (Unix milliseconds; 0: now).
+    pub next_at: i64,
+}
+
+/// The cursor of `dest` (`None`: its worker never started).
+pub fn cursor(conn: &Connection, dest: &str) -> Result<Option<Cursor>> {
+    query_row(conn, "select delivered_seq, attempts, next_at from cursors where dest = ?1", [dest], |r| {
+        Ok(Cursor { delivered_seq: r.get(0)?, attempts: r.get(1)?, next_at: r.get(2)? })
+    })
+    .optional()
+    .map_err(wrap(conn))
 }
