@@ -24,3 +24,14 @@ pub use redact::{redact_url, redact_urls_in, url_has_credentials};
 pub use secret::{exposing, Secret, SET};
 pub use source::*;
 pub use validate::{validate, ConfigError, ConfigErrors, Validated};
+
+/// What a caught panic said, for logs (`"a panic without a message"` when it said nothing).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}

@@ -5,9 +5,9 @@
 pub mod change;
 pub mod metrics;
 pub mod plan;
+pub mod report;
 pub mod roles;
 pub mod scheduler;
-pub mod report;
 pub mod sync;
 pub mod telemetry;
 pub mod workspace;

@@ -45,10 +45,8 @@ fn histogram() -> Histogram {
 }
 
 /// The process-wide set.
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    sync_seconds: Family::new_with_constructor(histogram),
-    records: Family::default(),
-});
+pub static METRICS: LazyLock<Metrics> =
+    LazyLock::new(|| Metrics { sync_seconds: Family::new_with_constructor(histogram), records: Family::default() });
 
 /// Registers the engine's metrics in `r` (`sluice serve`'s `/metrics`).
 pub fn register(r: &mut Registry) {

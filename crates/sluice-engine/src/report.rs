@@ -1,7 +1,7 @@
 //! The delivery overview of a sync run (SPEC §3 and the `sync --json` contract of §7).
 
-pub use sluice_state::RunStatus;
 use serde::{Deserialize, Serialize};
+pub use sluice_state::RunStatus;
 use std::collections::BTreeMap;
 
 /// Most samples kept per kind of failure.

@@ -41,17 +41,6 @@ impl Drop for Busy {
     }
 }
 
-/// What a panic said, for logs.
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
-    }
-}
-
 /// Runs until `stop`, checking every second which models of the live workspace (`live()`) are
 /// due; each due model syncs on its own thread.
 pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<AtomicBool>) {
@@ -107,7 +96,7 @@ pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state_dir: 
                     }
                     Ok(Err(e)) => tracing::error!(model = %model, error = %e, "scheduled sync failed"),
                     Err(p) => {
-                        tracing::error!(model = %model, reason = %panic_message(p.as_ref()), "scheduled sync panicked")
+                        tracing::error!(model = %model, reason = %sluice_core::panic_message(p.as_ref()), "scheduled sync panicked")
                     }
                 }
             });

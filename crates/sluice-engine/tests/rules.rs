@@ -10,16 +10,21 @@ fn dests(names: &[&str]) -> String {
     format!("destinations:\n{}", names.iter().map(|n| hook(n)).collect::<String>())
 }
 
-#[test]
-fn r1_unmapped_destination_gets_every_record() {
-    let mut env = Env::new(PEOPLE);
-    let ws = env.workspace(&format!(
+/// `people` to `ads` (governed by C0004, mapped to the `ads` column) and `crm` (ungoverned).
+fn ads_and_crm(env: &Env) -> sluice_engine::Workspace {
+    env.workspace(&format!(
         "{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
 models:
   - {{id: people, source: dwh, sql: select * from people, unique_id: id, consent: {{C0004: ads}},
       mappings: [{{destination: ads}}, {{destination: crm}}]}}",
         dests(&["ads", "crm"])
-    ));
+    ))
+}
+
+#[test]
+fn r1_unmapped_destination_gets_every_record() {
+    let mut env = Env::new(PEOPLE);
+    let ws = ads_and_crm(&env);
     let r = env.sync(&ws, "people");
     assert_eq!(env.ids("/crm", "added"), ids(&["1", "2", "3", "4", "5"]));
     assert_eq!(env.ids("/ads", "added"), ids(&["1", "4"]));
@@ -168,13 +173,7 @@ models:
 #[test]
 fn reverse_etl_metrics_count_records_by_destination_and_outcome() {
     let mut env = Env::new(PEOPLE);
-    let ws = env.workspace(&format!(
-        "{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
-models:
-  - {{id: people, source: dwh, sql: select * from people, unique_id: id, consent: {{C0004: ads}},
-      mappings: [{{destination: ads}}, {{destination: crm}}]}}",
-        dests(&["ads", "crm"])
-    ));
+    let ws = ads_and_crm(&env);
     env.sync(&ws, "people");
     let text = sluice_engine::metrics::render();
     let line = |labels: &str| {

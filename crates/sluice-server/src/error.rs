@@ -72,4 +72,3 @@ impl IntoResponse for ApiError {
         (self.0, Json(self.1)).into_response()
     }
 }
-

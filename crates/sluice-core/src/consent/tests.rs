@@ -101,7 +101,10 @@ fn r4_unmapped_model_allow_or_block() {
     let dests = &[("a", WEBHOOK), ("free", WEBHOOK)];
     let m = model(&[]);
     let allow = ws(Policy::All, UnmappedModels::Allow, cats, dests);
-    assert_eq!(Gate::build(&allow, &crate::catalog::TestCatalog, &m, "a", &|_| None), Gate::Open(OpenReason::UnmappedModel));
+    assert_eq!(
+        Gate::build(&allow, &crate::catalog::TestCatalog, &m, "a", &|_| None),
+        Gate::Open(OpenReason::UnmappedModel)
+    );
     let block = ws(Policy::All, UnmappedModels::Block, cats, dests);
     assert_eq!(decide(&block, &m, "a", [json!(true), json!(true), json!(true)]), Verdict::Withhold(vec![0]));
     assert_eq!(decide(&block, &m, "free", [json!(false), json!(false), json!(false)]), Verdict::Send);

@@ -196,7 +196,8 @@ impl MappingRun {
         let items = std::mem::take(&mut self.batch);
         let in_flight = std::mem::take(&mut self.in_flight);
         let t = Instant::now();
-        let span = tracing::debug_span!("deliver_batch", destination = %self.setup.report.destination, items = items.len());
+        let span =
+            tracing::debug_span!("deliver_batch", destination = %self.setup.report.destination, items = items.len());
         let outcomes = span.in_scope(|| self.setup.sink.deliver(&items));
         self.setup.report.delivery_ms += t.elapsed().as_millis() as u64;
         let mut delivered = 0;

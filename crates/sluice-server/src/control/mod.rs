@@ -8,12 +8,12 @@ mod resources;
 mod tokens;
 mod writes;
 
+pub use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-pub use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use serde::{Deserialize, Serialize};
 use sluice_core::WorkspaceFile;
 use sluice_engine::Workspace;
@@ -226,15 +226,13 @@ impl ControlState {
             let mut file = old.clone();
             change(&mut file)?;
             let check = ApplyOptions { columns: ColumnCheck::Changed, dry_run: true };
-            sluice_engine::apply(&mut store, file.clone(), base.clone(), &who, check)
-                .map_err(ApiError::from_change)?;
+            sluice_engine::apply(&mut store, file.clone(), base.clone(), &who, check).map_err(ApiError::from_change)?;
             let _one_at_a_time = self.write.lock();
             if Workspace::load(&store).map_err(ApiError::internal)?.file != old {
                 continue; // changed meanwhile: recompute against what is stored now
             }
             let options = ApplyOptions { columns: ColumnCheck::Checked, dry_run: false };
-            let applied =
-                sluice_engine::apply(&mut store, file, base, &who, options).map_err(ApiError::from_change)?;
+            let applied = sluice_engine::apply(&mut store, file, base, &who, options).map_err(ApiError::from_change)?;
             self.live.store(Arc::new(applied.workspace.file));
             return Ok(());
         }

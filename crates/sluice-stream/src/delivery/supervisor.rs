@@ -29,17 +29,6 @@ impl Backoff {
     }
 }
 
-/// The message of a panic payload (`panic!("…")` gives a `&str` or a `String`).
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_string()
-    }
-}
-
 /// Runs `body` on this thread until `stop` is set, restarting it whenever it panics, fails
 /// (`Err(why)`) or returns while `stop` is not set. `worker` names it in logs and metrics.
 pub fn keep_alive(
@@ -61,7 +50,7 @@ pub fn keep_alive(
         let reason = match outcome {
             Ok(Ok(())) => "returned before it was asked to stop".to_string(),
             Ok(Err(why)) => why,
-            Err(payload) => format!("panicked: {}", panic_message(payload.as_ref())),
+            Err(payload) => format!("panicked: {}", sluice_core::panic_message(payload.as_ref())),
         };
         if started.elapsed() > backoff.max {
             failures = 0;
@@ -126,9 +115,9 @@ mod tests {
         assert_eq!(runs, 4, "restarted after a panic, an error and an early return");
         let text = metrics.render();
         assert!(text.contains("sluice_worker_restarts_total{worker=\"deliver-x\"} 3"), "{text}");
-        assert_eq!(panic_message(&"x"), "x");
-        assert_eq!(panic_message(&String::from("y")), "y");
-        assert_eq!(panic_message(&1u8), "a panic without a message");
+        assert_eq!(sluice_core::panic_message(&"x"), "x");
+        assert_eq!(sluice_core::panic_message(&String::from("y")), "y");
+        assert_eq!(sluice_core::panic_message(&1u8), "a panic without a message");
     }
 
     #[test]
