@@ -1,4 +1,4 @@
-//! The workspace file (SPEC.md §7): typed, with unknown fields rejected.
+//! The workspace file (README, "Workspace file"): typed, with unknown fields rejected.
 
 use crate::source::SourceConfig;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! The consent/policy core of Sluice.
 //!
 //! Everything here is pure: it parses and validates the workspace file, and decides, for a
-//! record and a destination, whether consent lets the record through (SPEC.md §2, R1–R5, R12).
+//! record and a destination, whether consent lets the record through (docs/CONSENT.md, R1–R12).
 //! No function in this crate performs I/O, so the rules can be tested exhaustively.
 
 pub mod catalog;
