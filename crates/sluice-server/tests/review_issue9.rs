@@ -1,0 +1,84 @@
+//! Attacks of the independent review of issue 9 (one destination contract, one change path,
+//! typed secrets, sluice-stream). Each ignored test fails on the code it was written against
+//! and names what an attacker (or an unlucky configuration) does.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !cond() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Finding 1: a webhook header value that is not a valid HTTP field value (a trailing newline
+/// from a YAML block scalar or a copied secret file, a non-ASCII character) makes ureq fail
+/// with `Bad Header: invalid header 'Authorization: Bearer <secret>'`. The transport wraps that
+/// text as the delivery error (only URLs are redacted), so the credential is stored in the
+/// run report and shown to a **member** by `GET /api/v1/models/{id}/syncs` (the member filter
+/// only hides texts starting with `HTTP `), and logged. Validation never refuses such a header.
+#[test]
+#[ignore = "finding 1: a webhook header credential leaks through ureq's `invalid header` error into member-visible run reports and logs"]
+fn review9_a_header_credential_never_reaches_a_members_run_report() {
+    let s = start_in(
+        warehouse_dir("create table p(id integer, email text); insert into p values (1,'a');"),
+        "{id: dwh, kind: sqlite, path: w.db}",
+        "destinations:
+  - {id: crm, kind: webhook, settings: {url: \"{URL}/crm\", batch_size: 10, retry_initial_ms: 10, retry_max_ms: 20, max_attempts: 2, timeout_secs: 1,
+      headers: {Authorization: \"Bearer sk_live_TOPSECRET42\\n\"}}}
+models: [{id: p, source: dwh, sql: select * from p, unique_id: id, mappings: [{destination: crm}]}]
+",
+    );
+    let (_, member) = tokens(&s);
+    // the destination listing hides it, as it should
+    let (_, d) = call(&s, "GET", "/api/v1/destinations", Some(&member), None);
+    assert!(!d.to_string().contains("TOPSECRET42"), "{d}");
+    assert_eq!(call(&s, "POST", "/api/v1/models/p/syncs", Some(&member), None).0, 202);
+    let mut runs = Value::Null;
+    wait_for(20, "the run to finish", || {
+        runs = call(&s, "GET", "/api/v1/models/p/syncs", Some(&member), None).1;
+        runs["total"].as_u64() == Some(1) && runs["items"][0]["status"] != "running"
+    });
+    assert!(!runs.to_string().contains("TOPSECRET42"), "a member reads the owner's API key in a run report: {runs}");
+    let run_id = runs["items"][0]["run_id"].as_i64().unwrap();
+    let (_, run) = call(&s, "GET", &format!("/api/v1/syncs/{run_id}"), Some(&member), None);
+    assert!(!run.to_string().contains("TOPSECRET42"), "a member reads the owner's API key in a run: {run}");
+}
+
+/// Finding 2: `retry_initial_ms` is a tuning setting a member may change, and only its upper
+/// bound is checked: `0` is accepted. The streaming worker's durable backoff is then
+/// `0 * 2^n = 0` ms for ever: against a receiver that answers 503, the worker re-sends the head
+/// batch in a tight loop (thousands of requests a second, one core busy), with no `Retry-After`
+/// needed. With the default 500 ms the same 1.5 s sees a handful of requests.
+#[test]
+#[ignore = "finding 2: retry_initial_ms: 0 (member-tunable) makes the streaming worker retry a failing receiver in a hot loop"]
+fn review9_a_member_cannot_make_the_streaming_worker_spin() {
+    let s = start(
+        "destinations:\n  - {id: hook, kind: webhook, settings: {url: \"{URL}/hook\", batch_size: 10, timeout_secs: 5}}\n",
+    );
+    let (_, member) = tokens(&s);
+    let (_, list) = call(&s, "GET", "/api/v1/destinations", Some(&member), None);
+    let mut d = list["items"][0].clone();
+    d["settings"]["retry_initial_ms"] = json!(0);
+    d["settings"]["retry_max_ms"] = json!(0);
+    let (st, b) = call(&s, "PUT", "/api/v1/destinations/hook", Some(&member), Some(d));
+    if st != 200 {
+        // refusing a zero backoff is one acceptable fix
+        assert!(st == 400 || st == 422, "{st} {b}");
+        return;
+    }
+    s.rx.set_default(503);
+    // the worker restarts with the new settings within the supervisor's tick
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(s.post("/v1/track", &json!({"type": "track", "anonymousId": "a1", "event": "E", "messageId": "m1"})).0, 200);
+    wait_for(10, "the first attempt", || !s.rx.requests_to("/hook").is_empty());
+    let before = s.rx.requests_to("/hook").len();
+    std::thread::sleep(Duration::from_millis(1500));
+    let n = s.rx.requests_to("/hook").len() - before;
+    assert!(n < 100, "{n} requests in 1.5 s for one event: the worker spins against a failing receiver");
+}
