@@ -131,3 +131,43 @@ fn review9_a_member_cannot_starve_an_owners_consent_change() {
     }
     assert_eq!(conflicts, 0, "{conflicts} of 60 owner consent changes refused with 409 while a member tunes a destination");
 }
+
+/// Finding 7: a Reverse ETL sync builds its gates and destinations once, from the workspace as
+/// it was when the run started, and never looks at the live workspace again. Streaming checks
+/// "the destination is still exactly as configured" before every batch; Reverse ETL does not:
+/// after a destination is **disabled** (R12: a disabled destination does not sync), re-pointed,
+/// or put under a consent category, a running sync keeps sending the rest of the model to it
+/// with the old settings and the old consent decision until the run ends (hours for a big
+/// model).
+#[test]
+#[ignore = "finding 7: a running Reverse ETL sync keeps delivering to a destination disabled (or re-pointed, or newly consent-governed) mid-run"]
+fn review9_a_running_sync_stops_sending_to_a_destination_disabled_meanwhile() {
+    let s = start_in(
+        warehouse_dir(
+            "create table p(id integer primary key, email text);
+             with recursive n(i) as (select 1 union all select i + 1 from n where i < 40) insert into p select i, 'e' || i from n;",
+        ),
+        "{id: dwh, kind: sqlite, path: w.db}",
+        "destinations:
+  - {id: crm, kind: webhook, settings: {url: \"{URL}/crm\", batch_size: 1, retry_initial_ms: 10, retry_max_ms: 20, max_attempts: 2, timeout_secs: 5}}
+models: [{id: p, source: dwh, sql: select * from p, unique_id: id, mappings: [{destination: crm}]}]
+",
+    );
+    let (owner, _) = tokens(&s);
+    s.rx.set_delay(Duration::from_millis(100));
+    assert_eq!(call(&s, "POST", "/api/v1/models/p/syncs", Some(&owner), None).0, 202);
+    wait_for(20, "a few deliveries", || s.rx.requests_to("/crm").len() >= 3);
+    let (_, list) = call(&s, "GET", "/api/v1/destinations", Some(&owner), None);
+    let mut d = list["items"][0].clone();
+    d["enabled"] = json!(false);
+    let (st, b) = call(&s, "PUT", "/api/v1/destinations/crm", Some(&owner), Some(d));
+    assert_eq!(st, 200, "{b}");
+    let at_disable = s.rx.requests_to("/crm").len();
+    let mut runs = Value::Null;
+    wait_for(30, "the run to end", || {
+        runs = call(&s, "GET", "/api/v1/models/p/syncs", Some(&owner), None).1;
+        runs["total"].as_u64() == Some(1) && runs["items"][0]["status"] != "running"
+    });
+    let after = s.rx.requests_to("/crm").len() - at_disable;
+    assert!(after <= 2, "{after} records were sent to destination `crm` after it was disabled (run: {})", runs["items"][0]);
+}
