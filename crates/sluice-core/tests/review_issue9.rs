@@ -1,0 +1,30 @@
+//! Attacks of the independent review of issue 9 on the hand-written source deserializer.
+
+use sluice_core::{SourceConfig, WorkspaceFile};
+
+/// Finding 5: `SourceConfig`'s deserializer reads each source into a `serde_json::Map` first.
+/// (a) A key written twice is silently last-wins — even `kind` and `id` — where every other
+/// entry of the file (a destination, a model) is refused with `duplicate field`: a reviewer
+/// reading the first `kind: sqlite` approves what runs as `kind: postgres`. (b) YAML's
+/// non-finite floats (`.nan`, `.inf`) become JSON `null`, i.e. "unset", so
+/// `tls: .nan` silently reads as the default `prefer` (TLS without certificate check) and
+/// `statement_timeout_secs: .inf` as the default timeout, instead of a type error naming the
+/// field.
+#[test]
+#[ignore = "finding 5: a source's duplicate keys are silently last-wins and YAML .nan/.inf read as unset"]
+fn review9_sources_refuse_duplicate_and_non_finite_settings() {
+    for y in [
+        "sources: [{id: a, kind: sqlite, kind: postgres, url: 'postgres://h/d'}]",
+        "sources: [{id: a, id: b, kind: sqlite, path: a.db}]",
+        "sources: [{id: a, kind: sqlite, path: a.db, path: b.db}]",
+        "sources: [{id: a, kind: postgres, url: 'postgres://h/d', tls: .nan}]",
+        "sources: [{id: a, kind: sqlite, path: a.db, statement_timeout_secs: .inf}]",
+    ] {
+        assert!(WorkspaceFile::from_yaml(y).is_err(), "accepted: {y}");
+    }
+    // the same holds for the API's JSON bodies
+    let r: Result<SourceConfig, _> = serde_json::from_str(r#"{"id":"a","kind":"events","write_key":"k1","write_key":"k2"}"#);
+    assert!(r.is_err(), "a duplicate write_key is accepted (last wins)");
+    // destinations already refuse it
+    assert!(WorkspaceFile::from_yaml("destinations: [{id: a, kind: file, kind: webhook, settings: {path: x}}]").is_err());
+}
