@@ -54,6 +54,24 @@ pub fn stamps_consent(ws: &WorkspaceFile, catalog: &dyn Catalog, dest_id: &str) 
         .is_some_and(|k| k.consent == ConsentMode::Stamps)
 }
 
+/// R5 with R4: what Reverse ETL stamps on a record sent to a stamping destination, as
+/// (category id, column of the model holding it; `None`: stamped "no"). A model with consent
+/// mappings stamps each mapped category from its column (a column the SQL lacks is "no", R3). A
+/// model with none stamps nothing under `unmapped_models: allow` (downstream, as in R4, nothing
+/// is restricted), and "no" for every enabled category under `block`: failing closed must hold
+/// downstream too, where an event without a consent object would be unrestricted (R7).
+pub fn stamp_columns<'a>(ws: &'a WorkspaceFile, model: &'a ModelConfig) -> Vec<(&'a str, Option<&'a str>)> {
+    if !model.consent.is_empty() {
+        return model.consent.iter().map(|(cat, col)| (cat.as_str(), Some(col.as_str()))).collect();
+    }
+    match ws.workspace.unmapped_models {
+        UnmappedModels::Allow => vec![],
+        UnmappedModels::Block => {
+            ws.consent_categories.iter().filter(|c| c.enabled).map(|c| (c.id.as_str(), None)).collect()
+        }
+    }
+}
+
 /// A consent value read from a warehouse cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsentValue {

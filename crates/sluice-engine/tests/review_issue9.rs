@@ -12,7 +12,6 @@ use common::*;
 /// router — the opposite of the fail-closed setting the owner chose. Records must either be
 /// withheld or carry a stamp that says "no" for every category governing the destination.
 #[test]
-#[ignore = "finding 3: unmapped_models: block is bypassed for connections destinations: records go out with no consent stamp"]
 fn review9_block_still_fails_closed_for_a_stamping_destination() {
     let mut env = Env::new(
         "create table people(id integer, email text);
@@ -29,6 +28,7 @@ models:
     );
     env.sync(&ws, "people");
     let events = env.rx.items("/v1/batch");
+    assert_eq!(events.len(), 2, "R5: stamping destinations are not filtered, they get a 'no' stamp");
     for e in &events {
         assert_eq!(
             e["context"]["consent"]["categoryPreferences"]["C0004"],

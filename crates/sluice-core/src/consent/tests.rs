@@ -260,3 +260,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn r5_with_r4_a_model_without_mappings_stamps_nothing_under_allow_and_no_for_everything_under_block() {
+    let cats: &[(&str, bool, &[&str])] = &[("C1", true, &["conn"]), ("C2", false, &["conn"]), ("C3", true, &[])];
+    let allow = ws(Policy::All, UnmappedModels::Allow, cats, &[("conn", CONNECTIONS)]);
+    let block = ws(Policy::All, UnmappedModels::Block, cats, &[("conn", CONNECTIONS)]);
+    assert_eq!(stamp_columns(&allow, &model(&[])), vec![]);
+    // every enabled category, stamped "no" (no column)
+    assert_eq!(stamp_columns(&block, &model(&[])), vec![("C1", None), ("C3", None)]);
+    // a model with mappings stamps its mapped categories from their columns, whatever the setting
+    assert_eq!(stamp_columns(&block, &model(&[("C1", "ads")])), vec![("C1", Some("ads"))]);
+}

@@ -47,8 +47,9 @@ pub struct MappingSetup {
     pub mapping_id: i64,
     /// The consent check of (model, destination).
     pub gate: Gate,
-    /// Consent columns stamped on items (category id, column index); empty unless the sink uses them.
-    pub stamp: Vec<(String, usize)>,
+    /// Consent stamped on items (category id, column index; `None`: "no"); empty unless the
+    /// destination stamps consent ([`sluice_core::consent::stamp_columns`]).
+    pub stamp: Vec<(String, Option<usize>)>,
     /// Index of this mapping's field projection in [`super::payload::Projections`].
     pub projection: usize,
     /// Changes sent.
@@ -123,7 +124,7 @@ impl MappingRun {
             self.setup
                 .stamp
                 .iter()
-                .map(|(cat, c)| (cat.clone(), Value::Bool(parse_consent(&values[*c]).granted())))
+                .map(|(cat, c)| (cat.clone(), Value::Bool(c.is_some_and(|c| parse_consent(&values[c]).granted()))))
                 .collect()
         });
         // what is sent is hashed: the fields, and the consent stamp where one is sent

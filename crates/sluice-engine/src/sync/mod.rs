@@ -175,7 +175,10 @@ fn prepare(
             on.retain(|c| k.changes.contains(c));
         }
         let stamp = if sluice_core::consent::stamps_consent(&ws.file, &sluice_destinations::REGISTRY, &dest.id) {
-            model.consent.iter().filter_map(|(cat, c)| column_of(c).map(|i| (cat.clone(), i))).collect()
+            sluice_core::consent::stamp_columns(&ws.file, model)
+                .into_iter()
+                .map(|(cat, col)| (cat.to_string(), col.and_then(&column_of)))
+                .collect()
         } else {
             vec![]
         };
