@@ -126,6 +126,32 @@ impl HttpOptions {
     }
 }
 
+/// Checks the `headers` setting: each name an HTTP token, each value a valid field value
+/// (visible ASCII, spaces and tabs inside; no line breaks or control characters, which a YAML
+/// block scalar or a copied key file brings). The error names the header, never its value.
+pub fn check_headers(field: &str, headers: &std::collections::BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for (name, value) in headers {
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(ConfigError::new(
+                format!("{field}.{}", name.escape_debug()),
+                "is not a valid HTTP header name (letters, digits and !#$%&'*+-.^_`|~ only)",
+            ));
+        }
+        let bad = value.chars().find(|c| !(*c == ' ' || *c == '\t' || c.is_ascii_graphic()));
+        if let Some(c) = bad {
+            return Err(ConfigError::new(
+                format!("{field}.{name}"),
+                format!(
+                    "the value holds {} (value not shown): a header value takes visible ASCII, spaces and tabs only",
+                    if c == '\n' || c == '\r' { "a line break".to_string() } else { format!("the character U+{:04X}", c as u32) }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks a URL setting.
 pub fn check_url(field: &str, url: &str) -> Result<(), ConfigError> {
     if url.starts_with("http://") || url.starts_with("https://") {
@@ -205,8 +231,15 @@ impl Transport {
             Err(ureq::Error::Status(_, resp)) => resp,
             Err(ureq::Error::Transport(t)) => {
                 // ureq may quote what the receiver sent (a bad status line): keep it short
-                // the URL (and ureq's text, which repeats it) may carry credentials: never kept
-                let text = format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY));
+                // the URL (and ureq's text, which repeats it) may carry credentials: never kept;
+                // nor a header (ureq quotes one it refuses, `Authorization: Bearer …` included)
+                let mut text = format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY));
+                if t.kind() == ureq::ErrorKind::BadHeader {
+                    text = format!("{url}: a header is not a valid HTTP header (value not shown)");
+                }
+                for (_, v) in headers.iter().filter(|(_, v)| !v.trim().is_empty()) {
+                    text = text.replace(v.trim(), sluice_core::SET);
+                }
                 return Err(DeliveryError::external(sluice_core::redact_urls_in(&text)));
             }
         };

@@ -31,6 +31,7 @@ impl WebhookConfig {
         let (http, rest) = HttpOptions::split(s)?;
         let mut c: Self = parse_settings(&rest)?;
         check_url("url", &c.url)?;
+        crate::http::check_headers("headers", &c.headers)?;
         if c.batch_size == 0 || c.batch_size > 10_000 {
             return Err(ConfigError::new("batch_size", "must be between 1 and 10000"));
         }

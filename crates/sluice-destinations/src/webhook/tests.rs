@@ -144,3 +144,26 @@ fn a_rejected_event_batch_is_isolated_and_stops_at_a_retryable_failure() {
     assert!(out[3].as_ref().is_err_and(|e| e.retryable), "not sent after a retryable failure");
     assert_eq!(rx.requests().len(), 4, "the batch, then events one by one up to the failure");
 }
+
+#[test]
+fn a_header_value_that_http_cannot_carry_is_refused_without_showing_it() {
+    for (value, why) in [("Bearer sk_live_TOPSECRET42\n", "line break"), ("Bearer sk_live_TOPSECRET42é", "U+00E9")] {
+        let s = json!({"url": "http://x", "headers": {"Authorization": value}});
+        let e = WebhookConfig::parse(s.as_object().unwrap()).unwrap_err();
+        assert_eq!(e.at, "headers.Authorization");
+        assert!(e.message.contains(why) && !e.message.contains("TOPSECRET42"), "{e:?}");
+    }
+    let s = json!({"url": "http://x", "headers": {"Bad Name": "v"}});
+    assert_eq!(WebhookConfig::parse(s.as_object().unwrap()).unwrap_err().at, "headers.Bad Name");
+}
+
+#[test]
+fn a_header_the_client_refuses_never_appears_in_the_delivery_error() {
+    // defence in depth: settings that skipped validation still never leak a header value
+    let rx = Receiver::start();
+    let t = crate::http::Transport::new(&Default::default());
+    let url = format!("{}/hook", rx.url());
+    let e = t.post_once(&url, &[("Authorization", "Bearer sk_live_TOPSECRET42\n")], b"{}").unwrap_err();
+    assert!(!e.message.contains("TOPSECRET42"), "{e:?}");
+    assert!(e.message.contains("header"), "{e:?}");
+}
