@@ -96,8 +96,11 @@ impl HttpOptions {
             return Err(ConfigError::new("max_attempts", format!("must be between 1 and {MAX_ATTEMPTS}")));
         }
         for (field, ms) in [("retry_initial_ms", self.retry_initial_ms), ("retry_max_ms", self.retry_max_ms)] {
-            if ms > MAX_RETRY_DELAY_MS {
-                return Err(ConfigError::new(field, format!("must be at most {MAX_RETRY_DELAY_MS} (one hour)")));
+            if ms == 0 || ms > MAX_RETRY_DELAY_MS {
+                return Err(ConfigError::new(
+                    field,
+                    format!("must be between 1 and {MAX_RETRY_DELAY_MS} (one hour): a zero backoff retries in a tight loop"),
+                ));
             }
         }
         if self.max_retry_after_secs > MAX_RETRY_AFTER_SECS {

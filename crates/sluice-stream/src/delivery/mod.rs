@@ -354,5 +354,9 @@ fn record(
 fn retry_wait(attempts: i64, e: &DeliveryError, policy: &RetryPolicy) -> i64 {
     let backoff = policy.backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
     let asked = e.retry_after.map(|ra| ra.min(policy.max_retry_after)).unwrap_or_default();
-    i64::try_from(backoff.max(asked).as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(backoff.max(asked).max(MIN_RETRY_WAIT).as_millis()).unwrap_or(i64::MAX)
 }
+
+/// The shortest wait between two attempts at a failing head batch, whatever the destination's
+/// settings say: a worker never hammers a failing receiver in a tight loop.
+const MIN_RETRY_WAIT: Duration = Duration::from_millis(50);
