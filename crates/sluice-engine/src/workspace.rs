@@ -41,7 +41,9 @@ impl Workspace {
         let mut vars = Vec::new();
         if !reveal {
             for_each_in_workspace(&mut file, &REGISTRY, &mut |c, v| {
-                if c.kind == CredentialKind::Url && !sluice_core::url_has_credentials(v) {
+                // a URL stays readable only when nothing of it is hidden elsewhere (API, audit log):
+                // a user, a query, or a path (Slack's /services/T/B/<secret>) makes it a placeholder
+                if c.kind == CredentialKind::Url && sluice_core::redact_url(v) == *v {
                     return Keep::Yes;
                 }
                 let name = format!("SLUICE_SECRET_{}", vars.len() + 1);

@@ -46,7 +46,6 @@ models:
 /// exported in clear, although the API and the audit log already treat that path as a secret
 /// (`redact_url` hides it). The exported file is the one meant to be committed and shared.
 #[test]
-#[ignore = "finding 4: sluice export prints a webhook URL whose path is the credential (Slack/Discord) in clear"]
 fn review9_export_hides_a_secret_url_path() {
     let env = Env::new("create table t(id integer);");
     let ws = env.workspace(
