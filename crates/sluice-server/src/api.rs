@@ -94,5 +94,5 @@ pub fn with_fallbacks(app: Router) -> Router {
 /// [`with_fallbacks`] with its own message (the public side of a split server says where the
 /// private endpoints are).
 pub fn with_fallback_message(app: Router, message: &'static str) -> Router {
-    app.fallback(move || async move { error(StatusCode::NOT_FOUND, "not_found", message, None) })
+    app.fallback(move || async move { error(StatusCode::NOT_FOUND, "not_found", message, Some("path")) })
 }

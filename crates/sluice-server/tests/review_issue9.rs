@@ -81,7 +81,6 @@ fn review9_a_member_cannot_make_the_streaming_worker_spin() {
 /// consent management. (An owner's change should win, e.g. by re-checking under the lock when
 /// the conflict is not on the same entity, or by queueing rather than failing.)
 #[test]
-#[ignore = "finding 6: a member's stream of allowed writes makes owners' consent changes fail with 409 (optimistic retry gives up after 3)"]
 fn review9_a_member_cannot_starve_an_owners_consent_change() {
     let s = start_with_model();
     let (owner, member) = tokens(&s);

@@ -211,7 +211,8 @@ impl ControlState {
     /// The warehouse checks (network I/O, as long as a model's query takes) run first, in a dry
     /// run, without the write lock: a slow warehouse or a member's slow SQL never holds up other
     /// changes. Under the lock the change is applied only if the stored workspace is still the
-    /// one it was checked against; otherwise it is recomputed and checked again.
+    /// one it was checked against; otherwise it is recomputed and checked again, and after three
+    /// such rounds checked and stored under the lock (progress is guaranteed).
     pub(crate) fn change_now(
         &self,
         actor: &Actor,
@@ -226,22 +227,36 @@ impl ControlState {
             let mut file = old.clone();
             change(&mut file)?;
             let check = ApplyOptions { columns: ColumnCheck::Changed, dry_run: true };
-            sluice_engine::apply(&mut store, file.clone(), base.clone(), &who, check).map_err(ApiError::from_change)?;
+            sluice_engine::apply(&mut store, file.clone(), base.clone(), &who, check)
+                .map_err(ApiError::from_change)?;
             let _one_at_a_time = self.write.lock();
             if Workspace::load(&store).map_err(ApiError::internal)?.file != old {
                 continue; // changed meanwhile: recompute against what is stored now
             }
             let options = ApplyOptions { columns: ColumnCheck::Checked, dry_run: false };
-            let applied = sluice_engine::apply(&mut store, file, base, &who, options).map_err(ApiError::from_change)?;
-            self.live.store(Arc::new(applied.workspace.file));
-            return Ok(());
+            return self.store_applied(&mut store, file, &who, options);
         }
-        Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            "the workspace kept changing while this change was checked; send it again",
-            None,
-        ))
+        // still changing under us (others keep writing): check and store under the lock, so a
+        // stream of other writes can delay this change but never refuse it
+        let _one_at_a_time = self.write.lock();
+        let mut file = Workspace::load(&store).map_err(ApiError::internal)?.file;
+        change(&mut file)?;
+        let options = ApplyOptions { columns: ColumnCheck::Changed, dry_run: false };
+        self.store_applied(&mut store, file, &who, options)
+    }
+
+    /// [`sluice_engine::apply`] for real, then live; call with the write lock held.
+    fn store_applied(
+        &self,
+        store: &mut StateStore,
+        file: WorkspaceFile,
+        who: &sluice_engine::Actor,
+        options: sluice_engine::ApplyOptions,
+    ) -> Result<(), ApiError> {
+        let applied = sluice_engine::apply(store, file, (*self.base_dir).clone(), who, options)
+            .map_err(ApiError::from_change)?;
+        self.live.store(Arc::new(applied.workspace.file));
+        Ok(())
     }
 
     pub(crate) fn current(&self) -> Arc<WorkspaceFile> {
