@@ -42,7 +42,10 @@ pub struct SourceConfig {
 
 impl<'de> Deserialize<'de> for SourceConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let mut map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let Strict(value) = Strict::deserialize(d)?;
+        let serde_json::Value::Object(mut map) = value else {
+            return Err(D::Error::custom("a source must be a mapping of settings"));
+        };
         let id = match map.remove("id") {
             Some(serde_json::Value::String(id)) => id,
             Some(other) => {
@@ -60,6 +63,77 @@ impl<'de> Deserialize<'de> for SourceConfig {
             SourceKind::Events => SourceSettings::Events(settings(map, &id)?),
         };
         Ok(Self { id, settings })
+    }
+}
+
+/// A settings value read strictly: a key written twice is refused (`duplicate field`) instead
+/// of the last one winning, and a non-finite number (YAML `.nan`, `.inf`) is refused instead of
+/// reading as unset — a reviewer reading `kind: sqlite` must not approve what runs as postgres,
+/// and `tls: .nan` must not become the default.
+struct Strict(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a setting value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Strict, E> {
+        serde_json::Number::from_f64(v)
+            .map(|n| Strict(serde_json::Value::Number(n)))
+            .ok_or_else(|| E::custom(format!("{v} is not a finite number")))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Strict, E> {
+        Ok(Strict(v.into()))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict(serde_json::Value::Null))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict(serde_json::Value::Null))
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Strict, D::Error> {
+        Strict::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Strict(serde_json::Value::Array(out)))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate field `{}`", key.escape_debug())));
+            }
+            let Strict(v) = map
+                .next_value()
+                .map_err(|e: A::Error| serde::de::Error::custom(format!("field `{}`: {e}", key.escape_debug())))?;
+            out.insert(key, v);
+        }
+        Ok(Strict(serde_json::Value::Object(out)))
     }
 }
 
