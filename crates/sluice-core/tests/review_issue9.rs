@@ -23,8 +23,11 @@ fn review9_sources_refuse_duplicate_and_non_finite_settings() {
         assert!(e.contains(names), "{y}: {e}");
     }
     // the same holds for the API's JSON bodies
-    let r: Result<SourceConfig, _> = serde_json::from_str(r#"{"id":"a","kind":"events","write_key":"k1","write_key":"k2"}"#);
+    let r: Result<SourceConfig, _> =
+        serde_json::from_str(r#"{"id":"a","kind":"events","write_key":"k1","write_key":"k2"}"#);
     assert!(r.is_err(), "a duplicate write_key is accepted (last wins)");
     // destinations already refuse it
-    assert!(WorkspaceFile::from_yaml("destinations: [{id: a, kind: file, kind: webhook, settings: {path: x}}]").is_err());
+    assert!(
+        WorkspaceFile::from_yaml("destinations: [{id: a, kind: file, kind: webhook, settings: {path: x}}]").is_err()
+    );
 }

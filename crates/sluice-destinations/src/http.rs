@@ -99,7 +99,9 @@ impl HttpOptions {
             if ms == 0 || ms > MAX_RETRY_DELAY_MS {
                 return Err(ConfigError::new(
                     field,
-                    format!("must be between 1 and {MAX_RETRY_DELAY_MS} (one hour): a zero backoff retries in a tight loop"),
+                    format!(
+                        "must be between 1 and {MAX_RETRY_DELAY_MS} (one hour): a zero backoff retries in a tight loop"
+                    ),
                 ));
             }
         }
@@ -147,7 +149,11 @@ pub fn check_headers(field: &str, headers: &std::collections::BTreeMap<String, S
                 format!("{field}.{name}"),
                 format!(
                     "the value holds {} (value not shown): a header value takes visible ASCII, spaces and tabs only",
-                    if c == '\n' || c == '\r' { "a line break".to_string() } else { format!("the character U+{:04X}", c as u32) }
+                    if c == '\n' || c == '\r' {
+                        "a line break".to_string()
+                    } else {
+                        format!("the character U+{:04X}", c as u32)
+                    }
                 ),
             ));
         }

@@ -44,6 +44,9 @@ pub enum MappingStatus {
     Failed,
     /// The destination is disabled: nothing was sent, its checkpoint did not move (R12).
     Disabled,
+    /// The configuration changed during the run (the destination disabled, re-pointed or
+    /// removed, the model or its consent changed): the mapping stopped sending at its next batch.
+    Stopped,
 }
 
 impl MappingStatus {
@@ -54,6 +57,7 @@ impl MappingStatus {
             Self::Partial => "partial",
             Self::Failed => "failed",
             Self::Disabled => "disabled",
+            Self::Stopped => "stopped",
         }
     }
 }
@@ -114,12 +118,15 @@ pub struct MappingReport {
     pub failure_samples: FailureSamples,
     /// Milliseconds spent delivering.
     pub delivery_ms: u64,
+    /// Why the mapping stopped sending mid-run (status `stopped`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 impl MappingReport {
     /// Computes `status` from the counts.
     pub fn settle_status(&mut self) {
-        if self.status == MappingStatus::Disabled {
+        if matches!(self.status, MappingStatus::Disabled | MappingStatus::Stopped) {
             return;
         }
         self.status = if self.failed == 0 {

@@ -31,8 +31,7 @@ models:
     assert_eq!(events.len(), 2, "R5: stamping destinations are not filtered, they get a 'no' stamp");
     for e in &events {
         assert_eq!(
-            e["context"]["consent"]["categoryPreferences"]["C0004"],
-            false,
+            e["context"]["consent"]["categoryPreferences"]["C0004"], false,
             "a record of a model that maps no consent column (unmapped_models: block) reached a \
              connections destination without a 'no' stamp; downstream treats it as unrestricted: {e}"
         );

@@ -57,7 +57,11 @@ fn review9_a_member_cannot_make_the_streaming_worker_spin() {
     // a zero backoff is refused, naming the setting
     d["settings"]["retry_initial_ms"] = json!(0);
     let (st, b) = call(&s, "PUT", "/api/v1/destinations/hook", Some(&member), Some(d.clone()));
-    assert_eq!((st, b["error"]["field"].as_str().map(|f| f.ends_with("settings.retry_initial_ms"))), (422, Some(true)), "{b}");
+    assert_eq!(
+        (st, b["error"]["field"].as_str().map(|f| f.ends_with("settings.retry_initial_ms"))),
+        (422, Some(true)),
+        "{b}"
+    );
     // the smallest one allowed still leaves the worker its floor between attempts
     d["settings"]["retry_initial_ms"] = json!(1);
     d["settings"]["retry_max_ms"] = json!(1);
@@ -65,7 +69,10 @@ fn review9_a_member_cannot_make_the_streaming_worker_spin() {
     assert_eq!(st, 200, "{b}");
     s.rx.set_default(503);
     // a worker sends only while its settings are the live ones: the first attempt is the new worker's
-    assert_eq!(s.post("/v1/track", &json!({"type": "track", "anonymousId": "a1", "event": "E", "messageId": "m1"})).0, 200);
+    assert_eq!(
+        s.post("/v1/track", &json!({"type": "track", "anonymousId": "a1", "event": "E", "messageId": "m1"})).0,
+        200
+    );
     wait_for(10, "the first attempt", || !s.rx.requests_to("/hook").is_empty());
     let before = s.rx.requests_to("/hook").len();
     std::thread::sleep(Duration::from_millis(1500));
@@ -118,7 +125,10 @@ fn review9_a_member_cannot_starve_an_owners_consent_change() {
     for h in spam {
         h.join().unwrap();
     }
-    assert_eq!(conflicts, 0, "{conflicts} of 60 owner consent changes refused with 409 while a member tunes a destination");
+    assert_eq!(
+        conflicts, 0,
+        "{conflicts} of 60 owner consent changes refused with 409 while a member tunes a destination"
+    );
 }
 
 /// Finding 7: a Reverse ETL sync builds its gates and destinations once, from the workspace as
@@ -129,7 +139,6 @@ fn review9_a_member_cannot_starve_an_owners_consent_change() {
 /// with the old settings and the old consent decision until the run ends (hours for a big
 /// model).
 #[test]
-#[ignore = "finding 7: a running Reverse ETL sync keeps delivering to a destination disabled (or re-pointed, or newly consent-governed) mid-run"]
 fn review9_a_running_sync_stops_sending_to_a_destination_disabled_meanwhile() {
     let s = start_in(
         warehouse_dir(
@@ -158,5 +167,29 @@ models: [{id: p, source: dwh, sql: select * from p, unique_id: id, mappings: [{d
         runs["total"].as_u64() == Some(1) && runs["items"][0]["status"] != "running"
     });
     let after = s.rx.requests_to("/crm").len() - at_disable;
-    assert!(after <= 2, "{after} records were sent to destination `crm` after it was disabled (run: {})", runs["items"][0]);
+    assert!(
+        after <= 2,
+        "{after} records were sent to destination `crm` after it was disabled (run: {})",
+        runs["items"][0]
+    );
+    let m = &runs["items"][0]["mappings"][0];
+    assert_eq!(m["status"], "stopped", "{m}");
+    assert!(m["stopped"].as_str().unwrap().contains("disabled"), "{m}");
+    // what it did not send stays for the next sync: enabled again, the rest arrives, nothing twice
+    let (_, list) = call(&s, "GET", "/api/v1/destinations", Some(&owner), None);
+    let mut d = list["items"][0].clone();
+    d["enabled"] = json!(true);
+    assert_eq!(call(&s, "PUT", "/api/v1/destinations/crm", Some(&owner), Some(d)).0, 200);
+    s.rx.set_delay(Duration::from_millis(0));
+    assert_eq!(call(&s, "POST", "/api/v1/models/p/syncs", Some(&owner), None).0, 202);
+    wait_for(30, "all 40 records", || s.rx.items("/crm").len() >= 40);
+    wait_for(30, "the second run to end", || {
+        let r = call(&s, "GET", "/api/v1/models/p/syncs", Some(&owner), None).1;
+        r["total"].as_u64() == Some(2) && r["items"][0]["status"] != "running"
+    });
+    let mut ids: Vec<String> = s.rx.items("/crm").iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), s.rx.items("/crm").len()), (40, 40), "every record once");
+    assert!(s.rx.items("/crm").iter().all(|i| i["action"] == "added"), "no record was deleted");
 }

@@ -60,6 +60,8 @@ pub struct MappingSetup {
     pub limits: Limits,
     /// The order checkpoint keys follow.
     pub order: IdOrder,
+    /// Stops the mapping when the stored workspace changes what it may send.
+    pub watch: std::rc::Rc<super::watch::Watch>,
 }
 
 /// A mapping being synced.
@@ -72,6 +74,8 @@ pub struct MappingRun {
     gone: Vec<Entry>,
     /// Records the destination holds that are still in the model (for the mass-delete guard).
     held_present: u64,
+    /// Set when the configuration changed under the run: nothing more is sent or checkpointed.
+    stopped: bool,
 }
 
 impl MappingRun {
@@ -85,11 +89,28 @@ impl MappingRun {
             writes: Vec::new(),
             gone: Vec::new(),
             held_present: 0,
+            stopped: false,
         }
+    }
+
+    /// Stops the mapping: what is batched is not sent (its checkpoint entries stay as they
+    /// were, so the next sync decides them under the new configuration), no delete is sent.
+    fn stop(&mut self, store: &mut StateStore, why: String) -> sluice_state::Result<()> {
+        tracing::warn!(destination = %self.setup.report.destination, reason = %why, "mapping stopped mid-run");
+        self.stopped = true;
+        self.batch.clear();
+        self.in_flight.clear();
+        self.gone.clear();
+        self.setup.report.stopped = Some(why);
+        self.setup.report.status = crate::report::MappingStatus::Stopped;
+        store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes))
     }
 
     /// An id present in the model but rejected (duplicate): its checkpoint is left alone.
     pub fn skip(&mut self, store: &StateStore, key: &str) -> sluice_state::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
         if self.cursor.seek(store, key, &mut self.gone)?.is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
         }
@@ -106,6 +127,9 @@ impl MappingRun {
         raw: Option<&sluice_warehouse::RawRow>,
         payloads: &mut Projections,
     ) -> sluice_state::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
         let entry = self.cursor.seek(store, key, &mut self.gone)?;
         if entry.as_ref().is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
@@ -191,6 +215,12 @@ impl MappingRun {
 
     /// Delivers the batch and records each item's outcome in the checkpoint.
     pub fn flush(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        if let Some(why) = self.setup.watch.stop_reason(store, &self.setup.report.destination) {
+            return self.stop(store, why);
+        }
         if self.batch.is_empty() {
             return store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes));
         }
@@ -270,6 +300,10 @@ impl MappingRun {
     /// After a complete scan: the rest of the checkpoint is gone from the model; send deletes
     /// to where records are held, drop entries of records never held, deliver what is left.
     pub fn finish(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
+        if self.stopped {
+            // the scan was not followed to its end for this mapping: no record is "gone"
+            return Ok(());
+        }
         self.cursor.rest(store, &mut self.gone)?;
         let deletable = |e: &Entry| {
             e.held.is_some()

@@ -4,6 +4,7 @@ mod cursor;
 mod mapping;
 mod payload;
 mod rows;
+mod watch;
 
 use crate::report::{MappingReport, MappingStatus, RunReport, RunStatus, MAX_SAMPLES};
 use crate::telemetry::FILTERED_BY_END_USER_CONSENT;
@@ -148,6 +149,7 @@ fn prepare(
         max_delete_fraction: settings.max_delete_fraction,
     };
     let mut out = Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![] };
+    let watch = std::rc::Rc::new(watch::Watch::new(store, &ws.file, &model.id));
     for mp in &model.mappings {
         let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
         let gate = Gate::build(&ws.file, &sluice_destinations::REGISTRY, model, &dest.id, &column_of);
@@ -202,6 +204,7 @@ fn prepare(
             sink,
             limits,
             order,
+            watch: watch.clone(),
         }));
     }
     Ok(out)
@@ -358,7 +361,7 @@ pub fn sync_model(
         RunStatus::Error
     } else if report.mappings.iter().any(|m| m.status == MappingStatus::Failed) {
         RunStatus::Failed
-    } else if report.mappings.iter().any(|m| m.status == MappingStatus::Partial) {
+    } else if report.mappings.iter().any(|m| matches!(m.status, MappingStatus::Partial | MappingStatus::Stopped)) {
         RunStatus::Partial
     } else {
         RunStatus::Ok

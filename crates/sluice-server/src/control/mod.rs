@@ -227,8 +227,7 @@ impl ControlState {
             let mut file = old.clone();
             change(&mut file)?;
             let check = ApplyOptions { columns: ColumnCheck::Changed, dry_run: true };
-            sluice_engine::apply(&mut store, file.clone(), base.clone(), &who, check)
-                .map_err(ApiError::from_change)?;
+            sluice_engine::apply(&mut store, file.clone(), base.clone(), &who, check).map_err(ApiError::from_change)?;
             let _one_at_a_time = self.write.lock();
             if Workspace::load(&store).map_err(ApiError::internal)?.file != old {
                 continue; // changed meanwhile: recompute against what is stored now
@@ -253,8 +252,8 @@ impl ControlState {
         who: &sluice_engine::Actor,
         options: sluice_engine::ApplyOptions,
     ) -> Result<(), ApiError> {
-        let applied = sluice_engine::apply(store, file, (*self.base_dir).clone(), who, options)
-            .map_err(ApiError::from_change)?;
+        let applied =
+            sluice_engine::apply(store, file, (*self.base_dir).clone(), who, options).map_err(ApiError::from_change)?;
         self.live.store(Arc::new(applied.workspace.file));
         Ok(())
     }
