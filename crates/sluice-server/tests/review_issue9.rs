@@ -6,14 +6,10 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !cond() {
-        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_for(secs: u64, what: &str, cond: impl FnMut() -> bool) {
+    sluice_testkit::wait_for(what, Duration::from_secs(secs), cond)
 }
 
 /// Finding 1: a webhook header value that is not a valid HTTP field value (a trailing newline
