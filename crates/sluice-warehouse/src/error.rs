@@ -58,6 +58,15 @@ pub enum WarehouseError {
     /// The consumer of the rows stopped the scan, for the reason it gave.
     #[error("{0}")]
     Aborted(String),
+    /// The model's snapshot in the warehouse cannot be used (docs/DIFF.md): its schema is
+    /// missing or not writable, or another run moved it on.
+    #[error("snapshot of model `{model}`: {message}")]
+    Snapshot {
+        /// The model.
+        model: String,
+        /// What is wrong, naming the grant or the generations.
+        message: String,
+    },
 }
 
 impl WarehouseError {

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 mod cancel;
+pub mod diff;
 mod error;
 mod open;
 pub mod postgres;

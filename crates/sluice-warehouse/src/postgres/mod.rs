@@ -5,6 +5,7 @@
 //! checked at connect (see `role`); the server drops the query of a client that went away
 //! (`client_connection_check_interval`), and a [`Canceller`] stops it on request.
 
+mod diff;
 mod role;
 mod tls;
 

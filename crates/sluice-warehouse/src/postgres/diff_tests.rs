@@ -1,0 +1,98 @@
+//! The snapshot contract against the real PostgreSQL server.
+
+use super::super::tests::setup;
+use crate::diff::{DiffDelta, DiffItem, Snapshot, WarehouseDiff};
+use crate::WarehouseError;
+
+const MODEL: &str = "select * from people";
+
+fn changes(w: &mut super::PostgresWarehouse, snap: &Snapshot, retry: &[&str]) -> Vec<DiffItem> {
+    let retry: Vec<String> = retry.iter().map(|s| s.to_string()).collect();
+    let mut out = vec![];
+    w.changes(snap, MODEL, "id", &retry, &mut |i| {
+        out.push(i);
+        Ok(())
+    })
+    .unwrap();
+    out
+}
+
+fn ids(items: &[DiffItem]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| match i {
+            DiffItem::Upsert { id, .. } => format!("+{id}"),
+            DiffItem::Gone(id) => format!("-{id}"),
+        })
+        .collect()
+}
+
+fn snapshot(schema: &str) -> Snapshot {
+    Snapshot { schema: schema.to_string(), model: "people".into() }
+}
+
+#[test]
+fn the_warehouse_returns_only_what_changed_since_the_snapshot() {
+    let (mut w, schema) = setup(
+        "CREATE TABLE people (id int, email text, ads boolean);
+         INSERT INTO people VALUES (1,'a',true),(2,'b',false),(3,'c',true),(4,'d',null),(NULL,'n',true),(6,'x',true),(6,'y',true);",
+    );
+    let snap = snapshot(&schema);
+    assert_eq!(w.snapshot_info(&snap).unwrap(), None);
+    let info = w.rebuild_snapshot(&snap, MODEL, "id", "cfg1").unwrap();
+    // NULL and duplicated ids are left out: the sync rejects them every time
+    assert_eq!((info.generation, info.rows, info.config_hash.as_str()), (1, 4, "cfg1"));
+    assert_eq!(w.snapshot_info(&snap).unwrap(), Some(info.clone()));
+    // nothing changed: only the duplicated id (never in the snapshot) comes back, twice
+    assert_eq!(ids(&changes(&mut w, &snap, &[])), ["+6", "+6"]);
+    // a data change, a consent change, a delete and an insert; a retry of an unchanged row
+    w.client
+        .batch_execute(&format!(
+            "SET search_path = {schema};
+             UPDATE people SET email = 'b2' WHERE id = 2; UPDATE people SET ads = true WHERE id = 4;
+             DELETE FROM people WHERE id = 3; INSERT INTO people VALUES (5,'e',false);"
+        ))
+        .unwrap();
+    let seen = changes(&mut w, &snap, &["1", "99"]);
+    assert_eq!(ids(&seen), ["+1", "+2", "-3", "+4", "+5", "+6", "+6"]);
+    // advancing with what the pass saw (the duplicates left out) leaves only them
+    let mut delta = DiffDelta::default();
+    seen.iter().filter(|i| !matches!(i, DiffItem::Upsert { id, .. } if id == "6")).for_each(|i| delta.add(i));
+    assert_eq!(w.advance_snapshot(&snap, &delta, 1).unwrap(), 2);
+    assert_eq!(ids(&changes(&mut w, &snap, &[])), ["+6", "+6"]);
+    assert_eq!(w.snapshot_info(&snap).unwrap().map(|i| (i.generation, i.rows)), Some((2, 4)));
+    // compare-and-set: a run that started at generation 1 cannot move it
+    let e = w.advance_snapshot(&snap, &delta, 1).unwrap_err();
+    assert!(matches!(e, WarehouseError::Snapshot { .. }) && e.to_string().contains("generation"), "{e}");
+    // a rebuild starts from the model as it is and bumps the generation
+    let info = w.rebuild_snapshot(&snap, MODEL, "id", "cfg2").unwrap();
+    assert_eq!((info.generation, info.rows, info.config_hash.as_str()), (3, 4, "cfg2"));
+}
+
+#[test]
+fn a_model_never_runs_with_write_access_and_a_missing_schema_is_named() {
+    let (mut w, schema) = setup("CREATE TABLE people (id int); INSERT INTO people VALUES (1),(2); CREATE SEQUENCE s;");
+    let snap = snapshot(&schema);
+    // a model that writes (a sequence advances even in a SELECT) is refused by the read-only transaction
+    let writing = format!("select nextval('{schema}.s') as id");
+    let e = w.rebuild_snapshot(&snap, &writing, "id", "c").unwrap_err();
+    assert!(e.to_string().contains("read-only"), "{e}");
+    let n: i64 = w.client.query_one(&format!("select last_value from {schema}.s"), &[]).unwrap().get(0);
+    let called: bool = w.client.query_one(&format!("select is_called from {schema}.s"), &[]).unwrap().get(0);
+    assert_eq!((n, called), (1, false), "the sequence never moved");
+    let nowhere = Snapshot { schema: format!("{schema}_missing"), model: "people".into() };
+    let e = w.rebuild_snapshot(&nowhere, MODEL, "id", "c").unwrap_err();
+    assert!(e.to_string().contains(&format!("{schema}_missing")), "{e}");
+}
+
+#[test]
+fn odd_ids_and_model_names_survive_the_round_trip() {
+    let (mut w, schema) = setup(
+        "CREATE TABLE people (id text, v int);
+         INSERT INTO people VALUES (E'tab\\there',1),(E'back\\\\slash',2),(E'new\\nline',3),('é',4);",
+    );
+    let snap = Snapshot { schema: schema.clone(), model: "a \"model\"; drop table people".into() };
+    assert_eq!(w.rebuild_snapshot(&snap, MODEL, "id", "c").unwrap().rows, 4);
+    assert_eq!(changes(&mut w, &snap, &[]), vec![]);
+    assert_eq!(ids(&changes(&mut w, &snap, &["é"])), ["+é"]);
+}
