@@ -63,6 +63,8 @@ pub fn for_each_in_source(s: &mut SourceConfig, f: &mut Visitor<'_>) {
             ca_file: _,
             statement_timeout_secs: _,
             allow_privileged_role: _,
+            diff: _,
+            sluice_schema: _,
         }) => visit_secret("url", url, f),
         SourceSettings::Events(crate::EventsSource { write_key, allowed_origins: _ }) => {
             visit_secret("write_key", write_key, f)

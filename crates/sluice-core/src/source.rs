@@ -232,6 +232,33 @@ pub struct PostgresSource {
     /// programs there, which a read-only transaction cannot stop (default: refused).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_privileged_role: bool,
+    /// Where re-syncs find what changed: `local` (default: every row is read and compared with
+    /// Sluice's checkpoint) or `warehouse` (the warehouse compares each model with a snapshot
+    /// kept in `sluice_schema` and returns only what changed; docs/DIFF.md).
+    #[serde(default, skip_serializing_if = "DiffMode::is_local")]
+    pub diff: DiffMode,
+    /// With `diff: warehouse`: a schema Sluice's role owns (CREATE and USAGE), where it keeps
+    /// one snapshot table per model. Nothing else in the warehouse is ever written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sluice_schema: Option<String>,
+}
+
+/// Where a re-sync's diff is computed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DiffMode {
+    /// Every row is read and compared with Sluice's checkpoint.
+    #[default]
+    Local,
+    /// The warehouse compares the model with its snapshot and returns only what changed.
+    Warehouse,
+}
+
+impl DiffMode {
+    /// Whether this is the default.
+    pub fn is_local(&self) -> bool {
+        *self == Self::Local
+    }
 }
 
 /// Settings of an event source of the Tracking API (`kind: events`).

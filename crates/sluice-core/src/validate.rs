@@ -95,6 +95,15 @@ pub fn check_id(id: &str) -> Option<String> {
     None
 }
 
+/// A schema name Sluice writes its snapshots into: 1–63 ASCII letters, digits or `_`, not
+/// starting with a digit (an unquoted identifier in every warehouse).
+fn is_schema_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// The longest `statement_timeout_secs` (a day).
 pub const MAX_STATEMENT_TIMEOUT_SECS: u64 = 86_400;
 
@@ -169,6 +178,25 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                     err(format!("{at}.url"), "a source of kind postgres needs `url`".into());
                 } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     err(format!("{at}.url"), "must be a postgres:// or postgresql:// URL".into());
+                }
+                match (x.diff, x.sluice_schema.as_deref()) {
+                    (crate::DiffMode::Warehouse, None) => err(
+                        format!("{at}.sluice_schema"),
+                        "`diff: warehouse` needs `sluice_schema`: a schema Sluice's role owns, for its snapshots"
+                            .into(),
+                    ),
+                    (_, Some(schema)) if !is_schema_name(schema) => err(
+                        format!("{at}.sluice_schema"),
+                        format!(
+                            "`{}` must be 1-63 letters, digits or `_`, not starting with a digit",
+                            schema.escape_debug()
+                        ),
+                    ),
+                    (crate::DiffMode::Local, Some(_)) => err(
+                        format!("{at}.sluice_schema"),
+                        "only a source with `diff: warehouse` takes this setting".into(),
+                    ),
+                    _ => {}
                 }
                 x.statement_timeout_secs
             }

@@ -167,6 +167,10 @@ pub struct RunReport {
     pub consent_warnings: BTreeMap<String, u64>,
     /// Warnings about the configuration (R4).
     pub warnings: Vec<String>,
+    /// With `diff: warehouse`: `full` (every row read, the snapshot rebuilt) or `sparse` (only
+    /// what the warehouse said changed; `extracted` counts those rows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff_pass: Option<String>,
     /// Why the run stopped early, if it did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,

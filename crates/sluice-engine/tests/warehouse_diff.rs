@@ -155,6 +155,8 @@ fn counts(r: &RunReport) -> Counts {
                         failed_permanent: m.failed_permanent,
                         retried: m.retried,
                         withheld_by_consent: m.withheld_by_consent,
+                        // a sparse pass breaks withheld records down by category only for the
+                        // rows it read (its total counts every withheld record)
                         withheld_by_category: m.withheld_by_category.clone(),
                         deletes_held_back: m.deletes_held_back,
                     },
@@ -169,6 +171,8 @@ fn counts(r: &RunReport) -> Counts {
 struct Outcome {
     received: Received,
     counts: Counts,
+    /// The run took a sparse pass.
+    sparse: bool,
 }
 
 impl Outcome {
@@ -221,8 +225,8 @@ impl Side {
                 Fault::Reject400 => rx.answer_path(path, Reply::Status(400)),
             }
         }
-        let report = sluice_engine::sync_model(&mut self.env.store, &ws, model, &mut |_| {})
-            .unwrap_or_else(|e| panic!("{e}"));
+        let report =
+            sluice_engine::sync_model(&mut self.env.store, &ws, model, &mut |_| {}).unwrap_or_else(|e| panic!("{e}"));
         for path in PATHS {
             rx.clear_path(path);
         }
@@ -235,7 +239,7 @@ impl Side {
                 (*p, items)
             })
             .collect();
-        Outcome { received, counts: counts(&report) }
+        Outcome { received, counts: counts(&report), sparse: report.diff_pass.as_deref() == Some("sparse") }
     }
 }
 
@@ -276,7 +280,9 @@ impl Pair {
 
     /// Runs SQL on the data schema (both sides see it).
     fn sql(&mut self, sql: &str) {
-        self.pg.batch_execute(&format!("SET search_path = {}; {sql}", self.schema)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        self.pg
+            .batch_execute(&format!("SET search_path = {}; {sql}", self.schema))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// Syncs `model` on A then B under `cfg` with the same faults, asserts that every
@@ -287,9 +293,27 @@ impl Pair {
         let b = self.b.sync(cfg, &self.schema, model, faults);
         let ctx = format!("sync #{} of `{model}` under {cfg:?} with faults {faults:?}", self.syncs);
         for p in PATHS {
-            assert_eq!(a.received[p], b.received[p], "{ctx}: {p} received different items (left: local, right: warehouse)");
+            assert_eq!(
+                a.received[p], b.received[p],
+                "{ctx}: {p} received different items (left: local, right: warehouse)"
+            );
         }
-        assert_eq!(a.counts, b.counts, "{ctx}: the overviews differ (left: local, right: warehouse)");
+        // a sparse pass breaks withheld records down by category only for the rows it read
+        // (its total counts every withheld record): compared on full passes only
+        let by_category = |c: &Counts| {
+            let mut c = c.clone();
+            c.mappings.values_mut().for_each(|m| m.withheld_by_category.clear());
+            c
+        };
+        if b.sparse {
+            assert_eq!(
+                by_category(&a.counts),
+                by_category(&b.counts),
+                "{ctx}: the overviews differ (left: local, right: warehouse)"
+            );
+        } else {
+            assert_eq!(a.counts, b.counts, "{ctx}: the overviews differ (left: local, right: warehouse)");
+        }
         b
     }
 
@@ -302,7 +326,8 @@ impl Pair {
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        let _ = self.pg.batch_execute(&format!("DROP SCHEMA {} CASCADE; DROP SCHEMA {} CASCADE;", self.schema, self.snap));
+        let _ =
+            self.pg.batch_execute(&format!("DROP SCHEMA {} CASCADE; DROP SCHEMA {} CASCADE;", self.schema, self.snap));
     }
 }
 
@@ -360,9 +385,7 @@ impl Op {
             Op::DupEmail(id, e) => format!("UPDATE dups SET email = 'x{e}' WHERE id = {id};"),
             Op::DupAds(id, v) => format!("UPDATE dups SET ads = {} WHERE id = {id};", b(v)),
             Op::DupNull(true) => "INSERT INTO dups VALUES (NULL, 'null', true);".into(),
-            Op::DupNull(false) => {
-                "DELETE FROM dups WHERE ctid = (SELECT min(ctid) FROM dups WHERE id IS NULL);".into()
-            }
+            Op::DupNull(false) => "DELETE FROM dups WHERE ctid = (SELECT min(ctid) FROM dups WHERE id IS NULL);".into(),
         }
     }
 }
@@ -436,19 +459,14 @@ struct Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    (
-        proptest::collection::vec(op(), 0..7),
-        proptest::option::weighted(0.35, cfg_change()),
-        [fault(), fault(), fault()],
-    )
+    (proptest::collection::vec(op(), 0..7), proptest::option::weighted(0.35, cfg_change()), [fault(), fault(), fault()])
         .prop_map(|(ops, change, faults)| Step { ops, change, faults })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, max_shrink_iters: 64, ..ProptestConfig::default() })]
     #[test]
-    #[ignore = "until diff: warehouse lands (issue 10)"]
-    fn warehouse_diff_sends_exactly_what_the_local_diff_sends(steps in proptest::collection::vec(step(), 6)) {
+        fn warehouse_diff_sends_exactly_what_the_local_diff_sends(steps in proptest::collection::vec(step(), 6)) {
         let mut pair = Pair::new(SEED);
         let mut cfg = Cfg::default();
         // the first sync: a full pass on both sides
@@ -475,7 +493,6 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "until diff: warehouse lands (issue 10)"]
 fn withheld_records_keep_their_semantics_under_the_warehouse_diff() {
     let mut pair = Pair::new(
         "INSERT INTO people VALUES (1,'a',true,'true'),(2,'b',false,'true'),(3,'c',NULL,'true'),(4,'d',true,'true');",
@@ -551,10 +568,8 @@ fn withheld_records_keep_their_semantics_under_the_warehouse_diff() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "until diff: warehouse lands (issue 10)"]
 fn a_retryable_failure_in_a_sparse_sync_is_retried_on_the_next_sync() {
-    let mut pair =
-        Pair::new("INSERT INTO people SELECT g, 'e' || g, true, 'true' FROM generate_series(1, 12) g;");
+    let mut pair = Pair::new("INSERT INTO people SELECT g, 'e' || g, true, 'true' FROM generate_series(1, 12) g;");
     let cfg = Cfg::default();
     let ok: &[(&str, Fault)] = &[];
     let ads_down: &[(&str, Fault)] = &[(ADS, Fault::Down503)];
@@ -626,10 +641,8 @@ fn a_retryable_failure_in_a_sparse_sync_is_retried_on_the_next_sync() {
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "until diff: warehouse lands (issue 10)"]
 fn deletes_held_back_by_the_guard_are_sent_once_the_guard_allows_them() {
-    let mut pair =
-        Pair::new("INSERT INTO people SELECT g, 'e' || g, true, 'true' FROM generate_series(1, 30) g;");
+    let mut pair = Pair::new("INSERT INTO people SELECT g, 'e' || g, true, 'true' FROM generate_series(1, 30) g;");
     let cfg = Cfg::default();
     let ok: &[(&str, Fault)] = &[];
     pair.sync(&cfg, "people", ok);

@@ -185,6 +185,57 @@ impl StateStore {
         Ok(dropped)
     }
 
+    /// Ids of a mapping's entries that failed retryably (retried on the next sync).
+    pub fn checkpoint_failed_ids(&self, mapping: i64) -> Result<Vec<String>> {
+        let mut stmt =
+            self.wrap(self.conn.prepare("select id from checkpoint where mapping = ?1 and pending = 2 order by id"))?;
+        let rows = self.wrap(stmt.query_map([mapping], |r| r.get(0)))?;
+        rows.map(|r| self.wrap(r)).collect()
+    }
+
+    /// How many records the destination of a mapping holds.
+    pub fn checkpoint_held(&self, mapping: i64) -> Result<u64> {
+        self.wrap(self.conn.query_row(
+            "select count(*) from checkpoint where mapping = ?1 and held is not null",
+            [mapping],
+            |r| r.get::<_, i64>(0),
+        ))
+        .map(|n| n as u64)
+    }
+
+    /// How many records consent withholds from a mapping's destination now.
+    pub fn checkpoint_withheld(&self, mapping: i64) -> Result<u64> {
+        self.wrap(self.conn.query_row(
+            "select count(*) from checkpoint where mapping = ?1 and pending = 1",
+            [mapping],
+            |r| r.get::<_, i64>(0),
+        ))
+        .map(|n| n as u64)
+    }
+
+    /// The warehouse snapshot generation a mapping has caught up with (`None`: none).
+    pub fn snapshot_generation(&self, mapping: i64) -> Result<Option<i64>> {
+        use rusqlite::OptionalExtension;
+        self.wrap(
+            self.conn
+                .query_row("select generation from snapshot_generations where mapping = ?1", [mapping], |r| r.get(0))
+                .optional(),
+        )
+    }
+
+    /// Records (`Some`) or forgets (`None`) the snapshot generation a mapping caught up with.
+    pub fn set_snapshot_generation(&self, mapping: i64, generation: Option<i64>) -> Result<()> {
+        match generation {
+            Some(g) => self.wrap(self.conn.execute(
+                "insert into snapshot_generations (mapping, generation) values (?1, ?2)
+                 on conflict (mapping) do update set generation = excluded.generation",
+                params![mapping, g],
+            )),
+            None => self.wrap(self.conn.execute("delete from snapshot_generations where mapping = ?1", [mapping])),
+        }?;
+        Ok(())
+    }
+
     /// Number of checkpoint entries of a mapping, by pending state name.
     pub fn checkpoint_counts(&self, mapping: i64) -> Result<Vec<(String, i64)>> {
         let mut stmt = self.wrap(self.conn.prepare(

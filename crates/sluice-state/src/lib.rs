@@ -85,6 +85,11 @@ create table if not exists checkpoint (
     first_failed integer,
     primary key (mapping, id)
 ) without rowid;
+-- the warehouse snapshot generation each mapping has caught up with (docs/DIFF.md)
+create table if not exists snapshot_generations (
+    mapping integer primary key,
+    generation integer not null
+);
 create table if not exists runs (
     id integer primary key,
     model text not null,

@@ -5,6 +5,10 @@
 
 use crate::WarehouseError;
 
+/// The hash a snapshot holds for an id the model returns more than once: no row hashes to it
+/// (a chance of 2^-64), so the id is read on every pass while it is duplicated.
+pub const DUPLICATED: i64 = i64::MIN;
+
 /// Where a model's snapshot lives: a table in `schema` named after the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -44,6 +48,8 @@ pub enum DiffItem {
     },
     /// In the snapshot, no longer in the model.
     Gone(String),
+    /// A row of the model whose id is NULL (rejected by the sync, and counted, every time).
+    NullId,
 }
 
 /// The differences a pass saw, to advance the snapshot with once every mapping committed.
@@ -61,7 +67,34 @@ impl DiffDelta {
         match item {
             DiffItem::Upsert { id, hash } => self.upserts.push((id.clone(), *hash)),
             DiffItem::Gone(id) => self.gone.push(id.clone()),
+            DiffItem::NullId => {}
         }
+    }
+
+    /// The delta of a pass's items. An id the model returned more than once, or that the sync
+    /// rejected as duplicated (`duplicated`), gets [`DUPLICATED`] as its hash: it is in the
+    /// snapshot (so its deletion is seen) but matches no row (so it is read on every pass until
+    /// it is unique again, as the local diff reads it).
+    pub fn of(items: &[DiffItem], duplicated: &std::collections::HashSet<String>) -> Self {
+        let mut seen = std::collections::HashMap::<&str, usize>::new();
+        for i in items {
+            if let DiffItem::Upsert { id, .. } = i {
+                *seen.entry(id).or_default() += 1;
+            }
+        }
+        let mut delta = Self::default();
+        for i in items {
+            match i {
+                DiffItem::Upsert { id, .. } if seen.get(id.as_str()) != Some(&1) || duplicated.contains(id) => {
+                    if seen.get(id.as_str()).is_some() {
+                        seen.remove(id.as_str());
+                        delta.upserts.push((id.clone(), DUPLICATED));
+                    }
+                }
+                _ => delta.add(i),
+            }
+        }
+        delta
     }
 }
 
@@ -70,9 +103,9 @@ pub trait WarehouseDiff {
     /// The snapshot's state, or `None` when it was never built.
     fn snapshot_info(&mut self, snapshot: &Snapshot) -> Result<Option<SnapshotInfo>, WarehouseError>;
 
-    /// Rebuilds the snapshot from the model as it is now (after a full pass): the model runs
-    /// read-only; only the snapshot table and its metadata are written. Ids that are NULL or
-    /// appear more than once are left out (the sync rejects them every time).
+    /// Rebuilds the snapshot from the model as it is now (before a full pass): the model runs
+    /// read-only; only the snapshot table and its metadata are written. NULL ids are left out;
+    /// an id that appears more than once gets [`DUPLICATED`] (the sync rejects it every time).
     fn rebuild_snapshot(
         &mut self,
         snapshot: &Snapshot,

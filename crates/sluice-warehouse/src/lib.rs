@@ -119,6 +119,9 @@ pub struct ScanNeeds {
     pub typed: Option<Vec<usize>>,
     /// Also return the row's raw bytes (warehouses that can, see [`Warehouse::raw_rows`]).
     pub raw: bool,
+    /// Only the rows whose id (as text) is one of these (a sparse pass fetching what the
+    /// warehouse said changed); `None`: every row. Only warehouses with [`Warehouse::diff`] take it.
+    pub only_ids: Option<Vec<String>>,
 }
 
 /// The first rows of a model.
@@ -163,6 +166,11 @@ pub trait Warehouse: Send {
     /// Whether scans can return raw rows (hashing raw bytes is cheaper than decoding every column).
     fn raw_rows(&self) -> bool {
         false
+    }
+
+    /// The warehouse-side diff (docs/DIFF.md), where this kind supports it.
+    fn diff(&mut self) -> Option<&mut dyn diff::WarehouseDiff> {
+        None
     }
 
     /// Streams every row in `order` of `id_column` (NULL ids anywhere), with what `needs` asks.

@@ -140,7 +140,7 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     let mut n = 0u64;
     let order = sluice_warehouse::Warehouse::id_order(&mut wh, &sql, "id")?;
     // as the sync reads it: consent columns decoded, the row raw
-    let needs = sluice_warehouse::ScanNeeds { typed: Some(vec![8, 9]), raw: true };
+    let needs = sluice_warehouse::ScanNeeds { typed: Some(vec![8, 9]), raw: true, only_ids: None };
     sluice_warehouse::Warehouse::scan(&mut wh, &sql, "id", order, &needs, &mut |_| {
         n += 1;
         Ok(())
@@ -152,8 +152,9 @@ pub fn run(o: &BenchOptions) -> anyhow::Result<std::process::ExitCode> {
     let dir = tempfile::tempdir()?;
     let mappings =
         if o.with_consent_mapping { "{destination: receiver}, {destination: ads}" } else { "{destination: receiver}" };
-    let yaml = format!(
-        "sources: [{{id: pg, kind: postgres, url: \"{pg}\", tls: disable, allow_privileged_role: true}}]
+    let yaml = |diff: &str| {
+        format!(
+            "sources: [{{id: pg, kind: postgres, url: \"{pg}\", tls: disable, allow_privileged_role: true{diff}}}]
 destinations:
   - {{id: receiver, kind: webhook, settings: {{url: \"{url}\", batch_size: {bs}}}}}
   - {{id: ads, kind: webhook, settings: {{url: \"{url}\", batch_size: {bs}}}}}
@@ -164,12 +165,13 @@ models:
   - {{id: bench, source: pg, sql: \"{sql}\", unique_id: id, consent: {{C0004: ads, C0002: analytics}},
       mappings: [{mappings}]}}
 ",
-        pg = o.pg_url,
-        url = sink.url,
-        bs = o.batch_size
-    );
+            pg = o.pg_url,
+            url = sink.url,
+            bs = o.batch_size
+        )
+    };
     let n_mappings: f64 = if o.with_consent_mapping { 2.0 } else { 1.0 };
-    let ws = Workspace::from_yaml(&yaml, dir.path().to_path_buf())?;
+    let ws = Workspace::from_yaml(&yaml(""), dir.path().to_path_buf())?;
     let state_dir = dir.path().join("state");
     let mut store = StateStore::open(&state_dir)?;
     let mut progress = crate::progress::Progress::new("bench");
@@ -190,6 +192,28 @@ models:
     drop(progress);
     let updated: u64 = second.mappings.iter().map(|m| m.updated).sum();
     pg.batch_execute(&format!("UPDATE {t} SET email = 'user' || id || '@example.com' WHERE email LIKE '%.changed'"))?;
+
+    // (d) the same with the diff in the warehouse (docs/DIFF.md): a first sync that builds the
+    // snapshot, then the same 1% change
+    pg.batch_execute("DROP SCHEMA IF EXISTS sluice_bench_snap CASCADE; CREATE SCHEMA sluice_bench_snap;")?;
+    let wsd =
+        Workspace::from_yaml(&yaml(", diff: warehouse, sluice_schema: sluice_bench_snap"), dir.path().to_path_buf())?;
+    let mut store_d = StateStore::open(&dir.path().join("state-d"))?;
+    let mut progress = crate::progress::Progress::new("bench (warehouse diff)");
+    eprintln!("bench: (d) first sync with diff: warehouse (builds the snapshot)");
+    let t3 = Instant::now();
+    sluice_engine::sync_model(&mut store_d, &wsd, "bench", &mut |n| progress.rows(n))?;
+    let first_d = t3.elapsed();
+    pg.execute(&format!("UPDATE {t} SET email = email || '.changed' WHERE id % 100 = 0"), &[])?;
+    eprintln!("bench: (d) re-sync with diff: warehouse, {changed} rows changed");
+    let t4 = Instant::now();
+    let sparse = sluice_engine::sync_model(&mut store_d, &wsd, "bench", &mut |n| progress.rows(n))?;
+    let resync_d = t4.elapsed();
+    drop(progress);
+    let updated_d: u64 = sparse.mappings.iter().map(|m| m.updated).sum();
+    anyhow::ensure!(updated_d == updated, "the warehouse diff sent {updated_d} updates, the local diff {updated}");
+    pg.batch_execute(&format!("UPDATE {t} SET email = 'user' || id || '@example.com' WHERE email LIKE '%.changed'"))?;
+    drop(store_d);
 
     drop(store);
     let store = StateStore::open(&state_dir)?;
@@ -251,6 +275,28 @@ models:
             "{:.2}x floor; {updated} updates sent; {:.0} rows/s",
             secs(resync_time) / secs(floor),
             o.rows as f64 / secs(resync_time)
+        ),
+    );
+    row(
+        &mut table,
+        "(d) first sync, diff: warehouse (snapshot built)",
+        format!("{:.2} s", secs(first_d)),
+        format!(
+            "{:.2}x floor; {:.2}x the local first sync",
+            secs(first_d) / secs(floor),
+            secs(first_d) / secs(first_time)
+        ),
+    );
+    row(
+        &mut table,
+        "(d) re-sync, 1% changed, diff: warehouse",
+        format!("{:.2} s", secs(resync_d)),
+        format!(
+            "{:.2}x floor; {:.2}x the local re-sync; {} rows read ({:?} pass)",
+            secs(resync_d) / secs(floor),
+            secs(resync_d) / secs(resync_time),
+            sparse.extracted,
+            sparse.diff_pass.as_deref().unwrap_or("?")
         ),
     );
     row(

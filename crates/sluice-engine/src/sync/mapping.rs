@@ -76,6 +76,13 @@ pub struct MappingRun {
     held_present: u64,
     /// Set when the configuration changed under the run: nothing more is sent or checkpointed.
     stopped: bool,
+    /// A sparse pass (docs/DIFF.md): rows come only for ids the warehouse said changed, so
+    /// entries are looked up one by one and an id passed over is not gone (gone ids come
+    /// explicitly, through [`MappingRun::gone`]).
+    pub(crate) sparse: bool,
+    /// In a sparse pass: withheld records whose id the model now returns twice (rejected, so
+    /// not counted as withheld this run, as a full scan does not count them).
+    withheld_rejected: u64,
 }
 
 impl MappingRun {
@@ -90,6 +97,8 @@ impl MappingRun {
             gone: Vec::new(),
             held_present: 0,
             stopped: false,
+            sparse: false,
+            withheld_rejected: 0,
         }
     }
 
@@ -111,8 +120,30 @@ impl MappingRun {
         if self.stopped {
             return Ok(());
         }
+        if self.sparse {
+            let e = store.checkpoint_entry(self.setup.mapping_id, key)?;
+            self.withheld_rejected += u64::from(e.is_some_and(|e| e.pending == Pending::Withheld));
+            return Ok(());
+        }
         if self.cursor.seek(store, key, &mut self.gone)?.is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
+        }
+        Ok(())
+    }
+
+    /// Whether the configuration changed under the run and the mapping stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// In a sparse pass: the warehouse says the record with checkpoint key `key` is gone from
+    /// the model (a delete candidate, decided in [`MappingRun::finish`]).
+    pub fn gone(&mut self, store: &StateStore, key: &str) -> sluice_state::Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        if let Some(e) = store.checkpoint_entry(self.setup.mapping_id, key)? {
+            self.gone.push(e);
         }
         Ok(())
     }
@@ -130,7 +161,11 @@ impl MappingRun {
         if self.stopped {
             return Ok(());
         }
-        let entry = self.cursor.seek(store, key, &mut self.gone)?;
+        let entry = if self.sparse {
+            store.checkpoint_entry(self.setup.mapping_id, key)?
+        } else {
+            self.cursor.seek(store, key, &mut self.gone)?
+        };
         if entry.as_ref().is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
         }
@@ -304,7 +339,13 @@ impl MappingRun {
             // the scan was not followed to its end for this mapping: no record is "gone"
             return Ok(());
         }
-        self.cursor.rest(store, &mut self.gone)?;
+        if self.sparse {
+            // held records still in the model, for the mass-delete guard below
+            let gone_held = self.gone.iter().filter(|e| e.held.is_some()).count() as u64;
+            self.held_present = store.checkpoint_held(self.setup.mapping_id)?.saturating_sub(gone_held);
+        } else {
+            self.cursor.rest(store, &mut self.gone)?;
+        }
         let deletable = |e: &Entry| {
             e.held.is_some()
                 && !matches!(e.pending, Pending::Rejected { hash: DELETED } | Pending::GaveUp { hash: DELETED })
@@ -339,6 +380,12 @@ impl MappingRun {
             }
         }
         self.flush(store)?;
+        if self.sparse {
+            // every record consent keeps from the destination now, read or not this run (the
+            // per-category breakdown covers the rows this pass read)
+            let now = store.checkpoint_withheld(self.setup.mapping_id)?.saturating_sub(self.withheld_rejected);
+            self.setup.report.withheld_by_consent = self.setup.report.withheld_by_consent.max(now);
+        }
         self.setup.report.settle_status();
         Ok(())
     }

@@ -4,6 +4,7 @@ mod cursor;
 mod mapping;
 mod payload;
 mod rows;
+mod sparse;
 mod watch;
 
 use crate::report::{MappingReport, MappingStatus, RunReport, RunStatus, MAX_SAMPLES};
@@ -131,6 +132,9 @@ struct Mappings {
     runs: Vec<MappingRun>,
     payloads: Projections,
     disabled: Vec<MappingReport>,
+    /// Ids rejected as duplicated in this run (a sparse pass keeps them readable, see
+    /// [`sluice_warehouse::diff::DUPLICATED`]).
+    duplicated: std::collections::HashSet<String>,
 }
 
 fn prepare(
@@ -148,7 +152,8 @@ fn prepare(
         now: chrono::Utc::now().timestamp(),
         max_delete_fraction: settings.max_delete_fraction,
     };
-    let mut out = Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![] };
+    let mut out =
+        Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![], duplicated: Default::default() };
     let watch = std::rc::Rc::new(watch::Watch::new(store, &ws.file, &model.id));
     for mp in &model.mappings {
         let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
@@ -261,6 +266,10 @@ pub fn sync_model(
     }
     let order = warehouse.id_order(&model.sql, &id_col).map_err(wh_err)?;
     let mut maps = prepare(store, ws, model, &cols, order)?;
+    let pass = match sparse::configured(ws, model) {
+        Some(snapshot) => sparse::choose(store, &mut *warehouse, snapshot, ws, model, (&id_col, order), &maps)?,
+        None => sparse::Pass::Local,
+    };
     report.run_id = store.start_run(&model.id, &report.started_at)?;
 
     // a warehouse that can hand over raw rows decodes only the columns consent and explicit
@@ -272,9 +281,25 @@ pub fn sync_model(
         }
         typed.sort_unstable();
         typed.dedup();
-        ScanNeeds { typed: Some(typed), raw: true }
+        ScanNeeds { typed: Some(typed), raw: true, only_ids: None }
     } else {
         ScanNeeds::default()
+    };
+    let needs = match &pass {
+        sparse::Pass::Sparse { items, .. } => {
+            report.diff_pass = Some("sparse".into());
+            maps.runs.iter_mut().for_each(|m| m.sparse = true);
+            let ids = items.iter().filter_map(|i| match i {
+                sluice_warehouse::diff::DiffItem::Upsert { id, .. } => Some(id.clone()),
+                _ => None,
+            });
+            ScanNeeds { only_ids: Some(ids.collect()), ..needs }
+        }
+        sparse::Pass::Full { .. } => {
+            report.diff_pass = Some("full".into());
+            needs
+        }
+        sparse::Pass::Local => needs,
     };
     // extraction runs on its own thread, decoding ahead of the diff through a bounded channel
     let (scan, consumed) = std::thread::scope(|s| {
@@ -315,8 +340,25 @@ pub fn sync_model(
     });
     progress(report.extracted);
     consumed?;
+    let completed = scan.is_ok();
     match scan {
         Ok(()) => {
+            if let sparse::Pass::Sparse { items, .. } = &pass {
+                // rows with a NULL id are counted as rejected, as a full scan counts them
+                for _ in items.iter().filter(|i| matches!(i, sluice_warehouse::diff::DiffItem::NullId)) {
+                    report.extracted += 1;
+                    reject(&mut report, "null_id", "NULL", 1);
+                }
+                for id in items.iter().filter_map(|i| match i {
+                    sluice_warehouse::diff::DiffItem::Gone(id) => Some(id),
+                    _ => None,
+                }) {
+                    let Some(key) = order.key(id) else { continue };
+                    for m in &mut maps.runs {
+                        m.gone(store, &key)?;
+                    }
+                }
+            }
             for m in &mut maps.runs {
                 m.finish(store)?;
             }
@@ -330,6 +372,10 @@ pub fn sync_model(
         }
     }
 
+    if let Some(w) = sparse::after(store, &mut *warehouse, &pass, &maps, completed)? {
+        tracing::warn!(model = %model.id, "{w}");
+        report.warnings.push(w);
+    }
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     let mut mappings = Vec::new();
     for m in maps.runs {

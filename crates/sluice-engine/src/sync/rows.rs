@@ -65,6 +65,7 @@ impl<'a> Rows<'a> {
         };
         if dups > 0 {
             reject(self.report, "duplicate_id", &id, dups + 1);
+            self.maps.duplicated.insert(id.clone());
             for m in &mut self.maps.runs {
                 m.skip(self.store, &key)?;
             }

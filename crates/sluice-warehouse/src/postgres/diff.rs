@@ -76,9 +76,12 @@ impl WarehouseDiff for PostgresWarehouse {
         id_column: &str,
         config_hash: &str,
     ) -> Result<SnapshotInfo, WarehouseError> {
-        // read-only: the model's ids and hashes, each id once (duplicates are left out)
-        let query =
-            format!("SELECT id, min(h) FROM ({}) AS m GROUP BY id HAVING count(*) = 1", self.hashed(sql, id_column)?);
+        // read-only: the model's ids and hashes, each id once (a duplicated one as DUPLICATED)
+        let query = format!(
+            "SELECT id, CASE WHEN count(*) = 1 THEN min(h) ELSE {} END FROM ({}) AS m GROUP BY id",
+            crate::diff::DUPLICATED,
+            self.hashed(sql, id_column)?
+        );
         let mut lines = Vec::new();
         {
             let mut tx = read_only(&mut self.client)?;
@@ -92,7 +95,7 @@ impl WarehouseDiff for PostgresWarehouse {
         }
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
         let fresh = quote_ident(&format!("{}_new", snapshot.table()));
-        let mut tx = self.client.transaction().map_err(|e| db_err(&e))?;
+        let mut tx = writable(&mut self.client)?;
         tx.batch_execute(&format!(
             "CREATE TABLE IF NOT EXISTS {schema}.{META} (name text PRIMARY KEY, generation bigint NOT NULL,
                  config_hash text NOT NULL, rows bigint NOT NULL, built_at timestamptz NOT NULL DEFAULT now());
@@ -136,19 +139,38 @@ impl WarehouseDiff for PostgresWarehouse {
         sink: &mut dyn FnMut(DiffItem) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
+        // the model by id (NULL ids as one group, to be counted), joined to the snapshot; an id
+        // the model returns more than once comes back on every pass (the sync rejects and
+        // counts it every time, as a full scan does), even when its rows are identical
+        let hash = self.row_hash()?;
+        let model = format!(
+            "SELECT id, CASE WHEN count(*) = 1 THEN min(h) ELSE {dup} END AS h, count(*) AS n
+             FROM (SELECT (q.{id})::text AS id, {hash} AS h FROM ({sql}) AS q) AS x GROUP BY id",
+            dup = crate::diff::DUPLICATED,
+            id = quote_ident(id_column),
+            sql = model_sql(sql)
+        );
         let query = format!(
-            "SELECT coalesce(m.id, s.id) AS id, m.h FROM ({}) AS m FULL OUTER JOIN {schema}.{table} AS s ON s.id = m.id
-             WHERE m.id IS NULL OR s.id IS NULL OR s.h <> m.h OR m.id = ANY($1)
-             ORDER BY coalesce(m.id, s.id) COLLATE \"C\"",
-            self.hashed(sql, id_column)?
+            "SELECT coalesce(m.id, s.id) AS id, m.h, m.n FROM ({model}) AS m
+             FULL OUTER JOIN {schema}.{table} AS s ON s.id = m.id
+             WHERE m.n IS NULL OR m.id IS NULL OR s.id IS NULL OR s.h <> m.h OR m.n > 1 OR m.id = ANY($1)
+             ORDER BY coalesce(m.id, s.id) COLLATE \"C\""
         );
         let mut tx = read_only(&mut self.client)?;
         let mut rows = tx.query_raw(query.as_str(), [&retry]).map_err(|e| sql_error(e, sql))?;
         while let Some(r) = rows.next().map_err(|e| sql_error(e, sql))? {
-            let id: String = r.get(0);
-            let item = match r.get::<_, Option<i64>>(1) {
-                Some(hash) => DiffItem::Upsert { id, hash },
-                None => DiffItem::Gone(id),
+            let read = |e: postgres::Error| sql_error(e, sql);
+            let (id, hash, n): (Option<String>, Option<i64>, Option<i64>) =
+                (r.try_get(0).map_err(read)?, r.try_get(1).map_err(read)?, r.try_get(2).map_err(read)?);
+            let item = match (id, hash) {
+                (None, _) => {
+                    for _ in 1..n.unwrap_or(1) {
+                        sink(DiffItem::NullId).map_err(WarehouseError::Aborted)?;
+                    }
+                    DiffItem::NullId
+                }
+                (Some(id), Some(hash)) => DiffItem::Upsert { id, hash },
+                (Some(id), None) => DiffItem::Gone(id),
             };
             sink(item).map_err(WarehouseError::Aborted)?;
         }
@@ -163,7 +185,7 @@ impl WarehouseDiff for PostgresWarehouse {
         generation: i64,
     ) -> Result<i64, WarehouseError> {
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
-        let mut tx = self.client.transaction().map_err(|e| db_err(&e))?;
+        let mut tx = writable(&mut self.client)?;
         let now: Option<i64> = tx
             .query_opt(
                 &format!("SELECT generation FROM {schema}.{META} WHERE name = $1 FOR UPDATE"),
@@ -202,6 +224,12 @@ impl WarehouseDiff for PostgresWarehouse {
         tx.commit().map_err(|e| db_err(&e))?;
         Ok(next)
     }
+}
+
+/// A transaction that may write the snapshot, also for a role whose default is read-only
+/// (`default_transaction_read_only = on`, as README advises for the models).
+fn writable(client: &mut postgres::Client) -> Result<postgres::Transaction<'_>, WarehouseError> {
+    client.build_transaction().read_only(false).start().map_err(|e| db_err(&e))
 }
 
 /// One line of `COPY … FROM STDIN` text format: the id escaped, a tab, the hash.

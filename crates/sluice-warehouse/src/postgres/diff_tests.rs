@@ -23,6 +23,7 @@ fn ids(items: &[DiffItem]) -> Vec<String> {
         .map(|i| match i {
             DiffItem::Upsert { id, .. } => format!("+{id}"),
             DiffItem::Gone(id) => format!("-{id}"),
+            DiffItem::NullId => "null".into(),
         })
         .collect()
 }
@@ -40,11 +41,12 @@ fn the_warehouse_returns_only_what_changed_since_the_snapshot() {
     let snap = snapshot(&schema);
     assert_eq!(w.snapshot_info(&snap).unwrap(), None);
     let info = w.rebuild_snapshot(&snap, MODEL, "id", "cfg1").unwrap();
-    // NULL and duplicated ids are left out: the sync rejects them every time
-    assert_eq!((info.generation, info.rows, info.config_hash.as_str()), (1, 4, "cfg1"));
+    // NULL ids are left out; a duplicated id is in, with a hash no row has
+    assert_eq!((info.generation, info.rows, info.config_hash.as_str()), (1, 5, "cfg1"));
     assert_eq!(w.snapshot_info(&snap).unwrap(), Some(info.clone()));
-    // nothing changed: only the duplicated id (never in the snapshot) comes back, twice
-    assert_eq!(ids(&changes(&mut w, &snap, &[])), ["+6", "+6"]);
+    // nothing changed: only the duplicated id comes back (once: the sync reads its rows), and
+    // the NULL id (counted)
+    assert_eq!(ids(&changes(&mut w, &snap, &[])), ["+6", "null"]);
     // a data change, a consent change, a delete and an insert; a retry of an unchanged row
     w.client
         .batch_execute(&format!(
@@ -54,19 +56,20 @@ fn the_warehouse_returns_only_what_changed_since_the_snapshot() {
         ))
         .unwrap();
     let seen = changes(&mut w, &snap, &["1", "99"]);
-    assert_eq!(ids(&seen), ["+1", "+2", "-3", "+4", "+5", "+6", "+6"]);
+    assert_eq!(ids(&seen), ["+1", "+2", "-3", "+4", "+5", "+6", "null"]);
     // advancing with what the pass saw (the duplicates left out) leaves only them
-    let mut delta = DiffDelta::default();
-    seen.iter().filter(|i| !matches!(i, DiffItem::Upsert { id, .. } if id == "6")).for_each(|i| delta.add(i));
+    // (the duplicated id keeps the hash no row has)
+    let delta = DiffDelta::of(&seen, &["6".to_string()].into());
+    assert!(delta.upserts.contains(&("6".to_string(), crate::diff::DUPLICATED)), "{delta:?}");
     assert_eq!(w.advance_snapshot(&snap, &delta, 1).unwrap(), 2);
-    assert_eq!(ids(&changes(&mut w, &snap, &[])), ["+6", "+6"]);
-    assert_eq!(w.snapshot_info(&snap).unwrap().map(|i| (i.generation, i.rows)), Some((2, 4)));
+    assert_eq!(ids(&changes(&mut w, &snap, &[])), ["+6", "null"]);
+    assert_eq!(w.snapshot_info(&snap).unwrap().map(|i| (i.generation, i.rows)), Some((2, 5)));
     // compare-and-set: a run that started at generation 1 cannot move it
     let e = w.advance_snapshot(&snap, &delta, 1).unwrap_err();
     assert!(matches!(e, WarehouseError::Snapshot { .. }) && e.to_string().contains("generation"), "{e}");
     // a rebuild starts from the model as it is and bumps the generation
     let info = w.rebuild_snapshot(&snap, MODEL, "id", "cfg2").unwrap();
-    assert_eq!((info.generation, info.rows, info.config_hash.as_str()), (3, 4, "cfg2"));
+    assert_eq!((info.generation, info.rows, info.config_hash.as_str()), (3, 5, "cfg2"));
 }
 
 #[test]
@@ -95,4 +98,39 @@ fn odd_ids_and_model_names_survive_the_round_trip() {
     assert_eq!(w.rebuild_snapshot(&snap, MODEL, "id", "c").unwrap().rows, 4);
     assert_eq!(changes(&mut w, &snap, &[]), vec![]);
     assert_eq!(ids(&changes(&mut w, &snap, &["é"])), ["+é"]);
+}
+
+#[test]
+fn a_least_privileged_reader_with_its_own_schema_keeps_snapshots() {
+    // the role README recommends: read-only by default, SELECT on the models' tables, and a
+    // schema of its own for snapshots
+    let (mut admin, schema) =
+        setup("CREATE TABLE people (id int, email text); INSERT INTO people VALUES (1,'a'),(2,'b');");
+    let role = sluice_testkit::unique_name("reader");
+    admin
+        .client
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN; ALTER ROLE {role} SET default_transaction_read_only = on;
+             GRANT USAGE ON SCHEMA {schema} TO {role}; GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role};
+             CREATE SCHEMA {role}_snap AUTHORIZATION {role};"
+        ))
+        .unwrap();
+    let url = sluice_testkit::pg_url().replacen("postgres@", &format!("{role}@"), 1);
+    let mut w =
+        crate::postgres::PostgresWarehouse::connect(&crate::postgres::PgOptions { url, ..Default::default() }).unwrap();
+    let snap = Snapshot { schema: format!("{role}_snap"), model: "people".into() };
+    let sql = format!("select * from {schema}.people");
+    assert_eq!(w.rebuild_snapshot(&snap, &sql, "id", "c").unwrap().rows, 2);
+    admin.client.batch_execute(&format!("UPDATE {schema}.people SET email = 'x' WHERE id = 2")).unwrap();
+    let mut seen = vec![];
+    w.changes(&snap, &sql, "id", &[], &mut |i| {
+        seen.push(i);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(ids(&seen), ["+2"]);
+    assert_eq!(w.advance_snapshot(&snap, &DiffDelta::of(&seen, &Default::default()), 1).unwrap(), 2);
+    // and it still cannot write anywhere else
+    let e = w.rebuild_snapshot(&Snapshot { schema: schema.clone(), model: "people".into() }, &sql, "id", "c");
+    assert!(e.unwrap_err().to_string().contains(&schema));
 }

@@ -356,6 +356,10 @@ impl Warehouse for PostgresWarehouse {
         true
     }
 
+    fn diff(&mut self) -> Option<&mut dyn crate::diff::WarehouseDiff> {
+        Some(self)
+    }
+
     fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError> {
         Ok(self.describe_model(sql)?.into_iter().map(|c| c.0).collect())
     }
@@ -407,12 +411,15 @@ impl Warehouse for PostgresWarehouse {
             IdOrder::Integer => col.clone(),
             IdOrder::Text => format!("{id} COLLATE \"C\" NULLS FIRST"),
         };
+        let only: Vec<String> = needs.only_ids.clone().unwrap_or_default();
+        let filter = if needs.only_ids.is_some() { format!(" WHERE {id} = ANY($1)") } else { String::new() };
         let q = format!(
-            "SELECT {id}, {} FROM ({}) AS sluice_model ORDER BY {order_by}",
+            "SELECT {id}, {} FROM ({}) AS sluice_model{filter} ORDER BY {order_by}",
             Self::select_list(&cols),
             model_sql(sql)
         );
-        let params: [&(dyn postgres::types::ToSql + Sync); 0] = [];
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            if needs.only_ids.is_some() { vec![&only] } else { vec![] };
         let _busy = self.canceller.busy()?;
         let mut tx = read_only(&mut self.client)?;
         let explain = |e: WarehouseError| self.canceller.explain(e);

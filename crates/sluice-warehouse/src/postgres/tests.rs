@@ -164,7 +164,7 @@ fn raw_rows_decode_to_the_same_values_and_hash_stably() {
         Ok(())
     })
     .unwrap();
-    let needs = crate::ScanNeeds { typed: Some(vec![1]), raw: true };
+    let needs = crate::ScanNeeds { typed: Some(vec![1]), raw: true, only_ids: None };
     let mut raw = vec![];
     w.scan("select * from v", "id", IdOrder::Integer, &needs, &mut |r| {
         assert_eq!(r.values[2], Value::Null, "only the asked columns are decoded");

@@ -115,9 +115,12 @@ impl Warehouse for SqliteWarehouse {
         sql: &str,
         id_column: &str,
         _order: IdOrder,
-        _needs: &crate::ScanNeeds,
+        needs: &crate::ScanNeeds,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
+        if needs.only_ids.is_some() {
+            return Err(WarehouseError::Aborted("SQLite sources have no warehouse-side diff".into()));
+        }
         let n = self.columns(sql)?.len();
         let q = format!(
             "SELECT CAST(sluice_model.{id} AS TEXT), sluice_model.* FROM ({sql}) AS sluice_model \
