@@ -86,7 +86,7 @@ impl DiffDelta {
         for i in items {
             match i {
                 DiffItem::Upsert { id, .. } if seen.get(id.as_str()) != Some(&1) || duplicated.contains(id) => {
-                    if seen.get(id.as_str()).is_some() {
+                    if seen.contains_key(id.as_str()) {
                         seen.remove(id.as_str());
                         delta.upserts.push((id.clone(), DUPLICATED));
                     }
