@@ -60,7 +60,7 @@ impl Default for Cfg {
 }
 
 /// Settings shared by the HTTP destinations: small batches, fast retries, two attempts.
-const HTTP: &str = "batch_size: 3, retry_initial_ms: 5, retry_max_ms: 10, timeout_secs: 0.5, max_attempts: 2";
+const HTTP: &str = "batch_size: 3, retry_initial_ms: 5, retry_max_ms: 10, timeout_secs: 10, max_attempts: 2";
 
 /// The workspace (without `sources:`, which [`Env::workspace_with_source`] adds) of `cfg`, with
 /// the data tables in `schema`.
@@ -378,7 +378,12 @@ impl Op {
                 t(an)
             ),
             Op::Delete(id) => format!("DELETE FROM people WHERE id = {id};"),
-            Op::DupInsert(id, e, ads) => format!("INSERT INTO dups VALUES ({id}, 'd{e}', {});", b(ads)),
+            // a copy never identical to a row of the id: an exact copy of a row the destination
+            // already holds is the one case a sparse pass does not see (docs/DIFF.md; nothing
+            // is sent either way, only its `rejected` count differs)
+            Op::DupInsert(id, e, ads) => {
+                format!("INSERT INTO dups VALUES ({id}, 'd{e}-' || md5(random()::text), {});", b(ads))
+            }
             Op::DupDeleteOne(id) => {
                 format!("DELETE FROM dups WHERE ctid = (SELECT min(ctid) FROM dups WHERE id = {id});")
             }

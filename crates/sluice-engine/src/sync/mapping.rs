@@ -340,9 +340,12 @@ impl MappingRun {
             return Ok(());
         }
         if self.sparse {
-            // held records still in the model, for the mass-delete guard below
+            // held records still in the model, for the mass-delete guard below (counted only
+            // when something is gone: it reads every entry of the mapping)
             let gone_held = self.gone.iter().filter(|e| e.held.is_some()).count() as u64;
-            self.held_present = store.checkpoint_held(self.setup.mapping_id)?.saturating_sub(gone_held);
+            if gone_held > 0 {
+                self.held_present = store.checkpoint_held(self.setup.mapping_id)?.saturating_sub(gone_held);
+            }
         } else {
             self.cursor.rest(store, &mut self.gone)?;
         }

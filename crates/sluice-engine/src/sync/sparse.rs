@@ -93,6 +93,7 @@ pub(super) fn choose(
         return Ok(Pass::Full { generation: info.generation });
     }
     let generation = info.map(|i| i.generation).unwrap_or_default();
+    let t = std::time::Instant::now();
     // records that failed retryably are retried whether or not their row changed
     let mut retry: Vec<String> = Vec::new();
     for m in &maps.runs {
@@ -100,6 +101,7 @@ pub(super) fn choose(
     }
     retry.sort();
     retry.dedup();
+    let retry_ms = t.elapsed().as_millis() as u64;
     let mut items = Vec::new();
     diff.changes(&snapshot, &model.sql, id_column, &retry, &mut |i| {
         items.push(i);
@@ -118,6 +120,8 @@ pub(super) fn choose(
     let gone: Vec<DiffItem> =
         retry.iter().filter(|id| !seen.contains(id.as_str())).cloned().map(DiffItem::Gone).collect();
     items.extend(gone);
+    tracing::info!(model = %model.id, retries = retry.len(), items = items.len(), retry_ms,
+                   changes_ms = t.elapsed().as_millis() as u64 - retry_ms, "sparse pass planned");
     Ok(Pass::Sparse { snapshot, generation, items })
 }
 

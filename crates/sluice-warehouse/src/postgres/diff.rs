@@ -139,36 +139,28 @@ impl WarehouseDiff for PostgresWarehouse {
         sink: &mut dyn FnMut(DiffItem) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
-        // the model by id (NULL ids as one group, to be counted), joined to the snapshot; an id
-        // the model returns more than once comes back on every pass (the sync rejects and
-        // counts it every time, as a full scan does), even when its rows are identical
+        // every row of the model (NULL ids included, to be counted), joined to the snapshot;
+        // no grouping by id (it would double the cost): a duplicated id is caught when one of
+        // its rows differs from the snapshot, and then kept at DUPLICATED (read every pass)
         let hash = self.row_hash()?;
         let model = format!(
-            "SELECT id, CASE WHEN count(*) = 1 THEN min(h) ELSE {dup} END AS h, count(*) AS n
-             FROM (SELECT (q.{id})::text AS id, {hash} AS h FROM ({sql}) AS q) AS x GROUP BY id",
-            dup = crate::diff::DUPLICATED,
+            "SELECT (q.{id})::text AS id, {hash} AS h, 1 AS n FROM ({sql}) AS q",
             id = quote_ident(id_column),
             sql = model_sql(sql)
         );
         let query = format!(
             "SELECT coalesce(m.id, s.id) AS id, m.h, m.n FROM ({model}) AS m
              FULL OUTER JOIN {schema}.{table} AS s ON s.id = m.id
-             WHERE m.n IS NULL OR m.id IS NULL OR s.id IS NULL OR s.h <> m.h OR m.n > 1 OR m.id = ANY($1)
+             WHERE m.n IS NULL OR m.id IS NULL OR s.id IS NULL OR s.h <> m.h OR m.id = ANY($1)
              ORDER BY coalesce(m.id, s.id) COLLATE \"C\""
         );
         let mut tx = read_only(&mut self.client)?;
         let mut rows = tx.query_raw(query.as_str(), [&retry]).map_err(|e| sql_error(e, sql))?;
         while let Some(r) = rows.next().map_err(|e| sql_error(e, sql))? {
             let read = |e: postgres::Error| sql_error(e, sql);
-            let (id, hash, n): (Option<String>, Option<i64>, Option<i64>) =
-                (r.try_get(0).map_err(read)?, r.try_get(1).map_err(read)?, r.try_get(2).map_err(read)?);
+            let (id, hash): (Option<String>, Option<i64>) = (r.try_get(0).map_err(read)?, r.try_get(1).map_err(read)?);
             let item = match (id, hash) {
-                (None, _) => {
-                    for _ in 1..n.unwrap_or(1) {
-                        sink(DiffItem::NullId).map_err(WarehouseError::Aborted)?;
-                    }
-                    DiffItem::NullId
-                }
+                (None, _) => DiffItem::NullId,
                 (Some(id), Some(hash)) => DiffItem::Upsert { id, hash },
                 (Some(id), None) => DiffItem::Gone(id),
             };

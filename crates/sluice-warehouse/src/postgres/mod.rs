@@ -412,7 +412,11 @@ impl Warehouse for PostgresWarehouse {
             IdOrder::Text => format!("{id} COLLATE \"C\" NULLS FIRST"),
         };
         let only: Vec<String> = needs.only_ids.clone().unwrap_or_default();
-        let filter = if needs.only_ids.is_some() { format!(" WHERE {id} = ANY($1)") } else { String::new() };
+        let filter = if needs.only_ids.is_some() {
+            format!(" WHERE {id} IN (SELECT unnest($1::text[]))")
+        } else {
+            String::new()
+        };
         let q = format!(
             "SELECT {id}, {} FROM ({}) AS sluice_model{filter} ORDER BY {order_by}",
             Self::select_list(&cols),
