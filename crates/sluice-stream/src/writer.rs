@@ -127,7 +127,7 @@ pub struct Router {
 /// without the process's seed), the cache is emptied when it reaches [`KnownIdents::MAX`], and
 /// whenever a group's transaction does not commit (what it added may have been rolled back).
 pub struct KnownIdents {
-    set: HashSet<u128, BuildHasherDefault<FastHasher>>,
+    set: HashSet<u128, BuildHasherDefault<PreHashed>>,
     seed: u64,
 }
 
@@ -206,6 +206,24 @@ impl Hasher for FastHasher {
     }
     fn write_isize(&mut self, i: isize) {
         self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A hasher for keys that are already uniform hashes (the known identifiers): their low bits.
+#[derive(Default)]
+pub struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 = (i as u64) ^ ((i >> 64) as u64);
     }
     fn finish(&self) -> u64 {
         self.0
@@ -547,9 +565,52 @@ fn write_stats(tx: &Transaction, ws: &WorkspaceFile, metrics: &Metrics, stats: &
     Ok(())
 }
 
+/// WAL frames after which the writer checkpoints itself, should the checkpointer thread fall
+/// behind (about 64 MB at 4 KiB pages); below it the checkpointer does the copying.
+const WRITER_CHECKPOINT_FRAMES: i64 = 16_384;
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copies the WAL into the database file on its own thread and connection (a passive
+/// checkpoint never blocks the writer or readers), so the writer's commits only append to the
+/// WAL. Durability is unchanged: a transaction is durable once its commit returned; a
+/// checkpoint only moves committed pages. Stops when `stop` is dropped.
+fn spawn_checkpointer(path: &str) -> Option<std::sync::mpsc::Sender<()>> {
+    let conn = match Connection::open(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no checkpointer connection; the writer checkpoints itself");
+            return None;
+        }
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(100));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new().name("sluice-checkpoint".into()).spawn(move || loop {
+        match stopped.recv_timeout(CHECKPOINT_EVERY) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.query_row("pragma wal_checkpoint(passive)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "checkpoint skipped");
+                }
+            }
+            _ => return,
+        }
+    });
+    spawned.ok().map(|_| stop)
+}
+
 /// Runs the writer until every sender is gone. `wake` is called after each commit.
 pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: impl Fn()) {
     const GROUP: usize = 256;
+    // checkpoints leave the writer's thread (it keeps a far threshold of its own as a backstop)
+    let _checkpointer = match conn.path().filter(|p| !p.is_empty()).and_then(spawn_checkpointer) {
+        Some(stop) => {
+            if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_FRAMES) {
+                tracing::warn!(error = %e, "wal_autocheckpoint not set");
+            }
+            Some(stop)
+        }
+        None => None,
+    };
     let mut last_trim = std::time::Instant::now() - std::time::Duration::from_secs(3600);
     loop {
         let first = match jobs.recv_timeout(std::time::Duration::from_secs(10)) {
@@ -773,6 +834,28 @@ consent_categories:
         assert_eq!(rig.send(track("r1", json!({"userId": "u3"}), Some(true))).unwrap().accepted, 1);
         assert_eq!(idents(&conn), 1);
         assert!(store::profile_of(&conn, "u3").unwrap().is_some());
+    }
+
+    #[test]
+    fn the_checkpointer_copies_committed_pages_into_the_database_file() {
+        let rig = Rig::new();
+        let db = store::db_path(rig.dir.path());
+        let before = std::fs::metadata(&db).unwrap().len();
+        for i in 0..50 {
+            rig.send(track(&format!("c{i}"), json!({"userId": format!("cu{i}")}), Some(true))).unwrap();
+        }
+        // far below the writer's own threshold: only the checkpointer moves pages into the file
+        sluice_testkit_free_wait(|| std::fs::metadata(&db).unwrap().len() > before);
+        let n: i64 = rig.conn().query_row("select count(*) from events", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 50);
+    }
+
+    fn sluice_testkit_free_wait(cond: impl Fn() -> bool) {
+        let t = std::time::Instant::now();
+        while !cond() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "not checkpointed within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     #[test]
