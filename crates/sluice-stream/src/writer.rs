@@ -86,7 +86,17 @@ pub struct Job {
     /// Events that failed validation: (reason, raw JSON). Stored for the debugger, not routed.
     pub invalid: Vec<(String, String)>,
     /// Answered after the commit.
-    pub reply: tokio::sync::oneshot::Sender<Result<Accepted, String>>,
+    pub reply: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// The writer's answer to a [`Job`].
+pub struct Answer {
+    /// What was stored, or why nothing was.
+    pub result: Result<Accepted, String>,
+    /// The job's events, handed back so the request's thread frees them (freeing another
+    /// thread's allocations is the slow path of the allocator, and the writer is the one
+    /// thread everything waits on).
+    pub spent: Vec<Prepared>,
 }
 
 /// What happened to a request's events.
@@ -659,7 +669,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
         match result {
             Ok(accepted) => {
                 for (job, acc) in group.into_iter().zip(accepted) {
-                    let _ = job.reply.send(Ok(acc));
+                    let _ = job.reply.send(Answer { result: Ok(acc), spent: job.events });
                 }
                 wake();
             }
@@ -668,7 +678,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
                 router.known.clear();
                 tracing::error!(error = %e, "event log write failed; requests answered 500");
                 for job in group {
-                    let _ = job.reply.send(Err(e.clone()));
+                    let _ = job.reply.send(Answer { result: Err(e.clone()), spent: job.events });
                 }
             }
         }
@@ -743,7 +753,7 @@ consent_categories:
             let (reply, rx) = tokio::sync::oneshot::channel();
             let job = Job { source: "web".into(), events: vec![Prepared::new((e, json))], invalid: vec![], reply };
             self.jobs.as_ref().unwrap().send(job).unwrap();
-            rx.blocking_recv().unwrap()
+            rx.blocking_recv().unwrap().result
         }
 
         fn routes(&self, mid: &str) -> String {
