@@ -5,11 +5,13 @@
 
 use crate::metrics::{dest, DestCategory, Metrics};
 use crate::store::{self, exec, query_row, ProfileStore, Stat};
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, CachedStatement, Connection, Transaction};
 use serde_json::{json, Value};
 use sluice_core::events::{effective_consent, read_consent, DestinationPlan, EventConsent, Route};
 use sluice_core::{DestinationConfig, MissingConsent, WorkspaceFile};
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
@@ -84,7 +86,17 @@ pub struct Job {
     /// Events that failed validation: (reason, raw JSON). Stored for the debugger, not routed.
     pub invalid: Vec<(String, String)>,
     /// Answered after the commit.
-    pub reply: tokio::sync::oneshot::Sender<Result<Accepted, String>>,
+    pub reply: tokio::sync::oneshot::Sender<Answer>,
+}
+
+/// The writer's answer to a [`Job`].
+pub struct Answer {
+    /// What was stored, or why nothing was.
+    pub result: Result<Accepted, String>,
+    /// The job's events, handed back so the request's thread frees them (freeing another
+    /// thread's allocations is the slow path of the allocator, and the writer is the one
+    /// thread everything waits on).
+    pub spent: Vec<Prepared>,
 }
 
 /// What happened to a request's events.
@@ -110,6 +122,151 @@ pub struct Router {
     pub metrics: Arc<Metrics>,
     /// How long delivered events stay in the log for the debugger and audits.
     pub retention_secs: i64,
+    /// Each destination's id as a JSON string, in the order of `ws.destinations` (the debugger's
+    /// decisions and the stored routes are written from them without re-encoding).
+    quoted: Vec<String>,
+    /// Identifiers known to have a row in `identities` (see [`KnownIdents`]).
+    known: KnownIdents,
+}
+
+/// A positive cache of identifiers committed to `identities`, so the common event (one known
+/// identifier, nothing to read or change) needs no identities lookup. Only "exists" is cached,
+/// never which profile: identities are never deleted (a merge re-points them, retention never
+/// touches them), so an entry stays true; routing by a profile's consent always reads the
+/// profile. Entries are seeded 128-bit hashes of the identifier (a collision cannot be aimed at
+/// without the process's seed), the cache is emptied when it reaches [`KnownIdents::MAX`], and
+/// whenever a group's transaction does not commit (what it added may have been rolled back).
+pub struct KnownIdents {
+    set: HashSet<u128, BuildHasherDefault<PreHashed>>,
+    seed: u64,
+}
+
+impl Default for KnownIdents {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Self { set: HashSet::default(), seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) }
+    }
+}
+
+impl KnownIdents {
+    /// Most identifiers remembered (about 20 MB).
+    pub const MAX: usize = 1 << 20;
+
+    fn key(&self, kind: u8, id: &str) -> u128 {
+        let mut h = xxhash_rust::xxh3::Xxh3::with_seed(self.seed);
+        h.update(&[kind]);
+        h.update(id.as_bytes());
+        h.digest128()
+    }
+
+    fn contains(&self, kind: u8, id: &str) -> bool {
+        self.set.contains(&self.key(kind, id))
+    }
+
+    fn insert(&mut self, kind: u8, id: &str) {
+        if self.set.len() >= Self::MAX {
+            self.set.clear();
+        }
+        let k = self.key(kind, id);
+        self.set.insert(k);
+    }
+
+    /// Forgets everything (after a group that did not commit).
+    pub fn clear(&mut self) {
+        self.set.clear();
+    }
+
+    /// How many identifiers are remembered.
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+}
+
+/// A multiplicative hasher for small keys that are not attacker-chosen (statistics keys, and
+/// identifiers already hashed with a secret seed).
+#[derive(Default)]
+pub struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.write_u64(i as u64);
+        self.write_u64((i >> 64) as u64);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_i64(&mut self, i: i64) {
+        self.write_u64(i as u64);
+    }
+    fn write_isize(&mut self, i: isize) {
+        self.write_u64(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A hasher for keys that are already uniform hashes (the known identifiers): their low bits.
+#[derive(Default)]
+pub struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, i: u128) {
+        self.0 = (i as u64) ^ ((i >> 64) as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The statements every event runs, prepared once per group.
+struct Hot<'c> {
+    dedupe: CachedStatement<'c>,
+    dedupe_prev: CachedStatement<'c>,
+    event: CachedStatement<'c>,
+}
+
+impl<'c> Hot<'c> {
+    fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            dedupe: conn.prepare_cached("insert or ignore into dedupe (source, message_id) values (?1, ?2)")?,
+            dedupe_prev: conn
+                .prepare_cached("select exists(select 1 from dedupe_prev where source = ?1 and message_id = ?2)")?,
+            event: conn.prepare_cached(
+                "insert into events (source, message_id, received_at, body, decisions, warnings, routes)
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+        })
+    }
+
+    /// [`store::remember`] through the prepared statements.
+    fn remember(&mut self, source: &str, message_id: &str) -> rusqlite::Result<bool> {
+        if self.dedupe.execute(params![source, message_id])? == 0 {
+            return Ok(false);
+        }
+        Ok(!self.dedupe_prev.query_row(params![source, message_id], |r| r.get::<_, bool>(0))?)
+    }
 }
 
 /// A workspace's category ids, in order, with an index by id.
@@ -131,7 +288,7 @@ impl Categories {
 }
 
 /// Counts of a group, keyed by (minute, destination index, metric, category index or NONE).
-type Stats = HashMap<(i64, usize, Stat, usize), u64>;
+type Stats = HashMap<(i64, usize, Stat, usize), u64, BuildHasherDefault<FastHasher>>;
 const NONE: usize = usize::MAX;
 
 /// Appends the debugger's record of a decision.
@@ -150,7 +307,21 @@ fn push_decision(out: &mut String, r: &Route) {
 impl Router {
     /// A router of `ws` that follows `live`.
     pub fn new(ws: Arc<WorkspaceFile>, live: crate::Live, metrics: Arc<Metrics>, retention_secs: i64) -> Self {
-        Self { plans: DestinationPlan::all(&ws), categories: Categories::of(&ws), ws, live, metrics, retention_secs }
+        Self {
+            plans: DestinationPlan::all(&ws),
+            categories: Categories::of(&ws),
+            quoted: quoted_ids(&ws),
+            ws,
+            live,
+            metrics,
+            retention_secs,
+            known: KnownIdents::default(),
+        }
+    }
+
+    /// The identifiers this router knows exist (for tests and diagnostics).
+    pub fn known(&self) -> &KnownIdents {
+        &self.known
     }
 
     /// Follows the live workspace: plans and indexes are rebuilt only when it changed.
@@ -159,20 +330,23 @@ impl Router {
         if !Arc::ptr_eq(&current, &self.ws) {
             self.plans = DestinationPlan::all(&current);
             self.categories = Categories::of(&current);
+            self.quoted = quoted_ids(&current);
             self.ws = current;
         }
     }
 
     fn process_event(
-        &self,
+        &mut self,
         tx: &Transaction,
+        hot: &mut Hot<'_>,
         source: &str,
         event: &Prepared,
+        minute: i64,
         stats: &mut Stats,
     ) -> store::Result<bool> {
         let w = store::wrap(tx);
         let message_id = event.message_id.as_str();
-        let fresh = store::remember(tx, source, message_id).map_err(&w)?;
+        let fresh = hot.remember(source, message_id).map_err(&w)?;
         if !fresh {
             return Ok(false);
         }
@@ -193,10 +367,17 @@ impl Router {
         let traits = event.traits.is_some();
         let reads = *consent == EventConsent::Missing && self.ws.workspace.missing_consent == MissingConsent::Profile;
         let writes = traits || (reserved && matches!(consent, EventConsent::Given(_)));
-        let consent = consent.clone();
         // the common case, one known identifier and nothing to read or change: no profile I/O
         let profile = if users.len() + anon.len() == 1 && !writes && !reads {
-            ProfileStore::ensure(tx, users.first().copied(), anon.first().copied())?;
+            let (kind, id) = match (users.first(), anon.first()) {
+                (Some(u), _) => (b'u', *u),
+                (None, Some(a)) => (b'a', *a),
+                (None, None) => unreachable!("one identifier"),
+            };
+            if !self.known.contains(kind, id) {
+                ProfileStore::ensure(tx, users.first().copied(), anon.first().copied())?;
+                self.known.insert(kind, id);
+            }
             None
         } else {
             ProfileStore::resolve(tx, &users, &anon)?
@@ -224,7 +405,7 @@ impl Router {
                     ));
                 }
             }
-            if let (true, EventConsent::Given(prefs)) = (reserved, &consent) {
+            if let (true, EventConsent::Given(prefs)) = (reserved, consent) {
                 let seq: i64 =
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
                 p.apply_consent_event(prefs, &self.categories.ids, &event.timestamp, seq as u64);
@@ -236,23 +417,33 @@ impl Router {
                 stored_consent = Some(p.routing_consent());
             }
         }
-        let missing = consent == EventConsent::Missing;
-        let consent = effective_consent(self.ws.workspace.missing_consent, consent, stored_consent.as_ref());
+        let missing = *consent == EventConsent::Missing;
+        let mode = self.ws.workspace.missing_consent;
+        // a given consent, or a missing one under `allow`, routes as it is: no copy
+        let consent: Cow<EventConsent> = match (consent, mode) {
+            (EventConsent::Given(_), _) | (EventConsent::Missing, MissingConsent::Allow) => Cow::Borrowed(consent),
+            _ => Cow::Owned(effective_consent(mode, consent.clone(), stored_consent.as_ref())),
+        };
         // an event routed by the profile's consent (or blocked, R7) carries the consent it was
         // routed under, so no destination downstream (connections) takes it as unrestricted
-        let stamped = match (&consent, missing) {
+        let stamped = match (consent.as_ref(), missing) {
             (EventConsent::Given(prefs), true) => stamp_consent(&event.json, prefs, &self.categories.ids),
             _ => None,
         };
         let integrations = event.integrations.as_ref();
-        let minute = chrono::Utc::now().timestamp() / 60;
-        let mut decisions = String::from("{");
-        let mut routes: Vec<&str> = Vec::new();
-        for (di, d) in self.ws.destinations.iter().enumerate() {
+        let mut decisions = String::with_capacity(32 * self.quoted.len() + 2);
+        decisions.push('{');
+        let mut routes = String::with_capacity(16 * self.quoted.len() + 2);
+        routes.push('[');
+        for di in 0..self.ws.destinations.len() {
             let r = self.plans[di].route(&consent, integrations);
             let metric = match &r {
                 Route::Deliver { .. } => {
-                    routes.push(&d.id);
+                    // routes::encode: a JSON array of the ids
+                    if routes.len() > 1 {
+                        routes.push(',');
+                    }
+                    routes.push_str(&self.quoted[di]);
                     Stat::Routed
                 }
                 Route::Withheld { categories } => {
@@ -274,29 +465,33 @@ impl Router {
             if decisions.len() > 1 {
                 decisions.push(',');
             }
-            decisions.push_str(&Value::String(d.id.clone()).to_string());
+            decisions.push_str(&self.quoted[di]);
             decisions.push(':');
             push_decision(&mut decisions, &r);
         }
-        exec(
-            tx,
-            "insert into events (source, message_id, received_at, body, decisions, warnings, routes)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
+        decisions.push('}');
+        routes.push(']');
+        hot.event
+            .execute(params![
                 source,
                 message_id,
                 event.received_at,
                 stamped.as_deref().unwrap_or(&event.json),
-                decisions + "}",
+                decisions,
                 warnings_json(&event.warnings, &notes),
-                crate::delivery::routes::encode(&routes),
-            ],
-        )
-        .map_err(&w)?;
+                routes,
+            ])
+            .map_err(&w)?;
         Ok(true)
     }
 
-    fn process(&self, tx: &Transaction, job: &Job, stats: &mut Stats) -> store::Result<Accepted> {
+    fn process(
+        &mut self,
+        tx: &Transaction,
+        hot: &mut Hot<'_>,
+        job: &Job,
+        stats: &mut Stats,
+    ) -> store::Result<Accepted> {
         let w = store::wrap(tx);
         let now = sluice_core_now();
         for (reason, body) in &job.invalid {
@@ -308,8 +503,9 @@ impl Router {
             .map_err(&w)?;
         }
         let mut acc = Accepted::default();
+        let minute = chrono::Utc::now().timestamp() / 60;
         for e in &job.events {
-            if self.process_event(tx, &job.source, e, stats)? {
+            if self.process_event(tx, hot, &job.source, e, minute, stats)? {
                 acc.accepted += 1;
             } else {
                 acc.duplicates += 1;
@@ -342,8 +538,16 @@ fn stamp_consent(
     Some(e.to_string())
 }
 
+/// Each destination's id as a JSON string.
+fn quoted_ids(ws: &WorkspaceFile) -> Vec<String> {
+    ws.destinations.iter().map(|d| Value::String(d.id.clone()).to_string()).collect()
+}
+
 /// The warnings stored with an event: its consent warnings, then notes of the writer.
 fn warnings_json(warnings: &[String], notes: &[String]) -> String {
+    if warnings.is_empty() && notes.is_empty() {
+        return "[]".into();
+    }
     let all: Vec<&String> = warnings.iter().chain(notes).collect();
     serde_json::to_string(&all).unwrap_or_else(|_| "[]".into())
 }
@@ -371,9 +575,52 @@ fn write_stats(tx: &Transaction, ws: &WorkspaceFile, metrics: &Metrics, stats: &
     Ok(())
 }
 
+/// WAL frames after which the writer checkpoints itself, should the checkpointer thread fall
+/// behind (about 64 MB at 4 KiB pages); below it the checkpointer does the copying.
+const WRITER_CHECKPOINT_FRAMES: i64 = 16_384;
+/// How often the checkpointer copies committed WAL frames into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Copies the WAL into the database file on its own thread and connection (a passive
+/// checkpoint never blocks the writer or readers), so the writer's commits only append to the
+/// WAL. Durability is unchanged: a transaction is durable once its commit returned; a
+/// checkpoint only moves committed pages. Stops when `stop` is dropped.
+fn spawn_checkpointer(path: &str) -> Option<std::sync::mpsc::Sender<()>> {
+    let conn = match Connection::open(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no checkpointer connection; the writer checkpoints itself");
+            return None;
+        }
+    };
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(100));
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new().name("sluice-checkpoint".into()).spawn(move || loop {
+        match stopped.recv_timeout(CHECKPOINT_EVERY) {
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if let Err(e) = conn.query_row("pragma wal_checkpoint(passive)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "checkpoint skipped");
+                }
+            }
+            _ => return,
+        }
+    });
+    spawned.ok().map(|_| stop)
+}
+
 /// Runs the writer until every sender is gone. `wake` is called after each commit.
 pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: impl Fn()) {
     const GROUP: usize = 256;
+    // checkpoints leave the writer's thread (it keeps a far threshold of its own as a backstop)
+    let _checkpointer = match conn.path().filter(|p| !p.is_empty()).and_then(spawn_checkpointer) {
+        Some(stop) => {
+            if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_FRAMES) {
+                tracing::warn!(error = %e, "wal_autocheckpoint not set");
+            }
+            Some(stop)
+        }
+        None => None,
+    };
     let mut last_trim = std::time::Instant::now() - std::time::Duration::from_secs(3600);
     loop {
         let first = match jobs.recv_timeout(std::time::Duration::from_secs(10)) {
@@ -393,15 +640,18 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
                 Err(_) => break,
             }
         }
-        let mut stats = Stats::new();
+        let mut stats = Stats::default();
         // a bug that panics on one group must not stop ingestion: the group's transaction rolls
         // back, its requests are answered 500 (clients retry), the writer goes on
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Vec<Accepted>, String> {
             let sql = |source| store::StoreError { path: "stream.db".into(), source }.to_string();
             let tx = conn.transaction().map_err(sql)?;
             let mut out = Vec::with_capacity(group.len());
-            for job in &group {
-                out.push(router.process(&tx, job, &mut stats).map_err(|e| e.to_string())?);
+            {
+                let mut hot = Hot::new(&tx).map_err(sql)?;
+                for job in &group {
+                    out.push(router.process(&tx, &mut hot, job, &mut stats).map_err(|e| e.to_string())?);
+                }
             }
             write_stats(&tx, &router.ws, &router.metrics, &stats).map_err(|e| e.to_string())?;
             tx.commit().map_err(sql)?;
@@ -419,14 +669,16 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
         match result {
             Ok(accepted) => {
                 for (job, acc) in group.into_iter().zip(accepted) {
-                    let _ = job.reply.send(Ok(acc));
+                    let _ = job.reply.send(Answer { result: Ok(acc), spent: job.events });
                 }
                 wake();
             }
             Err(e) => {
+                // identifiers this group added to `identities` were rolled back with it
+                router.known.clear();
                 tracing::error!(error = %e, "event log write failed; requests answered 500");
                 for job in group {
-                    let _ = job.reply.send(Err(e.clone()));
+                    let _ = job.reply.send(Answer { result: Err(e.clone()), spent: job.events });
                 }
             }
         }
@@ -457,4 +709,186 @@ pub fn streaming_destinations(ws: &WorkspaceFile) -> Vec<DestinationConfig> {
         .filter(|d| d.enabled && sluice_destinations::registry::info(&d.kind).is_some_and(|k| k.events))
         .cloned()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rig {
+        jobs: Option<std::sync::mpsc::SyncSender<Job>>,
+        writer: Option<std::thread::JoinHandle<()>>,
+        dir: tempfile::TempDir,
+    }
+
+    impl Rig {
+        fn new() -> Self {
+            let yaml = "workspace: {missing_consent: profile}
+destinations:
+  - {id: ads, kind: webhook, settings: {url: \"http://127.0.0.1:9/ads\"}}
+  - {id: crm, kind: webhook, settings: {url: \"http://127.0.0.1:9/crm\"}}
+consent_categories:
+  - {id: ad, name: Advertising, destinations: [ads]}
+";
+            let ws = Arc::new(WorkspaceFile::from_yaml(yaml).expect("workspace"));
+            let live: crate::Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
+            let dir = tempfile::tempdir().unwrap();
+            let conn = store::open(dir.path()).unwrap();
+            let router = Router::new(ws, live, Arc::new(Metrics::default()), 0);
+            let (tx, rx) = std::sync::mpsc::sync_channel(4);
+            let writer = std::thread::spawn(move || run(conn, router, rx, || {}));
+            Self { jobs: Some(tx), writer: Some(writer), dir }
+        }
+
+        fn conn(&self) -> Connection {
+            store::open(self.dir.path()).unwrap()
+        }
+
+        /// Sends one event; the writer's answer.
+        fn send(&self, event: Value) -> Result<Accepted, String> {
+            let mut e = event;
+            e["receivedAt"] = json!("2026-11-27T00:00:00.000Z");
+            e["timestamp"] = json!("2026-11-27T00:00:00.000Z");
+            let json = e.to_string();
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let job = Job { source: "web".into(), events: vec![Prepared::new((e, json))], invalid: vec![], reply };
+            self.jobs.as_ref().unwrap().send(job).unwrap();
+            rx.blocking_recv().unwrap().result
+        }
+
+        fn routes(&self, mid: &str) -> String {
+            self.conn().query_row("select routes from events where message_id = ?1", [mid], |r| r.get(0)).unwrap()
+        }
+    }
+
+    impl Drop for Rig {
+        fn drop(&mut self) {
+            self.jobs.take();
+            if let Some(w) = self.writer.take() {
+                let _ = w.join();
+            }
+        }
+    }
+
+    fn track(mid: &str, ids: Value, consent: Option<bool>) -> Value {
+        let mut e = json!({"type": "track", "event": "Viewed", "messageId": mid});
+        e.as_object_mut().unwrap().extend(ids.as_object().unwrap().clone());
+        if let Some(ad) = consent {
+            e["context"] = json!({"consent": {"categoryPreferences": {"ad": ad}}});
+        }
+        e
+    }
+
+    fn consent_event(mid: &str, user: &str, ad: bool) -> Value {
+        json!({"type": "track", "event": CONSENT_EVENTS[0], "messageId": mid, "userId": user,
+               "context": {"consent": {"categoryPreferences": {"ad": ad}}}})
+    }
+
+    #[test]
+    fn a_cached_identifier_after_a_merge_routes_by_the_merged_profile_consent() {
+        let rig = Rig::new();
+        // both identifiers become known through the common path (consent given: no profile read)
+        rig.send(track("m1", json!({"anonymousId": "a1"}), Some(true))).unwrap();
+        rig.send(track("m2", json!({"userId": "u1"}), Some(true))).unwrap();
+        // u1 withdraws advertising; then a login links a1 and u1 (a1's profile absorbs u1's)
+        rig.send(consent_event("m3", "u1", false)).unwrap();
+        rig.send(track("m4", json!({"anonymousId": "a1", "userId": "u1"}), Some(true))).unwrap();
+        let conn = rig.conn();
+        let p = store::profile_of(&conn, "a1").unwrap().expect("merged profile");
+        assert!(p.user_ids.contains("u1") && p.anonymous_ids.contains("a1"));
+        // events without consent from either (cached) identifier route by the merged profile's consent
+        rig.send(track("m5", json!({"anonymousId": "a1"}), None)).unwrap();
+        rig.send(track("m6", json!({"userId": "u1"}), None)).unwrap();
+        assert_eq!(rig.routes("m5"), r#"["crm"]"#);
+        assert_eq!(rig.routes("m6"), r#"["crm"]"#);
+        // and a given consent still routes by itself
+        rig.send(track("m7", json!({"userId": "u1"}), Some(true))).unwrap();
+        assert_eq!(rig.routes("m7"), r#"["ads","crm"]"#);
+        let n: i64 = conn.query_row("select count(*) from profiles", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1, "one profile after the merge");
+    }
+
+    #[test]
+    fn a_cached_identifier_after_a_retention_trim_keeps_its_profile_and_consent() {
+        let rig = Rig::new();
+        rig.send(track("t1", json!({"userId": "u2"}), Some(true))).unwrap();
+        rig.send(consent_event("t2", "u2", false)).unwrap();
+        // every event delivered and past the retention: the trim empties the log
+        let conn = rig.conn();
+        conn.execute("insert into cursors (dest, delivered_seq) values ('ads', 100), ('crm', 100)", []).unwrap();
+        let dests = ["ads".to_string(), "crm".to_string()];
+        let t = store::retention::trim(&conn, chrono::Utc::now().timestamp() + 86_400, 0, &dests).unwrap();
+        assert_eq!(t.events, 2);
+        rig.send(track("t3", json!({"userId": "u2"}), Some(true))).unwrap();
+        rig.send(track("t4", json!({"userId": "u2"}), None)).unwrap();
+        assert_eq!(rig.routes("t3"), r#"["ads","crm"]"#);
+        assert_eq!(rig.routes("t4"), r#"["crm"]"#, "routed by the profile's withdrawal");
+        let p = store::profile_of(&conn, "u2").unwrap().expect("profile kept");
+        assert_eq!(p.user_ids.len(), 1);
+    }
+
+    #[test]
+    fn identifiers_of_a_group_that_rolled_back_are_not_taken_as_known() {
+        let rig = Rig::new();
+        let conn = rig.conn();
+        conn.execute_batch("create trigger fail before insert on events begin select raise(abort, 'boom'); end;")
+            .unwrap();
+        // the identity row is written, then the event row fails: the group rolls back
+        assert!(rig.send(track("r1", json!({"userId": "u3"}), Some(true))).is_err());
+        let idents = |conn: &Connection| -> i64 {
+            conn.query_row("select count(*) from identities where ident = 'u:u3'", [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(idents(&conn), 0);
+        conn.execute_batch("drop trigger fail;").unwrap();
+        // the retry must create the identity and its profile again
+        assert_eq!(rig.send(track("r1", json!({"userId": "u3"}), Some(true))).unwrap().accepted, 1);
+        assert_eq!(idents(&conn), 1);
+        assert!(store::profile_of(&conn, "u3").unwrap().is_some());
+    }
+
+    #[test]
+    fn the_checkpointer_copies_committed_pages_into_the_database_file() {
+        let rig = Rig::new();
+        let db = store::db_path(rig.dir.path());
+        let before = std::fs::metadata(&db).unwrap().len();
+        for i in 0..50 {
+            rig.send(track(&format!("c{i}"), json!({"userId": format!("cu{i}")}), Some(true))).unwrap();
+        }
+        // far below the writer's own threshold: only the checkpointer moves pages into the file
+        sluice_testkit_free_wait(|| std::fs::metadata(&db).unwrap().len() > before);
+        let n: i64 = rig.conn().query_row("select count(*) from events", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 50);
+    }
+
+    fn sluice_testkit_free_wait(cond: impl Fn() -> bool) {
+        let t = std::time::Instant::now();
+        while !cond() {
+            assert!(t.elapsed() < std::time::Duration::from_secs(10), "not checkpointed within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn known_identifiers_are_bounded_and_told_apart_by_kind() {
+        let mut k = KnownIdents::default();
+        k.insert(b'u', "x");
+        assert!(k.contains(b'u', "x") && !k.contains(b'a', "x") && !k.contains(b'u', "y"));
+        for i in 0..KnownIdents::MAX {
+            k.insert(b'a', &i.to_string());
+        }
+        assert!(k.len() <= KnownIdents::MAX);
+        k.clear();
+        assert!(k.is_empty());
+    }
+
+    #[test]
+    fn stored_routes_and_warnings_keep_their_format() {
+        let ws = WorkspaceFile::from_yaml(
+            "destinations:\n  - {id: \"a\\\"b\", kind: webhook, settings: {url: \"http://127.0.0.1:9/x\"}}\n",
+        )
+        .unwrap();
+        let q = quoted_ids(&ws);
+        assert_eq!(format!("[{}]", q[0]), crate::delivery::routes::encode(&["a\"b"]));
+        assert_eq!(warnings_json(&[], &[]), serde_json::to_string(&Vec::<String>::new()).unwrap());
+    }
 }

@@ -50,7 +50,8 @@ pub fn normalize(
 ) -> Result<Normalized, (String, Value)> {
     match complete(&mut event, kind, sent_at, received, fallback_id) {
         Ok(()) => {
-            let json = event.to_string();
+            // straight into a buffer (Display goes through a formatter, token by token)
+            let json = serde_json::to_string(&event).expect("a JSON value serializes");
             if json.len() > MAX_EVENT_BYTES {
                 return Err((format!("event is {} bytes; the limit is 32 KB", json.len()), event));
             }

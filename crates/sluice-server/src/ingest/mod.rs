@@ -148,7 +148,7 @@ async fn handle_in_span(state: AppState, kind: Option<&'static str>, headers: He
     if state.jobs.send(job).is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down", None);
     }
-    match rx.await {
+    match rx.await.map(|a| a.result) {
         Ok(Ok(_)) => (StatusCode::OK, Json(json!({"success": true}))).into_response(),
         Ok(Err(_)) | Err(_) => {
             error(StatusCode::INTERNAL_SERVER_ERROR, "store_failed", "the events could not be stored; retry", None)

@@ -254,8 +254,12 @@ fn due(conn: &Connection, dest_id: &str, cursor: i64, batch: usize) -> store::Re
     let mut rows = stmt.query(params![cursor, scan]).map_err(&w)?;
     while let Some(r) = rows.next().map_err(&w)? {
         let seq: i64 = r.get(0).map_err(&w)?;
-        let routes: String = r.get(1).map_err(&w)?;
-        if routes::contains(&routes, dest_id) {
+        // borrowed from the row: no copy for the events routed elsewhere
+        let routed = match r.get_ref(1).map_err(&w)? {
+            rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).is_ok_and(|t| routes::contains(t, dest_id)),
+            _ => routes::contains(&r.get::<_, String>(1).map_err(&w)?, dest_id),
+        };
+        if routed {
             if events.len() == batch {
                 break;
             }

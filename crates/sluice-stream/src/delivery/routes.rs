@@ -12,6 +12,9 @@ pub fn encode(ids: &[&str]) -> String {
 /// Whether the stored `routes` name `dest` exactly. Logs written before this format (`,a,b,`)
 /// are still read, element by element.
 pub fn contains(routes: &str, dest: &str) -> bool {
+    if let Some(found) = contains_plain(routes, dest) {
+        return found;
+    }
     if routes.starts_with('[') {
         match serde_json::from_str::<Vec<String>>(routes) {
             Ok(ids) => ids.iter().any(|id| id == dest),
@@ -19,6 +22,38 @@ pub fn contains(routes: &str, dest: &str) -> bool {
         }
     } else {
         routes.split(',').any(|id| !id.is_empty() && id == dest)
+    }
+}
+
+/// [`contains`] without allocating, for the usual stored form: a JSON array of strings with no
+/// escapes (each element is then its id, verbatim). `None` for anything else (escapes, the
+/// earlier format, malformed text): the caller parses it.
+fn contains_plain(routes: &str, dest: &str) -> Option<bool> {
+    let b = routes.as_bytes();
+    if b.first() != Some(&b'[') || b.contains(&b'\\') {
+        return None;
+    }
+    let mut i = 1;
+    let mut found = false;
+    if b.get(i) == Some(&b']') {
+        return (i + 1 == b.len()).then_some(false);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let len = b[i + 1..].iter().position(|&c| c == b'"')?;
+        // a control character would be invalid JSON: let the parser decide
+        if b[i + 1..i + 1 + len].iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        found |= &b[i + 1..i + 1 + len] == dest.as_bytes();
+        i += len + 2;
+        match b.get(i) {
+            Some(b',') => i += 1,
+            Some(b']') if i + 1 == b.len() => return Some(found),
+            _ => return None,
+        }
     }
 }
 
@@ -47,5 +82,26 @@ mod tests {
         // the earlier format
         assert!(contains(",ab,c,", "ab") && !contains(",ab,c,", "a") && !contains(",,", ""));
         assert!(!contains("[not json", "a"));
+        // the allocation-free reading agrees with the parser on every form
+        for routes in [
+            r#"[]"#,
+            r#"["a"]"#,
+            r#"["a","b"]"#,
+            r#"["a,b","c"]"#,
+            r#"["x\"y"]"#,
+            r#"["a"]x"#,
+            r#"["a""#,
+            r#"["a",]"#,
+            r#"[ "a"]"#,
+            "[\"a\tb\"]",
+            r#"["é","ü"]"#,
+            r#"["",""]"#,
+        ] {
+            for dest in ["a", "b", "a,b", "c", "x\"y", "", "é", "a\tb"] {
+                let parsed =
+                    serde_json::from_str::<Vec<String>>(routes).is_ok_and(|ids| ids.iter().any(|id| id == dest));
+                assert_eq!(contains(routes, dest), parsed, "{routes} {dest}");
+            }
+        }
     }
 }
