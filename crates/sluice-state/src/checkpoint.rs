@@ -195,22 +195,16 @@ impl StateStore {
 
     /// How many records the destination of a mapping holds.
     pub fn checkpoint_held(&self, mapping: i64) -> Result<u64> {
-        self.wrap(self.conn.query_row(
-            "select count(*) from checkpoint where mapping = ?1 and held is not null",
-            [mapping],
-            |r| r.get::<_, i64>(0),
-        ))
-        .map(|n| n as u64)
+        self.count_entries("select count(*) from checkpoint where mapping = ?1 and held is not null", mapping)
     }
 
     /// How many records consent withholds from a mapping's destination now.
     pub fn checkpoint_withheld(&self, mapping: i64) -> Result<u64> {
-        self.wrap(self.conn.query_row(
-            "select count(*) from checkpoint where mapping = ?1 and pending = 1",
-            [mapping],
-            |r| r.get::<_, i64>(0),
-        ))
-        .map(|n| n as u64)
+        self.count_entries("select count(*) from checkpoint where mapping = ?1 and pending = 1", mapping)
+    }
+
+    fn count_entries(&self, sql: &str, mapping: i64) -> Result<u64> {
+        self.wrap(self.conn.query_row(sql, [mapping], |r| r.get::<_, i64>(0))).map(|n| n as u64)
     }
 
     /// The warehouse snapshot generation a mapping has caught up with (`None`: none).
