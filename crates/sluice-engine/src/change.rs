@@ -152,6 +152,24 @@ pub fn check_models(ws: &Workspace, which: &[usize]) -> Result<Vec<String>, Conf
             Ok(cols) => errs.extend(model_column_errors(&at, m, &cols)),
         }
     }
+    // a source with `diff: warehouse` needs its snapshot schema: named now, not at the first sync
+    let mut checked = std::collections::HashSet::new();
+    for &i in which {
+        let source = &ws.file.models[i].source;
+        let Some((at, s)) = ws.file.sources.iter().enumerate().find(|(_, s)| &s.id == source) else { continue };
+        let sluice_core::SourceSettings::Postgres(p) = &s.settings else { continue };
+        let (sluice_core::DiffMode::Warehouse, Some(schema)) = (p.diff, p.sluice_schema.as_deref()) else { continue };
+        if !checked.insert(source.clone()) {
+            continue;
+        }
+        let r = ws.warehouse(source).and_then(|mut w| match w.diff() {
+            Some(d) => d.check_schema(schema),
+            None => Ok(()),
+        });
+        if let Err(e) = r {
+            errs.push(ConfigError::new(format!("sources[{at}] ({source}).sluice_schema"), e.to_string()));
+        }
+    }
     warnings.sort();
     warnings.dedup();
     if errs.is_empty() {

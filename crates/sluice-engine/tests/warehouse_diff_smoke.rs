@@ -129,3 +129,23 @@ fn duplicated_ids_and_held_back_deletes_behave_as_with_the_local_diff() {
     env.sync(&ws2, "people");
     assert_eq!(env.ids("/crm", "deleted").len(), 35);
 }
+
+#[test]
+fn apply_names_a_missing_snapshot_schema_and_the_grant_to_run() {
+    let (_c, schema) = pg("CREATE TABLE people (id bigint primary key, email text, ads boolean);");
+    let env = Env::new("");
+    let yaml = |snap: &str| {
+        format!(
+            "sources: [{{id: pg, kind: postgres, url: \"{}\", allow_privileged_role: true, diff: warehouse, sluice_schema: {snap}}}]
+models: [{{id: people, source: pg, unique_id: id, sql: 'select * from {schema}.people'}}]",
+            pg_url()
+        )
+    };
+    let ws = sluice_engine::Workspace::from_yaml(&yaml("no_such_schema"), env.dir.path().to_path_buf()).unwrap();
+    let e = ws.check_models().unwrap_err();
+    assert_eq!(e.0[0].at, "sources[0] (pg).sluice_schema", "{e}");
+    assert!(e.0[0].message.contains("CREATE SCHEMA no_such_schema AUTHORIZATION"), "{e}");
+    let ws =
+        sluice_engine::Workspace::from_yaml(&yaml(&format!("{schema}_snap")), env.dir.path().to_path_buf()).unwrap();
+    ws.check_models().unwrap();
+}

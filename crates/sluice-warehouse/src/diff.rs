@@ -100,6 +100,10 @@ impl DiffDelta {
 
 /// A warehouse that can keep a model's snapshot and diff the model against it.
 pub trait WarehouseDiff {
+    /// Checks that `schema` exists and Sluice's role may create tables in it (`apply` calls it,
+    /// so a missing grant is named before a sync needs it).
+    fn check_schema(&mut self, schema: &str) -> Result<(), WarehouseError>;
+
     /// The snapshot's state, or `None` when it was never built.
     fn snapshot_info(&mut self, snapshot: &Snapshot) -> Result<Option<SnapshotInfo>, WarehouseError>;
 

@@ -67,6 +67,9 @@ pub enum WarehouseError {
         /// What is wrong, naming the grant or the generations.
         message: String,
     },
+    /// The schema a `diff: warehouse` source keeps its snapshots in cannot be used.
+    #[error("{0}")]
+    SnapshotSchema(String),
 }
 
 impl WarehouseError {

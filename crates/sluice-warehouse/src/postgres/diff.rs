@@ -46,6 +46,28 @@ impl PostgresWarehouse {
 }
 
 impl WarehouseDiff for PostgresWarehouse {
+    fn check_schema(&mut self, schema: &str) -> Result<(), WarehouseError> {
+        let refused = WarehouseError::SnapshotSchema;
+        let row = self
+            .client
+            .query_one(
+                "SELECT to_regnamespace($1::text) IS NOT NULL, current_user::text,
+                        CASE WHEN to_regnamespace($1::text) IS NOT NULL
+                             THEN has_schema_privilege($1::text, 'CREATE, USAGE') ELSE false END",
+                &[&schema],
+            )
+            .map_err(|e| db_err(&e))?;
+        let (exists, role, may): (bool, String, bool) = (row.get(0), row.get(1), row.get(2));
+        if !exists || !may {
+            let what = if exists { "exists but role `{role}` may not create tables in it" } else { "does not exist" };
+            return Err(refused(format!(
+                "schema `{schema}` {}: run `CREATE SCHEMA {schema} AUTHORIZATION {role};` (or GRANT CREATE, USAGE ON SCHEMA {schema} TO {role})",
+                what.replace("{role}", &role)
+            )));
+        }
+        Ok(())
+    }
+
     fn snapshot_info(&mut self, snapshot: &Snapshot) -> Result<Option<SnapshotInfo>, WarehouseError> {
         let schema = quote_ident(&snapshot.schema);
         let exists: bool = self
