@@ -218,3 +218,44 @@ fn finding_13_transport_errors_never_carry_url_credentials() {
     let bad = sluice_destinations::http::check_url("url", "ftp://u:hunter2pass@h/").unwrap_err();
     assert!(!bad.message.contains("hunter2pass"), "{}", bad.message);
 }
+
+/// The streaming path (`deliver_events`, one attempt per call: the worker retries) against
+/// receivers that answer what no well-behaved server would: every event gets one outcome, only
+/// a 2xx is a delivery, nothing panics, and no answer makes the sink send more than it was asked.
+#[test]
+fn streamed_events_survive_hostile_answers_with_one_request_per_call() {
+    let events: Vec<sluice_destinations::Event> = (1..=3)
+        .map(|i| sluice_destinations::Event {
+            seq: i,
+            source: "web".into(),
+            body: format!(r#"{{"type":"track","event":"E","messageId":"m{i}"}}"#),
+        })
+        .collect();
+    for (name, answer, delivered) in [
+        ("garbage status line", RawAnswer::Bytes(b"HTTP/1.1 2OO OK\r\n\r\n".to_vec()), false),
+        ("closed without an answer", RawAnswer::Close, false),
+        ("a 200 whose body never ends", RawAnswer::Endless(head(200, &[])), true),
+        ("a 500 whose body trickles", RawAnswer::Trickle(head(500, &[]), Duration::from_millis(300)), false),
+        (
+            "a 429 with a hostile Retry-After",
+            RawAnswer::status(429, &[("Retry-After", "99999999999999999999")], b""),
+            false,
+        ),
+    ] {
+        let rx = RawReceiver::start();
+        rx.script([answer]);
+        let s = serde_json::json!({"url": format!("{}/hook", rx.url()), "max_attempts": 4, "timeout_secs": 1});
+        let ctx = BuildContext { base_dir: ".".into(), mapping_key: "stream/hook".into() };
+        let mut sink = WebhookSink::new(WebhookConfig::parse(s.as_object().unwrap()).unwrap(), &ctx);
+        let out = sink.deliver_events(&events);
+        assert_eq!(out.len(), 3, "{name}");
+        for o in &out {
+            match (delivered, o) {
+                (true, Ok(())) => {}
+                (false, Err(e)) => assert!(e.retryable, "{name}: {e:?}"),
+                _ => panic!("{name}: {o:?}"),
+            }
+        }
+        assert_eq!(rx.requests(), 1, "{name}: the worker retries, not the transport");
+    }
+}

@@ -189,3 +189,45 @@ models: [{id: p, source: dwh, sql: select * from p, unique_id: id, mappings: [{d
     assert_eq!((ids.len(), s.rx.items("/crm").len()), (40, 40), "every record once");
     assert!(s.rx.items("/crm").iter().all(|i| i["action"] == "added"), "no record was deleted");
 }
+
+/// The warehouse-side diff (issue 10) adds two source settings. A member must not be able to
+/// turn it on or point it at another schema (Sluice would write there), and a hostile schema
+/// name is refused before anything reaches the warehouse.
+#[test]
+fn review10_members_cannot_set_the_warehouse_diff_and_schema_names_are_checked() {
+    let url = sluice_testkit::pg_url();
+    let s = start_in(
+        tempfile::tempdir().unwrap(),
+        &format!("{{id: pg, kind: postgres, url: \"{url}\", allow_privileged_role: true}}"),
+        "",
+    );
+    let (owner, member) = tokens(&s);
+    let (_, list) = call(&s, "GET", "/api/v1/sources", Some(&member), None);
+    let mut pg = list["items"].as_array().unwrap().iter().find(|x| x["id"] == "pg").unwrap().clone();
+    pg["diff"] = json!("warehouse");
+    pg["sluice_schema"] = json!("sluice_snap");
+    let (st, b) = call(&s, "PUT", "/api/v1/sources/pg", Some(&member), Some(pg.clone()));
+    assert_eq!(st, 403, "{b}");
+    for hostile in ["public; drop table x", "a\"b", "", "1abc", &"s".repeat(64)] {
+        pg["sluice_schema"] = json!(hostile);
+        let (st, b) = call(&s, "PUT", "/api/v1/sources/pg", Some(&owner), Some(pg.clone()));
+        assert_eq!(st, 422, "{hostile}: {b}");
+        assert!(b["error"]["field"].as_str().unwrap().ends_with("sluice_schema"), "{b}");
+    }
+    // a schema setting without the diff is refused too (it would silently do nothing)
+    pg["diff"] = json!("local");
+    pg["sluice_schema"] = json!("sluice_snap");
+    assert_eq!(call(&s, "PUT", "/api/v1/sources/pg", Some(&owner), Some(pg)).0, 422);
+    // nothing was stored
+    let (_, list) = call(&s, "GET", "/api/v1/sources", Some(&member), None);
+    assert!(!list.to_string().contains("sluice_schema"), "{list}");
+}
+
+/// Without a token, the new fields change nothing: the private API answers 401 before parsing.
+#[test]
+fn review10_an_outsider_cannot_reach_the_source_settings() {
+    let s = start("");
+    let body = json!({"kind": "postgres", "url": "postgres://x@h/d", "diff": "warehouse", "sluice_schema": "s"});
+    assert_eq!(call(&s, "PUT", "/api/v1/sources/pg", None, Some(body.clone())).0, 401);
+    assert_eq!(call(&s, "PUT", "/api/v1/sources/pg", Some("not-a-token"), Some(body)).0, 401);
+}
