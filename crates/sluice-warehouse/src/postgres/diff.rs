@@ -43,6 +43,49 @@ impl PostgresWarehouse {
             sql = model_sql(sql)
         ))
     }
+
+    /// The key type a new snapshot of this model gets: the model's own integer ids stay
+    /// integers (so the diff can merge-join the model's primary key index with the snapshot's),
+    /// every other id is kept as text.
+    fn model_key(&mut self, sql: &str, id_column: &str) -> Result<Key, WarehouseError> {
+        Ok(match crate::Warehouse::id_order(self, sql, id_column)? {
+            crate::IdOrder::Integer => Key::Integer,
+            crate::IdOrder::Text => Key::Text,
+        })
+    }
+
+    /// The key type of an existing snapshot table (`Text` for one built before integer keys).
+    fn snapshot_key(&mut self, snapshot: &Snapshot) -> Result<Key, WarehouseError> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT format_type(a.atttypid, NULL) FROM pg_attribute a
+                 WHERE a.attrelid = to_regclass(format('%I.%I', $1::text, $2::text)) AND a.attname = 'id'",
+                &[&snapshot.schema, &snapshot.table()],
+            )
+            .map_err(|e| db_err(&e))?;
+        Ok(match row.map(|r| r.get::<_, String>(0)).as_deref() {
+            Some("bigint") => Key::Integer,
+            _ => Key::Text,
+        })
+    }
+}
+
+/// A snapshot's id column: the model's integer ids natively, or any id as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Integer,
+    Text,
+}
+
+impl Key {
+    /// The column's SQL type.
+    fn sql_type(self) -> &'static str {
+        match self {
+            Key::Integer => "bigint",
+            Key::Text => "text",
+        }
+    }
 }
 
 impl WarehouseDiff for PostgresWarehouse {
@@ -115,6 +158,7 @@ impl WarehouseDiff for PostgresWarehouse {
             drop(rows);
             end(tx)?;
         }
+        let key = self.model_key(sql, id_column)?.sql_type();
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
         let fresh = quote_ident(&format!("{}_new", snapshot.table()));
         let mut tx = writable(&mut self.client)?;
@@ -122,7 +166,7 @@ impl WarehouseDiff for PostgresWarehouse {
             "CREATE TABLE IF NOT EXISTS {schema}.{META} (name text PRIMARY KEY, generation bigint NOT NULL,
                  config_hash text NOT NULL, rows bigint NOT NULL, built_at timestamptz NOT NULL DEFAULT now());
              DROP TABLE IF EXISTS {schema}.{fresh};
-             CREATE TABLE {schema}.{fresh} (id text NOT NULL, h bigint NOT NULL);"
+             CREATE TABLE {schema}.{fresh} (id {key} NOT NULL, h bigint NOT NULL);"
         ))
         .map_err(|e| {
             Self::refused(snapshot, format!("cannot write in schema `{}`: {}", snapshot.schema, super::error_text(&e)))
@@ -132,6 +176,7 @@ impl WarehouseDiff for PostgresWarehouse {
         let rows = w.finish().map_err(|e| db_err(&e))? as i64;
         tx.batch_execute(&format!(
             "ALTER TABLE {schema}.{fresh} ADD PRIMARY KEY (id);
+             ANALYZE {schema}.{fresh};
              DROP TABLE IF EXISTS {schema}.{table};
              ALTER TABLE {schema}.{fresh} RENAME TO {table};"
         ))
@@ -161,23 +206,46 @@ impl WarehouseDiff for PostgresWarehouse {
         sink: &mut dyn FnMut(DiffItem) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
+        // integer ids on both sides join natively (the planner can then merge-join the model's
+        // primary key index with the snapshot's); any other pairing joins as text
+        let native = self.snapshot_key(snapshot)? == Key::Integer && self.model_key(sql, id_column)? == Key::Integer;
+        let (m_id, s_id, order, retry_type) = if native {
+            ("m.id", "s.id", "", "bigint[]")
+        } else {
+            ("m.id::text", "s.id::text", " COLLATE \"C\"", "text[]")
+        };
         // every row of the model (NULL ids included, to be counted), joined to the snapshot;
         // no grouping by id (it would double the cost): a duplicated id is caught when one of
         // its rows differs from the snapshot, and then kept at DUPLICATED (read every pass)
         let hash = self.row_hash()?;
-        let model = format!(
-            "SELECT (q.{id})::text AS id, {hash} AS h, 1 AS n FROM ({sql}) AS q",
-            id = quote_ident(id_column),
-            sql = model_sql(sql)
-        );
-        let query = format!(
-            "SELECT coalesce(m.id, s.id) AS id, m.h, m.n FROM ({model}) AS m
-             FULL OUTER JOIN {schema}.{table} AS s ON s.id = m.id
-             WHERE m.n IS NULL OR m.id IS NULL OR s.id IS NULL OR s.h <> m.h OR m.id = ANY($1)
-             ORDER BY coalesce(m.id, s.id) COLLATE \"C\""
-        );
+        let id = quote_ident(id_column);
         let mut tx = read_only(&mut self.client)?;
-        let mut rows = tx.query_raw(query.as_str(), [&retry]).map_err(|e| sql_error(e, sql))?;
+        // a model the warehouse reads in id order from an index (a table's primary key) is
+        // asked for that order: the planner then merge-joins the two indexes instead of
+        // hashing a million snapshot rows (measured 2x faster); any other model is hashed
+        let ordered =
+            native && index_ordered(&mut tx, &format!("SELECT q.{id} FROM ({}) AS q ORDER BY q.{id}", model_sql(sql)))?;
+        let model = format!(
+            "SELECT q.{id} AS id, {hash} AS h, 1 AS n FROM ({sql}) AS q{order}",
+            sql = model_sql(sql),
+            order = if ordered { format!(" ORDER BY q.{id}") } else { String::new() }
+        );
+        // (both sides ordered, so the merge join needs no sort and wins on cost)
+        let snap = if ordered {
+            format!("(SELECT id, h FROM {schema}.{table} ORDER BY id)")
+        } else {
+            format!("{schema}.{table}")
+        };
+        let query = format!(
+            "SELECT coalesce({m_id}, {s_id})::text AS id, m.h, m.n FROM ({model}) AS m
+             FULL OUTER JOIN {snap} AS s ON {s_id} = {m_id}
+             WHERE m.n IS NULL OR m.id IS NULL OR s.id IS NULL OR s.h <> m.h OR {m_id} = ANY($1::{retry_type})
+             ORDER BY coalesce({m_id}, {s_id}){order}"
+        );
+        // retried ids as the key type (an id that is not an integer is not in an integer model)
+        let retry_ints: Vec<i64> = retry.iter().filter_map(|id| id.parse().ok()).collect();
+        let param: &(dyn postgres::types::ToSql + Sync) = if native { &retry_ints } else { &retry };
+        let mut rows = tx.query_raw(query.as_str(), [param]).map_err(|e| sql_error(e, sql))?;
         while let Some(r) = rows.next().map_err(|e| sql_error(e, sql))? {
             let read = |e: postgres::Error| sql_error(e, sql);
             let (id, hash): (Option<String>, Option<i64>) = (r.try_get(0).map_err(read)?, r.try_get(1).map_err(read)?);
@@ -198,6 +266,7 @@ impl WarehouseDiff for PostgresWarehouse {
         delta: &DiffDelta,
         generation: i64,
     ) -> Result<i64, WarehouseError> {
+        let key = self.snapshot_key(snapshot)?.sql_type();
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
         let mut tx = writable(&mut self.client)?;
         let now: Option<i64> = tx
@@ -214,24 +283,31 @@ impl WarehouseDiff for PostgresWarehouse {
             ));
         }
         let (ids, hashes): (Vec<&str>, Vec<i64>) = delta.upserts.iter().map(|(i, h)| (i.as_str(), *h)).unzip();
-        tx.execute(
-            &format!(
-                "INSERT INTO {schema}.{table} (id, h) SELECT * FROM unnest($1::text[], $2::bigint[])
-                 ON CONFLICT (id) DO UPDATE SET h = excluded.h"
-            ),
-            &[&ids, &hashes],
-        )
-        .map_err(|e| db_err(&e))?;
-        tx.execute(&format!("DELETE FROM {schema}.{table} WHERE id = ANY($1)"), &[&delta.gone])
-            .map_err(|e| db_err(&e))?;
+        // the row count moves by the ids added and the ids removed (no count of the whole table)
+        let added: i64 = tx
+            .query_one(
+                &format!(
+                    "WITH up AS (INSERT INTO {schema}.{table} (id, h)
+                         SELECT u.id::{key}, u.h FROM unnest($1::text[], $2::bigint[]) AS u(id, h)
+                         ON CONFLICT (id) DO UPDATE SET h = excluded.h RETURNING (xmax = 0) AS fresh)
+                     SELECT count(*) FILTER (WHERE fresh) FROM up"
+                ),
+                &[&ids, &hashes],
+            )
+            .map_err(|e| db_err(&e))?
+            .get(0);
+        // (an id that is not an integer cannot be in an integer-keyed snapshot)
+        let gone: Vec<&String> = delta.gone.iter().filter(|id| key == "text" || id.parse::<i64>().is_ok()).collect();
+        let removed = tx
+            .execute(&format!("DELETE FROM {schema}.{table} WHERE id = ANY($1::text[]::{key}[])"), &[&gone])
+            .map_err(|e| db_err(&e))? as i64;
         let next: i64 = tx
             .query_one(
                 &format!(
-                    "UPDATE {schema}.{META} SET generation = generation + 1,
-                         rows = (SELECT count(*) FROM {schema}.{table}), built_at = now()
+                    "UPDATE {schema}.{META} SET generation = generation + 1, rows = rows + $2, built_at = now()
                      WHERE name = $1 RETURNING generation"
                 ),
-                &[&snapshot.table()],
+                &[&snapshot.table(), &(added - removed)],
             )
             .map_err(|e| db_err(&e))?
             .get(0);
@@ -244,6 +320,19 @@ impl WarehouseDiff for PostgresWarehouse {
 /// (`default_transaction_read_only = on`, as README advises for the models).
 fn writable(client: &mut postgres::Client) -> Result<postgres::Transaction<'_>, WarehouseError> {
     client.build_transaction().read_only(false).start().map_err(|e| db_err(&e))
+}
+
+/// Whether the planner reads `query` (ordered by the id) without sorting it: from an index.
+/// Planning only; nothing runs.
+fn index_ordered(tx: &mut postgres::Transaction<'_>, query: &str) -> Result<bool, WarehouseError> {
+    let plan: serde_json::Value =
+        tx.query_one(&format!("EXPLAIN (FORMAT JSON) {query}"), &[]).map_err(|e| db_err(&e))?.get(0);
+    fn sorts(node: &serde_json::Value) -> bool {
+        let kind = node.get("Node Type").and_then(|k| k.as_str()).unwrap_or("");
+        kind.contains("Sort")
+            || node.get("Plans").and_then(|p| p.as_array()).is_some_and(|children| children.iter().any(sorts))
+    }
+    Ok(plan.get(0).and_then(|p| p.get("Plan")).is_some_and(|p| !sorts(p)))
 }
 
 /// One line of `COPY … FROM STDIN` text format: the id escaped, a tab, the hash.

@@ -412,18 +412,27 @@ impl Warehouse for PostgresWarehouse {
             IdOrder::Text => format!("{id} COLLATE \"C\" NULLS FIRST"),
         };
         let only: Vec<String> = needs.only_ids.clone().unwrap_or_default();
-        let filter = if needs.only_ids.is_some() {
-            format!(" WHERE {id} IN (SELECT unnest($1::text[]))")
-        } else {
-            String::new()
+        let filter = match (needs.only_ids.is_some(), order) {
+            (false, _) => String::new(),
+            // compared as integers, so an index on the id finds each row (no text form of every id)
+            (true, IdOrder::Integer) => format!(" WHERE {col} IN (SELECT unnest($1::bigint[]))"),
+            (true, IdOrder::Text) => format!(" WHERE {id} IN (SELECT unnest($1::text[]))"),
         };
         let q = format!(
             "SELECT {id}, {} FROM ({}) AS sluice_model{filter} ORDER BY {order_by}",
             Self::select_list(&cols),
             model_sql(sql)
         );
-        let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            if needs.only_ids.is_some() { vec![&only] } else { vec![] };
+        // (an id that is not an integer is not in an integer model)
+        let only_ints: Vec<i64> = match order {
+            IdOrder::Integer => only.iter().filter_map(|id| id.parse().ok()).collect(),
+            IdOrder::Text => Vec::new(),
+        };
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = match (needs.only_ids.is_some(), order) {
+            (false, _) => vec![],
+            (true, IdOrder::Integer) => vec![&only_ints],
+            (true, IdOrder::Text) => vec![&only],
+        };
         let _busy = self.canceller.busy()?;
         let mut tx = read_only(&mut self.client)?;
         let explain = |e: WarehouseError| self.canceller.explain(e);
