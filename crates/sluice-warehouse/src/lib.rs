@@ -4,11 +4,13 @@
 
 use serde_json::Value;
 
+pub mod bigquery;
 mod cancel;
 pub mod diff;
 mod error;
 mod open;
 pub mod postgres;
+mod rest;
 pub mod sqlite;
 
 pub use cancel::Canceller;

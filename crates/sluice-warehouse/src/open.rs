@@ -36,6 +36,19 @@ pub fn open(source: &SourceConfig, base_dir: &Path) -> Result<Box<dyn Warehouse>
             };
             Ok(Box::new(PostgresWarehouse::connect(&opts)?))
         }
+        SourceSettings::Bigquery(b) => {
+            Ok(Box::new(crate::bigquery::BigQueryWarehouse::open(&crate::bigquery::BqOptions {
+                project: b.project.clone(),
+                credentials_file: base_dir.join(&b.credentials_file),
+                location: b.location.clone(),
+                endpoint: b.endpoint.clone(),
+                statement_timeout: b.statement_timeout_secs.map(Duration::from_secs),
+            })?))
+        }
+        SourceSettings::Databricks(_) => Err(WarehouseError::Connect {
+            target: format!("source {}", source.id),
+            message: "databricks: not yet".into(),
+        }),
         SourceSettings::Events(_) => Err(WarehouseError::NotAWarehouse { source_id: source.id.clone() }),
     }
 }
