@@ -428,4 +428,36 @@ mod tests {
         let e = refused("sources: [{id: dwh, kind: sqlite, path: w.db, statement_timeout_secs: soon}]");
         assert!(e.contains("field `statement_timeout_secs`: invalid type"), "{e}");
     }
+
+    #[test]
+    fn synapse_and_sql_server_are_refused_with_the_reason() {
+        for kind in ["synapse", "azure_synapse", "Synapse", "mssql"] {
+            let e = refused(&format!("sources: [{{id: az, kind: {kind}, host: x.sql.azuresynapse.net}}]"));
+            assert!(e.contains("field `kind`") && e.contains("not supported yet"), "{kind}: {e}");
+            assert!(e.contains("TDS") && e.contains("(source `az`)"), "{kind}: {e}");
+        }
+    }
+
+    #[test]
+    fn cloud_warehouse_settings_are_checked_without_io() {
+        let check = |yaml: &str| {
+            let f = WorkspaceFile::from_yaml(yaml).unwrap();
+            crate::validate(f, &crate::catalog::TestCatalog).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        let ok = "sources: [{id: bq, kind: bigquery, project: my-proj, credentials_file: sa.json, location: EU},
+  {id: db, kind: databricks, host: dbc-1.cloud.databricks.com, token: dapi1, warehouse_id: abc123, catalog: main}]";
+        assert_eq!(check(ok), "");
+        let f = WorkspaceFile::from_yaml(ok).unwrap();
+        let shown = serde_json::to_value(&f.sources).unwrap();
+        assert_eq!(shown[1]["token"], "<set>", "the Databricks token is a sealed credential");
+        let e = check("sources: [{id: bq, kind: bigquery, project: My_Proj, credentials_file: '', endpoint: 'http://bq.example'}]");
+        assert!(e.contains("sources[0] (bq).project") && e.contains("not a project id"), "{e}");
+        assert!(e.contains("sources[0] (bq).credentials_file"), "{e}");
+        assert!(e.contains("sources[0] (bq).endpoint") && e.contains("https://"), "{e}");
+        let e =
+            check("sources: [{id: db, kind: databricks, host: 'http://db.example', token: '', warehouse_id: 'a b'}]");
+        assert!(e.contains("(db).host") && e.contains("(db).token") && e.contains("(db).warehouse_id"), "{e}");
+        let e = refused("sources: [{id: db, kind: databricks, host: h, token: t, warehouse_id: w, url: x}]");
+        assert!(e.contains("unknown field `url`"), "{e}");
+    }
 }
