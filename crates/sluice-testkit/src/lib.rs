@@ -3,6 +3,7 @@
 //! answers whatever bytes a test wants: bad headers, endless bodies, resets.
 
 pub mod bigquery;
+pub mod databricks;
 pub mod raw;
 pub mod sqlfake;
 

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 pub mod bigquery;
 mod cancel;
+pub mod databricks;
 pub mod diff;
 mod error;
 mod open;

@@ -45,10 +45,16 @@ pub fn open(source: &SourceConfig, base_dir: &Path) -> Result<Box<dyn Warehouse>
                 statement_timeout: b.statement_timeout_secs.map(Duration::from_secs),
             })?))
         }
-        SourceSettings::Databricks(_) => Err(WarehouseError::Connect {
-            target: format!("source {}", source.id),
-            message: "databricks: not yet".into(),
-        }),
+        SourceSettings::Databricks(d) => {
+            Ok(Box::new(crate::databricks::DatabricksWarehouse::open(&crate::databricks::DbxOptions {
+                base: sluice_core::cloud::databricks_base(&d.host),
+                token: d.token.expose().to_string(),
+                warehouse_id: d.warehouse_id.clone(),
+                catalog: d.catalog.clone(),
+                schema: d.schema.clone(),
+                statement_timeout: d.statement_timeout_secs.map(Duration::from_secs),
+            })?))
+        }
         SourceSettings::Events(_) => Err(WarehouseError::NotAWarehouse { source_id: source.id.clone() }),
     }
 }
