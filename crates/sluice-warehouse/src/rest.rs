@@ -18,6 +18,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How much of an unparseable answer an error quotes.
 const EXCERPT: usize = 200;
 
+/// How long a preview's query may run (less when the source's statement timeout is shorter).
+pub(crate) const PREVIEW_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// One HTTP answer, read whole (up to [`MAX_BODY`]).
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -205,6 +208,115 @@ impl Http {
     }
 }
 
+/// The most bytes one streamed answer (a result chunk) may have.
+pub(crate) const MAX_STREAM: u64 = 4 * 1024 * 1024 * 1024;
+
+impl Http {
+    /// Sends (retrying throttling as [`Http::send`] does) and, on a 2xx, returns the body to
+    /// read as it arrives (at most [`MAX_STREAM`] bytes); any other answer is read whole.
+    pub fn open(
+        &self,
+        req: &Request<'_>,
+        deadline: Instant,
+        throttled: impl Fn(&Answer) -> bool,
+    ) -> Result<Result<Box<dyn Read + Send>, Answer>, WarehouseError> {
+        let mut delays = ExponentialBuilder::default()
+            .with_min_delay(self.retry_min)
+            .with_max_delay(Duration::from_secs(10))
+            .with_max_times(MAX_TRIES - 1)
+            .with_jitter()
+            .build();
+        loop {
+            let mut r = self.agent.request(req.method, req.url);
+            for (k, v) in &req.headers {
+                r = r.set(k, v);
+            }
+            let resp = match r.call() {
+                Ok(resp) => return Ok(Ok(Box::new(resp.into_reader().take(MAX_STREAM)))),
+                Err(ureq::Error::Status(_, resp)) => resp,
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(WarehouseError::Connect {
+                        target: self.target.clone(),
+                        message: format!("GET {}: {}", strip_query(req.url), excerpt(&t.to_string())),
+                    })
+                }
+            };
+            let status = resp.status();
+            let retry_after =
+                resp.header("Retry-After").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+            let mut body = Vec::new();
+            let _ = resp.into_reader().take(64 * 1024).read_to_end(&mut body);
+            let answer = Answer { status, body, retry_after };
+            let wait = match delays.next() {
+                Some(b) if throttled(&answer) => answer.retry_after.map_or(b, |ra| ra.max(b)),
+                _ => return Ok(Err(answer)),
+            };
+            if wait > MAX_RETRY_AFTER || Instant::now() + wait > deadline {
+                return Ok(Err(answer));
+            }
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// Why [`each_in_array`] stopped early.
+pub(crate) enum ArrayError {
+    /// The consumer failed.
+    Stopped(WarehouseError),
+    /// The body is not a JSON array (truncated, malformed), with serde's message.
+    Json(String),
+}
+
+/// Reads a JSON array from `reader`, handing each element to `each` as soon as it is parsed
+/// (one element in memory at a time), until the array ends or `each` returns false.
+pub(crate) fn each_in_array(
+    reader: impl Read,
+    each: &mut dyn FnMut(Value) -> Result<bool, WarehouseError>,
+) -> Result<(), ArrayError> {
+    use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
+    struct Seed<'a> {
+        each: &'a mut dyn FnMut(Value) -> Result<bool, WarehouseError>,
+        failure: Option<WarehouseError>,
+        stopped: bool,
+    }
+    impl<'de> DeserializeSeed<'de> for &mut Seed<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de> Visitor<'de> for &mut Seed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list of rows")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while let Some(v) = seq.next_element::<Value>()? {
+                match (self.each)(v) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        self.stopped = true;
+                        return Err(A::Error::custom("stopped"));
+                    }
+                    Err(e) => {
+                        self.failure = Some(e);
+                        return Err(A::Error::custom("failed"));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+    let mut seed = Seed { each, failure: None, stopped: false };
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+    let r = (&mut seed).deserialize(&mut de).and_then(|()| de.end());
+    match (r, seed.failure, seed.stopped) {
+        (_, Some(e), _) => Err(ArrayError::Stopped(e)),
+        (_, None, true) | (Ok(()), None, false) => Ok(()),
+        (Err(e), None, false) => Err(ArrayError::Json(e.to_string())),
+    }
+}
+
 /// `url` without its query (which may hold a signature).
 pub(crate) fn strip_query(url: &str) -> &str {
     url.split(['?', '#']).next().unwrap_or(url)
@@ -277,5 +389,31 @@ mod tests {
         assert_eq!(request_id().len(), 36);
         assert_ne!(request_id(), request_id());
         assert!(excerpt(&"x".repeat(500)).ends_with('…'));
+    }
+
+    #[test]
+    fn arrays_are_read_element_by_element() {
+        // a body that breaks off after two rows: both were handed on before the error
+        let mut got = Vec::new();
+        let r = each_in_array(std::io::Cursor::new(b"[[\"1\"],[\"2\"],[\"3".to_vec()), &mut |v| {
+            got.push(v);
+            Ok(true)
+        });
+        assert!(matches!(r, Err(ArrayError::Json(m)) if m.contains("EOF")));
+        assert_eq!(got, vec![serde_json::json!(["1"]), serde_json::json!(["2"])]);
+        let mut n = 0;
+        let r = each_in_array(std::io::Cursor::new(b"[1,2,3] x".to_vec()), &mut |_| {
+            n += 1;
+            Ok(n < 2)
+        });
+        assert!(r.is_ok() && n == 2, "stops when asked, before trailing garbage");
+        assert!(matches!(
+            each_in_array(std::io::Cursor::new(b"[1] x".to_vec()), &mut |_| Ok(true)),
+            Err(ArrayError::Json(_))
+        ));
+        assert!(matches!(
+            each_in_array(std::io::Cursor::new(b"{}".to_vec()), &mut |_| Ok(true)),
+            Err(ArrayError::Json(_))
+        ));
     }
 }

@@ -122,7 +122,7 @@ impl Client {
         Self { http, base, location, account, job_timeout, running: Arc::new(Mutex::new(None)) }
     }
 
-    /// The deadline of a statement started now.
+    /// The deadline of a call made now.
     fn deadline(&self) -> Instant {
         Instant::now() + self.job_timeout + Duration::from_secs(1)
     }
@@ -183,17 +183,19 @@ impl Client {
     pub fn run(
         &mut self,
         sql: &str,
+        timeout: Duration,
         page_rows: usize,
         canceller: &Canceller,
         each: &mut dyn FnMut(&[Field], &Value) -> Result<bool, WarehouseError>,
     ) -> Result<(), WarehouseError> {
-        let deadline = self.deadline();
+        let timeout = timeout.min(self.job_timeout);
+        let deadline = Instant::now() + timeout + Duration::from_secs(1);
         let mut body = json!({
             "query": sql,
             "useLegacySql": false,
             "maxResults": page_rows,
             "timeoutMs": WAIT_MS,
-            "jobTimeoutMs": self.job_timeout.as_millis().to_string(),
+            "jobTimeoutMs": timeout.as_millis().to_string(),
             "formatOptions": {"useInt64Timestamp": true},
             "requestId": rest::request_id(),
             "jobCreationMode": "JOB_CREATION_REQUIRED",
@@ -226,7 +228,7 @@ impl Client {
         );
         let token = self.account.token(&self.http, deadline)?;
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some((cancel, token));
-        let r = self.pages(&mut v, &results, &query, deadline, canceller, each);
+        let r = self.pages(&mut v, &results, &query, (deadline, timeout), canceller, each);
         let left = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
         if r.is_err() {
             // stop what the warehouse may still be doing for nothing
@@ -242,7 +244,7 @@ impl Client {
         v: &mut Value,
         results: &str,
         query: &str,
-        deadline: Instant,
+        (deadline, timeout): (Instant, Duration),
         canceller: &Canceller,
         each: &mut dyn FnMut(&[Field], &Value) -> Result<bool, WarehouseError>,
     ) -> Result<(), WarehouseError> {
@@ -254,7 +256,7 @@ impl Client {
                 return Err(WarehouseError::Cancelled);
             }
             if !poll.wait(deadline) {
-                return Err(WarehouseError::Timeout { secs: self.job_timeout.as_secs() });
+                return Err(WarehouseError::Timeout { secs: timeout.as_secs() });
             }
             let url = format!("{results}?{query}&timeoutMs={WAIT_MS}");
             *v = self.call("GET", &url, None, None)?;
@@ -302,7 +304,7 @@ impl Client {
                 return Err(WarehouseError::Cancelled);
             }
             if Instant::now() > deadline {
-                return Err(WarehouseError::Timeout { secs: self.job_timeout.as_secs() });
+                return Err(WarehouseError::Timeout { secs: timeout.as_secs() });
             }
             let url = format!("{results}?{query}&pageToken={}", enc(&token));
             *v = self.call("GET", &url, None, None)?;

@@ -132,7 +132,8 @@ impl Warehouse for BigQueryWarehouse {
         let mut out: Vec<Vec<Value>> = Vec::new();
         let mut columns = fields.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
         let mut failure = None;
-        self.client.run(&q, limit.max(1), &self.canceller.clone(), &mut |fs, row| {
+        let timeout = crate::rest::PREVIEW_TIMEOUT;
+        self.client.run(&q, timeout, limit.max(1), &self.canceller.clone(), &mut |fs, row| {
             columns = fs.iter().map(|f| f.name.clone()).collect();
             let cells = rows::cells(row, fs.len())
                 .map_err(|m| WarehouseError::Answer { target: "BigQuery".into(), message: m })?;
@@ -181,7 +182,7 @@ impl Warehouse for BigQueryWarehouse {
         let mut guard = OrderGuard::new(IdOrder::Text);
         let target = self.client.http.target.clone();
         let bad = |m: String| WarehouseError::Answer { target: target.clone(), message: m };
-        self.client.run(&q, PAGE_ROWS, &self.canceller.clone(), &mut |fs, row| {
+        self.client.run(&q, Duration::MAX, PAGE_ROWS, &self.canceller.clone(), &mut |fs, row| {
             if fs.len() != n + 1 {
                 return Err(bad(format!("the result has {} columns, the model {n} (and the id)", fs.len())));
             }

@@ -105,10 +105,12 @@ impl Client {
         &self,
         sql: &str,
         disposition: Disposition,
+        timeout: Duration,
         canceller: &Canceller,
         each: &mut dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError>,
     ) -> Result<Vec<Column>, WarehouseError> {
-        let deadline = Instant::now() + self.timeout;
+        let timeout = timeout.min(self.timeout);
+        let deadline = Instant::now() + timeout;
         let mut body = json!({
             "warehouse_id": self.warehouse_id,
             "statement": sql,
@@ -134,7 +136,7 @@ impl Client {
         let path = format!("/api/2.0/sql/statements/{id}");
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((format!("{}{path}/cancel", self.base), self.token.clone()));
-        let r = self.follow(&mut v, &path, deadline, canceller, each);
+        let r = self.follow(&mut v, &path, (deadline, timeout), canceller, each);
         let left = self.running.lock().unwrap_or_else(|p| p.into_inner()).take();
         if r.is_err() {
             if let Some((url, token)) = left {
@@ -148,7 +150,7 @@ impl Client {
         &self,
         v: &mut Value,
         path: &str,
-        deadline: Instant,
+        (deadline, timeout): (Instant, Duration),
         canceller: &Canceller,
         each: &mut dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError>,
     ) -> Result<Vec<Column>, WarehouseError> {
@@ -181,7 +183,7 @@ impl Client {
                 return Err(WarehouseError::Cancelled);
             }
             if !poll.wait(deadline) {
-                return Err(WarehouseError::Timeout { secs: self.timeout.as_secs() });
+                return Err(WarehouseError::Timeout { secs: timeout.as_secs() });
             }
             *v = self.call("GET", path, None, deadline)?;
         }
@@ -194,14 +196,17 @@ impl Client {
         let chunks = manifest["total_chunk_count"].as_u64().unwrap_or(0);
         let total_rows = manifest["total_row_count"].as_u64();
         let mut result = v.get_mut("result").map(Value::take).unwrap_or(Value::Null);
-        let (mut seen, mut fetched, mut last_index): (u64, u64, Option<u64>) = (0, 0, None);
+        let (mut fetched, mut last_index): (u64, Option<u64>) = (0, None);
+        let mut rows =
+            RowSink { columns: &columns, each, total: total_rows, seen: 0, stopped: false, target: &self.http.target };
         loop {
-            if result.is_null() {
+            if result.is_null() || rows.stopped {
                 break;
             }
             let mut next = None;
-            let mut batches: Vec<Value> = Vec::new();
-            let more = |fetched: &mut u64| {
+            let mut chunks_here = 0;
+            let mut more = |fetched: &mut u64| {
+                chunks_here += 1;
                 *fetched += 1;
                 if *fetched > chunks.max(1) {
                     return Err(self.bad(format!("more chunks than the {chunks} the manifest lists")));
@@ -210,46 +215,34 @@ impl Client {
             };
             if let Some(data) = result.get_mut("data_array").map(Value::take) {
                 more(&mut fetched)?;
-                batches.push(data);
                 next = result["next_chunk_internal_link"].as_str().map(String::from);
                 check_index(&result, &mut last_index).map_err(|m| self.bad(m))?;
+                let Value::Array(list) = data else { return Err(self.bad("a chunk's rows are not a list".into())) };
+                for row in list {
+                    if !rows.push(row)? {
+                        break;
+                    }
+                }
             }
             if let Some(links) = result["external_links"].as_array() {
                 for link in links {
+                    if rows.stopped {
+                        break;
+                    }
                     check_index(link, &mut last_index).map_err(|m| self.bad(m))?;
                     more(&mut fetched)?;
                     if canceller.is_cancelled() {
                         return Err(WarehouseError::Cancelled);
                     }
-                    batches.push(self.external(link, deadline)?);
+                    self.external(link, deadline, &mut rows)?;
                     next = link["next_chunk_internal_link"].as_str().map(String::from);
                 }
             }
-            let batches_empty = batches.is_empty();
-            for batch in batches {
-                let Value::Array(list) = batch else { return Err(self.bad("a chunk's rows are not a list".into())) };
-                for row in list {
-                    seen += 1;
-                    if total_rows.is_some_and(|t| seen > t) {
-                        return Err(
-                            self.bad(format!("more rows than the {} the manifest lists", total_rows.unwrap_or(0)))
-                        );
-                    }
-                    let Value::Array(cells) = row else { return Err(self.bad("a row is not a list of values".into())) };
-                    if cells.len() != columns.len() {
-                        return Err(self.bad(format!(
-                            "a row has {} values, the manifest {} columns",
-                            cells.len(),
-                            columns.len()
-                        )));
-                    }
-                    if !each(&columns, cells)? {
-                        return Ok(columns);
-                    }
-                }
+            if rows.stopped {
+                break;
             }
             let Some(link) = next else { break };
-            if batches_empty {
+            if chunks_here == 0 {
                 return Err(self.bad("a chunk without rows or links points to another chunk".into()));
             }
             if !link.starts_with(&format!("{path}/result/chunks/")) || link.contains("://") || link.contains("..") {
@@ -262,19 +255,20 @@ impl Client {
                 return Err(WarehouseError::Cancelled);
             }
             if Instant::now() > deadline {
-                return Err(WarehouseError::Timeout { secs: self.timeout.as_secs() });
+                return Err(WarehouseError::Timeout { secs: timeout.as_secs() });
             }
             result = self.call("GET", &link, None, deadline)?;
         }
-        if let Some(t) = total_rows.filter(|t| seen < *t) {
+        let seen = rows.seen;
+        if let Some(t) = total_rows.filter(|t| seen < *t && !rows.stopped) {
             return Err(self.bad(format!("the chunks ended after {seen} rows but the manifest lists {t}")));
         }
         Ok(columns)
     }
 
-    /// One external link's rows: fetched without the Authorization header, with the link's own
-    /// `http_headers`.
-    fn external(&self, link: &Value, deadline: Instant) -> Result<Value, WarehouseError> {
+    /// One external link's rows, parsed one at a time as they arrive: fetched without the
+    /// Authorization header, with the link's own `http_headers`.
+    fn external(&self, link: &Value, deadline: Instant, rows: &mut RowSink<'_>) -> Result<(), WarehouseError> {
         let url =
             link["external_link"].as_str().ok_or_else(|| self.bad("an external link has no `external_link`".into()))?;
         let parsed = url::Url::parse(url).map_err(|_| self.bad("an `external_link` is not a URL".into()))?;
@@ -295,16 +289,52 @@ impl Client {
             }
         }
         let req = Request { method: "GET", url, headers, body: None };
-        let a = self.links.send(&req, deadline, throttled)?;
-        if !a.ok() {
-            return Err(self.bad(format!(
-                "fetching a result chunk ({}) answered HTTP {}: {}",
-                rest::strip_query(url),
-                a.status,
-                a.excerpt()
-            )));
+        let body = self.links.open(&req, deadline, throttled)?;
+        let body = match body {
+            Ok(reader) => reader,
+            Err(a) => {
+                return Err(self.bad(format!(
+                    "fetching a result chunk ({}) answered HTTP {}: {}",
+                    rest::strip_query(url),
+                    a.status,
+                    a.excerpt()
+                )))
+            }
+        };
+        rest::each_in_array(body, &mut |row| rows.push(row)).map_err(|e| match e {
+            rest::ArrayError::Stopped(e) => e,
+            rest::ArrayError::Json(m) => {
+                self.bad(format!("a result chunk ({}) is not valid JSON: {m}", rest::strip_query(url)))
+            }
+        })
+    }
+}
+
+/// Where a statement's rows go, one by one, checked against the manifest.
+struct RowSink<'a> {
+    columns: &'a [Column],
+    each: &'a mut dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError>,
+    total: Option<u64>,
+    seen: u64,
+    stopped: bool,
+    target: &'a str,
+}
+
+impl RowSink<'_> {
+    /// Hands one row on; false once the consumer wants no more.
+    fn push(&mut self, row: Value) -> Result<bool, WarehouseError> {
+        let bad = |message: String| WarehouseError::Answer { target: self.target.to_string(), message };
+        self.seen += 1;
+        if self.total.is_some_and(|t| self.seen > t) {
+            return Err(bad(format!("more rows than the {} the manifest lists", self.total.unwrap_or(0))));
         }
-        a.json(&self.links.target, "a result chunk")
+        let Value::Array(cells) = row else { return Err(bad("a row is not a list of values".into())) };
+        if cells.len() != self.columns.len() {
+            return Err(bad(format!("a row has {} values, the manifest {} columns", cells.len(), self.columns.len())));
+        }
+        let go_on = (self.each)(self.columns, cells)?;
+        self.stopped = !go_on;
+        Ok(go_on)
     }
 }
 

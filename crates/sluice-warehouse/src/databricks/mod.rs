@@ -107,7 +107,8 @@ impl DatabricksWarehouse {
         }
         let q = format!("SELECT * FROM ({}) AS sluice_model LIMIT 0", model_sql(sql));
         let _busy = self.canceller.busy()?;
-        let cols = self.client.run(&q, Disposition::Inline, &self.canceller.clone(), &mut |_, _| Ok(false))?;
+        let cols =
+            self.client.run(&q, Disposition::Inline, Duration::MAX, &self.canceller.clone(), &mut |_, _| Ok(false))?;
         if cols.is_empty() {
             return Err(WarehouseError::NoColumns);
         }
@@ -139,7 +140,8 @@ impl Warehouse for DatabricksWarehouse {
         let q = format!("SELECT * FROM ({}) AS sluice_model LIMIT {limit}", model_sql(sql));
         let _busy = self.canceller.busy()?;
         let mut out: Vec<Vec<Value>> = Vec::new();
-        let cols = self.client.run(&q, Disposition::Inline, &self.canceller.clone(), &mut |cols, cells| {
+        let timeout = crate::rest::PREVIEW_TIMEOUT;
+        let cols = self.client.run(&q, Disposition::Inline, timeout, &self.canceller.clone(), &mut |cols, cells| {
             if out.len() >= limit {
                 return Ok(false);
             }
@@ -181,7 +183,7 @@ impl Warehouse for DatabricksWarehouse {
         let target = self.client.http.target.clone();
         let bad = |m: String| WarehouseError::Answer { target: target.clone(), message: m };
         let mut guard = OrderGuard::new(IdOrder::Text);
-        self.client.run(&q, Disposition::ExternalLinks, &self.canceller.clone(), &mut |cs, cells| {
+        self.client.run(&q, Disposition::ExternalLinks, Duration::MAX, &self.canceller.clone(), &mut |cs, cells| {
             if cs.len() != n + 1 {
                 return Err(bad(format!("the result has {} columns, the model {n} (and the id)", cs.len())));
             }
