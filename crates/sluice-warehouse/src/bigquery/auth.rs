@@ -11,8 +11,8 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The scope of read-only BigQuery work (queries need `bigquery`, which read-only does not grant
-/// to jobs; permissions come from the service account's IAM roles).
+/// The OAuth scope of the BigQuery API (`bigquery.readonly` cannot run query jobs; what the
+/// account may do comes from its IAM roles, see README "Warehouse permissions").
 const SCOPE: &str = "https://www.googleapis.com/auth/bigquery";
 /// Google's token endpoint, when the key file names none.
 const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
