@@ -28,6 +28,9 @@ pub(crate) struct DryRun {
     pub fields: Vec<Field>,
 }
 
+/// Takes each row of a result (with its schema); false: no more rows wanted.
+pub(crate) type EachRow<'a> = dyn FnMut(&[Field], &Value) -> Result<bool, WarehouseError> + 'a;
+
 /// A job under way, for its cancellation from another thread: the cancel URL and the token.
 pub(crate) type Running = Arc<Mutex<Option<(String, String)>>>;
 
@@ -186,7 +189,7 @@ impl Client {
         timeout: Duration,
         page_rows: usize,
         canceller: &Canceller,
-        each: &mut dyn FnMut(&[Field], &Value) -> Result<bool, WarehouseError>,
+        each: &mut EachRow<'_>,
     ) -> Result<(), WarehouseError> {
         let timeout = timeout.min(self.job_timeout);
         let deadline = Instant::now() + timeout + Duration::from_secs(1);
@@ -246,7 +249,7 @@ impl Client {
         query: &str,
         (deadline, timeout): (Instant, Duration),
         canceller: &Canceller,
-        each: &mut dyn FnMut(&[Field], &Value) -> Result<bool, WarehouseError>,
+        each: &mut EachRow<'_>,
     ) -> Result<(), WarehouseError> {
         let target = self.http.target.clone();
         let bad = |m: String| WarehouseError::Answer { target: target.clone(), message: m };

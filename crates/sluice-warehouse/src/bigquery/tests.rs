@@ -6,6 +6,9 @@ use crate::ScanNeeds;
 use serde_json::json;
 use sluice_testkit::bigquery::{FakeBigQuery, Hostile, ACCOUNT_KEY, OTHER_KEY, PROJECT};
 
+/// A scanned row: its id and values.
+type Scanned = (Option<String>, Vec<Value>);
+
 struct Setup {
     _dir: tempfile::TempDir,
     fake: FakeBigQuery,
@@ -43,7 +46,7 @@ fn open(s: &Setup, key: &Path, timeout: Option<u64>) -> BigQueryWarehouse {
 
 use std::path::Path;
 
-fn scan_ids(w: &mut BigQueryWarehouse, sql: &str) -> Result<Vec<(Option<String>, Vec<Value>)>, WarehouseError> {
+fn scan_ids(w: &mut BigQueryWarehouse, sql: &str) -> Result<Vec<Scanned>, WarehouseError> {
     let mut out = Vec::new();
     w.scan(sql, "id", IdOrder::Text, &ScanNeeds::default(), &mut |r| {
         out.push((r.id, r.values));

@@ -24,6 +24,9 @@ pub(crate) enum Disposition {
     ExternalLinks,
 }
 
+/// Takes each row of a result (with the columns); false: no more rows wanted.
+pub(crate) type EachRow<'a> = dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError> + 'a;
+
 /// A statement under way: its cancel URL and the token (for a cancellation from another thread).
 pub(crate) type Running = Arc<Mutex<Option<(String, String)>>>;
 
@@ -107,7 +110,7 @@ impl Client {
         disposition: Disposition,
         timeout: Duration,
         canceller: &Canceller,
-        each: &mut dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError>,
+        each: &mut EachRow<'_>,
     ) -> Result<Vec<Column>, WarehouseError> {
         let timeout = timeout.min(self.timeout);
         let deadline = Instant::now() + timeout;
@@ -152,7 +155,7 @@ impl Client {
         path: &str,
         (deadline, timeout): (Instant, Duration),
         canceller: &Canceller,
-        each: &mut dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError>,
+        each: &mut EachRow<'_>,
     ) -> Result<Vec<Column>, WarehouseError> {
         let mut poll = Poll::new();
         loop {
@@ -313,7 +316,7 @@ impl Client {
 /// Where a statement's rows go, one by one, checked against the manifest.
 struct RowSink<'a> {
     columns: &'a [Column],
-    each: &'a mut dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError>,
+    each: &'a mut EachRow<'a>,
     total: Option<u64>,
     seen: u64,
     stopped: bool,

@@ -6,6 +6,9 @@ use crate::ScanNeeds;
 use serde_json::json;
 use sluice_testkit::databricks::{FakeDatabricks, Hostile, TOKEN, WAREHOUSE_ID};
 
+/// A scanned row: its id and values.
+type Scanned = (Option<String>, Vec<Value>);
+
 struct Setup {
     _dir: tempfile::TempDir,
     fake: FakeDatabricks,
@@ -40,7 +43,7 @@ fn open(s: &Setup, token: &str, timeout: Option<u64>) -> DatabricksWarehouse {
     .with_retry_min(Duration::from_millis(5))
 }
 
-fn scan(w: &mut DatabricksWarehouse, sql: &str) -> Result<Vec<(Option<String>, Vec<Value>)>, WarehouseError> {
+fn scan(w: &mut DatabricksWarehouse, sql: &str) -> Result<Vec<Scanned>, WarehouseError> {
     let mut out = Vec::new();
     w.scan(sql, "id", IdOrder::Text, &ScanNeeds::default(), &mut |r| {
         out.push((r.id, r.values));
