@@ -57,6 +57,8 @@ pub enum Hostile {
     SamePageToken,
     /// Every page repeats the first rows with a new `pageToken`, forever.
     EndlessPages,
+    /// Every page is empty and hands out a new `pageToken`, forever.
+    EmptyPages,
     /// The job never completes.
     NeverComplete,
 }
@@ -188,6 +190,11 @@ impl FakeBigQuery {
     /// JSON bodies of the API requests so far.
     pub fn bodies(&self) -> Vec<Value> {
         self.with(|s| s.bodies.clone())
+    }
+
+    /// Forgets every access token it handed out (they expired or were revoked).
+    pub fn revoke_tokens(&self) {
+        self.with(|s| s.tokens.clear());
     }
 
     /// How many `jobs.cancel` calls arrived.
@@ -468,8 +475,12 @@ fn page(st: &mut State, job: &str, params: &HashMap<String, String>) -> (u16, St
     let start: usize = params.get("pageToken").and_then(|t| t.strip_prefix("tok-")?.parse().ok()).unwrap_or(0);
     let fields = schema(&j.table);
     let total = j.table.rows.len();
-    let start = if hostile == Some(Hostile::EndlessPages) { 0 } else { start.min(total) };
-    let end = (start + max).min(total);
+    let start = match hostile {
+        Some(Hostile::EndlessPages) => 0,
+        Some(Hostile::EmptyPages) => start.clamp(1, total.max(1)),
+        _ => start.min(total),
+    };
+    let end = if hostile == Some(Hostile::EmptyPages) && start > 0 { start } else { (start + max).min(total) };
     let rows: Vec<Value> = j.table.rows[start..end]
         .iter()
         .map(|r| {
@@ -492,7 +503,7 @@ fn page(st: &mut State, job: &str, params: &HashMap<String, String>) -> (u16, St
         "jobComplete": true, "schema": {"fields": fields}, "totalRows": total.to_string(), "rows": rows});
     let next = match hostile {
         Some(Hostile::SamePageToken) => Some("tok-same".to_string()),
-        Some(Hostile::EndlessPages) => Some(format!("tok-{}", st.log.len())),
+        Some(Hostile::EndlessPages | Hostile::EmptyPages) => Some(format!("tok-{}", st.log.len())),
         _ if end < total => Some(format!("tok-{end}")),
         _ => None,
     };
@@ -501,7 +512,7 @@ fn page(st: &mut State, job: &str, params: &HashMap<String, String>) -> (u16, St
     }
     let text = out.to_string();
     if hostile == Some(Hostile::TruncatedJson) {
-        return (200, text[..text.len() / 2].to_string());
+        return (200, crate::sqlfake::half(&text));
     }
     (200, text)
 }

@@ -325,7 +325,7 @@ fn response(st: &State, url: &str, id: &str) -> Answer {
     }
     let text = out.to_string();
     if st.hostile == Some(Hostile::TruncatedJson) && !s.external {
-        return (200, text[..text.len() / 2].to_string(), Vec::new());
+        return (200, crate::sqlfake::half(&text), Vec::new());
     }
     (200, text, Vec::new())
 }
@@ -424,7 +424,7 @@ fn external(st: &State, id: &str, n: usize) -> Answer {
     };
     let text = Value::Array(rows(st, s, n)).to_string();
     if st.hostile == Some(Hostile::TruncatedJson) {
-        return (200, text[..text.len() / 2].to_string(), Vec::new());
+        return (200, crate::sqlfake::half(&text), Vec::new());
     }
     (200, text, Vec::new())
 }

@@ -203,3 +203,12 @@ pub fn json_scalar_text(v: &serde_json::Value) -> Option<String> {
         other => Some(other.to_string()),
     }
 }
+
+/// The first half of `text` (cut on a character boundary): a truncated answer.
+pub fn half(text: &str) -> String {
+    let mut n = text.len() / 2;
+    while !text.is_char_boundary(n) {
+        n -= 1;
+    }
+    text[..n].to_string()
+}

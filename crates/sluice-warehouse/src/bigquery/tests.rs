@@ -177,6 +177,7 @@ fn hostile_answers_end_in_a_clear_error() {
         (Hostile::WrongColumnCount, "values but the schema has"),
         (Hostile::SamePageToken, "do not end"),
         (Hostile::EndlessPages, "more rows than the 8"),
+        (Hostile::EmptyPages, "do not end"),
     ] {
         let mut w = open(&s, &s.key, None);
         w.columns("select id, v from t").unwrap();
@@ -210,4 +211,15 @@ fn a_job_past_its_timeout_or_cancelled_is_cancelled_on_bigquery() {
     let e = t.join().unwrap().unwrap_err();
     assert!(matches!(e, WarehouseError::Cancelled), "{e:?}");
     assert!(s.fake.cancelled() >= 2, "the running job was cancelled on BigQuery");
+}
+
+#[test]
+fn a_revoked_token_is_renewed_once() {
+    let s = setup();
+    let mut w = open(&s, &s.key, None);
+    w.columns("select id, v from t").unwrap();
+    s.fake.revoke_tokens();
+    assert_eq!(scan_ids(&mut w, "select id, v from t").unwrap().len(), 8);
+    let tokens = s.fake.log().iter().filter(|l| *l == "POST /token").count();
+    assert_eq!(tokens, 2, "a 401 fetches a new token, then the call succeeds");
 }
