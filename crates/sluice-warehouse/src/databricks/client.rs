@@ -81,7 +81,7 @@ impl Client {
         match a.status {
             401 | 403 => WarehouseError::Connect {
                 target: self.http.target.clone(),
-                message: format!("the token was refused: {text}"),
+                message: format!("HTTP {} (check the token and the principal's permissions): {text}", a.status),
             },
             s => WarehouseError::Sql { message: text, sqlstate: None, retryable: s == 429 || s >= 500 },
         }
