@@ -139,7 +139,8 @@ impl Client {
         sql: Option<&str>,
     ) -> Result<Value, WarehouseError> {
         let deadline = self.deadline();
-        for fresh in [false, true] {
+        let mut renewed = false;
+        loop {
             let token = self.account.token(&self.http, deadline)?;
             let req = Request {
                 method,
@@ -148,8 +149,9 @@ impl Client {
                 body: body.map(|b| ("application/json", b.to_string().into_bytes())),
             };
             let a = self.http.send(&req, deadline, throttled)?;
-            if a.status == 401 && !fresh {
+            if a.status == 401 && !renewed {
                 self.account.forget();
+                renewed = true;
                 continue;
             }
             if !a.ok() {
@@ -157,7 +159,6 @@ impl Client {
             }
             return a.json(&self.http.target, &format!("the answer to {method} {}", rest::strip_query(url)));
         }
-        unreachable!("the loop returns on its second turn")
     }
 
     /// Dry-runs `sql` (`jobs.insert` with `dryRun`): its statement type and columns, without running it.
