@@ -69,6 +69,22 @@ pub fn for_each_in_source(s: &mut SourceConfig, f: &mut Visitor<'_>) {
         SourceSettings::Events(crate::EventsSource { write_key, allowed_origins: _ }) => {
             visit_secret("write_key", write_key, f)
         }
+        // the key stays in its file: only its path is in the workspace
+        SourceSettings::Bigquery(crate::BigQuerySource {
+            project: _,
+            credentials_file: _,
+            location: _,
+            endpoint: _,
+            statement_timeout_secs: _,
+        }) => {}
+        SourceSettings::Databricks(crate::DatabricksSource {
+            host: _,
+            token,
+            warehouse_id: _,
+            catalog: _,
+            schema: _,
+            statement_timeout_secs: _,
+        }) => visit_secret("token", token, f),
     }
 }
 

@@ -5,6 +5,7 @@
 //! No function in this crate performs I/O, so the rules can be tested exhaustively.
 
 pub mod catalog;
+pub mod cloud;
 pub mod config;
 pub mod consent;
 pub mod credentials;

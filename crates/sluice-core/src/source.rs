@@ -16,6 +16,10 @@ pub enum SourceKind {
     Postgres,
     /// An event source of the Tracking API.
     Events,
+    /// Google BigQuery (REST `jobs.query` + `getQueryResults`).
+    Bigquery,
+    /// Databricks SQL (Statement Execution API 2.0).
+    Databricks,
 }
 
 impl SourceKind {
@@ -25,6 +29,8 @@ impl SourceKind {
             Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
             Self::Events => "events",
+            Self::Bigquery => "bigquery",
+            Self::Databricks => "databricks",
         }
     }
 }
@@ -54,6 +60,10 @@ impl<'de> Deserialize<'de> for SourceConfig {
             None => return Err(D::Error::missing_field("id")),
         };
         let kind = match map.remove("kind") {
+            Some(serde_json::Value::String(k)) if unsupported_kind(&k).is_some() => {
+                let why = unsupported_kind(&k).unwrap_or_default();
+                return Err(D::Error::custom(format!("field `kind`: {why} (source `{}`)", id.escape_debug())));
+            }
             Some(k) => SourceKind::deserialize(k).map_err(|e| D::Error::custom(format!("field `kind`: {e}")))?,
             None => return Err(D::Error::missing_field("kind")),
         };
@@ -61,8 +71,26 @@ impl<'de> Deserialize<'de> for SourceConfig {
             SourceKind::Sqlite => SourceSettings::Sqlite(settings(map, &id)?),
             SourceKind::Postgres => SourceSettings::Postgres(settings(map, &id)?),
             SourceKind::Events => SourceSettings::Events(settings(map, &id)?),
+            SourceKind::Bigquery => SourceSettings::Bigquery(settings(map, &id)?),
+            SourceKind::Databricks => SourceSettings::Databricks(settings(map, &id)?),
         };
         Ok(Self { id, settings })
+    }
+}
+
+/// Why a warehouse kind users may write is refused, when it is one Sluice does not support yet.
+/// Azure Synapse speaks TDS (SQL Server's protocol): no SQL Server or TDS server can be
+/// installed from the package registries Sluice is built and tested with, and Sluice ships no
+/// warehouse that no test has run against.
+pub fn unsupported_kind(kind: &str) -> Option<String> {
+    match kind.to_ascii_lowercase().as_str() {
+        "synapse" | "azure_synapse" | "azure-synapse" | "azuresynapse" | "sqlserver" | "mssql" => Some(format!(
+            "`{}` (Azure Synapse / SQL Server, over TDS) is not supported yet: no SQL Server or TDS \
+             server could be installed to test it against, and Sluice ships no warehouse that no test has \
+             run against (supported: sqlite, postgres, bigquery, databricks)",
+            kind.escape_debug()
+        )),
+        _ => None,
     }
 }
 
@@ -174,6 +202,10 @@ impl SourceConfig {
             (SourceSettings::Sqlite(a), SourceSettings::Sqlite(b)) => a.path == b.path,
             (SourceSettings::Postgres(a), SourceSettings::Postgres(b)) => a.tls == b.tls && a.ca_file == b.ca_file,
             (SourceSettings::Events(_), SourceSettings::Events(_)) => true,
+            (SourceSettings::Bigquery(a), SourceSettings::Bigquery(b)) => {
+                a.endpoint == b.endpoint && a.credentials_file == b.credentials_file
+            }
+            (SourceSettings::Databricks(a), SourceSettings::Databricks(b)) => a.host == b.host,
             _ => false,
         }
     }
@@ -189,6 +221,10 @@ pub enum SourceSettings {
     Postgres(PostgresSource),
     /// An event source of the Tracking API.
     Events(EventsSource),
+    /// Google BigQuery.
+    Bigquery(BigQuerySource),
+    /// Databricks SQL.
+    Databricks(DatabricksSource),
 }
 
 impl SourceSettings {
@@ -198,6 +234,8 @@ impl SourceSettings {
             Self::Sqlite(_) => SourceKind::Sqlite,
             Self::Postgres(_) => SourceKind::Postgres,
             Self::Events(_) => SourceKind::Events,
+            Self::Bigquery(_) => SourceKind::Bigquery,
+            Self::Databricks(_) => SourceKind::Databricks,
         }
     }
 }
@@ -273,6 +311,51 @@ pub struct EventsSource {
     pub allowed_origins: Option<Vec<String>>,
 }
 
+/// Settings of a Google BigQuery source (`kind: bigquery`). Queries run in `project` over the
+/// REST API (`jobs.query`, `getQueryResults`), authenticated as a service account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BigQuerySource {
+    /// The Google Cloud project the queries run (and are billed) in, e.g. `my-project`.
+    pub project: String,
+    /// Path of the service account's JSON key file (as Google Cloud downloads it), relative to
+    /// the workspace file. The key stays in that file; only the path is stored.
+    pub credentials_file: String,
+    /// Location of the datasets the models read (`US`, `EU`, `europe-west1`, ...); unset: BigQuery
+    /// infers it from the tables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Base URL of the BigQuery API (default `https://bigquery.googleapis.com`; tests and private
+    /// endpoints override it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Longest a model's query may run, in seconds (the job's `jobTimeoutMs`; default 3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<u64>,
+}
+
+/// Settings of a Databricks SQL source (`kind: databricks`): statements run on a SQL warehouse
+/// through the Statement Execution API 2.0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabricksSource {
+    /// The workspace's host (`dbc-1234.cloud.databricks.com`, or a full `https://` URL).
+    pub host: String,
+    /// A personal access token (or a service principal's): a credential, sealed at rest.
+    pub token: Secret,
+    /// The id of the SQL warehouse the statements run on.
+    pub warehouse_id: String,
+    /// Default catalog of the models' unqualified table names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<String>,
+    /// Default schema of the models' unqualified table names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// Longest a model's statement may run, in seconds (default 3600); it is cancelled after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<u64>,
+}
+
 /// How a PostgreSQL connection uses TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -344,5 +427,37 @@ mod tests {
         assert!(e.contains("field `tls`: unknown variant `sometimes`") && e.contains("verify-full"), "{e}");
         let e = refused("sources: [{id: dwh, kind: sqlite, path: w.db, statement_timeout_secs: soon}]");
         assert!(e.contains("field `statement_timeout_secs`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn synapse_and_sql_server_are_refused_with_the_reason() {
+        for kind in ["synapse", "azure_synapse", "Synapse", "mssql"] {
+            let e = refused(&format!("sources: [{{id: az, kind: {kind}, host: x.sql.azuresynapse.net}}]"));
+            assert!(e.contains("field `kind`") && e.contains("not supported yet"), "{kind}: {e}");
+            assert!(e.contains("TDS") && e.contains("(source `az`)"), "{kind}: {e}");
+        }
+    }
+
+    #[test]
+    fn cloud_warehouse_settings_are_checked_without_io() {
+        let check = |yaml: &str| {
+            let f = WorkspaceFile::from_yaml(yaml).unwrap();
+            crate::validate(f, &crate::catalog::TestCatalog).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        let ok = "sources: [{id: bq, kind: bigquery, project: my-proj, credentials_file: sa.json, location: EU},
+  {id: db, kind: databricks, host: dbc-1.cloud.databricks.com, token: dapi1, warehouse_id: abc123, catalog: main}]";
+        assert_eq!(check(ok), "");
+        let f = WorkspaceFile::from_yaml(ok).unwrap();
+        let shown = serde_json::to_value(&f.sources).unwrap();
+        assert_eq!(shown[1]["token"], "<set>", "the Databricks token is a sealed credential");
+        let e = check("sources: [{id: bq, kind: bigquery, project: My_Proj, credentials_file: '', endpoint: 'http://bq.example'}]");
+        assert!(e.contains("sources[0] (bq).project") && e.contains("not a project id"), "{e}");
+        assert!(e.contains("sources[0] (bq).credentials_file"), "{e}");
+        assert!(e.contains("sources[0] (bq).endpoint") && e.contains("https://"), "{e}");
+        let e =
+            check("sources: [{id: db, kind: databricks, host: 'http://db.example', token: '', warehouse_id: 'a b'}]");
+        assert!(e.contains("(db).host") && e.contains("(db).token") && e.contains("(db).warehouse_id"), "{e}");
+        let e = refused("sources: [{id: db, kind: databricks, host: h, token: t, warehouse_id: w, url: x}]");
+        assert!(e.contains("unknown field `url`"), "{e}");
     }
 }

@@ -211,6 +211,18 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                 }
                 None
             }
+            SourceSettings::Bigquery(x) => {
+                for (field, m) in crate::cloud::check_bigquery(x) {
+                    err(format!("{at}.{field}"), m);
+                }
+                x.statement_timeout_secs
+            }
+            SourceSettings::Databricks(x) => {
+                for (field, m) in crate::cloud::check_databricks(x) {
+                    err(format!("{at}.{field}"), m);
+                }
+                x.statement_timeout_secs
+            }
         };
         if timeout.is_some_and(|t| t > MAX_STATEMENT_TIMEOUT_SECS) {
             err(

@@ -2,7 +2,10 @@
 //! (as vector's `src/sinks/util/test.rs` does for its sinks), and a raw one ([`raw`]) that
 //! answers whatever bytes a test wants: bad headers, endless bodies, resets.
 
+pub mod bigquery;
+pub mod databricks;
 pub mod raw;
+pub mod sqlfake;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -67,6 +67,21 @@ pub enum WarehouseError {
         /// What is wrong, naming the grant or the generations.
         message: String,
     },
+    /// A warehouse's answer could not be used (malformed, truncated, inconsistent, endless):
+    /// treated as hostile, the work stops with what was wrong.
+    #[error("unexpected answer from {target}: {message}")]
+    Answer {
+        /// The warehouse (kind and where).
+        target: String,
+        /// What was wrong with the answer.
+        message: String,
+    },
+    /// The statement ran longer than the source's `statement_timeout_secs`; it was cancelled.
+    #[error("the model's query ran longer than {secs} s (statement_timeout_secs) and was cancelled on the warehouse")]
+    Timeout {
+        /// The limit, in seconds.
+        secs: u64,
+    },
     /// The schema a `diff: warehouse` source keeps its snapshots in cannot be used.
     #[error("{0}")]
     SnapshotSchema(String),

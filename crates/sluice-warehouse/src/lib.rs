@@ -4,11 +4,14 @@
 
 use serde_json::Value;
 
+pub mod bigquery;
 mod cancel;
+pub mod databricks;
 pub mod diff;
 mod error;
 mod open;
 pub mod postgres;
+mod rest;
 pub mod sqlite;
 
 pub use cancel::Canceller;

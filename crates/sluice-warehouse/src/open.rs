@@ -36,6 +36,25 @@ pub fn open(source: &SourceConfig, base_dir: &Path) -> Result<Box<dyn Warehouse>
             };
             Ok(Box::new(PostgresWarehouse::connect(&opts)?))
         }
+        SourceSettings::Bigquery(b) => {
+            Ok(Box::new(crate::bigquery::BigQueryWarehouse::open(&crate::bigquery::BqOptions {
+                project: b.project.clone(),
+                credentials_file: base_dir.join(&b.credentials_file),
+                location: b.location.clone(),
+                endpoint: b.endpoint.clone(),
+                statement_timeout: b.statement_timeout_secs.map(Duration::from_secs),
+            })?))
+        }
+        SourceSettings::Databricks(d) => {
+            Ok(Box::new(crate::databricks::DatabricksWarehouse::open(&crate::databricks::DbxOptions {
+                base: sluice_core::cloud::databricks_base(&d.host),
+                token: d.token.expose().to_string(),
+                warehouse_id: d.warehouse_id.clone(),
+                catalog: d.catalog.clone(),
+                schema: d.schema.clone(),
+                statement_timeout: d.statement_timeout_secs.map(Duration::from_secs),
+            })?))
+        }
         SourceSettings::Events(_) => Err(WarehouseError::NotAWarehouse { source_id: source.id.clone() }),
     }
 }
