@@ -6,6 +6,7 @@ pub mod bigquery;
 pub mod databricks;
 pub mod raw;
 pub mod sqlfake;
+pub mod vendor;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
