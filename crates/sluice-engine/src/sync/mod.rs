@@ -264,12 +264,15 @@ pub fn sync_model(
             report.warnings.push(w);
         }
     }
+    // how long each phase took, for the log line at the end (docs/BENCHMARKS.md reads it)
+    let phase = std::time::Instant::now();
     let order = warehouse.id_order(&model.sql, &id_col).map_err(wh_err)?;
     let mut maps = prepare(store, ws, model, &cols, order)?;
     let pass = match sparse::configured(ws, model) {
         Some(snapshot) => sparse::choose(store, &mut *warehouse, snapshot, ws, model, (&id_col, order), &maps)?,
         None => sparse::Pass::Local,
     };
+    let plan_ms = phase.elapsed().as_millis() as u64;
     report.run_id = store.start_run(&model.id, &report.started_at)?;
 
     // a warehouse that can hand over raw rows decodes only the columns consent and explicit
@@ -339,6 +342,7 @@ pub fn sync_model(
         (scan, consumed)
     });
     progress(report.extracted);
+    let scan_ms = phase.elapsed().as_millis() as u64 - plan_ms;
     consumed?;
     let completed = scan.is_ok();
     match scan {
@@ -372,10 +376,14 @@ pub fn sync_model(
         }
     }
 
+    let finish_ms = phase.elapsed().as_millis() as u64 - plan_ms - scan_ms;
     if let Some(w) = sparse::after(store, &mut *warehouse, &pass, &maps, completed)? {
         tracing::warn!(model = %model.id, "{w}");
         report.warnings.push(w);
     }
+    let snapshot_ms = phase.elapsed().as_millis() as u64 - plan_ms - scan_ms - finish_ms;
+    tracing::info!(model = %model.id, plan_ms, scan_ms, finish_ms, snapshot_ms, pass = report.diff_pass.as_deref().unwrap_or("local"),
+                   "sync phases (plan: choosing the pass and the warehouse diff; scan: reading, diffing and delivering; finish: deletes and checkpoint; snapshot: moving the warehouse snapshot)");
     let month = chrono::Utc::now().format("%Y-%m").to_string();
     let mut mappings = Vec::new();
     for m in maps.runs {
