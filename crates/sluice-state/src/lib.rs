@@ -85,6 +85,9 @@ create table if not exists checkpoint (
     first_failed integer,
     primary key (mapping, id)
 ) without rowid;
+-- the entries waiting for a retry (pending = 2), so a sparse pass lists them without reading
+-- every entry; normally empty, so it costs nothing per record (docs/DIFF.md)
+create index if not exists checkpoint_failed on checkpoint (mapping, id) where pending = 2;
 -- the warehouse snapshot generation each mapping has caught up with (docs/DIFF.md)
 create table if not exists snapshot_generations (
     mapping integer primary key,

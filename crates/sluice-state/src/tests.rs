@@ -91,3 +91,22 @@ fn runs_and_usage() {
         vec![UsageRow { month: "2026-11".into(), destination: "braze".into(), records: 12 }]
     );
 }
+
+#[test]
+fn failed_entries_are_listed_from_their_own_index() {
+    let (_d, mut s) = store();
+    let m = s.mapping_id("users", "braze").unwrap();
+    let put = |id: &str, pending| Write::Put(Entry { id: id.into(), held: Some(1), pending });
+    let failed = Pending::Failed { attempts: 1, first_failed: 1700000000 };
+    s.write_checkpoint(m, &[put("a", Pending::None), put("b", failed.clone()), put("c", Pending::Withheld)]).unwrap();
+    s.write_checkpoint(m, &[put("d", failed.clone()), put("b", Pending::None)]).unwrap();
+    assert_eq!(s.checkpoint_failed_ids(m).unwrap(), ["d"]);
+    // the planner reads the partial index, not every entry of the mapping
+    let mut stmt = s
+        .conn
+        .prepare("explain query plan select id from checkpoint where mapping = 1 and pending = 2 order by id")
+        .unwrap();
+    let plan: Vec<String> = stmt.query_map([], |r| r.get(3)).unwrap().map(|r| r.unwrap()).collect();
+    let plan = plan.join(" | ");
+    assert!(plan.contains("checkpoint_failed"), "{plan}");
+}
