@@ -151,6 +151,35 @@ fn label(kind: &str, i: usize, id: &str) -> String {
     }
 }
 
+/// The settings of a Snowflake source: an account, a user, exactly one way to authenticate, an
+/// `http(s)://` endpoint.
+fn check_snowflake(x: &crate::SnowflakeSource, at: &str, err: &mut impl FnMut(String, String)) {
+    let ident = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !ident(&x.account) {
+        err(format!("{at}.account"), "must be the account identifier (letters, digits, `-`, `_`, `.`)".into());
+    }
+    if x.user.trim().is_empty() {
+        err(format!("{at}.user"), "a source of kind snowflake needs `user`".into());
+    }
+    match (x.password.as_ref().filter(|p| !p.is_empty()), x.private_key_file.as_deref()) {
+        (Some(_), Some(_)) => err(
+            format!("{at}.private_key_file"),
+            "give either `password` or `private_key_file` (key-pair authentication), not both".into(),
+        ),
+        (None, None) => err(
+            format!("{at}.password"),
+            "a source of kind snowflake needs `password` or `private_key_file` (key-pair authentication)".into(),
+        ),
+        (None, Some("")) => err(format!("{at}.private_key_file"), "must name a PEM file".into()),
+        _ => {}
+    }
+    if let Some(e) = &x.endpoint {
+        if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() < 9 {
+            err(format!("{at}.endpoint"), "must be an http:// or https:// URL".into());
+        }
+    }
+}
+
 /// Checks every rule that needs no I/O. `catalog` knows the destination kinds and checks each
 /// one's settings (the destinations crate's registry, so this crate stays free of them).
 pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated, ConfigErrors> {
@@ -172,10 +201,19 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
         }
         let timeout = match &s.settings {
             SourceSettings::Sqlite(x) => x.statement_timeout_secs,
-            SourceSettings::Postgres(x) => {
+            SourceSettings::Postgres(x) | SourceSettings::Redshift(x) => {
+                let kind = s.kind().as_str();
                 let url = x.url.expose();
+                if matches!(s.settings, SourceSettings::Redshift(_)) && x.diff == crate::DiffMode::Warehouse {
+                    err(
+                        format!("{at}.diff"),
+                        "`diff: warehouse` is not supported on redshift yet (its row hash needs PostgreSQL's \
+                         hash_record_extended); remove it to diff in Sluice"
+                            .into(),
+                    );
+                }
                 if url.is_empty() {
-                    err(format!("{at}.url"), "a source of kind postgres needs `url`".into());
+                    err(format!("{at}.url"), format!("a source of kind {kind} needs `url`"));
                 } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     err(format!("{at}.url"), "must be a postgres:// or postgresql:// URL".into());
                 }
@@ -198,6 +236,10 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                     ),
                     _ => {}
                 }
+                x.statement_timeout_secs
+            }
+            SourceSettings::Snowflake(x) => {
+                check_snowflake(x, &at, &mut err);
                 x.statement_timeout_secs
             }
             SourceSettings::Events(x) => {

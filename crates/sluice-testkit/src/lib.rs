@@ -2,6 +2,7 @@
 //! (as vector's `src/sinks/util/test.rs` does for its sinks), and a raw one ([`raw`]) that
 //! answers whatever bytes a test wants: bad headers, endless bodies, resets.
 
+pub mod fakesnow;
 pub mod raw;
 
 use std::collections::{HashMap, VecDeque};

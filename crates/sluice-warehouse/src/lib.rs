@@ -9,6 +9,7 @@ pub mod diff;
 mod error;
 mod open;
 pub mod postgres;
+pub mod snowflake;
 pub mod sqlite;
 
 pub use cancel::Canceller;
