@@ -330,3 +330,7 @@ mod unit_tests {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fixture;
+#[cfg(test)]
+mod fixture_tests;
