@@ -446,3 +446,58 @@ mod origin_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod warehouse_source_tests {
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        let file = crate::WorkspaceFile::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+        match super::validate(file, &crate::catalog::TestCatalog) {
+            Ok(_) => vec![],
+            Err(e) => e.0.into_iter().map(|e| (e.at, e.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn snowflake_sources_need_an_account_a_user_and_one_credential() {
+        assert!(errors("sources: [{id: s, kind: snowflake, account: org-acct, user: u, password: p}]").is_empty());
+        assert!(errors("sources: [{id: s, kind: snowflake, account: xy1.eu-west-1, user: u, private_key_file: k.p8, role: R, warehouse: W, database: D, schema: S, endpoint: 'https://x.example', statement_timeout_secs: 60}]").is_empty());
+        for (yaml, at, says) in [
+            ("{id: s, kind: snowflake, account: a, user: u}", "password", "`password` or `private_key_file`"),
+            ("{id: s, kind: snowflake, account: a, user: u, password: p, private_key_file: k}", "private_key_file", "not both"),
+            ("{id: s, kind: snowflake, account: 'a b', user: u, password: p}", "account", "account identifier"),
+            ("{id: s, kind: snowflake, account: a, user: ' ', password: p}", "user", "needs `user`"),
+            ("{id: s, kind: snowflake, account: a, user: u, password: p, endpoint: 'ftp://x'}", "endpoint", "http"),
+            ("{id: s, kind: snowflake, account: a, user: u, password: p, statement_timeout_secs: 100000}", "statement_timeout_secs", "at most"),
+        ] {
+            let e = errors(&format!("sources: [{yaml}]"));
+            assert_eq!(e.len(), 1, "{yaml}: {e:?}");
+            assert_eq!(e[0].0, format!("sources[0] (s).{at}"), "{yaml}");
+            assert!(e[0].1.contains(says), "{yaml}: {}", e[0].1);
+        }
+        let e = crate::WorkspaceFile::from_yaml("sources: [{id: s, kind: snowflake, account: a, user: u, password: p, url: x}]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `url`"), "{e}");
+    }
+
+    #[test]
+    fn snowflake_passwords_are_credentials() {
+        let f = crate::WorkspaceFile::from_yaml("sources: [{id: s, kind: snowflake, account: a, user: u, password: hunter2}]").unwrap();
+        let shown = crate::credentials::redacted_source(&f.sources[0]);
+        assert_eq!((shown["password"].as_str(), shown["user"].as_str()), (Some("<set>"), Some("u")));
+        assert!(!format!("{:?}", f.sources).contains("hunter2"));
+    }
+
+    #[test]
+    fn redshift_takes_the_postgres_settings_but_not_the_warehouse_diff() {
+        assert!(errors("sources: [{id: r, kind: redshift, url: 'postgres://u:p@h:5439/d', tls: require}]").is_empty());
+        let e = errors("sources: [{id: r, kind: redshift, url: 'postgres://h/d', diff: warehouse, sluice_schema: s}]");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "sources[0] (r).diff");
+        assert!(e[0].1.contains("not supported on redshift"), "{}", e[0].1);
+        let e = errors("sources: [{id: r, kind: redshift, url: 'mysql://h/d'}]");
+        assert_eq!(e[0].0, "sources[0] (r).url");
+        let f = crate::WorkspaceFile::from_yaml("sources: [{id: r, kind: redshift, url: 'postgres://u:pw@h/d'}]").unwrap();
+        assert_eq!(crate::credentials::redacted_source(&f.sources[0])["url"], "<set>");
+    }
+}

@@ -510,3 +510,5 @@ impl Warehouse for PostgresWarehouse {
 mod read_only_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod redshift_tests;
