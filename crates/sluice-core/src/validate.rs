@@ -463,26 +463,39 @@ mod warehouse_source_tests {
         assert!(errors("sources: [{id: s, kind: snowflake, account: xy1.eu-west-1, user: u, private_key_file: k.p8, role: R, warehouse: W, database: D, schema: S, endpoint: 'https://x.example', statement_timeout_secs: 60}]").is_empty());
         for (yaml, at, says) in [
             ("{id: s, kind: snowflake, account: a, user: u}", "password", "`password` or `private_key_file`"),
-            ("{id: s, kind: snowflake, account: a, user: u, password: p, private_key_file: k}", "private_key_file", "not both"),
+            (
+                "{id: s, kind: snowflake, account: a, user: u, password: p, private_key_file: k}",
+                "private_key_file",
+                "not both",
+            ),
             ("{id: s, kind: snowflake, account: 'a b', user: u, password: p}", "account", "account identifier"),
             ("{id: s, kind: snowflake, account: a, user: ' ', password: p}", "user", "needs `user`"),
             ("{id: s, kind: snowflake, account: a, user: u, password: p, endpoint: 'ftp://x'}", "endpoint", "http"),
-            ("{id: s, kind: snowflake, account: a, user: u, password: p, statement_timeout_secs: 100000}", "statement_timeout_secs", "at most"),
+            (
+                "{id: s, kind: snowflake, account: a, user: u, password: p, statement_timeout_secs: 100000}",
+                "statement_timeout_secs",
+                "at most",
+            ),
         ] {
             let e = errors(&format!("sources: [{yaml}]"));
             assert_eq!(e.len(), 1, "{yaml}: {e:?}");
             assert_eq!(e[0].0, format!("sources[0] (s).{at}"), "{yaml}");
             assert!(e[0].1.contains(says), "{yaml}: {}", e[0].1);
         }
-        let e = crate::WorkspaceFile::from_yaml("sources: [{id: s, kind: snowflake, account: a, user: u, password: p, url: x}]")
-            .unwrap_err()
-            .to_string();
+        let e = crate::WorkspaceFile::from_yaml(
+            "sources: [{id: s, kind: snowflake, account: a, user: u, password: p, url: x}]",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("unknown field `url`"), "{e}");
     }
 
     #[test]
     fn snowflake_passwords_are_credentials() {
-        let f = crate::WorkspaceFile::from_yaml("sources: [{id: s, kind: snowflake, account: a, user: u, password: hunter2}]").unwrap();
+        let f = crate::WorkspaceFile::from_yaml(
+            "sources: [{id: s, kind: snowflake, account: a, user: u, password: hunter2}]",
+        )
+        .unwrap();
         let shown = crate::credentials::redacted_source(&f.sources[0]);
         assert_eq!((shown["password"].as_str(), shown["user"].as_str()), (Some("<set>"), Some("u")));
         assert!(!format!("{:?}", f.sources).contains("hunter2"));
@@ -497,7 +510,8 @@ mod warehouse_source_tests {
         assert!(e[0].1.contains("not supported on redshift"), "{}", e[0].1);
         let e = errors("sources: [{id: r, kind: redshift, url: 'mysql://h/d'}]");
         assert_eq!(e[0].0, "sources[0] (r).url");
-        let f = crate::WorkspaceFile::from_yaml("sources: [{id: r, kind: redshift, url: 'postgres://u:pw@h/d'}]").unwrap();
+        let f =
+            crate::WorkspaceFile::from_yaml("sources: [{id: r, kind: redshift, url: 'postgres://u:pw@h/d'}]").unwrap();
         assert_eq!(crate::credentials::redacted_source(&f.sources[0])["url"], "<set>");
     }
 }

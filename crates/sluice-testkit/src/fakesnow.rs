@@ -36,7 +36,10 @@ impl FakeSnow {
             if let Ok(Some(status)) = fs.child.try_wait() {
                 panic!("`fakesnow -s` exited with {status} before listening (is fakesnow[server] installed with snowflake-connector-python < 5?)");
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "`fakesnow -s` did not listen on port {port} within 60 s");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "`fakesnow -s` did not listen on port {port} within 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         let login = ureq::post(&format!("{}/session/v1/login-request", fs.url))

@@ -281,7 +281,9 @@ impl PostgresWarehouse {
     fn select_list(&self, cols: &[(String, Conv)]) -> String {
         cols.iter()
             .map(|(name, c)| match c {
-                Conv::Numeric | Conv::AsText => format!("(sluice_model.{})::{}", quote_ident(name), self.dialect.text()),
+                Conv::Numeric | Conv::AsText => {
+                    format!("(sluice_model.{})::{}", quote_ident(name), self.dialect.text())
+                }
                 _ => format!("sluice_model.{}", quote_ident(name)),
             })
             .collect::<Vec<_>>()
@@ -509,6 +511,6 @@ impl Warehouse for PostgresWarehouse {
 #[cfg(test)]
 mod read_only_tests;
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod redshift_tests;
+#[cfg(test)]
+mod tests;

@@ -170,9 +170,10 @@ impl Session {
         if v["success"] != json!(true) {
             return Err(connect(format!("login refused: {}", failure(&v).0)));
         }
-        let token = v["data"]["token"].as_str().filter(|t| !t.is_empty()).ok_or_else(|| {
-            connect("the login answer has no session token".into())
-        })?;
+        let token = v["data"]["token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| connect("the login answer has no session token".into()))?;
         tracing::debug!(account = login.account, user = login.user, "snowflake session opened");
         Ok(Self { agent, endpoint, token: token.to_string(), sequence: 0, running: Arc::default(), target })
     }
@@ -370,7 +371,11 @@ impl Session {
                 Ok(resp) => break read_capped(resp.into_reader(), MAX_CHUNK, "the chunk").map_err(&bad)?,
                 Err(ureq::Error::Status(s, _)) if s >= 500 || s == 429 => format!("HTTP {s}"),
                 Err(ureq::Error::Status(s, _)) => return Err(bad(format!("HTTP {s}"))),
-                Err(ureq::Error::Transport(t)) => t.to_string(),
+                // not its Display: that starts with the URL, whose query is a credential
+                Err(ureq::Error::Transport(t)) => match t.message() {
+                    Some(m) => format!("{}: {m}", t.kind()),
+                    None => t.kind().to_string(),
+                },
             };
             if attempt >= CHUNK_ATTEMPTS {
                 return Err(bad(format!("{retry} after {attempt} attempts")));

@@ -33,6 +33,8 @@ pub enum Mode {
     WrongCount,
     /// The second chunk always answers 500.
     Error500,
+    /// The chunks' host refuses connections.
+    Unreachable,
     /// The statement runs for `n` polls, then answers every row inline.
     Slow(u32),
     /// The statement never ends (until aborted or the session's statement timeout).
@@ -126,7 +128,8 @@ fn verified_claims(token: &str, spki: &[u8]) -> Option<Value> {
     if header["alg"] != "RS256" {
         return None;
     }
-    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, pkcs1_of_spki(spki)?);
+    let key =
+        ring::signature::UnparsedPublicKey::new(&ring::signature::RSA_PKCS1_2048_8192_SHA256, pkcs1_of_spki(spki)?);
     key.verify(format!("{h}.{p}").as_bytes(), &b64.decode(s).ok()?).ok()?;
     serde_json::from_slice(&b64.decode(p).ok()?).ok()
 }
@@ -172,11 +175,20 @@ impl Fixture {
                     s.logins.push(data.clone());
                     drop(s);
                     if !ok && data["AUTHENTICATOR"] == "SNOWFLAKE_JWT" {
-                        answer(req, json!({"data": null, "code": "390144", "message": "JWT token is invalid.", "success": false}));
+                        answer(
+                            req,
+                            json!({"data": null, "code": "390144", "message": "JWT token is invalid.", "success": false}),
+                        );
                     } else if !ok {
-                        answer(req, json!({"data": {"nextAction": "RETRY_LOGIN"}, "code": "390100", "message": "Incorrect username or password was specified.", "success": false}));
+                        answer(
+                            req,
+                            json!({"data": {"nextAction": "RETRY_LOGIN"}, "code": "390100", "message": "Incorrect username or password was specified.", "success": false}),
+                        );
                     } else {
-                        answer(req, json!({"data": {"token": "session-token-1", "masterToken": "m", "parameters": []}, "code": null, "message": null, "success": true}));
+                        answer(
+                            req,
+                            json!({"data": {"token": "session-token-1", "masterToken": "m", "parameters": []}, "code": null, "message": null, "success": true}),
+                        );
                     }
                     continue;
                 }
@@ -245,19 +257,28 @@ impl Fixture {
                     drop(s);
                     let mut rt = rowtype();
                     rt.as_array_mut().unwrap().remove(0);
-                    answer(req, json!({"data": {"rowtype": rt, "rowset": [], "total": 0, "statementTypeId": 4096, "queryResultFormat": "json"}, "success": true}));
+                    answer(
+                        req,
+                        json!({"data": {"rowtype": rt, "rowset": [], "total": 0, "statementTypeId": 4096, "queryResultFormat": "json"}, "success": true}),
+                    );
                     continue;
                 }
                 if matches!(mode, Mode::Slow(_) | Mode::Endless) {
                     s.started = Some(Instant::now());
                     drop(s);
-                    answer(req, json!({"data": {"queryId": "q1", "getResultUrl": "/queries/q1/result"}, "code": "333334", "message": "Asynchronous execution in progress.", "success": false}));
+                    answer(
+                        req,
+                        json!({"data": {"queryId": "q1", "getResultUrl": "/queries/q1/result"}, "code": "333334", "message": "Asynchronous execution in progress.", "success": false}),
+                    );
                     continue;
                 }
                 drop(s);
                 assert!(sql.contains("ORDER BY"), "the fixture only answers scans: {sql}");
                 let chunks: Vec<Value> =
-                    (0..2).map(|i| json!({"url": format!("{base}/chunks/{i}?X-Amz-Signature=secret"), "rowCount": 100, "uncompressedSize": 5000})).collect();
+                    (0..2).map(|i| {
+                        let host = if mode == Mode::Unreachable { "http://127.0.0.1:1" } else { base.as_str() };
+                        json!({"url": format!("{host}/chunks/{i}?X-Amz-Signature=secret"), "rowCount": 100, "uncompressedSize": 5000})
+                    }).collect();
                 let mut data = json!({"rowtype": rowtype(), "total": ROWS, "returned": 100, "statementTypeId": 4096, "chunks": chunks});
                 if mode == Mode::Arrow {
                     data["queryResultFormat"] = json!("arrow");

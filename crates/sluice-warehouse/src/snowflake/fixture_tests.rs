@@ -71,6 +71,7 @@ fn hostile_chunks_fail_clearly() {
         (Mode::Truncated, "chunk 2 of 2"),
         (Mode::WrongCount, "99 rows where the answer announced 100"),
         (Mode::Error500, "HTTP 500 after 3 attempts"),
+        (Mode::Unreachable, "chunk 1 of 2 (http://127.0.0.1:1/chunks/0)"),
     ] {
         let f = Fixture::start(mode, PUBLIC_KEY);
         let mut w = SnowflakeWarehouse::connect(&opts(&f)).unwrap();
@@ -91,8 +92,7 @@ fn hostile_chunks_fail_clearly() {
 #[test]
 fn a_bad_password_is_the_servers_message() {
     let f = Fixture::start(Mode::Json, PUBLIC_KEY);
-    let e = SnowflakeWarehouse::connect(&SnowflakeOptions { password: Some("wrong".into()), ..opts(&f) })
-        .unwrap_err();
+    let e = SnowflakeWarehouse::connect(&SnowflakeOptions { password: Some("wrong".into()), ..opts(&f) }).unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains("Incorrect username or password was specified. (code 390100)"), "{msg}");
     assert!(msg.contains("test_acct.eu-west-1") && msg.contains("sluice_user"), "names the account: {msg}");

@@ -16,7 +16,9 @@ mod rows;
 pub use auth::{jwt_account, KeyPair};
 pub use rows::Column;
 
-use crate::{check_columns, model_sql, quote_ident, Canceller, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError};
+use crate::{
+    check_columns, model_sql, quote_ident, Canceller, IdOrder, OrderGuard, Preview, Row, Warehouse, WarehouseError,
+};
 use client::{Answer, Auth, Login, Session};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -101,7 +103,10 @@ fn in_model(e: WarehouseError) -> WarehouseError {
 }
 
 /// Opens the warehouse of a `kind: snowflake` source; `private_key_file` resolves from `base_dir`.
-pub fn open(s: &sluice_core::SnowflakeSource, base_dir: &std::path::Path) -> Result<SnowflakeWarehouse, WarehouseError> {
+pub fn open(
+    s: &sluice_core::SnowflakeSource,
+    base_dir: &std::path::Path,
+) -> Result<SnowflakeWarehouse, WarehouseError> {
     let private_key_pem = match &s.private_key_file {
         None => None,
         Some(f) => {
@@ -329,8 +334,8 @@ mod unit_tests {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod fixture;
 #[cfg(test)]
 mod fixture_tests;
+#[cfg(test)]
+mod tests;

@@ -5,9 +5,7 @@
 //! JSON, dates and timestamps ISO 8601 text.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{
-    Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt64Type,
-};
+use arrow_array::types::{Date32Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type, Int8Type, UInt64Type};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use serde::Deserialize;
@@ -59,7 +57,9 @@ pub fn typed(col: &Column, wire: Option<&str>) -> Value {
         "variant" | "object" | "array" | "map" => serde_json::from_str(s).unwrap_or_else(|_| text()),
         "date" => s.parse::<i64>().ok().and_then(date).map(Value::String).unwrap_or_else(text),
         "time" => seconds(s).map(|(secs, nanos)| Value::String(time(secs, nanos))).unwrap_or_else(text),
-        "timestamp_ntz" | "timestamp_ltz" | "timestamp_tz" => timestamp(&col.ty(), s).map(Value::String).unwrap_or_else(text),
+        "timestamp_ntz" | "timestamp_ltz" | "timestamp_tz" => {
+            timestamp(&col.ty(), s).map(Value::String).unwrap_or_else(text)
+        }
         _ => text(),
     }
 }
