@@ -275,7 +275,7 @@ impl Warehouse for SnowflakeWarehouse {
     fn id_order(&mut self, sql: &str, id_column: &str) -> Result<IdOrder, WarehouseError> {
         let cols = self.describe_model(sql)?;
         Ok(match cols.iter().find(|c| c.name == id_column) {
-            Some(c) if c.is_integer() => IdOrder::Integer,
+            Some(c) if c.is_int64() => IdOrder::Integer,
             _ => IdOrder::Text,
         })
     }

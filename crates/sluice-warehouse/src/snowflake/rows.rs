@@ -22,6 +22,9 @@ pub struct Column {
     /// Digits after the decimal point (`fixed`, times and timestamps).
     #[serde(default)]
     pub scale: Option<i64>,
+    /// Digits in all (`fixed`).
+    #[serde(default)]
+    pub precision: Option<i64>,
 }
 
 impl Column {
@@ -29,9 +32,10 @@ impl Column {
         self.ty.to_ascii_lowercase()
     }
 
-    /// Whether the column holds whole numbers (`NUMBER(p, 0)`).
-    pub fn is_integer(&self) -> bool {
-        self.ty() == "fixed" && self.scale.unwrap_or(0) == 0
+    /// Whether the column holds whole numbers that fit 64 bits (`NUMBER(p, 0)`, p ≤ 18), which
+    /// can sort as numbers; wider ones (`INT` is `NUMBER(38, 0)`) sort as text.
+    pub fn is_int64(&self) -> bool {
+        self.ty() == "fixed" && self.scale.unwrap_or(0) == 0 && self.precision.is_some_and(|p| (1..=18).contains(&p))
     }
 }
 
@@ -258,7 +262,7 @@ mod tests {
     use super::*;
 
     fn col(ty: &str, scale: Option<i64>) -> Column {
-        Column { name: "C".into(), ty: ty.into(), scale }
+        Column { name: "C".into(), ty: ty.into(), scale, precision: None }
     }
 
     #[test]
@@ -280,6 +284,16 @@ mod tests {
         assert_eq!(typed(&col("timestamp_tz", Some(9)), Some("0.000 1500")), "1970-01-01T01:00:00+01:00");
         assert_eq!(typed(&col("time", Some(9)), Some("3723.000000001")), "01:02:03.000000001");
         assert_eq!(typed(&col("timestamp_ntz", None), Some("garbage")), "garbage", "unreadable stays text");
+    }
+
+    #[test]
+    fn only_ids_that_fit_64_bits_sort_as_numbers() {
+        let c = |p: Option<i64>, s: Option<i64>| Column { precision: p, ..col("FIXED", s) };
+        assert!(c(Some(18), Some(0)).is_int64());
+        assert!(!c(Some(38), Some(0)).is_int64(), "INT is NUMBER(38, 0)");
+        assert!(!c(Some(10), Some(2)).is_int64());
+        assert!(!c(None, Some(0)).is_int64());
+        assert!(!col("text", None).is_int64());
     }
 
     #[test]

@@ -88,11 +88,18 @@ fn ids_sort_as_the_engine_merges_them() {
     let ids: Vec<_> = rows.iter().filter_map(|r| r.id.clone()).collect();
     assert_eq!(ids, ["10", "9", "B", "Z", "a", "b", "é"]);
     assert_eq!(rows.len(), 8, "the NULL id is returned (and rejected by the sync)");
-    let (order, rows) = scan_all(&mut w, "select N, V from T where N is not null", "N");
+    // NUMBER(10, 0) fits 64 bits: numeric order
+    let (order, rows) = scan_all(&mut w, "select N::number(10, 0) as N, V from T where N is not null", "N");
     assert_eq!(order, IdOrder::Integer);
     let ids: Vec<_> = rows.iter().filter_map(|r| r.id.clone()).collect();
     assert_eq!(ids, ["-100", "-63", "-26", "11", "48", "85", "122"], "integers in numeric order, decimal");
     assert_eq!(rows[0].values[0], serde_json::json!(-100));
+    // INT is NUMBER(38, 0), which may not fit 64 bits: the bytes of its decimal text
+    let (order, rows) = scan_all(&mut w, "select N, V from T where N is not null", "N");
+    assert_eq!(order, IdOrder::Text);
+    let ids: Vec<_> = rows.iter().filter_map(|r| r.id.clone()).collect();
+    assert_eq!(ids, ["-100", "-26", "-63", "11", "122", "48", "85"]);
+    assert_eq!(rows[0].values[0], serde_json::json!(-100), "the value is still an integer");
 }
 
 #[test]
