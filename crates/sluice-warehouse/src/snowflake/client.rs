@@ -4,7 +4,9 @@
 //! and answers with its `rowtype`, the first rows (`rowset` JSON or `rowsetBase64` Arrow) and
 //! the `chunks` holding the rest (fetched from their URLs with `chunkHeaders` or the `qrmk`);
 //! a statement still running after the request's wait answers `333333`/`333334` with a
-//! `getResultUrl` to poll; `POST /queries/v1/abort-request` cancels it.
+//! `getResultUrl` to poll; `POST /queries/v1/abort-request` cancels it; a session token that
+//! expires while a statement runs (`390112`) is renewed with the master token
+//! (`POST /session/token-request`).
 //!
 //! Every answer is read with a size cap, polls end at a deadline, and a failed answer becomes
 //! the server's own message and code.
@@ -26,6 +28,10 @@ const IN_PROGRESS: [&str; 2] = ["333333", "333334"];
 pub const SELECT: i64 = 0x1000;
 /// Attempts per chunk (a 5xx or a broken connection is tried again).
 const CHUNK_ATTEMPTS: u32 = 3;
+/// Snowflake's "session token expired" code.
+const SESSION_EXPIRED: &str = "390112";
+/// Token renewals while one statement runs.
+const MAX_RENEWALS: u32 = 3;
 
 /// How a session logs in.
 pub enum Auth {
@@ -53,8 +59,13 @@ type Running = Arc<Mutex<Option<(String, String)>>>;
 pub struct Session {
     agent: ureq::Agent,
     endpoint: String,
-    token: String,
+    /// The session token, shared with the aborter (a renewal replaces it).
+    token: Arc<Mutex<String>>,
+    /// Renews the session token when Snowflake says it expired (`390112`).
+    master_token: Option<String>,
     sequence: u64,
+    /// The result URL of the statement being polled.
+    polling: Option<String>,
     running: Running,
     /// Shown in errors: the account and user.
     pub target: String,
@@ -175,7 +186,17 @@ impl Session {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| connect("the login answer has no session token".into()))?;
         tracing::debug!(account = login.account, user = login.user, "snowflake session opened");
-        Ok(Self { agent, endpoint, token: token.to_string(), sequence: 0, running: Arc::default(), target })
+        let master_token = v["data"]["masterToken"].as_str().map(String::from);
+        Ok(Self {
+            agent,
+            endpoint,
+            token: Arc::new(Mutex::new(token.to_string())),
+            master_token,
+            sequence: 0,
+            polling: None,
+            running: Arc::default(),
+            target,
+        })
     }
 
     /// Reads a JSON envelope; HTTP errors with a JSON body keep the server's message.
@@ -197,15 +218,39 @@ impl Session {
     }
 
     fn authorization(&self) -> String {
-        format!("Snowflake Token=\"{}\"", self.token)
+        let token = self.token.lock().map(|t| t.clone()).unwrap_or_default();
+        format!("Snowflake Token=\"{token}\"")
+    }
+
+    /// Trades the master token for a new session token (`POST /session/token-request`).
+    fn renew(&self) -> Result<(), WarehouseError> {
+        let expired = |m: String| self.transport(format!("the session expired and could not be renewed: {m}"));
+        let master = self.master_token.as_deref().ok_or_else(|| expired("the login gave no master token".into()))?;
+        let old = self.token.lock().map(|t| t.clone()).unwrap_or_default();
+        let r = self
+            .agent
+            .post(&format!("{}/session/token-request", self.endpoint))
+            .query("requestId", &uuid())
+            .set("Authorization", &format!("Snowflake Token=\"{master}\""))
+            .set("Accept", "application/snowflake")
+            .send_json(json!({"oldSessionToken": old, "requestType": "RENEW"}));
+        let v = Self::envelope(r).map_err(expired)?;
+        let token = v["data"]["sessionToken"].as_str().filter(|t| !t.is_empty() && v["success"] == json!(true));
+        let token = token.ok_or_else(|| expired(failure(&v).0))?;
+        if let Ok(mut t) = self.token.lock() {
+            *t = token.to_string();
+        }
+        tracing::debug!("snowflake session token renewed");
+        Ok(())
     }
 
     /// Stops the statement in flight on the server (from any thread).
     pub fn aborter(&self) -> impl Fn() + Send + Sync + 'static {
-        let (agent, running, auth) = (self.agent.clone(), self.running.clone(), self.authorization());
+        let (agent, running, token) = (self.agent.clone(), self.running.clone(), self.token.clone());
         let url = format!("{}/queries/v1/abort-request", self.endpoint);
         move || {
             let Some((request_id, sql)) = running.lock().ok().and_then(|r| r.clone()) else { return };
+            let auth = format!("Snowflake Token=\"{}\"", token.lock().map(|t| t.clone()).unwrap_or_default());
             let r = agent
                 .post(&url)
                 .query("request_id", &uuid())
@@ -227,6 +272,7 @@ impl Session {
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Answer, WarehouseError> {
         self.sequence += 1;
+        self.polling = None;
         let request_id = uuid();
         if let Ok(mut r) = self.running.lock() {
             *r = Some((request_id.clone(), sql.to_string()));
@@ -270,8 +316,18 @@ impl Session {
             .send_json(body);
         let mut v = Self::envelope(r).map_err(|m| self.transport(m))?;
         let mut pause = Duration::from_millis(200);
+        let mut renewals = 0;
         loop {
             let code = v["code"].as_str().unwrap_or("");
+            if code == SESSION_EXPIRED && renewals < MAX_RENEWALS && v["data"]["getResultUrl"].is_null() {
+                // a long statement outlived the session token: renew it and poll on
+                if let Some(url) = self.polling.take() {
+                    renewals += 1;
+                    self.renew()?;
+                    v = json!({"code": IN_PROGRESS[0], "data": {"getResultUrl": url}});
+                    continue;
+                }
+            }
             if v["success"] == json!(true) && !IN_PROGRESS.contains(&code) {
                 return self.answer(v);
             }
@@ -286,6 +342,7 @@ impl Session {
                 .filter(|u| u.starts_with('/'))
                 .ok_or_else(|| self.transport("a statement still running came without a getResultUrl".into()))?
                 .to_string();
+            self.polling = Some(url.clone());
             if cancelled() {
                 return Err(WarehouseError::Cancelled);
             }

@@ -12,6 +12,8 @@
 //!   a statement still running; `000604` when aborted, `000630` at the statement timeout.
 //! - `GET <chunk url>`: gzip'd bodies, JSON rows without enclosing brackets or Arrow IPC.
 //! - `POST /queries/v1/abort-request` (`requestId`).
+//! - `POST /session/token-request` (`Authorization` with the login's `masterToken`,
+//!   `{"oldSessionToken", "requestType": "RENEW"}` → `data.sessionToken`) after a `390112`.
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use base64::Engine as _;
@@ -39,6 +41,8 @@ pub enum Mode {
     Slow(u32),
     /// The statement never ends (until aborted or the session's statement timeout).
     Endless,
+    /// The statement runs for two polls; the first poll finds the session token expired.
+    Expiring,
 }
 
 /// Rows of the fixture's model: `idNNNN` and `NNNN`.
@@ -55,6 +59,9 @@ pub struct State {
     pub chunk_requests: Vec<(String, Vec<(String, String)>)>,
     pub aborts: Vec<Value>,
     pub polls: u32,
+    /// Session tokens issued by `/session/token-request`.
+    pub renewals: u32,
+    token: String,
     timeout: Option<u64>,
     started: Option<Instant>,
 }
@@ -142,8 +149,6 @@ fn answer(req: tiny_http::Request, v: Value) {
     respond(req, 200, v.to_string().into_bytes());
 }
 
-const TOKEN: &str = "Snowflake Token=\"session-token-1\"";
-
 impl Fixture {
     /// Starts the fixture; `spki_pem` is the public key registered for key-pair logins.
     pub fn start(mode: Mode, spki_pem: &str) -> Self {
@@ -172,6 +177,7 @@ impl Fixture {
                         data["PASSWORD"] == PASSWORD
                     };
                     s.timeout = data["SESSION_PARAMETERS"]["STATEMENT_TIMEOUT_IN_SECONDS"].as_u64();
+                    s.token = "session-token-1".into();
                     s.logins.push(data.clone());
                     drop(s);
                     if !ok && data["AUTHENTICATOR"] == "SNOWFLAKE_JWT" {
@@ -217,7 +223,22 @@ impl Fixture {
                     respond(req, status, body);
                     continue;
                 }
-                if auth.as_deref() != Some(TOKEN) {
+                if path == "/session/token-request" {
+                    let ok = auth.as_deref() == Some("Snowflake Token=\"m\"")
+                        && v["requestType"] == "RENEW"
+                        && v["oldSessionToken"] == s.token.as_str();
+                    let answer_v = if ok {
+                        s.renewals += 1;
+                        s.token = format!("session-token-{}", s.renewals + 1);
+                        json!({"data": {"sessionToken": s.token, "masterToken": "m"}, "success": true})
+                    } else {
+                        json!({"data": null, "code": "390114", "message": "Authentication token has expired.", "success": false})
+                    };
+                    drop(s);
+                    answer(req, answer_v);
+                    continue;
+                }
+                if auth != Some(format!("Snowflake Token=\"{}\"", s.token)) {
                     drop(s);
                     let e = json!({"data": null, "code": "390104", "message": "User must login again to access the service.", "success": false});
                     respond(req, 401, e.to_string().into_bytes());
@@ -239,11 +260,14 @@ impl Fixture {
                 if path == "/queries/q1/result" {
                     s.polls += 1;
                     let elapsed = s.started.map(|t| t.elapsed()).unwrap_or_default();
-                    let v = if !s.aborts.is_empty() {
+                    let v = if mode == Mode::Expiring && s.polls == 1 {
+                        json!({"data": {"errorCode": "390112"}, "code": "390112", "message": "Your session has expired. Please login again.", "success": false})
+                    } else if !s.aborts.is_empty() {
                         json!({"data": {"sqlState": "57014"}, "code": "000604", "message": "SQL execution canceled", "success": false})
                     } else if s.timeout.is_some_and(|t| elapsed >= Duration::from_secs(t)) {
                         json!({"data": {"sqlState": "57014"}, "code": "000630", "message": format!("Statement reached its statement or warehouse timeout of {} second(s) and was canceled.", s.timeout.unwrap_or(0)), "success": false})
-                    } else if matches!(mode, Mode::Slow(n) if s.polls >= n) {
+                    } else if matches!(mode, Mode::Slow(n) if s.polls >= n) || (mode == Mode::Expiring && s.polls >= 2)
+                    {
                         all
                     } else {
                         json!({"data": {"queryId": "q1", "getResultUrl": "/queries/q1/result"}, "code": "333334", "message": "Asynchronous execution in progress. Use provided query id to perform query monitoring and management.", "success": false})
@@ -263,7 +287,7 @@ impl Fixture {
                     );
                     continue;
                 }
-                if matches!(mode, Mode::Slow(_) | Mode::Endless) {
+                if matches!(mode, Mode::Slow(_) | Mode::Endless | Mode::Expiring) {
                     s.started = Some(Instant::now());
                     drop(s);
                     answer(

@@ -135,6 +135,15 @@ fn a_long_statement_is_polled_until_done() {
 }
 
 #[test]
+fn an_expired_session_token_is_renewed_while_a_statement_runs() {
+    let f = Fixture::start(Mode::Expiring, PUBLIC_KEY);
+    let mut w = SnowflakeWarehouse::connect(&opts(&f)).unwrap();
+    assert_all_rows(&scan(&mut w).unwrap());
+    let s = f.state.lock().unwrap();
+    assert_eq!((s.renewals, s.polls), (1, 2), "renewed once with the master token, then polled with the new token");
+}
+
+#[test]
 fn the_statement_timeout_is_the_servers_and_its_message_reaches_the_user() {
     let f = Fixture::start(Mode::Endless, PUBLIC_KEY);
     let o = SnowflakeOptions { statement_timeout: Some(Duration::from_secs(1)), ..opts(&f) };
