@@ -69,6 +69,8 @@ pub struct Session {
     running: Running,
     /// Shown in errors: the account and user.
     pub target: String,
+    /// The session's role, as the login answer names it.
+    pub role: Option<String>,
 }
 
 /// Where the rest of a result is.
@@ -187,6 +189,7 @@ impl Session {
             .ok_or_else(|| connect("the login answer has no session token".into()))?;
         tracing::debug!(account = login.account, user = login.user, "snowflake session opened");
         let master_token = v["data"]["masterToken"].as_str().map(String::from);
+        let role = v["data"]["sessionInfo"]["roleName"].as_str().map(String::from);
         Ok(Self {
             agent,
             endpoint,
@@ -196,6 +199,7 @@ impl Session {
             polling: None,
             running: Arc::default(),
             target,
+            role,
         })
     }
 

@@ -163,12 +163,14 @@ impl Fixture {
                 let mut body = Vec::new();
                 let _ = req.as_reader().read_to_end(&mut body);
                 let path = req.url().split('?').next().unwrap_or("").to_string();
+                let role = req.url().split(['?', '&']).find_map(|p| p.strip_prefix("roleName=")).map(String::from);
                 let auth = req.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.to_string());
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let mut s = st.lock().unwrap();
                 let mode = s.mode.unwrap_or(Mode::Json);
                 if path == "/session/v1/login-request" {
                     let mut data = v["data"].clone();
+                    data["roleName"] = json!(role);
                     let ok = if data["AUTHENTICATOR"] == "SNOWFLAKE_JWT" {
                         let claims = data["TOKEN"].as_str().and_then(|t| verified_claims(t, &spki));
                         data["TOKEN"] = claims.clone().unwrap_or(Value::Null);
@@ -193,7 +195,9 @@ impl Fixture {
                     } else {
                         answer(
                             req,
-                            json!({"data": {"token": "session-token-1", "masterToken": "m", "parameters": []}, "code": null, "message": null, "success": true}),
+                            json!({"data": {"token": "session-token-1", "masterToken": "m", "parameters": [],
+                                "sessionInfo": {"roleName": data["roleName"].as_str().unwrap_or("PUBLIC")}},
+                                "code": null, "message": null, "success": true}),
                         );
                     }
                     continue;

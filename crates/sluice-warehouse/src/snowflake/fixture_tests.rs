@@ -53,6 +53,17 @@ fn json_chunks_are_fetched_in_order_with_the_result_key() {
         assert_eq!(h("authorization"), None, "the session token never goes to the chunk store");
     }
     assert_eq!(s.logins[0]["PASSWORD"], PASSWORD);
+    assert!(w.warnings().is_empty(), "PUBLIC is no administration role");
+}
+
+#[test]
+fn the_session_settings_go_to_the_login_and_an_admin_role_is_reported() {
+    let f = Fixture::start(Mode::Json, PUBLIC_KEY);
+    let o = SnowflakeOptions { role: Some("ACCOUNTADMIN".into()), warehouse: Some("WH".into()), ..opts(&f) };
+    let w = SnowflakeWarehouse::connect(&o).unwrap();
+    assert_eq!(f.state.lock().unwrap().logins[0]["roleName"], "ACCOUNTADMIN");
+    let warnings = w.warnings();
+    assert!(warnings.len() == 1 && warnings[0].contains("role `ACCOUNTADMIN`"), "{warnings:?}");
 }
 
 #[test]

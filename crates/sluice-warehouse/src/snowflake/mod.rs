@@ -248,10 +248,24 @@ impl Drop for SnowflakeWarehouse {
     }
 }
 
+/// Snowflake's system roles that can create, change or grant: a model cannot write through
+/// Sluice's subquery, but a role that only reads is the safe default.
+const ADMIN_ROLES: [&str; 5] = ["ACCOUNTADMIN", "ORGADMIN", "SECURITYADMIN", "SYSADMIN", "USERADMIN"];
+
 impl Warehouse for SnowflakeWarehouse {
     fn attach_canceller(&mut self, canceller: &Canceller) {
         canceller.install(Box::new(self.session.aborter()));
         self.canceller = canceller.clone();
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        match &self.session.role {
+            Some(r) if ADMIN_ROLES.contains(&r.to_ascii_uppercase().as_str()) => vec![format!(
+                "role `{r}` is a Snowflake administration role; give Sluice a role with only USAGE and SELECT \
+                 (README, \"Snowflake\")"
+            )],
+            _ => Vec::new(),
+        }
     }
 
     fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError> {
