@@ -219,11 +219,49 @@ fn arrow_cell(a: &dyn Array, r: usize, scale: u32, col: &Column) -> Result<Strin
     })
 }
 
+/// Checks the framing of an Arrow IPC stream before the reader sees it: every message's
+/// metadata and body must lie within the bytes (the reader allocates a body's declared length
+/// before reading it, so a hostile length must never reach it).
+fn check_framing(bytes: &[u8]) -> Result<(), String> {
+    let broken = |why: &str| Err(format!("a broken Arrow stream: {why}"));
+    let word = |at: usize| bytes.get(at..at + 4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let Some(mut len) = word(pos) else { return broken("a cut message header") };
+        pos += 4;
+        if len == -1 {
+            let Some(l) = word(pos) else { return broken("a cut message header") };
+            len = l;
+            pos += 4;
+        }
+        if len == 0 {
+            return Ok(()); // end of stream
+        }
+        let Some(meta) = usize::try_from(len).ok().and_then(|l| bytes.get(pos..pos.checked_add(l)?)) else {
+            return broken("message metadata beyond the end");
+        };
+        let Ok(message) = arrow_ipc::root_as_message(meta) else { return broken("unreadable message metadata") };
+        pos += meta.len();
+        match usize::try_from(message.bodyLength()) {
+            Ok(body) if body <= bytes.len() - pos => pos += body,
+            _ => return broken("a message body beyond the end"),
+        }
+    }
+    Ok(())
+}
+
 /// Decodes an Arrow IPC stream (a `rowsetBase64` or an Arrow chunk) into wire-form rows.
 pub fn arrow_stream(bytes: &[u8], cols: &[Column]) -> Result<Vec<Vec<Option<String>>>, String> {
     if bytes.is_empty() {
         return Ok(Vec::new());
     }
+    check_framing(bytes)?;
+    // the reader validates what it decodes; a panic on data it missed must not end the sync
+    std::panic::catch_unwind(|| decode_stream(bytes, cols))
+        .unwrap_or_else(|_| Err("a broken Arrow stream the decoder could not read".into()))
+}
+
+fn decode_stream(bytes: &[u8], cols: &[Column]) -> Result<Vec<Vec<Option<String>>>, String> {
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| format!("not an Arrow IPC stream: {e}"))?;
     let mut rows = Vec::new();
@@ -311,5 +349,37 @@ mod tests {
         assert!(json_rows(serde_json::json!({"a": 1}), 2).is_err());
         assert!(json_rows(serde_json::json!([[{"a": 1}, null]]), 2).is_err());
         assert!(arrow_stream(b"not arrow at all", &[col("text", None)]).is_err());
+    }
+
+    fn ipc(n: i64) -> Vec<u8> {
+        let a: arrow_array::ArrayRef = std::sync::Arc::new(arrow_array::Int64Array::from((0..n).collect::<Vec<_>>()));
+        let batch = RecordBatch::try_from_iter(vec![("N", a)]).unwrap();
+        let mut out = Vec::new();
+        let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        out
+    }
+
+    #[test]
+    fn arrow_streams_are_checked_before_decoding() {
+        let cols = [col("fixed", Some(0))];
+        let good = ipc(1000);
+        let rows = arrow_stream(&good, &cols).unwrap();
+        assert_eq!((rows.len(), rows[999][0].as_deref()), (1000, Some("999")));
+        for cut in [5, 100, good.len() / 2, good.len() - 9] {
+            let e = arrow_stream(&good[..cut], &cols).unwrap_err();
+            assert!(e.contains("broken Arrow stream"), "cut at {cut}: {e}");
+        }
+        let mut bad = good.clone();
+        bad[4..8].copy_from_slice(&i32::MAX.to_le_bytes());
+        assert!(arrow_stream(&bad, &cols).unwrap_err().contains("beyond the end"));
+        let mut flipped = good.clone();
+        for b in flipped.iter_mut().skip(200).step_by(7) {
+            *b ^= 0x5a;
+        }
+        assert!(arrow_stream(&flipped, &cols).is_err(), "garbage is an error, not a panic");
+        assert!(arrow_stream(&good, &[col("fixed", Some(0)), col("text", None)]).unwrap_err().contains("columns"));
     }
 }
