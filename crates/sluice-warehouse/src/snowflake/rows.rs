@@ -205,11 +205,15 @@ fn arrow_cell(a: &dyn Array, r: usize, scale: u32, col: &Column) -> Result<Strin
                 DataType::Int64 => epoch.as_primitive::<Int64Type>().value(r).into(),
                 t => return Err(format!("column `{}`: timestamp epoch of type {t}", col.name)),
             };
-            let frac: i128 = match field("fraction") {
-                Some(f) if f.data_type() == &DataType::Int32 => f.as_primitive::<Int32Type>().value(r).into(),
-                _ => 0,
+            // {epoch seconds, fraction nanoseconds[, timezone]}, or (TIMESTAMP_TZ of scale ≤ 3)
+            // {epoch in units of the scale, timezone}
+            let mut out = match field("fraction") {
+                Some(f) if f.data_type() == &DataType::Int32 => {
+                    let frac: i128 = f.as_primitive::<Int32Type>().value(r).into();
+                    scaled(epoch * 1_000_000_000 + frac, 9)
+                }
+                _ => scaled(epoch, scale),
             };
-            let mut out = scaled(epoch * 1_000_000_000 + frac, 9);
             if let Some(tz) = field("timezone").filter(|t| t.data_type() == &DataType::Int32) {
                 out.push_str(&format!(" {}", tz.as_primitive::<Int32Type>().value(r)));
             }
@@ -360,6 +364,42 @@ mod tests {
         w.finish().unwrap();
         drop(w);
         out
+    }
+
+    #[test]
+    fn arrow_timestamps_in_each_of_snowflakes_layouts() {
+        use arrow_array::{ArrayRef, Int32Array, Int64Array, StructArray};
+        use arrow_schema::{Field, Schema};
+        use std::sync::Arc;
+        let i64s = |v: i64| Arc::new(Int64Array::from(vec![v])) as ArrayRef;
+        let i32s = |v: i32| Arc::new(Int32Array::from(vec![v])) as ArrayRef;
+        let field = |n: &str, t: DataType| Arc::new(Field::new(n, t, false));
+        // scale 9: {epoch, fraction}; TZ scale 3: {epoch in ms, timezone}; NTZ scale 3: Int64 ms
+        let ntz9 = StructArray::from(vec![
+            (field("epoch", DataType::Int64), i64s(1_704_164_645)),
+            (field("fraction", DataType::Int32), i32s(500_000_000)),
+        ]);
+        let tz3 = StructArray::from(vec![
+            (field("epoch", DataType::Int64), i64s(1_704_164_645_250)),
+            (field("timezone", DataType::Int32), i32s(1440 + 120)),
+        ]);
+        let meta = |scale: &str| std::collections::HashMap::from([("scale".to_string(), scale.to_string())]);
+        let schema = Schema::new(vec![
+            Field::new("A", ntz9.data_type().clone(), true).with_metadata(meta("9")),
+            Field::new("B", tz3.data_type().clone(), true).with_metadata(meta("3")),
+            Field::new("C", DataType::Int64, true).with_metadata(meta("3")),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![Arc::new(ntz9) as ArrayRef, Arc::new(tz3) as ArrayRef, i64s(1_704_164_645_250)],
+        )
+        .unwrap();
+        let cols = [col("timestamp_ntz", Some(9)), col("timestamp_tz", Some(3)), col("timestamp_ltz", Some(3))];
+        let row = &arrow_rows(&batch, &cols).unwrap()[0];
+        let values: Vec<Value> = cols.iter().zip(row).map(|(c, v)| typed(c, v.as_deref())).collect();
+        assert_eq!(values[0], "2024-01-02T03:04:05.5");
+        assert_eq!(values[1], "2024-01-02T05:04:05.25+02:00");
+        assert_eq!(values[2], "2024-01-02T03:04:05.25Z");
     }
 
     #[test]
