@@ -58,6 +58,8 @@ pub struct State {
     /// `(path, headers)` of every chunk request.
     pub chunk_requests: Vec<(String, Vec<(String, String)>)>,
     pub aborts: Vec<Value>,
+    /// The body of every query request.
+    pub queries: Vec<Value>,
     pub polls: u32,
     /// Session tokens issued by `/session/token-request`.
     pub renewals: u32,
@@ -281,6 +283,7 @@ impl Fixture {
                     continue;
                 }
                 let sql = v["sqlText"].as_str().unwrap_or("").to_string();
+                s.queries.push(v.clone());
                 if v["describeOnly"] == true {
                     drop(s);
                     let mut rt = rowtype();

@@ -54,6 +54,19 @@ fn json_chunks_are_fetched_in_order_with_the_result_key() {
     }
     assert_eq!(s.logins[0]["PASSWORD"], PASSWORD);
     assert!(w.warnings().is_empty(), "PUBLIC is no administration role");
+    // the model is described (compiled, not run), then scanned, always as a subquery
+    let (describe, scan) = (&s.queries[0], &s.queries[1]);
+    assert_eq!((describe["describeOnly"].as_bool(), scan["describeOnly"].as_bool()), (Some(true), Some(false)));
+    assert_eq!(describe["sqlText"], "SELECT * FROM (\nselect ID, N from T\n) AS sluice_model");
+    assert_eq!(describe["parameters"]["STATEMENT_TIMEOUT_IN_SECONDS"], 60, "the preview timeout");
+    assert_eq!(
+        scan["sqlText"],
+        "SELECT TO_VARCHAR(sluice_model.\"ID\"), sluice_model.* FROM (\nselect ID, N from T\n) AS sluice_model \
+         ORDER BY TO_BINARY(TO_VARCHAR(sluice_model.\"ID\"), 'UTF-8')"
+    );
+    for q in [describe, scan] {
+        assert_eq!(q["parameters"]["MULTI_STATEMENT_COUNT"], 1, "one statement per request");
+    }
 }
 
 #[test]
