@@ -4,9 +4,9 @@
 //! (never skips) when it cannot start. `scripts/test.sh` installs it.
 
 use serde_json::{json, Value};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The database and schema tests log into.
 pub const DATABASE: &str = "SLUICE_DB";
@@ -21,27 +21,10 @@ pub struct FakeSnow {
 }
 
 impl FakeSnow {
-    /// Starts the server on a free port with [`DATABASE`].[`SCHEMA`] created.
+    /// Starts the server on a port it picks itself (read from its log, so no other process can
+    /// take it in between) with [`DATABASE`].[`SCHEMA`] created.
     pub fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port();
-        let child = Command::new("fakesnow")
-            .args(["-s", "--host", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `fakesnow -s` ({e}): install it with `pip install 'fakesnow[server]'` (scripts/test.sh does)"));
-        let mut fs = Self { child, url: format!("http://127.0.0.1:{port}"), token: String::new() };
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = fs.child.try_wait() {
-                panic!("`fakesnow -s` exited with {status} before listening (is fakesnow[server] installed with snowflake-connector-python < 5?)");
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "`fakesnow -s` did not listen on port {port} within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let mut fs = Self::spawn();
         let login = ureq::post(&format!("{}/session/v1/login-request", fs.url))
             .query("databaseName", DATABASE)
             .query("schemaName", SCHEMA)
@@ -53,6 +36,48 @@ impl FakeSnow {
         fs.exec(&format!("CREATE DATABASE IF NOT EXISTS {DATABASE}"));
         fs.exec(&format!("CREATE SCHEMA IF NOT EXISTS {DATABASE}.{SCHEMA}"));
         fs
+    }
+
+    /// `fakesnow -s` once it listens; its log is drained by a thread (uvicorn logs every request).
+    fn spawn() -> Self {
+        let mut child = Command::new("fakesnow")
+            .args(["-s", "--host", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `fakesnow -s` ({e}): install it with `pip install 'fakesnow[server]'` (scripts/test.sh does)")
+            });
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel::<Result<u16, String>>();
+        std::thread::spawn(move || {
+            let mut log = String::new();
+            let mut sent = false;
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if !sent {
+                    let port = line.split("Uvicorn running on http://127.0.0.1:").nth(1);
+                    match port.and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()) {
+                        Some(port) => {
+                            sent = true;
+                            let _ = tx.send(Ok(port));
+                        }
+                        None => log.push_str(&format!("{line}\n")),
+                    }
+                }
+            }
+            if !sent {
+                let _ = tx.send(Err(log));
+            }
+        });
+        let port = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(port)) => port,
+            Ok(Err(log)) => panic!(
+                "`fakesnow -s` exited before listening (is fakesnow[server] installed with snowflake-connector-python < 5? \
+                 scripts/test.sh installs both):\n{log}"
+            ),
+            Err(_) => panic!("`fakesnow -s` did not listen within 60 s"),
+        };
+        Self { child, url: format!("http://127.0.0.1:{port}"), token: String::new() }
     }
 
     /// The base URL (the source's `endpoint`).
