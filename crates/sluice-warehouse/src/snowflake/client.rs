@@ -28,6 +28,8 @@ const IN_PROGRESS: [&str; 2] = ["333333", "333334"];
 pub const SELECT: i64 = 0x1000;
 /// Attempts per chunk (a 5xx or a broken connection is tried again).
 const CHUNK_ATTEMPTS: u32 = 3;
+/// Longest a chunk's download may take.
+const CHUNK_DEADLINE: Duration = Duration::from_secs(600);
 /// Snowflake's "session token expired" code.
 const SESSION_EXPIRED: &str = "390112";
 /// Token renewals while one statement runs.
@@ -142,6 +144,8 @@ impl Session {
             // the query API holds a request up to ~45 s before answering "still running"
             .timeout_read(Duration::from_secs(120))
             .timeout_write(Duration::from_secs(60))
+            // any one call, body included (a statement that runs longer answers "still running")
+            .timeout(Duration::from_secs(300))
             .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .build();
         let mut params = serde_json::Map::new();
@@ -424,7 +428,8 @@ impl Session {
         let mut attempt = 0;
         let body = loop {
             attempt += 1;
-            let mut req = self.agent.get(&chunk.url);
+            // the whole download, however slowly the store sends it
+            let mut req = self.agent.get(&chunk.url).timeout(CHUNK_DEADLINE);
             for (k, v) in &answer.chunk_headers {
                 req = req.set(k, v);
             }
