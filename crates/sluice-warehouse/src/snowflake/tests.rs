@@ -113,11 +113,21 @@ fn bad_sql_carries_the_servers_message_and_writes_are_refused() {
     assert_eq!(e.sqlstate(), Some("42S02"));
     let e = w.preview("selec 1", 10).unwrap_err().to_string();
     assert!(e.contains("Line 1, Col: 7"), "the position is the model's: {e}");
-    for write in ["insert into T values (1)", "drop table T", "create table U (x int)", "delete from T"] {
+    fs.exec("INSERT INTO T VALUES (1)");
+    for write in [
+        "insert into T values (2)",
+        "delete from T",
+        "drop table T",
+        "create table U (x int)",
+        "select 1; drop table T",
+        "call system$wait(1)",
+    ] {
         assert!(w.columns(write).is_err(), "{write} must not run");
+        assert!(w.preview(write, 10).is_err(), "{write} must not run");
+        let scan = w.scan(write, "X", IdOrder::Text, &ScanNeeds::default(), &mut |_| Ok(()));
+        assert!(scan.is_err(), "{write} must not run");
     }
-    let n = fs.exec("select count(*) from T");
-    assert!(n["data"]["rowsetBase64"].is_string(), "T still exists");
-    let tables = fs.exec("select count(*) from information_schema.tables where table_name = 'U'");
-    let _ = tables; // the CREATE above failed to compile as a subquery
+    let p = w.preview("select count(*) as n, min(ID) as lo from T", 1).unwrap();
+    assert_eq!(p.rows[0], vec![serde_json::json!(1), serde_json::json!(1)], "T is whole: nothing was written");
+    fs.exec("CREATE TABLE U (x int)"); // fails if the refused CREATE had run
 }
