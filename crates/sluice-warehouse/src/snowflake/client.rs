@@ -155,9 +155,8 @@ impl Session {
             params.insert("STATEMENT_TIMEOUT_IN_SECONDS".into(), json!(t));
         }
         let mut data = json!({
-            "CLIENT_APP_ID": "sluice",
-            "CLIENT_APP_VERSION": env!("CARGO_PKG_VERSION"),
-            "ACCOUNT_NAME": login.account,
+            // the account without region or domain, as the connectors send it
+            "ACCOUNT_NAME": login.account.split('.').next().unwrap_or(login.account),
             "LOGIN_NAME": login.user,
             "CLIENT_ENVIRONMENT": {"APPLICATION": "sluice", "OS": std::env::consts::OS},
             "SESSION_PARAMETERS": params,

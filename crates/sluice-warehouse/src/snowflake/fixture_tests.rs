@@ -133,6 +133,10 @@ fn key_pair_login_sends_a_jwt_the_registered_key_verifies() {
     assert_all_rows(&scan(&mut w).unwrap());
     let login = f.state.lock().unwrap().logins[0].clone();
     assert_eq!(login["AUTHENTICATOR"], "SNOWFLAKE_JWT");
+    assert_eq!(
+        (login["ACCOUNT_NAME"].as_str(), login["LOGIN_NAME"].as_str()),
+        (Some("test_acct"), Some("sluice_user"))
+    );
     assert!(login.get("PASSWORD").is_none());
     let claims = &login["TOKEN"];
     assert_eq!(claims["iss"], format!("TEST_ACCT.SLUICE_USER.{FINGERPRINT}"));
