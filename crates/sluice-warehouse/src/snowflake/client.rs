@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Largest answer of the query API read (its first rowset is inline).
-const MAX_ANSWER: u64 = 256 << 20;
+const MAX_ANSWER: u64 = 128 << 20;
 /// Largest chunk read, after decompression.
-const MAX_CHUNK: u64 = 512 << 20;
+const MAX_CHUNK: u64 = 256 << 20;
 /// Snowflake's "statement still running" codes.
 const IN_PROGRESS: [&str; 2] = ["333333", "333334"];
 /// `statementTypeId` of a SELECT.

@@ -37,6 +37,8 @@ pub enum Mode {
     Error500,
     /// The chunks' host refuses connections.
     Unreachable,
+    /// The second chunk is a gzip bomb: 300 MiB of zeros in a few hundred KiB.
+    GzipBomb,
     /// The statement runs for `n` polls, then answers every row inline.
     Slow(u32),
     /// The statement never ends (until aborted or the session's statement timeout).
@@ -222,6 +224,14 @@ impl Fixture {
                         raw = rows.join(",").into_bytes();
                     }
                     let mut body = gzip(&raw);
+                    if i == 1 && mode == Mode::GzipBomb {
+                        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                        let zeros = vec![0u8; 1 << 20];
+                        for _ in 0..300 {
+                            e.write_all(&zeros).expect("gzip");
+                        }
+                        body = e.finish().expect("gzip");
+                    }
                     if i == 1 && mode == Mode::Truncated {
                         body.truncate(body.len() / 2);
                     }

@@ -96,6 +96,7 @@ fn hostile_chunks_fail_clearly() {
         (Mode::WrongCount, "99 rows where the answer announced 100"),
         (Mode::Error500, "HTTP 500 after 3 attempts"),
         (Mode::Unreachable, "chunk 1 of 2 (http://127.0.0.1:1/chunks/0)"),
+        (Mode::GzipBomb, "larger than 256 MiB"),
     ] {
         let f = Fixture::start(mode, PUBLIC_KEY);
         let mut w = SnowflakeWarehouse::connect(&opts(&f)).unwrap();
