@@ -499,6 +499,16 @@ mod warehouse_source_tests {
         let shown = crate::credentials::redacted_source(&f.sources[0]);
         assert_eq!((shown["password"].as_str(), shown["user"].as_str()), (Some("<set>"), Some("u")));
         assert!(!format!("{:?}", f.sources).contains("hunter2"));
+        // a password sent back as `<set>` is kept only for the same account, user and endpoint
+        let same = |other: &str| {
+            let g = crate::WorkspaceFile::from_yaml(&format!("sources: [{other}]")).unwrap();
+            f.sources[0].same_address(&g.sources[0])
+        };
+        assert!(same("{id: s, kind: snowflake, account: a, user: u, password: x, role: R}"));
+        assert!(!same("{id: s, kind: snowflake, account: a, user: u, password: x, endpoint: 'https://evil.example'}"));
+        assert!(!same("{id: s, kind: snowflake, account: b, user: u, password: x}"));
+        assert!(!same("{id: s, kind: snowflake, account: a, user: v, password: x}"));
+        assert!(!same("{id: s, kind: redshift, url: 'postgres://h/d'}"));
     }
 
     #[test]
