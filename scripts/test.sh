@@ -31,6 +31,9 @@ psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where 
 python3 -c "import segment.analytics" 2>/dev/null || pip install -q segment-analytics-python
 # Schemathesis, for the control API's OpenAPI conformance test
 command -v st >/dev/null 2>&1 || pip install -q schemathesis
+# fakesnow, a Snowflake stand-in speaking the connector protocol (`fakesnow -s`), for the Snowflake
+# warehouse tests; its server imports snowflake.connector.converter, which connector 5.x dropped
+python3 -c "import fakesnow.server" 2>/dev/null || pip install -q "fakesnow[server]==0.12.1" "snowflake-connector-python<5"
 
 # Segment's JavaScript clients (crates/sluice-server/tests/segment_clients.rs): Node.js, the pinned
 # npm packages of tests/js (`npm ci` when node_modules is missing or was installed from another package-lock.json)

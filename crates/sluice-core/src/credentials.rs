@@ -65,7 +65,32 @@ pub fn for_each_in_source(s: &mut SourceConfig, f: &mut Visitor<'_>) {
             allow_privileged_role: _,
             diff: _,
             sluice_schema: _,
+        })
+        | SourceSettings::Redshift(crate::PostgresSource {
+            url,
+            tls: _,
+            ca_file: _,
+            statement_timeout_secs: _,
+            allow_privileged_role: _,
+            diff: _,
+            sluice_schema: _,
         }) => visit_secret("url", url, f),
+        SourceSettings::Snowflake(crate::SnowflakeSource {
+            account: _,
+            user: _,
+            password,
+            private_key_file: _,
+            warehouse: _,
+            database: _,
+            schema: _,
+            role: _,
+            endpoint: _,
+            statement_timeout_secs: _,
+        }) => {
+            if let Some(p) = password {
+                visit_secret("password", p, f)
+            }
+        }
         SourceSettings::Events(crate::EventsSource { write_key, allowed_origins: _ }) => {
             visit_secret("write_key", write_key, f)
         }

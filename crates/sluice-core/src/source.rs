@@ -14,6 +14,10 @@ pub enum SourceKind {
     Sqlite,
     /// A PostgreSQL (or Redshift) warehouse.
     Postgres,
+    /// A Snowflake warehouse (the connector protocol).
+    Snowflake,
+    /// An Amazon Redshift warehouse (the PostgreSQL protocol, Redshift's dialect).
+    Redshift,
     /// An event source of the Tracking API.
     Events,
     /// Google BigQuery (REST `jobs.query` + `getQueryResults`).
@@ -28,6 +32,8 @@ impl SourceKind {
         match self {
             Self::Sqlite => "sqlite",
             Self::Postgres => "postgres",
+            Self::Snowflake => "snowflake",
+            Self::Redshift => "redshift",
             Self::Events => "events",
             Self::Bigquery => "bigquery",
             Self::Databricks => "databricks",
@@ -70,6 +76,8 @@ impl<'de> Deserialize<'de> for SourceConfig {
         let settings = match kind {
             SourceKind::Sqlite => SourceSettings::Sqlite(settings(map, &id)?),
             SourceKind::Postgres => SourceSettings::Postgres(settings(map, &id)?),
+            SourceKind::Snowflake => SourceSettings::Snowflake(settings(map, &id)?),
+            SourceKind::Redshift => SourceSettings::Redshift(settings(map, &id)?),
             SourceKind::Events => SourceSettings::Events(settings(map, &id)?),
             SourceKind::Bigquery => SourceSettings::Bigquery(settings(map, &id)?),
             SourceKind::Databricks => SourceSettings::Databricks(settings(map, &id)?),
@@ -87,7 +95,7 @@ pub fn unsupported_kind(kind: &str) -> Option<String> {
         "synapse" | "azure_synapse" | "azure-synapse" | "azuresynapse" | "sqlserver" | "mssql" => Some(format!(
             "`{}` (Azure Synapse / SQL Server, over TDS) is not supported yet: no SQL Server or TDS \
              server could be installed to test it against, and Sluice ships no warehouse that no test has \
-             run against (supported: sqlite, postgres, bigquery, databricks)",
+             run against (supported: sqlite, postgres, redshift, snowflake, bigquery, databricks)",
             kind.escape_debug()
         )),
         _ => None,
@@ -200,7 +208,11 @@ impl SourceConfig {
     pub fn same_address(&self, other: &SourceConfig) -> bool {
         match (&self.settings, &other.settings) {
             (SourceSettings::Sqlite(a), SourceSettings::Sqlite(b)) => a.path == b.path,
-            (SourceSettings::Postgres(a), SourceSettings::Postgres(b)) => a.tls == b.tls && a.ca_file == b.ca_file,
+            (SourceSettings::Postgres(a), SourceSettings::Postgres(b))
+            | (SourceSettings::Redshift(a), SourceSettings::Redshift(b)) => a.tls == b.tls && a.ca_file == b.ca_file,
+            (SourceSettings::Snowflake(a), SourceSettings::Snowflake(b)) => {
+                (&a.account, &a.user, &a.endpoint) == (&b.account, &b.user, &b.endpoint)
+            }
             (SourceSettings::Events(_), SourceSettings::Events(_)) => true,
             (SourceSettings::Bigquery(a), SourceSettings::Bigquery(b)) => {
                 a.endpoint == b.endpoint && a.credentials_file == b.credentials_file
@@ -217,8 +229,12 @@ impl SourceConfig {
 pub enum SourceSettings {
     /// An SQLite file as warehouse (the embedded default).
     Sqlite(SqliteSource),
-    /// A PostgreSQL (or Redshift) warehouse.
+    /// A PostgreSQL warehouse.
     Postgres(PostgresSource),
+    /// A Snowflake warehouse.
+    Snowflake(SnowflakeSource),
+    /// An Amazon Redshift warehouse: the settings of `postgres` (`diff: warehouse` is refused).
+    Redshift(PostgresSource),
     /// An event source of the Tracking API.
     Events(EventsSource),
     /// Google BigQuery.
@@ -233,6 +249,8 @@ impl SourceSettings {
         match self {
             Self::Sqlite(_) => SourceKind::Sqlite,
             Self::Postgres(_) => SourceKind::Postgres,
+            Self::Snowflake(_) => SourceKind::Snowflake,
+            Self::Redshift(_) => SourceKind::Redshift,
             Self::Events(_) => SourceKind::Events,
             Self::Bigquery(_) => SourceKind::Bigquery,
             Self::Databricks(_) => SourceKind::Databricks,
@@ -279,6 +297,42 @@ pub struct PostgresSource {
     /// one snapshot table per model. Nothing else in the warehouse is ever written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sluice_schema: Option<String>,
+}
+
+/// Settings of a Snowflake source (`kind: snowflake`); exactly one of `password` and
+/// `private_key_file` authenticates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnowflakeSource {
+    /// The account identifier (`myorg-myaccount`, or a locator such as `xy12345.eu-west-1`).
+    pub account: String,
+    /// The login name of the user Sluice connects as.
+    pub user: String,
+    /// The user's password: a credential, sealed at rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    /// A PEM file (PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`, unencrypted) holding the
+    /// user's RSA key for key-pair authentication, relative to the workspace file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<String>,
+    /// The virtual warehouse that runs the models (else the user's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warehouse: Option<String>,
+    /// The database models run in (else the user's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The schema models run in (else the user's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// The role Sluice uses (else the user's default): give it only SELECT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Base URL of the account (default `https://{account}.snowflakecomputing.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Longest a model's query may run on the server, in seconds (`STATEMENT_TIMEOUT_IN_SECONDS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_timeout_secs: Option<u64>,
 }
 
 /// Where a re-sync's diff is computed.

@@ -151,6 +151,35 @@ fn label(kind: &str, i: usize, id: &str) -> String {
     }
 }
 
+/// The settings of a Snowflake source: an account, a user, exactly one way to authenticate, an
+/// `http(s)://` endpoint.
+fn check_snowflake(x: &crate::SnowflakeSource, at: &str, err: &mut impl FnMut(String, String)) {
+    let ident = |v: &str| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if !ident(&x.account) {
+        err(format!("{at}.account"), "must be the account identifier (letters, digits, `-`, `_`, `.`)".into());
+    }
+    if x.user.trim().is_empty() {
+        err(format!("{at}.user"), "a source of kind snowflake needs `user`".into());
+    }
+    match (x.password.as_ref().filter(|p| !p.is_empty()), x.private_key_file.as_deref()) {
+        (Some(_), Some(_)) => err(
+            format!("{at}.private_key_file"),
+            "give either `password` or `private_key_file` (key-pair authentication), not both".into(),
+        ),
+        (None, None) => err(
+            format!("{at}.password"),
+            "a source of kind snowflake needs `password` or `private_key_file` (key-pair authentication)".into(),
+        ),
+        (None, Some("")) => err(format!("{at}.private_key_file"), "must name a PEM file".into()),
+        _ => {}
+    }
+    if let Some(e) = &x.endpoint {
+        if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() < 9 {
+            err(format!("{at}.endpoint"), "must be an http:// or https:// URL".into());
+        }
+    }
+}
+
 /// Checks every rule that needs no I/O. `catalog` knows the destination kinds and checks each
 /// one's settings (the destinations crate's registry, so this crate stays free of them).
 pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated, ConfigErrors> {
@@ -172,10 +201,19 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
         }
         let timeout = match &s.settings {
             SourceSettings::Sqlite(x) => x.statement_timeout_secs,
-            SourceSettings::Postgres(x) => {
+            SourceSettings::Postgres(x) | SourceSettings::Redshift(x) => {
+                let kind = s.kind().as_str();
                 let url = x.url.expose();
+                if matches!(s.settings, SourceSettings::Redshift(_)) && x.diff == crate::DiffMode::Warehouse {
+                    err(
+                        format!("{at}.diff"),
+                        "`diff: warehouse` is not supported on redshift yet (its row hash needs PostgreSQL's \
+                         hash_record_extended); remove it to diff in Sluice"
+                            .into(),
+                    );
+                }
                 if url.is_empty() {
-                    err(format!("{at}.url"), "a source of kind postgres needs `url`".into());
+                    err(format!("{at}.url"), format!("a source of kind {kind} needs `url`"));
                 } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     err(format!("{at}.url"), "must be a postgres:// or postgresql:// URL".into());
                 }
@@ -198,6 +236,10 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                     ),
                     _ => {}
                 }
+                x.statement_timeout_secs
+            }
+            SourceSettings::Snowflake(x) => {
+                check_snowflake(x, &at, &mut err);
                 x.statement_timeout_secs
             }
             SourceSettings::Events(x) => {
@@ -414,5 +456,84 @@ mod origin_tests {
             v.file.sources[0].events().unwrap().allowed_origins.as_deref(),
             Some(&["http://127.0.0.1:8080".to_string()][..])
         );
+    }
+}
+
+#[cfg(test)]
+mod warehouse_source_tests {
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        let file = crate::WorkspaceFile::from_yaml(yaml).unwrap_or_else(|e| panic!("{e}"));
+        match super::validate(file, &crate::catalog::TestCatalog) {
+            Ok(_) => vec![],
+            Err(e) => e.0.into_iter().map(|e| (e.at, e.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn snowflake_sources_need_an_account_a_user_and_one_credential() {
+        assert!(errors("sources: [{id: s, kind: snowflake, account: org-acct, user: u, password: p}]").is_empty());
+        assert!(errors("sources: [{id: s, kind: snowflake, account: xy1.eu-west-1, user: u, private_key_file: k.p8, role: R, warehouse: W, database: D, schema: S, endpoint: 'https://x.example', statement_timeout_secs: 60}]").is_empty());
+        for (yaml, at, says) in [
+            ("{id: s, kind: snowflake, account: a, user: u}", "password", "`password` or `private_key_file`"),
+            (
+                "{id: s, kind: snowflake, account: a, user: u, password: p, private_key_file: k}",
+                "private_key_file",
+                "not both",
+            ),
+            ("{id: s, kind: snowflake, account: 'a b', user: u, password: p}", "account", "account identifier"),
+            ("{id: s, kind: snowflake, account: a, user: ' ', password: p}", "user", "needs `user`"),
+            ("{id: s, kind: snowflake, account: a, user: u, password: p, endpoint: 'ftp://x'}", "endpoint", "http"),
+            (
+                "{id: s, kind: snowflake, account: a, user: u, password: p, statement_timeout_secs: 100000}",
+                "statement_timeout_secs",
+                "at most",
+            ),
+        ] {
+            let e = errors(&format!("sources: [{yaml}]"));
+            assert_eq!(e.len(), 1, "{yaml}: {e:?}");
+            assert_eq!(e[0].0, format!("sources[0] (s).{at}"), "{yaml}");
+            assert!(e[0].1.contains(says), "{yaml}: {}", e[0].1);
+        }
+        let e = crate::WorkspaceFile::from_yaml(
+            "sources: [{id: s, kind: snowflake, account: a, user: u, password: p, url: x}]",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("unknown field `url`"), "{e}");
+    }
+
+    #[test]
+    fn snowflake_passwords_are_credentials() {
+        let f = crate::WorkspaceFile::from_yaml(
+            "sources: [{id: s, kind: snowflake, account: a, user: u, password: hunter2}]",
+        )
+        .unwrap();
+        let shown = crate::credentials::redacted_source(&f.sources[0]);
+        assert_eq!((shown["password"].as_str(), shown["user"].as_str()), (Some("<set>"), Some("u")));
+        assert!(!format!("{:?}", f.sources).contains("hunter2"));
+        // a password sent back as `<set>` is kept only for the same account, user and endpoint
+        let same = |other: &str| {
+            let g = crate::WorkspaceFile::from_yaml(&format!("sources: [{other}]")).unwrap();
+            f.sources[0].same_address(&g.sources[0])
+        };
+        assert!(same("{id: s, kind: snowflake, account: a, user: u, password: x, role: R}"));
+        assert!(!same("{id: s, kind: snowflake, account: a, user: u, password: x, endpoint: 'https://evil.example'}"));
+        assert!(!same("{id: s, kind: snowflake, account: b, user: u, password: x}"));
+        assert!(!same("{id: s, kind: snowflake, account: a, user: v, password: x}"));
+        assert!(!same("{id: s, kind: redshift, url: 'postgres://h/d'}"));
+    }
+
+    #[test]
+    fn redshift_takes_the_postgres_settings_but_not_the_warehouse_diff() {
+        assert!(errors("sources: [{id: r, kind: redshift, url: 'postgres://u:p@h:5439/d', tls: require}]").is_empty());
+        let e = errors("sources: [{id: r, kind: redshift, url: 'postgres://h/d', diff: warehouse, sluice_schema: s}]");
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].0, "sources[0] (r).diff");
+        assert!(e[0].1.contains("not supported on redshift"), "{}", e[0].1);
+        let e = errors("sources: [{id: r, kind: redshift, url: 'mysql://h/d'}]");
+        assert_eq!(e[0].0, "sources[0] (r).url");
+        let f =
+            crate::WorkspaceFile::from_yaml("sources: [{id: r, kind: redshift, url: 'postgres://u:pw@h/d'}]").unwrap();
+        assert_eq!(crate::credentials::redacted_source(&f.sources[0])["url"], "<set>");
     }
 }

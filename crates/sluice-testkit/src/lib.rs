@@ -4,6 +4,7 @@
 
 pub mod bigquery;
 pub mod databricks;
+pub mod fakesnow;
 pub mod raw;
 pub mod sqlfake;
 pub mod vendor;

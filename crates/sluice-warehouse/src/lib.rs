@@ -12,6 +12,7 @@ mod error;
 mod open;
 pub mod postgres;
 mod rest;
+pub mod snowflake;
 pub mod sqlite;
 
 pub use cancel::Canceller;

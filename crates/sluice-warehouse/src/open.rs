@@ -9,6 +9,24 @@ use sluice_core::{SourceConfig, SourceSettings};
 use std::path::Path;
 use std::time::Duration;
 
+/// The connection options of a `postgres` (or `redshift`) source.
+fn pg_options(p: &sluice_core::PostgresSource, base_dir: &Path) -> PgOptions {
+    PgOptions {
+        url: p.url.expose().to_string(),
+        tls: p.tls.map(|t| match t {
+            sluice_core::TlsMode::Disable => TlsMode::Disable,
+            sluice_core::TlsMode::Prefer => TlsMode::Prefer,
+            sluice_core::TlsMode::Require => TlsMode::Require,
+            sluice_core::TlsMode::VerifyCa | sluice_core::TlsMode::VerifyFull => TlsMode::VerifyFull,
+        }),
+        ca_file: p.ca_file.as_ref().map(|f| base_dir.join(f)),
+        statement_timeout: p.statement_timeout_secs.map(Duration::from_secs),
+        allow_privileged_role: p.allow_privileged_role,
+        preview_timeout: None,
+        dialect: crate::postgres::Dialect::Postgres,
+    }
+}
+
 /// Opens the warehouse of `source`; relative paths (`path`, `ca_file`) resolve from `base_dir`
 /// (the workspace file's folder). An event source is [`WarehouseError::NotAWarehouse`].
 pub fn open(source: &SourceConfig, base_dir: &Path) -> Result<Box<dyn Warehouse>, WarehouseError> {
@@ -20,22 +38,12 @@ pub fn open(source: &SourceConfig, base_dir: &Path) -> Result<Box<dyn Warehouse>
             }
             Ok(Box::new(w))
         }
-        SourceSettings::Postgres(p) => {
-            let opts = PgOptions {
-                url: p.url.expose().to_string(),
-                tls: p.tls.map(|t| match t {
-                    sluice_core::TlsMode::Disable => TlsMode::Disable,
-                    sluice_core::TlsMode::Prefer => TlsMode::Prefer,
-                    sluice_core::TlsMode::Require => TlsMode::Require,
-                    sluice_core::TlsMode::VerifyCa | sluice_core::TlsMode::VerifyFull => TlsMode::VerifyFull,
-                }),
-                ca_file: p.ca_file.as_ref().map(|f| base_dir.join(f)),
-                statement_timeout: p.statement_timeout_secs.map(Duration::from_secs),
-                allow_privileged_role: p.allow_privileged_role,
-                preview_timeout: None,
-            };
-            Ok(Box::new(PostgresWarehouse::connect(&opts)?))
-        }
+        SourceSettings::Postgres(p) => Ok(Box::new(PostgresWarehouse::connect(&pg_options(p, base_dir))?)),
+        SourceSettings::Snowflake(s) => Ok(Box::new(crate::snowflake::open(s, base_dir)?)),
+        SourceSettings::Redshift(p) => Ok(Box::new(PostgresWarehouse::connect(&PgOptions {
+            dialect: crate::postgres::Dialect::Redshift,
+            ..pg_options(p, base_dir)
+        })?)),
         SourceSettings::Bigquery(b) => {
             Ok(Box::new(crate::bigquery::BigQueryWarehouse::open(&crate::bigquery::BqOptions {
                 project: b.project.clone(),

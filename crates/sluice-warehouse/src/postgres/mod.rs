@@ -21,6 +21,28 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Which server speaks the PostgreSQL protocol.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL.
+    #[default]
+    Postgres,
+    /// Amazon Redshift: no `work_mem`, `client_connection_check_interval`, `pg_has_role`,
+    /// `COLLATE "C"` or `hash_record_extended` (no warehouse-side diff); `text` is
+    /// `varchar(256)` there, so values are cast to `varchar(65535)`.
+    Redshift,
+}
+
+impl Dialect {
+    /// The type values are cast to for their text form.
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::Postgres => "text",
+            Self::Redshift => "varchar(65535)",
+        }
+    }
+}
+
 /// How to reach the warehouse.
 #[derive(Debug, Clone, Default)]
 pub struct PgOptions {
@@ -39,6 +61,8 @@ pub struct PgOptions {
     /// (`pg_read_server_files`, `pg_write_server_files`, `pg_execute_server_program`), which a
     /// read-only transaction cannot stop; [`Warehouse::warnings`] then says so.
     pub allow_privileged_role: bool,
+    /// PostgreSQL or Redshift.
+    pub dialect: Dialect,
 }
 
 /// How long a preview's query may run on the server unless the source's timeout is shorter.
@@ -59,6 +83,7 @@ pub struct PostgresWarehouse {
     canceller: Canceller,
     preview_timeout: Duration,
     warnings: Vec<String>,
+    dialect: Dialect,
 }
 
 /// How a column is read.
@@ -192,13 +217,15 @@ impl PostgresWarehouse {
             tls::client_config(mode, opts.ca_file.as_deref()).map_err(&connect)?,
         );
         let mut client = config.connect(tls.clone()).map_err(|e| connect(error_text(&e)))?;
-        let mut setup = "SET work_mem = '64MB';".to_string();
+        let redshift = opts.dialect == Dialect::Redshift;
+        // Redshift has no work_mem (its memory is managed by workload management queues)
+        let mut setup = if redshift { String::new() } else { "SET work_mem = '64MB';".to_string() };
         if let Some(t) = opts.statement_timeout {
             setup.push_str(&format!("SET statement_timeout = {};", t.as_millis()));
         }
         client.batch_execute(&setup).map_err(|e| connect(error_text(&e)))?;
         let mut warnings = Vec::new();
-        match role::privileged(&mut client)
+        match role::privileged(&mut client, opts.dialect)
             .map_err(|e| connect(format!("cannot check the role's privileges: {}", error_text(&e))))?
         {
             Some((user, why)) if !opts.allow_privileged_role => return Err(connect(role::refusal(&user, &why))),
@@ -208,7 +235,7 @@ impl PostgresWarehouse {
         // servers before 14 and Redshift refuse it: there only cancel requests and timeouts
         // stop the query of a client that went away
         let check = format!("SET client_connection_check_interval = {}", CLIENT_CHECK_INTERVAL.as_millis());
-        if let Err(e) = client.batch_execute(&check) {
+        if let Err(e) = if redshift { Ok(()) } else { client.batch_execute(&check) } {
             if e.as_db_error().is_none() {
                 return Err(connect(error_text(&e)));
             }
@@ -218,8 +245,16 @@ impl PostgresWarehouse {
             (p, _) => p,
         };
         let canceller = Canceller::new();
-        let mut w =
-            Self { client, target, described: None, tls, canceller: canceller.clone(), preview_timeout, warnings };
+        let mut w = Self {
+            client,
+            target,
+            described: None,
+            tls,
+            canceller: canceller.clone(),
+            preview_timeout,
+            warnings,
+            dialect: opts.dialect,
+        };
         w.attach_canceller(&canceller);
         Ok(w)
     }
@@ -243,10 +278,12 @@ impl PostgresWarehouse {
         Ok(cols)
     }
     /// The select list that reads every column as `conv` says.
-    fn select_list(cols: &[(String, Conv)]) -> String {
+    fn select_list(&self, cols: &[(String, Conv)]) -> String {
         cols.iter()
             .map(|(name, c)| match c {
-                Conv::Numeric | Conv::AsText => format!("(sluice_model.{})::text", quote_ident(name)),
+                Conv::Numeric | Conv::AsText => {
+                    format!("(sluice_model.{})::{}", quote_ident(name), self.dialect.text())
+                }
                 _ => format!("sluice_model.{}", quote_ident(name)),
             })
             .collect::<Vec<_>>()
@@ -357,7 +394,8 @@ impl Warehouse for PostgresWarehouse {
     }
 
     fn diff(&mut self) -> Option<&mut dyn crate::diff::WarehouseDiff> {
-        Some(self)
+        // the row hash needs hash_record_extended or md5 over a row, which Redshift lacks
+        (self.dialect == Dialect::Postgres).then_some(self as &mut dyn crate::diff::WarehouseDiff)
     }
 
     fn columns(&mut self, sql: &str) -> Result<Vec<String>, WarehouseError> {
@@ -366,7 +404,7 @@ impl Warehouse for PostgresWarehouse {
 
     fn preview(&mut self, sql: &str, limit: usize) -> Result<Preview, WarehouseError> {
         let cols = self.describe_model(sql)?;
-        let q = format!("SELECT {} FROM ({}) AS sluice_model LIMIT {limit}", Self::select_list(&cols), model_sql(sql));
+        let q = format!("SELECT {} FROM ({}) AS sluice_model LIMIT {limit}", self.select_list(&cols), model_sql(sql));
         let _busy = self.canceller.busy()?;
         let mut tx = read_only(&mut self.client)?;
         // the source's own timeout, if shorter, is already in preview_timeout
@@ -404,12 +442,15 @@ impl Warehouse for PostgresWarehouse {
             None => (0..cols.len()).collect(),
         };
         let col = format!("sluice_model.{}", quote_ident(id_column));
-        let id = format!("({col})::text");
+        let id = format!("({col})::{}", self.dialect.text());
         // integers sort natively (an index on the id serves it); other ids sort as bytes
-        let order_by = match order {
+        let order_by = match (order, self.dialect) {
             // ascending with NULLs last: the order a plain b-tree index on the id serves
-            IdOrder::Integer => col.clone(),
-            IdOrder::Text => format!("{id} COLLATE \"C\" NULLS FIRST"),
+            (IdOrder::Integer, _) => col.clone(),
+            (IdOrder::Text, Dialect::Postgres) => format!("{id} COLLATE \"C\" NULLS FIRST"),
+            // Redshift has no locales: its varchar compares bytes (a CASE_INSENSITIVE database
+            // would not, and the order guard then stops the scan)
+            (IdOrder::Text, Dialect::Redshift) => format!("{id} NULLS FIRST"),
         };
         let only: Vec<String> = needs.only_ids.clone().unwrap_or_default();
         let filter = match (needs.only_ids.is_some(), order) {
@@ -420,7 +461,7 @@ impl Warehouse for PostgresWarehouse {
         };
         let q = format!(
             "SELECT {id}, {} FROM ({}) AS sluice_model{filter} ORDER BY {order_by}",
-            Self::select_list(&cols),
+            self.select_list(&cols),
             model_sql(sql)
         );
         // (an id that is not an integer is not in an integer model)
@@ -478,5 +519,7 @@ impl Warehouse for PostgresWarehouse {
 
 #[cfg(test)]
 mod read_only_tests;
+#[cfg(test)]
+mod redshift_tests;
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,15 @@ const SERVER_ROLES: [&str; 3] = ["pg_read_server_files", "pg_write_server_files"
 
 /// The role at fault and why it is dangerous for model SQL; `None` when neither the session's
 /// role nor the current one (the URL may `SET ROLE` through `options`) is.
-pub(super) fn privileged(client: &mut Client) -> Result<Option<(String, String)>, postgres::Error> {
+pub(super) fn privileged(
+    client: &mut Client,
+    dialect: super::Dialect,
+) -> Result<Option<(String, String)>, postgres::Error> {
+    if dialect == super::Dialect::Redshift {
+        // Redshift has neither pg_roles' server-file roles nor pg_has_role: only the superuser flag
+        let user: String = client.query_one("SELECT current_user::varchar(128)", &[])?.try_get(0)?;
+        return Ok(superuser(client, &user)?.then(|| (user, "is a superuser".to_string())));
+    }
     let row = client.query_one("SELECT session_user::text, current_user::text", &[])?;
     let (session, current): (String, String) = (row.try_get(0)?, row.try_get(1)?);
     // the session's role can always return to itself (RESET ROLE), even in a read-only transaction
@@ -37,11 +45,7 @@ fn dangerous(client: &mut Client, user: &str) -> Result<Option<String>, postgres
         Ok(rows) => rows,
         // servers without pg_roles or pg_has_role (Redshift): only the superuser flag exists
         Err(e) if e.as_db_error().is_some() => {
-            let su: Option<bool> = client
-                .query_opt("SELECT usesuper FROM pg_catalog.pg_user WHERE usename = $1", &[&user])?
-                .map(|r| r.try_get(0))
-                .transpose()?;
-            return Ok(su.unwrap_or(false).then(|| "is a superuser".to_string()));
+            return Ok(superuser(client, user)?.then(|| "is a superuser".to_string()));
         }
         Err(e) => return Err(e),
     };
@@ -62,6 +66,15 @@ fn dangerous(client: &mut Client, user: &str) -> Result<Option<String>, postgres
     } else {
         Some(format!("is a member of {}", via.join(", ")))
     })
+}
+
+/// `pg_user.usesuper` of `user` (PostgreSQL and Redshift both have it).
+fn superuser(client: &mut Client, user: &str) -> Result<bool, postgres::Error> {
+    let su: Option<bool> = client
+        .query_opt("SELECT usesuper FROM pg_catalog.pg_user WHERE usename = $1", &[&user])?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    Ok(su.unwrap_or(false))
 }
 
 /// Why refusing, and how to fix it.
