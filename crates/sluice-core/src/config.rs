@@ -128,6 +128,10 @@ pub struct DestinationConfig {
     /// Settings of the destination kind (validated by the destination's own config type).
     #[serde(default)]
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// `all` or `any`: how this destination's required categories combine (R2), overriding the
+    /// workspace `policy` for it (SPEC §12). Absent: the workspace's. Owners only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_policy: Option<Policy>,
 }
 
 impl DestinationConfig {

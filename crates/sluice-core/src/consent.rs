@@ -33,6 +33,12 @@ pub fn required_by_destination(ws: &WorkspaceFile) -> std::collections::HashMap<
     out
 }
 
+/// The policy a destination's required categories combine by: its own `consent_policy`, else
+/// the workspace's `policy` (SPEC §12). Every consent decision asks this.
+pub fn policy_for(ws: &WorkspaceFile, dest_id: &str) -> Policy {
+    ws.destinations.iter().find(|d| d.id == dest_id).and_then(|d| d.consent_policy).unwrap_or(ws.workspace.policy)
+}
+
 /// R2: whether a record or event passes `policy`, given whether each required category was
 /// granted (`all`: every one; `any`: at least one). The one place the policy is decided.
 pub fn policy_passes(policy: Policy, granted: impl IntoIterator<Item = bool>) -> bool {
@@ -178,7 +184,7 @@ impl Gate {
         if required.is_empty() {
             return Gate::Open(OpenReason::UnmappedDestination);
         }
-        let policy = ws.workspace.policy;
+        let policy = policy_for(ws, dest_id);
         if model.consent.is_empty() {
             return match ws.workspace.unmapped_models {
                 UnmappedModels::Allow => Gate::Open(OpenReason::UnmappedModel),

@@ -98,7 +98,7 @@ impl DestinationPlan {
         Self {
             enabled: dest.enabled,
             name: dest.display_name().to_string(),
-            policy: ws.workspace.policy,
+            policy: dest.consent_policy.unwrap_or(ws.workspace.policy),
             required: required_categories(ws, &dest.id).into_iter().map(String::from).collect(),
         }
     }
@@ -112,7 +112,7 @@ impl DestinationPlan {
             .map(|d| Self {
                 enabled: d.enabled,
                 name: d.display_name().to_string(),
-                policy: ws.workspace.policy,
+                policy: d.consent_policy.unwrap_or(ws.workspace.policy),
                 required: required.remove(d.id.as_str()).unwrap_or_default().into_iter().map(String::from).collect(),
             })
             .collect()

@@ -230,6 +230,10 @@ models:
             ["mappings"]
         );
         assert_eq!(fields(BASE, &format!("{BASE}workspace: {{policy: any}}\n")), ["workspace"]);
+        // a destination's own consent policy widens (any) or narrows (all) who gets data: owners
+        let lenient = same("{id: ads, kind: webhook,", "{id: ads, kind: webhook, consent_policy: any,");
+        assert_eq!(fields(BASE, &lenient), ["consent_policy"]);
+        assert_eq!(fields(&lenient, BASE), ["consent_policy"]);
         let created = same("  - {id: log,", "  - {id: new, kind: file, settings: {path: n.jsonl}}\n  - {id: log,");
         assert_eq!(fields(BASE, &created), ["id"]);
         let disabled = same("{id: ads, kind: webhook,", "{id: ads, kind: webhook, enabled: false,");

@@ -31,6 +31,7 @@ fn destinations() -> Vec<DestinationConfig> {
                 kind: kind.to_string(),
                 enabled: true,
                 settings,
+                consent_policy: None,
             });
         }
     }

@@ -65,6 +65,38 @@ models:
 }
 
 #[test]
+fn a_destination_policy_overrides_the_workspace_policy_for_it_alone() {
+    // SPEC §12: `consent_policy` on a destination; the workspace says `all`, `lenient` says `any`
+    let mut env = Env::new(PEOPLE);
+    let dest = |id: &str, policy: &str| {
+        format!("  - {{id: {id}, kind: webhook, {policy}settings: {{url: \"{{URL}}/{id}\"}}}}\n")
+    };
+    let yaml = format!(
+        "workspace: {{policy: all}}
+destinations:
+{}{}consent_categories:
+  - {{id: C0004, name: Advertising, destinations: [strict, lenient]}}
+  - {{id: C0002, name: Analytics, destinations: [strict, lenient]}}
+models:
+  - {{id: people, source: dwh, sql: select * from people, unique_id: id,
+      consent: {{C0004: ads, C0002: analytics}}, mappings: [{{destination: strict}}, {{destination: lenient}}]}}",
+        dest("strict", ""),
+        dest("lenient", "consent_policy: any, ")
+    );
+    let ws = env.workspace(&yaml);
+    let r = env.sync(&ws, "people");
+    assert_eq!(env.ids("/strict", "added"), ids(&["1"]));
+    assert_eq!(env.ids("/lenient", "added"), ids(&["1", "2", "4"]));
+    assert_eq!(mapping(&r, "strict").withheld_by_consent, 4);
+    assert_eq!(mapping(&r, "lenient").withheld_by_consent, 2);
+    // back under the workspace's policy, what only `any` let through is withheld again
+    let ws = env.workspace(&yaml.replace("consent_policy: any, ", ""));
+    let r = env.sync(&ws, "people");
+    assert_eq!(mapping(&r, "lenient").withheld_by_consent, 4);
+    assert_eq!(env.ids("/lenient", "added").len(), 3, "nothing new was added");
+}
+
+#[test]
 fn r3_category_without_column_blocks_the_destination() {
     let mut env = Env::new(PEOPLE);
     let ws = env.workspace(&format!(

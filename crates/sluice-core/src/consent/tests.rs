@@ -23,6 +23,7 @@ fn ws(
                 kind: kind.to_string(),
                 enabled: true,
                 settings: Default::default(),
+                consent_policy: None,
             })
             .collect(),
         consent_categories: cats
@@ -209,6 +210,7 @@ proptest! {
         mapped in proptest::collection::vec(proptest::option::of(0usize..4), 5),
         connections in proptest::collection::vec(any::<bool>(), 3),
         any_policy in any::<bool>(),
+        dest_policy in proptest::collection::vec(proptest::option::of(any::<bool>()), 3),
         block in any::<bool>(),
         rows in proptest::collection::vec(proptest::collection::vec(cell(), 4), 1..8),
     ) {
@@ -228,6 +230,7 @@ proptest! {
                 id: format!("d{d}"), name: None,
                 kind: if connections[d] { CONNECTIONS } else { WEBHOOK }.into(),
                 enabled: true, settings: Default::default(),
+                consent_policy: dest_policy[d].map(|a| if a { Policy::Any } else { Policy::All }),
             }).collect(),
             consent_categories: cats.iter().map(|(id, en, ds)| CategoryConfig {
                 id: id.clone(), name: id.clone(), enabled: *en,
@@ -244,7 +247,9 @@ proptest! {
         for d in 0..ndest {
             let gate = Gate::build(&w, &crate::catalog::TestCatalog, &m, &format!("d{d}"), &|c| c.strip_prefix("col").and_then(|n| n.parse().ok()));
             for row in &rows {
-                let (send, refused) = reference(&cats, d, connections[d], &consent_map, policy, block, row);
+                // SPEC §12: a destination's own consent_policy overrides the workspace's
+                let effective = dest_policy[d].map(|a| if a { Policy::Any } else { Policy::All }).unwrap_or(policy);
+                let (send, refused) = reference(&cats, d, connections[d], &consent_map, effective, block, row);
                 let got = gate.decide(|i| parse_consent(&row[i]));
                 match got {
                     Verdict::Send => prop_assert!(send, "engine sent, reference withholds: {refused:?}"),

@@ -12,6 +12,7 @@ fn ws(policy: Policy, ad: &[&str], analytics: &[&str]) -> WorkspaceFile {
         kind: "webhook".into(),
         enabled: true,
         settings: Default::default(),
+        consent_policy: None,
     };
     let cat = |id: &str, ds: &[&str]| CategoryConfig {
         id: id.into(),
@@ -176,6 +177,7 @@ fn finding_17_plans_of_all_destinations_match_one_by_one_plans() {
         kind: "webhook".into(),
         enabled,
         settings: Default::default(),
+        consent_policy: None,
     };
     let cat = |id: &str, ds: &[&str], enabled: bool| CategoryConfig {
         id: id.into(),
@@ -199,4 +201,24 @@ fn finding_17_plans_of_all_destinations_match_one_by_one_plans() {
     }
     let one_by_one: Vec<DestinationPlan> = ws.destinations.iter().map(|d| DestinationPlan::new(&ws, d)).collect();
     assert_eq!(DestinationPlan::all(&ws), one_by_one);
+}
+
+#[test]
+fn a_destination_policy_overrides_the_workspace_policy_for_its_events() {
+    // SPEC §12: facebook needs `ad` and `analytics`; under `all` one refusal withholds it, unless
+    // facebook itself says `any`; google_ads keeps the workspace's `all`
+    let mut w = ws(Policy::All, &["facebook", "google_ads"], &["facebook", "google_ads"]);
+    let event = json!({"context": consent(true, false)});
+    assert_eq!(delivered(&routes(&w, event.clone())), vec!["amplitude", "snowflake"]);
+    w.destinations[0].consent_policy = Some(Policy::Any);
+    assert_eq!(delivered(&routes(&w, event.clone())), vec!["facebook", "amplitude", "snowflake"]);
+    // and the other way round: `all` on one destination under an `any` workspace
+    w.workspace.policy = Policy::Any;
+    w.destinations[0].consent_policy = Some(Policy::All);
+    let r = routes(&w, event);
+    assert_eq!(delivered(&r), vec!["google_ads", "amplitude", "snowflake"]);
+    assert_eq!(r[0].1, Route::Withheld { categories: vec!["analytics".into()] });
+    // the plans of all destinations agree with one-by-one plans
+    let one_by_one: Vec<DestinationPlan> = w.destinations.iter().map(|d| DestinationPlan::new(&w, d)).collect();
+    assert_eq!(DestinationPlan::all(&w), one_by_one);
 }

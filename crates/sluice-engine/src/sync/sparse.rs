@@ -52,6 +52,7 @@ pub(super) fn config_hash(ws: &Workspace, model: &ModelConfig) -> String {
                 "kind": d.map(|d| d.kind.as_str()),
                 "enabled": d.map(|d| d.enabled),
                 "required": sluice_core::consent::required_categories(&ws.file, &mp.destination),
+                "policy": sluice_core::consent::policy_for(&ws.file, &mp.destination),
                 "stamps": sluice_core::consent::stamps_consent(&ws.file, reg, &mp.destination),
             })
         })

@@ -84,7 +84,7 @@ impl Watch {
         let consent = |w: &WorkspaceFile| {
             (
                 required_categories(w, dest).into_iter().map(String::from).collect::<Vec<_>>(),
-                w.workspace.policy,
+                sluice_core::consent::policy_for(w, dest),
                 w.workspace.unmapped_models,
                 stamps_consent(w, reg, dest),
             )
