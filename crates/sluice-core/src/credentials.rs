@@ -91,9 +91,7 @@ pub fn for_each_in_source(s: &mut SourceConfig, f: &mut Visitor<'_>) {
                 visit_secret("password", p, f)
             }
         }
-        SourceSettings::Events(crate::EventsSource { write_key, allowed_origins: _ }) => {
-            visit_secret("write_key", write_key, f)
-        }
+        SourceSettings::Events(crate::EventsSource { write_key, .. }) => visit_secret("write_key", write_key, f),
         // the key stays in its file: only its path is in the workspace
         SourceSettings::Bigquery(crate::BigQuerySource {
             project: _,

@@ -175,5 +175,24 @@ pub fn effective_consent(
     }
 }
 
+/// R14, Global Privacy Control: an event sent with `Sec-GPC: 1` counts the source's
+/// `gpc_refuses` categories as refused, whatever its consent object says. `consent` is the
+/// consent the event routes by (after `missing_consent`); `categories` are every category id of
+/// the workspace. A missing consent (R7: not restricted) becomes every category granted but the
+/// refused ones, so only those are withheld.
+pub fn apply_gpc(consent: EventConsent, refused: &[String], categories: &[String]) -> EventConsent {
+    if refused.is_empty() {
+        return consent;
+    }
+    let mut prefs = match consent {
+        EventConsent::Given(p) => p,
+        EventConsent::Missing => categories.iter().map(|c| (c.clone(), true)).collect(),
+    };
+    for c in refused {
+        prefs.insert(c.clone(), false);
+    }
+    EventConsent::Given(prefs)
+}
+
 #[cfg(test)]
 mod tests;

@@ -363,6 +363,10 @@ pub struct EventsSource {
     /// Unset: any origin; an empty list: no browser page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_origins: Option<Vec<String>>,
+    /// Consent category ids that an event sent with the header `Sec-GPC: 1` (Global Privacy
+    /// Control) counts as refused, whatever its consent object says (R14). Unset: GPC is not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpc_refuses: Option<Vec<String>>,
 }
 
 /// Settings of a Google BigQuery source (`kind: bigquery`). Queries run in `project` over the

@@ -251,6 +251,11 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                         err(format!("{at}.allowed_origins[{j}]"), format!("`{o}` {why}"));
                     }
                 }
+                for (j, c) in x.gpc_refuses.iter().flatten().enumerate() {
+                    if !file.consent_categories.iter().any(|k| &k.id == c) {
+                        err(format!("{at}.gpc_refuses[{j}]"), format!("`{c}` is not a consent category id"));
+                    }
+                }
                 None
             }
             SourceSettings::Bigquery(x) => {
@@ -437,6 +442,24 @@ mod origin_tests {
             let got = check_origin(bad).unwrap_or_else(|| panic!("{bad} was accepted"));
             assert!(got.contains(why), "{bad}: {got}");
         }
+    }
+
+    #[test]
+    fn gpc_refuses_names_only_consent_categories() {
+        let yaml = |refuses: &str| {
+            format!(
+                "sources: [{{id: web, kind: events, write_key: k, gpc_refuses: {refuses}}}]
+consent_categories: [{{id: C0004, name: Advertising}}]"
+            )
+        };
+        let check =
+            |y: String| super::validate(crate::WorkspaceFile::from_yaml(&y).unwrap(), &crate::catalog::TestCatalog);
+        let errs = check(yaml("[C0004, C0009]")).unwrap_err().0;
+        let at: Vec<&str> = errs.iter().map(|e| e.at.as_str()).collect();
+        assert_eq!(at, ["sources[0] (web).gpc_refuses[1]"], "{errs:?}");
+        assert!(errs[0].message.contains("`C0009`"), "{errs:?}");
+        let v = check(yaml("[C0004]")).unwrap();
+        assert_eq!(v.file.sources[0].events().unwrap().gpc_refuses.as_deref(), Some(&["C0004".to_string()][..]));
     }
 
     #[test]

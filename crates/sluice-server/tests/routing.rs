@@ -194,3 +194,73 @@ fn profile_when(s: &Server, id: &str, cond: impl Fn(&Value) -> bool) -> Value {
     sluice_testkit::wait_for(&format!("profile {id}"), Duration::from_secs(10), || cond(&read()));
     read()
 }
+
+/// POSTs one event with the `gpc` source's key, with or without `Sec-GPC: 1`.
+fn post_gpc(s: &Server, key: &str, e: &Value, gpc: Option<&str>) -> u16 {
+    use base64::Engine;
+    let mut req = ureq::post(&format!("{}/v1/track", s.url)).set("Content-Type", "application/json").set(
+        "Authorization",
+        &format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{key}:"))),
+    );
+    if let Some(v) = gpc {
+        req = req.set("Sec-GPC", v);
+    }
+    match req.send_string(&e.to_string()) {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn r14_global_privacy_control_refuses_the_sources_gpc_categories_whatever_the_consent_says() {
+    let s = start_in(
+        tempfile::tempdir().unwrap(),
+        "{id: shop, kind: events, write_key: wk_shop, gpc_refuses: [ad]}",
+        &format!(
+            "destinations:\n{}{}{}consent_categories:
+  - {{id: ad, name: Advertising, destinations: [facebook]}}
+  - {{id: analytics, name: Analytics, destinations: [amplitude]}}
+",
+            hook("facebook", "Facebook"),
+            hook("amplitude", "Amplitude"),
+            hook("snowflake", "Snowflake")
+        ),
+    );
+    let reached = |mid: &str| -> Vec<String> {
+        let mut all = s.settle_source("shop");
+        all.extend(s.settle());
+        let mut r = all.remove(mid).unwrap_or_default();
+        r.sort();
+        r
+    };
+    let ev = |mid: &str, extra: Value| {
+        let mut e = json!({"userId": format!("u-{mid}"), "event": "Bought", "messageId": mid});
+        e.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        e
+    };
+    // consent grants advertising, the browser says GPC: advertising is refused, the rest flows
+    assert_eq!(post_gpc(&s, "wk_shop", &ev("g1", consent(true, true)), Some("1")), 200);
+    assert_eq!(reached("g1"), ["amplitude", "snowflake"]);
+    // no consent object (R7: unrestricted) under GPC: only the GPC category is withheld
+    assert_eq!(post_gpc(&s, "wk_shop", &ev("g2", json!({})), Some("1")), 200);
+    assert_eq!(reached("g2"), ["amplitude", "snowflake"]);
+    // without the signal (or `Sec-GPC: 0`) consent decides as always
+    assert_eq!(post_gpc(&s, "wk_shop", &ev("g3", consent(true, true)), None), 200);
+    assert_eq!(reached("g3"), ["amplitude", "facebook", "snowflake"]);
+    assert_eq!(post_gpc(&s, "wk_shop", &ev("g4", consent(true, true)), Some("0")), 200);
+    assert_eq!(reached("g4"), ["amplitude", "facebook", "snowflake"]);
+    // a source without gpc_refuses does not read the header
+    assert_eq!(post_gpc(&s, "wk_web", &ev("g5", consent(true, true)), Some("1")), 200);
+    assert_eq!(reached("g5"), ["amplitude", "facebook", "snowflake"]);
+    // the debugger says why, and what reached the other destinations carries the consent it
+    // was routed under (so no downstream tool takes a GPC event as unrestricted)
+    let (_, dbg) = s.get("/v1/debugger/shop?limit=5");
+    let dbg: Value = serde_json::from_str(&dbg).unwrap();
+    let g2 = dbg["events"].as_array().unwrap().iter().find(|e| e["event"]["messageId"] == "g2").cloned();
+    let g2 = g2.unwrap_or_else(|| panic!("g2 in the debugger: {dbg}"));
+    assert_eq!(g2["decisions"]["facebook"]["route"], "withheld");
+    assert_eq!(g2["decisions"]["facebook"]["categories"], json!(["ad"]));
+    let sent = s.rx.items("/amplitude").into_iter().find(|x| x["messageId"] == "g2").unwrap();
+    assert_eq!(sent["context"]["consent"]["categoryPreferences"]["ad"], false, "{sent}");
+}

@@ -7,7 +7,7 @@ use crate::metrics::{dest, DestCategory, Metrics};
 use crate::store::{self, exec, query_row, ProfileStore, Stat};
 use rusqlite::{params, CachedStatement, Connection, Transaction};
 use serde_json::{json, Value};
-use sluice_core::events::{effective_consent, read_consent, DestinationPlan, EventConsent, Route};
+use sluice_core::events::{apply_gpc, effective_consent, read_consent, DestinationPlan, EventConsent, Route};
 use sluice_core::{DestinationConfig, MissingConsent, WorkspaceFile};
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -45,6 +45,9 @@ pub struct Prepared {
     pub warnings: Vec<String>,
     /// The integrations object (R8).
     pub integrations: Option<serde_json::Map<String, Value>>,
+    /// Categories Global Privacy Control refuses for this event (R14: sent with `Sec-GPC: 1`
+    /// to a source with `gpc_refuses`); empty otherwise.
+    pub gpc_refused: Vec<String>,
 }
 
 impl Prepared {
@@ -73,7 +76,20 @@ impl Prepared {
             consent,
             warnings,
             json,
+            gpc_refused: Vec::new(),
         }
+    }
+
+    /// R14: the event came with `Sec-GPC: 1` and its source refuses `categories` for it. A
+    /// consent event (R9) so records the refusal on the profile too.
+    pub fn with_gpc(mut self, categories: &[String]) -> Self {
+        if let EventConsent::Given(prefs) = &mut self.consent {
+            for c in categories {
+                prefs.insert(c.clone(), false);
+            }
+        }
+        self.gpc_refused = categories.to_vec();
+        self
     }
 }
 
@@ -424,9 +440,17 @@ impl Router {
             (EventConsent::Given(_), _) | (EventConsent::Missing, MissingConsent::Allow) => Cow::Borrowed(consent),
             _ => Cow::Owned(effective_consent(mode, consent.clone(), stored_consent.as_ref())),
         };
-        // an event routed by the profile's consent (or blocked, R7) carries the consent it was
-        // routed under, so no destination downstream (connections) takes it as unrestricted
-        let stamped = match (consent.as_ref(), missing) {
+        // R14: Global Privacy Control refuses its categories whatever the consent says
+        let gpc = !event.gpc_refused.is_empty();
+        let consent: Cow<EventConsent> = if gpc {
+            Cow::Owned(apply_gpc(consent.into_owned(), &event.gpc_refused, &self.categories.ids))
+        } else {
+            consent
+        };
+        // an event routed by the profile's consent (or blocked, R7), or under GPC, carries the
+        // consent it was routed under, so no destination downstream (connections) takes it as
+        // unrestricted
+        let stamped = match (consent.as_ref(), missing || gpc) {
             (EventConsent::Given(prefs), true) => stamp_consent(&event.json, prefs, &self.categories.ids),
             _ => None,
         };

@@ -222,3 +222,62 @@ fn a_destination_policy_overrides_the_workspace_policy_for_its_events() {
     let one_by_one: Vec<DestinationPlan> = w.destinations.iter().map(|d| DestinationPlan::new(&w, d)).collect();
     assert_eq!(DestinationPlan::all(&w), one_by_one);
 }
+
+mod gpc {
+    use super::super::{apply_gpc, DestinationPlan, EventConsent, Route};
+    use crate::config::{CategoryConfig, DestinationConfig, Policy, WorkspaceFile, WorkspaceSettings};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The reference (R2, R7, R14): a required category is granted unless GPC refuses it, and
+    /// then by the consent object (absent from a given object: refused; no object: granted).
+    fn reference(consent: &Option<BTreeMap<String, bool>>, gpc: &[String], required: &[String], any: bool) -> bool {
+        if required.is_empty() {
+            return true;
+        }
+        let granted =
+            |c: &String| !gpc.contains(c) && consent.as_ref().is_none_or(|p| p.get(c).copied().unwrap_or(false));
+        if any {
+            required.iter().any(granted)
+        } else {
+            required.iter().all(granted)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn gpc_routing_matches_the_reference(
+            given in proptest::option::of(proptest::collection::btree_map(0usize..4, any::<bool>(), 0..4)),
+            gpc in proptest::collection::btree_set(0usize..4, 0..3),
+            required in proptest::collection::vec(proptest::collection::btree_set(0usize..4, 0..3), 1..4),
+            policies in proptest::collection::vec(proptest::option::of(any::<bool>()), 3),
+            workspace_any in any::<bool>(),
+        ) {
+            let cat = |i: usize| format!("C{i}");
+            let categories: Vec<String> = (0..4).map(cat).collect();
+            let consent = given.as_ref().map(|g| g.iter().map(|(k, v)| (cat(*k), *v)).collect::<BTreeMap<_, _>>());
+            let gpc: Vec<String> = gpc.iter().map(|i| cat(*i)).collect();
+            let w = WorkspaceFile {
+                workspace: WorkspaceSettings { policy: if workspace_any { Policy::Any } else { Policy::All }, ..Default::default() },
+                destinations: (0..required.len()).map(|d| DestinationConfig {
+                    id: format!("d{d}"), name: None, kind: "webhook".into(), enabled: true, settings: Default::default(),
+                    consent_policy: policies[d].map(|a| if a { Policy::Any } else { Policy::All }),
+                }).collect(),
+                consent_categories: categories.iter().map(|c| CategoryConfig {
+                    id: c.clone(), name: c.clone(), enabled: true,
+                    destinations: required.iter().enumerate().filter(|(_, r)| r.iter().any(|i| &cat(*i) == c)).map(|(d, _)| format!("d{d}")).collect(),
+                }).collect(),
+                ..Default::default()
+            };
+            let event = match &consent { Some(p) => EventConsent::Given(p.clone()), None => EventConsent::Missing };
+            let routed = apply_gpc(event, &gpc, &categories);
+            for (d, plan) in DestinationPlan::all(&w).iter().enumerate() {
+                let req: Vec<String> = required[d].iter().map(|i| cat(*i)).collect();
+                let any = policies[d].unwrap_or(workspace_any);
+                let want = reference(&consent, &gpc, &req, any);
+                let got = matches!(plan.route(&routed, None), Route::Deliver { .. });
+                prop_assert_eq!(got, want, "destination d{} requires {:?}", d, req);
+            }
+        }
+    }
+}

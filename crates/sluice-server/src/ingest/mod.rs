@@ -107,6 +107,11 @@ async fn handle_in_span(state: AppState, kind: Option<&'static str>, headers: He
     if let Err(r) = browser::check_origin(&headers, &source) {
         return r;
     }
+    // R14: Global Privacy Control, for a source that reads it
+    let gpc: Vec<String> = match source.events().and_then(|e| e.gpc_refuses.as_ref()) {
+        Some(refuses) if headers.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1") => refuses.clone(),
+        _ => Vec::new(),
+    };
     let source = source.id;
     if let Some(o) = body.as_object_mut() {
         o.remove("writeKey");
@@ -133,7 +138,8 @@ async fn handle_in_span(state: AppState, kind: Option<&'static str>, headers: He
     let mut invalid = Vec::new();
     for item in items {
         match event::normalize(item, kind, sent_at.as_ref(), received, |e| message_id(&source, e)) {
-            Ok(e) => events.push(sluice_stream::writer::Prepared::new(e)),
+            Ok(e) if gpc.is_empty() => events.push(sluice_stream::writer::Prepared::new(e)),
+            Ok(e) => events.push(sluice_stream::writer::Prepared::new(e).with_gpc(&gpc)),
             Err((reason, raw)) => invalid.push((reason, sluice_stream::store::truncate_invalid(raw.to_string()))),
         }
     }
