@@ -10,7 +10,11 @@ pub mod connections;
 pub mod error;
 pub mod file;
 pub mod http;
+pub mod partial;
+pub mod ratelimit;
 pub mod registry;
+pub mod throttle;
+pub mod vendor;
 pub mod webhook;
 
 pub use error::{DeliveryError, ErrorClass, RetryPolicy};
