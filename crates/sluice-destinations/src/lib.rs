@@ -6,6 +6,7 @@
 //! [`Destination::deliver_events`] (streamed events), with the same 4xx isolation, the same
 //! idempotency keys ([`http::idempotency_key`]) and one owner of retries per path.
 
+pub mod braze;
 pub mod connections;
 pub mod error;
 pub mod file;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod partial;
 pub mod ratelimit;
 pub mod registry;
+pub mod saas;
 pub mod throttle;
 pub mod vendor;
 pub mod webhook;

@@ -3,7 +3,7 @@
 //! changes, credentials), how its settings are checked, and how it is built. Adding a kind is a
 //! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
-use crate::{connections, file, webhook, Destination};
+use crate::{braze, connections, file, webhook, Destination};
 use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;
 
@@ -31,7 +31,7 @@ pub struct Registration {
 }
 
 /// Every destination kind, in the order `sluice` lists them.
-pub static KINDS: &[&Registration] = &[&webhook::KIND, &file::KIND, &connections::KIND];
+pub static KINDS: &[&Registration] = &[&webhook::KIND, &file::KIND, &connections::KIND, &braze::KIND];
 
 /// The registry as the core sees it.
 pub struct Registry;

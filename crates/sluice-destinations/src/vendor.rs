@@ -29,6 +29,14 @@ pub struct VendorOptions {
 }
 
 impl VendorOptions {
+    /// The defaults at `vendor`'s rate.
+    pub fn of(vendor: VendorRate) -> Self {
+        Self {
+            http: HttpOptions::default(),
+            rate: Rate { per_second: vendor.per_sec(), burst: vendor.requests.max(1) },
+        }
+    }
+
     /// Splits `settings` into the shared options and the kind's own settings, checking the rate
     /// against `vendor`'s documented one.
     pub fn split(settings: &Settings, vendor: VendorRate) -> Result<(Self, Settings), ConfigError> {

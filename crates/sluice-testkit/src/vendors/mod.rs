@@ -7,6 +7,8 @@
 //! supplies a [`Vendor`]: its contract (`handle`), the identifiers a request carries
 //! (`identifiers`, for "ever received"), its throttling answer and its settings.
 
+pub mod braze;
+
 use crate::vendor::{Fault, VendorFake};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read;
