@@ -11,6 +11,7 @@ pub mod connections;
 pub mod error;
 pub mod file;
 pub mod http;
+pub mod hubspot;
 pub mod partial;
 pub mod ratelimit;
 pub mod registry;

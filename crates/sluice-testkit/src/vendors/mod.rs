@@ -8,6 +8,7 @@
 //! (`identifiers`, for "ever received"), its throttling answer and its settings.
 
 pub mod braze;
+pub mod hubspot;
 
 use crate::vendor::{Fault, VendorFake};
 use std::collections::{BTreeMap, HashSet, VecDeque};
