@@ -6,6 +6,7 @@
 //! [`Destination::deliver_events`] (streamed events), with the same 4xx isolation, the same
 //! idempotency keys ([`http::idempotency_key`]) and one owner of retries per path.
 
+pub mod amplitude;
 pub mod braze;
 pub mod connections;
 pub mod error;

@@ -217,6 +217,36 @@ fn send(
     chunk.clear();
 }
 
+/// Sends `ops` in one request; when the vendor rejects it for good without saying which record
+/// (a whole-request 4xx), sends each alone to find the records it refuses (the 4xx isolation of
+/// [`crate::isolate`]; streaming stops at a retryable failure).
+pub fn isolated<'a>(
+    ops: &[&'a Op],
+    retries: Retries,
+    send: impl FnMut(&[&'a Op]) -> Result<(), DeliveryError>,
+) -> Vec<Outcome> {
+    let mode = match retries {
+        Retries::Transport => crate::Isolation::Every,
+        Retries::Caller => crate::Isolation::StopAtRetryable,
+    };
+    crate::isolate(ops, mode, send)
+}
+
+/// A path segment percent-encoded (RFC 3986 unreserved characters kept).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A form value percent-encoded (`application/x-www-form-urlencoded`).
+pub fn form_value(s: &str) -> String {
+    path_segment(s)
+}
+
 /// Every op of a request gets `r` (a whole-request success or failure).
 pub fn all(n: usize, r: Result<(), DeliveryError>) -> Vec<Outcome> {
     (0..n).map(|_| r.clone()).collect()

@@ -7,6 +7,7 @@
 //! supplies a [`Vendor`]: its contract (`handle`), the identifiers a request carries
 //! (`identifiers`, for "ever received"), its throttling answer and its settings.
 
+pub mod amplitude;
 pub mod braze;
 pub mod hubspot;
 
