@@ -3,7 +3,7 @@
 //! changes, credentials), how its settings are checked, and how it is built. Adding a kind is a
 //! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
-use crate::{amplitude, braze, connections, file, hubspot, webhook, Destination};
+use crate::{amplitude, braze, connections, file, hubspot, mixpanel, webhook, Destination};
 use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;
 
@@ -38,6 +38,7 @@ pub static KINDS: &[&Registration] = &[
     &braze::KIND,       // SPEC §10
     &hubspot::KIND,     // SPEC §10
     &amplitude::KIND,   // SPEC §10
+    &mixpanel::KIND,    // SPEC §10
 ];
 
 /// The registry as the core sees it.
