@@ -13,6 +13,7 @@ pub mod error;
 pub mod file;
 pub mod http;
 pub mod hubspot;
+pub mod iterable;
 pub mod mixpanel;
 pub mod partial;
 pub mod ratelimit;

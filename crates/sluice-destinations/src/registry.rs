@@ -3,7 +3,7 @@
 //! changes, credentials), how its settings are checked, and how it is built. Adding a kind is a
 //! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
-use crate::{amplitude, braze, connections, file, hubspot, mixpanel, webhook, Destination};
+use crate::{amplitude, braze, connections, file, hubspot, iterable, mixpanel, webhook, Destination};
 use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;
 
@@ -39,6 +39,7 @@ pub static KINDS: &[&Registration] = &[
     &hubspot::KIND,     // SPEC §10
     &amplitude::KIND,   // SPEC §10
     &mixpanel::KIND,    // SPEC §10
+    &iterable::KIND,    // SPEC §10
 ];
 
 /// The registry as the core sees it.

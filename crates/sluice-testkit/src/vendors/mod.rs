@@ -10,6 +10,7 @@
 pub mod amplitude;
 pub mod braze;
 pub mod hubspot;
+pub mod iterable;
 pub mod mixpanel;
 
 use crate::vendor::{Fault, VendorFake};
