@@ -20,6 +20,22 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
+/// Starts a fake of one destination kind.
+pub type StartFake = fn() -> Box<dyn VendorFake>;
+
+/// Every vendor fake, one line per kind: the fault suite
+/// (`sluice-destinations/tests/every_kind.rs`) and the "no withheld record ever arrives"
+/// property (`sluice-engine/tests/every_kind_consent.rs`) run against each.
+pub fn every_kind() -> Vec<StartFake> {
+    vec![
+        || Box::new(braze::start()),
+        || Box::new(hubspot::start()),
+        || Box::new(amplitude::start()),
+        || Box::new(mixpanel::start()),
+        || Box::new(iterable::start()),
+    ]
+}
+
 /// Most bytes of a request body a fake reads (beyond: 413, as the vendors do for oversize).
 pub const MAX_FAKE_BODY: usize = 32 * 1024 * 1024;
 
