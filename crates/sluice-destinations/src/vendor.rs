@@ -148,8 +148,9 @@ impl VendorClient {
         if (300..400).contains(&status) {
             return Err(DeliveryError::redirected(status, resp.header("Location")));
         }
-        let retry_after =
-            header_wait(resp.header("Retry-After"), resp.header("X-RateLimit-Reset"), std::time::SystemTime::now());
+        // Braze sends X-RateLimit-Reset on every answer: it is a wait only on a 429
+        let reset = if status == 429 { resp.header("X-RateLimit-Reset") } else { None };
+        let retry_after = header_wait(resp.header("Retry-After"), reset, std::time::SystemTime::now());
         let mut body = Vec::new();
         let mut reader = resp.into_reader().take(MAX_VENDOR_RESPONSE_BYTES + 1);
         if let Err(e) = reader.read_to_end(&mut body) {
