@@ -176,3 +176,27 @@ fn streamed_events_make_one_attempt_and_hand_retryable_failures_back() {
         assert_eq!(fake.held(), vec!["ev1@example.com".to_string()], "{k}");
     }
 }
+
+#[test]
+fn every_request_waits_on_the_destinations_rate_limit() {
+    for start in every_kind() {
+        let fake = start();
+        let k = fake.kind();
+        // 2 requests per second, bursts of 2: n requests take at least (n - 2) / 2 seconds
+        let mut d = destination(&*fake, json!({"max_requests_per_second": 2}));
+        let t = Instant::now();
+        for id in new_ids(5, "rate") {
+            let out = d.deliver(&items(&*fake, &[id]));
+            assert!(out[0].is_ok(), "{k}: {out:?}");
+        }
+        let n = fake_requests(&*fake);
+        let floor = Duration::from_millis(((n.saturating_sub(2)) as u64 * 500).saturating_sub(100));
+        assert!(n >= 5, "{k}: {n} requests");
+        assert!(t.elapsed() >= floor, "{k}: {n} requests in {:?}: the limit was not waited on", t.elapsed());
+    }
+}
+
+/// How many requests the vendor saw: here each carries exactly one record, so one identifier.
+fn fake_requests(fake: &dyn VendorFake) -> usize {
+    fake.ever_received().len()
+}
