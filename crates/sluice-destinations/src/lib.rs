@@ -6,11 +6,21 @@
 //! [`Destination::deliver_events`] (streamed events), with the same 4xx isolation, the same
 //! idempotency keys ([`http::idempotency_key`]) and one owner of retries per path.
 
+pub mod amplitude;
+pub mod braze;
 pub mod connections;
 pub mod error;
 pub mod file;
 pub mod http;
+pub mod hubspot;
+pub mod iterable;
+pub mod mixpanel;
+pub mod partial;
+pub mod ratelimit;
 pub mod registry;
+pub mod saas;
+pub mod throttle;
+pub mod vendor;
 pub mod webhook;
 
 pub use error::{DeliveryError, ErrorClass, RetryPolicy};

@@ -259,3 +259,41 @@ fn streamed_events_survive_hostile_answers_with_one_request_per_call() {
         assert_eq!(rx.requests(), 1, "{name}: the worker retries, not the transport");
     }
 }
+
+/// The SaaS kinds' client: an endless 2xx body is cut (and then not understood: retryable, never
+/// success), a success cut short is not a success, garbage bodies of every status never panic.
+#[test]
+fn vendor_answers_are_read_with_a_bound_and_never_taken_on_faith() {
+    use sluice_destinations::braze::{BrazeConfig, BrazeSink};
+    let rx = RawReceiver::start();
+    let settings = serde_json::json!({"endpoint": rx.url(), "api_key": "k", "max_attempts": 1, "timeout_secs": 2});
+    let ctx = BuildContext { base_dir: ".".into(), mapping_key: format!("users/hostile-{}", rx.url()) };
+    let mut sink = BrazeSink::new(BrazeConfig::parse(settings.as_object().unwrap()).unwrap(), &ctx);
+    let item = Item { action: sluice_core::Change::Added, id: "u1".into(), data: "{}".into(), consent: None };
+    let t = std::time::Instant::now();
+    rx.script([RawAnswer::Endless(head(201, &[("Content-Type", "application/json")]))]);
+    let out = sink.deliver(std::slice::from_ref(&item));
+    assert!(out[0].as_ref().is_err_and(|e| e.retryable), "an endless body is not a success: {out:?}");
+    assert!(t.elapsed() < Duration::from_secs(10));
+    for body in
+        [&b"{\"message\":\"succ"[..], b"[]", b"null", b"{\"message\":\"success\",\"errors\":[{\"index\":99999999999}]}"]
+    {
+        rx.script([RawAnswer::status(201, &[("Content-Type", "application/json")], body)]);
+        let out = sink.deliver(std::slice::from_ref(&item));
+        let text = String::from_utf8_lossy(body);
+        if text.contains("errors") {
+            assert!(out[0].is_ok(), "an error naming no record of the request concerns none: {out:?}");
+        } else {
+            assert!(out[0].is_err(), "{text}: {out:?}");
+        }
+    }
+    for status in [400u16, 429, 500, 503] {
+        rx.script([RawAnswer::status(
+            status,
+            &[("X-RateLimit-Reset", "nan"), ("Retry-After", "1e300")],
+            b"\xff\xfe garbage",
+        )]);
+        let out = sink.deliver(std::slice::from_ref(&item));
+        assert!(out[0].is_err(), "{status}");
+    }
+}

@@ -9,6 +9,8 @@ pub mod raw;
 pub mod sqlfake;
 pub mod vendor;
 
+pub mod vendors;
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::thread;
