@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod read;
 pub mod scheduler;
 pub mod state;
+pub mod ui;
 
 // the streaming runtime, also under the paths the control API, the scheduler, the follower
 // and the server's tests have always used
