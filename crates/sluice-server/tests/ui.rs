@@ -374,10 +374,23 @@ fn the_model_page_maps_consent_through_the_api_and_shows_a_syncs_funnel() {
     assert_eq!(a.status, 303);
     assert_eq!(api(&s, "GET", "/api/v1/models/p", None).1["consent"], json!({"C0004": "ads", "C0002": "analytics"}));
     assert!(ui.get("/ui/models/p").body.contains("match the ones configured in the workspace"));
-    // run a sync from the page; its progress endpoint says when it is done
+    // run a sync from the page (the destinations answer slowly): its progress endpoint says it
+    // runs, then that it is done
+    s.rx.set_delay(Duration::from_millis(300));
     let started = ui.post("/ui/models/p/sync", &[("csrf", &csrf)]);
     assert_eq!(started.status, 303);
+    let t = Instant::now();
+    let running = loop {
+        let p: Value = serde_json::from_str(&ui.get("/ui/models/p/progress").body).unwrap();
+        if p["running"] == true {
+            break p;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "never seen running: {p}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(running["run_id"].as_i64().unwrap() >= 0, "{running}");
     let p = wait_run(&ui, "p");
+    s.rx.set_delay(Duration::ZERO);
     assert_eq!(p["status"], "ok", "{p}");
     let page = ui.get("/ui/models/p").body;
     assert!(page.contains("Delivery overview of run #"), "{page}");

@@ -70,6 +70,9 @@ models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C
     assert_eq!(s.post("/v1/alias", &json!({"previousId": "b", "userId": "a", "messageId": "al"})).0, 200);
     s.settle();
 
+    // every answer of the destinations takes 400 ms from now on: the sync runs long enough for
+    // the page to show its progress
+    s.rx.set_delay(Duration::from_millis(400));
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
     let mut child = Command::new("node")
@@ -115,6 +118,7 @@ models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C
     assert!(st["checkAfter"].as_str().unwrap().contains("match the ones configured"), "{st}");
     let (_, m) = common::call(&s, "GET", "/api/v1/models/p", Some(&s.token), None);
     assert_eq!(m["consent"], json!({"C0004": "ads", "C0002": "analytics"}));
+    assert!(st["progressText"].as_str().unwrap().contains("A sync is running"), "{st}");
     // the funnels as drawn: ads withholds row 2 (Advertising), crm row 3 (Analytics)
     let funnels = st["funnels"].as_array().unwrap();
     assert_eq!(funnels.len(), 2, "{st}");
@@ -151,6 +155,8 @@ models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C
     assert!(st["profileAlert"].as_str().unwrap().contains("Consent conflict"), "{st}");
     assert!(st["profileConsent"].as_str().unwrap().contains("conflict"), "{st}");
     assert!(st["auditFirst"].as_str().unwrap().contains("token:test-owner"), "{st}");
+    let home = st["homeWithheld"].as_str().unwrap();
+    assert!(home.contains("Advertising (C0004)") && home.contains("Analytics (C0002)"), "{home}");
     assert_eq!(st["afterLogout"], "/ui/login");
 
     // as a member: the logout form is the only form; no create, edit, disable or picker

@@ -116,9 +116,10 @@ pub fn funnel(ws: &WorkspaceFile, run: &Value, m: &Value) -> Markup {
     }
 }
 
-/// Runs over time (oldest left): delivered, withheld and failed per run, stacked.
+/// Finished runs over time (oldest left): delivered, withheld and failed per run, stacked.
 pub fn over_time(runs: &[Value]) -> Markup {
-    let runs: Vec<&Value> = runs.iter().rev().collect();
+    let runs: Vec<&Value> =
+        runs.iter().rev().filter(|r| r.get("status").and_then(Value::as_str) != Some("running")).collect();
     let totals: Vec<(u64, u64, u64, i64)> = runs
         .iter()
         .map(|r| {
@@ -134,7 +135,7 @@ pub fn over_time(runs: &[Value]) -> Markup {
         .collect();
     let max = totals.iter().map(|(a, b, c, _)| a + b + c).max().unwrap_or(0).max(1);
     let (h, top, col) = (140u32, 10u32, 28u32);
-    let width = 40 + totals.len() as u32 * col;
+    let width = (40 + totals.len() as u32 * col).max(320);
     html! {
         svg.chart viewBox={ "0 0 " (width) " " (h + 30) } width=(width) height=(h + 30) role="img" aria-label="Records per run over time" {
             title { "Delivered, withheld by consent and failed records per run, oldest first" }

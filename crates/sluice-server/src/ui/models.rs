@@ -40,7 +40,7 @@ pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
                         td { (check_badge(&ws, m)) }
                         td { @for (i, mp) in m.mappings.iter().enumerate() { @if i > 0 { ", " } (mp.destination) } }
                         td { @match last.get(&m.id) {
-                            Some(r) => { (status_badge(r.get("status").and_then(Value::as_str).unwrap_or("?"))) " " span.muted { (r.get("started_at").and_then(Value::as_str).unwrap_or_default()) } }
+                            Some(r) => { (status_badge(r.get("status").and_then(Value::as_str).unwrap_or("?"))) " " span.muted { (super::pages::when(r.get("started_at").and_then(Value::as_str).unwrap_or_default())) } }
                             None => span.muted { "never" }
                         } }
                     }
@@ -264,7 +264,7 @@ pub async fn show(
                     tr {
                         td { a href={ (base) "?run=" (rid) "#overview" } { "#" (rid) } }
                         td { (status_badge(r.get("status").and_then(Value::as_str).unwrap_or("?"))) }
-                        td { (r.get("started_at").and_then(Value::as_str).unwrap_or_default()) }
+                        td { (super::pages::when(r.get("started_at").and_then(Value::as_str).unwrap_or_default())) }
                         td { @if let Some(ms) = r.get("duration_ms").and_then(Value::as_u64) { (num(ms)) " ms" } }
                         td { (num(n(r, "extracted"))) }
                         td { (num(sum("withheld_by_consent"))) }

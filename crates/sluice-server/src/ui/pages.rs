@@ -19,6 +19,14 @@ fn today_minute() -> i64 {
     (now - now.rem_euclid(86_400)) / 60
 }
 
+/// A stored time for people: `2026-11-27 15:27:59 UTC` (as stored when it is not RFC 3339).
+pub fn when(at: &str) -> String {
+    match chrono::DateTime::parse_from_rfc3339(at) {
+        Ok(t) => t.with_timezone(&chrono::Utc).format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        Err(_) => at.to_string(),
+    }
+}
+
 /// `GET /ui/`.
 pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
     let ws = s.control.live.load_full();
@@ -70,7 +78,7 @@ pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
             }
         }
         section.grid {
-            div.card {
+            div.card.wide {
                 h2 { "Flowing today" }
                 @if dests.is_empty() && runs.is_empty() {
                     p.muted { "Nothing has flowed today. Send events to an event source, or run a model's sync from its page." }
@@ -121,10 +129,19 @@ fn dest_label(ws: &WorkspaceFile, id: &str) -> String {
 /// A configuration object's settings, credentials redacted, as a compact list.
 fn settings(kind: &str, v: Value, skip: &[&str]) -> Markup {
     let v = sluice_engine::plan::redact(kind, v);
+    let show = |x: &Value| match x {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     html! {
         @if let Some(o) = v.as_object() {
             ul.settings { @for (k, x) in o { @if !skip.contains(&k.as_str()) {
-                li { code { (k) } ": " (match x { Value::String(s) => s.clone(), other => other.to_string() }) }
+                // a destination's settings are one map: shown entry by entry
+                @if let (true, Some(inner)) = (k == "settings", x.as_object()) {
+                    @for (k2, x2) in inner { li { code { (k2) } ": " (show(x2)) } }
+                } @else {
+                    li { code { (k) } ": " (show(x)) }
+                }
             } } }
         }
     }
@@ -199,19 +216,21 @@ pub async fn audit_log(State(s): State<UiState>, viewer: Viewer) -> Response {
         } @else {
             table {
                 caption.sr { "Audit log" }
-                thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "What" } th scope="col" { "Change" } } }
+                thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "What" } } }
                 tbody { @for e in entries {
                     @let before = e.before.map(|v| sluice_engine::plan::redact(&e.kind, v));
                     @let after = e.after.map(|v| sluice_engine::plan::redact(&e.kind, v));
                     tr {
-                        td { (e.at) } td { (e.actor) } td { (e.action) } td { (e.kind) " " code { (e.entity) } }
-                        td { details { summary { "before / after" }
+                        td { (when(&e.at)) } td { (e.actor) } td { (e.action) } td { (e.kind) " " code { (e.entity) } }
+                    }
+                    tr.detail { td colspan="4" {
+                        details { summary { "Before and after: " (e.kind) " " (e.entity) }
                             div.diff {
                                 pre { (before.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()).unwrap_or_else(|| "—".into())) }
                                 pre { (after.map(|v| serde_json::to_string_pretty(&v).unwrap_or_default()).unwrap_or_else(|| "—".into())) }
                             }
-                        } }
-                    }
+                        }
+                    } }
                 } }
             }
         }

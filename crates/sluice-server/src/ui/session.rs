@@ -225,7 +225,7 @@ fn login_form(error: Option<&str>) -> maud::Markup {
             }
             form.card.login method="post" action="/ui/login" {
                 p { "Log in with an API token. An owner makes one with "
-                    code { "sluice token create NAME --role owner" } " (or " code { "--role member" } " for read-only access to consent management)." }
+                    code { "sluice token create --role owner --name NAME" } " (or " code { "--role member" } " for read-only access to consent management)." }
                 label for="token" { "API token" }
                 input #token type="password" name="token" required autocomplete="current-password" autofocus;
                 button type="submit" { "Log in" }

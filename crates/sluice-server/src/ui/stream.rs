@@ -43,7 +43,12 @@ fn why(ws: &WorkspaceFile, dest: &str, d: &Value, event: &Value) -> Markup {
             html! {
                 span.badge.ok { "sent" } " "
                 @if cats.is_empty() { "No consent category governs this destination." }
-                @else if !has_consent { "The event carries no consent object, so consent does not restrict it (needs " (cats.join(", ")) ")." }
+                @else if !has_consent {
+                    @match ws.workspace.missing_consent {
+                        sluice_core::MissingConsent::Profile => { "The event carries no consent object; the consent stored on the person's profile allows it (needs " (cats.join(", ")) ")." }
+                        _ => { "The event carries no consent object, so consent does not restrict it (needs " (cats.join(", ")) ")." }
+                    }
+                }
                 @else { "Consent allows it (needs " (cats.join(", ")) ")." }
             }
         }
@@ -112,7 +117,7 @@ pub async fn debugger(
             article.event {
                 header {
                     strong { (kind) @if let Some(name) = ev.get("event").and_then(Value::as_str) { " · " (name) } }
-                    " " span.muted { (e.received_at) }
+                    " " span.muted { (super::pages::when(&e.received_at)) }
                     @if !user.is_empty() { " · user " a href={ "/ui/profiles/" (seg(&user)) } { (user) } }
                     @else if !anon.is_empty() { " · anonymous " a href={ "/ui/profiles/" (seg(&anon)) } { (anon) } }
                 }
@@ -185,8 +190,11 @@ pub async fn profile(State(s): State<UiState>, Path(id): Path<String>, viewer: V
                 "A conflicting category counts as refused until a newer consent event settles it." }
         }
         dl.facts {
-            dt { "User ids" } dd { @for (i, u) in v["user_ids"].as_array().into_iter().flatten().enumerate() { @if i > 0 { ", " } code { (u.as_str().unwrap_or_default()) } } }
-            dt { "Anonymous ids" } dd { @for (i, u) in v["anonymous_ids"].as_array().into_iter().flatten().enumerate() { @if i > 0 { ", " } code { (u.as_str().unwrap_or_default()) } } }
+            @for (label, key) in [("User ids", "user_ids"), ("Anonymous ids", "anonymous_ids")] {
+                @let ids: Vec<&str> = v[key].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                dt { (label) }
+                dd { @if ids.is_empty() { span.muted { "none" } } @for (i, u) in ids.iter().enumerate() { @if i > 0 { ", " } code { (u) } } }
+            }
         }
         h2 { "Consent" }
         @let consent = v.get("consent").and_then(Value::as_object).cloned().unwrap_or_default();

@@ -74,6 +74,10 @@ try {
   step('mapped', await flash())
   step('checkAfter', await page.locator('#consent ~ p.flash').first().textContent())
   await page.getByRole('button', { name: 'Run sync now' }).click()
+  // the destinations answer slowly: the page shows the run's progress, polled by the served script
+  await page.locator('#progress', { hasText: 'running' }).waitFor({ timeout: 10000 })
+  step('progressText', await page.locator('#progress').textContent())
+  await shot('06a-model-sync-running')
   // the served script follows the run and reloads the page when it ends
   await page.getByRole('heading', { name: /Delivery overview of run #/ }).waitFor({ timeout: 30000 })
   const funnels = await page.locator('figure.funnel svg').evaluateAll((svgs) =>
@@ -105,6 +109,9 @@ try {
     await shot(name)
   }
   step('auditFirst', await page.locator('tbody tr').first().textContent())
+  await page.getByRole('link', { name: 'Home', exact: true }).click()
+  step('homeWithheld', await page.locator('.card', { hasText: 'Withheld by consent today' }).textContent())
+  await shot('15-home-after-sync')
 
   await page.getByRole('button', { name: 'Log out' }).click()
   step('afterLogout', new URL(page.url()).pathname)
