@@ -122,7 +122,7 @@ models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C
     // the funnels as drawn: ads withholds row 2 (Advertising), crm row 3 (Analytics)
     let funnels = st["funnels"].as_array().unwrap();
     assert_eq!(funnels.len(), 2, "{st}");
-    let find = |label: &str| funnels.iter().find(|f| f.get(label).is_some()).map(|f| f.clone());
+    let find = |label: &str| funnels.iter().find(|f| f.get(label).is_some()).cloned();
     let ads = find("Withheld: Advertising (C0004)").expect("the ads funnel");
     assert_eq!(
         (

@@ -254,7 +254,7 @@ fn num(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && matches!((s.len() - i) % 3, 0) {
             out.push('\u{202f}');
         }
         out.push(c);

@@ -178,16 +178,16 @@ fn refused(why: &str) -> Response {
     )
 }
 
-/// Refuses a POST whose `Origin` names another site than the one it was sent to.
-fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+/// Refuses a POST whose `Origin` names another site than the one it was sent to (the refusal).
+fn cross_origin(headers: &HeaderMap) -> Option<Response> {
+    let origin = headers.get(header::ORIGIN)?;
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     let origin = origin.to_str().unwrap_or_default();
     let origin_host = origin.split_once("://").map(|(_, h)| h).unwrap_or_default();
     if origin_host.is_empty() || origin_host != host {
-        return Err(refused("this form was posted from another site"));
+        return Some(refused("this form was posted from another site"));
     }
-    Ok(())
+    None
 }
 
 async fn read_form(req: axum::extract::Request) -> Result<Vec<(String, String)>, Response> {
@@ -203,7 +203,9 @@ impl FromRequest<UiState> for Posted {
     async fn from_request(req: axum::extract::Request, state: &UiState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let viewer = Viewer::from_request_parts(&mut parts, state).await?;
-        same_origin(&parts.headers)?;
+        if let Some(refusal) = cross_origin(&parts.headers) {
+            return Err(refusal);
+        }
         let fields = read_form(axum::extract::Request::from_parts(parts, body)).await?;
         let sent = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
         if !same(sent, &viewer.csrf) {
@@ -248,7 +250,7 @@ fn behind_tls(headers: &HeaderMap) -> bool {
 
 /// `POST /ui/login` (field `token`): opens a session.
 pub async fn login(State(s): State<UiState>, req: axum::extract::Request) -> Response {
-    if let Err(r) = same_origin(req.headers()) {
+    if let Some(r) = cross_origin(req.headers()) {
         return r;
     }
     let secure = if behind_tls(req.headers()) { "; Secure" } else { "" };
