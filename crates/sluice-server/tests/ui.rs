@@ -133,6 +133,7 @@ fn every_page_without_a_session_redirects_to_the_login_page() {
         assert_eq!((a.status, a.location.as_deref()), (303, Some("/ui/login")), "{path}");
     }
     // a state-changing post without a session changes nothing
+    assert_eq!(ui.get("/ui/no-such-page").location.as_deref(), Some("/ui/login"));
     let a = ui.post("/ui/consent-categories", &[("id", "C9"), ("name", "Nope")]);
     assert_eq!((a.status, a.location.as_deref()), (303, Some("/ui/login")));
     assert_eq!(api(&s, "GET", "/api/v1/consent-categories/C9", None).0, 404);
@@ -455,4 +456,23 @@ fn the_ui_is_served_on_the_private_side_only() {
     assert_eq!(js.status, 200);
     assert!(js.body.contains("progressUrl"));
     assert!(admin.get("/ui/assets/ui.css").body.contains(".badge"));
+}
+
+#[test]
+fn empty_pages_tell_a_newcomer_what_to_do_next() {
+    let s = common::start("");
+    let mut ui = Ui::new(&s.url);
+    ui.login(&s.token);
+    let home = ui.get("/ui/").body;
+    assert!(home.contains("Welcome to Sluice") && home.contains("sluice quickstart"), "{home}");
+    assert!(ui.get("/ui/consent-categories").body.contains("No consent categories yet"));
+    assert!(ui.get("/ui/models").body.contains("No models yet"));
+    assert!(ui.get("/ui/destinations").body.contains("No destinations yet"));
+    assert!(ui.get("/ui/usage").body.contains("No usage yet"));
+    assert!(ui.get("/ui/debugger/web").body.contains("No events yet"));
+    assert_eq!(ui.get("/ui/models/nope").status, 404);
+    // an unknown page under /ui/ is a page too, not a JSON error
+    let missing = ui.get("/ui/nope");
+    assert_eq!(missing.status, 404);
+    assert!(missing.body.contains("No such page"));
 }

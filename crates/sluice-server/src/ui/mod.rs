@@ -77,7 +77,8 @@ pub fn router(app: AppState, control: ControlState) -> Router {
         .route("/ui/profiles/{id}", get(stream::profile))
         .route("/ui/audit-log", get(pages::audit_log))
         .route("/ui/usage", get(pages::usage))
-        .route("/ui/{*rest}", get(|| async { not_found_page() }))
+        // an unknown page: to the login page without a session, else a page saying so
+        .route("/ui/{*rest}", get(|_: Viewer| async { not_found_page() }))
         .layer(axum::middleware::from_fn(headers))
         .with_state(state)
 }
@@ -267,5 +268,23 @@ fn category_label(ws: &sluice_core::WorkspaceFile, id: &str) -> String {
     match ws.consent_categories.iter().find(|c| c.id == id) {
         Some(c) => format!("{} ({})", c.name, c.id),
         None => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(super::seg("C0004"), "C0004");
+        assert_eq!(super::seg("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+        assert_eq!(super::seg("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(super::num(0), "0");
+        assert_eq!(super::num(999), "999");
+        assert_eq!(super::num(1000), "1\u{202f}000");
+        assert_eq!(super::num(1234567), "1\u{202f}234\u{202f}567");
     }
 }

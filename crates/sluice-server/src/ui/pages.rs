@@ -64,7 +64,7 @@ pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
             matches!(r.get("status").and_then(Value::as_str), Some("failed" | "error" | "partial" | "interrupted"))
         })
         .collect();
-    let new = ws.sources.is_empty() && ws.models.is_empty() && ws.consent_categories.is_empty();
+    let new = ws.models.is_empty() && ws.consent_categories.is_empty();
     let body = html! {
         @if new {
             div.empty {
