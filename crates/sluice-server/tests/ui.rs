@@ -407,6 +407,7 @@ fn the_model_page_maps_consent_through_the_api_and_shows_a_syncs_funnel() {
     assert_eq!((ids("/ads"), ids("/crm")), (vec!["1".to_string(), "3".into()], vec!["1".to_string(), "2".into()]));
     let home = ui.get("/ui/").body;
     assert!(home.contains("Advertising (C0004)"), "home shows what consent withheld today: {home}");
+    assert!(home.contains("1 sync run today: 4 records delivered, 0 failed, 2 withheld by consent."), "{home}");
     assert!(ui.get("/ui/usage").body.contains("CRM"));
 }
 

@@ -83,7 +83,10 @@ pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
                 @if dests.is_empty() && runs.is_empty() {
                     p.muted { "Nothing has flowed today. Send events to an event source, or run a model's sync from its page." }
                 } @else {
-                    p { (num(runs.len() as u64)) " sync run" @if runs.len() != 1 { "s" } " today." }
+                    @let sum = |k: &str| runs.iter().flat_map(|r| r.get("mappings").and_then(Value::as_array).into_iter().flatten()).map(|m| n(m, k)).sum::<u64>();
+                    p { (num(runs.len() as u64)) " sync run" @if runs.len() != 1 { "s" } " today: "
+                        (num(sum("delivered"))) " records delivered, " (num(sum("failed"))) " failed, "
+                        (num(sum("withheld_by_consent"))) " withheld by consent." }
                     @if !dests.is_empty() {
                         table {
                             caption { "Events per destination today" }
