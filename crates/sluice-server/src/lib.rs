@@ -166,6 +166,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             base_dir: Arc::new(config.base_dir.clone()),
             live: live.clone(),
             write: Arc::new(parking_lot::Mutex::new(())),
+            progress: Arc::default(),
         };
         let limits = config.limits;
         let public_app = api::public_router(state.clone());

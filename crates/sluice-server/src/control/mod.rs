@@ -35,6 +35,9 @@ pub struct ControlState {
     pub live: crate::Live,
     /// Serializes changes.
     pub write: Arc<parking_lot::Mutex<()>>,
+    /// Rows read so far by the syncs started through the API (or the web UI), per model; an
+    /// entry lives as long as its run (the web UI shows it live).
+    pub progress: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 /// A JSON body whose rejections use the API's error shape.

@@ -262,11 +262,6 @@ pub async fn set_consent(
     model_json(&s, &id).map(Json)
 }
 
-/// Rows read so far by the syncs started here, per model (the web UI shows it live); an entry
-/// lives as long as its run.
-pub(crate) static SYNC_PROGRESS: std::sync::LazyLock<parking_lot::Mutex<BTreeMap<String, u64>>> =
-    std::sync::LazyLock::new(Default::default);
-
 /// A started sync.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SyncStarted {
@@ -289,15 +284,15 @@ pub async fn start_sync(
     if ws.model(&id).is_none() {
         return Err(unknown_model(&id));
     }
-    let (dir, model) = ((*s.state_dir).clone(), id.clone());
+    let (dir, model, progress) = ((*s.state_dir).clone(), id.clone(), s.progress.clone());
     std::thread::spawn(move || {
         let report = |n: u64| {
-            SYNC_PROGRESS.lock().insert(model.clone(), n);
+            progress.lock().insert(model.clone(), n);
         };
         let r = StateStore::open(&dir)
             .map_err(sluice_engine::SyncError::from)
             .and_then(|mut st| sluice_engine::sync_model(&mut st, &ws, &model, &mut |n| report(n)));
-        SYNC_PROGRESS.lock().remove(&model);
+        progress.lock().remove(&model);
         if let Err(e) = r {
             let error = sluice_core::redact_urls_in(&e.to_string());
             tracing::warn!(model = %model, error = %error, "sync started by the API failed");

@@ -6,7 +6,7 @@
 use super::funnel::{funnel, n, over_time};
 use super::session::{Posted, Viewer};
 use super::{after_change, category_label, error_page, layout, num, page, seg, Nav, UiState};
-use crate::control::resources::{self as api, ConsentMappings, SYNC_PROGRESS};
+use crate::control::resources::{self as api, ConsentMappings};
 use crate::control::{ApiJson, ApiPath};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -333,7 +333,7 @@ pub async fn progress(State(s): State<UiState>, Path(id): Path<String>, viewer: 
         Err(e) => return crate::error::ApiError::internal(e).into_response(),
     };
     let last = store.runs(Some(&id), 1).unwrap_or_default().into_iter().next();
-    let rows = SYNC_PROGRESS.lock().get(&id).copied();
+    let rows = s.control.progress.lock().get(&id).copied();
     let started = rows.is_some();
     match last {
         Some(r) => Json(json!({
