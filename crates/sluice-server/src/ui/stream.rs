@@ -38,6 +38,11 @@ fn why(ws: &WorkspaceFile, dest: &str, d: &Value, event: &Value) -> Markup {
                 .filter(|c| c.enabled && c.destinations.iter().any(|x| x == dest))
                 .map(|c| category_label(ws, &c.id))
                 .collect();
+            // R2: every category of the destination, or (policy: any) one of them
+            let cats = match (ws.workspace.policy, cats.len()) {
+                (sluice_core::Policy::Any, 2..) => vec![format!("one of {}", cats.join(", "))],
+                _ => cats,
+            };
             let has_consent =
                 event.pointer("/context/consent").is_some_and(|c| c.as_object().is_some_and(|o| !o.is_empty()));
             html! {
