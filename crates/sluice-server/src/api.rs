@@ -65,19 +65,23 @@ pub fn public_router(state: AppState) -> Router {
 }
 
 /// The private side: the read endpoints (debugger, profiles, overview, metrics) and the control
-/// API, every route behind an owner or member token.
+/// API, every route behind an owner or member token; and the web UI ([`crate::ui`]), behind its
+/// login.
 pub fn private_router(state: AppState, control: crate::control::ControlState) -> Router {
     let reads = Router::new()
         .route("/v1/debugger/{source}", get(crate::read::debugger))
         .route("/v1/profiles/{id}", get(crate::read::profile))
         .route("/v1/overview", get(crate::read::overview))
         .route("/metrics", get(crate::read::metrics))
-        .with_state(state);
+        .with_state(state.clone());
     // every private route, the OpenAPI document included, answers 401 without a token
+    let ui = crate::ui::router(state, control.clone());
     reads
         .merge(crate::control::router(control.clone()))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(control, crate::control::require_token))
+        // the web UI has its own sessions: a page without one redirects to its login page
+        .merge(ui)
         .layer(axum::extract::DefaultBodyLimit::max(1024 * 1024))
 }
 

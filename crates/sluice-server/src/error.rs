@@ -61,6 +61,16 @@ impl ApiError {
         }
     }
 
+    /// The status it answers with.
+    pub fn status(&self) -> StatusCode {
+        self.0
+    }
+
+    /// Its message, for people.
+    pub fn message(&self) -> &str {
+        &self.1.error.message
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "control API internal error");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error", None)

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod read;
 pub mod scheduler;
 pub mod state;
+pub mod ui;
 
 // the streaming runtime, also under the paths the control API, the scheduler, the follower
 // and the server's tests have always used
@@ -165,6 +166,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             base_dir: Arc::new(config.base_dir.clone()),
             live: live.clone(),
             write: Arc::new(parking_lot::Mutex::new(())),
+            progress: Arc::default(),
         };
         let limits = config.limits;
         let public_app = api::public_router(state.clone());

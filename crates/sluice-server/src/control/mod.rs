@@ -3,8 +3,8 @@
 //! drift from them. Every change goes through the same path as `sluice apply`: validate, seal
 //! credentials, store, append to the audit log; the running router sees it at once.
 
-mod categories;
-mod resources;
+pub(crate) mod categories;
+pub(crate) mod resources;
 mod tokens;
 mod writes;
 
@@ -35,6 +35,9 @@ pub struct ControlState {
     pub live: crate::Live,
     /// Serializes changes.
     pub write: Arc<parking_lot::Mutex<()>>,
+    /// Rows read so far by the syncs started through the API (or the web UI), per model; an
+    /// entry lives as long as its run (the web UI shows it live).
+    pub progress: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>>,
 }
 
 /// A JSON body whose rejections use the API's error shape.
@@ -127,6 +130,14 @@ impl FromRequestParts<ControlState> for Actor {
                     None,
                 )
             })?;
+        Actor::from_token(state, token)
+    }
+}
+
+impl Actor {
+    /// The owner or member a token belongs to (the one check of the API and of the web UI's
+    /// sessions, which keep the token server-side and check it again on every request).
+    pub(crate) fn from_token(state: &ControlState, token: &str) -> Result<Self, ApiError> {
         let store = StateStore::open(&state.state_dir).map_err(ApiError::internal)?;
         match store.authenticate(token.trim()).map_err(ApiError::internal)? {
             Some(t) => Ok(Actor { name: t.name, role: t.role }),

@@ -284,11 +284,15 @@ pub async fn start_sync(
     if ws.model(&id).is_none() {
         return Err(unknown_model(&id));
     }
-    let (dir, model) = ((*s.state_dir).clone(), id.clone());
+    let (dir, model, progress) = ((*s.state_dir).clone(), id.clone(), s.progress.clone());
     std::thread::spawn(move || {
+        let report = |n: u64| {
+            progress.lock().insert(model.clone(), n);
+        };
         let r = StateStore::open(&dir)
             .map_err(sluice_engine::SyncError::from)
-            .and_then(|mut st| sluice_engine::sync_model(&mut st, &ws, &model, &mut |_| {}));
+            .and_then(|mut st| sluice_engine::sync_model(&mut st, &ws, &model, &mut |n| report(n)));
+        progress.lock().remove(&model);
         if let Err(e) = r {
             let error = sluice_core::redact_urls_in(&e.to_string());
             tracing::warn!(model = %model, error = %error, "sync started by the API failed");
