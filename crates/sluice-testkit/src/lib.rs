@@ -7,6 +7,7 @@ pub mod databricks;
 pub mod raw;
 pub mod sqlfake;
 pub mod vendor;
+pub mod vendors;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,5 @@
+//! Fakes of the SaaS destinations' APIs (issue 12), each implementing [`crate::vendor::VendorFake`].
+
+pub mod serve;
+
+pub mod customerio;
