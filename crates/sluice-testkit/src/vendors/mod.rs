@@ -3,3 +3,5 @@
 pub mod serve;
 
 pub mod customerio;
+pub mod google_ads;
+pub mod meta;
