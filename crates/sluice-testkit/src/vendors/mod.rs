@@ -5,3 +5,4 @@ pub mod serve;
 pub mod customerio;
 pub mod google_ads;
 pub mod meta;
+pub mod salesforce;
