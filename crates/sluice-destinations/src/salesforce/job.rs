@@ -5,7 +5,7 @@ use super::results::{File, Results};
 use super::SalesforceConfig;
 use crate::error::excerpt;
 use crate::http::Retries;
-use crate::throttle::{classify, salesforce, Answer};
+use crate::throttle::Answer;
 use crate::vendor::{unreadable, Req, VendorClient};
 use crate::{DeliveryError, ErrorClass};
 use serde_json::{json, Value};
