@@ -238,19 +238,7 @@ impl Transport {
         let resp = match req.send_bytes(body) {
             Ok(resp) => resp,
             Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => {
-                // ureq may quote what the receiver sent (a bad status line): keep it short
-                // the URL (and ureq's text, which repeats it) may carry credentials: never kept;
-                // nor a header (ureq quotes one it refuses, `Authorization: Bearer …` included)
-                let mut text = format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY));
-                if t.kind() == ureq::ErrorKind::BadHeader {
-                    text = format!("{url}: a header is not a valid HTTP header (value not shown)");
-                }
-                for (_, v) in headers.iter().filter(|(_, v)| !v.trim().is_empty()) {
-                    text = text.replace(v.trim(), sluice_core::SET);
-                }
-                return Err(DeliveryError::external(sluice_core::redact_urls_in(&text)));
-            }
+            Err(ureq::Error::Transport(t)) => return Err(transport_error(url, headers, &t)),
         };
         let status = resp.status();
         if (200..300).contains(&status) {
@@ -264,6 +252,21 @@ impl Transport {
         let retry_after = resp.header("Retry-After").and_then(parse_retry_after);
         Err(DeliveryError::from_status(status, &read_excerpt(resp), retry_after))
     }
+}
+
+/// A request that did not get an answer (refused, timed out, bad answer): retryable, naming
+/// the URL. ureq may quote what the receiver sent (a bad status line): kept short. The URL (and
+/// ureq's text, which repeats it) may carry credentials: never kept; nor a header (ureq quotes
+/// one it refuses, `Authorization: Bearer …` included).
+pub(crate) fn transport_error(url: &str, headers: &[(&str, &str)], t: &ureq::Transport) -> DeliveryError {
+    let mut text = format!("{url}: {}", excerpt(&t.to_string(), MAX_MESSAGE_BODY));
+    if t.kind() == ureq::ErrorKind::BadHeader {
+        text = format!("{url}: a header is not a valid HTTP header (value not shown)");
+    }
+    for (_, v) in headers.iter().filter(|(_, v)| !v.trim().is_empty()) {
+        text = text.replace(v.trim(), sluice_core::SET);
+    }
+    DeliveryError::external(sluice_core::redact_urls_in(&text))
 }
 
 /// The start of a response body as text: at most [`MAX_RESPONSE_BYTES`] read, at most

@@ -3,7 +3,9 @@
 //! changes, credentials), how its settings are checked, and how it is built. Adding a kind is a
 //! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
-use crate::{connections, file, webhook, Destination};
+use crate::{
+    amplitude, braze, connections, customerio, file, google_ads, hubspot, meta, mixpanel, salesforce, webhook, Destination,
+};
 use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;
 
@@ -31,7 +33,19 @@ pub struct Registration {
 }
 
 /// Every destination kind, in the order `sluice` lists them.
-pub static KINDS: &[&Registration] = &[&webhook::KIND, &file::KIND, &connections::KIND];
+pub static KINDS: &[&Registration] = &[
+    &webhook::KIND,     // SPEC §7
+    &file::KIND,        // SPEC §7
+    &connections::KIND, // Segment-compatible
+    &braze::KIND,       // SPEC §10
+    &hubspot::KIND,     // SPEC §10
+    &amplitude::KIND,   // SPEC §10
+    &mixpanel::KIND,    // SPEC §10
+    &customerio::KIND,  // SPEC §10
+    &salesforce::KIND,  // SPEC §10
+    &google_ads::KIND,  // SPEC §10
+    &meta::KIND,        // SPEC §10
+];
 
 /// The registry as the core sees it.
 pub struct Registry;
