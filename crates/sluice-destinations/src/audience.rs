@@ -217,13 +217,21 @@ mod tests {
 
     #[test]
     fn a_record_without_a_usable_identifier_says_why() {
-        let f = IdentifierFields { email_field: Some("email".into()), phone_field: Some("phone".into()), ..Default::default() };
+        let f = IdentifierFields {
+            email_field: Some("email".into()),
+            phone_field: Some("phone".into()),
+            ..Default::default()
+        };
         let e = f.hashed(&json!({"email": "nope", "phone": null}), Vendor::Meta).unwrap_err();
         assert!(e.contains("`email`: not an email address") && e.contains("`phone` is empty"), "{e}");
         let (em, ph) = f.hashed(&json!({"email": "a@x.com", "phone": "123"}), Vendor::Meta).unwrap();
         assert!(em.is_some() && ph.is_none(), "one usable identifier is enough");
         assert_eq!(IdentifierFields::default().check(false).unwrap_err().at, "email_field");
-        let bad = IdentifierFields { email_field: Some("e".into()), phone_country_code: Some("+1".into()), ..Default::default() };
+        let bad = IdentifierFields {
+            email_field: Some("e".into()),
+            phone_country_code: Some("+1".into()),
+            ..Default::default()
+        };
         assert_eq!(bad.check(false).unwrap_err().at, "phone_country_code");
     }
 }

@@ -4,7 +4,8 @@
 //! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
 use crate::{
-    amplitude, braze, connections, customerio, file, google_ads, hubspot, meta, mixpanel, salesforce, webhook, Destination,
+    amplitude, braze, connections, customerio, file, google_ads, hubspot, meta, mixpanel, salesforce, webhook,
+    Destination,
 };
 use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;

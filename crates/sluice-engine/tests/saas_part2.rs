@@ -7,7 +7,9 @@
 mod common;
 use common::*;
 use sluice_testkit::vendor::VendorFake;
-use sluice_testkit::vendors::{customerio::CustomerIoFake, google_ads::GoogleAdsFake, meta::MetaFake, salesforce::SalesforceFake};
+use sluice_testkit::vendors::{
+    customerio::CustomerIoFake, google_ads::GoogleAdsFake, meta::MetaFake, salesforce::SalesforceFake,
+};
 
 const PEOPLE: &str = "create table people(id text, email text, ads);
      insert into people values ('1','a@x.com',1),('2','b@x.com',0),('3','c@x.com',null),('4','d@x.com','t');";

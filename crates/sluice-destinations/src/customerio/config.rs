@@ -68,7 +68,8 @@ impl CustomerIoConfig {
     pub fn parse(s: &serde_json::Map<String, serde_json::Value>) -> Result<Self, ConfigError> {
         let (mut c, opts): (Self, _) = parse_kind(s, RATE)?;
         c.endpoint = check_endpoint("endpoint", &c.endpoint)?;
-        if c.site_id.trim().is_empty() || c.site_id.contains(':') || c.site_id.chars().any(|ch| !ch.is_ascii_graphic()) {
+        if c.site_id.trim().is_empty() || c.site_id.contains(':') || c.site_id.chars().any(|ch| !ch.is_ascii_graphic())
+        {
             return Err(ConfigError::new("site_id", "must be the Track API site id (visible characters, no `:`)"));
         }
         check_secret("api_key", &c.api_key)?;

@@ -129,7 +129,12 @@ impl CustomerIoSink {
     /// Entries in requests of at most [`MAX_REQUEST_BYTES`]; an entry over
     /// [`MAX_ITEM_BYTES`] is refused for good. After a retryable failure nothing more is sent
     /// when `stop` (streaming), and later entries carry that failure.
-    fn deliver_entries(&self, entries: Vec<Result<Value, DeliveryError>>, retries: Retries, stop: bool) -> Vec<Outcome> {
+    fn deliver_entries(
+        &self,
+        entries: Vec<Result<Value, DeliveryError>>,
+        retries: Retries,
+        stop: bool,
+    ) -> Vec<Outcome> {
         let mut out: Vec<Outcome> = Vec::with_capacity(entries.len());
         let mut texts: Vec<(usize, Vec<u8>)> = Vec::new();
         for (i, e) in entries.into_iter().enumerate() {

@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 
 fn sink(fake: &CustomerIoFake, extra: serde_json::Value) -> CustomerIoSink {
     let mut s = fake.settings();
-    s.extend(json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 1, "max_attempts": 3}).as_object().unwrap().clone());
+    s.extend(
+        json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 1, "max_attempts": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
     s.extend(extra.as_object().unwrap().clone());
     let ctx = BuildContext { base_dir: ".".into(), mapping_key: format!("users/cio{}", fake.url()) };
     CustomerIoSink::new(CustomerIoConfig::parse(&s).unwrap(), &ctx)
@@ -23,7 +28,10 @@ fn item(action: Change, id: &str, data: serde_json::Value) -> Item {
 fn records_are_identified_with_their_attributes_and_a_207_rejects_only_its_record() {
     let fake = CustomerIoFake::start();
     fake.script(Fault::RejectRecord("3".into()));
-    let items: Vec<Item> = ["1", "2", "3"].iter().map(|id| item(Change::Added, id, json!({"email": format!("{id}@x.com"), "plan": "pro"}))).collect();
+    let items: Vec<Item> = ["1", "2", "3"]
+        .iter()
+        .map(|id| item(Change::Added, id, json!({"email": format!("{id}@x.com"), "plan": "pro"})))
+        .collect();
     let out = sink(&fake, json!({})).deliver(&items);
     assert!(out[0].is_ok() && out[1].is_ok(), "{out:?}");
     let e = out[2].clone().unwrap_err();
@@ -31,7 +39,10 @@ fn records_are_identified_with_their_attributes_and_a_207_rejects_only_its_recor
     assert_eq!(fake.person("1"), Some(json!({"email": "1@x.com", "plan": "pro"})));
     assert_eq!(fake.held(), vec!["1", "2"]);
     let req = &fake.requests()[0];
-    assert_eq!(req["batch"][0], json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}, "attributes": {"email": "1@x.com", "plan": "pro"}}));
+    assert_eq!(
+        req["batch"][0],
+        json!({"type": "person", "action": "identify", "identifiers": {"id": "1"}, "attributes": {"email": "1@x.com", "plan": "pro"}})
+    );
     assert_eq!(fake.requests().len(), 1, "one request for the batch");
 }
 
@@ -111,7 +122,10 @@ fn streamed_identify_track_and_page_become_actions_and_group_is_refused() {
     let ev = |seq: i64, body: serde_json::Value| Event { seq, source: "web".into(), body: body.to_string() };
     let events = vec![
         ev(1, json!({"type": "identify", "userId": "u1", "traits": {"plan": "pro"}})),
-        ev(2, json!({"type": "track", "userId": "u1", "event": "Signed Up", "properties": {"via": "ads"}, "timestamp": "2024-01-01T00:00:00Z"})),
+        ev(
+            2,
+            json!({"type": "track", "userId": "u1", "event": "Signed Up", "properties": {"via": "ads"}, "timestamp": "2024-01-01T00:00:00Z"}),
+        ),
         ev(3, json!({"type": "page", "anonymousId": "a1", "name": "Home"})),
         ev(4, json!({"type": "group", "userId": "u1", "groupId": "g"})),
     ];

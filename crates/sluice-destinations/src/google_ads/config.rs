@@ -120,7 +120,10 @@ fn default_poll_ms() -> u64 {
 fn customer(field: &str, v: &str) -> Result<String, ConfigError> {
     let d: String = v.chars().filter(|c| *c != '-').collect();
     if d.len() != 10 || !d.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ConfigError::new(field, format!("`{}` is not a 10-digit customer id (e.g. 123-456-7890)", v.escape_debug())));
+        return Err(ConfigError::new(
+            field,
+            format!("`{}` is not a 10-digit customer id (e.g. 123-456-7890)", v.escape_debug()),
+        ));
     }
     Ok(d)
 }

@@ -60,7 +60,8 @@ impl GoogleAdsSink {
 
     fn post(&self, url: &str, body: &Value) -> Result<Value, DeliveryError> {
         let body = body.to_string();
-        let mut headers = vec![("Authorization", self.auth.as_str()), ("developer-token", self.config.developer_token.expose())];
+        let mut headers =
+            vec![("Authorization", self.auth.as_str()), ("developer-token", self.config.developer_token.expose())];
         if let Some(l) = &self.config.login_customer_id {
             headers.push(("login-customer-id", l.as_str()));
         }
@@ -102,8 +103,10 @@ impl GoogleAdsSink {
             .to_string();
         let mut out: Vec<Outcome> = Vec::with_capacity(ops.len());
         for chunk in ops.chunks(MAX_OPERATIONS) {
-            let operations: Vec<Value> =
-                chunk.iter().map(|ids| json!({if remove { "remove" } else { "create" }: {"userIdentifiers": ids}})).collect();
+            let operations: Vec<Value> = chunk
+                .iter()
+                .map(|ids| json!({if remove { "remove" } else { "create" }: {"userIdentifiers": ids}}))
+                .collect();
             let body = json!({"enablePartialFailure": true, "operations": operations});
             match self.post(&format!("{}/{job}:addOperations", self.base), &body) {
                 Ok(v) => out.extend(partial_failures(chunk.len(), &v)),
@@ -182,7 +185,10 @@ fn partial_failures(n: usize, v: &Value) -> Vec<Outcome> {
                 .flatten()
                 .find(|p| p["fieldName"] == "operations")
                 .and_then(|p| p["index"].as_u64());
-            let code = e["errorCode"].as_object().and_then(|m| m.iter().next()).map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")));
+            let code = e["errorCode"]
+                .as_object()
+                .and_then(|m| m.iter().next())
+                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("")));
             let reason = format!(
                 "Google Ads: {}{}",
                 code.map(|c| format!("{c}: ")).unwrap_or_default(),

@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 
 fn sink(fake: &GoogleAdsFake, extra: serde_json::Value) -> GoogleAdsSink {
     let mut s = fake.settings();
-    s.extend(json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 2, "max_attempts": 3, "max_polls": 4}).as_object().unwrap().clone());
+    s.extend(
+        json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 2, "max_attempts": 3, "max_polls": 4})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
     s.extend(extra.as_object().unwrap().clone());
     let ctx = BuildContext { base_dir: ".".into(), mapping_key: format!("users/gads{}", fake.url()) };
     GoogleAdsSink::new(GoogleAdsConfig::parse(&s).unwrap(), &ctx)
@@ -37,7 +42,11 @@ fn a_job_is_created_filled_run_and_polled_with_googles_normalised_hashes() {
     let items = people(&fake, &["John.Doe@GMail.com", "ann@example.com"]);
     let out = sink(&fake, json!({"login_customer_id": "111-222-3333"})).deliver(&items);
     assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
-    assert_eq!(fake.held(), vec!["John.Doe@GMail.com", "ann@example.com"], "gmail dots removed before hashing, as the fake expects");
+    assert_eq!(
+        fake.held(),
+        vec!["John.Doe@GMail.com", "ann@example.com"],
+        "gmail dots removed before hashing, as the fake expects"
+    );
     let paths = fake.paths();
     assert!(paths[0].ends_with("/customers/1234567890/offlineUserDataJobs:create"), "{paths:?}");
     assert!(paths[1].ends_with(":addOperations") && paths[2].ends_with(":run"), "{paths:?}");
@@ -52,7 +61,10 @@ fn a_partial_failure_rejects_only_its_operation_with_googles_reason() {
     let out = sink(&fake, json!({})).deliver(&items);
     assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
     let e = out[1].clone().unwrap_err();
-    assert!(!e.retryable && e.message.contains("INVALID_USER_IDENTIFIER") && e.message.contains("not valid for this list"), "{e:?}");
+    assert!(
+        !e.retryable && e.message.contains("INVALID_USER_IDENTIFIER") && e.message.contains("not valid for this list"),
+        "{e:?}"
+    );
     assert_eq!(fake.held(), vec!["a@x.com", "c@x.com"]);
 }
 
@@ -62,7 +74,9 @@ fn records_without_identifiers_are_reported_and_deletes_need_a_crm_id_list() {
     let mut s = sink(&fake, json!({}));
     let out = s.deliver(&[item(Change::Added, "1", ""), item(Change::Deleted, "2", "")]);
     assert!(out[0].as_ref().is_err_and(|e| e.message.contains("no usable identifier")));
-    assert!(out[1].as_ref().is_err_and(|e| !e.retryable && e.message.contains("not supported") && e.message.contains("crm_id")));
+    assert!(out[1]
+        .as_ref()
+        .is_err_and(|e| !e.retryable && e.message.contains("not supported") && e.message.contains("crm_id")));
     assert!(fake.paths().is_empty(), "nothing to send");
 
     let mut crm = sink(&fake, json!({"match_key": "crm_id", "email_field": null}));

@@ -76,7 +76,10 @@ impl MetaSink {
         let req = Req { method, url: &self.url, headers: &headers, body: Some(("application/json", body.as_bytes())) };
         // a 4xx that is not throttling comes back as an answer: it is read here, not retried
         let permanent = |a: &Answer| (400..500).contains(&a.status) && a.status != 429 && a.status != 408;
-        let a = match self.client.call(req, Retries::Transport, |a| permanent(a) && meta_graph(a.status, &a.body).is_none()) {
+        let a = match self
+            .client
+            .call(req, Retries::Transport, |a| permanent(a) && meta_graph(a.status, &a.body).is_none())
+        {
             Ok(a) => a,
             Err(e) => return rows.iter().map(|_| Err(e.clone())).collect(),
         };

@@ -9,14 +9,24 @@ use sluice_testkit::vendors::serve::Hostile;
 
 fn sink(fake: &MetaFake, extra: serde_json::Value) -> MetaSink {
     let mut s = fake.settings();
-    s.extend(json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 2, "max_attempts": 3}).as_object().unwrap().clone());
+    s.extend(
+        json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 2, "max_attempts": 3})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
     s.extend(extra.as_object().unwrap().clone());
     let ctx = BuildContext { base_dir: ".".into(), mapping_key: format!("users/meta{}", fake.url()) };
     MetaSink::new(MetaConfig::parse(&s).unwrap(), &ctx)
 }
 
 fn add(id: &str, email: &str) -> Item {
-    Item { action: Change::Added, id: id.into(), data: crate::raw(&json!({"email": email, "name": "N"})), consent: None }
+    Item {
+        action: Change::Added,
+        id: id.into(),
+        data: crate::raw(&json!({"email": email, "name": "N"})),
+        consent: None,
+    }
 }
 
 fn people(fake: &MetaFake, n: usize) -> Vec<Item> {
@@ -47,7 +57,11 @@ fn adds_send_extern_id_and_sha256_of_metas_normalised_email() {
     let mut want = vec![sha256_hex("ann@x.com"), sha256_hex("14155550100")];
     want.sort();
     assert_eq!(hashes, want, "email trimmed+lowercased, phone digits only with country code");
-    assert_eq!(fake.ever_received(), vec!["1".to_string(), " Ann@X.com ".to_string()], "nothing else identifies the person");
+    assert_eq!(
+        fake.ever_received(),
+        vec!["1".to_string(), " Ann@X.com ".to_string()],
+        "nothing else identifies the person"
+    );
 }
 
 #[test]
@@ -144,7 +158,13 @@ fn settings_name_the_field_and_hashes_match_the_shared_rules() {
     assert_eq!(at(json!({"access_token": "t", "audience_id": "1"})), "email_field");
     assert_eq!(at(json!({"access_token": "t", "audience_id": "abc", "email_field": "e"})), "audience_id");
     assert_eq!(at(json!({"access_token": "", "audience_id": "1", "email_field": "e"})), "access_token");
-    assert_eq!(at(json!({"access_token": "t", "audience_id": "1", "email_field": "e", "batch_size": 10001})), "batch_size");
-    assert_eq!(at(json!({"access_token": "t", "audience_id": "1", "phone_field": "p", "phone_country_code": "x"})), "phone_country_code");
+    assert_eq!(
+        at(json!({"access_token": "t", "audience_id": "1", "email_field": "e", "batch_size": 10001})),
+        "batch_size"
+    );
+    assert_eq!(
+        at(json!({"access_token": "t", "audience_id": "1", "phone_field": "p", "phone_country_code": "x"})),
+        "phone_country_code"
+    );
     assert_eq!(crate::audience::hashed_email("A@B.co", Vendor::Meta).unwrap(), sha256_hex("a@b.co"));
 }

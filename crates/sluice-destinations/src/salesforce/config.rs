@@ -63,7 +63,9 @@ fn default_poll_ms() -> u64 {
 /// Whether `s` is a Salesforce API name (a letter, then letters, digits and `_`).
 pub fn is_api_name(s: &str) -> bool {
     let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic()) && c.all(|x| x.is_ascii_alphanumeric() || x == '_') && s.len() <= 80
+    c.next().is_some_and(|f| f.is_ascii_alphabetic())
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        && s.len() <= 80
 }
 
 impl SalesforceConfig {
@@ -85,7 +87,10 @@ impl SalesforceConfig {
             return Err(ConfigError::new("batch_size", "must be between 1 and 10000"));
         }
         if c.max_upload_bytes < 1024 || c.max_upload_bytes > MAX_UPLOAD_BYTES {
-            return Err(ConfigError::new("max_upload_bytes", "must be between 1024 and 150000000 (Salesforce's limit)"));
+            return Err(ConfigError::new(
+                "max_upload_bytes",
+                "must be between 1024 and 150000000 (Salesforce's limit)",
+            ));
         }
         if c.max_polls == 0 || c.max_polls > 1000 {
             return Err(ConfigError::new("max_polls", "must be between 1 and 1000"));

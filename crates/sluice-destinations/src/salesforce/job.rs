@@ -70,7 +70,8 @@ impl Api<'_> {
     /// Runs one job (`upsert` or `delete`) over `csv` (header row included) and reads its
     /// results keyed by `key`.
     pub fn run(&self, operation: &str, csv: &[u8], key: &str) -> Result<Finished, DeliveryError> {
-        let mut spec = json!({"object": self.config.object, "operation": operation, "contentType": "CSV", "lineEnding": "LF"});
+        let mut spec =
+            json!({"object": self.config.object, "operation": operation, "contentType": "CSV", "lineEnding": "LF"});
         if operation == "upsert" {
             spec["externalIdFieldName"] = json!(self.config.external_id_field);
         }
@@ -78,7 +79,12 @@ impl Api<'_> {
         let id = job["id"]
             .as_str()
             .filter(|id| !id.is_empty() && id.len() <= 18 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
-            .ok_or_else(|| DeliveryError::external(format!("job creation answered without a job id: {}", excerpt(&job.to_string(), 200))))?
+            .ok_or_else(|| {
+                DeliveryError::external(format!(
+                    "job creation answered without a job id: {}",
+                    excerpt(&job.to_string(), 200)
+                ))
+            })?
             .to_string();
         let job_url = self.url(&format!("jobs/ingest/{id}"));
         tracing::debug!(job = %id, operation, bytes = csv.len(), "Bulk API job created");
@@ -101,9 +107,7 @@ impl Api<'_> {
             if a.truncated {
                 return Err(unreadable("result CSV (a job's results must fit in 4 MiB: lower batch_size)", &a));
             }
-            let n = results
-                .add(file, &a.body, key)
-                .map_err(|e| DeliveryError::external(format!("job {id}: {e}")))?;
+            let n = results.add(file, &a.body, key).map_err(|e| DeliveryError::external(format!("job {id}: {e}")))?;
             if file != File::Unprocessed {
                 rows += n;
             }
@@ -176,14 +180,25 @@ impl Api<'_> {
             let mut url = format!("{}?q={}", self.url("query"), form_encode(&q));
             for page in 0.. {
                 if page >= MAX_QUERY_PAGES {
-                    return Err(DeliveryError::external(format!("the Id lookup returned more than {MAX_QUERY_PAGES} pages")));
+                    return Err(DeliveryError::external(format!(
+                        "the Id lookup returned more than {MAX_QUERY_PAGES} pages"
+                    )));
                 }
                 let v = self.json("GET", &url, None)?;
                 let records = v["records"].as_array().ok_or_else(|| {
-                    DeliveryError::external(format!("the Id lookup answered without records: {}", excerpt(&v.to_string(), 200)))
+                    DeliveryError::external(format!(
+                        "the Id lookup answered without records: {}",
+                        excerpt(&v.to_string(), 200)
+                    ))
                 })?;
                 for r in records {
-                    if let (Some(sf), Some(e)) = (r["Id"].as_str(), r[ext.as_str()].as_str().map(str::to_string).or_else(|| r[ext.as_str()].as_i64().map(|n| n.to_string()))) {
+                    if let (Some(sf), Some(e)) = (
+                        r["Id"].as_str(),
+                        r[ext.as_str()]
+                            .as_str()
+                            .map(str::to_string)
+                            .or_else(|| r[ext.as_str()].as_i64().map(|n| n.to_string())),
+                    ) {
                         out.insert(e, sf.to_string());
                     }
                 }

@@ -53,7 +53,10 @@ impl Results {
         let headers = r.headers().map_err(|e| format!("{what} is not CSV: {e}"))?.clone();
         let col = |name: &str| headers.iter().position(|h| h == name);
         let k = col(key).ok_or_else(|| {
-            format!("{what} has no `{key}` column (columns: {})", crate::error::excerpt(&headers.iter().collect::<Vec<_>>().join(","), 200))
+            format!(
+                "{what} has no `{key}` column (columns: {})",
+                crate::error::excerpt(&headers.iter().collect::<Vec<_>>().join(","), 200)
+            )
         })?;
         let err_col = if file == File::Failed {
             Some(col("sf__Error").ok_or_else(|| format!("{what} has no `sf__Error` column"))?)

@@ -84,9 +84,8 @@ impl SalesforceSink {
             if out[i].is_err() {
                 continue;
             }
-            let cells: Vec<String> = std::iter::once(all[i].id.clone())
-                .chain(columns.iter().map(|c| cell(d.get(*c))))
-                .collect();
+            let cells: Vec<String> =
+                std::iter::once(all[i].id.clone()).chain(columns.iter().map(|c| cell(d.get(*c)))).collect();
             let row = match csv_row(cells.iter().map(String::as_str)) {
                 Ok(r) => r,
                 Err(e) => {

@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 
 fn sink(fake: &SalesforceFake, extra: serde_json::Value) -> SalesforceSink {
     let mut s = fake.settings();
-    s.extend(json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 2, "max_attempts": 3, "max_polls": 6}).as_object().unwrap().clone());
+    s.extend(
+        json!({"retry_initial_ms": 5, "retry_max_ms": 20, "timeout_secs": 2, "max_attempts": 3, "max_polls": 6})
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
     s.extend(extra.as_object().unwrap().clone());
     let ctx = BuildContext { base_dir: ".".into(), mapping_key: format!("users/sf{}", fake.url()) };
     SalesforceSink::new(SalesforceConfig::parse(&s).unwrap(), &ctx)
@@ -20,21 +25,36 @@ fn item(action: Change, id: &str, data: serde_json::Value) -> Item {
 }
 
 fn people(n: usize) -> Vec<Item> {
-    (0..n).map(|i| item(Change::Added, &format!("ext-{i}"), json!({"Email": format!("p{i}@x.com"), "LastName": format!("L{i}")}))).collect()
+    (0..n)
+        .map(|i| {
+            item(
+                Change::Added,
+                &format!("ext-{i}"),
+                json!({"Email": format!("p{i}@x.com"), "LastName": format!("L{i}")}),
+            )
+        })
+        .collect()
 }
 
 #[test]
 fn upserts_run_one_job_and_failures_are_joined_by_external_id_despite_shuffled_results() {
     let fake = SalesforceFake::start();
     let mut items = people(12);
-    items.push(item(Change::Added, "tricky", json!({"Email": "t@x.com", "LastName": "O'Neil, \"Jr\"\nsecond line", "Title": null})));
+    items.push(item(
+        Change::Added,
+        "tricky",
+        json!({"Email": "t@x.com", "LastName": "O'Neil, \"Jr\"\nsecond line", "Title": null}),
+    ));
     fake.script(Fault::RejectRecord("ext-3".into()));
     fake.script(Fault::RejectRecord("ext-8".into()));
     let out = sink(&fake, json!({})).deliver(&items);
     for (i, o) in out.iter().enumerate() {
         if i == 3 || i == 8 {
             let e = o.clone().unwrap_err();
-            assert!(!e.retryable && e.class == ErrorClass::User && e.message.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"), "{e:?}");
+            assert!(
+                !e.retryable && e.class == ErrorClass::User && e.message.contains("FIELD_CUSTOM_VALIDATION_EXCEPTION"),
+                "{e:?}"
+            );
         } else {
             assert!(o.is_ok(), "record {i}: {o:?}");
         }
@@ -67,7 +87,8 @@ fn deletes_look_up_ids_then_run_a_delete_job() {
 fn uploads_over_the_byte_limit_are_split_into_jobs() {
     let fake = SalesforceFake::start();
     fake.max_upload_bytes(2048);
-    let items: Vec<Item> = (0..20).map(|i| item(Change::Added, &format!("e{i}"), json!({"Description": "d".repeat(300)}))).collect();
+    let items: Vec<Item> =
+        (0..20).map(|i| item(Change::Added, &format!("e{i}"), json!({"Description": "d".repeat(300)}))).collect();
     let out = sink(&fake, json!({"max_upload_bytes": 2048})).deliver(&items);
     assert!(out.iter().all(|o| o.is_ok()), "{out:?}");
     assert!(fake.jobs() >= 4, "20 × 300 bytes in uploads of 2 KB: {} jobs", fake.jobs());

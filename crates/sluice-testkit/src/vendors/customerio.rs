@@ -83,7 +83,7 @@ impl CustomerIoFake {
 }
 
 fn handle(s: &mut State, h: &Http) -> Answer {
-    let (delay, next) = s.script.next();
+    let (delay, next) = s.script.take();
     let mut a = answer(s, h, next);
     a.delay = delay;
     a

@@ -77,7 +77,7 @@ impl GoogleAdsFake {
         let st = state.clone();
         let server = Server::start(Arc::new(move |h: &Http| {
             let mut s = st.lock().unwrap();
-            let (delay, next) = s.script.next();
+            let (delay, next) = s.script.take();
             let mut a = answer(&mut s, h, next);
             a.delay = delay;
             a
@@ -127,25 +127,51 @@ fn is_hash(s: &str) -> bool {
 fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
     s.paths.push(h.path.clone());
     if h.header("authorization") != Some(&format!("Bearer {TOKEN}")) {
-        return error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", json!({"authenticationError": "OAUTH_TOKEN_INVALID"}));
+        return error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials.",
+            json!({"authenticationError": "OAUTH_TOKEN_INVALID"}),
+        );
     }
     if h.header("developer-token") != Some(DEVELOPER_TOKEN) {
-        return error(401, "UNAUTHENTICATED", "The developer token is not valid.", json!({"authenticationError": "DEVELOPER_TOKEN_INVALID"}));
+        return error(
+            401,
+            "UNAUTHENTICATED",
+            "The developer token is not valid.",
+            json!({"authenticationError": "DEVELOPER_TOKEN_INVALID"}),
+        );
     }
     match next {
-        Next::Outage => return error(503, "UNAVAILABLE", "The service is currently unavailable.", json!({"internalError": "TRANSIENT_ERROR"})),
+        Next::Outage => {
+            return error(
+                503,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+                json!({"internalError": "TRANSIENT_ERROR"}),
+            )
+        }
         Next::Throttle(d) => {
-            let mut a = error(429, "RESOURCE_EXHAUSTED", "Too many requests. Retry in some time.", json!({"quotaError": "RESOURCE_EXHAUSTED"}));
+            let mut a = error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Too many requests. Retry in some time.",
+                json!({"quotaError": "RESOURCE_EXHAUSTED"}),
+            );
             let mut v: Value = serde_json::from_slice(&a.body).unwrap_or_default();
-            v["error"]["details"][0]["errors"][0]["details"] =
-                json!({"quotaErrorDetails": {"rateScope": "DEVELOPER", "rateName": "Requests", "retryDelay": format!("{}s", d.as_secs_f64().ceil().max(1.0))}});
+            v["error"]["details"][0]["errors"][0]["details"] = json!({"quotaErrorDetails": {"rateScope": "DEVELOPER", "rateName": "Requests", "retryDelay": format!("{}s", d.as_secs_f64().ceil().max(1.0))}});
             a.body = v.to_string().into_bytes();
             return a;
         }
         Next::Normal => {}
     }
     let Some(body) = h.json() else {
-        return error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.", json!({"requestError": "BAD_REQUEST"}));
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "Invalid JSON payload received.",
+            json!({"requestError": "BAD_REQUEST"}),
+        );
     };
     let prefix = format!("customers/{CUSTOMER_ID}/");
     let path = h.path.trim_start_matches('/');
@@ -158,9 +184,15 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
     if rest == format!("{prefix}offlineUserDataJobs:create") {
         let job = &body["job"];
         let list = format!("{prefix}userLists/{USER_LIST_ID}");
-        if job["type"] != "CUSTOMER_MATCH_USER_LIST" || job["customerMatchUserListMetadata"]["userList"] != list.as_str() {
-            return error(400, "INVALID_ARGUMENT", "The user list does not exist or is not a Customer Match list.",
-                json!({"offlineUserDataJobError": "INVALID_USER_LIST_ID"}));
+        if job["type"] != "CUSTOMER_MATCH_USER_LIST"
+            || job["customerMatchUserListMetadata"]["userList"] != list.as_str()
+        {
+            return error(
+                400,
+                "INVALID_ARGUMENT",
+                "The user list does not exist or is not a Customer Match list.",
+                json!({"offlineUserDataJobError": "INVALID_USER_LIST_ID"}),
+            );
         }
         let name = format!("{prefix}offlineUserDataJobs/{}", 1000 + s.jobs.len());
         s.jobs.insert(name.clone(), Job { status: "PENDING", ops: Vec::new(), polls: 0 });
@@ -169,7 +201,12 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
     if rest == format!("{prefix}googleAds:search") {
         let q = body["query"].as_str().unwrap_or_default();
         let Some(name) = q.split('\'').nth(1).filter(|_| q.contains("FROM offline_user_data_job")) else {
-            return error(400, "INVALID_ARGUMENT", "Error in query: unexpected input.", json!({"queryError": "UNEXPECTED_INPUT"}));
+            return error(
+                400,
+                "INVALID_ARGUMENT",
+                "Error in query: unexpected input.",
+                json!({"queryError": "UNEXPECTED_INPUT"}),
+            );
         };
         let (limit, fail, hostile) = (s.polls, s.fail_jobs.clone(), s.script.hostile);
         let Some(job) = s.jobs.get_mut(name) else { return Answer::json(200, json!({"results": []})) };
@@ -194,21 +231,37 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
                 s.held.insert(who);
             }
         }
-        return Answer::json(200, json!({"results": [{"offlineUserDataJob": {"resourceName": name, "status": status, "failureReason": reason}}]}));
+        return Answer::json(
+            200,
+            json!({"results": [{"offlineUserDataJob": {"resourceName": name, "status": status, "failureReason": reason}}]}),
+        );
     }
     if let Some((job_name, verb)) = rest.rsplit_once(':') {
         if !s.jobs.contains_key(job_name) {
-            return error(404, "NOT_FOUND", "The offline user data job does not exist.", json!({"offlineUserDataJobError": "INVALID_JOB"}));
+            return error(
+                404,
+                "NOT_FOUND",
+                "The offline user data job does not exist.",
+                json!({"offlineUserDataJobError": "INVALID_JOB"}),
+            );
         }
         match verb {
             "addOperations" => return add_operations(s, job_name, &body),
             "run" => {
                 let job = s.jobs.get_mut(job_name).expect("checked");
                 if job.status != "PENDING" {
-                    return error(400, "FAILED_PRECONDITION", "The job is not pending.", json!({"offlineUserDataJobError": "INVALID_JOB_STATUS"}));
+                    return error(
+                        400,
+                        "FAILED_PRECONDITION",
+                        "The job is not pending.",
+                        json!({"offlineUserDataJobError": "INVALID_JOB_STATUS"}),
+                    );
                 }
                 job.status = "RUNNING";
-                return Answer::json(200, json!({"name": format!("{prefix}operations/{}", job_name.rsplit('/').next().unwrap_or(""))}));
+                return Answer::json(
+                    200,
+                    json!({"name": format!("{prefix}operations/{}", job_name.rsplit('/').next().unwrap_or(""))}),
+                );
             }
             _ => {}
         }
@@ -230,21 +283,37 @@ fn who(s: &State, idents: &[Value]) -> String {
 
 fn add_operations(s: &mut State, job_name: &str, body: &Value) -> Answer {
     let ops = body["operations"].as_array().cloned().unwrap_or_default();
-    let total: usize = ops.iter().map(|o| {
-        let u = if o["create"].is_object() { &o["create"] } else { &o["remove"] };
-        u["userIdentifiers"].as_array().map_or(0, Vec::len)
-    }).sum();
+    let total: usize = ops
+        .iter()
+        .map(|o| {
+            let u = if o["create"].is_object() { &o["create"] } else { &o["remove"] };
+            u["userIdentifiers"].as_array().map_or(0, Vec::len)
+        })
+        .sum();
     if total > 100_000 {
-        return error(400, "INVALID_ARGUMENT", "Too many identifiers in the request.", json!({"offlineUserDataJobError": "TOO_MANY_USER_IDENTIFIERS"}));
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "Too many identifiers in the request.",
+            json!({"offlineUserDataJobError": "TOO_MANY_USER_IDENTIFIERS"}),
+        );
     }
     if s.jobs.get(job_name).is_some_and(|j| j.status != "PENDING") {
-        return error(400, "FAILED_PRECONDITION", "Operations can only be added to a pending job.", json!({"offlineUserDataJobError": "INVALID_JOB_STATUS"}));
+        return error(
+            400,
+            "FAILED_PRECONDITION",
+            "Operations can only be added to a pending job.",
+            json!({"offlineUserDataJobError": "INVALID_JOB_STATUS"}),
+        );
     }
     let mut errors = Vec::new();
     let mut taken = Vec::new();
     for (i, op) in ops.iter().enumerate() {
         let remove = op["remove"].is_object();
-        let idents = if remove { &op["remove"] } else { &op["create"] }["userIdentifiers"].as_array().cloned().unwrap_or_default();
+        let idents = if remove { &op["remove"] } else { &op["create"] }["userIdentifiers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let w = who(s, &idents);
         s.ever.push(w.clone());
         let mut fail = |code: &str, message: &str| {
@@ -256,7 +325,10 @@ fn add_operations(s: &mut State, job_name: &str, body: &Value) -> Answer {
             fail("INVALID_USER_IDENTIFIER", "The operation has no user identifier.");
         } else if idents.len() > 20 {
             fail("TOO_MANY_USER_IDENTIFIERS", "At most 20 user identifiers per operation.");
-        } else if idents.iter().any(|x| ["hashedEmail", "hashedPhoneNumber"].iter().any(|k| x[*k].as_str().is_some_and(|v| !is_hash(v)))) {
+        } else if idents
+            .iter()
+            .any(|x| ["hashedEmail", "hashedPhoneNumber"].iter().any(|k| x[*k].as_str().is_some_and(|v| !is_hash(v))))
+        {
             fail("INVALID_SHA256_FORMAT", "The SHA256 encoded value is malformed.");
         } else if s.script.reject.contains(&w) {
             fail("INVALID_USER_IDENTIFIER", "The user identifier is not valid for this list.");
@@ -265,21 +337,31 @@ fn add_operations(s: &mut State, job_name: &str, body: &Value) -> Answer {
         }
     }
     if !errors.is_empty() && body["enablePartialFailure"] != true {
-        return error(400, "INVALID_ARGUMENT", "Operations failed.", json!({"offlineUserDataJobError": "INVALID_USER_IDENTIFIER"}));
+        return error(
+            400,
+            "INVALID_ARGUMENT",
+            "Operations failed.",
+            json!({"offlineUserDataJobError": "INVALID_USER_IDENTIFIER"}),
+        );
     }
     if let Some(job) = s.jobs.get_mut(job_name) {
         job.ops.extend(taken);
     }
     match s.script.hostile {
         Some(Hostile::Garbage) => return Answer::raw(200, "text/html", b"<html>502 Bad Gateway</html>".to_vec()),
-        Some(Hostile::Truncated) => return Answer::raw(200, "application/json", b"{\"partialFailureError\":{\"code\":3,\"det".to_vec()),
+        Some(Hostile::Truncated) => {
+            return Answer::raw(200, "application/json", b"{\"partialFailureError\":{\"code\":3,\"det".to_vec())
+        }
         _ => {}
     }
     if errors.is_empty() {
         return Answer::json(200, json!({}));
     }
-    Answer::json(200, json!({"partialFailureError": {"code": 3, "message": "Multiple errors in 'details'.", "details": [
-        {"@type": "type.googleapis.com/google.ads.googleads.v22.errors.GoogleAdsFailure", "errors": errors}]}}))
+    Answer::json(
+        200,
+        json!({"partialFailureError": {"code": 3, "message": "Multiple errors in 'details'.", "details": [
+        {"@type": "type.googleapis.com/google.ads.googleads.v22.errors.GoogleAdsFailure", "errors": errors}]}}),
+    )
 }
 
 impl VendorFake for GoogleAdsFake {

@@ -66,7 +66,7 @@ impl MetaFake {
         let st = state.clone();
         let server = Server::start(Arc::new(move |h: &Http| {
             let mut s = st.lock().unwrap();
-            let (delay, next) = s.script.next();
+            let (delay, next) = s.script.take();
             let mut a = answer(&mut s, h, next);
             a.delay = delay;
             a
@@ -125,7 +125,12 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
         return graph_error(400, 190, 0, "Invalid OAuth access token - Cannot parse access token");
     }
     if audience != AUDIENCE_ID {
-        return graph_error(400, 100, 33, &format!("Unsupported post request. Object with ID '{audience}' does not exist"));
+        return graph_error(
+            400,
+            100,
+            33,
+            &format!("Unsupported post request. Object with ID '{audience}' does not exist"),
+        );
     }
     match next {
         Next::Outage => return graph_error(503, 2, 0, "Service temporarily unavailable"),
@@ -148,7 +153,8 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
     let mut invalid = 0;
     let mut samples = serde_json::Map::new();
     for row in &rows {
-        let cells: Vec<String> = row.as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or("").to_string()).collect();
+        let cells: Vec<String> =
+            row.as_array().into_iter().flatten().map(|c| c.as_str().unwrap_or("").to_string()).collect();
         if cells.len() != schema.len() {
             invalid += 1;
             continue;
@@ -178,8 +184,14 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
                 }
             }
         }
-        if bad.is_none() && (s.script.reject.contains(&name) || hashes.iter().any(|x| s.plain.get(x).is_some_and(|p| s.script.reject.contains(p)))) {
-            bad = Some((cells.iter().find(|c| !c.is_empty()).cloned().unwrap_or_default(), "invalid entry for this audience"));
+        if bad.is_none()
+            && (s.script.reject.contains(&name)
+                || hashes.iter().any(|x| s.plain.get(x).is_some_and(|p| s.script.reject.contains(p))))
+        {
+            bad = Some((
+                cells.iter().find(|c| !c.is_empty()).cloned().unwrap_or_default(),
+                "invalid entry for this audience",
+            ));
         }
         if let Some((value, why)) = bad {
             invalid += 1;
@@ -204,8 +216,12 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
         }
     }
     match s.script.hostile {
-        Some(Hostile::Garbage) => return Answer::raw(200, "text/html", b"<html>Sorry, something went wrong.</html>".to_vec()),
-        Some(Hostile::Truncated) => return Answer::raw(200, "application/json", b"{\"audience_id\":\"2385\",\"num_rec".to_vec()),
+        Some(Hostile::Garbage) => {
+            return Answer::raw(200, "text/html", b"<html>Sorry, something went wrong.</html>".to_vec())
+        }
+        Some(Hostile::Truncated) => {
+            return Answer::raw(200, "application/json", b"{\"audience_id\":\"2385\",\"num_rec".to_vec())
+        }
         _ => {}
     }
     Answer::json(

@@ -82,7 +82,7 @@ impl SalesforceFake {
         let st = state.clone();
         let server = Server::start(Arc::new(move |h: &Http| {
             let mut s = st.lock().unwrap();
-            let (delay, next) = s.script.next();
+            let (delay, next) = s.script.take();
             let mut a = answer(&mut s, h, next);
             a.delay = delay;
             a
@@ -142,7 +142,8 @@ fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
         Next::Throttle(_) => return err(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
         Next::Normal => {}
     }
-    let Some(rest) = h.path.strip_prefix("/services/data/").and_then(|p| p.split_once('/')).map(|(_, r)| r.to_string()) else {
+    let Some(rest) = h.path.strip_prefix("/services/data/").and_then(|p| p.split_once('/')).map(|(_, r)| r.to_string())
+    else {
         return err(404, "NOT_FOUND", "The requested resource does not exist");
     };
     let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
@@ -170,7 +171,11 @@ fn create(s: &mut State, h: &Http) -> Answer {
     let Some(v) = h.json() else { return err(400, "JSON_PARSER_ERROR", "Unexpected character") };
     let op = v["operation"].as_str().unwrap_or_default().to_string();
     if v["object"] != OBJECT {
-        return err(400, "INVALIDENTITY", &format!("sObject type '{}' is not supported", v["object"].as_str().unwrap_or("")));
+        return err(
+            400,
+            "INVALIDENTITY",
+            &format!("sObject type '{}' is not supported", v["object"].as_str().unwrap_or("")),
+        );
     }
     if op != "upsert" && op != "delete" {
         return err(400, "INVALID_REQUEST", "operation must be upsert or delete here");
@@ -183,7 +188,16 @@ fn create(s: &mut State, h: &Http) -> Answer {
     }
     s.next_id += 1;
     let id = format!("7505g00000{:08}", s.next_id);
-    let j = Job { operation: op, state: "Open", csv: None, polls: 0, ok: vec![], failed: vec![], unprocessed: vec![], header: vec![] };
+    let j = Job {
+        operation: op,
+        state: "Open",
+        csv: None,
+        polls: 0,
+        ok: vec![],
+        failed: vec![],
+        unprocessed: vec![],
+        header: vec![],
+    };
     let a = Answer::json(200, info(&id, &j));
     s.jobs.insert(id, j);
     a
@@ -244,7 +258,16 @@ fn process(s: &mut State, id: &str) {
                 if op == "upsert" {
                     s.ever.push(kv.clone());
                     if s.script.reject.contains(&kv) {
-                        failed.push([vec![String::new(), "FIELD_CUSTOM_VALIDATION_EXCEPTION:Email must be a company address:Email --".into()], row].concat());
+                        failed.push(
+                            [
+                                vec![
+                                    String::new(),
+                                    "FIELD_CUSTOM_VALIDATION_EXCEPTION:Email must be a company address:Email --".into(),
+                                ],
+                                row,
+                            ]
+                            .concat(),
+                        );
                         continue;
                     }
                     s.next_id += 1;
@@ -266,7 +289,8 @@ fn process(s: &mut State, id: &str) {
                             s.deleted.push(ext);
                             ok.push([vec![kv.clone(), "false".into()], row].concat());
                         }
-                        None => failed.push([vec![kv.clone(), "ENTITY_IS_DELETED:entity is deleted:--".into()], row].concat()),
+                        None => failed
+                            .push([vec![kv.clone(), "ENTITY_IS_DELETED:entity is deleted:--".into()], row].concat()),
                     }
                 }
             }
@@ -314,7 +338,9 @@ fn results(s: &mut State, id: &str, file: &str) -> Answer {
     }
     let mut body = w.into_inner().unwrap_or_default();
     match hostile {
-        Some(Hostile::Garbage) if file == "successfulResults" => body = b"<html><body>Maintenance</body></html>".to_vec(),
+        Some(Hostile::Garbage) if file == "successfulResults" => {
+            body = b"<html><body>Maintenance</body></html>".to_vec()
+        }
         Some(Hostile::Truncated) if file == "successfulResults" && body.len() > 4 => {
             // cut inside the last row, before its last column
             let end = body.len() - 1;

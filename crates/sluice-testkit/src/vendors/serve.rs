@@ -126,7 +126,7 @@ impl Script {
     }
 
     /// Takes what the next request gets: a hang delay (if any) and outage or throttling.
-    pub fn next(&mut self) -> (Option<Duration>, Next) {
+    pub fn take(&mut self) -> (Option<Duration>, Next) {
         let hang = if self.hang > 0 {
             self.hang -= 1;
             Some(self.hang_for)
