@@ -16,6 +16,7 @@ pub mod file;
 pub mod google_ads;
 pub mod http;
 pub mod hubspot;
+pub mod iterable;
 pub mod meta;
 pub mod mixpanel;
 pub mod partial;

@@ -4,8 +4,8 @@
 //! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
 use crate::{
-    amplitude, braze, connections, customerio, file, google_ads, hubspot, meta, mixpanel, salesforce, webhook,
-    Destination,
+    amplitude, braze, connections, customerio, file, google_ads, hubspot, iterable, meta, mixpanel, salesforce,
+    webhook, Destination,
 };
 use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;
@@ -42,6 +42,7 @@ pub static KINDS: &[&Registration] = &[
     &hubspot::KIND,     // SPEC §10
     &amplitude::KIND,   // SPEC §10
     &mixpanel::KIND,    // SPEC §10
+    &iterable::KIND,    // SPEC §10
     &customerio::KIND,  // SPEC §10
     &salesforce::KIND,  // SPEC §10
     &google_ads::KIND,  // SPEC §10

@@ -258,6 +258,11 @@ impl VendorFake for MetaFake {
         self.state.lock().unwrap().ever.clone()
     }
 
+    /// Its throttling answer names no wait.
+    fn throttle_names_wait(&self) -> bool {
+        false
+    }
+
     /// Meta's normalisation: email trimmed and lowercased; phone digits only.
     fn expect_identifier(&self, plain: &str) {
         let mut s = self.state.lock().unwrap();

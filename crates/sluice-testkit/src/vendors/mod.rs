@@ -10,6 +10,7 @@
 pub mod amplitude;
 pub mod braze;
 pub mod hubspot;
+pub mod iterable;
 pub mod mixpanel;
 
 // customerio, salesforce, google_ads, meta: their own loop in `serve` (scripted faults,
@@ -26,6 +27,26 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
+
+/// Starts a fake of one destination kind.
+pub type StartFake = fn() -> Box<dyn VendorFake>;
+
+/// Every vendor fake, one line per kind: the fault suite
+/// (`sluice-destinations/tests/every_kind.rs`) and the "no withheld record ever arrives"
+/// property (`sluice-engine/tests/every_kind_consent.rs`) run against each.
+pub fn every_kind() -> Vec<StartFake> {
+    vec![
+        || Box::new(braze::start()),
+        || Box::new(hubspot::start()),
+        || Box::new(amplitude::start()),
+        || Box::new(mixpanel::start()),
+        || Box::new(iterable::start()),
+        || Box::new(customerio::CustomerIoFake::start()),
+        || Box::new(salesforce::SalesforceFake::start()),
+        || Box::new(google_ads::GoogleAdsFake::start()),
+        || Box::new(meta::MetaFake::start()),
+    ]
+}
 
 /// Most bytes of a request body a fake reads (beyond: 413, as the vendors do for oversize).
 pub const MAX_FAKE_BODY: usize = 32 * 1024 * 1024;

@@ -418,4 +418,9 @@ impl VendorFake for SalesforceFake {
     fn ever_received(&self) -> Vec<String> {
         self.state.lock().unwrap().ever.clone()
     }
+
+    /// Its throttling answer names no wait.
+    fn throttle_names_wait(&self) -> bool {
+        false
+    }
 }
