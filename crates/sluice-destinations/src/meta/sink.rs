@@ -86,7 +86,7 @@ impl MetaSink {
         if !a.ok() {
             let e = graph_error(&a);
             if !e.retryable && rows.len() > 1 {
-                return self.halves(rows, remove);
+                return self.halves_after(rows, remove, &e);
             }
             return rows.iter().map(|_| Err(e.clone())).collect();
         }
@@ -124,6 +124,21 @@ impl MetaSink {
                 }
             }
         }
+        out
+    }
+
+    /// After Meta refused a whole request: the halves are sent to find the rows at fault; when
+    /// every row of the first half gets the same refusal, it is the request's (a deleted
+    /// audience, a missing permission), not a row's, and the rest are not sent (about log2(rows)
+    /// requests, not one per row).
+    fn halves_after(&self, rows: &[Row], remove: bool, e: &DeliveryError) -> Vec<Outcome> {
+        let (a, b) = rows.split_at(rows.len() / 2);
+        let mut out = self.send(a, remove);
+        if out.iter().all(|o| o.as_ref().is_err_and(|x| x.message == e.message)) {
+            out.extend(b.iter().map(|_| Err(e.clone())));
+            return out;
+        }
+        out.extend(self.send(b, remove));
         out
     }
 

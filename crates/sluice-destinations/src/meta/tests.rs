@@ -168,3 +168,15 @@ fn settings_name_the_field_and_hashes_match_the_shared_rules() {
     );
     assert_eq!(crate::audience::hashed_email("A@B.co", Vendor::Meta).unwrap(), sha256_hex("a@b.co"));
 }
+
+#[test]
+fn a_refusal_of_the_whole_request_is_not_split_row_by_row() {
+    let fake = MetaFake::start();
+    let items = people(&fake, 64);
+    let out = sink(&fake, json!({"audience_id": "999"})).deliver(&items);
+    for o in &out {
+        let e = o.clone().unwrap_err();
+        assert!(!e.retryable && e.message.contains("does not exist"), "{e:?}");
+    }
+    assert!(fake.calls() <= 8, "{} requests for one refused batch of 64", fake.calls());
+}

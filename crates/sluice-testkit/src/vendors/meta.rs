@@ -36,6 +36,7 @@ struct State {
     plain: HashMap<String, String>,
     name_invalid: bool,
     requests: Vec<(String, usize)>,
+    calls: usize,
 }
 
 /// The fake; stops when dropped.
@@ -62,6 +63,7 @@ impl MetaFake {
             plain: HashMap::new(),
             name_invalid: true,
             requests: Vec::new(),
+            calls: 0,
         }));
         let st = state.clone();
         let server = Server::start(Arc::new(move |h: &Http| {
@@ -94,6 +96,11 @@ impl MetaFake {
         self.state.lock().unwrap().held_hashes.iter().cloned().collect()
     }
 
+    /// How many requests arrived (whatever their answer).
+    pub fn calls(&self) -> usize {
+        self.state.lock().unwrap().calls
+    }
+
     /// Every request: (method, rows).
     pub fn requests(&self) -> Vec<(String, usize)> {
         self.state.lock().unwrap().requests.clone()
@@ -113,6 +120,7 @@ fn is_hash(s: &str) -> bool {
 }
 
 fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
+    s.calls += 1;
     let parts: Vec<&str> = h.path.trim_matches('/').split('/').collect();
     let [version, audience, "users"] = parts[..] else {
         return graph_error(400, 100, 33, "Unsupported request: unknown path");
