@@ -37,7 +37,8 @@ models:
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = sluice(d.path(), &["sync", "users", "--json"]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {}", String::from_utf8_lossy(&o.stderr)));
+    let r: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out} {}", String::from_utf8_lossy(&o.stderr)));
     let m = &r["mappings"][0];
     assert_eq!(
         (m["extracted"].as_u64(), m["delivered"].as_u64(), m["withheld_by_consent"].as_u64(), m["failed"].as_u64()),

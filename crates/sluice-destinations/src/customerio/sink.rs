@@ -206,7 +206,17 @@ impl CustomerIoSink {
         let body = crate::http::event_batch(chunk.iter().map(|(_, t)| std::str::from_utf8(t).unwrap_or("null")));
         let headers = [("Authorization", self.auth.as_str())];
         let req = Req { method: "POST", url: &self.url, headers: &headers, body: Some(("application/json", &body)) };
-        let a = self.client.call(req, retries, |_| false)?;
+        let a = self.client.call(req, retries, |a| a.status == 401 || a.status == 403)?;
+        if a.status == 401 || a.status == 403 {
+            // the credentials' fault, not the records': retryable (they wait for a fixed key),
+            // and never split record by record
+            return Err(DeliveryError {
+                class: crate::ErrorClass::User,
+                retryable: true,
+                message: format!("HTTP {}: Customer.io refused the site id / API key: {}", a.status, a.text()),
+                retry_after: None,
+            });
+        }
         if a.status != 207 {
             return Ok(chunk.iter().map(|_| Ok(())).collect());
         }

@@ -113,7 +113,14 @@ fn a_bad_key_is_not_a_per_record_rejection_storm() {
     let ctx = BuildContext { base_dir: ".".into(), mapping_key: "m/cio-bad".into() };
     let mut sink = CustomerIoSink::new(CustomerIoConfig::parse(&s).unwrap(), &ctx);
     let out = sink.deliver(&[item(Change::Added, "1", json!({})), item(Change::Added, "2", json!({}))]);
-    assert!(out.iter().all(|o| o.as_ref().is_err_and(|e| e.message.contains("401"))), "{out:?}");
+    assert!(
+        out.iter().all(|o| o
+            .as_ref()
+            .is_err_and(|e| e.retryable && e.class == crate::ErrorClass::User && e.message.contains("401"))),
+        "{out:?}"
+    );
+    assert_eq!(fake.calls(), 1, "a bad key is not sent record by record");
+    assert!(fake.held().is_empty());
 }
 
 #[test]

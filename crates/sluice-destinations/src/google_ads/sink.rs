@@ -66,7 +66,16 @@ impl GoogleAdsSink {
             headers.push(("login-customer-id", l.as_str()));
         }
         let req = Req { method: "POST", url, headers: &headers, body: Some(("application/json", body.as_bytes())) };
-        let a = self.client.call(req, Retries::Transport, |_| false)?;
+        let a = self.client.call(req, Retries::Transport, |a| a.status == 401 || a.status == 403)?;
+        if a.status == 401 || a.status == 403 {
+            // the credentials' fault, not the records': retryable (they wait for a fixed token)
+            return Err(DeliveryError {
+                class: crate::ErrorClass::User,
+                retryable: true,
+                message: format!("HTTP {}: Google Ads refused the credentials: {}", a.status, a.text()),
+                retry_after: None,
+            });
+        }
         a.json().ok_or_else(|| unreadable("JSON", &a))
     }
 

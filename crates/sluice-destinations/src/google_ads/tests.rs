@@ -132,6 +132,7 @@ fn hostile_answers_are_clear_retryable_errors() {
         .clone()
         .unwrap_err();
     assert!(e.message.contains("401") && e.message.contains("developer token"), "{e:?}");
+    assert!(e.retryable && e.class == crate::ErrorClass::User, "a bad token does not reject the records for good");
 }
 
 #[test]

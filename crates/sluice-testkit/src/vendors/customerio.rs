@@ -33,6 +33,7 @@ struct State {
     ever: Vec<String>,
     events: Vec<(String, String, Value)>,
     requests: Vec<Value>,
+    calls: usize,
 }
 
 /// The fake; stops when dropped.
@@ -76,6 +77,11 @@ impl CustomerIoFake {
         self.state.lock().unwrap().events.clone()
     }
 
+    /// How many requests arrived (whatever their answer).
+    pub fn calls(&self) -> usize {
+        self.state.lock().unwrap().calls
+    }
+
     /// Every request body received (accepted or not), in order.
     pub fn requests(&self) -> Vec<Value> {
         self.state.lock().unwrap().requests.clone()
@@ -90,6 +96,7 @@ fn handle(s: &mut State, h: &Http) -> Answer {
 }
 
 fn answer(s: &mut State, h: &Http, next: Next) -> Answer {
+    s.calls += 1;
     if h.method != "POST" || h.path != "/api/v2/batch" {
         return Answer::json(404, json!({"meta": {"error": "not found"}}));
     }
