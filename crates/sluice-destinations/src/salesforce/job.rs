@@ -49,12 +49,18 @@ impl Api<'_> {
     fn call(&self, method: &str, url: &str, body: Option<(&str, &[u8])>) -> Result<Answer, DeliveryError> {
         let headers = [("Authorization", self.auth), ("Accept", "application/json")];
         let req = Req { method, url, headers: &headers, body };
-        let a = self.client.call(req, Retries::Transport, |a| a.status == 401)?;
-        if a.status == 401 {
+        // 403 REQUEST_LIMIT_EXCEEDED is throttling (the client's signal); any other 401/403 is
+        // the token's or its permissions' fault
+        let refused =
+            |a: &Answer| a.status == 401 || (a.status == 403 && crate::throttle::salesforce(403, &a.body).is_none());
+        let a = self.client.call(req, Retries::Transport, refused)?;
+        if refused(&a) {
+            let why =
+                if a.status == 401 { "the access token is invalid or expired" } else { "the token lacks a permission" };
             return Err(DeliveryError {
                 class: ErrorClass::User,
                 retryable: true,
-                message: format!("HTTP 401: the access token is invalid or expired: {}", a.text()),
+                message: format!("HTTP {}: {why}: {}", a.status, a.text()),
                 retry_after: None,
             });
         }
