@@ -20,7 +20,7 @@ pub const KIND: crate::Registration = crate::Registration {
         consent: ConsentMode::Filters,
         changes: &[Change::Added, Change::Updated, Change::Deleted],
         events: true,
-        deletes_person: true,
+        deletes_person: false,
         secret_settings: &["api_key"],
         url_settings: &["endpoint"],
         address_settings: &["site_id"],
