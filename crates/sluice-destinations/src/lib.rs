@@ -7,18 +7,23 @@
 //! idempotency keys ([`http::idempotency_key`]) and one owner of retries per path.
 
 pub mod amplitude;
+pub mod audience;
 pub mod braze;
 pub mod connections;
+pub mod customerio;
 pub mod error;
 pub mod file;
+pub mod google_ads;
 pub mod http;
 pub mod hubspot;
 pub mod iterable;
+pub mod meta;
 pub mod mixpanel;
 pub mod partial;
 pub mod ratelimit;
 pub mod registry;
 pub mod saas;
+pub mod salesforce;
 pub mod throttle;
 pub mod vendor;
 pub mod webhook;
@@ -134,10 +139,16 @@ pub trait Destination: Send {
 pub(crate) fn parse_settings<T: serde::de::DeserializeOwned>(
     settings: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<T, sluice_core::ConfigError> {
-    serde_json::from_value(serde_json::Value::Object(settings.clone())).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the field in its message ("unknown field `x`", "missing field `url`")
-        let field = msg.split('`').nth(1).filter(|_| msg.contains("field")).unwrap_or("").to_string();
+    serde_path_to_error::deserialize(serde_json::Value::Object(settings.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        // serde names the field in its message ("unknown field `x`", "missing field `url`");
+        // a bad value (an unknown variant, a wrong type) is named by its path
+        let field = match msg.split('`').nth(1).filter(|_| msg.contains("field")) {
+            Some(f) => f.to_string(),
+            None if path != "." => path,
+            None => String::new(),
+        };
         sluice_core::ConfigError::new(field, msg)
     })
 }

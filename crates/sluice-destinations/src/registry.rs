@@ -3,7 +3,10 @@
 //! changes, credentials), how its settings are checked, and how it is built. Adding a kind is a
 //! folder and a line here; the core reads capabilities through [`Catalog`] and never names a kind.
 
-use crate::{amplitude, braze, connections, file, hubspot, iterable, mixpanel, webhook, Destination};
+use crate::{
+    amplitude, braze, connections, customerio, file, google_ads, hubspot, iterable, meta, mixpanel, salesforce,
+    webhook, Destination,
+};
 use sluice_core::{Catalog, ConfigError, DestinationConfig, KindInfo};
 use std::path::PathBuf;
 
@@ -40,6 +43,10 @@ pub static KINDS: &[&Registration] = &[
     &amplitude::KIND,   // SPEC §10
     &mixpanel::KIND,    // SPEC §10
     &iterable::KIND,    // SPEC §10
+    &customerio::KIND,  // SPEC §10
+    &salesforce::KIND,  // SPEC §10
+    &google_ads::KIND,  // SPEC §10
+    &meta::KIND,        // SPEC §10
 ];
 
 /// The registry as the core sees it.

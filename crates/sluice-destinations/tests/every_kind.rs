@@ -84,8 +84,9 @@ fn a_throttling_answer_is_honoured_and_the_records_arrive() {
         let t = Instant::now();
         let out = destination(&*fake, json!({})).deliver(&items(&*fake, &ids));
         assert!(out.iter().all(|o| o.is_ok()), "{k}: {out:?}");
+        // a vendor whose throttling answer names no wait (Salesforce, Meta) is retried with backoff
         assert!(
-            t.elapsed() >= Duration::from_millis(900),
+            !fake.throttle_names_wait() || t.elapsed() >= Duration::from_millis(900),
             "{k}: the vendor's wait was not honoured ({:?})",
             t.elapsed()
         );
@@ -96,6 +97,9 @@ fn a_throttling_answer_is_honoured_and_the_records_arrive() {
         let e = out[0].clone().expect_err(k);
         assert!(e.retryable && e.class == ErrorClass::External, "{k}: {e:?}");
         // longer than max_retry_after_secs: given up at once, not slept on
+        if !fake.throttle_names_wait() {
+            continue;
+        }
         fake.script(Fault::Throttle(1, Duration::from_secs(30)));
         let t = Instant::now();
         let out = destination(&*fake, json!({"max_retry_after_secs": 2})).deliver(&items(&*fake, &new_ids(1, "thr3")));
@@ -156,7 +160,13 @@ fn deleted_records_go_through_the_vendors_delete_call() {
         assert!(d.deliver(&items(&*fake, &ids)).iter().all(|o| o.is_ok()), "{k}");
         let gone = Item { action: Change::Deleted, id: ids[0].clone(), data: "{}".into(), consent: None };
         let out = d.deliver(&[gone]);
-        assert!(out[0].is_ok(), "{k}: {out:?}");
+        if let Err(e) = &out[0] {
+            // a vendor without a delete call for this setup (Google Customer Match by contact
+            // info: a deleted row's email is gone) reports it, never drops it
+            assert!(!e.retryable && e.message.contains("not supported"), "{k}: {e:?}");
+            assert!(fake.deleted().is_empty(), "{k}");
+            continue;
+        }
         assert_eq!(fake.deleted(), vec![ids[0].clone()], "{k}");
         assert_eq!(sorted(fake.held()), sorted(ids[1..].to_vec()), "{k}");
     }
@@ -167,6 +177,10 @@ fn streamed_events_make_one_attempt_and_hand_retryable_failures_back() {
     for start in every_kind() {
         let fake = start();
         let k = fake.kind();
+        // kinds without events (Salesforce, Google Ads, Meta) are not streaming destinations
+        if !sluice_destinations::registry::info(k).is_some_and(|i| i.events) {
+            continue;
+        }
         fake.expect_identifier("ev1@example.com");
         let e = Event {
             seq: 1,

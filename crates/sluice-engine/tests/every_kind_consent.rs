@@ -37,6 +37,7 @@ fn consented(consent: &[usize]) -> BTreeSet<String> {
 fn check_kind(start: sluice_testkit::vendors::StartFake, first: &[usize], second: &[usize]) {
     let fake = start();
     let k = fake.kind();
+    // `email` (the id) for the kinds that match people by a hashed email (Google Ads, Meta)
     let mut env = Env::new("create table people(id text, plan text, ads);");
     for i in 0..first.len() {
         fake.expect_identifier(&format!("p{i}@example.com"));
@@ -49,7 +50,7 @@ fn check_kind(start: sluice_testkit::vendors::StartFake, first: &[usize], second
         "destinations: [{dest}]
 consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
 models:
-  - {{id: people, source: dwh, sql: select * from people, unique_id: id, consent: {{C0004: ads}},
+  - {{id: people, source: dwh, sql: 'select *, id as email from people', unique_id: id, consent: {{C0004: ads}},
       mappings: [{{destination: ads}}]}}"
     ));
     let mut seen = 0;

@@ -8,7 +8,6 @@ pub mod fakesnow;
 pub mod raw;
 pub mod sqlfake;
 pub mod vendor;
-
 pub mod vendors;
 
 use std::collections::{HashMap, VecDeque};

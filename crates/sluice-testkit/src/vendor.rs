@@ -45,4 +45,10 @@ pub trait VendorFake: Send + Sync {
     /// For hashed-identifier vendors (Google Ads, Meta): teaches the fake the plain value
     /// behind a hash so `held`/`ever_received` can name it; other fakes ignore it.
     fn expect_identifier(&self, _plain: &str) {}
+    /// Whether the vendor's throttling answer says how long to wait (`Retry-After`,
+    /// `X-RateLimit-Reset`, Google's `retryDelay`). Salesforce's `REQUEST_LIMIT_EXCEEDED` and
+    /// Meta's Graph rate-limit codes do not: those are retried with the destination's backoff.
+    fn throttle_names_wait(&self) -> bool {
+        true
+    }
 }

@@ -13,6 +13,14 @@ pub mod hubspot;
 pub mod iterable;
 pub mod mixpanel;
 
+// customerio, salesforce, google_ads, meta: their own loop in `serve` (scripted faults,
+// hostile answers, job state machines)
+pub mod customerio;
+pub mod google_ads;
+pub mod meta;
+pub mod salesforce;
+pub mod serve;
+
 use crate::vendor::{Fault, VendorFake};
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::io::Read;
@@ -33,6 +41,10 @@ pub fn every_kind() -> Vec<StartFake> {
         || Box::new(amplitude::start()),
         || Box::new(mixpanel::start()),
         || Box::new(iterable::start()),
+        || Box::new(customerio::CustomerIoFake::start()),
+        || Box::new(salesforce::SalesforceFake::start()),
+        || Box::new(google_ads::GoogleAdsFake::start()),
+        || Box::new(meta::MetaFake::start()),
     ]
 }
 
