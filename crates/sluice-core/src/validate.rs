@@ -559,4 +559,25 @@ mod warehouse_source_tests {
             crate::WorkspaceFile::from_yaml("sources: [{id: r, kind: redshift, url: 'postgres://u:pw@h/d'}]").unwrap();
         assert_eq!(crate::credentials::redacted_source(&f.sources[0])["url"], "<set>");
     }
+
+    #[test]
+    fn the_warehouse_diff_is_taken_where_the_warehouse_computes_it() {
+        let snow = "{id: s, kind: snowflake, account: a, user: u, password: p";
+        assert!(errors(&format!("sources: [{snow}, diff: warehouse, sluice_schema: sluice_snap}}]")).is_empty());
+        let e = errors(&format!("sources: [{snow}, diff: warehouse}}]"));
+        assert_eq!((e[0].0.as_str(), e.len()), ("sources[0] (s).sluice_schema", 1), "{e:?}");
+        let e = errors(&format!("sources: [{snow}, sluice_schema: x}}]"));
+        assert!(e[0].1.contains("only a source with `diff: warehouse`"), "{e:?}");
+        let e = errors(&format!("sources: [{snow}, diff: warehouse, sluice_schema: 'a.b'}}]"));
+        assert_eq!(e[0].0, "sources[0] (s).sluice_schema", "a Snowflake snapshot schema is one name");
+        // BigQuery and Databricks: refused by name until their warehouse diff exists
+        let bq = "{id: b, kind: bigquery, project: p, credentials_file: k.json, diff: warehouse, sluice_schema: snaps}";
+        let e = errors(&format!("sources: [{bq}]"));
+        assert!(e.iter().any(|(at, m)| at == "sources[0] (b).diff" && m.contains("bigquery")), "{e:?}");
+        let dbx = "{id: d, kind: databricks, host: h.cloud.databricks.com, token: t, warehouse_id: w, diff: warehouse";
+        let e = errors(&format!("sources: [{dbx}, sluice_schema: main.snaps}}]"));
+        assert!(e.iter().all(|(at, _)| at == "sources[0] (d).diff"), "catalog.schema is a Databricks schema: {e:?}");
+        let e = errors(&format!("sources: [{dbx}, sluice_schema: 'a.b.c'}}]"));
+        assert!(e.iter().any(|(at, _)| at == "sources[0] (d).sluice_schema"), "{e:?}");
+    }
 }
