@@ -180,3 +180,26 @@ fn snowflake_warehouse_diff_sends_exactly_what_the_local_diff_sends() {
     }
     assert!(sparse >= 10, "B took only {sparse} sparse passes");
 }
+
+#[test]
+fn apply_names_a_missing_snowflake_snapshot_schema_and_the_grant_to_run() {
+    let fs = FakeSnow::start();
+    fs.exec("CREATE TABLE PEOPLE (ID int, EMAIL varchar, ADS boolean)");
+    let env = Env::new("");
+    let yaml = |snap: &str| {
+        format!(
+            "sources: [{{id: snow, kind: snowflake, account: test, user: sluice, password: pw, database: {DATABASE}, \
+             schema: {SCHEMA}, endpoint: \"{}\", diff: warehouse, sluice_schema: {snap}}}]
+models: [{{id: people, source: snow, unique_id: ID, sql: 'select * from PEOPLE'}}]",
+            fs.url()
+        )
+    };
+    let ws = Workspace::from_yaml(&yaml("no_such_schema"), env.dir.path().to_path_buf()).unwrap();
+    let e = ws.check_models().unwrap_err();
+    assert_eq!(e.0[0].at, "sources[0] (snow).sluice_schema", "{e}");
+    assert!(e.0[0].message.contains("CREATE SCHEMA no_such_schema"), "{e}");
+    assert!(e.0[0].message.contains("GRANT USAGE, CREATE TABLE ON SCHEMA no_such_schema"), "{e}");
+    fs.exec("CREATE SCHEMA snaps");
+    let ws = Workspace::from_yaml(&yaml("snaps"), env.dir.path().to_path_buf()).unwrap();
+    ws.check_models().unwrap();
+}
