@@ -42,8 +42,11 @@ fn workspace(env: &Env, fs: &FakeSnow, diff: bool) -> Workspace {
     )
 }
 
+/// What each destination accepted in one sync (sorted), each mapping's counts, and rejections.
+type Outcome = (Vec<Vec<String>>, Vec<(String, [u64; 8])>, u64);
+
 /// What a destination accepted in one sync (sorted) and the counts that must agree.
-fn outcome(env: &Env, r: &RunReport) -> (Vec<Vec<String>>, Vec<(String, [u64; 8])>, u64) {
+fn outcome(env: &Env, r: &RunReport) -> Outcome {
     let received = PATHS
         .iter()
         .map(|p| {
