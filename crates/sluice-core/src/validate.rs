@@ -114,18 +114,13 @@ fn check_warehouse_diff(settings: &SourceSettings, at: &str, err: &mut dyn FnMut
         SourceSettings::Databricks(x) => (x.diff, x.sluice_schema.as_deref()),
         SourceSettings::Sqlite(_) | SourceSettings::Events(_) => return,
     };
-    let unsupported = match settings {
-        SourceSettings::Redshift(_) => Some(
+    if matches!(settings, SourceSettings::Redshift(_)) && diff == crate::DiffMode::Warehouse {
+        err(
+            format!("{at}.diff"),
             "`diff: warehouse` is not supported on redshift yet (its row hash needs PostgreSQL's \
-             hash_record_extended); remove it to diff in Sluice",
-        ),
-        SourceSettings::Databricks(_) => {
-            Some("`diff: warehouse` is not supported on databricks yet; remove it to diff in Sluice")
-        }
-        _ => None,
-    };
-    if let (crate::DiffMode::Warehouse, Some(why)) = (diff, unsupported) {
-        err(format!("{at}.diff"), why.into());
+             hash_record_extended); remove it to diff in Sluice"
+                .into(),
+        );
     }
     // Databricks names a schema `catalog.schema` or `schema`; the others a schema (BigQuery: a dataset)
     let parts = if matches!(settings, SourceSettings::Databricks(_)) { 2 } else { 1 };
@@ -567,12 +562,12 @@ mod warehouse_source_tests {
         assert!(e[0].1.contains("only a source with `diff: warehouse`"), "{e:?}");
         let e = errors(&format!("sources: [{snow}, diff: warehouse, sluice_schema: 'a.b'}}]"));
         assert_eq!(e[0].0, "sources[0] (s).sluice_schema", "a Snowflake snapshot schema is one name");
-        // BigQuery: a dataset; Databricks: refused by name until its warehouse diff exists
+        // BigQuery: a dataset; Databricks: `schema` or `catalog.schema`
         let bq = "{id: b, kind: bigquery, project: p, credentials_file: k.json, diff: warehouse, sluice_schema: snaps}";
         assert!(errors(&format!("sources: [{bq}]")).is_empty());
         let dbx = "{id: d, kind: databricks, host: h.cloud.databricks.com, token: t, warehouse_id: w, diff: warehouse";
-        let e = errors(&format!("sources: [{dbx}, sluice_schema: main.snaps}}]"));
-        assert!(e.iter().all(|(at, _)| at == "sources[0] (d).diff"), "catalog.schema is a Databricks schema: {e:?}");
+        assert!(errors(&format!("sources: [{dbx}, sluice_schema: main.snaps}}]")).is_empty());
+        assert!(errors(&format!("sources: [{dbx}, sluice_schema: snaps}}]")).is_empty());
         let e = errors(&format!("sources: [{dbx}, sluice_schema: 'a.b.c'}}]"));
         assert!(e.iter().any(|(at, _)| at == "sources[0] (d).sluice_schema"), "{e:?}");
     }

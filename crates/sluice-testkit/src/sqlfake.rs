@@ -101,11 +101,13 @@ fn replace_ci(sql: &str, from: &str, to: &str) -> String {
 
 /// The dialect translations: `CAST(x AS STRING)` becomes `CAST(x AS TEXT)`;
 /// `TO_JSON_STRING(STRUCT(a, b))` (BigQuery) becomes `(json_array(a, b))` (a JSON text of the
-/// values, `null` for NULL, as TO_JSON_STRING writes them); `CREATE OR REPLACE TABLE t` becomes
+/// values, `null` for NULL, as TO_JSON_STRING writes them); `to_json(named_struct('a', a))`
+/// (Databricks) becomes `(json_object('a', a))`; `CREATE OR REPLACE TABLE t` becomes
 /// `DROP TABLE IF EXISTS t; CREATE TABLE t`.
 pub fn translate(sql: &str) -> String {
     let sql = replace_ci(sql, " as string)", " AS TEXT)");
     let sql = replace_ci(&sql, "to_json_string(struct(", "(json_array(");
+    let sql = replace_ci(&sql, "to_json(named_struct(", "(json_object(");
     match sql.to_ascii_lowercase().find("create or replace table ") {
         Some(i) => {
             let rest = &sql[i + "create or replace table ".len()..];
@@ -128,6 +130,17 @@ fn functions(c: &rusqlite::Connection) -> rusqlite::Result<()> {
             Some(s) => Sql::Integer(xxhash_rust::xxh3::xxh3_64(s.as_bytes()) as i64),
             None => Sql::Null,
         })
+    })?;
+    // Databricks: `xxhash64(a, …)`, a 64-bit hash of the arguments with seed 42 where a NULL
+    // argument leaves the hash as it was (Spark's semantics); xxh3 stands in for XXH64
+    c.create_scalar_function("xxhash64", -1, flags, |ctx| {
+        let mut h: u64 = 42;
+        for i in 0..ctx.len() {
+            if let Some(v) = crate::sqlfake::text(&ctx.get::<Sql>(i)?) {
+                h = xxhash_rust::xxh3::xxh3_64_with_seed(v.as_bytes(), h);
+            }
+        }
+        Ok(h as i64)
     })?;
     c.create_scalar_function("FROM_HEX", 1, flags, |ctx| {
         let Some(s) = ctx.get::<Option<String>>(0)? else { return Ok(Sql::Null) };
