@@ -203,3 +203,51 @@ models: [{{id: people, source: bq, unique_id: id, sql: 'select * from people'}}]
     let ws = Workspace::from_yaml(&yaml("snaps"), env.dir.path().to_path_buf()).unwrap();
     ws.check_models().unwrap();
 }
+
+#[test]
+fn more_retries_than_the_diff_query_takes_make_a_full_pass_that_sends_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = FakeBigQuery::start(&dir.path().join("bq.db"));
+    fs.sql(
+        "CREATE TABLE people (id INT64, email STRING, ads BOOL);
+         WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5100)
+         INSERT INTO people SELECT n, 'e' || n, 1 FROM g;",
+    );
+    fs.create_dataset("sluice");
+    let yaml = "destinations:
+  - {id: all, kind: webhook, settings: {url: \"{URL}/all\", batch_size: 1000, retry_initial_ms: 5, retry_max_ms: 10, timeout_secs: 10, max_attempts: 1}}
+models:
+  - {id: people, source: bq, unique_id: id, sql: 'select id, email, ads from people', mappings: [{destination: all}]}
+";
+    let (mut a, mut b) = (Env::new(""), Env::new(""));
+    let ws = |env: &Env, extra: &str| {
+        fs.key_file(env.dir.path(), ACCOUNT_KEY);
+        env.workspace_with_source(
+            &format!(
+                "{{id: bq, kind: bigquery, project: sluice-test, credentials_file: sa.json, endpoint: \"{}\"{extra}}}",
+                fs.url()
+            ),
+            yaml,
+        )
+    };
+    let (wa, wb) = (ws(&a, ""), ws(&b, ", diff: warehouse, sluice_schema: sluice"));
+    // the destination is down for the first sync: all 5,100 records fail retryably
+    let ra = sync(&mut a, &wa, "people", Some("/all"), None);
+    let rb = sync(&mut b, &wb, "people", Some("/all"), None);
+    assert_eq!(mapping(&rb, "all").failed_retryable, 5100);
+    assert_eq!(outcome(&a, &ra), outcome(&b, &rb));
+    // 5,100 retries are more than a diff query takes: B takes a full pass, and both send all
+    fs.sql("UPDATE people SET email = 'changed' WHERE id = 7;");
+    let ra = sync(&mut a, &wa, "people", None, None);
+    let rb = sync(&mut b, &wb, "people", None, None);
+    assert_eq!(rb.diff_pass.as_deref(), Some("full"));
+    assert_eq!(mapping(&rb, "all").added, 5100);
+    assert_eq!(outcome(&a, &ra), outcome(&b, &rb));
+    // and with nothing left to retry, the next one is sparse again
+    fs.sql("UPDATE people SET email = 'again' WHERE id = 9;");
+    let ra = sync(&mut a, &wa, "people", None, None);
+    let rb = sync(&mut b, &wb, "people", None, None);
+    assert_eq!(rb.diff_pass.as_deref(), Some("sparse"));
+    assert_eq!((mapping(&rb, "all").updated, rb.extracted), (1, 1));
+    assert_eq!(outcome(&a, &ra), outcome(&b, &rb));
+}

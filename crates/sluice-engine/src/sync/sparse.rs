@@ -96,6 +96,13 @@ pub(super) fn choose(
     }
     retry.sort();
     retry.dedup();
+    // more retries than the warehouse's diff query takes (a destination was down for a large
+    // pass): a full pass reads them all anyway
+    if diff.max_retry().is_some_and(|max| retry.len() > max) {
+        tracing::info!(model = %model.id, retries = retry.len(), "too many retries for a sparse pass; full pass");
+        let info = diff.rebuild_snapshot(&snapshot, &model.sql, id_column, &hash).map_err(wh)?;
+        return Ok(Pass::Full { generation: info.generation });
+    }
     let retry_ms = t.elapsed().as_millis() as u64;
     let mut items = Vec::new();
     diff.changes(&snapshot, &model.sql, id_column, &retry, &mut |i| {

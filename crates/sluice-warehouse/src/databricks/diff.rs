@@ -24,6 +24,9 @@ use std::time::Duration;
 const META: &str = "sluice_snapshots";
 /// Ids per statement (keeps a statement far under BigQuery's 1 MB of query text).
 const BATCH: usize = 1000;
+/// Retried ids one diff query takes as literals (a few hundred KB of text at most, far under the
+/// statement size limits); more make the sync take a full pass.
+const MAX_RETRY: usize = 5000;
 
 /// A STRING literal of `s` that no escaping rule can misread: its UTF-8 bytes in hex.
 pub(super) fn literal(s: &str) -> String {
@@ -214,6 +217,10 @@ impl WarehouseDiff for DatabricksWarehouse {
             Ok(true)
         })?;
         Ok(())
+    }
+
+    fn max_retry(&self) -> Option<usize> {
+        Some(MAX_RETRY)
     }
 
     fn advance_snapshot(

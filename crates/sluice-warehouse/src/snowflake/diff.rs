@@ -21,6 +21,9 @@ const META: &str = "SLUICE_SNAPSHOTS";
 /// Ids per statement (an `IN` list or a `VALUES` list): keeps each statement well under
 /// Snowflake's statement size.
 const BATCH: usize = 1000;
+/// Retried ids one diff query takes as literals (a few hundred KB of text at most, far under the
+/// statement size limits); more make the sync take a full pass.
+const MAX_RETRY: usize = 5000;
 
 /// A Snowflake string literal of `s` (backslash escaped, as Snowflake reads it; a quote doubled).
 pub(super) fn literal(s: &str) -> String {
@@ -164,8 +167,9 @@ impl WarehouseDiff for SnowflakeWarehouse {
             format!("SELECT GENERATION, CONFIG_HASH, ROWS FROM {meta} WHERE NAME = {}", literal(&snapshot.table()));
         let rows = match self.rows_of(&sql) {
             Ok(rows) => rows,
-            // no metadata table yet: never built
+            // no metadata table (or schema) yet: never built (a rebuild then names the grant)
             Err(WarehouseError::Sql { sqlstate: Some(s), .. }) if s == "42S02" => return Ok(None),
+            Err(WarehouseError::Sql { message, .. }) if message.contains("does not exist") => return Ok(None),
             Err(e) => return Err(e),
         };
         let Some(r) = rows.into_iter().next() else { return Ok(None) };
@@ -279,6 +283,10 @@ impl WarehouseDiff for SnowflakeWarehouse {
             sink(item).map_err(WarehouseError::Aborted)?;
             Ok(true)
         })
+    }
+
+    fn max_retry(&self) -> Option<usize> {
+        Some(MAX_RETRY)
     }
 
     fn advance_snapshot(
