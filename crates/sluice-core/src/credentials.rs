@@ -86,6 +86,8 @@ pub fn for_each_in_source(s: &mut SourceConfig, f: &mut Visitor<'_>) {
             role: _,
             endpoint: _,
             statement_timeout_secs: _,
+            diff: _,
+            sluice_schema: _,
         }) => {
             if let Some(p) = password {
                 visit_secret("password", p, f)
@@ -99,6 +101,8 @@ pub fn for_each_in_source(s: &mut SourceConfig, f: &mut Visitor<'_>) {
             location: _,
             endpoint: _,
             statement_timeout_secs: _,
+            diff: _,
+            sluice_schema: _,
         }) => {}
         SourceSettings::Databricks(crate::DatabricksSource {
             host: _,
@@ -107,6 +111,8 @@ pub fn for_each_in_source(s: &mut SourceConfig, f: &mut Visitor<'_>) {
             catalog: _,
             schema: _,
             statement_timeout_secs: _,
+            diff: _,
+            sluice_schema: _,
         }) => visit_secret("token", token, f),
     }
 }

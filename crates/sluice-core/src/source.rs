@@ -244,6 +244,19 @@ pub enum SourceSettings {
 }
 
 impl SourceSettings {
+    /// The schema of the warehouse-side diff (docs/DIFF.md), when the source has
+    /// `diff: warehouse` and a `sluice_schema`.
+    pub fn warehouse_diff(&self) -> Option<&str> {
+        let (diff, schema) = match self {
+            Self::Postgres(p) | Self::Redshift(p) => (p.diff, &p.sluice_schema),
+            Self::Snowflake(s) => (s.diff, &s.sluice_schema),
+            Self::Bigquery(b) => (b.diff, &b.sluice_schema),
+            Self::Databricks(d) => (d.diff, &d.sluice_schema),
+            Self::Sqlite(_) | Self::Events(_) => return None,
+        };
+        (diff == DiffMode::Warehouse).then_some(schema.as_deref()).flatten()
+    }
+
     /// The kind of source.
     pub fn kind(&self) -> SourceKind {
         match self {
@@ -333,6 +346,15 @@ pub struct SnowflakeSource {
     /// Longest a model's query may run on the server, in seconds (`STATEMENT_TIMEOUT_IN_SECONDS`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<u64>,
+    /// Where re-syncs find what changed: `local` (default) or `warehouse` (the warehouse compares
+    /// each model with a snapshot kept in `sluice_schema` and returns only what changed;
+    /// docs/DIFF.md).
+    #[serde(default, skip_serializing_if = "DiffMode::is_local")]
+    pub diff: DiffMode,
+    /// With `diff: warehouse`: a schema of the source's `database` where Sluice's role may create
+    /// tables (USAGE, CREATE TABLE); it keeps one snapshot table per model there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sluice_schema: Option<String>,
 }
 
 /// Where a re-sync's diff is computed.
@@ -390,6 +412,15 @@ pub struct BigQuerySource {
     /// Longest a model's query may run, in seconds (the job's `jobTimeoutMs`; default 3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<u64>,
+    /// Where re-syncs find what changed: `local` (default) or `warehouse` (the warehouse compares
+    /// each model with a snapshot kept in `sluice_schema` and returns only what changed;
+    /// docs/DIFF.md).
+    #[serde(default, skip_serializing_if = "DiffMode::is_local")]
+    pub diff: DiffMode,
+    /// With `diff: warehouse`: a dataset of `project` (in the models' location) where Sluice's
+    /// service account may create and write tables (`roles/bigquery.dataEditor` on it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sluice_schema: Option<String>,
 }
 
 /// Settings of a Databricks SQL source (`kind: databricks`): statements run on a SQL warehouse
@@ -412,6 +443,16 @@ pub struct DatabricksSource {
     /// Longest a model's statement may run, in seconds (default 3600); it is cancelled after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statement_timeout_secs: Option<u64>,
+    /// Where re-syncs find what changed: `local` (default) or `warehouse` (the warehouse compares
+    /// each model with a snapshot kept in `sluice_schema` and returns only what changed;
+    /// docs/DIFF.md).
+    #[serde(default, skip_serializing_if = "DiffMode::is_local")]
+    pub diff: DiffMode,
+    /// With `diff: warehouse`: a schema, `schema` (in `catalog`, or the workspace's default
+    /// catalog) or `catalog.schema`, where Sluice may create and modify tables (USE CATALOG, USE
+    /// SCHEMA, CREATE TABLE, MODIFY).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sluice_schema: Option<String>,
 }
 
 /// How a PostgreSQL connection uses TLS.

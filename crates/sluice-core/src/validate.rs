@@ -104,6 +104,47 @@ fn is_schema_name(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// `diff` and `sluice_schema` of a warehouse source: `diff: warehouse` only on the kinds whose
+/// warehouse computes the diff (docs/DIFF.md), and with a schema named plainly.
+fn check_warehouse_diff(settings: &SourceSettings, at: &str, err: &mut dyn FnMut(String, String)) {
+    let (diff, schema) = match settings {
+        SourceSettings::Postgres(x) | SourceSettings::Redshift(x) => (x.diff, x.sluice_schema.as_deref()),
+        SourceSettings::Snowflake(x) => (x.diff, x.sluice_schema.as_deref()),
+        SourceSettings::Bigquery(x) => (x.diff, x.sluice_schema.as_deref()),
+        SourceSettings::Databricks(x) => (x.diff, x.sluice_schema.as_deref()),
+        SourceSettings::Sqlite(_) | SourceSettings::Events(_) => return,
+    };
+    if matches!(settings, SourceSettings::Redshift(_)) && diff == crate::DiffMode::Warehouse {
+        err(
+            format!("{at}.diff"),
+            "`diff: warehouse` is not supported on redshift yet (its row hash needs PostgreSQL's \
+             hash_record_extended); remove it to diff in Sluice"
+                .into(),
+        );
+    }
+    // Databricks names a schema `catalog.schema` or `schema`; the others a schema (BigQuery: a dataset)
+    let parts = if matches!(settings, SourceSettings::Databricks(_)) { 2 } else { 1 };
+    let plain = |s: &str| s.split('.').count() <= parts && s.split('.').all(is_schema_name);
+    match (diff, schema) {
+        (crate::DiffMode::Warehouse, None) => err(
+            format!("{at}.sluice_schema"),
+            "`diff: warehouse` needs `sluice_schema`: a schema Sluice's role owns, for its snapshots".into(),
+        ),
+        (_, Some(schema)) if !plain(schema) => err(
+            format!("{at}.sluice_schema"),
+            format!(
+                "`{}` must be 1-63 letters, digits or `_`, not starting with a digit{}",
+                schema.escape_debug(),
+                if parts == 2 { " (or `catalog.schema` of two such names)" } else { "" }
+            ),
+        ),
+        (crate::DiffMode::Local, Some(_)) => {
+            err(format!("{at}.sluice_schema"), "only a source with `diff: warehouse` takes this setting".into())
+        }
+        _ => {}
+    }
+}
+
 /// The longest `statement_timeout_secs` (a day).
 pub const MAX_STATEMENT_TIMEOUT_SECS: u64 = 86_400;
 
@@ -204,37 +245,10 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
             SourceSettings::Postgres(x) | SourceSettings::Redshift(x) => {
                 let kind = s.kind().as_str();
                 let url = x.url.expose();
-                if matches!(s.settings, SourceSettings::Redshift(_)) && x.diff == crate::DiffMode::Warehouse {
-                    err(
-                        format!("{at}.diff"),
-                        "`diff: warehouse` is not supported on redshift yet (its row hash needs PostgreSQL's \
-                         hash_record_extended); remove it to diff in Sluice"
-                            .into(),
-                    );
-                }
                 if url.is_empty() {
                     err(format!("{at}.url"), format!("a source of kind {kind} needs `url`"));
                 } else if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
                     err(format!("{at}.url"), "must be a postgres:// or postgresql:// URL".into());
-                }
-                match (x.diff, x.sluice_schema.as_deref()) {
-                    (crate::DiffMode::Warehouse, None) => err(
-                        format!("{at}.sluice_schema"),
-                        "`diff: warehouse` needs `sluice_schema`: a schema Sluice's role owns, for its snapshots"
-                            .into(),
-                    ),
-                    (_, Some(schema)) if !is_schema_name(schema) => err(
-                        format!("{at}.sluice_schema"),
-                        format!(
-                            "`{}` must be 1-63 letters, digits or `_`, not starting with a digit",
-                            schema.escape_debug()
-                        ),
-                    ),
-                    (crate::DiffMode::Local, Some(_)) => err(
-                        format!("{at}.sluice_schema"),
-                        "only a source with `diff: warehouse` takes this setting".into(),
-                    ),
-                    _ => {}
                 }
                 x.statement_timeout_secs
             }
@@ -271,6 +285,7 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                 x.statement_timeout_secs
             }
         };
+        check_warehouse_diff(&s.settings, &at, &mut err);
         if timeout.is_some_and(|t| t > MAX_STATEMENT_TIMEOUT_SECS) {
             err(
                 format!("{at}.statement_timeout_secs"),
@@ -558,5 +573,25 @@ mod warehouse_source_tests {
         let f =
             crate::WorkspaceFile::from_yaml("sources: [{id: r, kind: redshift, url: 'postgres://u:pw@h/d'}]").unwrap();
         assert_eq!(crate::credentials::redacted_source(&f.sources[0])["url"], "<set>");
+    }
+
+    #[test]
+    fn the_warehouse_diff_is_taken_where_the_warehouse_computes_it() {
+        let snow = "{id: s, kind: snowflake, account: a, user: u, password: p";
+        assert!(errors(&format!("sources: [{snow}, diff: warehouse, sluice_schema: sluice_snap}}]")).is_empty());
+        let e = errors(&format!("sources: [{snow}, diff: warehouse}}]"));
+        assert_eq!((e[0].0.as_str(), e.len()), ("sources[0] (s).sluice_schema", 1), "{e:?}");
+        let e = errors(&format!("sources: [{snow}, sluice_schema: x}}]"));
+        assert!(e[0].1.contains("only a source with `diff: warehouse`"), "{e:?}");
+        let e = errors(&format!("sources: [{snow}, diff: warehouse, sluice_schema: 'a.b'}}]"));
+        assert_eq!(e[0].0, "sources[0] (s).sluice_schema", "a Snowflake snapshot schema is one name");
+        // BigQuery: a dataset; Databricks: `schema` or `catalog.schema`
+        let bq = "{id: b, kind: bigquery, project: p, credentials_file: k.json, diff: warehouse, sluice_schema: snaps}";
+        assert!(errors(&format!("sources: [{bq}]")).is_empty());
+        let dbx = "{id: d, kind: databricks, host: h.cloud.databricks.com, token: t, warehouse_id: w, diff: warehouse";
+        assert!(errors(&format!("sources: [{dbx}, sluice_schema: main.snaps}}]")).is_empty());
+        assert!(errors(&format!("sources: [{dbx}, sluice_schema: snaps}}]")).is_empty());
+        let e = errors(&format!("sources: [{dbx}, sluice_schema: 'a.b.c'}}]"));
+        assert!(e.iter().any(|(at, _)| at == "sources[0] (d).sluice_schema"), "{e:?}");
     }
 }

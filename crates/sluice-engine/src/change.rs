@@ -157,8 +157,7 @@ pub fn check_models(ws: &Workspace, which: &[usize]) -> Result<Vec<String>, Conf
     for &i in which {
         let source = &ws.file.models[i].source;
         let Some((at, s)) = ws.file.sources.iter().enumerate().find(|(_, s)| &s.id == source) else { continue };
-        let sluice_core::SourceSettings::Postgres(p) = &s.settings else { continue };
-        let (sluice_core::DiffMode::Warehouse, Some(schema)) = (p.diff, p.sluice_schema.as_deref()) else { continue };
+        let Some(schema) = s.settings.warehouse_diff() else { continue };
         if !checked.insert(source.clone()) {
             continue;
         }

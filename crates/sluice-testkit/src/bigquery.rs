@@ -16,7 +16,11 @@
 //!   `location` (must match when the fake has one), `formatOptions.useInt64Timestamp`,
 //!   `jobTimeoutMs`, `requestId`; answers a QueryResponse: `jobReference{projectId, jobId,
 //!   location}`, `jobComplete`, `schema.fields[{name, type, mode, fields}]`, `totalRows`
-//!   (a string), `rows[{f: [{v}]}]`, `pageToken`.
+//!   (a string), `rows[{f: [{v}]}]`, `pageToken`. A DDL or DML statement (`CREATE [OR REPLACE]
+//!   TABLE`, `DROP`, `INSERT`, `UPDATE`, `DELETE`) completes at once with no rows and
+//!   `ddlOperationPerformed` or `numDmlAffectedRows` (a string); tables of a dataset made with
+//!   [`FakeBigQuery::create_dataset`] are `dataset.table`. Functions: `FARM_FINGERPRINT`,
+//!   `FROM_HEX`, `TO_JSON_STRING(STRUCT(...))` (see [`crate::sqlfake`]).
 //! - `jobs.getQueryResults` (`GET .../queries/{jobId}`): `pageToken`, `maxResults`,
 //!   `timeoutMs`, `location`, `formatOptions.useInt64Timestamp`; same answer fields.
 //! - `jobs.cancel` (`POST .../jobs/{jobId}/cancel`): `{kind, job}`; the job then fails with
@@ -133,6 +137,12 @@ impl FakeBigQuery {
     /// Runs SQL on the fake's data.
     pub fn sql(&self, sql: &str) {
         self.db.exec(sql);
+    }
+
+    /// Creates dataset `name` of the project (its tables are `name.table`, an SQLite file of
+    /// their own).
+    pub fn create_dataset(&self, name: &str) {
+        self.db.create_schema(name);
     }
 
     /// Writes a service account key file whose `token_uri` is the fake, signed by `private_key`
@@ -423,6 +433,25 @@ fn query(st: &mut State, db: &Db, body: &Value) -> (u16, String) {
         }
     }
     let sql = body["query"].as_str().unwrap_or("");
+    let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    if matches!(first.as_str(), "CREATE" | "DROP" | "INSERT" | "UPDATE" | "DELETE") {
+        // DDL and DML jobs: done at once, no rows; DML reports `numDmlAffectedRows` (a string)
+        let n = match db.execute(sql) {
+            Ok(n) => n,
+            Err(e) => return sql_failure(&e, sql),
+        };
+        let id = format!("job_fake_{}", st.jobs.len() + 1);
+        st.jobs.insert(id.clone(), Job { table: Table::default(), polls_left: 0, cancelled: false });
+        let mut out = json!({"kind": "bigquery#queryResponse",
+            "jobReference": {"projectId": PROJECT, "jobId": id, "location": st.location.clone().unwrap_or("US".into())},
+            "jobComplete": true});
+        if matches!(first.as_str(), "CREATE" | "DROP") {
+            out["ddlOperationPerformed"] = json!(if first == "CREATE" { "CREATE" } else { "DROP" });
+        } else {
+            out["numDmlAffectedRows"] = json!(n.to_string());
+        }
+        return (200, out.to_string());
+    }
     let table = match db.query(sql) {
         Ok(t) => t,
         Err(e) => return sql_failure(&e, sql),

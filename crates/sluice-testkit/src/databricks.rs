@@ -21,6 +21,11 @@
 //!   link's `http_headers`; the body is a JSON array of rows.
 //! - `POST /api/2.0/sql/statements/{statement_id}/cancel`: the statement becomes CANCELED.
 //! - Throttling: `429` with `Retry-After` and `{error_code: "TOO_MANY_REQUESTS", message}`.
+//! - DDL (`CREATE [OR REPLACE] TABLE`, `DROP`) succeeds with an empty result; DML (`INSERT`,
+//!   `UPDATE`, `DELETE`) with one row of `num_affected_rows`. Tables of a schema made with
+//!   [`FakeDatabricks::create_schema`] are `schema.table`. Functions: `xxhash64` (NULL arguments
+//!   skipped, as Spark's hash functions do), `unhex`, `to_json(named_struct(...))` (see
+//!   [`crate::sqlfake`]).
 //!
 //! Values are JSON_ARRAY's: every value a string or `null` (BOOLEAN `true`/`false`,
 //! TIMESTAMP ISO 8601, ARRAY/STRUCT JSON text).
@@ -123,6 +128,11 @@ impl FakeDatabricks {
     /// Runs SQL on the fake's data.
     pub fn sql(&self, sql: &str) {
         self.db.exec(sql);
+    }
+
+    /// Creates schema `name` (its tables are `name.table`, an SQLite file of their own).
+    pub fn create_schema(&self, name: &str) {
+        self.db.create_schema(name);
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
@@ -259,7 +269,19 @@ fn submit(st: &mut State, db: &Db, url: &str, v: &Value) -> Answer {
         return error(400, "INVALID_PARAMETER_VALUE", "on_wait_timeout must be CONTINUE or CANCEL");
     }
     let sql = v["statement"].as_str().unwrap_or("");
-    let (table, failed) = match db.query(sql) {
+    // DDL gives an empty result; DML one row of `num_affected_rows` (as Databricks answers)
+    let first = sql.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    let run = |sql: &str| -> Result<Table, sqlfake::SqlError> {
+        match first.as_str() {
+            "CREATE" | "DROP" => db.execute(sql).map(|_| Table::default()),
+            "INSERT" | "UPDATE" | "DELETE" => db.execute(sql).map(|n| Table {
+                columns: vec![sqlfake::Column { name: "num_affected_rows".into(), kind: Kind::Integer }],
+                rows: vec![vec![Sql::Integer(n as i64)]],
+            }),
+            _ => db.query(sql),
+        }
+    };
+    let (table, failed) = match run(sql) {
         Ok(t) => (t, None),
         Err(e) => {
             let (class, state) =

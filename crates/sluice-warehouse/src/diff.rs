@@ -130,6 +130,13 @@ pub trait WarehouseDiff {
         sink: &mut dyn FnMut(DiffItem) -> Result<(), String>,
     ) -> Result<(), WarehouseError>;
 
+    /// The most retried ids [`WarehouseDiff::changes`] takes (they are written into its query
+    /// text on warehouses without array parameters); a sparse pass with more retries takes a
+    /// full pass instead. `None`: no limit.
+    fn max_retry(&self) -> Option<usize> {
+        None
+    }
+
     /// Applies `delta` to the snapshot in one transaction, only if it is still at
     /// `generation` (compare-and-set); returns the new generation.
     fn advance_snapshot(

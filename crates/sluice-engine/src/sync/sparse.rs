@@ -11,7 +11,7 @@
 
 use super::Mappings;
 use crate::workspace::Workspace;
-use sluice_core::{ModelConfig, SourceSettings};
+use sluice_core::ModelConfig;
 use sluice_state::StateStore;
 use sluice_warehouse::diff::{DiffDelta, DiffItem, Snapshot};
 use sluice_warehouse::{IdOrder, Warehouse, WarehouseError};
@@ -29,12 +29,7 @@ pub(super) enum Pass {
 /// The schema of the warehouse-side diff of a model's source, when configured.
 pub(super) fn configured(ws: &Workspace, model: &ModelConfig) -> Option<Snapshot> {
     let source = ws.file.sources.iter().find(|s| s.id == model.source)?;
-    match &source.settings {
-        SourceSettings::Postgres(p) if p.diff == sluice_core::DiffMode::Warehouse => {
-            Some(Snapshot { schema: p.sluice_schema.clone()?, model: model.id.clone() })
-        }
-        _ => None,
-    }
+    Some(Snapshot { schema: source.settings.warehouse_diff()?.to_string(), model: model.id.clone() })
 }
 
 /// A hash of everything that decides what a row becomes for the model's mappings: the model,
@@ -102,6 +97,13 @@ pub(super) fn choose(
     }
     retry.sort();
     retry.dedup();
+    // more retries than the warehouse's diff query takes (a destination was down for a large
+    // pass): a full pass reads them all anyway
+    if diff.max_retry().is_some_and(|max| retry.len() > max) {
+        tracing::info!(model = %model.id, retries = retry.len(), "too many retries for a sparse pass; full pass");
+        let info = diff.rebuild_snapshot(&snapshot, &model.sql, id_column, &hash).map_err(wh)?;
+        return Ok(Pass::Full { generation: info.generation });
+    }
     let retry_ms = t.elapsed().as_millis() as u64;
     let mut items = Vec::new();
     diff.changes(&snapshot, &model.sql, id_column, &retry, &mut |i| {

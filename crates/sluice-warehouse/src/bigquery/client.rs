@@ -37,6 +37,8 @@ pub(crate) type Running = Arc<Mutex<Option<(String, String)>>>;
 /// The client of one project.
 pub(crate) struct Client {
     pub http: Http,
+    /// The project the jobs run in.
+    pub project: String,
     /// `{endpoint}/bigquery/v2/projects/{project}`.
     base: String,
     location: Option<String>,
@@ -122,7 +124,8 @@ impl Client {
         let target = format!("BigQuery project {project}");
         let http = Http::new(target, Duration::from_millis(WAIT_MS) + Duration::from_secs(60));
         let base = format!("{}/bigquery/v2/projects/{}", endpoint.trim_end_matches('/'), enc(project));
-        Self { http, base, location, account, job_timeout, running: Arc::new(Mutex::new(None)) }
+        let project = project.to_string();
+        Self { http, project, base, location, account, job_timeout, running: Arc::new(Mutex::new(None)) }
     }
 
     /// The deadline of a call made now.
@@ -180,6 +183,49 @@ impl Client {
             f => rows::fields(f).map_err(|m| bad(format!("the dry run's schema: {m}")))?,
         };
         Ok(DryRun { statement_type, fields })
+    }
+
+    /// Runs one of Sluice's own DDL or DML statements (`jobs.query`; only the snapshot dataset's
+    /// tables, bigquery/diff.rs) and waits for it; returns `numDmlAffectedRows` when the
+    /// statement is DML.
+    pub fn exec(&mut self, sql: &str, canceller: &Canceller) -> Result<Option<i64>, WarehouseError> {
+        let timeout = self.job_timeout;
+        let deadline = Instant::now() + timeout + Duration::from_secs(1);
+        let mut body = json!({
+            "query": sql,
+            "useLegacySql": false,
+            "timeoutMs": WAIT_MS,
+            "jobTimeoutMs": timeout.as_millis().to_string(),
+            "requestId": rest::request_id(),
+            "jobCreationMode": "JOB_CREATION_REQUIRED",
+        });
+        if let Some(l) = &self.location {
+            body["location"] = json!(l);
+        }
+        let mut v = self.call("POST", &format!("{}/queries", self.base), Some(&body), Some(sql))?;
+        let mut poll = Poll::new();
+        while v["jobComplete"] != Value::Bool(true) {
+            let job = v["jobReference"]["jobId"].as_str().filter(|j| !j.is_empty() && j.len() <= 1024);
+            let job = job.ok_or_else(|| WarehouseError::Answer {
+                target: self.http.target.clone(),
+                message: "an unfinished job without `jobReference.jobId`".into(),
+            })?;
+            if canceller.is_cancelled() {
+                return Err(WarehouseError::Cancelled);
+            }
+            if !poll.wait(deadline) {
+                return Err(WarehouseError::Timeout { secs: timeout.as_secs() });
+            }
+            let mut url = format!("{}/queries/{}?maxResults=0&timeoutMs={WAIT_MS}", self.base, enc(job));
+            if let Some(l) = v["jobReference"]["location"].as_str().or(self.location.as_deref()) {
+                url.push_str(&format!("&location={}", enc(l)));
+            }
+            v = self.call("GET", &url, None, None)?;
+        }
+        Ok(match &v["numDmlAffectedRows"] {
+            Value::String(n) => n.parse().ok(),
+            n => n.as_i64(),
+        })
     }
 
     /// Runs `sql` (`jobs.query`), waits for it and hands every row to `each` page by page

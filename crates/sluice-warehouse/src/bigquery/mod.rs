@@ -15,6 +15,7 @@
 
 mod auth;
 mod client;
+mod diff;
 mod rows;
 
 use crate::rest::{backquote, free_alias};
@@ -154,6 +155,10 @@ impl Warehouse for BigQueryWarehouse {
         Ok(IdOrder::Text)
     }
 
+    fn diff(&mut self) -> Option<&mut dyn crate::diff::WarehouseDiff> {
+        Some(self)
+    }
+
     fn scan(
         &mut self,
         sql: &str,
@@ -162,9 +167,6 @@ impl Warehouse for BigQueryWarehouse {
         needs: &crate::ScanNeeds,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
-        if needs.only_ids.is_some() {
-            return Err(WarehouseError::Aborted("BigQuery sources have no warehouse-side diff".into()));
-        }
         let fields = self.describe(sql)?;
         let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
         let n = fields.len();
@@ -173,8 +175,34 @@ impl Warehouse for BigQueryWarehouse {
             None => (0..n).collect(),
         };
         let alias = backquote(&free_alias(&names));
+        // a sparse pass fetches only the ids the diff named, in batches taken in byte order
+        let filters: Vec<String> = match &needs.only_ids {
+            None => vec![String::new()],
+            Some(ids) => diff::id_batches(ids)
+                .into_iter()
+                .map(|list| format!(" WHERE CAST(sluice_model.{} AS STRING) IN ({list})", backquote(id_column)))
+                .collect(),
+        };
+        for filter in filters {
+            self.scan_part(sql, id_column, &alias, &filter, (n, &typed), sink)?;
+        }
+        Ok(())
+    }
+}
+
+impl BigQueryWarehouse {
+    /// One query of a scan: the rows `filter` keeps, in id order.
+    fn scan_part(
+        &mut self,
+        sql: &str,
+        id_column: &str,
+        alias: &str,
+        filter: &str,
+        (n, typed): (usize, &[usize]),
+        sink: &mut dyn FnMut(Row) -> Result<(), String>,
+    ) -> Result<(), WarehouseError> {
         let q = format!(
-            "SELECT CAST(sluice_model.{id} AS STRING) AS {alias}, sluice_model.* FROM ({model}) AS sluice_model ORDER BY {alias}",
+            "SELECT CAST(sluice_model.{id} AS STRING) AS {alias}, sluice_model.* FROM ({model}) AS sluice_model{filter} ORDER BY {alias}",
             id = backquote(id_column),
             model = model_sql(sql)
         );
@@ -196,7 +224,7 @@ impl Warehouse for BigQueryWarehouse {
             };
             guard.check(id.as_deref())?;
             let mut values = vec![Value::Null; n];
-            for &i in &typed {
+            for &i in typed {
                 values[i] = rows::value(&fs[i + 1], &cells[i + 1]).map_err(bad)?;
             }
             sink(Row { id, values, raw: None }).map_err(WarehouseError::Aborted)?;
@@ -205,5 +233,7 @@ impl Warehouse for BigQueryWarehouse {
     }
 }
 
+#[cfg(test)]
+mod diff_tests;
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@
 //! the default UTF8_BINARY collation), one chunk in memory at a time.
 
 mod client;
+mod diff;
 mod rows;
 
 use crate::rest::{backquote, free_alias};
@@ -156,6 +157,10 @@ impl Warehouse for DatabricksWarehouse {
         Ok(IdOrder::Text)
     }
 
+    fn diff(&mut self) -> Option<&mut dyn crate::diff::WarehouseDiff> {
+        Some(self)
+    }
+
     fn scan(
         &mut self,
         sql: &str,
@@ -164,9 +169,6 @@ impl Warehouse for DatabricksWarehouse {
         needs: &crate::ScanNeeds,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
-        if needs.only_ids.is_some() {
-            return Err(WarehouseError::Aborted("Databricks sources have no warehouse-side diff".into()));
-        }
         let cols = self.describe(sql)?;
         let n = cols.len();
         let mut typed = vec![needs.typed.is_none(); n];
@@ -174,16 +176,41 @@ impl Warehouse for DatabricksWarehouse {
             typed[i] = true;
         }
         let alias = backquote(&free_alias(&cols.iter().map(|c| c.name.clone()).collect::<Vec<_>>()));
-        let q = format!(
-            "SELECT CAST(sluice_model.{id} AS STRING) AS {alias}, sluice_model.* FROM ({model}) AS sluice_model ORDER BY {alias}",
-            id = backquote(id_column),
-            model = model_sql(sql)
-        );
+        // a sparse pass fetches only the ids the diff named, in batches taken in byte order
+        let filters: Vec<String> = match &needs.only_ids {
+            None => vec![String::new()],
+            Some(ids) => diff::id_batches(ids)
+                .into_iter()
+                .map(|list| format!(" WHERE CAST(sluice_model.{} AS STRING) IN ({list})", backquote(id_column)))
+                .collect(),
+        };
+        let mut guard = OrderGuard::new(IdOrder::Text);
+        for filter in filters {
+            let q = format!(
+                "SELECT CAST(sluice_model.{id} AS STRING) AS {alias}, sluice_model.* FROM ({model}) AS sluice_model{filter} ORDER BY {alias}",
+                id = backquote(id_column),
+                model = model_sql(sql)
+            );
+            self.scan_part(&q, n, &typed, &mut guard, sink)?;
+        }
+        Ok(())
+    }
+}
+
+impl DatabricksWarehouse {
+    /// One query of a scan, its rows in id order.
+    fn scan_part(
+        &mut self,
+        q: &str,
+        n: usize,
+        typed: &[bool],
+        guard: &mut OrderGuard,
+        sink: &mut dyn FnMut(Row) -> Result<(), String>,
+    ) -> Result<(), WarehouseError> {
         let _busy = self.canceller.busy()?;
         let target = self.client.http.target.clone();
         let bad = |m: String| WarehouseError::Answer { target: target.clone(), message: m };
-        let mut guard = OrderGuard::new(IdOrder::Text);
-        self.client.run(&q, Disposition::ExternalLinks, Duration::MAX, &self.canceller.clone(), &mut |cs, cells| {
+        self.client.run(q, Disposition::ExternalLinks, Duration::MAX, &self.canceller.clone(), &mut |cs, cells| {
             if cs.len() != n + 1 {
                 return Err(bad(format!("the result has {} columns, the model {n} (and the id)", cs.len())));
             }
@@ -209,5 +236,7 @@ impl Warehouse for DatabricksWarehouse {
     }
 }
 
+#[cfg(test)]
+mod diff_tests;
 #[cfg(test)]
 mod tests;

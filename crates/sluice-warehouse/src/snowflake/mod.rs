@@ -11,6 +11,7 @@
 
 mod auth;
 mod client;
+mod diff;
 mod rows;
 
 pub use auth::{jwt_account, KeyPair};
@@ -178,8 +179,26 @@ impl SnowflakeWarehouse {
         Ok(w)
     }
 
-    /// Runs `sql` (Sluice's own wrapper around the model) as one statement.
+    /// Runs `sql` (Sluice's own wrapper around the model) as one statement, which must be a query.
     fn run(&mut self, sql: &str, describe_only: bool, timeout: Option<Duration>) -> Result<Answer, WarehouseError> {
+        let answer = self.statement(sql, describe_only, timeout)?;
+        match answer.statement_type {
+            Some(t) if t != client::SELECT => Err(WarehouseError::sql(
+                format!("the model must be a query (the server reports statement type {t:#x}, not SELECT)"),
+                None,
+            )),
+            _ => Ok(answer),
+        }
+    }
+
+    /// Runs one statement of any type: only Sluice's own statements on its snapshot schema
+    /// (diff.rs) come here, never a model's SQL outside the checked subquery.
+    fn statement(
+        &mut self,
+        sql: &str,
+        describe_only: bool,
+        timeout: Option<Duration>,
+    ) -> Result<Answer, WarehouseError> {
         let mut params = json!({"MULTI_STATEMENT_COUNT": 1});
         if let Some(t) = timeout {
             params["STATEMENT_TIMEOUT_IN_SECONDS"] = json!(t.as_secs().max(1));
@@ -191,13 +210,7 @@ impl SnowflakeWarehouse {
             .session
             .query(sql, describe_only, params, Instant::now() + wait, &|| canceller.is_cancelled())
             .map_err(|e| canceller.explain(in_model(e)))?;
-        match answer.statement_type {
-            Some(t) if t != client::SELECT => Err(WarehouseError::sql(
-                format!("the model must be a query (the server reports statement type {t:#x}, not SELECT)"),
-                None,
-            )),
-            _ => Ok(answer),
-        }
+        Ok(answer)
     }
 
     fn describe_model(&mut self, sql: &str) -> Result<Vec<Column>, WarehouseError> {
@@ -294,12 +307,16 @@ impl Warehouse for SnowflakeWarehouse {
         })
     }
 
+    fn diff(&mut self) -> Option<&mut dyn crate::diff::WarehouseDiff> {
+        Some(self)
+    }
+
     fn scan(
         &mut self,
         sql: &str,
         id_column: &str,
         order: IdOrder,
-        _needs: &crate::ScanNeeds,
+        needs: &crate::ScanNeeds,
         sink: &mut dyn FnMut(Row) -> Result<(), String>,
     ) -> Result<(), WarehouseError> {
         let cols = self.describe_model(sql)?;
@@ -310,22 +327,34 @@ impl Warehouse for SnowflakeWarehouse {
             IdOrder::Integer => id.clone(),
             IdOrder::Text => format!("TO_BINARY(TO_VARCHAR({id}), 'UTF-8')"),
         };
-        let q = wrapped(&format!("TO_VARCHAR({id}), sluice_model.*"), sql, &format!(" ORDER BY {order_by}"));
-        let answer = self.run(&q, false, self.statement_timeout)?;
-        if answer.columns.len() != cols.len() + 1 {
-            return Err(WarehouseError::sql("the scan's columns differ from the model's description", None));
-        }
+        // a sparse pass fetches only the ids the diff named, in batches taken in scan order
+        // (so the batches' rows follow each other in order too)
+        let filters: Vec<String> = match &needs.only_ids {
+            None => vec![String::new()],
+            Some(ids) => diff::id_batches(ids, order)
+                .into_iter()
+                .map(|list| format!(" WHERE TO_VARCHAR({id}) IN ({list})"))
+                .collect(),
+        };
         let mut guard = OrderGuard::new(order);
         let start = Instant::now();
         let mut n = 0u64;
-        self.each_row(answer, &mut |mut r| {
-            let values: Vec<Value> = cols.iter().zip(&r[1..]).map(|(c, v)| rows::typed(c, v.as_deref())).collect();
-            let id = r.swap_remove(0);
-            guard.check(id.as_deref())?;
-            n += 1;
-            sink(Row { id, values, raw: None }).map_err(WarehouseError::Aborted)?;
-            Ok(true)
-        })?;
+        for filter in filters {
+            let q =
+                wrapped(&format!("TO_VARCHAR({id}), sluice_model.*"), sql, &format!("{filter} ORDER BY {order_by}"));
+            let answer = self.run(&q, false, self.statement_timeout)?;
+            if answer.columns.len() != cols.len() + 1 {
+                return Err(WarehouseError::sql("the scan's columns differ from the model's description", None));
+            }
+            self.each_row(answer, &mut |mut r| {
+                let values: Vec<Value> = cols.iter().zip(&r[1..]).map(|(c, v)| rows::typed(c, v.as_deref())).collect();
+                let id = r.swap_remove(0);
+                guard.check(id.as_deref())?;
+                n += 1;
+                sink(Row { id, values, raw: None }).map_err(WarehouseError::Aborted)?;
+                Ok(true)
+            })?;
+        }
         tracing::debug!(rows = n, elapsed_ms = start.elapsed().as_millis() as u64, "snowflake scan done");
         Ok(())
     }
@@ -347,6 +376,8 @@ mod unit_tests {
     }
 }
 
+#[cfg(test)]
+mod diff_tests;
 #[cfg(test)]
 mod fixture;
 #[cfg(test)]
