@@ -61,6 +61,12 @@ fn message_id(source: &str, e: &Value) -> String {
 /// Longest a request waits for room in the in-flight budget before it is answered 503.
 const INFLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Whether the request says `Sec-GPC: 1`. A refusal signal fails closed: any `Sec-GPC` header,
+/// or any element of one a proxy joined (`1, 1`), that is `1` counts.
+fn gpc_signal(headers: &HeaderMap) -> bool {
+    headers.get_all("sec-gpc").iter().any(|v| v.as_bytes().split(|b| *b == b',').any(|x| x.trim_ascii() == b"1"))
+}
+
 /// Handles one request; `kind` is the call of a single-event path, `None` for `/v1/batch`.
 pub async fn handle(state: AppState, kind: Option<&'static str>, headers: HeaderMap, raw: Bytes) -> Response {
     use tracing::Instrument;
@@ -109,7 +115,7 @@ async fn handle_in_span(state: AppState, kind: Option<&'static str>, headers: He
     }
     // R14: Global Privacy Control, for a source that reads it
     let gpc: Vec<String> = match source.events().and_then(|e| e.gpc_refuses.as_ref()) {
-        Some(refuses) if headers.get("sec-gpc").is_some_and(|v| v.as_bytes().trim_ascii() == b"1") => refuses.clone(),
+        Some(refuses) if gpc_signal(&headers) => refuses.clone(),
         _ => Vec::new(),
     };
     let source = source.id;

@@ -38,8 +38,8 @@ fn why(ws: &WorkspaceFile, dest: &str, d: &Value, event: &Value) -> Markup {
                 .filter(|c| c.enabled && c.destinations.iter().any(|x| x == dest))
                 .map(|c| category_label(ws, &c.id))
                 .collect();
-            // R2: every category of the destination, or (policy: any) one of them
-            let cats = match (ws.workspace.policy, cats.len()) {
+            // R2: every category of the destination, or (its policy: any) one of them
+            let cats = match (sluice_core::consent::policy_for(ws, dest), cats.len()) {
                 (sluice_core::Policy::Any, 2..) => vec![format!("one of {}", cats.join(", "))],
                 _ => cats,
             };
