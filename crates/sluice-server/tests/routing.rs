@@ -263,4 +263,10 @@ fn r14_global_privacy_control_refuses_the_sources_gpc_categories_whatever_the_co
     assert_eq!(g2["decisions"]["facebook"]["categories"], json!(["ad"]));
     let sent = s.rx.items("/amplitude").into_iter().find(|x| x["messageId"] == "g2").unwrap();
     assert_eq!(sent["context"]["consent"]["categoryPreferences"]["ad"], false, "{sent}");
+    // an event that carried no consent is never stamped with grants the person did not give:
+    // downstream it reads as refused (restricting, not widening)
+    assert_eq!(sent["context"]["consent"]["categoryPreferences"]["analytics"], false, "{sent}");
+    // an event with a consent object carries it, with the GPC refusal
+    let g1 = s.rx.items("/amplitude").into_iter().find(|x| x["messageId"] == "g1").unwrap();
+    assert_eq!(g1["context"]["consent"]["categoryPreferences"], json!({"ad": false, "analytics": true}), "{g1}");
 }

@@ -442,6 +442,7 @@ impl Router {
         };
         // R14: Global Privacy Control refuses its categories whatever the consent says
         let gpc = !event.gpc_refused.is_empty();
+        let unrestricted = *consent == EventConsent::Missing;
         let consent: Cow<EventConsent> = if gpc {
             Cow::Owned(apply_gpc(consent.into_owned(), &event.gpc_refused, &self.categories.ids))
         } else {
@@ -449,8 +450,13 @@ impl Router {
         };
         // an event routed by the profile's consent (or blocked, R7), or under GPC, carries the
         // consent it was routed under, so no destination downstream (connections) takes it as
-        // unrestricted
+        // unrestricted. Under GPC without any consent, Sluice routes as if the other categories
+        // were granted (R7), but downstream it claims no grant the person never gave: only
+        // refusals are stamped (every category false), which restricts rather than widens.
         let stamped = match (consent.as_ref(), missing || gpc) {
+            (EventConsent::Given(_), true) if gpc && unrestricted => {
+                stamp_consent(&event.json, &Default::default(), &self.categories.ids)
+            }
             (EventConsent::Given(prefs), true) => stamp_consent(&event.json, prefs, &self.categories.ids),
             _ => None,
         };
