@@ -98,8 +98,8 @@ fn failed_entries_are_listed_from_their_own_index() {
     let m = s.mapping_id("users", "braze").unwrap();
     let put = |id: &str, pending| Write::Put(Entry { id: id.into(), held: Some(1), pending });
     let failed = Pending::Failed { attempts: 1, first_failed: 1700000000 };
-    s.write_checkpoint(m, &[put("a", Pending::None), put("b", failed.clone()), put("c", Pending::Withheld)]).unwrap();
-    s.write_checkpoint(m, &[put("d", failed.clone()), put("b", Pending::None)]).unwrap();
+    s.write_checkpoint(m, &[put("a", Pending::None), put("b", failed), put("c", Pending::Withheld)]).unwrap();
+    s.write_checkpoint(m, &[put("d", failed), put("b", Pending::None)]).unwrap();
     assert_eq!(s.checkpoint_failed_ids(m).unwrap(), ["d"]);
     // the planner reads the partial index, not every entry of the mapping
     let mut stmt = s
