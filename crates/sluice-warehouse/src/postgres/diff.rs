@@ -147,17 +147,26 @@ impl WarehouseDiff for PostgresWarehouse {
             crate::diff::DUPLICATED,
             self.hashed(sql, id_column)?
         );
-        let mut lines = Vec::new();
+        // the ids and hashes go through a temporary file, not memory: a model of any size keeps
+        // Sluice's memory bounded (about 30 bytes a row on disk, removed when dropped)
+        let spill_err = |e: std::io::Error| Self::refused(snapshot, format!("a temporary file for the snapshot: {e}"));
+        let mut spill = tempfile::tempfile().map_err(spill_err)?;
         {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, &mut spill);
+            let mut line = Vec::with_capacity(64);
             let mut tx = read_only(&mut self.client)?;
             let mut rows = tx.query_raw(query.as_str(), std::iter::empty::<i32>()).map_err(|e| sql_error(e, sql))?;
             while let Some(r) = rows.next().map_err(|e| sql_error(e, sql))? {
                 let (id, h): (String, i64) = (r.get(0), r.get(1));
-                copy_line(&mut lines, &id, h);
+                line.clear();
+                copy_line(&mut line, &id, h);
+                out.write_all(&line).map_err(spill_err)?;
             }
             drop(rows);
             end(tx)?;
+            out.flush().map_err(spill_err)?;
         }
+        std::io::Seek::rewind(&mut spill).map_err(spill_err)?;
         let key = self.model_key(sql, id_column)?.sql_type();
         let (schema, table) = (quote_ident(&snapshot.schema), quote_ident(&snapshot.table()));
         let fresh = quote_ident(&format!("{}_new", snapshot.table()));
@@ -172,7 +181,8 @@ impl WarehouseDiff for PostgresWarehouse {
             Self::refused(snapshot, format!("cannot write in schema `{}`: {}", snapshot.schema, super::error_text(&e)))
         })?;
         let mut w = tx.copy_in(&format!("COPY {schema}.{fresh} (id, h) FROM STDIN")).map_err(|e| db_err(&e))?;
-        w.write_all(&lines).map_err(|e| Self::refused(snapshot, format!("writing the snapshot: {e}")))?;
+        std::io::copy(&mut std::io::BufReader::with_capacity(1 << 16, spill), &mut w)
+            .map_err(|e| Self::refused(snapshot, format!("writing the snapshot: {e}")))?;
         let rows = w.finish().map_err(|e| db_err(&e))? as i64;
         tx.batch_execute(&format!(
             "ALTER TABLE {schema}.{fresh} ADD PRIMARY KEY (id);
