@@ -12,6 +12,7 @@ mod error;
 mod open;
 pub mod postgres;
 mod rest;
+mod rest_diff;
 pub mod snowflake;
 pub mod sqlite;
 
