@@ -41,6 +41,54 @@ pub(crate) trait RestDiff: WarehouseDiff {
     ) -> Result<(), WarehouseError>;
 }
 
+/// The [`WarehouseDiff`] methods a REST warehouse takes from this module as they are (all but
+/// `check_schema`), for its `impl WarehouseDiff`.
+macro_rules! rest_diff_methods {
+    () => {
+        fn snapshot_info(
+            &mut self,
+            snapshot: &$crate::diff::Snapshot,
+        ) -> Result<Option<$crate::diff::SnapshotInfo>, $crate::WarehouseError> {
+            $crate::rest_diff::snapshot_info(self, snapshot)
+        }
+
+        fn rebuild_snapshot(
+            &mut self,
+            snapshot: &$crate::diff::Snapshot,
+            sql: &str,
+            id_column: &str,
+            config_hash: &str,
+        ) -> Result<$crate::diff::SnapshotInfo, $crate::WarehouseError> {
+            $crate::rest_diff::rebuild_snapshot(self, snapshot, sql, id_column, config_hash)
+        }
+
+        fn changes(
+            &mut self,
+            snapshot: &$crate::diff::Snapshot,
+            sql: &str,
+            id_column: &str,
+            retry: &[String],
+            sink: &mut dyn FnMut($crate::diff::DiffItem) -> Result<(), String>,
+        ) -> Result<(), $crate::WarehouseError> {
+            $crate::rest_diff::changes(self, snapshot, sql, id_column, retry, sink)
+        }
+
+        fn max_retry(&self) -> Option<usize> {
+            Some($crate::rest_diff::MAX_RETRY)
+        }
+
+        fn advance_snapshot(
+            &mut self,
+            snapshot: &$crate::diff::Snapshot,
+            delta: &$crate::diff::DiffDelta,
+            generation: i64,
+        ) -> Result<i64, $crate::WarehouseError> {
+            $crate::rest_diff::advance_snapshot(self, snapshot, delta, generation)
+        }
+    };
+}
+pub(crate) use rest_diff_methods;
+
 /// `ids` in byte order without repeats, as `IN` lists of at most [`BATCH`] literals.
 pub(crate) fn id_batches(ids: &[String], literal: fn(&str) -> String) -> Vec<String> {
     let mut ids: Vec<&String> = ids.iter().collect();

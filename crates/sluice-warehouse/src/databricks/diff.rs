@@ -14,9 +14,9 @@
 
 use super::client::Disposition;
 use super::DatabricksWarehouse;
-use crate::diff::{DiffDelta, DiffItem, Snapshot, SnapshotInfo, WarehouseDiff};
+use crate::diff::WarehouseDiff;
 use crate::rest::backquote;
-use crate::rest_diff::{self, RestDiff, MAX_RETRY, META};
+use crate::rest_diff::{self, RestDiff, META};
 use crate::{model_sql, WarehouseError};
 use serde_json::Value;
 use std::time::Duration;
@@ -118,43 +118,7 @@ impl WarehouseDiff for DatabricksWarehouse {
         })
     }
 
-    fn snapshot_info(&mut self, snapshot: &Snapshot) -> Result<Option<SnapshotInfo>, WarehouseError> {
-        rest_diff::snapshot_info(self, snapshot)
-    }
-
-    fn rebuild_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        sql: &str,
-        id_column: &str,
-        config_hash: &str,
-    ) -> Result<SnapshotInfo, WarehouseError> {
-        rest_diff::rebuild_snapshot(self, snapshot, sql, id_column, config_hash)
-    }
-
-    fn changes(
-        &mut self,
-        snapshot: &Snapshot,
-        sql: &str,
-        id_column: &str,
-        retry: &[String],
-        sink: &mut dyn FnMut(DiffItem) -> Result<(), String>,
-    ) -> Result<(), WarehouseError> {
-        rest_diff::changes(self, snapshot, sql, id_column, retry, sink)
-    }
-
-    fn max_retry(&self) -> Option<usize> {
-        Some(MAX_RETRY)
-    }
-
-    fn advance_snapshot(
-        &mut self,
-        snapshot: &Snapshot,
-        delta: &DiffDelta,
-        generation: i64,
-    ) -> Result<i64, WarehouseError> {
-        rest_diff::advance_snapshot(self, snapshot, delta, generation)
-    }
+    rest_diff::rest_diff_methods!();
 }
 
 /// A schema name as SQL: `schema` or `catalog.schema`, each part backquoted.
