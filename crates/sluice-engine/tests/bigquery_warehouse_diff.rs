@@ -7,27 +7,12 @@
 //! taken sparse passes that read only what changed.
 
 mod common;
+use common::lockstep::{self, lower, outcome, sync, Dialect};
 use common::*;
-use sluice_engine::{RunReport, Workspace};
+use sluice_engine::Workspace;
 use sluice_testkit::bigquery::{FakeBigQuery, ACCOUNT_KEY};
-use sluice_testkit::Reply;
 
-const PATHS: [&str; 2] = ["/ads", "/all"];
-
-fn yaml() -> String {
-    format!(
-        "destinations:\n{}{}consent_categories:
-  - {{id: C0004, name: Advertising, destinations: [ads]}}
-models:
-  - {{id: people, source: bq, unique_id: id, consent: {{C0004: ads}}, sql: 'select id, email, ads from people',
-     mappings: [{{destination: ads}}, {{destination: all}}]}}
-  - {{id: dups, source: bq, unique_id: id, consent: {{C0004: ads}}, sql: 'select id, email, ads from dups',
-     mappings: [{{destination: ads}}, {{destination: all}}]}}
-",
-        hook("ads"),
-        hook("all")
-    )
-}
+const BQ: Dialect = lower("bq");
 
 fn workspace(env: &Env, fake: &FakeBigQuery, diff: bool) -> Workspace {
     fake.key_file(env.dir.path(), ACCOUNT_KEY);
@@ -37,90 +22,8 @@ fn workspace(env: &Env, fake: &FakeBigQuery, diff: bool) -> Workspace {
             "{{id: bq, kind: bigquery, project: sluice-test, credentials_file: sa.json, endpoint: \"{}\"{extra}}}",
             fake.url()
         ),
-        &yaml(),
+        &lockstep::yaml(&BQ),
     )
-}
-
-/// What each destination accepted in one sync (sorted), each mapping's counts, and rejections.
-type Outcome = (Vec<Vec<String>>, Vec<(String, [u64; 8])>, u64);
-
-/// What a destination accepted in one sync (sorted) and the counts that must agree.
-fn outcome(env: &Env, r: &RunReport) -> Outcome {
-    let received = PATHS
-        .iter()
-        .map(|p| {
-            let mut v: Vec<String> = env.rx.items(p).iter().map(|i| i.to_string()).collect();
-            v.sort();
-            v
-        })
-        .collect();
-    let counts = r
-        .mappings
-        .iter()
-        .map(|m| {
-            (
-                m.destination.clone(),
-                [
-                    m.added,
-                    m.updated,
-                    m.deleted,
-                    m.delivered,
-                    m.failed,
-                    m.failed_retryable,
-                    m.withheld_by_consent,
-                    m.deletes_held_back,
-                ],
-            )
-        })
-        .collect();
-    (received, counts, r.rejected)
-}
-
-fn sync(env: &mut Env, ws: &Workspace, model: &str, down: Option<&str>, reject: Option<&str>) -> RunReport {
-    env.rx.clear();
-    if let Some(p) = down {
-        env.rx.answer_path(p, Reply::Status(503));
-    }
-    if let Some(p) = reject {
-        env.rx.answer_path(p, Reply::Status(400));
-    }
-    let r = env.sync(ws, model);
-    for p in PATHS {
-        env.rx.clear_path(p);
-    }
-    r
-}
-
-/// A small deterministic generator (the same sequence every run).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 33) % n
-    }
-}
-
-fn change(fs: &FakeBigQuery, rng: &mut Lcg, step: u64) {
-    let bool_or_null = |v: u64| ["1", "0", "NULL"][v as usize];
-    for _ in 0..1 + rng.next(4) {
-        let id = 1 + rng.next(24);
-        let sql = match rng.next(8) {
-            0 | 1 => format!("UPDATE people SET email = 'e{step}-{id}' WHERE id = {id}"),
-            2 | 3 => format!("UPDATE people SET ads = {} WHERE id = {id}", bool_or_null(rng.next(3))),
-            4 => format!("DELETE FROM people WHERE id = {id}"),
-            5 => format!(
-                "INSERT INTO people SELECT {id}, 'n{step}', {} WHERE NOT EXISTS (SELECT 1 FROM people WHERE id = {id})",
-                bool_or_null(rng.next(3))
-            ),
-            6 => format!("INSERT INTO dups VALUES ({}, 'd{step}-{id}', {})", 1 + id % 5, bool_or_null(rng.next(3))),
-            _ => format!("DELETE FROM dups WHERE id = {}", 1 + id % 5),
-        };
-        fs.sql(&sql);
-    }
-    if rng.next(4) == 0 {
-        fs.sql(&format!("INSERT INTO dups VALUES (NULL, 'null{step}', 1)"));
-    }
 }
 
 #[test]
@@ -135,50 +38,7 @@ fn bigquery_warehouse_diff_sends_exactly_what_the_local_diff_sends() {
          INSERT INTO dups VALUES (1,'a',1),(1,'b',1),(2,'c',1),(3,'d',0),(4,'e',NULL),(NULL,'n',1);",
     );
     fs.create_dataset("sluice");
-    let (mut a, mut b) = (Env::new(""), Env::new(""));
-    let (wa, wb) = (workspace(&a, &fs, false), workspace(&b, &fs, true));
-    let mut rng = Lcg(11);
-    let mut sparse = 0;
-    for step in 0..16u64 {
-        if step > 0 {
-            change(&fs, &mut rng, step);
-        }
-        // identical faults on both sides: a destination down (retryable failures), or
-        // rejecting (permanent ones)
-        let down = match rng.next(5) {
-            0 => Some(PATHS[rng.next(2) as usize]),
-            _ => None,
-        };
-        let reject = match rng.next(8) {
-            0 => Some(PATHS[rng.next(2) as usize]).filter(|p| Some(*p) != down),
-            _ => None,
-        };
-        for model in ["people", "dups"] {
-            let ra = sync(&mut a, &wa, model, down, reject);
-            let rb = sync(&mut b, &wb, model, down, reject);
-            let ctx = format!("step {step}, model {model}, down {down:?}, reject {reject:?}");
-            assert_eq!(outcome(&a, &ra), outcome(&b, &rb), "{ctx} (left: local diff, right: warehouse diff)");
-            if rb.diff_pass.as_deref() == Some("sparse") {
-                sparse += 1;
-                // (`dups` is mostly duplicated ids, read on every pass until unique again)
-                if model == "people" {
-                    assert!(
-                        rb.extracted < ra.extracted,
-                        "{ctx}: a sparse pass read {} of {} rows",
-                        rb.extracted,
-                        ra.extracted
-                    );
-                }
-            }
-        }
-    }
-    // one clean sync at the end settles every retry the same way
-    for model in ["people", "dups"] {
-        let ra = sync(&mut a, &wa, model, None, None);
-        let rb = sync(&mut b, &wb, model, None, None);
-        assert_eq!(outcome(&a, &ra), outcome(&b, &rb), "final sync of {model}");
-    }
-    assert!(sparse >= 10, "B took only {sparse} sparse passes");
+    lockstep::lockstep(&BQ, &|sql| fs.sql(sql), &|env, diff| workspace(env, &fs, diff));
 }
 
 #[test]

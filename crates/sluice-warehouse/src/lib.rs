@@ -12,6 +12,9 @@ mod error;
 mod open;
 pub mod postgres;
 mod rest;
+mod rest_diff;
+#[cfg(test)]
+mod rest_diff_tests;
 pub mod snowflake;
 pub mod sqlite;
 

@@ -1,6 +1,8 @@
 //! Shared setup: a real SQLite warehouse file, a real state store and a real HTTP receiver.
 #![allow(dead_code)]
 
+pub mod lockstep;
+
 use serde_json::Value;
 use sluice_engine::{MappingReport, RunReport, Workspace};
 use sluice_state::StateStore;
