@@ -21,21 +21,7 @@ fn setup() -> (Env, FakeBigQuery, sluice_engine::Workspace) {
         "{{id: bq, kind: bigquery, project: sluice-test, credentials_file: sa.json, location: US, endpoint: \"{}\"}}",
         fake.url()
     );
-    let yaml = format!(
-        "destinations:\n{}{}consent_categories:
-  - {{id: C0004, name: Advertising, destinations: [ads]}}
-  - {{id: C0002, name: Analytics, destinations: []}}
-models:
-  - id: users
-    source: bq
-    sql: select USERID, email, Ads, Analytics from consent_preferences
-    unique_id: USERID
-    consent: {{C0004: Ads, C0002: Analytics}}
-    mappings: [{{destination: ads}}, {{destination: all}}]
-",
-        hook("ads"),
-        hook("all")
-    );
+    let yaml = consent_preferences_workspace("bq");
     let ws = env.workspace_with_source(&source, &yaml);
     (env, fake, ws)
 }

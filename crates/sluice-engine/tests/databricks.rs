@@ -22,21 +22,7 @@ fn setup() -> (Env, FakeDatabricks, sluice_engine::Workspace) {
         "{{id: dbx, kind: databricks, host: \"{}\", token: \"${{SLUICE_DBX_TOKEN_FOR_TESTS}}\", warehouse_id: {WAREHOUSE_ID}, catalog: main, schema: crm}}",
         fake.url()
     );
-    let yaml = format!(
-        "destinations:\n{}{}consent_categories:
-  - {{id: C0004, name: Advertising, destinations: [ads]}}
-  - {{id: C0002, name: Analytics, destinations: []}}
-models:
-  - id: users
-    source: dbx
-    sql: select USERID, email, Ads, Analytics from consent_preferences
-    unique_id: USERID
-    consent: {{C0004: Ads, C0002: Analytics}}
-    mappings: [{{destination: ads}}, {{destination: all}}]
-",
-        hook("ads"),
-        hook("all")
-    );
+    let yaml = consent_preferences_workspace("dbx");
     let ws = env.workspace_with_source(&source, &yaml);
     (env, fake, ws)
 }

@@ -377,6 +377,27 @@ pub(crate) fn backquote(name: &str) -> String {
     format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
 }
 
+/// The job or statement a REST warehouse is running: its cancel URL and the token to call it
+/// with (`None` when idle).
+pub(crate) type Running = std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>;
+
+/// Makes `canceller` stop what `running` names, once, with the warehouse's own cancel call.
+pub(crate) fn install_cancel(
+    canceller: &crate::Canceller,
+    running: &Running,
+    http: &Http,
+    cancel: fn(&Http, &str, &str),
+) {
+    let (running, http) = (running.clone(), http.clone());
+    canceller.install(Box::new(move || {
+        // one cancel request per job or statement
+        let job = running.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some((url, token)) = job {
+            cancel(&http, &url, &token);
+        }
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,3 +87,24 @@ pub fn value_ids(items: &[Value]) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Destinations `ads` (governed by C0004) and `all`, and a model `users` of `source` reading the
+/// seed's `consent_preferences` table (`USERID`, `email`, `Ads`, `Analytics`): the workspace the
+/// cloud warehouses' engine tests share.
+pub fn consent_preferences_workspace(source: &str) -> String {
+    format!(
+        "destinations:\n{}{}consent_categories:
+  - {{id: C0004, name: Advertising, destinations: [ads]}}
+  - {{id: C0002, name: Analytics, destinations: []}}
+models:
+  - id: users
+    source: {source}
+    sql: select USERID, email, Ads, Analytics from consent_preferences
+    unique_id: USERID
+    consent: {{C0004: Ads, C0002: Analytics}}
+    mappings: [{{destination: ads}}, {{destination: all}}]
+",
+        hook("ads"),
+        hook("all")
+    )
+}

@@ -32,7 +32,7 @@ pub(crate) struct DryRun {
 pub(crate) type EachRow<'a> = dyn FnMut(&[Field], &Value) -> Result<bool, WarehouseError> + 'a;
 
 /// A job under way, for its cancellation from another thread: the cancel URL and the token.
-pub(crate) type Running = Arc<Mutex<Option<(String, String)>>>;
+pub(crate) use crate::rest::Running;
 
 /// The client of one project.
 pub(crate) struct Client {

@@ -110,15 +110,7 @@ impl BigQueryWarehouse {
 
 impl Warehouse for BigQueryWarehouse {
     fn attach_canceller(&mut self, canceller: &Canceller) {
-        let running = self.client.running.clone();
-        let http = self.client.http.clone();
-        canceller.install(Box::new(move || {
-            // one cancel request per job
-            let job = running.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some((url, token)) = job {
-                client::cancel_job(&http, &url, &token);
-            }
-        }));
+        crate::rest::install_cancel(canceller, &self.client.running, &self.client.http, client::cancel_job);
         self.canceller = canceller.clone();
     }
 

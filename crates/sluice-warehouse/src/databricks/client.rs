@@ -28,7 +28,7 @@ pub(crate) enum Disposition {
 pub(crate) type EachRow<'a> = dyn FnMut(&[Column], Vec<Value>) -> Result<bool, WarehouseError> + 'a;
 
 /// A statement under way: its cancel URL and the token (for a cancellation from another thread).
-pub(crate) type Running = Arc<Mutex<Option<(String, String)>>>;
+pub(crate) use crate::rest::Running;
 
 /// The client of one SQL warehouse.
 pub(crate) struct Client {

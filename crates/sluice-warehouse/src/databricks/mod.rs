@@ -121,14 +121,7 @@ impl DatabricksWarehouse {
 
 impl Warehouse for DatabricksWarehouse {
     fn attach_canceller(&mut self, canceller: &Canceller) {
-        let running = self.client.running.clone();
-        let http = self.client.http.clone();
-        canceller.install(Box::new(move || {
-            let statement = running.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some((url, token)) = statement {
-                client::cancel_statement(&http, &url, &token);
-            }
-        }));
+        crate::rest::install_cancel(canceller, &self.client.running, &self.client.http, client::cancel_statement);
         self.canceller = canceller.clone();
     }
 
