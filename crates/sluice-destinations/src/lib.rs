@@ -45,6 +45,29 @@ pub struct Item {
     pub data: Box<str>,
     /// The record's consent per mapped category; only destinations that stamp consent use it (R5).
     pub consent: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Why a `deleted` item is sent when it is not because the row left the model: consent
+    /// withdrawn (R13) or a privacy request. `None` for ordinary changes.
+    pub reason: Option<DeleteReason>,
+}
+
+/// Why Sluice asks a destination to delete a person's data (SPEC §12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteReason {
+    /// The person's consent to a category the destination requires was withdrawn (R13).
+    ConsentWithdrawn,
+    /// A privacy request (`SUPPRESS_WITH_DELETE`, `DELETE_ONLY`).
+    PrivacyRequest,
+}
+
+impl DeleteReason {
+    /// The reason as it appears on the wire (`consent_withdrawn`, `privacy_request`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteReason::ConsentWithdrawn => "consent_withdrawn",
+            DeleteReason::PrivacyRequest => "privacy_request",
+        }
+    }
 }
 
 /// Encodes a JSON value as the `data` of an item.
@@ -53,7 +76,7 @@ pub fn raw(v: &serde_json::Value) -> Box<str> {
 }
 
 impl Item {
-    /// Appends the item's JSON (`{"action", "id", "data"}`) to `out` without re-encoding `data`.
+    /// Appends the item's JSON (`{"action", "id", "data"}`, and `"reason"` when set) to `out` without re-encoding `data`.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"action\":\"");
         out.extend_from_slice(self.action.as_str().as_bytes());
@@ -61,6 +84,11 @@ impl Item {
         serde_json::to_writer(&mut *out, &self.id).expect("in-memory writes do not fail");
         out.extend_from_slice(b",\"data\":");
         out.extend_from_slice(self.data.as_bytes());
+        if let Some(r) = self.reason {
+            out.extend_from_slice(b",\"reason\":\"");
+            out.extend_from_slice(r.as_str().as_bytes());
+            out.push(b'"');
+        }
         out.push(b'}');
     }
 
@@ -73,10 +101,13 @@ impl Item {
 impl Serialize for Item {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("Item", 3)?;
+        let mut st = s.serialize_struct("Item", 3 + usize::from(self.reason.is_some()))?;
         st.serialize_field("action", &self.action)?;
         st.serialize_field("id", &self.id)?;
         st.serialize_field("data", &self.data_value())?;
+        if let Some(r) = self.reason {
+            st.serialize_field("reason", &r)?;
+        }
         st.end()
     }
 }

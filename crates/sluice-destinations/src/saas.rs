@@ -332,7 +332,13 @@ mod tests {
 
     #[test]
     fn items_and_events_become_ops() {
-        let item = |action, id: &str, data: &str| Item { action, id: id.into(), data: data.into(), consent: None };
+        let item = |action, id: &str, data: &str| Item {
+            action,
+            id: id.into(),
+            data: data.into(),
+            consent: None,
+            reason: None,
+        };
         let ops = item_ops(
             &[item(Change::Added, "1", r#"{"email":"a@x","uid":"U1"}"#), item(Change::Deleted, "2", "{}")],
             None,

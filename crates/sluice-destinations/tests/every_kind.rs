@@ -43,6 +43,7 @@ fn items(fake: &dyn VendorFake, ids: &[String]) -> Vec<Item> {
                 id: id.clone(),
                 data: json!({"email": id, "first_name": "Ada", "plan": "pro"}).to_string().into(),
                 consent: None,
+                reason: None,
             }
         })
         .collect()
@@ -158,7 +159,7 @@ fn deleted_records_go_through_the_vendors_delete_call() {
         let ids = new_ids(3, "del");
         let mut d = destination(&*fake, json!({}));
         assert!(d.deliver(&items(&*fake, &ids)).iter().all(|o| o.is_ok()), "{k}");
-        let gone = Item { action: Change::Deleted, id: ids[0].clone(), data: "{}".into(), consent: None };
+        let gone = Item { action: Change::Deleted, id: ids[0].clone(), data: "{}".into(), consent: None, reason: None };
         let out = d.deliver(&[gone]);
         if let Err(e) = &out[0] {
             // a vendor without a delete call for this setup (Google Customer Match by contact

@@ -182,6 +182,7 @@ fn finding_12_a_3xx_is_a_retryable_failure_naming_the_location() {
         id: id.into(),
         data: sluice_destinations::raw(&serde_json::json!({"n": id})),
         consent: None,
+        reason: None,
     };
     let out = sink.deliver(&[item("1"), item("2")]);
     for o in out {
@@ -269,7 +270,8 @@ fn vendor_answers_are_read_with_a_bound_and_never_taken_on_faith() {
     let settings = serde_json::json!({"endpoint": rx.url(), "api_key": "k", "max_attempts": 1, "timeout_secs": 2});
     let ctx = BuildContext { base_dir: ".".into(), mapping_key: format!("users/hostile-{}", rx.url()) };
     let mut sink = BrazeSink::new(BrazeConfig::parse(settings.as_object().unwrap()).unwrap(), &ctx);
-    let item = Item { action: sluice_core::Change::Added, id: "u1".into(), data: "{}".into(), consent: None };
+    let item =
+        Item { action: sluice_core::Change::Added, id: "u1".into(), data: "{}".into(), consent: None, reason: None };
     let t = std::time::Instant::now();
     rx.script([RawAnswer::Endless(head(201, &[("Content-Type", "application/json")]))]);
     let out = sink.deliver(std::slice::from_ref(&item));

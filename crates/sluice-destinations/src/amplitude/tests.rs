@@ -14,7 +14,7 @@ fn sink(fake: &amplitude::AmplitudeFake, extra: serde_json::Value) -> AmplitudeS
 }
 
 fn item(action: Change, id: &str, data: serde_json::Value) -> Item {
-    Item { action, id: id.into(), data: crate::raw(&data), consent: None }
+    Item { action, id: id.into(), data: crate::raw(&data), consent: None, reason: None }
 }
 
 fn ev(seq: i64, body: serde_json::Value) -> Event {

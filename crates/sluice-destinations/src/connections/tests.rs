@@ -18,6 +18,7 @@ fn item(id: &str, consent: Option<serde_json::Value>) -> Item {
         id: id.into(),
         data: crate::raw(&json!({"email": format!("{id}@x")})),
         consent: consent.map(|c| c.as_object().unwrap().clone()),
+        reason: None,
     }
 }
 

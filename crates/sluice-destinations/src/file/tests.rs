@@ -8,7 +8,13 @@ fn appends_json_lines_in_the_item_shape() {
     let ctx = BuildContext { base_dir: dir.path().into(), mapping_key: "m/d".into() };
     let cfg = FileConfig::parse(json!({"path": "out/d.jsonl"}).as_object().unwrap()).unwrap();
     let mut sink = FileSink::new(cfg, &ctx);
-    let item = |id: &str, action| Item { action, id: id.into(), data: crate::raw(&json!({"a": 1})), consent: None };
+    let item = |id: &str, action| Item {
+        action,
+        id: id.into(),
+        data: crate::raw(&json!({"a": 1})),
+        consent: None,
+        reason: None,
+    };
     assert!(sink.deliver(&[item("1", Change::Added)]).iter().all(|r| r.is_ok()));
     assert!(sink.deliver(&[item("1", Change::Updated), item("2", Change::Deleted)]).iter().all(|r| r.is_ok()));
     let text = std::fs::read_to_string(dir.path().join("out/d.jsonl")).unwrap();
@@ -50,7 +56,8 @@ fn paths_stay_inside_the_workspace_folder_and_out_of_state_folders() {
         // a sink refuses to write there: nothing lands outside
         let ctx = BuildContext { base_dir: dir.path().into(), mapping_key: "m/d".into() };
         let cfg = FileConfig::parse(json!({"path": "link/x.jsonl"}).as_object().unwrap()).unwrap();
-        let item = Item { action: Change::Added, id: "1".into(), data: crate::raw(&json!({})), consent: None };
+        let item =
+            Item { action: Change::Added, id: "1".into(), data: crate::raw(&json!({})), consent: None, reason: None };
         assert!(FileSink::new(cfg, &ctx).deliver(&[item])[0].is_err());
         assert!(!outside.path().join("x.jsonl").exists());
     }

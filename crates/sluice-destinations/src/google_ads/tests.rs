@@ -21,7 +21,7 @@ fn sink(fake: &GoogleAdsFake, extra: serde_json::Value) -> GoogleAdsSink {
 }
 
 fn item(action: Change, id: &str, email: &str) -> Item {
-    Item { action, id: id.into(), data: crate::raw(&json!({"email": email})), consent: None }
+    Item { action, id: id.into(), data: crate::raw(&json!({"email": email})), consent: None, reason: None }
 }
 
 fn people(fake: &GoogleAdsFake, emails: &[&str]) -> Vec<Item> {

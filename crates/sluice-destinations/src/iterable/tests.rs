@@ -14,7 +14,7 @@ fn sink(fake: &iterable::IterableFake, extra: serde_json::Value) -> IterableSink
 }
 
 fn item(action: Change, id: &str, data: serde_json::Value) -> Item {
-    Item { action, id: id.into(), data: crate::raw(&data), consent: None }
+    Item { action, id: id.into(), data: crate::raw(&data), consent: None, reason: None }
 }
 
 #[test]

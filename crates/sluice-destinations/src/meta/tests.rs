@@ -26,6 +26,7 @@ fn add(id: &str, email: &str) -> Item {
         id: id.into(),
         data: crate::raw(&json!({"email": email, "name": "N"})),
         consent: None,
+        reason: None,
     }
 }
 
@@ -49,6 +50,7 @@ fn adds_send_extern_id_and_sha256_of_metas_normalised_email() {
         id: "1".into(),
         data: crate::raw(&json!({"email": " Ann@X.com ", "phone": "+1 (415) 555-0100", "name": "not sent"})),
         consent: None,
+        reason: None,
     };
     assert!(s.deliver(&[it])[0].is_ok());
     assert_eq!(fake.held(), vec!["1"]);
@@ -89,7 +91,8 @@ fn deletes_remove_by_extern_id() {
     let fake = MetaFake::start();
     let mut s = sink(&fake, json!({}));
     assert!(s.deliver(&people(&fake, 2)).iter().all(|o| o.is_ok()));
-    let del = Item { action: Change::Deleted, id: "1".into(), data: crate::raw(&json!({})), consent: None };
+    let del =
+        Item { action: Change::Deleted, id: "1".into(), data: crate::raw(&json!({})), consent: None, reason: None };
     assert!(s.deliver(&[del])[0].is_ok());
     assert_eq!(fake.deleted(), vec!["1"]);
     assert_eq!(fake.held(), vec!["0"]);

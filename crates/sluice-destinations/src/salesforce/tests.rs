@@ -21,7 +21,7 @@ fn sink(fake: &SalesforceFake, extra: serde_json::Value) -> SalesforceSink {
 }
 
 fn item(action: Change, id: &str, data: serde_json::Value) -> Item {
-    Item { action, id: id.into(), data: crate::raw(&data), consent: None }
+    Item { action, id: id.into(), data: crate::raw(&data), consent: None, reason: None }
 }
 
 fn people(n: usize) -> Vec<Item> {

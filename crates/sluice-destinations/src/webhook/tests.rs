@@ -20,6 +20,7 @@ fn items(ids: &[&str]) -> Vec<Item> {
             id: id.to_string(),
             data: crate::raw(&json!({"email": format!("{id}@x")})),
             consent: None,
+            reason: None,
         })
         .collect()
 }

@@ -216,7 +216,7 @@ impl MappingRun {
             return Ok(());
         }
         let data = payloads.encode(self.setup.projection, values, raw);
-        let item = Item { action: change, id: id.to_string(), data, consent };
+        let item = Item { action: change, id: id.to_string(), data, consent, reason: None };
         self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry })
     }
 
@@ -376,6 +376,7 @@ impl MappingRun {
                         id: self.setup.order.id(&e.id),
                         data: sluice_destinations::raw(&Value::Object(Map::new())),
                         consent: None,
+                        reason: None,
                     };
                     self.queue(store, item, InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e) })?;
                 }
