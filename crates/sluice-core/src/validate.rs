@@ -324,7 +324,10 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                 None
             };
             if let Some(why) = why {
-                err(format!("{at}.on_withdrawal"), format!("`delete` is not possible: a {} destination {why} (R13)", k.name));
+                err(
+                    format!("{at}.on_withdrawal"),
+                    format!("`delete` is not possible: a {} destination {why} (R13)", k.name),
+                );
             }
         }
     }
@@ -419,7 +422,10 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
             }
             if let Some(Some(k)) = dest_kind(&mp.destination) {
                 if mp.on_withdrawal == OnWithdrawal::Delete && !k.changes.contains(&Change::Deleted) {
-                    err(format!("{mat}.on_withdrawal"), format!("`delete` is not possible: a {} destination has no delete call (R13)", k.name));
+                    err(
+                        format!("{mat}.on_withdrawal"),
+                        format!("`delete` is not possible: a {} destination has no delete call (R13)", k.name),
+                    );
                 }
                 for change in mp.on.iter().filter(|c| !k.changes.contains(c)) {
                     warnings.push(format!(
