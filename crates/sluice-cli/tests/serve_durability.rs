@@ -196,6 +196,18 @@ consent_categories: [{{id: C0004, name: Advertising, destinations: [crm]}}]
     // the identify (queued before it) was delivered first
     let items = rx.items("/crm");
     assert_eq!(items[0]["messageId"], "i9", "{items:?}");
+    // its own outcome in `sluice stream-overview` (the worker records it right after the 2xx)
+    let t = Instant::now();
+    loop {
+        let out = common::sluice(dir.path(), &["stream-overview", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["destinations"]["crm"]["deleted_on_withdrawal"] == 1 {
+            assert_eq!(v["destinations"]["crm"]["withdrawal_deletes_queued"], 1, "{v}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     server.kill().unwrap();
     server.wait().unwrap();
 }
