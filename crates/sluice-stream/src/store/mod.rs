@@ -253,6 +253,23 @@ pub fn add_stat(conn: &Connection, minute: i64, dest: &str, stat: Stat, category
     .map_err(wrap(conn))
 }
 
+/// Adds `n` events of `source` dropped at ingest as suppressed (a privacy request) to a minute.
+pub fn add_dropped_suppressed(conn: &Connection, minute: i64, source: &str, n: u64) -> Result<()> {
+    conn.prepare_cached(
+        "insert into privacy_drops (minute, source, n) values (?1, ?2, ?3)
+         on conflict (minute, source) do update set n = n + excluded.n",
+    )
+    .and_then(|mut st| st.execute(params![minute, source, n as i64]))
+    .map(|_| ())
+    .map_err(wrap(conn))
+}
+
+/// Events dropped at ingest as suppressed since `since_minute` (unix minutes), in total.
+pub fn dropped_suppressed(conn: &Connection, since_minute: i64) -> Result<i64> {
+    query_row(conn, "select coalesce(sum(n), 0) from privacy_drops where minute >= ?1", [since_minute], |r| r.get(0))
+        .map_err(wrap(conn))
+}
+
 /// Delivery statistics per destination since `since_minute` (unix minutes).
 pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
     let mut stmt = conn
@@ -308,6 +325,34 @@ pub fn profile_of(conn: &Connection, ident: &str) -> Result<Option<sluice_core::
     let data: Option<String> =
         conn.query_row("select data from profiles where id = ?1", [id], |r| r.get(0)).optional().map_err(wrap(conn))?;
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
+}
+
+/// The other identifiers (`userId`s and `anonymousId`s, without their kind) of the profiles
+/// `idents` belong to, joined by identify or alias; sorted, without `idents` themselves. A
+/// profile links at most [`profiles::MAX_IDENTIFIERS`], so this is bounded per id.
+pub fn joined_identifiers(conn: &Connection, idents: &[String]) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "select j.ident from identities i join identities j on j.profile = i.profile where i.ident in (?1, ?2)",
+        )
+        .map_err(wrap(conn))?;
+    let mut out = std::collections::BTreeSet::new();
+    for id in idents {
+        let rows = stmt
+            .query_map(params![format!("u:{id}"), format!("a:{id}")], |r| r.get::<_, String>(0))
+            .map_err(wrap(conn))?;
+        for r in rows {
+            let joined = r.map_err(wrap(conn))?;
+            let bare = joined.get(2..).unwrap_or_default().to_string();
+            if !bare.is_empty() {
+                out.insert(bare);
+            }
+        }
+    }
+    for id in idents {
+        out.remove(id);
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// An event a destination refused for good, and why.
