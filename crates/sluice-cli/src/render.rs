@@ -73,6 +73,9 @@ pub fn run_report(r: &RunReport, ws: &Workspace) {
     outln!("{t}");
     for m in &r.mappings {
         outln!("  {}: {}", m.destination, m.consent_rule);
+        if m.withheld_by_privacy_request > 0 {
+            outln!("    withheld by privacy requests (suppressed ids): {}", m.withheld_by_privacy_request);
+        }
         for s in m.failure_samples.permanent.iter().chain(&m.failure_samples.retryable).take(3) {
             outln!("    failed {} {}: {}", s.action, s.id, s.error);
         }
