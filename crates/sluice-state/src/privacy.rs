@@ -145,8 +145,9 @@ pub struct NewRegulation {
     pub subject_type: String,
     /// The ids named (checked by [`check_subject_ids`]).
     pub subject_ids: Vec<String>,
-    /// Further identifiers of the same people found in their profiles (joined by identify or
-    /// alias); suppressed and deleted with the subjects.
+    /// The identifiers of the people's profiles in the event log (joined by identify or alias;
+    /// the subjects too, when the log knows them): suppressed with the subjects, and what
+    /// streaming destinations are asked to delete.
     pub joined_ids: Vec<String>,
     /// Each destination's first status (deletes only; empty otherwise).
     pub destinations: Vec<(String, DeleteStatus, Option<String>)>,
@@ -188,7 +189,7 @@ pub struct Regulation {
     /// The ids named.
     #[serde(rename = "subjectIds")]
     pub subject_ids: Vec<String>,
-    /// Identifiers of the same people found in their profiles.
+    /// The identifiers of the people's profiles in the event log (the subjects too, when seen).
     #[serde(rename = "joinedIds")]
     pub joined_ids: Vec<String>,
     /// Who asked.

@@ -327,8 +327,9 @@ pub fn profile_of(conn: &Connection, ident: &str) -> Result<Option<sluice_core::
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
 }
 
-/// The other identifiers (`userId`s and `anonymousId`s, without their kind) of the profiles
-/// `idents` belong to, joined by identify or alias; sorted, without `idents` themselves. A
+/// Every identifier (`userId`s and `anonymousId`s, without their kind) of the profiles `idents`
+/// belong to, joined by identify or alias, `idents` themselves included when the log knows
+/// them; sorted (empty when none of them was ever seen). A
 /// profile links at most [`profiles::MAX_IDENTIFIERS`], so this is bounded per id.
 pub fn joined_identifiers(conn: &Connection, idents: &[String]) -> Result<Vec<String>> {
     let mut stmt = conn
@@ -348,9 +349,6 @@ pub fn joined_identifiers(conn: &Connection, idents: &[String]) -> Result<Vec<St
                 out.insert(bare);
             }
         }
-    }
-    for id in idents {
-        out.remove(id);
     }
     Ok(out.into_iter().collect())
 }
