@@ -227,3 +227,31 @@ fn a_delete_reaches_the_streaming_webhook_with_its_reason_and_a_kind_without_del
     );
     assert!(s.rx.items("/seg").is_empty(), "nothing is sent to a kind without a delete call");
 }
+
+#[test]
+fn running_deletes_left_by_a_previous_server_resume_at_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    // a delete a server accepted and did not finish before it stopped
+    let id = sluice_state::StateStore::open(&dir.path().join(".sluice"))
+        .unwrap()
+        .create_regulation(&sluice_state::NewRegulation {
+            kind: sluice_state::RegulationType::DeleteOnly,
+            subject_type: "USER_ID".into(),
+            subject_ids: vec!["u7".into()],
+            joined_ids: vec!["u7".into()],
+            destinations: vec![("hook".into(), sluice_state::DeleteStatus::Running, None)],
+            created_by: "token:olivia".into(),
+        })
+        .unwrap()
+        .id;
+    let s = start_in(dir, "", &format!("destinations:\n{}", hook("hook", "Hook")));
+    wait_until("the resumed delete", || {
+        s.rx.items("/hook").iter().any(|i| i["action"] == "deleted" && i["id"] == "u7" && i["reason"] == "privacy_request")
+    });
+    let (_, b) = call(&s, "GET", &format!("/api/v1/regulations/{id}"), Some(&s.token), None);
+    wait_until("FINISHED", || {
+        let (_, b) = call(&s, "GET", &format!("/api/v1/regulations/{id}"), Some(&s.token), None);
+        b["data"]["regulation"]["overallStatus"] == "FINISHED"
+    });
+    assert_eq!(b["data"]["regulation"]["createdBy"], "token:olivia");
+}
