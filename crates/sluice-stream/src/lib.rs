@@ -19,6 +19,7 @@
 
 pub mod delivery;
 pub mod metrics;
+pub mod person_delete;
 pub mod privacy;
 pub mod store;
 pub mod writer;

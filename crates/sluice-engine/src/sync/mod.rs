@@ -207,6 +207,7 @@ fn prepare(
             stamp,
             projection,
             on,
+            on_withdrawal: mp.on_withdrawal,
             sink,
             limits,
             order,
