@@ -8,13 +8,17 @@
 //!   record id; once deleted, the checkpoint no longer holds it.
 //! - Streaming (kinds that take events): every identifier of the person's profile the event log
 //!   knows (found when the request was made). Whether a past event reached the destination is
-//!   not kept after retention, so the delete is sent whenever the person has a profile: a delete
-//!   of someone the destination never got is harmless, a missed one is not.
+//!   not kept after retention, so the delete is asked whenever the person has a profile: a
+//!   delete of someone the destination never got is harmless, a missed one is not. It goes
+//!   through R13's durable path (`sluice_stream::person_delete`, queued by the edge when the
+//!   request is made, delivered by the destination's streaming worker in log order, retried
+//!   until it lands); here the destination is `FINISHED` only once that entry is delivered
+//!   (`stream_done`), and waits for it without a bound (the worker never drops it).
 
 use crate::Workspace;
 use sluice_core::{Change, WorkspaceFile};
 use sluice_destinations::{BuildContext, DeleteReason, Item};
-use sluice_state::{CheckpointWrite, DeleteStatus, Regulation, RegulationType, StateStore};
+use sluice_state::{CheckpointWrite, DeleteStatus, PlannedDelete, Regulation, RegulationType, StateStore};
 use sluice_warehouse::IdOrder;
 use std::time::Duration;
 
@@ -35,22 +39,44 @@ impl Default for DeleteOptions {
 
 /// Each destination's first status for a request of `kind`: `RUNNING` where the kind has a
 /// delete call, `NOT_SUPPORTED` (with why) where it has none; nothing unless the request deletes.
-pub fn plan(ws: &WorkspaceFile, kind: RegulationType) -> Vec<(String, DeleteStatus, Option<String>)> {
+pub fn plan(ws: &WorkspaceFile, kind: RegulationType) -> Vec<PlannedDelete> {
     if !kind.deletes() {
         return vec![];
     }
     ws.destinations
         .iter()
         .map(|d| match sluice_destinations::registry::info(&d.kind) {
-            Some(k) if k.changes.contains(&Change::Deleted) => (d.id.clone(), DeleteStatus::Running, None),
-            _ => (
-                d.id.clone(),
-                DeleteStatus::NotSupported,
-                Some(format!("destination kind `{}` has no delete call", d.kind)),
-            ),
+            Some(k) if k.changes.contains(&Change::Deleted) => {
+                PlannedDelete { id: d.id.clone(), status: DeleteStatus::Running, error: None, stream_seq: None }
+            }
+            _ => PlannedDelete {
+                id: d.id.clone(),
+                status: DeleteStatus::NotSupported,
+                error: Some(format!("destination kind `{}` has no delete call", d.kind)),
+                stream_seq: None,
+            },
         })
         .collect()
 }
+
+/// The destinations of `planned` whose streaming worker should delete the person (running,
+/// enabled, a kind that takes events): where the edge queues R13's person-delete.
+pub fn streaming_targets<'a>(ws: &WorkspaceFile, planned: &'a [PlannedDelete]) -> Vec<&'a str> {
+    planned
+        .iter()
+        .filter(|p| p.status == DeleteStatus::Running)
+        .filter(|p| {
+            ws.destinations.iter().any(|d| {
+                d.id == p.id && d.enabled && sluice_destinations::registry::info(&d.kind).is_some_and(|k| k.events)
+            })
+        })
+        .map(|p| p.id.as_str())
+        .collect()
+}
+
+/// Whether a destination's worker delivered the event log entry `seq` (a streaming
+/// person-delete); the caller reads `stream.db`, which this crate does not.
+pub type StreamDone<'a> = &'a dyn Fn(&str, i64) -> bool;
 
 /// The outcome of one attempt at one destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,11 +102,16 @@ fn now_ms() -> i64 {
 
 /// Runs every delete due now (a `RUNNING` destination whose next attempt has come), one attempt
 /// each, and records the outcomes.
-pub fn run_due(store: &mut StateStore, ws: &Workspace, options: DeleteOptions) -> Result<Vec<Attempt>> {
+pub fn run_due(
+    store: &mut StateStore,
+    ws: &Workspace,
+    options: DeleteOptions,
+    stream_done: StreamDone<'_>,
+) -> Result<Vec<Attempt>> {
     let mut out = Vec::new();
     for (reg_id, dest) in store.due_deletes(now_ms())? {
         let Some(reg) = store.regulation(&reg_id)? else { continue };
-        out.push(attempt(store, ws, &reg, &dest, options)?);
+        out.push(attempt(store, ws, &reg, &dest, options, stream_done)?);
     }
     Ok(out)
 }
@@ -92,10 +123,22 @@ pub fn attempt(
     reg: &Regulation,
     dest_id: &str,
     options: DeleteOptions,
+    stream_done: StreamDone<'_>,
 ) -> Result<Attempt> {
-    let attempts = reg.destinations.iter().find(|d| d.id == dest_id).map(|d| d.attempts).unwrap_or(0);
+    let part = reg.destinations.iter().find(|d| d.id == dest_id);
+    let attempts = part.map(|d| d.attempts).unwrap_or(0);
+    let stream_seq = part.and_then(|d| d.stream_seq);
+    let mut wait = Duration::from_secs(1u64 << attempts.clamp(0, 16)).min(options.max_backoff);
     let (status, deleted, error) = match send(store, ws, reg, dest_id)? {
-        Sent::Done(n) => (DeleteStatus::Finished, n, None),
+        Sent::Done(n) => match stream_seq {
+            Some(seq) if !stream_done(dest_id, seq) => {
+                // R13's worker delivers it, retrying until it lands: look again soon, no bound
+                wait = Duration::from_secs(1);
+                let why = format!("the streaming delete (event log entry {seq}) waits for the destination's worker");
+                (DeleteStatus::Running, n, Some(why))
+            }
+            _ => (DeleteStatus::Finished, n, None),
+        },
         Sent::Refused(n, why) => (DeleteStatus::Failed, n, Some(why)),
         Sent::Retry(n, why) => {
             let age = chrono::DateTime::parse_from_rfc3339(&reg.created_at)
@@ -109,7 +152,6 @@ pub fn attempt(
             }
         }
     };
-    let wait = Duration::from_secs(1u64 << attempts.clamp(0, 16)).min(options.max_backoff);
     let next_at = now_ms() + i64::try_from(wait.as_millis()).unwrap_or(i64::MAX / 2);
     store.set_delete_status(&reg.id, dest_id, status, error.as_deref(), next_at)?;
     tracing::info!(regulation = %reg.id, destination = dest_id, status = status.as_str(), deleted,
@@ -148,12 +190,9 @@ fn send(store: &mut StateStore, ws: &Workspace, reg: &Regulation, dest_id: &str)
     let Some(dest) = ws.file.destinations.iter().find(|d| d.id == dest_id) else {
         return Ok(Sent::Refused(0, format!("destination `{dest_id}` is no longer in the workspace")));
     };
+    // Reverse ETL's part; the streaming part is R13's person-delete in the event log
     let held = held_records(store, &ws.file, reg, dest_id)?;
-    let streams = sluice_destinations::registry::info(&dest.kind).is_some_and(|k| k.events);
     let mut ids: Vec<String> = held.iter().map(|h| h.2.clone()).collect();
-    if streams {
-        ids.extend(reg.joined_ids.iter().cloned());
-    }
     ids.sort();
     ids.dedup();
     if ids.is_empty() {

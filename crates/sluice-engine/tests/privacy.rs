@@ -27,6 +27,7 @@ models:
 fn request(env: &mut Env, ws: &sluice_engine::Workspace, kind: RegulationType, ids: &[&str]) -> String {
     env.store
         .create_regulation(&NewRegulation {
+            id: sluice_state::privacy::new_regulation_id(),
             kind,
             subject_type: "USER_ID".into(),
             subject_ids: ids.iter().map(|s| s.to_string()).collect(),
@@ -71,7 +72,7 @@ fn a_delete_reaches_each_destination_that_holds_the_person_and_frees_the_checkpo
     env.rx.clear();
     // 3 is held by crm only (ads never got it: consent refused)
     let reg = request(&mut env, &ws, RegulationType::SuppressWithDelete, &["3"]);
-    let attempts = privacy::run_due(&mut env.store, &ws, DeleteOptions::default()).unwrap();
+    let attempts = privacy::run_due(&mut env.store, &ws, DeleteOptions::default(), &|_, _| true).unwrap();
     assert_eq!(attempts.len(), 2, "ads and crm; seg is not supported: {attempts:?}");
     let items = env.rx.items("/crm");
     assert_eq!(items.len(), 1, "{items:?}");
@@ -92,7 +93,7 @@ fn a_delete_reaches_each_destination_that_holds_the_person_and_frees_the_checkpo
     assert_eq!(mapping(&r, "crm").withheld_by_privacy_request, 1);
     assert!(env.ids("/crm", "added").is_empty());
     // nothing more is due
-    assert!(privacy::run_due(&mut env.store, &ws, DeleteOptions::default()).unwrap().is_empty());
+    assert!(privacy::run_due(&mut env.store, &ws, DeleteOptions::default(), &|_, _| true).unwrap().is_empty());
 }
 
 #[test]
@@ -103,15 +104,15 @@ fn a_destination_that_is_down_stays_running_until_it_is_up_or_fails_after_the_bo
     env.rx.clear();
     env.rx.set_default(503);
     let reg = request(&mut env, &ws, RegulationType::DeleteOnly, &["1"]);
-    let a = privacy::run_due(&mut env.store, &ws, DeleteOptions::default()).unwrap();
+    let a = privacy::run_due(&mut env.store, &ws, DeleteOptions::default(), &|_, _| true).unwrap();
     assert!(a.iter().all(|a| a.status == DeleteStatus::Running && a.error.as_deref().unwrap().contains("503")), "{a:?}");
     let r = env.store.regulation(&reg).unwrap().unwrap();
     assert_eq!(r.overall, DeleteStatus::Running);
     // not due again before its backoff
-    assert!(privacy::run_due(&mut env.store, &ws, DeleteOptions::default()).unwrap().is_empty());
+    assert!(privacy::run_due(&mut env.store, &ws, DeleteOptions::default(), &|_, _| true).unwrap().is_empty());
     env.rx.set_default(200);
     std::thread::sleep(Duration::from_millis(1100));
-    let a = privacy::run_due(&mut env.store, &ws, DeleteOptions::default()).unwrap();
+    let a = privacy::run_due(&mut env.store, &ws, DeleteOptions::default(), &|_, _| true).unwrap();
     assert!(a.iter().all(|a| a.status == DeleteStatus::Finished), "{a:?}");
     assert_eq!(value_ids(&env.rx.items("/crm")), ids(&["1"]));
     assert_eq!(value_ids(&env.rx.items("/ads")), ids(&["1"]));
@@ -123,7 +124,7 @@ fn a_destination_that_is_down_stays_running_until_it_is_up_or_fails_after_the_bo
     env.rx.set_default(503);
     let reg = request(&mut env, &ws, RegulationType::DeleteOnly, &["2"]);
     let bound = DeleteOptions { give_up_after: Duration::ZERO, ..Default::default() };
-    let a = privacy::run_due(&mut env.store, &ws, bound).unwrap();
+    let a = privacy::run_due(&mut env.store, &ws, bound, &|_, _| true).unwrap();
     assert!(a.iter().all(|a| a.status == DeleteStatus::Failed), "{a:?}");
     let r = env.store.regulation(&reg).unwrap().unwrap();
     assert_eq!(r.overall, DeleteStatus::Failed);

@@ -52,13 +52,15 @@ pub fn supervise_deletes(
 ) {
     keep_alive("privacy-deletes", &stop, &metrics, Backoff::default(), || {
         let mut store = StateStore::open(&state_dir).map_err(|e| format!("cannot open the state store: {e}"))?;
+        let log = sluice_stream::store::open(&state_dir).map_err(|e| format!("cannot open the event log: {e}"))?;
+        let stream_done = |dest: &str, seq: i64| sluice_stream::store::delivered_past(&log, dest, seq).unwrap_or(false);
         while !stop.load(Ordering::Relaxed) {
             let ws = sluice_engine::Workspace {
                 file: (*live.load_full()).clone(),
                 base_dir: base_dir.clone(),
                 warnings: vec![],
             };
-            if let Err(e) = sluice_engine::privacy::run_due(&mut store, &ws, DeleteOptions::default()) {
+            if let Err(e) = sluice_engine::privacy::run_due(&mut store, &ws, DeleteOptions::default(), &stream_done) {
                 tracing::error!(error = %e, "privacy request deletes could not run; retried");
             }
             sleep_unless(&stop, DELETES_EVERY);

@@ -231,15 +231,32 @@ fn a_delete_reaches_the_streaming_webhook_with_its_reason_and_a_kind_without_del
 #[test]
 fn running_deletes_left_by_a_previous_server_resume_at_startup() {
     let dir = tempfile::tempdir().unwrap();
-    // a delete a server accepted and did not finish before it stopped
-    let id = sluice_state::StateStore::open(&dir.path().join(".sluice"))
+    // a delete a server accepted and did not finish before it stopped: its streaming part
+    // queued in the event log (R13's durable path), the request RUNNING in state.db
+    let state = dir.path().join(".sluice");
+    let mut log = sluice_server::store::open(&state).unwrap();
+    let tx = log.transaction().unwrap();
+    let req = sluice_stream::person_delete::PersonDelete::new(
+        ["u7".to_string()],
+        [],
+        sluice_destinations::DeleteReason::PrivacyRequest,
+    );
+    let seq = sluice_stream::person_delete::enqueue(&tx, &["hook"], &req, "2026-01-01T00:00:00.000Z").unwrap();
+    tx.commit().unwrap();
+    let id = sluice_state::StateStore::open(&state)
         .unwrap()
         .create_regulation(&sluice_state::NewRegulation {
+            id: sluice_state::privacy::new_regulation_id(),
             kind: sluice_state::RegulationType::DeleteOnly,
             subject_type: "USER_ID".into(),
             subject_ids: vec!["u7".into()],
             joined_ids: vec!["u7".into()],
-            destinations: vec![("hook".into(), sluice_state::DeleteStatus::Running, None)],
+            destinations: vec![sluice_state::PlannedDelete {
+                id: "hook".into(),
+                status: sluice_state::DeleteStatus::Running,
+                error: None,
+                stream_seq: seq,
+            }],
             created_by: "token:olivia".into(),
         })
         .unwrap()

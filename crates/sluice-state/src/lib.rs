@@ -11,7 +11,7 @@ mod tokens;
 
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
-pub use privacy::{DeleteStatus, DestinationStatus, NewRegulation, Regulation, RegulationType};
+pub use privacy::{DeleteStatus, DestinationStatus, NewRegulation, PlannedDelete, Regulation, RegulationType};
 pub use runs::{RunRow, RunStatus, UsageRow};
 pub use secrets::{SecretBox, SecretError};
 pub use tokens::{Role, TokenInfo, TokenRow};
@@ -144,6 +144,7 @@ create table if not exists regulation_destinations (
     next_at integer not null default 0,
     error text,
     finished_at text,
+    stream_seq integer,
     primary key (regulation, destination)
 ) without rowid;
 create index if not exists regulation_destinations_running on regulation_destinations (next_at)

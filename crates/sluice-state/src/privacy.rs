@@ -136,9 +136,31 @@ pub fn check_subject_ids(ids: &[String]) -> std::result::Result<Vec<String>, Sub
     Ok(out)
 }
 
+/// A destination's part of a new request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDelete {
+    /// Destination id.
+    pub id: String,
+    /// `RUNNING`, or `NOT_SUPPORTED` where the kind has no delete call.
+    pub status: DeleteStatus,
+    /// Why it is not supported.
+    pub error: Option<String>,
+    /// The event log entry (`stream.db` seq) of its streaming person-delete, when one was queued
+    /// (R13's durable path, `sluice_stream::person_delete`): done once its cursor passes it.
+    pub stream_seq: Option<i64>,
+}
+
+/// A new request id (`reg_` and 24 hex digits).
+pub fn new_regulation_id() -> String {
+    new_id()
+}
+
 /// A request to store.
 #[derive(Debug, Clone)]
 pub struct NewRegulation {
+    /// Its id ([`new_regulation_id`]; chosen first, so a streaming delete queued before the
+    /// request is stored names it).
+    pub id: String,
     /// What it asks for.
     pub kind: RegulationType,
     /// `USER_ID` or `ANONYMOUS_ID` (as given; an id is matched as either).
@@ -150,7 +172,7 @@ pub struct NewRegulation {
     /// streaming destinations are asked to delete.
     pub joined_ids: Vec<String>,
     /// Each destination's first status (deletes only; empty otherwise).
-    pub destinations: Vec<(String, DeleteStatus, Option<String>)>,
+    pub destinations: Vec<PlannedDelete>,
     /// Who asks (`token:NAME`, `cli:USER`, `ui:NAME`).
     pub created_by: String,
 }
@@ -173,6 +195,9 @@ pub struct DestinationStatus {
     /// Unix milliseconds of the next attempt (while running).
     #[serde(skip)]
     pub next_at: i64,
+    /// The event log entry of its streaming person-delete (see [`PlannedDelete::stream_seq`]).
+    #[serde(skip)]
+    pub stream_seq: Option<i64>,
 }
 
 /// A stored request with its status.
@@ -242,7 +267,7 @@ impl StateStore {
     pub fn create_regulation(&mut self, new: &NewRegulation) -> Result<Regulation> {
         let path = self.path.display().to_string();
         let wrap = |source| StateError::Db { path: path.clone(), source };
-        let id = new_id();
+        let id = new.id.clone();
         let at = self.wrap(now(&self.conn))?;
         let tx = self.conn.transaction().map_err(wrap)?;
         tx.execute(
@@ -275,12 +300,12 @@ impl StateStore {
             }
         }
         if new.kind.deletes() {
-            for (dest, status, error) in &new.destinations {
-                let finished = (*status != DeleteStatus::Running).then(|| at.clone());
+            for d in &new.destinations {
+                let finished = (d.status != DeleteStatus::Running).then(|| at.clone());
                 tx.execute(
-                    "insert into regulation_destinations (regulation, destination, status, error, finished_at)
-                     values (?1, ?2, ?3, ?4, ?5)",
-                    params![id, dest, status.as_str(), error, finished],
+                    "insert into regulation_destinations (regulation, destination, status, error, finished_at, stream_seq)
+                     values (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![id, d.id, d.status.as_str(), d.error, finished, d.stream_seq],
                 )
                 .map_err(wrap)?;
             }
@@ -342,7 +367,7 @@ impl StateStore {
 
     fn regulation_destinations(&self, id: &str) -> Result<Vec<DestinationStatus>> {
         let mut stmt = self.wrap(self.conn.prepare_cached(
-            "select destination, status, attempts, error, finished_at, next_at from regulation_destinations
+            "select destination, status, attempts, error, finished_at, next_at, stream_seq from regulation_destinations
              where regulation = ?1 order by destination",
         ))?;
         let rows = self.wrap(stmt.query_map([id], |r| {
@@ -353,6 +378,7 @@ impl StateStore {
                 error: r.get(3)?,
                 finished_at: r.get(4)?,
                 next_at: r.get(5)?,
+                stream_seq: r.get(6)?,
             })
         }))?;
         rows.map(|r| self.wrap(r)).collect()
@@ -447,13 +473,19 @@ mod tests {
 
     fn new(kind: RegulationType, ids: &[&str]) -> NewRegulation {
         NewRegulation {
+            id: new_regulation_id(),
             kind,
             subject_type: "USER_ID".into(),
             subject_ids: ids.iter().map(|s| s.to_string()).collect(),
             joined_ids: vec!["anon-1".into()],
             destinations: vec![
-                ("hook".into(), DeleteStatus::Running, None),
-                ("tracking".into(), DeleteStatus::NotSupported, Some("no delete call".into())),
+                PlannedDelete { id: "hook".into(), status: DeleteStatus::Running, error: None, stream_seq: Some(7) },
+                PlannedDelete {
+                    id: "tracking".into(),
+                    status: DeleteStatus::NotSupported,
+                    error: Some("no delete call".into()),
+                    stream_seq: None,
+                },
             ],
             created_by: "cli:me".into(),
         }
@@ -475,6 +507,7 @@ mod tests {
         assert_eq!(r2.destinations[0].attempts, 1);
         assert!(r2.destinations[0].finished_at.is_some());
         assert_eq!(r2.destinations[1].status, DeleteStatus::NotSupported);
+        assert_eq!(r2.destinations[0].stream_seq, Some(7));
         let audit = s.audit_log(5).unwrap();
         assert_eq!((audit[0].kind.as_str(), audit[0].entity.as_str()), ("privacy_request", r.id.as_str()));
         let u = s.create_regulation(&new(RegulationType::Unsuppress, &["u1"])).unwrap();

@@ -72,6 +72,7 @@ mod tests {
         assert!(!s.refresh(&store).unwrap() && s.is_empty());
         store
             .create_regulation(&sluice_state::NewRegulation {
+                id: sluice_state::privacy::new_regulation_id(),
                 kind: sluice_state::RegulationType::SuppressOnly,
                 subject_type: "USER_ID".into(),
                 subject_ids: vec!["u1".into()],

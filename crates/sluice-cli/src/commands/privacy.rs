@@ -58,13 +58,15 @@ pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
             outln!("  suppressed: new events are dropped at ingest and records withheld in Reverse ETL");
         }
     }
+    let log = sluice_stream::store::open(state)?;
+    let stream_done = |dest: &str, seq: i64| sluice_stream::store::delivered_past(&log, dest, seq).unwrap_or(false);
     let deadline = Instant::now() + req.wait;
     while reg.overall == DeleteStatus::Running && Instant::now() < deadline {
         let now = chrono::Utc::now().timestamp_millis();
         let mut waited = true;
         for d in reg.destinations.iter().filter(|d| d.status == DeleteStatus::Running && d.next_at <= now) {
             waited = false;
-            let a = sluice_engine::privacy::attempt(&mut store, &ws, &reg, &d.id, DeleteOptions::default())?;
+            let a = sluice_engine::privacy::attempt(&mut store, &ws, &reg, &d.id, DeleteOptions::default(), &stream_done)?;
             let why = a.error.map(|e| format!(" ({e})")).unwrap_or_default();
             eprintln!("  {}: {} deleted, {}{why}", a.destination, a.deleted, a.status.as_str());
         }
@@ -75,7 +77,10 @@ pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
     }
     show(&reg, req.json);
     if reg.overall == DeleteStatus::Running && !req.json {
-        outln!("Deletes still running: `sluice serve` retries them; see `sluice privacy status {}`.", reg.id);
+        outln!(
+            "Deletes still running: `sluice serve` retries them (and delivers the streaming deletes); see `sluice privacy status {}`.",
+            reg.id
+        );
     }
     Ok(code(&reg))
 }

@@ -100,17 +100,37 @@ pub fn submit(
         };
         ApiError::new(status, "invalid_body", format!("`{}` {}", e.field, e.message), Some(&e.field))
     })?;
-    let joined_ids = {
-        let conn = sluice_stream::store::open(state_dir).map_err(ApiError::internal)?;
-        sluice_stream::store::joined_identifiers(&conn, &subject_ids).map_err(ApiError::internal)?
-    };
+    let id = privacy::new_regulation_id();
+    let mut conn = sluice_stream::store::open(state_dir).map_err(ApiError::internal)?;
+    let profile = sluice_stream::store::profile_identifiers(&conn, &subject_ids).map_err(ApiError::internal)?;
+    let mut destinations = sluice_engine::privacy::plan(ws, kind);
+    // streaming destinations: R13's durable person-delete, queued before the request is stored
+    // (a crash in between leaves a delete the owner asked for, never a request without it)
+    let targets = sluice_engine::privacy::streaming_targets(ws, &destinations);
+    if !profile.is_empty() && !targets.is_empty() {
+        let mut req = sluice_stream::person_delete::PersonDelete::new(
+            profile.user_ids.clone(),
+            profile.anonymous_ids.clone(),
+            sluice_destinations::DeleteReason::PrivacyRequest,
+        );
+        req.origin = id.clone();
+        let tx = conn.transaction().map_err(ApiError::internal)?;
+        let now = sluice_stream::rfc3339(chrono::Utc::now());
+        let seq = sluice_stream::person_delete::enqueue(&tx, &targets, &req, &now).map_err(ApiError::internal)?;
+        tx.commit().map_err(ApiError::internal)?;
+        let targets: Vec<String> = targets.into_iter().map(String::from).collect();
+        for d in destinations.iter_mut().filter(|d| targets.contains(&d.id)) {
+            d.stream_seq = seq;
+        }
+    }
     let mut store = StateStore::open(state_dir).map_err(ApiError::internal)?;
     let new = NewRegulation {
+        id,
         kind,
         subject_type: body.subject_type.clone(),
-        destinations: sluice_engine::privacy::plan(ws, kind),
+        destinations,
         subject_ids,
-        joined_ids,
+        joined_ids: profile.all(),
         created_by,
     };
     store.create_regulation(&new).map_err(ApiError::internal)
