@@ -30,8 +30,9 @@ models:
 }
 
 fn json_of(out: &std::process::Output) -> Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {} / {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {} / {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    })
 }
 
 #[test]
@@ -49,7 +50,11 @@ fn suppress_withholds_records_delete_reaches_the_webhook_and_errors_are_clear() 
     // withheld in Reverse ETL under its own key; the contract's keys keep their meaning
     let out = sluice(d, &["sync", "people", "--json"]);
     let m = &json_of(&out)["mappings"][0];
-    assert_eq!((m["withheld_by_privacy_request"].as_u64(), m["withheld_by_consent"].as_u64()), (Some(1), Some(0)), "{m}");
+    assert_eq!(
+        (m["withheld_by_privacy_request"].as_u64(), m["withheld_by_consent"].as_u64()),
+        (Some(1), Some(0)),
+        "{m}"
+    );
 
     // delete: foreground, per-destination table in JSON, the webhook gets the ITEM with its reason
     let out = sluice(d, &["privacy", "delete", "u1", "--json"]);
@@ -64,7 +69,10 @@ fn suppress_withholds_records_delete_reaches_the_webhook_and_errors_are_clear() 
         .collect();
     assert_eq!(status, vec![("crm".into(), "FINISHED".into()), ("seg".into(), "NOT_SUPPORTED".into())]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("crm: 1 deleted, FINISHED"), "progress lines on stderr");
-    assert_eq!(rx.items("/crm"), vec![json!({"action": "deleted", "id": "u1", "data": {}, "reason": "privacy_request"})]);
+    assert_eq!(
+        rx.items("/crm"),
+        vec![json!({"action": "deleted", "id": "u1", "data": {}, "reason": "privacy_request"})]
+    );
 
     // a destination that is down: RUNNING when the wait ends, exit 3; status says so
     rx.answer_path("/crm", Reply::Status(503));
@@ -85,7 +93,8 @@ fn suppress_withholds_records_delete_reaches_the_webhook_and_errors_are_clear() 
 
     // audited, by the CLI's user
     let log = json_of(&sluice(d, &["audit-log", "--json"]));
-    let ours: Vec<&Value> = log["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "privacy_request").collect();
+    let ours: Vec<&Value> =
+        log["entries"].as_array().unwrap().iter().filter(|e| e["kind"] == "privacy_request").collect();
     assert_eq!(ours.len(), 3);
     assert!(ours.iter().all(|e| e["actor"].as_str().unwrap().starts_with("cli")));
 }
@@ -112,8 +121,12 @@ fn a_running_server_drops_a_person_the_cli_suppressed_and_takes_them_back_after_
     let t = Instant::now();
     let mids = loop {
         let dbg = json_of(&sluice(d, &["debugger", "web", "--json"]));
-        let mids: Vec<String> =
-            dbg["events"].as_array().unwrap().iter().map(|e| e["event"]["messageId"].as_str().unwrap().into()).collect();
+        let mids: Vec<String> = dbg["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["event"]["messageId"].as_str().unwrap().into())
+            .collect();
         if !mids.is_empty() || t.elapsed() > Duration::from_secs(10) {
             break mids;
         }

@@ -105,7 +105,10 @@ fn a_destination_that_is_down_stays_running_until_it_is_up_or_fails_after_the_bo
     env.rx.set_default(503);
     let reg = request(&mut env, &ws, RegulationType::DeleteOnly, &["1"]);
     let a = privacy::run_due(&mut env.store, &ws, DeleteOptions::default(), &|_, _| true).unwrap();
-    assert!(a.iter().all(|a| a.status == DeleteStatus::Running && a.error.as_deref().unwrap().contains("503")), "{a:?}");
+    assert!(
+        a.iter().all(|a| a.status == DeleteStatus::Running && a.error.as_deref().unwrap().contains("503")),
+        "{a:?}"
+    );
     let r = env.store.regulation(&reg).unwrap().unwrap();
     assert_eq!(r.overall, DeleteStatus::Running);
     // not due again before its backoff

@@ -76,7 +76,10 @@ fn owners_make_requests_members_read_and_bad_input_names_the_field() {
     // audited: who, when, what
     let (_, log) = call(&s, "GET", "/api/v1/audit-log", Some(&owner), None);
     let e = &log["items"][0];
-    assert_eq!((e["kind"].as_str(), e["entity"].as_str(), e["actor"].as_str()), (Some("privacy_request"), Some(id.as_str()), Some("token:olivia")));
+    assert_eq!(
+        (e["kind"].as_str(), e["entity"].as_str(), e["actor"].as_str()),
+        (Some("privacy_request"), Some(id.as_str()), Some("token:olivia"))
+    );
     assert_eq!(e["after"]["subjectIds"], json!(["u1"]));
     assert!(e["at"].as_str().is_some_and(|t| t.len() >= 20));
 
@@ -99,7 +102,9 @@ fn owners_make_requests_members_read_and_bad_input_names_the_field() {
     );
     // hostile ids: control characters, a huge list, a huge id
     assert_eq!(
-        field(json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["ok", "a\u{0}\r\nb"]})),
+        field(
+            json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["ok", "a\u{0}\r\nb"]})
+        ),
         (400, "subjectIds[1]".into())
     );
     let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
@@ -119,9 +124,21 @@ fn owners_make_requests_members_read_and_bad_input_names_the_field() {
         Some(json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["x".repeat(1 << 20)]})),
     );
     assert_eq!(st, 413, "a 1 MB id is over the body limit");
-    let (st, b) = call(&s, "POST", "/api/v1/regulations", Some(&owner), Some(json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": "u1"})));
+    let (st, b) = call(
+        &s,
+        "POST",
+        "/api/v1/regulations",
+        Some(&owner),
+        Some(json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": "u1"})),
+    );
     assert_eq!((st, b["error"]["code"].as_str()), (400, Some("invalid_body")));
-    let (st, _) = call(&s, "POST", "/api/v1/regulations", Some(&owner), Some(json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["u"], "extra": 1})));
+    let (st, _) = call(
+        &s,
+        "POST",
+        "/api/v1/regulations",
+        Some(&owner),
+        Some(json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["u"], "extra": 1})),
+    );
     assert_eq!(st, 400, "unknown fields are refused");
     // nothing refused was stored or suppressed
     let (_, b) = call(&s, "GET", "/api/v1/regulations", Some(&owner), None);
@@ -263,7 +280,9 @@ fn running_deletes_left_by_a_previous_server_resume_at_startup() {
         .id;
     let s = start_in(dir, "", &format!("destinations:\n{}", hook("hook", "Hook")));
     wait_until("the resumed delete", || {
-        s.rx.items("/hook").iter().any(|i| i["action"] == "deleted" && i["id"] == "u7" && i["reason"] == "privacy_request")
+        s.rx.items("/hook")
+            .iter()
+            .any(|i| i["action"] == "deleted" && i["id"] == "u7" && i["reason"] == "privacy_request")
     });
     let (_, b) = call(&s, "GET", &format!("/api/v1/regulations/{id}"), Some(&s.token), None);
     wait_until("FINISHED", || {

@@ -489,11 +489,19 @@ fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_
     assert!(page.body.contains("No privacy requests yet") && page.body.contains("href=\"/ui/privacy-requests\""));
     let csrf = owner.csrf("/ui/privacy-requests");
     // without the CSRF token: refused, nothing stored
-    let forged = owner.post("/ui/privacy-requests", &[("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "u1")]);
+    let forged = owner.post(
+        "/ui/privacy-requests",
+        &[("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "u1")],
+    );
     assert_eq!(forged.status, 403);
     let made = owner.post(
         "/ui/privacy-requests",
-        &[("csrf", &csrf), ("regulationType", "SUPPRESS_WITH_DELETE"), ("subjectType", "USER_ID"), ("subjectIds", "u1\n<script>x</script>\n")],
+        &[
+            ("csrf", &csrf),
+            ("regulationType", "SUPPRESS_WITH_DELETE"),
+            ("subjectType", "USER_ID"),
+            ("subjectIds", "u1\n<script>x</script>\n"),
+        ],
     );
     assert_eq!((made.status, made.location.as_deref()), (303, Some("/ui/privacy-requests")));
     let page = owner.get("/ui/privacy-requests").body;
@@ -503,7 +511,10 @@ fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_
         assert!(page.contains(d), "each destination's status: {page}");
     }
     // bad input comes back as a message naming the field
-    let bad = owner.post("/ui/privacy-requests", &[("csrf", &csrf), ("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "")]);
+    let bad = owner.post(
+        "/ui/privacy-requests",
+        &[("csrf", &csrf), ("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "")],
+    );
     assert_eq!(bad.status, 303);
     assert!(owner.get("/ui/privacy-requests").body.contains("subjectIds"));
     let (_, list) = api(&s, "GET", "/api/v1/regulations", None);
@@ -518,7 +529,10 @@ fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_
     assert!(page.contains("You are a member") && page.contains("SUPPRESS_WITH_DELETE"));
     assert!(!page.contains("Make the request"));
     let csrf = ui.csrf("/ui/");
-    let forged = ui.post("/ui/privacy-requests", &[("csrf", &csrf), ("regulationType", "UNSUPPRESS"), ("subjectType", "USER_ID"), ("subjectIds", "u1")]);
+    let forged = ui.post(
+        "/ui/privacy-requests",
+        &[("csrf", &csrf), ("regulationType", "UNSUPPRESS"), ("subjectType", "USER_ID"), ("subjectIds", "u1")],
+    );
     assert_eq!(forged.status, 403);
     assert!(forged.body.contains("only owners may make privacy requests"), "{}", forged.body);
     let (_, list) = api(&s, "GET", "/api/v1/regulations", None);

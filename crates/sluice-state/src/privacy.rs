@@ -112,10 +112,7 @@ pub fn check_subject_ids(ids: &[String]) -> std::result::Result<Vec<String>, Sub
         return bad("subjectIds".into(), "must name at least one id".into());
     }
     if ids.len() > MAX_SUBJECT_IDS {
-        return bad(
-            "subjectIds".into(),
-            format!("names {} ids; at most {MAX_SUBJECT_IDS} per request", ids.len()),
-        );
+        return bad("subjectIds".into(), format!("names {} ids; at most {MAX_SUBJECT_IDS} per request", ids.len()));
     }
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -387,12 +384,12 @@ impl StateStore {
     /// The newest `limit` requests, newest first.
     pub fn regulations(&self, limit: usize) -> Result<Vec<Regulation>> {
         let ids: Vec<String> = {
-            let mut stmt =
-                self.wrap(self.conn.prepare("select id from regulations order by created_at desc, rowid desc limit ?1"))?;
+            let mut stmt = self
+                .wrap(self.conn.prepare("select id from regulations order by created_at desc, rowid desc limit ?1"))?;
             let rows = self.wrap(stmt.query_map([limit as i64], |r| r.get(0)))?;
             rows.map(|r| self.wrap(r)).collect::<Result<_>>()?
         };
-        Ok(ids.iter().filter_map(|id| self.regulation(id).transpose()).collect::<Result<_>>()?)
+        ids.iter().filter_map(|id| self.regulation(id).transpose()).collect()
     }
 
     /// Every suppressed identifier (loaded once per change into `serve`'s in-memory set, once

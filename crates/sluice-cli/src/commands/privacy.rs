@@ -66,7 +66,8 @@ pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
         let mut waited = true;
         for d in reg.destinations.iter().filter(|d| d.status == DeleteStatus::Running && d.next_at <= now) {
             waited = false;
-            let a = sluice_engine::privacy::attempt(&mut store, &ws, &reg, &d.id, DeleteOptions::default(), &stream_done)?;
+            let a =
+                sluice_engine::privacy::attempt(&mut store, &ws, &reg, &d.id, DeleteOptions::default(), &stream_done)?;
             let why = a.error.map(|e| format!(" ({e})")).unwrap_or_default();
             eprintln!("  {}: {} deleted, {}{why}", a.destination, a.deleted, a.status.as_str());
         }
