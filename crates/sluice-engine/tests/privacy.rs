@@ -133,3 +133,46 @@ fn a_destination_that_is_down_stays_running_until_it_is_up_or_fails_after_the_bo
     assert_eq!(r.overall, DeleteStatus::Failed);
     assert!(r.destinations[0].error.as_deref().unwrap().contains("gave up"), "{r:?}");
 }
+
+#[test]
+fn a_streaming_part_keeps_the_destination_running_until_its_worker_delivered_it() {
+    let mut env = Env::new(PEOPLE);
+    let ws = workspace(&env);
+    let mut planned = privacy::plan(&ws.file, RegulationType::DeleteOnly);
+    assert_eq!(
+        privacy::streaming_targets(&ws.file, &planned),
+        vec!["ads", "crm"],
+        "webhooks take events; seg is not supported"
+    );
+    for p in planned.iter_mut().filter(|p| p.id == "crm") {
+        p.stream_seq = Some(42);
+    }
+    let reg = env
+        .store
+        .create_regulation(&NewRegulation {
+            id: sluice_state::privacy::new_regulation_id(),
+            kind: RegulationType::DeleteOnly,
+            subject_type: "USER_ID".into(),
+            subject_ids: vec!["nobody".into()],
+            joined_ids: vec!["nobody".into()],
+            destinations: planned,
+            created_by: "cli:test".into(),
+        })
+        .unwrap()
+        .id;
+    let delivered = std::cell::Cell::new(false);
+    let done = |d: &str, seq: i64| d == "crm" && seq == 42 && delivered.get();
+    let a = privacy::run_due(&mut env.store, &ws, DeleteOptions::default(), &done).unwrap();
+    let crm = a.iter().find(|a| a.destination == "crm").unwrap();
+    assert_eq!(crm.status, DeleteStatus::Running);
+    assert!(crm.error.as_deref().unwrap().contains("event log entry 42"), "{crm:?}");
+    assert_eq!(a.iter().find(|a| a.destination == "ads").unwrap().status, DeleteStatus::Finished, "held nothing");
+    // no bound applies while the worker owes it
+    delivered.set(true);
+    std::thread::sleep(Duration::from_millis(1100));
+    let bound = DeleteOptions { give_up_after: Duration::ZERO, ..Default::default() };
+    let a = privacy::run_due(&mut env.store, &ws, bound, &done).unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].status, DeleteStatus::Finished);
+    assert_eq!(env.store.regulation(&reg).unwrap().unwrap().overall, DeleteStatus::Finished);
+}
