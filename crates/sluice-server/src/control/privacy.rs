@@ -22,9 +22,25 @@ pub struct NewRegulationBody {
     /// `USER_ID` or `ANONYMOUS_ID` (an id is matched as either).
     #[schema(pattern = "^(USER_ID|ANONYMOUS_ID)$")]
     pub subject_type: String,
-    /// The ids: 1–1000, each 1–512 bytes without control characters.
-    #[schema(min_items = 1, max_items = 1000)]
+    /// The ids: 1–1000, each 1–512 characters without control characters.
+    #[schema(schema_with = subject_ids_schema)]
     pub subject_ids: Vec<String>,
+}
+
+/// The documented bounds of `subjectIds` (what [`privacy::check_subject_ids`] enforces).
+fn subject_ids_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    let id = ObjectBuilder::new()
+        .schema_type(SchemaType::new(Type::String))
+        .min_length(Some(1))
+        .max_length(Some(privacy::MAX_SUBJECT_ID_CHARS))
+        .pattern(Some(r"^[^\x00-\x1f\x7f-\x9f]+$"));
+    ArrayBuilder::new()
+        .items(id)
+        .min_items(Some(1))
+        .max_items(Some(privacy::MAX_SUBJECT_IDS))
+        .description(Some("The ids: 1–1000, each 1–512 characters without control characters."))
+        .build()
 }
 
 /// The id of a created request.
