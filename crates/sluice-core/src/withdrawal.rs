@@ -123,4 +123,83 @@ models:
         assert_eq!(w.destinations[0].on_withdrawal, OnWithdrawal::Keep);
         assert!(!serde_yaml_ng::to_string(&w).unwrap().contains("on_withdrawal"));
     }
+
+    use crate::events::{DestinationPlan, EventConsent, Route};
+    use crate::profiles::Profile;
+    use crate::{CategoryConfig, DestinationConfig, Policy};
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        /// For random workspaces and random histories of consent events (some older than what
+        /// is stored): a `delete` destination that could receive the person's events before
+        /// and cannot now is told to delete; none is told where consent still lets events
+        /// through, nor a `keep` one, nor without a category refused by this change. Replaying
+        /// what each destination holds, none that says `delete` ever holds the person where
+        /// consent now forbids it.
+        #[test]
+        fn withdrawal_targets_match_the_reference(
+            any_policy in any::<bool>(),
+            deletes in proptest::collection::vec(any::<bool>(), 3),
+            dest_policy in proptest::collection::vec(proptest::option::of(any::<bool>()), 3),
+            cat_enabled in proptest::collection::vec(any::<bool>(), 3),
+            cat_dests in proptest::collection::vec(proptest::collection::btree_set(0usize..3, 0..3), 3),
+            history in proptest::collection::vec((proptest::collection::vec(any::<bool>(), 3), 0u8..6), 1..8),
+        ) {
+            let pol = |a: bool| if a { Policy::Any } else { Policy::All };
+            let w = WorkspaceFile {
+                workspace: crate::WorkspaceSettings { policy: pol(any_policy), ..Default::default() },
+                destinations: (0..3).map(|d| DestinationConfig {
+                    id: format!("d{d}"), name: None, kind: "webhook".into(), enabled: true,
+                    settings: Default::default(), consent_policy: dest_policy[d].map(pol),
+                    on_withdrawal: if deletes[d] { OnWithdrawal::Delete } else { OnWithdrawal::Keep },
+                }).collect(),
+                consent_categories: (0..3).map(|c| CategoryConfig {
+                    id: format!("C{c}"), name: format!("C{c}"), enabled: cat_enabled[c],
+                    destinations: cat_dests[c].iter().map(|d| format!("d{d}")).collect(),
+                }).collect(),
+                ..Default::default()
+            };
+            let ids: Vec<String> = (0..3).map(|c| format!("C{c}")).collect();
+            // events flow to d under stored consent: a category never collected (or in
+            // conflict) has not refused yet, as an event without consent is routed (R7)
+            let could_receive = |p: &Profile, d: usize| {
+                let prefs = ids.iter().map(|c| (c.clone(), p.consent.get(c).is_none_or(|x| x.value != Stored::False))).collect();
+                matches!(DestinationPlan::new(&w, &w.destinations[d]).route(&EventConsent::Given(prefs), None), Route::Deliver { .. })
+            };
+            let receives = |p: &Profile, d: usize| {
+                matches!(DestinationPlan::new(&w, &w.destinations[d]).route(&EventConsent::Given(p.routing_consent()), None), Route::Deliver { .. })
+            };
+            let mut p = Profile::default();
+            let mut holds = [true; 3]; // events without consent reached everyone before
+            for (seq, (prefs, day)) in history.iter().enumerate() {
+                let values = |p: &Profile| p.consent.iter().map(|(k, c)| (k.clone(), c.value)).collect::<BTreeMap<_, _>>();
+                let before = values(&p);
+                let was: Vec<bool> = (0..3).map(|d| could_receive(&p, d)).collect();
+                let prefs: BTreeMap<String, bool> = ids.iter().cloned().zip(prefs.iter().copied()).collect();
+                p.apply_consent_event(&prefs, &ids, &format!("2026-01-0{}T00:00:00Z", day + 1), seq as u64);
+                let targets = withdrawal_targets(&w, &before, &values(&p));
+                for d in 0..3 {
+                    let id = format!("d{d}");
+                    let told = targets.contains(&id.as_str());
+                    let governed = !required_categories(&w, &id).is_empty();
+                    // a delete destination that could receive the person and cannot now is told
+                    let must = deletes[d] && governed && was[d] && !receives(&p, d);
+                    prop_assert!(!must || told, "d{} not told after {:?}: before {:?}", d, prefs, before);
+                    // no one else is: never `keep`, never where consent still lets events through,
+                    // never without a category of the destination refused by this very change
+                    let refused_now = required_categories(&w, &id).iter().any(|c| {
+                        before.get(*c) != Some(&Stored::False) && p.consent.get(*c).map(|x| x.value) == Some(Stored::False)
+                    });
+                    let may = deletes[d] && governed && !receives(&p, d) && refused_now;
+                    prop_assert!(!told || may, "d{} told after {:?}: before {:?}", d, prefs, before);
+                    if told { holds[d] = false; }
+                    if receives(&p, d) { holds[d] = true; }
+                    if deletes[d] && governed && !receives(&p, d) {
+                        prop_assert!(!holds[d], "d{} holds the person though consent forbids it", d);
+                    }
+                }
+            }
+        }
+    }
 }

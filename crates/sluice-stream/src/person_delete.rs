@@ -15,8 +15,11 @@
 use crate::store;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
-use sluice_core::Change;
+use sluice_core::profiles::{Profile, Stored};
+use sluice_core::withdrawal::{withdrawal_targets, withdrawn};
+use sluice_core::{Change, WorkspaceFile};
 use sluice_destinations::{DeleteReason, DeliveryError, Destination, Item};
+use std::collections::BTreeMap;
 
 /// The `source` of a person-delete entry in the event log (never an event source's id).
 pub const SOURCE: &str = "!delete";
@@ -79,6 +82,38 @@ impl PersonDelete {
             })
             .collect()
     }
+}
+
+/// A profile's stored consent values (category id -> value), as [`on_consent_change`] compares them.
+pub fn stored(p: &Profile) -> BTreeMap<String, Stored> {
+    p.consent.iter().map(|(k, c)| (k.clone(), c.value)).collect()
+}
+
+/// R13: after a consent event changed profile `p`'s stored consent from `before`, the
+/// destinations that must delete the person ([`sluice_core::withdrawal::withdrawal_targets`])
+/// and the request (every userId and anonymousId of the profile, the categories withdrawn,
+/// `origin` the consent event's messageId); `None` when no destination must.
+pub fn on_consent_change(
+    ws: &WorkspaceFile,
+    before: &BTreeMap<String, Stored>,
+    p: &Profile,
+    origin: &str,
+) -> Option<(Vec<String>, PersonDelete)> {
+    let after = stored(p);
+    let targets = withdrawal_targets(ws, before, &after);
+    if targets.is_empty() {
+        return None;
+    }
+    let mut req =
+        PersonDelete::new(p.user_ids.iter().cloned(), p.anonymous_ids.iter().cloned(), DeleteReason::ConsentWithdrawn);
+    req.categories = ws
+        .consent_categories
+        .iter()
+        .filter(|c| withdrawn(before.get(&c.id).copied(), after.get(&c.id).copied()))
+        .map(|c| c.id.clone())
+        .collect();
+    req.origin = origin.to_string();
+    Some((targets.into_iter().map(String::from).collect(), req))
 }
 
 /// Queues `req` for each of `dests` durably, in `conn`'s open transaction (the caller commits),

@@ -9,12 +9,9 @@ use crate::store::{self, exec, query_row, ProfileStore, Stat};
 use rusqlite::{params, CachedStatement, Connection, Transaction};
 use serde_json::{json, Value};
 use sluice_core::events::{apply_gpc, effective_consent, read_consent, DestinationPlan, EventConsent, Route};
-use sluice_core::profiles::Stored;
-use sluice_core::withdrawal::{withdrawal_targets, withdrawn};
 use sluice_core::{DestinationConfig, MissingConsent, WorkspaceFile};
-use sluice_destinations::DeleteReason;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -455,29 +452,11 @@ impl Router {
             if let (true, EventConsent::Given(prefs)) = (reserved, consent) {
                 let seq: i64 =
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
-                let values = |p: &sluice_core::profiles::Profile| -> BTreeMap<String, Stored> {
-                    p.consent.iter().map(|(k, c)| (k.clone(), c.value)).collect()
-                };
-                let before = values(&p);
+                let before = person_delete::stored(&p);
                 p.apply_consent_event(prefs, &self.categories.ids, &event.timestamp, seq as u64);
-                let after = values(&p);
-                let targets = withdrawal_targets(&self.ws, &before, &after);
-                if !targets.is_empty() {
-                    let mut req = PersonDelete::new(
-                        p.user_ids.iter().cloned(),
-                        p.anonymous_ids.iter().cloned(),
-                        DeleteReason::ConsentWithdrawn,
-                    );
-                    req.categories = self
-                        .categories
-                        .ids
-                        .iter()
-                        .filter(|c| withdrawn(before.get(*c).copied(), after.get(*c).copied()))
-                        .cloned()
-                        .collect();
-                    req.origin = message_id.to_string();
+                withdrawal = person_delete::on_consent_change(&self.ws, &before, &p, message_id);
+                if let Some((targets, req)) = &withdrawal {
                     tracing::info!(source, destinations = ?targets, categories = ?req.categories, "consent withdrawn: deletes queued");
-                    withdrawal = Some((targets.into_iter().map(String::from).collect(), req));
                 }
             }
             if writes || changed {
