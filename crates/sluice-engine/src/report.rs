@@ -95,6 +95,9 @@ pub struct MappingReport {
     pub withheld_by_consent: u64,
     /// Category id -> rows it refused (a row refused by two categories counts under both).
     pub withheld_by_category: BTreeMap<String, u64>,
+    /// Rows a privacy request (a suppressed record id) kept from the destination this run: never
+    /// sent, not counted as usage (SPEC §12).
+    pub withheld_by_privacy_request: u64,
     /// Discard code of consent-withheld rows.
     pub discard_code: String,
     /// Items the destination accepted.

@@ -123,6 +123,8 @@ pub struct Accepted {
     pub accepted: usize,
     /// Dropped: a messageId already seen from this source.
     pub duplicates: usize,
+    /// Dropped: an identifier of the event is suppressed by a privacy request (never stored).
+    pub suppressed: usize,
 }
 
 /// Routing context shared by the writer.
@@ -144,6 +146,11 @@ pub struct Router {
     quoted: Vec<String>,
     /// Identifiers known to have a row in `identities` (see [`KnownIdents`]).
     known: KnownIdents,
+    /// Identifiers suppressed by privacy requests: their events are dropped before anything is
+    /// stored (SPEC §12).
+    suppressed: Arc<crate::privacy::Suppressed>,
+    /// Events of a group dropped as suppressed, per source (written with the group).
+    dropped: HashMap<String, u64>,
 }
 
 /// A positive cache of identifiers committed to `identities`, so the common event (one known
@@ -333,7 +340,25 @@ impl Router {
             metrics,
             retention_secs,
             known: KnownIdents::default(),
+            suppressed: Arc::default(),
+            dropped: HashMap::new(),
         }
+    }
+
+    /// Drops the events of the identifiers in `suppressed` (the server's set, which follows
+    /// `state.db` and the control API).
+    pub fn with_suppressed(mut self, suppressed: Arc<crate::privacy::Suppressed>) -> Self {
+        self.suppressed = suppressed;
+        self
+    }
+
+    /// Whether an identifier of the event (`userId`, `anonymousId`, an alias's `previousId`)
+    /// is suppressed: O(1) per identifier, no I/O.
+    fn is_suppressed(&self, e: &Prepared) -> bool {
+        !self.suppressed.is_empty()
+            && [&e.user_id, &e.anonymous_id, &e.previous_id]
+                .into_iter()
+                .any(|i| i.as_deref().is_some_and(|i| self.suppressed.contains(i)))
     }
 
     /// The identifiers this router knows exist (for tests and diagnostics).
@@ -553,6 +578,11 @@ impl Router {
         let mut acc = Accepted::default();
         let minute = chrono::Utc::now().timestamp() / 60;
         for e in &job.events {
+            if self.is_suppressed(e) {
+                // dropped before dedupe, profiles or the log: nothing of it is stored
+                acc.suppressed += 1;
+                continue;
+            }
             if self.process_event(tx, hot, &job.source, e, minute, stats)? {
                 acc.accepted += 1;
             } else {
@@ -563,6 +593,9 @@ impl Router {
             .received
             .get_or_create(&crate::metrics::Src { source: job.source.clone() })
             .inc_by(acc.accepted as u64);
+        if acc.suppressed > 0 {
+            *self.dropped.entry(job.source.clone()).or_default() += acc.suppressed as u64;
+        }
         Ok(acc)
     }
 }
@@ -702,7 +735,14 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
                 }
             }
             write_stats(&tx, &router.ws, &router.metrics, &stats).map_err(|e| e.to_string())?;
+            let minute = chrono::Utc::now().timestamp() / 60;
+            for (source, &n) in &router.dropped {
+                store::add_dropped_suppressed(&tx, minute, source, n).map_err(|e| e.to_string())?;
+            }
             tx.commit().map_err(sql)?;
+            for (source, n) in router.dropped.drain() {
+                router.metrics.dropped_suppressed.get_or_create(&crate::metrics::Src { source }).inc_by(n);
+            }
             Ok(out)
         }))
         .unwrap_or_else(|panic| {
@@ -724,6 +764,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
             Err(e) => {
                 // identifiers this group added to `identities` were rolled back with it
                 router.known.clear();
+                router.dropped.clear();
                 tracing::error!(error = %e, "event log write failed; requests answered 500");
                 for job in group {
                     let _ = job.reply.send(Answer { result: Err(e.clone()), spent: job.events });

@@ -84,8 +84,10 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
     let conn = sluice_stream::store::open(state)?;
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
     let v = sluice_stream::store::overview(&conn, since)?;
+    // events of suppressed identifiers dropped at ingest (privacy requests, never stored)
+    let dropped = sluice_stream::store::dropped_suppressed(&conn, since)?;
     if json {
-        print_json(&serde_json::json!({"window_minutes": minutes, "destinations": v}));
+        print_json(&serde_json::json!({"window_minutes": minutes, "destinations": v, "dropped_suppressed": dropped}));
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = crate::render::table([
@@ -123,6 +125,9 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
         ]);
     }
     outln!("Streaming, last {minutes} minute(s):\n{t}");
+    if dropped > 0 {
+        outln!("Dropped at ingest, never stored (suppressed by privacy requests): {dropped}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -67,6 +67,8 @@ pub struct MappingSetup {
     pub order: IdOrder,
     /// Stops the mapping when the stored workspace changes what it may send.
     pub watch: std::rc::Rc<super::watch::Watch>,
+    /// Record ids suppressed by privacy requests: withheld from every destination (SPEC §12).
+    pub suppressed: std::rc::Rc<std::collections::HashSet<String>>,
 }
 
 /// A mapping being synced.
@@ -173,6 +175,11 @@ impl MappingRun {
         };
         if entry.as_ref().is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
+        }
+        if !self.setup.suppressed.is_empty() && self.setup.suppressed.contains(id) {
+            // a privacy request: never sent, not counted as usage, the checkpoint left as it is
+            self.setup.report.withheld_by_privacy_request += 1;
+            return Ok(());
         }
         if let Verdict::Withhold(refused) = self.setup.gate.decide(|c| parse_consent(&values[c])) {
             let cats: Vec<&str> = refused.iter().map(|i| self.setup.gate.required()[*i].category.as_str()).collect();

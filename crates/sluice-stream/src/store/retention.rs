@@ -67,6 +67,7 @@ pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String], 
         exec(conn, "delete from invalid where received_at < ?1", [&cutoff]).map_err(&w)?;
     }
     exec(conn, "delete from stats where minute < ?1", [(now - 90 * DAY) / 60]).map_err(&w)?;
+    exec(conn, "delete from privacy_drops where minute < ?1", [(now - 90 * DAY) / 60]).map_err(&w)?;
     // the de-duplication window
     let rotated_at: i64 =
         query_row(conn, "select coalesce(max(value), 0) from meta where key = 'dedupe_rotated_at'", [], |r| r.get(0))
