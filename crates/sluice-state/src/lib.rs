@@ -1,6 +1,7 @@
 //! The state store: the applied workspace, per-mapping checkpoints, run history and usage,
 //! in one SQLite file (`state.db` under the state folder).
 
+mod alerts;
 mod audit;
 mod checkpoint;
 pub mod files;
@@ -8,6 +9,7 @@ mod runs;
 pub mod secrets;
 mod tokens;
 
+pub use alerts::{AlertChange, AlertEvent, AlertState, Firing, Notify};
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
 pub use runs::{RunRow, RunStatus, UsageRow};
@@ -146,6 +148,7 @@ impl StateStore {
                 .execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;"),
         )?;
         store.wrap(store.conn.execute_batch(SCHEMA))?;
+        store.wrap(store.conn.execute_batch(alerts::SCHEMA))?;
         Ok(store)
     }
 
