@@ -166,7 +166,9 @@ impl StateStore {
     /// the entry's id.
     pub fn record_alert(&mut self, c: &AlertChange<'_>) -> Result<i64> {
         let AlertChange { alert, subject, firing, value, at: now, detail, notify } = *c;
-        let tx = self.wrap(self.conn.transaction())?;
+        let path = self.path.display().to_string();
+        let wrap = |source| crate::StateError::Db { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(wrap)?;
         let r = (|| {
             tx.execute(
                 "insert into alert_state (alert, subject, firing, since, value, updated_at)
@@ -190,7 +192,7 @@ impl StateStore {
             tx.commit()?;
             Ok(id)
         })();
-        self.wrap(r)
+        r.map_err(wrap)
     }
 
     /// Subjects firing now, of alerts still configured or not (the caller filters), oldest first.

@@ -219,7 +219,25 @@ fn prepare(
 ///
 /// Returns the run's overview; a run that stopped early (SQL failed mid-way) has status
 /// `error` and its `error` set: what was delivered before is checkpointed, nothing is lost.
+///
+/// Then evaluates the model's alerts (docs/PRIVACY.md "Alerts"): a run that could not even
+/// start counts as a failed sync; nothing about alerts can fail the sync.
 pub fn sync_model(
+    store: &mut StateStore,
+    ws: &Workspace,
+    model_id: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RunReport, SyncError> {
+    let r = run_model(store, ws, model_id, progress);
+    match &r {
+        Ok(report) => crate::alerts::after_run(store, &ws.file, report),
+        Err(SyncError::Busy(_) | SyncError::UnknownModel(..) | SyncError::Lock { .. }) => {}
+        Err(_) => crate::alerts::after_failed_start(store, &ws.file, model_id),
+    }
+    r
+}
+
+fn run_model(
     store: &mut StateStore,
     ws: &Workspace,
     model_id: &str,
