@@ -218,6 +218,11 @@ pub fn redact_entity(kind: &str, v: Value, catalog: &dyn Catalog) -> Value {
         "destination" => {
             serde_json::from_value::<DestinationConfig>(v.clone()).map(|d| redacted_destination(&d, catalog))
         }
+        // their webhooks are `Secret`s: serialized without exposing, they read `<set>`
+        "alert" => serde_json::from_value::<crate::alerts::AlertConfig>(v.clone())
+            .map(|a| serde_json::to_value(&a).expect("an alert serializes")),
+        "workspace" => serde_json::from_value::<crate::config::WorkspaceSettings>(v.clone())
+            .map(|w| serde_json::to_value(&w).expect("settings serialize")),
         _ => return v,
     };
     read.unwrap_or_else(|_| redact_all_strings(v, true))
