@@ -73,6 +73,9 @@ pub fn run_report(r: &RunReport, ws: &Workspace) {
     outln!("{t}");
     for m in &r.mappings {
         outln!("  {}: {}", m.destination, m.consent_rule);
+        if m.deleted_on_withdrawal > 0 {
+            outln!("    {} deleted because consent was withdrawn (R13, of the deleted)", m.deleted_on_withdrawal);
+        }
         for s in m.failure_samples.permanent.iter().chain(&m.failure_samples.retryable).take(3) {
             outln!("    failed {} {}: {}", s.action, s.id, s.error);
         }

@@ -86,8 +86,11 @@ pub struct MappingReport {
     pub added: u64,
     /// See `added`.
     pub updated: u64,
-    /// See `added`.
+    /// See `added`. Includes `deleted_on_withdrawal`.
     pub deleted: u64,
+    /// Of `deleted`: delete calls because consent was withdrawn from a record the destination
+    /// held (R13, `on_withdrawal: delete`); such a row is counted in `withheld_by_consent` too.
+    pub deleted_on_withdrawal: u64,
     /// Rows consent kept from the destination this run.
     pub withheld_by_consent: u64,
     /// Category id -> rows it refused (a row refused by two categories counts under both).

@@ -18,6 +18,7 @@
 
 pub mod delivery;
 pub mod metrics;
+pub mod person_delete;
 pub mod store;
 pub mod writer;
 

@@ -4,13 +4,17 @@
 //! after its group committed, so an acknowledged event survives a crash.
 
 use crate::metrics::{dest, DestCategory, Metrics};
+use crate::person_delete::{self, PersonDelete};
 use crate::store::{self, exec, query_row, ProfileStore, Stat};
 use rusqlite::{params, CachedStatement, Connection, Transaction};
 use serde_json::{json, Value};
 use sluice_core::events::{apply_gpc, effective_consent, read_consent, DestinationPlan, EventConsent, Route};
+use sluice_core::profiles::Stored;
+use sluice_core::withdrawal::{withdrawal_targets, withdrawn};
 use sluice_core::{DestinationConfig, MissingConsent, WorkspaceFile};
+use sluice_destinations::DeleteReason;
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
@@ -400,6 +404,8 @@ impl Router {
         };
         let mut stored_consent = None;
         let mut notes: Vec<String> = Vec::new();
+        // R13: destinations that must delete this person, and the request
+        let mut withdrawal: Option<(Vec<String>, PersonDelete)> = None;
         if let Some(store::profiles::Resolved { id: pid, profile: mut p, changed, left_out }) = profile {
             if left_out > 0 {
                 tracing::warn!(source, left_out, "profile identifiers capped");
@@ -424,7 +430,30 @@ impl Router {
             if let (true, EventConsent::Given(prefs)) = (reserved, consent) {
                 let seq: i64 =
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
+                let values = |p: &sluice_core::profiles::Profile| -> BTreeMap<String, Stored> {
+                    p.consent.iter().map(|(k, c)| (k.clone(), c.value)).collect()
+                };
+                let before = values(&p);
                 p.apply_consent_event(prefs, &self.categories.ids, &event.timestamp, seq as u64);
+                let after = values(&p);
+                let targets = withdrawal_targets(&self.ws, &before, &after);
+                if !targets.is_empty() {
+                    let mut req = PersonDelete::new(
+                        p.user_ids.iter().cloned(),
+                        p.anonymous_ids.iter().cloned(),
+                        DeleteReason::ConsentWithdrawn,
+                    );
+                    req.categories = self
+                        .categories
+                        .ids
+                        .iter()
+                        .filter(|c| withdrawn(before.get(*c).copied(), after.get(*c).copied()))
+                        .cloned()
+                        .collect();
+                    req.origin = message_id.to_string();
+                    tracing::info!(source, destinations = ?targets, categories = ?req.categories, "consent withdrawn: deletes queued");
+                    withdrawal = Some((targets.into_iter().map(String::from).collect(), req));
+                }
             }
             if writes || changed {
                 ProfileStore::save(tx, pid, &p)?;
@@ -512,6 +541,16 @@ impl Router {
                 routes,
             ])
             .map_err(&w)?;
+        if let Some((targets, req)) = withdrawal {
+            // after the consent event, in its transaction: durable once the event is acknowledged
+            let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+            person_delete::enqueue(tx, &targets, &req, &event.received_at)?;
+            for t in &targets {
+                if let Some(di) = self.ws.destinations.iter().position(|d| d.id == *t) {
+                    *stats.entry((minute, di, Stat::WithdrawalQueued, NONE)).or_default() += 1;
+                }
+            }
+        }
         Ok(true)
     }
 
@@ -722,7 +761,8 @@ fn trim(conn: &Connection, router: &Router, last: &mut std::time::Instant) {
     }
     *last = std::time::Instant::now();
     let dests: Vec<String> = streaming_destinations(&router.ws).into_iter().map(|d| d.id).collect();
-    match store::retention::trim(conn, chrono::Utc::now().timestamp(), router.retention_secs, &dests) {
+    let holders: Vec<String> = router.ws.destinations.iter().map(|d| d.id.clone()).collect();
+    match store::retention::trim(conn, chrono::Utc::now().timestamp(), router.retention_secs, &dests, &holders) {
         Ok(t) if t.events > 0 || t.rotated => {
             tracing::info!(events = t.events, dedupe_rotated = t.rotated, "event log trimmed")
         }
@@ -847,7 +887,7 @@ consent_categories:
         let conn = rig.conn();
         conn.execute("insert into cursors (dest, delivered_seq) values ('ads', 100), ('crm', 100)", []).unwrap();
         let dests = ["ads".to_string(), "crm".to_string()];
-        let t = store::retention::trim(&conn, chrono::Utc::now().timestamp() + 86_400, 0, &dests).unwrap();
+        let t = store::retention::trim(&conn, chrono::Utc::now().timestamp() + 86_400, 0, &dests, &dests).unwrap();
         assert_eq!(t.events, 2);
         rig.send(track("t3", json!({"userId": "u2"}), Some(true))).unwrap();
         rig.send(track("t4", json!({"userId": "u2"}), None)).unwrap();

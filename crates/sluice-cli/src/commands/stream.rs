@@ -98,6 +98,7 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
         "Failed",
         "Retried",
         "Pending",
+        "Deleted on withdrawal",
     ]);
     let n = |d: &serde_json::Value, k: &str| d[k].as_i64().unwrap_or(0).to_string();
     for (dest, d) in v.as_object().into_iter().flatten() {
@@ -115,6 +116,11 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
             n(d, "failed"),
             n(d, "retried"),
             n(d, "pending"),
+            // R13: people deleted, of the deletes queued
+            match d["withdrawal_deletes_queued"].as_i64() {
+                Some(q) => format!("{} of {q}", n(d, "deleted_on_withdrawal")),
+                None => n(d, "deleted_on_withdrawal"),
+            },
         ]);
     }
     outln!("Streaming, last {minutes} minute(s):\n{t}");

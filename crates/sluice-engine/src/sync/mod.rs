@@ -206,6 +206,7 @@ fn prepare(
             stamp,
             projection,
             on,
+            on_withdrawal: mp.on_withdrawal,
             sink,
             limits,
             order,

@@ -220,6 +220,13 @@ pub enum Stat {
     Retried,
     /// Events whose delivery failed.
     Failed,
+    /// Deletes of a person queued for the destination because consent was withdrawn (R13).
+    WithdrawalQueued,
+    /// People the destination deleted because consent was withdrawn (R13,
+    /// [`crate::person_delete`]).
+    DeletedOnWithdrawal,
+    /// People the destination deleted on a privacy request ([`crate::person_delete`]).
+    DeletedOnRequest,
 }
 
 impl Stat {
@@ -235,6 +242,9 @@ impl Stat {
             Self::Delivered => "delivered",
             Self::Retried => "retried",
             Self::Failed => "failed",
+            Self::WithdrawalQueued => "withdrawal_deletes_queued",
+            Self::DeletedOnWithdrawal => "deleted_on_withdrawal",
+            Self::DeletedOnRequest => "deleted_on_request",
         }
     }
 }
