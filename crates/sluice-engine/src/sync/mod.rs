@@ -293,6 +293,7 @@ fn run_model(
     };
     let plan_ms = phase.elapsed().as_millis() as u64;
     report.run_id = store.start_run(&model.id, &report.started_at)?;
+    maps.runs.iter_mut().for_each(|m| m.run_id = report.run_id);
 
     // a warehouse that can hand over raw rows decodes only the columns consent and explicit
     // field mappings read; whole rows are hashed as bytes and decoded only when sent
