@@ -61,6 +61,19 @@ models:
     assert_eq!(a["streaming"]["crm"]["routed"], 2);
     assert_eq!(a["profile"]["consent"]["C0004"], false);
     assert_eq!(a["events"].as_array().unwrap().len(), 2);
+    // proof of consent (streaming): each decision records the consent it was made under
+    let ev = |t: &str| a["events"].as_array().unwrap().iter().find(|e| e["type"] == t).unwrap().clone();
+    let consent_event = ev("track");
+    assert_eq!(consent_event["decisions"]["ads"]["consent"], serde_json::json!({"C0004": false}));
+    assert_eq!(consent_event["decisions"]["ads"]["basis"], "event");
+    let page = ev("page");
+    assert_eq!(page["decisions"]["ads"]["route"], "withheld");
+    assert_eq!(page["decisions"]["ads"]["consent"], serde_json::json!({"C0004": false}), "{page}");
+    assert_eq!(
+        page["decisions"]["ads"]["basis"], "profile",
+        "no consent object: the profile's (missing_consent: profile)"
+    );
+    assert!(page["decisions"]["crm"].get("consent").is_none(), "crm requires nothing (R1): {page}");
     let text = String::from_utf8(sluice(dir.path(), &["audit", "u1"]).stdout).unwrap();
     assert!(text.contains("withheld by consent at the last sync") && text.contains("-> crm"), "{text}");
     server.kill().unwrap();

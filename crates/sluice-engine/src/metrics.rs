@@ -65,8 +65,7 @@ fn histogram() -> Histogram {
 }
 
 /// The process-wide set.
-pub static METRICS: LazyLock<Metrics> =
-    LazyLock::new(|| Metrics {
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     alerts: Family::default(),
     alert_notifications: Family::default(),
     sync_seconds: Family::new_with_constructor(histogram),

@@ -65,7 +65,11 @@ fn a_failed_sync_fires_once_and_resolves_once() {
     assert_eq!(mapping(&r, "crm").delivered, 0);
     let n = notes(&slack);
     assert_eq!(n.len(), 2, "{n:#?}");
-    assert!(n[0].0.contains("FIRING Sluice alert `crm-failed`: sync failed for model `users` → destination `crm`"), "{}", n[0].0);
+    assert!(
+        n[0].0.contains("FIRING Sluice alert `crm-failed`: sync failed for model `users` → destination `crm`"),
+        "{}",
+        n[0].0
+    );
     assert!(n[1].0.contains("FIRING Sluice alert `crm-rate`: delivery rate 0% (threshold 90%)"), "{}", n[1].0);
     assert_eq!(n[0].1["sluice"]["run_id"], r.run_id);
     assert_eq!(n[0].1["sluice"]["counts"]["failed"], 10);

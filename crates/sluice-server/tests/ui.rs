@@ -513,7 +513,8 @@ alerts:
     assert_eq!(api(&s, "POST", "/api/v1/models/p/syncs", None).0, 202);
     wait_run(&ui, "p");
     // an event to crm (no consent object: routed everywhere) whose deliveries fail
-    let ev = json!({"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"email": "carol@example.com"}});
+    let ev =
+        json!({"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"email": "carol@example.com"}});
     assert_eq!(s.post("/v1/track", &ev).0, 200);
     let t = Instant::now();
     let firing = loop {
@@ -525,7 +526,8 @@ alerts:
         assert!(t.elapsed() < Duration::from_secs(30), "alerts did not fire: {v}");
         std::thread::sleep(Duration::from_millis(100));
     };
-    let subjects: Vec<&str> = firing["firing"].as_array().unwrap().iter().map(|f| f["subject"].as_str().unwrap()).collect();
+    let subjects: Vec<&str> =
+        firing["firing"].as_array().unwrap().iter().map(|f| f["subject"].as_str().unwrap()).collect();
     assert!(subjects.contains(&"model/p/ads") && subjects.contains(&"stream/crm"), "{subjects:?}");
     assert!(!firing.to_string().contains("slacksecret"), "the webhook is never shown: {firing}");
     assert_eq!(firing["alerts"][0]["webhook"], true);
@@ -556,7 +558,10 @@ alerts:
     let (_, v) = api(&s, "GET", "/api/v1/alerts", None);
     assert_eq!(v["history"][0]["state"], "resolved", "{v}");
     assert_eq!(v["history"][0]["alert"], "p-failed");
-    assert!(slack.requests().iter().any(|r| r.body["text"].as_str().unwrap_or("").contains("RESOLVED Sluice alert `p-failed`")));
+    assert!(slack
+        .requests()
+        .iter()
+        .any(|r| r.body["text"].as_str().unwrap_or("").contains("RESOLVED Sluice alert `p-failed`")));
     // a member reads alerts too; without a token: 401
     assert_eq!(common::call(&s, "GET", "/api/v1/alerts", Some(&member_token(&s)), None).0, 200);
     assert_eq!(common::call(&s, "GET", "/api/v1/alerts", None, None).0, 401);

@@ -217,9 +217,8 @@ impl StateStore {
 
     /// Notifications due for an attempt at `now_ms` (Unix milliseconds), oldest first.
     pub fn due_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<AlertEvent>> {
-        let sql = format!(
-            "select {EVENT_COLS} from alert_history where notify = 1 and next_at <= ?1 order by id limit ?2"
-        );
+        let sql =
+            format!("select {EVENT_COLS} from alert_history where notify = 1 and next_at <= ?1 order by id limit ?2");
         let mut st = self.wrap(self.conn.prepare(&sql))?;
         let rows = self.wrap(st.query_map(params![now_ms, limit as i64], event))?;
         rows.map(|r| self.wrap(r)).collect()
@@ -250,10 +249,9 @@ impl StateStore {
 
     /// Marks a notification as having nothing to send (its alert or webhook was removed).
     pub fn notification_dropped(&self, id: i64, why: &str) -> Result<()> {
-        self.wrap(self.conn.execute(
-            "update alert_history set notify = 0, last_error = ?2 where id = ?1",
-            params![id, why],
-        ))?;
+        self.wrap(
+            self.conn.execute("update alert_history set notify = 0, last_error = ?2 where id = ?1", params![id, why]),
+        )?;
         Ok(())
     }
 }

@@ -187,8 +187,17 @@ impl StateStore {
                     Write::Put(e) => {
                         let (code, hash, attempts, first) = e.pending.encode();
                         let proof = e.proof.map(Proof::encode);
-                        put.execute(params![mapping, e.id, e.held.map(|h| h as i64), code, hash, attempts, first, proof])
-                            .map_err(wrap)?;
+                        put.execute(params![
+                            mapping,
+                            e.id,
+                            e.held.map(|h| h as i64),
+                            code,
+                            hash,
+                            attempts,
+                            first,
+                            proof
+                        ])
+                        .map_err(wrap)?;
                     }
                     Write::Remove(id) => {
                         del.execute(params![mapping, id]).map_err(wrap)?;

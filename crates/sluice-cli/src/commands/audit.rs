@@ -28,7 +28,10 @@ fn proof_words(p: &Value) -> String {
         return "-".into();
     }
     let consent = p["consent"].as_object().map(|o| {
-        o.iter().map(|(k, v)| format!("{k}={}", if v == true { "true" } else { "false" })).collect::<Vec<_>>().join(", ")
+        o.iter()
+            .map(|(k, v)| format!("{k}={}", if v == true { "true" } else { "false" }))
+            .collect::<Vec<_>>()
+            .join(", ")
     });
     let consent = match consent {
         Some(c) if !c.is_empty() => c,

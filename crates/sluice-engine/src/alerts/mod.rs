@@ -111,7 +111,14 @@ pub fn after_failed_start(store: &mut StateStore, file: &WorkspaceFile, model: &
     let r = (|| {
         for a in enabled(file).filter(|a| a.on != AlertOn::WithheldRateJump && covers_run(a, file, model)) {
             let c = Check { holds: Some(true), value: None };
-            observe(store, file, a, &model_subject(model), c, json!({"source": "reverse_etl", "model": model, "run_status": "error"}))?;
+            observe(
+                store,
+                file,
+                a,
+                &model_subject(model),
+                c,
+                json!({"source": "reverse_etl", "model": model, "run_status": "error"}),
+            )?;
         }
         Ok::<_, StateError>(())
     })();
@@ -124,7 +131,11 @@ pub fn after_failed_start(store: &mut StateStore, file: &WorkspaceFile, model: &
 fn send_now(store: &mut StateStore, file: &WorkspaceFile) {
     let sent = send_due(store, file, chrono::Utc::now().timestamp_millis());
     if sent.failed > 0 {
-        tracing::warn!(sent = sent.sent, failed = sent.failed, "alert notifications not sent; kept for a later attempt");
+        tracing::warn!(
+            sent = sent.sent,
+            failed = sent.failed,
+            "alert notifications not sent; kept for a later attempt"
+        );
     }
 }
 
@@ -234,7 +245,10 @@ pub fn evaluate_stream(
         let streaming: Vec<&str> = file
             .destinations
             .iter()
-            .filter(|d| d.enabled && sluice_core::Catalog::kind(&sluice_destinations::REGISTRY, &d.kind).is_some_and(|k| k.events))
+            .filter(|d| {
+                d.enabled
+                    && sluice_core::Catalog::kind(&sluice_destinations::REGISTRY, &d.kind).is_some_and(|k| k.events)
+            })
             .map(|d| d.id.as_str())
             .collect();
         for a in enabled(file) {
@@ -255,7 +269,9 @@ pub fn evaluate_stream(
             for d in streaming.iter().filter(|d| a.covers_stream(d)) {
                 let now = cache[&(w, 0)].get(*d).copied().unwrap_or_default();
                 let previous = match a.on {
-                    AlertOn::WithheldRateJump => cache[&(w, 1)].get(*d).copied().unwrap_or_default().sample().withheld_rate(),
+                    AlertOn::WithheldRateJump => {
+                        cache[&(w, 1)].get(*d).copied().unwrap_or_default().sample().withheld_rate()
+                    }
                     _ => None,
                 };
                 let c = check(a, &now.sample(), previous);

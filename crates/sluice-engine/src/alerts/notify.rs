@@ -81,9 +81,7 @@ pub fn body(e: &AlertEvent) -> Value {
     let text = text(e);
     let counts: Vec<String> = e.detail["counts"]
         .as_object()
-        .map(|o| {
-            o.iter().filter(|(_, v)| v.is_u64()).map(|(k, v)| format!("{}: {v}", k.replace('_', " "))).collect()
-        })
+        .map(|o| o.iter().filter(|(_, v)| v.is_u64()).map(|(k, v)| format!("{}: {v}", k.replace('_', " "))).collect())
         .unwrap_or_default();
     let mut blocks = vec![json!({"type": "section", "text": {"type": "mrkdwn", "text": text}})];
     if !counts.is_empty() {

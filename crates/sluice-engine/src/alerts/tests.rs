@@ -32,7 +32,8 @@ fn notifications_are_slack_json_with_ids_counts_and_rates() {
     assert_eq!(b["blocks"][0]["text"]["type"], "mrkdwn");
     assert_eq!(b["blocks"][1]["text"]["text"], "delivered: 3 · extracted: 10 · failed: 7");
     assert_eq!(b["blocks"][2]["type"], "context");
-    let r = text(&event("resolved", serde_json::json!({"on": "failed_sync", "destination": "ads", "window_minutes": 15})));
+    let r =
+        text(&event("resolved", serde_json::json!({"on": "failed_sync", "destination": "ads", "window_minutes": 15})));
     assert_eq!(r, ":white_check_mark: RESOLVED Sluice alert `crm-rate`: sync failed for streaming destination `ads` (last 15 minutes)");
     // a detail that does not read as expected (an old row, hostile JSON) still gives a text
     let odd = text(&event("firing", serde_json::json!({"on": 5, "value": "x", "counts": [1]})));

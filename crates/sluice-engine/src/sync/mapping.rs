@@ -191,7 +191,8 @@ impl MappingRun {
                 // R13: consent withdrawn from a record the destination holds: its delete call
                 emit(&mut self.setup.report, Event::WithdrawalDelete { id });
                 let item = withdrawal_item(id.to_string());
-                let meta = InFlight { key: key.to_string(), hash: DELETED, prior: entry, proof: None, withdrawal: true };
+                let meta =
+                    InFlight { key: key.to_string(), hash: DELETED, prior: entry, proof: None, withdrawal: true };
                 return self.queue(store, item, meta);
             }
             if entry.as_ref().map(|e| e.pending) != Some(Pending::Withheld) {
@@ -262,7 +263,9 @@ impl MappingRun {
         }
         let rule = match &self.setup.gate {
             Gate::Check { policy: sluice_core::Policy::All, .. } => "R2: every required category consented (all)",
-            Gate::Check { policy: sluice_core::Policy::Any, .. } => "R2: at least one required category consented (any)",
+            Gate::Check { policy: sluice_core::Policy::Any, .. } => {
+                "R2: at least one required category consented (any)"
+            }
             Gate::Open(OpenReason::UnmappedDestination) => "R1: no category governs the destination",
             Gate::Open(OpenReason::UnmappedModel) => "R4: the model maps no consent column (not enforced)",
             Gate::Open(OpenReason::Stamps) => "R5: consent stamped on the event, enforced downstream",
@@ -445,7 +448,8 @@ impl MappingRun {
                         consent: None,
                         reason: None,
                     };
-                    let meta = InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e), proof: None, withdrawal: false };
+                    let meta =
+                        InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e), proof: None, withdrawal: false };
                     self.queue(store, item, meta)?;
                 }
                 (Some(_), _) => {}
