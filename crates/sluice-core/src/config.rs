@@ -23,6 +23,9 @@ pub struct WorkspaceFile {
     /// Reverse ETL models.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Alerts on sync runs and deliveries (SPEC §12), sent to a Slack-compatible webhook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alerts::AlertConfig>,
 }
 
 /// How a destination mapped to several categories is decided (R2).
@@ -84,6 +87,10 @@ pub struct WorkspaceSettings {
     /// few rows must not wipe destinations. `1.0` turns the guard off.
     #[serde(default = "default_max_delete_fraction")]
     pub max_delete_fraction: f64,
+    /// The webhook alerts notify when they name none (a Slack incoming webhook URL): a
+    /// credential, sealed at rest and never shown. Owners only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<crate::Secret>,
 }
 
 fn default_max_delete_fraction() -> f64 {
@@ -106,6 +113,7 @@ impl Default for WorkspaceSettings {
             retry_max_syncs: default_retry_syncs(),
             retry_max_days: default_retry_days(),
             max_delete_fraction: default_max_delete_fraction(),
+            alert_webhook: None,
         }
     }
 }

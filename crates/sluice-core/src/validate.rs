@@ -183,7 +183,7 @@ fn check_origin(origin: &str) -> Option<&'static str> {
     }
 }
 
-fn label(kind: &str, i: usize, id: &str) -> String {
+pub(crate) fn label(kind: &str, i: usize, id: &str) -> String {
     if id.is_empty() {
         format!("{kind}[{i}]")
     } else {
@@ -442,6 +442,8 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
             }
         }
     }
+
+    crate::alerts::validate_alerts(&file, &mut err);
 
     if errs.is_empty() {
         Ok(Validated { file, warnings })

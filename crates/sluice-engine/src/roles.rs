@@ -58,7 +58,24 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
     let mut out = Vec::new();
     let mut push = |what: String, field: &str| out.push(OwnerOnly { what, field: field.to_string() });
     if old.workspace != new.workspace {
-        push("the workspace settings change (consent policy, unmapped models, missing consent)".into(), "workspace");
+        push(
+            "the workspace settings change (consent policy, unmapped models, missing consent, alert webhook)".into(),
+            "workspace",
+        );
+    }
+    // alerts: where notifications about the workspace go (a webhook is a credential), and
+    // removing or disabling one silences the privacy officer's alarm
+    for a in &new.alerts {
+        match old.alerts.iter().find(|o| o.id == a.id) {
+            None => push(format!("alert `{}` is created", a.id), "alerts"),
+            Some(o) if o != a => push(format!("alert `{}` changes", a.id), "alerts"),
+            Some(_) => {}
+        }
+    }
+    for o in &old.alerts {
+        if !new.alerts.iter().any(|a| a.id == o.id) {
+            push(format!("alert `{}` is removed", o.id), "alerts");
+        }
     }
     // sources and write keys: any new or changed source
     for s in &new.sources {
@@ -255,6 +272,18 @@ models:
         assert!(fields(BASE, &same("select * from q", "select email from q")).is_empty());
         assert!(fields(BASE, &same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on: [added]}]"))
             .is_empty());
+    }
+
+    #[test]
+    fn alerts_are_owner_only() {
+        let alerting = format!("{BASE}alerts: [{{id: f, on: failed_sync, webhook_url: 'https://hooks.example/a'}}]\n");
+        assert_eq!(fields(BASE, &alerting), ["alerts"], "creating");
+        assert_eq!(fields(&alerting, BASE), ["alerts"], "removing silences it");
+        assert_eq!(fields(&alerting, &alerting.replace("/a'", "/b'")), ["alerts"], "re-pointing its webhook");
+        assert_eq!(fields(&alerting, &alerting.replace("failed_sync,", "failed_sync, enabled: false,")), ["alerts"]);
+        let hook = format!("{BASE}workspace: {{alert_webhook: 'https://hooks.example/w'}}\n");
+        assert_eq!(fields(BASE, &hook), ["workspace"]);
+        assert!(fields(&alerting, &alerting).is_empty());
     }
 
     #[test]

@@ -86,7 +86,10 @@ fn withdrawal_deletes_where_the_mapping_says_delete_and_a_new_grant_adds_again()
     assert_eq!((m.withheld_by_consent, m.withheld_by_category["C0004"]), (1, 1), "still counted as withheld");
     let k = mapping(&r, "keep");
     assert_eq!((k.deleted, k.deleted_on_withdrawal, k.withheld_by_consent), (0, 0, 1), "{k:?}");
-    assert_eq!(entry(&env, "del", "b"), Some(Entry { id: "b".into(), held: None, pending: Pending::Withheld }));
+    assert_eq!(
+        entry(&env, "del", "b"),
+        Some(Entry { id: "b".into(), held: None, pending: Pending::Withheld, proof: None })
+    );
     assert!(entry(&env, "keep", "b").unwrap().held.is_some(), "keep: the destination still holds it");
 
     // withheld and not held any more: nothing more is sent

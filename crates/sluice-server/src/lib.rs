@@ -9,6 +9,7 @@
 //!                  sluice_stream::delivery: one worker per destination ──► Destination (registry)
 //! ```
 
+pub mod alerts;
 pub mod api;
 pub mod control;
 pub mod edge;
@@ -78,6 +79,8 @@ pub struct ServeConfig {
     /// Where browsers reach the server (`https://track.example.com`), for the settings
     /// endpoint; `None`: the request's `Host`.
     pub public_url: Option<String>,
+    /// Seconds between two rounds of the alert thread (streaming alerts, pending notifications).
+    pub alert_interval_secs: u64,
 }
 
 impl ServeConfig {
@@ -93,6 +96,7 @@ impl ServeConfig {
             public_url: None,
             retention_days: 7,
             limits: edge::Limits::default(),
+            alert_interval_secs: alerts::DEFAULT_INTERVAL_SECS,
         }
     }
 }
@@ -148,6 +152,13 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         std::thread::Builder::new()
             .name("sluice-scheduler".into())
             .spawn(move || scheduler::supervise(l, base, dir, st, m))?
+    };
+    let alerting = {
+        let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let every = std::time::Duration::from_secs(config.alert_interval_secs.clamp(1, 3600));
+        std::thread::Builder::new()
+            .name("sluice-alerts".into())
+            .spawn(move || alerts::supervise(l, dir, st, m, every))?
     };
     let follower = {
         let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
@@ -231,6 +242,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let _ = writer.join();
     let _ = scheduler.join();
     let _ = follower.join();
+    let _ = alerting.join();
     let _ = supervisor.join();
     for t in privacy_threads {
         let _ = t.join();

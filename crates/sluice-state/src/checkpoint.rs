@@ -38,7 +38,50 @@ pub struct Entry {
     pub held: Option<u64>,
     /// What is pending.
     pub pending: Pending,
+    /// Proof of consent of the version the destination holds: the run that delivered it and
+    /// the consent it went out under (docs/PRIVACY.md "Proof of consent").
+    pub proof: Option<Proof>,
 }
+
+/// Under which consent, and in which run, a record was delivered: stored with its checkpoint
+/// entry as one integer (`run << 16 | signature`, 4-5 bytes for the first 32k runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    /// The sync run that delivered it (the `runs` table gives its time).
+    pub run: i64,
+    /// The mapping's consent signature ([`StateStore::consent_signature`]): the categories the
+    /// destination required and the record's value of each.
+    pub signature: u16,
+}
+
+impl Proof {
+    fn encode(self) -> i64 {
+        (self.run << 16) | i64::from(self.signature)
+    }
+
+    fn decode(v: Option<i64>) -> Option<Self> {
+        v.map(|v| Self { run: v >> 16, signature: (v & 0xffff) as u16 })
+    }
+}
+
+/// A consent signature: what a destination required of a record and what the record said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConsentSignature {
+    /// The consent rule that applied (`R1 unmapped destination`, `R2 all`, `R4 unmapped model`, ...).
+    pub rule: String,
+    /// Each required category's value in the record (empty: none was required).
+    pub consent: std::collections::BTreeMap<String, bool>,
+}
+
+pub(crate) const PROOF_SCHEMA: &str = "
+create table if not exists consent_signatures (
+    mapping integer not null,
+    id integer not null,
+    signature text not null,
+    primary key (mapping, id),
+    unique (mapping, signature)
+);
+";
 
 impl Pending {
     fn encode(self) -> (i64, Option<i64>, u32, Option<i64>) {
@@ -77,7 +120,7 @@ impl StateStore {
     /// Up to `limit` entries of `mapping` with ids after `after`, in byte order of ids.
     pub fn checkpoint_page(&self, mapping: i64, after: Option<&str>, limit: usize) -> Result<Vec<Entry>> {
         let mut stmt = self.wrap(self.conn.prepare_cached(
-            "select id, held, pending, hash, attempts, first_failed from checkpoint
+            "select id, held, pending, hash, attempts, first_failed, proof from checkpoint
              where mapping = ?1 and id > ?2 order by id limit ?3",
         ))?;
         let rows = self.wrap(stmt.query_map(params![mapping, after.unwrap_or(""), limit as i64], |r| {
@@ -85,6 +128,7 @@ impl StateStore {
                 id: r.get(0)?,
                 held: r.get::<_, Option<i64>>(1)?.map(|h| h as u64),
                 pending: Pending::decode(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+                proof: Proof::decode(r.get(6)?),
             })
         }))?;
         let mut out = Vec::new();
@@ -106,13 +150,15 @@ impl StateStore {
         self.wrap(
             self.conn
                 .query_row(
-                    "select held, pending, hash, attempts, first_failed from checkpoint where mapping = ?1 and id = ?2",
+                    "select held, pending, hash, attempts, first_failed, proof from checkpoint
+                     where mapping = ?1 and id = ?2",
                     params![mapping, id],
                     |r| {
                         Ok(Entry {
                             id: id.to_string(),
                             held: r.get::<_, Option<i64>>(0)?.map(|h| h as u64),
                             pending: Pending::decode(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                            proof: Proof::decode(r.get(5)?),
                         })
                     },
                 )
@@ -131,8 +177,8 @@ impl StateStore {
         {
             let mut put = tx
                 .prepare_cached(
-                    "insert or replace into checkpoint (mapping, id, held, pending, hash, attempts, first_failed)
-                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "insert or replace into checkpoint (mapping, id, held, pending, hash, attempts, first_failed, proof)
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(wrap)?;
             let mut del = tx.prepare_cached("delete from checkpoint where mapping = ?1 and id = ?2").map_err(wrap)?;
@@ -140,8 +186,18 @@ impl StateStore {
                 match w {
                     Write::Put(e) => {
                         let (code, hash, attempts, first) = e.pending.encode();
-                        put.execute(params![mapping, e.id, e.held.map(|h| h as i64), code, hash, attempts, first])
-                            .map_err(wrap)?;
+                        let proof = e.proof.map(Proof::encode);
+                        put.execute(params![
+                            mapping,
+                            e.id,
+                            e.held.map(|h| h as i64),
+                            code,
+                            hash,
+                            attempts,
+                            first,
+                            proof
+                        ])
+                        .map_err(wrap)?;
                     }
                     Write::Remove(id) => {
                         del.execute(params![mapping, id]).map_err(wrap)?;
@@ -183,6 +239,39 @@ impl StateStore {
         tx.execute("update checkpoint set mapping = ?1 where mapping = ?2", [mapping, temp]).map_err(wrap)?;
         tx.commit().map_err(wrap)?;
         Ok(dropped)
+    }
+
+    /// The id of a mapping's consent signature, created on first use (ids are small: one per
+    /// combination of required categories and values the mapping met).
+    pub fn consent_signature(&self, mapping: i64, sig: &ConsentSignature) -> Result<u16> {
+        let text = serde_json::to_string(sig).map_err(|e| crate::StateError::Corrupt(e.to_string()))?;
+        self.wrap(self.conn.execute(
+            "insert into consent_signatures (mapping, id, signature)
+             select ?1, coalesce(max(id), 0) + 1, ?2 from consent_signatures where mapping = ?1
+             on conflict do nothing",
+            params![mapping, text],
+        ))?;
+        let id: i64 = self.wrap(self.conn.query_row(
+            "select id from consent_signatures where mapping = ?1 and signature = ?2",
+            params![mapping, text],
+            |r| r.get(0),
+        ))?;
+        u16::try_from(id).map_err(|_| crate::StateError::Corrupt(format!("consent signature {id} out of range")))
+    }
+
+    /// A mapping's consent signature by id.
+    pub fn consent_signature_by_id(&self, mapping: i64, id: u16) -> Result<Option<ConsentSignature>> {
+        use rusqlite::OptionalExtension;
+        let text: Option<String> = self.wrap(
+            self.conn
+                .query_row(
+                    "select signature from consent_signatures where mapping = ?1 and id = ?2",
+                    params![mapping, id],
+                    |r| r.get(0),
+                )
+                .optional(),
+        )?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| crate::StateError::Corrupt(e.to_string()))).transpose()
     }
 
     /// Ids of a mapping's entries that failed retryably (retried on the next sync).

@@ -1,6 +1,7 @@
 //! The state store: the applied workspace, per-mapping checkpoints, run history and usage,
 //! in one SQLite file (`state.db` under the state folder).
 
+mod alerts;
 mod audit;
 mod checkpoint;
 pub mod files;
@@ -9,8 +10,9 @@ mod runs;
 pub mod secrets;
 mod tokens;
 
+pub use alerts::{AlertChange, AlertEvent, AlertState, Firing, Notify};
 pub use audit::AuditEntry;
-pub use checkpoint::{CheckpointWrite, Entry, Pending};
+pub use checkpoint::{CheckpointWrite, ConsentSignature, Entry, Pending, Proof};
 pub use privacy::{DeleteStatus, DestinationStatus, NewRegulation, PlannedDelete, Regulation, RegulationType};
 pub use runs::{RunRow, RunStatus, UsageRow};
 pub use secrets::{SecretBox, SecretError};
@@ -85,6 +87,8 @@ create table if not exists checkpoint (
     hash integer,
     attempts integer not null default 0,
     first_failed integer,
+    -- proof of consent: run << 16 | consent signature (checkpoint.rs Proof)
+    proof integer,
     primary key (mapping, id)
 ) without rowid;
 -- the entries waiting for a retry (pending = 2), so a sparse pass lists them without reading
@@ -181,6 +185,17 @@ impl StateStore {
                 .execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;"),
         )?;
         store.wrap(store.conn.execute_batch(SCHEMA))?;
+        store.wrap(store.conn.execute_batch(alerts::SCHEMA))?;
+        store.wrap(store.conn.execute_batch(checkpoint::PROOF_SCHEMA))?;
+        // proof of consent (a column added after the first release): added to older state files
+        let has_proof: bool = store.wrap(store.conn.query_row(
+            "select count(*) > 0 from pragma_table_info('checkpoint') where name = 'proof'",
+            [],
+            |r| r.get(0),
+        ))?;
+        if !has_proof {
+            store.wrap(store.conn.execute_batch("alter table checkpoint add column proof integer"))?;
+        }
         Ok(store)
     }
 

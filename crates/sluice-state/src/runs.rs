@@ -129,6 +129,26 @@ impl StateStore {
         Ok(out)
     }
 
+    /// One run by id.
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
+        use rusqlite::OptionalExtension;
+        let row: Option<(String, String, Option<String>, String)> = self.wrap(
+            self.conn
+                .query_row("select model, started_at, finished_at, status from runs where id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional(),
+        )?;
+        Ok(row.map(|(model, started_at, finished_at, status)| RunRow {
+            id,
+            model,
+            started_at,
+            finished_at,
+            status: RunStatus::parse(&status),
+            report: None,
+        }))
+    }
+
     /// Adds metered records for a destination in a month.
     pub fn add_usage(&self, month: &str, destination: &str, records: i64) -> Result<()> {
         if records == 0 {

@@ -24,7 +24,7 @@ fn checkpoint_pages_in_byte_order_and_writes_atomically() {
     assert_eq!(s.mapping_id("users", "braze").unwrap(), m);
     let other = s.mapping_id("users", "amp").unwrap();
     assert_ne!(m, other);
-    let put = |id: &str, held: Option<u64>, pending| Write::Put(Entry { id: id.into(), held, pending });
+    let put = |id: &str, held: Option<u64>, pending| Write::Put(Entry { id: id.into(), held, pending, proof: None });
     s.write_checkpoint(
         m,
         &[
@@ -65,7 +65,7 @@ fn rekey_swaps_keys_atomically() {
     assert_eq!(s.mapping_id_order(m).unwrap(), None);
     s.set_mapping_id_order(m, "text").unwrap();
     assert_eq!(s.mapping_id_order(m).unwrap().as_deref(), Some("text"));
-    let put = |id: &str| Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None });
+    let put = |id: &str| Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None, proof: None });
     s.write_checkpoint(m, &[put("1"), put("2"), put("x")]).unwrap();
     let dropped = s.rekey_checkpoint(m, &|k| k.parse::<u32>().ok().map(|n| format!("k{n:03}"))).unwrap();
     assert_eq!(dropped, 1);
@@ -96,7 +96,7 @@ fn runs_and_usage() {
 fn failed_entries_are_listed_from_their_own_index() {
     let (_d, mut s) = store();
     let m = s.mapping_id("users", "braze").unwrap();
-    let put = |id: &str, pending| Write::Put(Entry { id: id.into(), held: Some(1), pending });
+    let put = |id: &str, pending| Write::Put(Entry { id: id.into(), held: Some(1), pending, proof: None });
     let failed = Pending::Failed { attempts: 1, first_failed: 1700000000 };
     s.write_checkpoint(m, &[put("a", Pending::None), put("b", failed), put("c", Pending::Withheld)]).unwrap();
     s.write_checkpoint(m, &[put("d", failed), put("b", Pending::None)]).unwrap();

@@ -315,8 +315,10 @@ impl Categories {
 type Stats = HashMap<(i64, usize, Stat, usize), u64, BuildHasherDefault<FastHasher>>;
 const NONE: usize = usize::MAX;
 
-/// Appends the debugger's record of a decision.
-fn push_decision(out: &mut String, r: &Route) {
+/// Appends the debugger's record of a decision. `under` (proof of consent, docs/PRIVACY.md)
+/// is `,"consent":{...},"basis":"..."` for a destination that requires categories, else empty.
+fn push_decision(out: &mut String, r: &Route, under: &str) {
+    let at = out.len();
     match r {
         Route::Deliver { metadata: None } => out.push_str(r#"{"route":"deliver"}"#),
         Route::Deliver { metadata: Some(m) } => out.push_str(&json!({"route": "deliver", "metadata": m}).to_string()),
@@ -326,6 +328,34 @@ fn push_decision(out: &mut String, r: &Route) {
         Route::TurnedOff => out.push_str(r#"{"route":"turned_off","reason":"integrations object"}"#),
         Route::Disabled => out.push_str(r#"{"route":"disabled"}"#),
     }
+    if !under.is_empty() && matches!(r, Route::Deliver { .. } | Route::Withheld { .. }) && out.len() > at {
+        out.pop(); // the closing brace
+        out.push_str(under);
+        out.push('}');
+    }
+}
+
+/// The consent a decision was made under, for the destination requiring `required`:
+/// `,"consent":{category: bool},"basis":"event|profile|block|none"` (`none`: no consent object,
+/// not restricted, R7), plus `"gpc":true` when Global Privacy Control refused categories (R14).
+fn consent_under(required: &[String], consent: &EventConsent, basis: &str, gpc: bool) -> String {
+    if required.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(",\"consent\":");
+    match consent {
+        EventConsent::Given(prefs) => {
+            let m: serde_json::Map<String, Value> =
+                required.iter().map(|c| (c.clone(), Value::Bool(prefs.get(c).copied().unwrap_or(false)))).collect();
+            out.push_str(&Value::Object(m).to_string());
+        }
+        EventConsent::Missing => out.push_str("null"),
+    }
+    out.push_str(&format!(",\"basis\":\"{basis}\""));
+    if gpc {
+        out.push_str(",\"gpc\":true");
+    }
+    out
 }
 
 impl Router {
@@ -473,6 +503,13 @@ impl Router {
             (EventConsent::Given(_), _) | (EventConsent::Missing, MissingConsent::Allow) => Cow::Borrowed(consent),
             _ => Cow::Owned(effective_consent(mode, consent.clone(), stored_consent.as_ref())),
         };
+        // what the consent below comes from (proof of consent)
+        let basis = match (missing, consent.as_ref()) {
+            (false, _) => "event",
+            (true, EventConsent::Missing) => "none",
+            (true, EventConsent::Given(_)) if mode == MissingConsent::Block => "block",
+            (true, EventConsent::Given(_)) => "profile",
+        };
         // R14: Global Privacy Control refuses its categories whatever the consent says
         let gpc = !event.gpc_refused.is_empty();
         let unrestricted = *consent == EventConsent::Missing;
@@ -530,7 +567,8 @@ impl Router {
             }
             decisions.push_str(&self.quoted[di]);
             decisions.push(':');
-            push_decision(&mut decisions, &r);
+            let under = consent_under(self.plans[di].required(), &consent, basis, gpc);
+            push_decision(&mut decisions, &r, &under);
         }
         decisions.push('}');
         routes.push(']');

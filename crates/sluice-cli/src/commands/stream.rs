@@ -30,6 +30,7 @@ pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         retention_days: args.retention_days,
         limits: sluice_server::edge::Limits { max_connections: args.max_connections, ..Default::default() },
         public_url: args.public_url,
+        alert_interval_secs: sluice_server::alerts::DEFAULT_INTERVAL_SECS,
     };
     sluice_server::serve(config, |bound| {
         // the URL ends each line (scripts read the first line's last word)

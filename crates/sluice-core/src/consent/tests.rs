@@ -14,6 +14,7 @@ fn ws(
 ) -> WorkspaceFile {
     WorkspaceFile {
         workspace: WorkspaceSettings { policy, unmapped_models: unmapped, ..Default::default() },
+        alerts: vec![],
         sources: vec![],
         destinations: dests
             .iter()

@@ -5,9 +5,10 @@ use super::payload::Projections;
 use crate::report::{FailureSample, MappingReport, MAX_SAMPLES};
 use crate::telemetry::{emit, Event};
 use serde_json::{Map, Value};
+use sluice_core::consent::OpenReason;
 use sluice_core::{parse_consent, Change, Gate, Verdict};
 use sluice_destinations::{DeliveryError, Destination, Item};
-use sluice_state::{CheckpointWrite, Entry, Pending, StateStore};
+use sluice_state::{CheckpointWrite, ConsentSignature, Entry, Pending, Proof, StateStore};
 use sluice_warehouse::IdOrder;
 use std::time::Instant;
 
@@ -37,6 +38,8 @@ struct InFlight {
     key: String,
     hash: u64,
     prior: Option<Entry>,
+    /// The proof of consent it goes out under (recorded when it is delivered).
+    proof: Option<Proof>,
     /// A delete because consent was withdrawn (R13): on success the record stays in the
     /// checkpoint, not held and withheld; on failure it is retried on every sync, never given up.
     withdrawal: bool,
@@ -90,6 +93,10 @@ pub struct MappingRun {
     /// In a sparse pass: withheld records whose id the model now returns twice (rejected, so
     /// not counted as withheld this run, as a full scan does not count them).
     withheld_rejected: u64,
+    /// The run this is part of (for the proof of consent); set once the run is recorded.
+    pub(crate) run_id: i64,
+    /// Consent signature ids met so far: the required categories' values -> id.
+    signatures: std::collections::HashMap<Vec<bool>, u16>,
 }
 
 impl MappingRun {
@@ -106,6 +113,8 @@ impl MappingRun {
             stopped: false,
             sparse: false,
             withheld_rejected: 0,
+            run_id: 0,
+            signatures: std::collections::HashMap::new(),
         }
     }
 
@@ -189,12 +198,18 @@ impl MappingRun {
                 // R13: consent withdrawn from a record the destination holds: its delete call
                 emit(&mut self.setup.report, Event::WithdrawalDelete { id });
                 let item = withdrawal_item(id.to_string());
-                let meta = InFlight { key: key.to_string(), hash: DELETED, prior: entry, withdrawal: true };
+                let meta =
+                    InFlight { key: key.to_string(), hash: DELETED, prior: entry, proof: None, withdrawal: true };
                 return self.queue(store, item, meta);
             }
             if entry.as_ref().map(|e| e.pending) != Some(Pending::Withheld) {
-                let held = entry.and_then(|e| e.held);
-                self.put(Entry { id: key.to_string(), held, pending: Pending::Withheld });
+                let (held, proof) = entry.map_or((None, None), |e| (e.held, e.proof));
+                // the proof of a held record stays its delivery's; one not held keeps the refusal
+                let proof = match held {
+                    Some(_) => proof,
+                    None => Some(Proof { run: self.run_id, signature: self.signature(store, values)? }),
+                };
+                self.put(Entry { id: key.to_string(), held, pending: Pending::Withheld, proof });
             }
             return self.flush_writes_if_full(store);
         }
@@ -222,7 +237,8 @@ impl MappingRun {
             Some(h) if h == hash => {
                 self.setup.report.unchanged += 1;
                 if pending != Pending::None {
-                    self.put(Entry { id: key.to_string(), held: Some(h), pending: Pending::None });
+                    let proof = entry.as_ref().and_then(|e| e.proof);
+                    self.put(Entry { id: key.to_string(), held: Some(h), pending: Pending::None, proof });
                 }
                 return self.flush_writes_if_full(store);
             }
@@ -236,8 +252,38 @@ impl MappingRun {
             return Ok(());
         }
         let data = payloads.encode(self.setup.projection, values, raw);
+        let proof = Some(Proof { run: self.run_id, signature: self.signature(store, values)? });
         let item = Item { action: change, id: id.to_string(), data, consent, reason: None };
-        self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry, withdrawal: false })
+        self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry, proof, withdrawal: false })
+    }
+
+    /// The id of the consent signature `values` go out under: the gate's rule and each required
+    /// (or, for a destination that stamps consent, stamped) category's value.
+    fn signature(&mut self, store: &StateStore, values: &[Value]) -> sluice_state::Result<u16> {
+        let granted = |c: Option<usize>| c.is_some_and(|c| parse_consent(&values[c]).granted());
+        let (cats, bits): (Vec<&str>, Vec<bool>) = match &self.setup.gate {
+            Gate::Check { required, .. } => required.iter().map(|r| (r.category.as_str(), granted(r.column))).unzip(),
+            Gate::Open(_) => self.setup.stamp.iter().map(|(c, col)| (c.as_str(), granted(*col))).unzip(),
+        };
+        if let Some(id) = self.signatures.get(&bits) {
+            return Ok(*id);
+        }
+        let rule = match &self.setup.gate {
+            Gate::Check { policy: sluice_core::Policy::All, .. } => "R2: every required category consented (all)",
+            Gate::Check { policy: sluice_core::Policy::Any, .. } => {
+                "R2: at least one required category consented (any)"
+            }
+            Gate::Open(OpenReason::UnmappedDestination) => "R1: no category governs the destination",
+            Gate::Open(OpenReason::UnmappedModel) => "R4: the model maps no consent column (not enforced)",
+            Gate::Open(OpenReason::Stamps) => "R5: consent stamped on the event, enforced downstream",
+        };
+        let sig = ConsentSignature {
+            rule: rule.to_string(),
+            consent: cats.iter().zip(&bits).map(|(c, b)| (c.to_string(), *b)).collect(),
+        };
+        let id = store.consent_signature(self.setup.mapping_id, &sig)?;
+        self.signatures.insert(bits, id);
+        Ok(id)
     }
 
     fn queue(&mut self, store: &mut StateStore, item: Item, meta: InFlight) -> sluice_state::Result<()> {
@@ -293,7 +339,7 @@ impl MappingRun {
                 Ok(()) if p.withdrawal => {
                     // R13: not held any more; consent granted again re-sends it as `added`
                     delivered += 1;
-                    self.put(Entry { id: p.key, held: None, pending: Pending::Withheld });
+                    self.put(Entry { id: p.key, held: None, pending: Pending::Withheld, proof: None });
                 }
                 Ok(()) if item.action == Change::Deleted => {
                     delivered += 1;
@@ -301,14 +347,15 @@ impl MappingRun {
                 }
                 Ok(()) => {
                     delivered += 1;
-                    self.put(Entry { id: p.key, held: Some(p.hash), pending: Pending::None });
+                    self.put(Entry { id: p.key, held: Some(p.hash), pending: Pending::None, proof: p.proof });
                 }
                 Err(e) => {
                     let pending = self.failed_pending(&p, &e);
                     let retryable = matches!(pending, Pending::Failed { .. });
                     emit(&mut self.setup.report, Event::Failed { id: &item.id, retryable, error: &e.message });
                     self.sample(&item, &e, retryable);
-                    self.put(Entry { id: p.key, held, pending });
+                    let proof = p.prior.as_ref().and_then(|e| e.proof);
+                    self.put(Entry { id: p.key, held, pending, proof });
                 }
             }
         }
@@ -408,7 +455,8 @@ impl MappingRun {
                         consent: None,
                         reason: None,
                     };
-                    let meta = InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e), withdrawal: false };
+                    let meta =
+                        InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e), proof: None, withdrawal: false };
                     self.queue(store, item, meta)?;
                 }
                 (Some(_), _) => {}

@@ -315,6 +315,24 @@ async fn audit_log(
     Ok(Json(AuditPage { items }))
 }
 
+/// Alerts (SPEC §12): the subjects firing now, the firing/resolved history (newest first,
+/// `limit` entries), notifications not sent yet and the configured alerts (webhooks never
+/// shown). Owners and members.
+#[utoipa::path(get, path = "/api/v1/alerts", params(Page),
+    responses((status = 400, body = ErrorBody), (status = 200, body = crate::alerts::AlertsView), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn alerts(
+    State(s): State<ControlState>,
+    _actor: Actor,
+    ApiQuery(p): ApiQuery<Page>,
+) -> Result<Json<crate::alerts::AlertsView>, ApiError> {
+    p.check()?;
+    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let file = s.current();
+    let v = crate::alerts::view(&store, &file, p.limit.unwrap_or(100)).map_err(ApiError::internal)?;
+    Ok(Json(v))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice control API", description = "Consent categories, audit log; bearer tokens with roles."),
@@ -341,6 +359,7 @@ pub fn router(state: ControlState) -> axum::Router {
         .routes(routes!(categories::list, categories::create))
         .routes(routes!(categories::get, categories::update, categories::remove))
         .routes(routes!(audit_log))
+        .routes(routes!(alerts))
         .routes(routes!(resources::sources))
         .routes(routes!(resources::destinations))
         .routes(routes!(resources::models))

@@ -10,6 +10,7 @@
 //! - Every POST carries the session's CSRF token; a strict Content-Security-Policy (no inline
 //!   script or style) covers every page; the only script is [`ASSET_JS`], served by the binary.
 
+mod alerts;
 mod categories;
 mod funnel;
 mod models;
@@ -79,6 +80,7 @@ pub fn router(app: AppState, control: ControlState) -> Router {
         .route("/ui/privacy-requests", get(privacy::list).post(privacy::create))
         .route("/ui/audit-log", get(pages::audit_log))
         .route("/ui/usage", get(pages::usage))
+        .route("/ui/alerts", get(alerts::list))
         // an unknown page: to the login page without a session, else a page saying so
         .route("/ui/{*rest}", get(|_: Viewer| async { not_found_page() }))
         .layer(axum::middleware::from_fn(headers))
@@ -114,11 +116,12 @@ enum Nav {
     Profiles,
     Usage,
     Privacy,
+    Alerts,
     Audit,
     None,
 }
 
-const NAV: [(Nav, &str, &str); 10] = [
+const NAV: [(Nav, &str, &str); 11] = [
     (Nav::Home, "/ui/", "Home"),
     (Nav::Categories, "/ui/consent-categories", "Consent categories"),
     (Nav::Sources, "/ui/sources", "Sources"),
@@ -128,6 +131,7 @@ const NAV: [(Nav, &str, &str); 10] = [
     (Nav::Profiles, "/ui/profiles", "Profiles"),
     (Nav::Usage, "/ui/usage", "Usage"),
     (Nav::Privacy, "/ui/privacy-requests", "Privacy requests"),
+    (Nav::Alerts, "/ui/alerts", "Alerts"),
     (Nav::Audit, "/ui/audit-log", "Audit log"),
 ];
 

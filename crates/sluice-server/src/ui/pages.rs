@@ -31,8 +31,10 @@ pub fn when(at: &str) -> String {
 pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
     let ws = s.control.live.load_full();
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let runs: Vec<Value> = sluice_state::StateStore::open(&s.control.state_dir)
-        .ok()
+    let store = sluice_state::StateStore::open(&s.control.state_dir).ok();
+    let firing = super::alerts::firing_banner(store.as_ref(), &ws);
+    let runs: Vec<Value> = store
+        .as_ref()
         .and_then(|st| st.runs(None, 500).ok())
         .unwrap_or_default()
         .into_iter()
@@ -66,6 +68,7 @@ pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
         .collect();
     let new = ws.models.is_empty() && ws.consent_categories.is_empty();
     let body = html! {
+        (firing)
         @if new {
             div.empty {
                 p { strong { "Welcome to Sluice." } " Nothing is configured yet. To start:" }

@@ -435,3 +435,46 @@ pub fn cursor(conn: &Connection, dest: &str) -> Result<Option<Cursor>> {
     .optional()
     .map_err(wrap(conn))
 }
+
+/// A destination's totals over a window of minutes (alerts, SPEC §12).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Events stored for it (routed or not).
+    pub received: u64,
+    /// Events consent withheld from it.
+    pub withheld: u64,
+    /// Events it accepted.
+    pub delivered: u64,
+    /// Events whose delivery failed.
+    pub failed: u64,
+}
+
+/// Each destination's totals over the minutes `from_minute <= minute < to_minute` (Unix
+/// minutes).
+pub fn window_stats(
+    conn: &Connection,
+    from_minute: i64,
+    to_minute: i64,
+) -> Result<std::collections::BTreeMap<String, WindowStats>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "select dest, metric, sum(n) from stats where minute >= ?1 and minute < ?2 and category = ''
+             and metric in ('received', 'withheld', 'delivered', 'failed') group by dest, metric",
+        )
+        .map_err(wrap(conn))?;
+    let mut out: std::collections::BTreeMap<String, WindowStats> = Default::default();
+    let mut rows = stmt.query(params![from_minute, to_minute]).map_err(wrap(conn))?;
+    while let Some(r) = rows.next().map_err(wrap(conn))? {
+        let (dest, metric, n): (String, String, i64) =
+            (r.get(0).map_err(wrap(conn))?, r.get(1).map_err(wrap(conn))?, r.get(2).map_err(wrap(conn))?);
+        let n = n.max(0) as u64;
+        let w = out.entry(dest).or_default();
+        match metric.as_str() {
+            "received" => w.received = n,
+            "withheld" => w.withheld = n,
+            "delivered" => w.delivered = n,
+            _ => w.failed = n,
+        }
+    }
+    Ok(out)
+}
