@@ -19,6 +19,7 @@
 pub mod delivery;
 pub mod metrics;
 pub mod store;
+pub mod whatif;
 pub mod writer;
 
 use std::sync::Arc;
