@@ -138,7 +138,8 @@ pub(crate) fn affected<'a>(old: &'a WorkspaceFile, new: &'a WorkspaceFile) -> Ve
         let o = old.models.iter().find(|m| m.id == id);
         let n = new.models.iter().find(|m| m.id == id);
         // the columns both configurations name, so equal names get equal indices
-        let mut names: Vec<&str> = o.iter().chain(n.iter()).flat_map(|m| m.consent.values()).map(String::as_str).collect();
+        let mut names: Vec<&str> =
+            o.iter().chain(n.iter()).flat_map(|m| m.consent.values()).map(String::as_str).collect();
         names.sort_unstable();
         names.dedup();
         let column_of = |c: &str| names.iter().position(|n| *n == c);

@@ -43,7 +43,9 @@ fn only_models_whose_decision_can_differ_are_run() {
     let new = ws(&BASE.replace("sql: select 2", "sql: select 3"));
     assert_eq!(affected_ids(&old, &new), vec![("other".to_string(), vec!["b".to_string()])]);
     // a removed model loses everything it reached
-    let new = ws(&BASE.replace("  - {id: other, source: dwh, sql: select 2, unique_id: id, mappings: [{destination: b}]}\n", ""));
+    let new =
+        ws(&BASE
+            .replace("  - {id: other, source: dwh, sql: select 2, unique_id: id, mappings: [{destination: b}]}\n", ""));
     assert_eq!(affected_ids(&old, &new), vec![("other".to_string(), vec!["b".to_string()])]);
 }
 

@@ -70,8 +70,7 @@ pub fn affected<'a>(old: &'a WorkspaceFile, new: &'a WorkspaceFile) -> Vec<&'a s
         s.sort_unstable();
         s
     };
-    let global =
-        old.workspace.missing_consent != new.workspace.missing_consent || sources(old) != sources(new);
+    let global = old.workspace.missing_consent != new.workspace.missing_consent || sources(old) != sources(new);
     let plan = |w: &WorkspaceFile, id: &str| {
         w.destinations.iter().find(|d| d.id == id).filter(|d| streams(d)).map(|d| DestinationPlan::new(w, d))
     };
@@ -82,7 +81,12 @@ pub fn affected<'a>(old: &'a WorkspaceFile, new: &'a WorkspaceFile) -> Vec<&'a s
 /// Counts, for each destination of [`affected`], the events received at or after `since`
 /// (RFC 3339, as [`crate::rfc3339`] writes it) in the state folder `dir` that it would gain or
 /// lose. No `stream.db` (nothing was ever streamed): every count is 0.
-pub fn events(dir: &Path, old: &WorkspaceFile, new: &WorkspaceFile, since: &str) -> Result<Vec<EventImpact>, StoreError> {
+pub fn events(
+    dir: &Path,
+    old: &WorkspaceFile,
+    new: &WorkspaceFile,
+    since: &str,
+) -> Result<Vec<EventImpact>, StoreError> {
     let dests = affected(old, new);
     let mut out: Vec<EventImpact> =
         dests.iter().map(|d| EventImpact { destination: d.to_string(), gains: 0, loses: 0 }).collect();
@@ -95,7 +99,8 @@ pub fn events(dir: &Path, old: &WorkspaceFile, new: &WorkspaceFile, since: &str)
         .map_err(wrap)?;
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(wrap)?;
     let (a, b) = (Side::new(old, &dests), Side::new(new, &dests));
-    let mut stmt = conn.prepare("select source, body from events where received_at >= ?1 order by seq").map_err(wrap)?;
+    let mut stmt =
+        conn.prepare("select source, body from events where received_at >= ?1 order by seq").map_err(wrap)?;
     let mut rows = stmt.query([since]).map_err(wrap)?;
     while let Some(row) = rows.next().map_err(wrap)? {
         let source: String = row.get(0).map_err(wrap)?;
@@ -134,7 +139,10 @@ pub fn events(dir: &Path, old: &WorkspaceFile, new: &WorkspaceFile, since: &str)
 }
 
 /// The routing consent of the profile of an event's `userId` (else `anonymousId`), as it is now.
-fn profile_consent(conn: &Connection, event: &Value) -> Result<Option<std::collections::BTreeMap<String, bool>>, StoreError> {
+fn profile_consent(
+    conn: &Connection,
+    event: &Value,
+) -> Result<Option<std::collections::BTreeMap<String, bool>>, StoreError> {
     for key in ["userId", "anonymousId"] {
         if let Some(id) = event.get(key).and_then(Value::as_str) {
             if let Some(p) = store::profile_of(conn, id)? {
