@@ -4,7 +4,7 @@
 use super::session::{Posted, Viewer};
 use super::{after_change, layout, page, seg, Nav, UiState};
 use crate::control::categories::{self as api, CategoryChange, NewCategory};
-use crate::control::{ApiJson, ApiPath};
+use crate::control::{ApiJson, ApiPath, ApiQuery};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -128,7 +128,7 @@ pub async fn create(State(s): State<UiState>, p: Posted) -> Response {
     };
     let done = format!("Created consent category {}.", body.name);
     let actor = p.viewer.actor.clone();
-    let r = api::create(State(s.control.clone()), actor, ApiJson(body)).await;
+    let r = api::create(State(s.control.clone()), actor, ApiQuery(Default::default()), ApiJson(body)).await;
     after_change(&p.viewer, BACK, &done, r)
 }
 
@@ -139,7 +139,14 @@ pub async fn update(State(s): State<UiState>, Path(id): Path<String>, p: Posted)
         destinations: Some(p.all("destinations")),
         enabled: None,
     };
-    let r = api::update(State(s.control.clone()), p.viewer.actor.clone(), ApiPath(id.clone()), ApiJson(change)).await;
+    let r = api::update(
+        State(s.control.clone()),
+        p.viewer.actor.clone(),
+        ApiPath(id.clone()),
+        ApiQuery(Default::default()),
+        ApiJson(change),
+    )
+    .await;
     after_change(&p.viewer, BACK, &format!("Saved consent category {id}."), r)
 }
 
@@ -157,13 +164,27 @@ pub async fn disable(State(s): State<UiState>, Path(id): Path<String>, p: Posted
         }
     }
     let change = CategoryChange { name: None, destinations: None, enabled: Some(false) };
-    let r = api::update(State(s.control.clone()), p.viewer.actor.clone(), ApiPath(id.clone()), ApiJson(change)).await;
+    let r = api::update(
+        State(s.control.clone()),
+        p.viewer.actor.clone(),
+        ApiPath(id.clone()),
+        ApiQuery(Default::default()),
+        ApiJson(change),
+    )
+    .await;
     after_change(&p.viewer, BACK, &format!("Disabled consent category {}.", name.unwrap_or(id)), r)
 }
 
 /// `POST /ui/consent-categories/{id}/enable`.
 pub async fn enable(State(s): State<UiState>, Path(id): Path<String>, p: Posted) -> Response {
     let change = CategoryChange { name: None, destinations: None, enabled: Some(true) };
-    let r = api::update(State(s.control.clone()), p.viewer.actor.clone(), ApiPath(id.clone()), ApiJson(change)).await;
+    let r = api::update(
+        State(s.control.clone()),
+        p.viewer.actor.clone(),
+        ApiPath(id.clone()),
+        ApiQuery(Default::default()),
+        ApiJson(change),
+    )
+    .await;
     after_change(&p.viewer, BACK, &format!("Enabled consent category {id}."), r)
 }
