@@ -78,6 +78,8 @@ pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
                             label for=(nid) { "Name" }
                             input #(nid) name="name" value=(c.name) required maxlength="20";
                             (destination_picker(&ws, &c.destinations, &format!("d-{}", seg(&c.id))))
+                            button type="submit" formaction={ "/ui/consent-categories/" (seg(&c.id)) "/preview" } { "Preview impact" }
+                            " "
                             button type="submit" { "Save " (c.name) }
                         }
                         @if c.enabled {
@@ -87,6 +89,9 @@ pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
                                 label for=(cid) { "Disabling stops enforcing " strong { (c.name) } " for every destination it governs. Type its name to confirm:" }
                                 input #(cid) name="confirm" autocomplete="off" required;
                                 button.danger type="submit" { "Disable " (c.name) }
+                                " "
+                                button type="submit" name="op" value="disable" formnovalidate
+                                    formaction={ "/ui/consent-categories/" (seg(&c.id)) "/preview" } { "Preview impact" }
                             }
                         } @else {
                             form method="post" action={ "/ui/consent-categories/" (seg(&c.id)) "/enable" } {

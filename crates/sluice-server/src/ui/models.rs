@@ -234,6 +234,8 @@ pub async fn show(
                             }
                         }
                     }
+                    button type="submit" formaction={ (base) "/consent/preview" } { "Preview impact" }
+                    " "
                     button type="submit" { "Save consent mapping" }
                 }
             } @else {
