@@ -143,7 +143,7 @@ pub async fn create(
         Ok(())
     };
     if dry.on() {
-        return Ok(s.preview(actor, edit).await?.into_response());
+        return Ok(s.preview(actor, true, edit).await?.into_response());
     }
     s.change(actor, edit).await?;
     Ok((StatusCode::CREATED, Json(out)).into_response())
@@ -167,7 +167,7 @@ pub async fn update(
     }
     let edit = edit_category(id.clone(), body);
     if dry.on() {
-        return Ok(s.preview(actor, edit).await?.into_response());
+        return Ok(s.preview(actor, true, edit).await?.into_response());
     }
     s.change(actor, edit).await?;
     find(&s, &id).map(|c| Json(c).into_response())
@@ -229,7 +229,7 @@ pub async fn remove(
         Ok(())
     };
     if dry.on() {
-        return Ok(s.preview(actor, edit).await?.into_response());
+        return Ok(s.preview(actor, true, edit).await?.into_response());
     }
     s.change(actor, edit).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -248,7 +248,7 @@ pub async fn set_consent(
     super::ApiJson(body): super::ApiJson<ConsentMappings>,
 ) -> Result<Json<Value>, ApiError> {
     if dry.on() {
-        return s.preview(actor, edit_consent(id.clone(), body.consent)).await;
+        return s.preview(actor, true, edit_consent(id.clone(), body.consent)).await;
     }
     actor.owner()?;
     let cs = s.clone();

@@ -63,13 +63,18 @@ pub fn what_if(store: &StateStore, state_dir: &Path, old: &Workspace, new: &Work
 
 impl ControlState {
     /// A dry run of `change` for `actor` ([`ControlState::preview_now`] off the async runtime).
+    /// `owners_only`: the write is for owners whatever it changes (consent management, SPEC §6).
     pub(crate) async fn preview(
         &self,
         actor: Actor,
+        owners_only: bool,
         change: impl Fn(&mut WorkspaceFile) -> Result<(), ApiError> + Send + 'static,
     ) -> Result<Json<Value>, ApiError> {
         let s = self.clone();
-        tokio::task::spawn_blocking(move || s.preview_now(&actor, change)).await.map_err(ApiError::internal)?.map(Json)
+        tokio::task::spawn_blocking(move || s.preview_now(&actor, owners_only, change))
+            .await
+            .map_err(ApiError::internal)?
+            .map(Json)
     }
 
     /// `change` applied to a copy of the stored workspace, validated and checked against the
@@ -79,15 +84,21 @@ impl ControlState {
     pub(crate) fn preview_now(
         &self,
         actor: &Actor,
+        owners_only: bool,
         change: impl Fn(&mut WorkspaceFile) -> Result<(), ApiError>,
     ) -> Result<Value, ApiError> {
         let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
         let old = Workspace::load(&store).map_err(ApiError::internal)?;
         let mut file = old.file.clone();
         change(&mut file)?;
-        let refused = match actor.role {
+        let refused: Vec<String> = match actor.role {
             Role::Owner => vec![],
-            Role::Member => sluice_engine::roles::owner_only_changes(&old.file, &file),
+            Role::Member if owners_only => {
+                vec!["consent management is for owners; members have read-only access".into()]
+            }
+            Role::Member => {
+                sluice_engine::roles::owner_only_changes(&old.file, &file).into_iter().map(|r| r.what).collect()
+            }
         };
         // checked as the owner would be: a member learns only counts, and whether they may apply it
         let who = sluice_engine::Actor { name: format!("token:{}", actor.name), role: Role::Owner };
@@ -108,7 +119,7 @@ impl ControlState {
             "warnings": applied.warnings,
             "what_if": w,
             "allowed": refused.is_empty() && errors.is_empty(),
-            "refused": refused.iter().map(|r| r.what.clone()).collect::<Vec<_>>(),
+            "refused": refused,
             "errors": errors,
         }))
     }

@@ -181,7 +181,7 @@ pub async fn put_destination(
         Ok(())
     };
     if dry.on() {
-        return s.preview(actor, edit).await;
+        return s.preview(actor, false, edit).await;
     }
     s.clone().change(actor, edit).await?;
     Ok(Json(saved(&s, "destination", &id)))
@@ -205,7 +205,7 @@ pub async fn put_model(
         Ok(())
     };
     if dry.on() {
-        return s.preview(actor, edit).await;
+        return s.preview(actor, false, edit).await;
     }
     s.clone().change(actor, edit).await?;
     Ok(Json(saved(&s, "model", &id)))

@@ -112,7 +112,7 @@ pub async fn category(State(s): State<UiState>, Path(id): Path<String>, p: Poste
         }
     };
     let name = s.control.live.load().consent_categories.iter().find(|c| c.id == id).map(|c| c.name.clone());
-    let r = s.control.preview(p.viewer.actor.clone(), edit_category(id.clone(), change)).await.map(|j| j.0);
+    let r = s.control.preview(p.viewer.actor.clone(), true, edit_category(id.clone(), change)).await.map(|j| j.0);
     let csrf = &p.viewer.csrf;
     let action = format!("/ui/consent-categories/{}", seg(&id));
     let confirm = if disable {
@@ -156,7 +156,7 @@ pub async fn consent(State(s): State<UiState>, Path(id): Path<String>, p: Posted
         .filter_map(|(k, v)| Some((k.strip_prefix("map:")?.to_string(), v.clone())))
         .filter(|(_, v)| !v.is_empty())
         .collect();
-    let r = s.control.preview(p.viewer.actor.clone(), edit_consent(id.clone(), consent)).await.map(|j| j.0);
+    let r = s.control.preview(p.viewer.actor.clone(), true, edit_consent(id.clone(), consent)).await.map(|j| j.0);
     let confirm = html! {
         form method="post" action={ "/ui/models/" (seg(&id)) "/consent" } {
             input type="hidden" name="csrf" value=(p.viewer.csrf);
