@@ -16,10 +16,10 @@ use std::path::Path;
 const ROWS: u64 = 2500;
 
 fn ads(i: u64) -> bool {
-    i % 3 == 0
+    i.is_multiple_of(3)
 }
 fn analytics(i: u64) -> bool {
-    i % 2 == 0
+    i.is_multiple_of(2)
 }
 fn count(f: impl Fn(u64) -> bool) -> u64 {
     (1..=ROWS).filter(|i| f(*i)).count() as u64
@@ -98,9 +98,12 @@ fn braze(sync: &Value) -> &Value {
     sync["mappings"].as_array().unwrap().iter().find(|m| m["destination"] == "braze").unwrap()
 }
 
+/// (export, audit log, checkpoint rows, mapping count).
+type Snapshot = (String, String, Vec<(i64, String, Option<i64>, i64)>, i64);
+
 /// Everything a dry run must leave as it was: the stored workspace, the audit log, every
 /// checkpoint and mapping row.
-fn state_snapshot(dir: &Path) -> (String, String, Vec<(i64, String, Option<i64>, i64)>, i64) {
+fn state_snapshot(dir: &Path) -> Snapshot {
     let (_, export, _) = run(dir, &["export"]);
     let (_, audit, _) = run(dir, &["audit-log", "--json", "--limit", "1000"]);
     let db = rusqlite::Connection::open(dir.join(".sluice/state.db")).unwrap();

@@ -60,6 +60,9 @@ pub(super) fn count(
         Ok(w) => w,
         Err(e) => return fail(out, format!("source `{}`: {e}", model.source)),
     };
+    // a model that never ends on a warehouse without its own statement timeout is interrupted,
+    // as a sync's scan is
+    let _watchdog = warehouse.scan_deadline().map(|d| crate::sync::Watchdog::start(&mut *warehouse, d));
     let cols = match warehouse.columns(&model.sql) {
         Ok(c) => c,
         Err(e) => return fail(out, e.to_string()),
@@ -128,7 +131,7 @@ pub(super) fn count(
     };
     let scanned = warehouse.scan(&model.sql, &id_col, order, &needs, &mut |mut row| {
         rows += 1;
-        if rows % PROGRESS_EVERY == 0 {
+        if rows.is_multiple_of(PROGRESS_EVERY) {
             progress(a.id, rows);
         }
         let Some(id) = row.id.take() else { return Ok(()) };

@@ -17,6 +17,9 @@ use sluice_state::{Role, StateStore};
 use std::path::Path;
 use utoipa::IntoParams;
 
+/// Serializes what-ifs in this process (they run whole models on their warehouses).
+static WHAT_IF: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 /// `?dry_run=true`: plan and what-if only.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -87,6 +90,8 @@ impl ControlState {
         owners_only: bool,
         change: impl Fn(&mut WorkspaceFile) -> Result<(), ApiError>,
     ) -> Result<Value, ApiError> {
+        // one what-if at a time: each may scan whole models, and members may ask
+        let _one_at_a_time = WHAT_IF.lock();
         let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
         let old = Workspace::load(&store).map_err(ApiError::internal)?;
         let mut file = old.file.clone();
