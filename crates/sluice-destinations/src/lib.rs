@@ -243,3 +243,28 @@ pub(crate) fn deliver_chunks<T: Clone>(chunks: Vec<Vec<T>>, mut send: impl FnMut
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_item_carries_its_delete_reason_only_when_set() {
+        let mut item =
+            Item { action: Change::Deleted, id: "u\"1".into(), data: "{}".into(), consent: None, reason: None };
+        let mut out = Vec::new();
+        item.write_json(&mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"action":"deleted","id":"u\"1","data":{}}"#);
+        for (reason, word) in
+            [(DeleteReason::ConsentWithdrawn, "consent_withdrawn"), (DeleteReason::PrivacyRequest, "privacy_request")]
+        {
+            item.reason = Some(reason);
+            let mut out = Vec::new();
+            item.write_json(&mut out);
+            let written: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(written, serde_json::json!({"action": "deleted", "id": "u\"1", "data": {}, "reason": word}));
+            // the serde form (file destination, debugging) says the same
+            assert_eq!(serde_json::to_value(&item).unwrap(), written);
+        }
+    }
+}
