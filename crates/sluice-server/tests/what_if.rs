@@ -199,3 +199,22 @@ fn every_consent_write_has_a_dry_run_and_members_may_ask() {
     let (st, _) = call(&s, "PATCH", "/api/v1/consent-categories/C0004?dry_run=maybe", Some(&s.token), Some(json!({})));
     assert_eq!(st, 400, "a dry_run that is not a boolean is refused");
 }
+
+#[test]
+fn the_openapi_document_lists_dry_run_with_the_path_ids() {
+    let s = server();
+    let (_, doc) = call(&s, "GET", "/api/v1/openapi.json", Some(&s.token), None);
+    for (path, method) in [
+        ("/api/v1/consent-categories", "post"),
+        ("/api/v1/consent-categories/{id}", "patch"),
+        ("/api/v1/consent-categories/{id}", "delete"),
+        ("/api/v1/models/{id}/consent", "put"),
+        ("/api/v1/models/{id}", "put"),
+        ("/api/v1/destinations/{id}", "put"),
+    ] {
+        let params = doc["paths"][path][method]["parameters"].as_array().unwrap_or_else(|| panic!("{path} {method}"));
+        let names: Vec<&str> = params.iter().filter_map(|p| p["name"].as_str()).collect();
+        assert!(names.contains(&"dry_run"), "{path} {method}: {names:?}");
+        assert_eq!(path.contains("{id}"), names.contains(&"id"), "{path} {method}: {names:?}");
+    }
+}

@@ -150,9 +150,9 @@ pub async fn create(
 }
 
 /// Changes a consent category: rename, remap destinations, enable or disable (owners only).
-#[utoipa::path(patch, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
-    request_body = CategoryChange, params(DryRun),
-    responses((status = 400, body = ErrorBody), (status = 200, body = Category, description = "the category; with dry_run=true: {plan, warnings, what_if, allowed, refused, errors}, nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+#[utoipa::path(patch, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id"), DryRun),
+    request_body = CategoryChange,
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object, description = "the category (as GET answers it); with dry_run=true: {plan, warnings, what_if, allowed, refused, errors}, nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update(
