@@ -132,6 +132,38 @@ pub struct DestinationConfig {
     /// workspace `policy` for it (SPEC §12). Absent: the workspace's. Owners only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_policy: Option<Policy>,
+    /// Streaming (R13): `keep` (default) or `delete`. With `delete`, a consent event that turns
+    /// a category of this destination false sends it the delete call for the profile's
+    /// identifiers. Needs a kind that can delete. Owners only.
+    #[serde(default, skip_serializing_if = "OnWithdrawal::is_keep")]
+    pub on_withdrawal: OnWithdrawal,
+}
+
+/// What a destination is asked to do with a person's data when consent to one of its
+/// categories is withdrawn (R13, SPEC §12).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnWithdrawal {
+    /// The destination keeps what it received; nothing more is sent (Segment's behaviour).
+    #[default]
+    Keep,
+    /// The destination gets its delete call (`deleted` with reason `consent_withdrawn`).
+    Delete,
+}
+
+impl OnWithdrawal {
+    /// Whether this is the default, `keep`.
+    pub fn is_keep(&self) -> bool {
+        *self == Self::Keep
+    }
+
+    /// Name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Delete => "delete",
+        }
+    }
 }
 
 impl DestinationConfig {
@@ -223,6 +255,11 @@ pub struct MappingConfig {
     /// Destination field -> model column. Empty: every column is sent.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// `keep` (default) or `delete` (R13): with `delete`, a record the destination holds whose
+    /// consent is withdrawn gets the destination's delete call (reason `consent_withdrawn`) and
+    /// is then recorded as not held. Needs a kind that can delete. Owners only.
+    #[serde(default, skip_serializing_if = "OnWithdrawal::is_keep")]
+    pub on_withdrawal: OnWithdrawal,
 }
 
 impl WorkspaceFile {

@@ -17,6 +17,7 @@ pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod validate;
+pub mod withdrawal;
 
 pub use catalog::{Catalog, ConsentMode, KindInfo};
 pub use config::*;

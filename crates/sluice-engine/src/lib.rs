@@ -5,6 +5,7 @@
 pub mod change;
 pub mod metrics;
 pub mod plan;
+pub mod privacy;
 pub mod report;
 pub mod roles;
 pub mod scheduler;

@@ -27,7 +27,7 @@ pub struct RecordLabels {
     /// Destination id.
     pub destination: String,
     /// `delivered`, `withheld_by_consent`, `failed_retryable`, `failed_permanent`, `rejected`
-    /// (bad id) or `deletes_held_back`.
+    /// (bad id), `deletes_held_back` or `deleted_on_withdrawal` (R13).
     pub outcome: &'static str,
 }
 
@@ -73,6 +73,7 @@ pub fn record_run(report: &RunReport) {
             ("failed_permanent", m.failed_permanent),
             ("rejected", m.rejected),
             ("deletes_held_back", m.deletes_held_back),
+            ("deleted_on_withdrawal", m.deleted_on_withdrawal),
         ] {
             if n > 0 {
                 let l = RecordLabels { model: report.model.clone(), destination: m.destination.clone(), outcome };

@@ -123,6 +123,16 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
         let relevant = !m.consent.is_empty()
             || reaches(&m.mappings)
             || old_m.is_some_and(|o| !o.consent.is_empty() || reaches(&o.mappings));
+        // R13: what a destination is asked to do on withdrawal is consent management
+        for mp in &m.mappings {
+            let before = old_m.and_then(|o| o.mappings.iter().find(|x| x.destination == mp.destination));
+            if mp.on_withdrawal != before.map(|b| b.on_withdrawal).unwrap_or_default() {
+                push(
+                    format!("model `{}`: the mapping to `{}` changes `on_withdrawal`", m.id, mp.destination),
+                    "on_withdrawal",
+                );
+            }
+        }
         let Some(o) = old_m else {
             if !m.consent.is_empty() {
                 push(format!("model `{}` is created with consent mappings", m.id), "consent");
@@ -154,7 +164,7 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
                             Some(b) if is_governed => {
                                 let other = changed_keys(&json(b), &json(mp))
                                     .into_iter()
-                                    .filter(|x| x != "on" && x != "fields")
+                                    .filter(|x| x != "on" && x != "fields" && x != "on_withdrawal")
                                     .collect::<Vec<_>>();
                                 if !other.is_empty() {
                                     push(
@@ -245,6 +255,25 @@ models:
         assert!(fields(BASE, &same("select * from q", "select email from q")).is_empty());
         assert!(fields(BASE, &same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on: [added]}]"))
             .is_empty());
+    }
+
+    #[test]
+    fn on_withdrawal_is_owner_only_on_mappings_and_destinations() {
+        let same = |from: &str, to: &str| BASE.replacen(from, to, 1);
+        let governed = same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on_withdrawal: delete}]");
+        assert_eq!(fields(BASE, &governed), ["on_withdrawal"]);
+        assert_eq!(fields(&governed, BASE), ["on_withdrawal"], "back to keep");
+        // even where no category governs the destination (yet)
+        let free = same("mappings: [{destination: log}]", "mappings: [{destination: log, on_withdrawal: delete}]");
+        assert_eq!(fields(BASE, &free), ["on_withdrawal"]);
+        let dest = same("{id: ads, kind: webhook,", "{id: ads, kind: webhook, on_withdrawal: delete,");
+        assert_eq!(fields(BASE, &dest), ["on_withdrawal"]);
+        assert_eq!(fields(&dest, BASE), ["on_withdrawal"]);
+        // a new model that asks for deletes
+        let created = format!(
+            "{BASE}  - {{id: r, source: dwh, sql: select * from r, unique_id: id, mappings: [{{destination: log, on_withdrawal: delete}}]}}\n"
+        );
+        assert_eq!(fields(BASE, &created), ["on_withdrawal"]);
     }
 
     #[test]

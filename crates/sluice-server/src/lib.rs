@@ -15,6 +15,7 @@ pub mod edge;
 pub mod error;
 pub mod follow;
 pub mod ingest;
+pub mod privacy;
 pub mod read;
 pub mod scheduler;
 pub mod state;
@@ -47,6 +48,10 @@ pub enum ServeError {
     /// `--public-url` is not a URL browsers can use.
     #[error("{0}")]
     PublicUrl(String),
+    /// The suppressions of privacy requests could not be loaded (the server does not start
+    /// without them: it would let suppressed people's events through).
+    #[error("cannot load privacy suppressions: {0}")]
+    Privacy(String),
     /// The runtime failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -112,8 +117,14 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let stop = Arc::new(AtomicBool::new(false));
     let conn = sluice_stream::store::open(&config.state_dir)?;
     let (jobs, rx) = std::sync::mpsc::sync_channel::<sluice_stream::writer::Job>(4096);
+    // loaded before the first event is taken: a suppressed person is never let through at startup
+    let suppressed = Arc::new(sluice_stream::privacy::Suppressed::new());
+    if let Err(e) = sluice_state::StateStore::open(&config.state_dir).and_then(|s| suppressed.refresh(&s).map(|_| ())) {
+        return Err(ServeError::Privacy(e.to_string()));
+    }
     let router =
-        sluice_stream::writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400);
+        sluice_stream::writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400)
+            .with_suppressed(suppressed.clone());
     let w = wake.clone();
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())
@@ -142,6 +153,18 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
         std::thread::Builder::new().name("sluice-follow".into()).spawn(move || follow::supervise(l, dir, st, m))?
     };
+    let privacy_threads = {
+        let (sp, dir, st, m) = (suppressed.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let a = std::thread::Builder::new()
+            .name("sluice-privacy-suppressions".into())
+            .spawn(move || privacy::supervise_suppressions(sp, dir, st, m))?;
+        let (l, base, dir, st, m) =
+            (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let b = std::thread::Builder::new()
+            .name("sluice-privacy-deletes".into())
+            .spawn(move || privacy::supervise_deletes(l, base, dir, st, m))?;
+        [a, b]
+    };
     let state = api::AppState {
         live: live.clone(),
         jobs,
@@ -167,6 +190,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             live: live.clone(),
             write: Arc::new(parking_lot::Mutex::new(())),
             progress: Arc::default(),
+            suppressed,
         };
         let limits = config.limits;
         let public_app = api::public_router(state.clone());
@@ -208,6 +232,9 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let _ = scheduler.join();
     let _ = follower.join();
     let _ = supervisor.join();
+    for t in privacy_threads {
+        let _ = t.join();
+    }
     Ok(())
 }
 

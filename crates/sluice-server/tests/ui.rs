@@ -110,7 +110,7 @@ fn api(s: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value
     common::call(s, method, path, Some(&s.token), body)
 }
 
-const PAGES: [&str; 11] = [
+const PAGES: [&str; 12] = [
     "/ui/",
     "/ui/consent-categories",
     "/ui/models",
@@ -122,6 +122,7 @@ const PAGES: [&str; 11] = [
     "/ui/audit-log",
     "/ui/usage",
     "/ui/debugger",
+    "/ui/privacy-requests",
 ];
 
 #[test]
@@ -542,4 +543,61 @@ fn preview_impact_shows_the_what_if_before_the_owner_confirms() {
     let mcsrf = m.csrf("/ui/");
     assert_eq!(m.post("/ui/consent-categories/C0002/preview", &[("csrf", &mcsrf), ("op", "disable")]).status, 403);
     assert_eq!(m.post("/ui/models/p/consent/preview", &[("csrf", &mcsrf), ("map:C0004", "ads")]).status, 403);
+fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_are_refused() {
+    let s = server();
+    let mut owner = Ui::new(&s.url);
+    owner.login(&s.token);
+    let page = owner.get("/ui/privacy-requests");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("No privacy requests yet") && page.body.contains("href=\"/ui/privacy-requests\""));
+    let csrf = owner.csrf("/ui/privacy-requests");
+    // without the CSRF token: refused, nothing stored
+    let forged = owner.post(
+        "/ui/privacy-requests",
+        &[("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "u1")],
+    );
+    assert_eq!(forged.status, 403);
+    let made = owner.post(
+        "/ui/privacy-requests",
+        &[
+            ("csrf", &csrf),
+            ("regulationType", "SUPPRESS_WITH_DELETE"),
+            ("subjectType", "USER_ID"),
+            ("subjectIds", "u1\n<script>x</script>\n"),
+        ],
+    );
+    assert_eq!((made.status, made.location.as_deref()), (303, Some("/ui/privacy-requests")));
+    let page = owner.get("/ui/privacy-requests").body;
+    assert!(page.contains("SUPPRESS_WITH_DELETE") && page.contains("made."), "{page}");
+    assert!(page.contains("&lt;script&gt;x&lt;/script&gt;") && !page.contains("<script>x"), "rendered inert");
+    for d in ["ads", "crm"] {
+        assert!(page.contains(d), "each destination's status: {page}");
+    }
+    // bad input comes back as a message naming the field
+    let bad = owner.post(
+        "/ui/privacy-requests",
+        &[("csrf", &csrf), ("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "")],
+    );
+    assert_eq!(bad.status, 303);
+    assert!(owner.get("/ui/privacy-requests").body.contains("subjectIds"));
+    let (_, list) = api(&s, "GET", "/api/v1/regulations", None);
+    assert_eq!(list["data"]["regulations"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"]["regulations"][0]["subjectIds"], json!(["u1", "<script>x</script>"]));
+
+    // a member reads, sees no form, and a forged post with their own CSRF token is refused
+    let member = member_token(&s);
+    let mut ui = Ui::new(&s.url);
+    ui.login(&member);
+    let page = ui.get("/ui/privacy-requests").body;
+    assert!(page.contains("You are a member") && page.contains("SUPPRESS_WITH_DELETE"));
+    assert!(!page.contains("Make the request"));
+    let csrf = ui.csrf("/ui/");
+    let forged = ui.post(
+        "/ui/privacy-requests",
+        &[("csrf", &csrf), ("regulationType", "UNSUPPRESS"), ("subjectType", "USER_ID"), ("subjectIds", "u1")],
+    );
+    assert_eq!(forged.status, 403);
+    assert!(forged.body.contains("only owners may make privacy requests"), "{}", forged.body);
+    let (_, list) = api(&s, "GET", "/api/v1/regulations", None);
+    assert_eq!(list["data"]["regulations"].as_array().unwrap().len(), 1);
 }

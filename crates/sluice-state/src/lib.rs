@@ -4,12 +4,14 @@
 mod audit;
 mod checkpoint;
 pub mod files;
+pub mod privacy;
 mod runs;
 pub mod secrets;
 mod tokens;
 
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, Entry, Pending};
+pub use privacy::{DeleteStatus, DestinationStatus, NewRegulation, PlannedDelete, Regulation, RegulationType};
 pub use runs::{RunRow, RunStatus, UsageRow};
 pub use secrets::{SecretBox, SecretError};
 pub use tokens::{Role, TokenInfo, TokenRow};
@@ -122,6 +124,39 @@ create table if not exists tokens (
     hash text not null unique,
     created_at text not null,
     disabled integer not null default 0
+);
+-- privacy requests (SPEC §12, docs/PRIVACY.md): the request, each destination's delete status,
+-- the suppressed identifiers, and a counter `serve` polls to reload its in-memory set
+create table if not exists regulations (
+    id text primary key,
+    type text not null,
+    subject_type text not null,
+    subject_ids text not null,
+    joined_ids text not null,
+    created_by text not null,
+    created_at text not null
+);
+create table if not exists regulation_destinations (
+    regulation text not null,
+    destination text not null,
+    status text not null,
+    attempts integer not null default 0,
+    next_at integer not null default 0,
+    error text,
+    finished_at text,
+    stream_seq integer,
+    primary key (regulation, destination)
+) without rowid;
+create index if not exists regulation_destinations_running on regulation_destinations (next_at)
+    where status = 'RUNNING';
+create table if not exists suppressions (
+    ident text primary key,
+    regulation text not null,
+    created_at text not null
+) without rowid;
+create table if not exists privacy_version (
+    id integer primary key check (id = 1),
+    version integer not null
 );
 create table if not exists usage (
     month text not null,

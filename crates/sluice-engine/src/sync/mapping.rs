@@ -37,6 +37,9 @@ struct InFlight {
     key: String,
     hash: u64,
     prior: Option<Entry>,
+    /// A delete because consent was withdrawn (R13): on success the record stays in the
+    /// checkpoint, not held and withheld; on failure it is retried on every sync, never given up.
+    withdrawal: bool,
 }
 
 /// What a mapping run is given: its destination, consent gate and settings.
@@ -54,6 +57,8 @@ pub struct MappingSetup {
     pub projection: usize,
     /// Changes sent.
     pub on: Vec<Change>,
+    /// R13: what the destination is asked to do with a held record consent now withholds.
+    pub on_withdrawal: sluice_core::OnWithdrawal,
     /// Where items go.
     pub sink: Box<dyn Destination>,
     /// Retry and delete limits.
@@ -62,6 +67,8 @@ pub struct MappingSetup {
     pub order: IdOrder,
     /// Stops the mapping when the stored workspace changes what it may send.
     pub watch: std::rc::Rc<super::watch::Watch>,
+    /// Record ids suppressed by privacy requests: withheld from every destination (SPEC §12).
+    pub suppressed: std::rc::Rc<std::collections::HashSet<String>>,
 }
 
 /// A mapping being synced.
@@ -169,9 +176,22 @@ impl MappingRun {
         if entry.as_ref().is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
         }
+        if !self.setup.suppressed.is_empty() && self.setup.suppressed.contains(id) {
+            // a privacy request: never sent, not counted as usage, the checkpoint left as it is
+            self.setup.report.withheld_by_privacy_request += 1;
+            return Ok(());
+        }
         if let Verdict::Withhold(refused) = self.setup.gate.decide(|c| parse_consent(&values[c])) {
             let cats: Vec<&str> = refused.iter().map(|i| self.setup.gate.required()[*i].category.as_str()).collect();
             emit(&mut self.setup.report, Event::Withheld { id, categories: &cats });
+            let held = entry.as_ref().is_some_and(|e| e.held.is_some());
+            if sluice_core::withdrawal::record_needs_delete(self.setup.on_withdrawal, true, held) {
+                // R13: consent withdrawn from a record the destination holds: its delete call
+                emit(&mut self.setup.report, Event::WithdrawalDelete { id });
+                let item = withdrawal_item(id.to_string());
+                let meta = InFlight { key: key.to_string(), hash: DELETED, prior: entry, withdrawal: true };
+                return self.queue(store, item, meta);
+            }
             if entry.as_ref().map(|e| e.pending) != Some(Pending::Withheld) {
                 let held = entry.and_then(|e| e.held);
                 self.put(Entry { id: key.to_string(), held, pending: Pending::Withheld });
@@ -217,7 +237,7 @@ impl MappingRun {
         }
         let data = payloads.encode(self.setup.projection, values, raw);
         let item = Item { action: change, id: id.to_string(), data, consent, reason: None };
-        self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry })
+        self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry, withdrawal: false })
     }
 
     fn queue(&mut self, store: &mut StateStore, item: Item, meta: InFlight) -> sluice_state::Result<()> {
@@ -270,6 +290,11 @@ impl MappingRun {
         for ((item, p), outcome) in items.into_iter().zip(in_flight).zip(outcomes) {
             let held = p.prior.as_ref().and_then(|e| e.held);
             match outcome {
+                Ok(()) if p.withdrawal => {
+                    // R13: not held any more; consent granted again re-sends it as `added`
+                    delivered += 1;
+                    self.put(Entry { id: p.key, held: None, pending: Pending::Withheld });
+                }
                 Ok(()) if item.action == Change::Deleted => {
                     delivered += 1;
                     self.writes.push(CheckpointWrite::Remove(p.key));
@@ -293,13 +318,18 @@ impl MappingRun {
 
     /// The checkpoint state of a failed item: retried later, or given up.
     fn failed_pending(&self, p: &InFlight, e: &DeliveryError) -> Pending {
+        let (attempts, first) = match p.prior.as_ref().map(|e| e.pending) {
+            Some(Pending::Failed { attempts, first_failed }) => (attempts.saturating_add(1), first_failed),
+            _ => (1, self.setup.limits.now),
+        };
+        if p.withdrawal {
+            // a privacy obligation: retried on every sync whatever the answer, never given up
+            // (reported failed each run until it lands)
+            return Pending::Failed { attempts, first_failed: first };
+        }
         if !e.retryable {
             return Pending::Rejected { hash: p.hash };
         }
-        let (attempts, first) = match p.prior.as_ref().map(|e| e.pending) {
-            Some(Pending::Failed { attempts, first_failed }) => (attempts + 1, first_failed),
-            _ => (1, self.setup.limits.now),
-        };
         if attempts >= self.setup.limits.max_syncs || self.setup.limits.now - first >= self.setup.limits.max_age_secs {
             Pending::GaveUp { hash: p.hash }
         } else {
@@ -378,7 +408,8 @@ impl MappingRun {
                         consent: None,
                         reason: None,
                     };
-                    self.queue(store, item, InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e) })?;
+                    let meta = InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e), withdrawal: false };
+                    self.queue(store, item, meta)?;
                 }
                 (Some(_), _) => {}
             }
@@ -400,5 +431,17 @@ impl MappingRun {
         self.flush(store)?;
         self.setup.report.settle_status();
         Ok(())
+    }
+}
+
+/// The delete call of a record whose consent was withdrawn (R13): `deleted`, empty `data`,
+/// reason `consent_withdrawn`.
+fn withdrawal_item(id: String) -> Item {
+    Item {
+        action: Change::Deleted,
+        id,
+        data: sluice_destinations::raw(&Value::Object(Map::new())),
+        consent: None,
+        reason: Some(sluice_destinations::DeleteReason::ConsentWithdrawn),
     }
 }

@@ -155,6 +155,7 @@ fn prepare(
     let mut out =
         Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![], duplicated: Default::default() };
     let watch = std::rc::Rc::new(watch::Watch::new(store, &ws.file, &model.id));
+    let suppressed = std::rc::Rc::new(store.suppressed_ids()?);
     for mp in &model.mappings {
         let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
         let gate = Gate::build(&ws.file, &sluice_destinations::REGISTRY, model, &dest.id, &column_of);
@@ -206,10 +207,12 @@ fn prepare(
             stamp,
             projection,
             on,
+            on_withdrawal: mp.on_withdrawal,
             sink,
             limits,
             order,
             watch: watch.clone(),
+            suppressed: suppressed.clone(),
         }));
     }
     Ok(out)

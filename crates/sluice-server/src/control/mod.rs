@@ -4,6 +4,7 @@
 //! credentials, store, append to the audit log; the running router sees it at once.
 
 pub(crate) mod categories;
+pub mod privacy;
 pub(crate) mod resources;
 mod tokens;
 pub(crate) mod whatif;
@@ -39,6 +40,9 @@ pub struct ControlState {
     /// Rows read so far by the syncs started through the API (or the web UI), per model; an
     /// entry lives as long as its run (the web UI shows it live).
     pub progress: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>>,
+    /// The suppressed identifiers the writer checks; a privacy request made through the API
+    /// reloads it at once.
+    pub suppressed: Arc<sluice_stream::privacy::Suppressed>,
 }
 
 /// A JSON body whose rejections use the API's error shape.
@@ -352,6 +356,8 @@ pub fn router(state: ControlState) -> axum::Router {
         .routes(routes!(resources::profile))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::disable))
+        .routes(routes!(privacy::list, privacy::create))
+        .routes(routes!(privacy::get))
         .with_state(state)
         .split_for_parts();
     let doc = Arc::new(api);

@@ -14,6 +14,7 @@ mod categories;
 mod funnel;
 mod models;
 mod pages;
+mod privacy;
 mod session;
 mod stream;
 mod whatif;
@@ -78,6 +79,7 @@ pub fn router(app: AppState, control: ControlState) -> Router {
         .route("/ui/debugger/{source}", get(stream::debugger))
         .route("/ui/profiles", get(stream::profile_search))
         .route("/ui/profiles/{id}", get(stream::profile))
+        .route("/ui/privacy-requests", get(privacy::list).post(privacy::create))
         .route("/ui/audit-log", get(pages::audit_log))
         .route("/ui/usage", get(pages::usage))
         // an unknown page: to the login page without a session, else a page saying so
@@ -114,11 +116,12 @@ enum Nav {
     Debugger,
     Profiles,
     Usage,
+    Privacy,
     Audit,
     None,
 }
 
-const NAV: [(Nav, &str, &str); 9] = [
+const NAV: [(Nav, &str, &str); 10] = [
     (Nav::Home, "/ui/", "Home"),
     (Nav::Categories, "/ui/consent-categories", "Consent categories"),
     (Nav::Sources, "/ui/sources", "Sources"),
@@ -127,6 +130,7 @@ const NAV: [(Nav, &str, &str); 9] = [
     (Nav::Debugger, "/ui/debugger", "Debugger"),
     (Nav::Profiles, "/ui/profiles", "Profiles"),
     (Nav::Usage, "/ui/usage", "Usage"),
+    (Nav::Privacy, "/ui/privacy-requests", "Privacy requests"),
     (Nav::Audit, "/ui/audit-log", "Audit log"),
 ];
 

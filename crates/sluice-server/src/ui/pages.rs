@@ -86,14 +86,17 @@ pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
                     @let sum = |k: &str| runs.iter().flat_map(|r| r.get("mappings").and_then(Value::as_array).into_iter().flatten()).map(|m| n(m, k)).sum::<u64>();
                     p { (num(runs.len() as u64)) " sync run" @if runs.len() != 1 { "s" } " today: "
                         (num(sum("delivered"))) " records delivered, " (num(sum("failed"))) " failed, "
-                        (num(sum("withheld_by_consent"))) " withheld by consent." }
+                        (num(sum("withheld_by_consent"))) " withheld by consent"
+                        @if sum("deleted_on_withdrawal") > 0 { ", " (num(sum("deleted_on_withdrawal"))) " deleted because consent was withdrawn" }
+                        "." }
                     @if !dests.is_empty() {
                         table {
                             caption { "Events per destination today" }
-                            thead { tr { th scope="col" { "Destination" } th scope="col" { "Routed" } th scope="col" { "Delivered" } th scope="col" { "Withheld" } th scope="col" { "Failed" } } }
+                            thead { tr { th scope="col" { "Destination" } th scope="col" { "Routed" } th scope="col" { "Delivered" } th scope="col" { "Withheld" } th scope="col" { "Failed" } th scope="col" { "Deleted on withdrawal" } } }
                             tbody { @for (d, v) in &dests { tr {
                                 td { (dest_label(&ws, d)) } td { (num(n(v, "routed"))) } td { (num(n(v, "delivered"))) }
                                 td { (num(n(v, "withheld"))) } td { (num(n(v, "failed"))) }
+                                td { (num(n(v, "deleted_on_withdrawal"))) }
                             } } }
                         }
                     }
