@@ -543,6 +543,9 @@ fn preview_impact_shows_the_what_if_before_the_owner_confirms() {
     let mcsrf = m.csrf("/ui/");
     assert_eq!(m.post("/ui/consent-categories/C0002/preview", &[("csrf", &mcsrf), ("op", "disable")]).status, 403);
     assert_eq!(m.post("/ui/models/p/consent/preview", &[("csrf", &mcsrf), ("map:C0004", "ads")]).status, 403);
+}
+
+#[test]
 fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_are_refused() {
     let s = server();
     let mut owner = Ui::new(&s.url);
