@@ -604,9 +604,8 @@ fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_
     assert!(forged.body.contains("only owners may make privacy requests"), "{}", forged.body);
     let (_, list) = api(&s, "GET", "/api/v1/regulations", None);
     assert_eq!(list["data"]["regulations"].as_array().unwrap().len(), 1);
-/// Alerts (SPEC §12): a failing sync and a failing streaming destination fire alerts that the
-/// home page shows first, `/ui/alerts` lists with their history, `GET /api/v1/alerts` returns,
-/// and a receiver playing Slack gets once, without personal data; recovery resolves them.
+}
+
 #[test]
 fn firing_alerts_show_on_the_home_page_the_alerts_page_and_the_api() {
     let slack = sluice_testkit::Receiver::start();
