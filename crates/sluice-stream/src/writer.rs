@@ -94,14 +94,25 @@ impl Prepared {
     }
 }
 
+/// An event that failed validation.
+pub struct Invalid {
+    /// Why it is invalid.
+    pub reason: String,
+    /// Its raw JSON (cut to [`crate::store::INVALID_BODY_BYTES`]).
+    pub body: String,
+    /// Its `userId`, `anonymousId` and `previousId` as strings, read before the body was cut:
+    /// when one is suppressed by a privacy request, nothing of it is stored.
+    pub ids: Vec<String>,
+}
+
 /// Events of one request.
 pub struct Job {
     /// The event source.
     pub source: String,
     /// Normalized events.
     pub events: Vec<Prepared>,
-    /// Events that failed validation: (reason, raw JSON). Stored for the debugger, not routed.
-    pub invalid: Vec<(String, String)>,
+    /// Events that failed validation. Stored for the debugger, not routed.
+    pub invalid: Vec<Invalid>,
     /// Answered after the commit.
     pub reply: tokio::sync::oneshot::Sender<Answer>,
 }
@@ -605,7 +616,12 @@ impl Router {
     ) -> store::Result<Accepted> {
         let w = store::wrap(tx);
         let now = sluice_core_now();
-        for (reason, body) in &job.invalid {
+        let mut acc = Accepted::default();
+        for Invalid { reason, body, ids } in &job.invalid {
+            if !self.suppressed.is_empty() && ids.iter().any(|i| self.suppressed.contains(i)) {
+                acc.suppressed += 1;
+                continue;
+            }
             exec(
                 tx,
                 "insert into invalid (source, received_at, reason, body) values (?1, ?2, ?3, ?4)",
@@ -613,7 +629,6 @@ impl Router {
             )
             .map_err(&w)?;
         }
-        let mut acc = Accepted::default();
         let minute = chrono::Utc::now().timestamp() / 60;
         for e in &job.events {
             if self.is_suppressed(e) {

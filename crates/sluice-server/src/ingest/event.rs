@@ -26,7 +26,7 @@ fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     v.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
 }
 
-fn nonempty_id(v: Option<&Value>) -> Option<String> {
+pub(crate) fn nonempty_id(v: Option<&Value>) -> Option<String> {
     match v {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
@@ -84,6 +84,13 @@ fn complete(
             None => {
                 obj.remove(field);
             }
+        }
+    }
+    // an alias's `previousId` is an identifier too: a number is made a string like `userId`, so
+    // suppressions (privacy requests) and identity joins see it
+    if ty == "alias" {
+        if let Some(id) = nonempty_id(obj.get("previousId")) {
+            obj.insert("previousId".into(), Value::String(id));
         }
     }
     if !obj.contains_key("userId") && !obj.contains_key("anonymousId") {

@@ -146,13 +146,25 @@ async fn handle_in_span(state: AppState, kind: Option<&'static str>, headers: He
         match event::normalize(item, kind, sent_at.as_ref(), received, |e| message_id(&source, e)) {
             Ok(e) if gpc.is_empty() => events.push(sluice_stream::writer::Prepared::new(e)),
             Ok(e) => events.push(sluice_stream::writer::Prepared::new(e).with_gpc(&gpc)),
-            Err((reason, raw)) => invalid.push((reason, sluice_stream::store::truncate_invalid(raw.to_string()))),
+            Err((reason, raw)) => {
+                // its identifiers, read before the body is cut, so a suppressed person's invalid
+                // event is dropped like a valid one
+                let ids = ["userId", "anonymousId", "previousId"]
+                    .into_iter()
+                    .filter_map(|k| event::nonempty_id(raw.get(k)))
+                    .collect();
+                invalid.push(sluice_stream::writer::Invalid {
+                    reason,
+                    body: sluice_stream::store::truncate_invalid(raw.to_string()),
+                    ids,
+                })
+            }
         }
     }
     // a single-event call with an invalid event is refused; in a batch it is reported, not lost
     if kind.is_some() && events.is_empty() {
-        if let Some((reason, _)) = invalid.first() {
-            return error(StatusCode::BAD_REQUEST, "invalid_event", reason, None);
+        if let Some(i) = invalid.first() {
+            return error(StatusCode::BAD_REQUEST, "invalid_event", &i.reason, None);
         }
     }
     let (reply, rx) = tokio::sync::oneshot::channel();
