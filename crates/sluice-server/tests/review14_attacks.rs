@@ -75,3 +75,35 @@ fn review14_an_invalid_event_of_a_suppressed_person_is_not_stored_for_the_debugg
     assert!(!invalid.contains("secret-u1@example.com"), "a suppressed person's invalid event was stored: {d}");
     assert!(!invalid.contains("anon-u1@example.com"), "a suppressed person's invalid event was stored: {d}");
 }
+
+/// An event of a person accepted before a SUPPRESS_ONLY request, still queued because the
+/// destination was down, must not be sent once the person is suppressed ("stop sending their
+/// data"): the check was only at ingest.
+#[test]
+fn review14_a_queued_event_of_a_person_suppressed_meanwhile_is_not_sent() {
+    let s = start(
+        "destinations:\n  - {id: hook, kind: webhook, settings: {url: \"{URL}/hook\", batch_size: 50, retry_initial_ms: 10, retry_max_ms: 50, max_attempts: 100, timeout_secs: 1}}\n",
+    );
+    let (owner, _) = tokens(&s);
+    s.rx.answer_path("/hook", sluice_testkit::Reply::Status(503));
+    assert_eq!(s.post("/v1/track", &json!({"userId": "u1", "event": "E", "messageId": "q1"})).0, 200);
+    // the destination refused it at least once: it is queued
+    let t = std::time::Instant::now();
+    while s.rx.requests_to("/hook").is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "never attempted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    suppress(&s, &owner, &["u1"]);
+    s.rx.clear_path("/hook");
+    assert_eq!(s.post("/v1/track", &json!({"userId": "u2", "event": "E", "messageId": "ok1"})).0, 200);
+    let t = std::time::Instant::now();
+    while !s.rx.items("/hook").iter().any(|e| e["messageId"] == "ok1") {
+        assert!(t.elapsed() < Duration::from_secs(10), "the queue never drained");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent: Vec<Value> = s.rx.items("/hook");
+    assert!(
+        sent.iter().all(|e| e["userId"] != "u1"),
+        "a suppressed person's queued event was sent after the suppression: {sent:?}"
+    );
+}
