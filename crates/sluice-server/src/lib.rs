@@ -134,17 +134,18 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         .name("sluice-writer".into())
         .spawn(move || sluice_stream::writer::run(conn, router, rx, || w.notify()))?;
     let supervisor = {
-        let (l, dir, base, m, wk, st) = (
+        let (l, dir, base, m, wk, st, sp) = (
             live.clone(),
             config.state_dir.clone(),
             config.base_dir.clone(),
             metrics.clone(),
             wake.clone(),
             stop.clone(),
+            suppressed.clone(),
         );
         std::thread::Builder::new()
             .name("sluice-delivery".into())
-            .spawn(move || sluice_stream::delivery::supervise(l, dir, base, m, wk, st))?
+            .spawn(move || sluice_stream::delivery::supervise(l, dir, base, m, wk, st, sp))?
     };
     let scheduler = {
         let (l, base, dir, st, m) =

@@ -64,6 +64,7 @@ pub fn supervise(
     metrics: Arc<Metrics>,
     wake: Arc<Wake>,
     stop: Arc<AtomicBool>,
+    suppressed: Arc<crate::privacy::Suppressed>,
 ) {
     let mut running: std::collections::HashMap<
         String,
@@ -93,12 +94,20 @@ pub fn supervise(
                 continue;
             }
             let own_stop = Arc::new(AtomicBool::new(false));
-            let (dir, base, m, wk, st, config, lv) =
-                (dir.clone(), base.clone(), metrics.clone(), wake.clone(), own_stop.clone(), d.clone(), live.clone());
+            let (dir, base, m, wk, st, config, lv, sp) = (
+                dir.clone(),
+                base.clone(),
+                metrics.clone(),
+                wake.clone(),
+                own_stop.clone(),
+                d.clone(),
+                live.clone(),
+                suppressed.clone(),
+            );
             let name = format!("deliver-{}", d.id);
             match std::thread::Builder::new().name(name.clone()).spawn(move || {
                 supervisor::keep_alive(&name, &st, &m, supervisor::Backoff::default(), || {
-                    run(dir.clone(), base.clone(), config.clone(), m.clone(), wk.clone(), st.clone(), &lv)
+                    run(dir.clone(), base.clone(), config.clone(), m.clone(), wk.clone(), st.clone(), &lv, &sp)
                 })
             }) {
                 Ok(h) => {
@@ -124,7 +133,9 @@ pub fn supervise(
 
 /// Runs the worker of one destination until `stop`, or until the live workspace no longer has
 /// this destination exactly as configured (re-pointed, changed, disabled, removed: the
-/// supervisor starts its successor); `Err` says why it cannot run.
+/// supervisor starts its successor); `Err` says why it cannot run. Events of people `suppressed`
+/// by a privacy request meanwhile are not sent (kept in `dead` with the reason).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     dir: PathBuf,
     base: PathBuf,
@@ -133,6 +144,7 @@ pub fn run(
     wake: Arc<Wake>,
     stop: Arc<AtomicBool>,
     live: &crate::Live,
+    suppressed: &crate::privacy::Suppressed,
 ) -> Result<(), String> {
     // built through the registry, like Reverse ETL's: one contract, one implementation per kind
     let ctx = BuildContext { base_dir: base, mapping_key: stream_key(&d.id) };
@@ -144,7 +156,7 @@ pub fn run(
     let current = || live.load().destinations.iter().any(|x| x == &d && x.enabled);
     // checked before every batch: events never go to an address the destination no longer has
     while !stop.load(Ordering::Relaxed) && current() {
-        match deliver_once(&conn, &d.id, sink.as_mut(), &metrics, &current) {
+        match deliver_once(&conn, &d.id, sink.as_mut(), &metrics, &current, suppressed) {
             Ok(0) => wake.wait(&mut seen, Duration::from_millis(200)),
             Ok(_) => {}
             Err(e) => {
@@ -178,6 +190,9 @@ struct Outcome {
     delivered: usize,
     /// Events it refused for good: (seq, why).
     dead: Vec<(i64, String)>,
+    /// Events not sent because their person was suppressed by a privacy request after they were
+    /// accepted: (seq, why). Kept in `dead` with the reason, not counted as failed.
+    withheld: Vec<(i64, String)>,
     /// A person it deleted, and why ([`crate::person_delete`]; not counted in `delivered`).
     deleted_person: Option<sluice_destinations::DeleteReason>,
     /// A retryable failure stopped the round at `upto`: back off.
@@ -191,6 +206,7 @@ fn deliver_once(
     sink: &mut dyn Destination,
     metrics: &Metrics,
     current: &dyn Fn() -> bool,
+    suppressed: &crate::privacy::Suppressed,
 ) -> store::Result<usize> {
     let w = store::wrap(conn);
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -204,7 +220,7 @@ fn deliver_once(
     if next_at > now_ms {
         return Ok(0);
     }
-    let (events, last) = due(conn, dest_id, cursor, sink.event_batch_size().max(1))?;
+    let (mut events, last) = due(conn, dest_id, cursor, sink.event_batch_size().max(1))?;
     if last == cursor {
         return Ok(0);
     }
@@ -223,6 +239,18 @@ fn deliver_once(
     if !current() {
         return Ok(0);
     }
+    // a person suppressed after their events were accepted (still queued here): never sent
+    let mut withheld = Vec::new();
+    if !suppressed.is_empty() {
+        events.retain(|e| {
+            let keep = e.source == person_delete::SOURCE || !event_is_suppressed(&e.body, suppressed);
+            if !keep {
+                withheld.push((e.seq, SUPPRESSED.to_string()));
+            }
+            keep
+        });
+    }
+    let n = events.len() + withheld.len();
     if attempts > 0 {
         metrics.retried.get_or_create(&dest(dest_id)).inc_by(events.len() as u64);
     }
@@ -231,10 +259,13 @@ fn deliver_once(
     let span =
         tracing::info_span!("delivery_batch", destination = %dest_id, events = events.len(), first_seq, last_seq);
     let _entered = span.enter();
-    let outcome = match events.as_slice() {
+    let mut outcome = match events.as_slice() {
+        [] => Outcome { upto: last, ..Default::default() },
         [e] if e.source == person_delete::SOURCE => send_delete(sink, e, cursor, last),
         _ => send(sink, &events, cursor, last),
     };
+    // those after a retryable failure are looked at again next round
+    outcome.withheld = withheld.into_iter().filter(|(seq, _)| *seq <= outcome.upto).collect();
     tracing::debug!(
         delivered = outcome.delivered,
         dead = outcome.dead.len(),
@@ -244,7 +275,19 @@ fn deliver_once(
     );
     let policy = sink.retry_policy().unwrap_or_default();
     record(conn, dest_id, &policy, metrics, &outcome, attempts, chrono::Utc::now().timestamp_millis())?;
-    Ok(events.len())
+    Ok(n)
+}
+
+/// Why an event was not sent: its person was suppressed after it was accepted.
+const SUPPRESSED: &str = "not sent: the person is suppressed by a privacy request";
+
+/// Whether the stored event `body` names a suppressed identifier (`userId`, `anonymousId`, an
+/// alias's `previousId`; ingest made them strings).
+fn event_is_suppressed(body: &str, suppressed: &crate::privacy::Suppressed) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return false };
+    ["userId", "anonymousId", "previousId"]
+        .into_iter()
+        .any(|k| v.get(k).and_then(serde_json::Value::as_str).is_some_and(|i| suppressed.contains(i)))
 }
 
 /// The next events routed to `dest_id` after `cursor` (at most a batch, within a scan window),
@@ -346,7 +389,7 @@ fn record(
     let stat = |stat: Stat, n: usize| store::add_stat(conn, minute, dest_id, stat, "", n as u64);
     let tx = rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(&w)?;
     let at = crate::rfc3339(chrono::Utc::now());
-    for (seq, error) in &o.dead {
+    for (seq, error) in o.dead.iter().chain(&o.withheld) {
         exec(
             conn,
             "insert or replace into dead (dest, seq, error, at) values (?1, ?2, ?3, ?4)",
