@@ -106,4 +106,15 @@ fn review14_a_queued_event_of_a_person_suppressed_meanwhile_is_not_sent() {
         sent.iter().all(|e| e["userId"] != "u1"),
         "a suppressed person's queued event was sent after the suppression: {sent:?}"
     );
+    // nothing lost silently: the event is kept, with why it was not sent
+    let conn = sluice_stream::store::open(&s.dir.path().join(".sluice")).unwrap();
+    let t = std::time::Instant::now();
+    let mut dead = vec![];
+    while dead.is_empty() && t.elapsed() < Duration::from_secs(10) {
+        // recorded just after the round's send
+        std::thread::sleep(Duration::from_millis(20));
+        dead = sluice_stream::store::dead_letters(&conn, "hook", 10).unwrap();
+    }
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].error.contains("privacy request"), "{dead:?}");
 }
