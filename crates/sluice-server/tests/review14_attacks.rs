@@ -118,3 +118,28 @@ fn review14_a_queued_event_of_a_person_suppressed_meanwhile_is_not_sent() {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].error.contains("privacy request"), "{dead:?}");
 }
+
+/// An owner who asks for a what-if with a misspelt parameter (`dryRun`, `dry-run`, `DRY_RUN`)
+/// must get a 400 naming it, never the real write: the unknown parameter was ignored and the
+/// consent change applied.
+#[test]
+fn review14_a_misspelt_dry_run_is_refused_not_applied() {
+    let s = start(&format!(
+        "destinations:\n{}consent_categories:\n  - {{id: C0004, name: Advertising, destinations: [hook]}}\n",
+        hook("hook", "Hook")
+    ));
+    let before = call(&s, "GET", "/api/v1/consent-categories", Some(&s.token), None).1;
+    let audit_before = call(&s, "GET", "/api/v1/audit-log", Some(&s.token), None).1;
+    for q in ["dryRun=true", "dry-run=true", "DRY_RUN=true", "dry_run=true&dry_run=false", "dry_run=1"] {
+        let (st, b) = call(
+            &s,
+            "PATCH",
+            &format!("/api/v1/consent-categories/C0004?{q}"),
+            Some(&s.token),
+            Some(json!({"enabled": false})),
+        );
+        assert_eq!(st, 400, "?{q}: {b}");
+        assert_eq!(call(&s, "GET", "/api/v1/consent-categories", Some(&s.token), None).1, before, "?{q} applied");
+    }
+    assert_eq!(call(&s, "GET", "/api/v1/audit-log", Some(&s.token), None).1, audit_before);
+}

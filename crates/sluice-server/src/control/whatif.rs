@@ -20,8 +20,10 @@ use utoipa::IntoParams;
 /// Serializes what-ifs in this process (they run whole models on their warehouses).
 static WHAT_IF: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-/// `?dry_run=true`: plan and what-if only.
+/// `?dry_run=true`: plan and what-if only. Any other query parameter is refused (400): a
+/// misspelt `dryRun=true` must never be taken as the real write.
 #[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DryRun {
     /// `true`: change nothing and answer the plan and the what-if (per destination, how many
