@@ -57,7 +57,7 @@ pub enum StateError {
         source: rusqlite::Error,
     },
     /// The PostgreSQL state database could not be reached, migrated or written.
-    #[error("state store {db}: {source}")]
+    #[error("state store {db}: {}", postgres::error_text(source))]
     Postgres {
         /// The database (its URL without user, password or database name, and the schema).
         db: String,
@@ -209,6 +209,19 @@ impl StateStore {
     /// The numeric id of the mapping (model, destination), created on first use.
     pub fn mapping_id(&self, model: &str, destination: &str) -> Result<i64> {
         on!(self, b => b.mapping_id(model, destination))
+    }
+}
+
+#[cfg(test)]
+impl StateStore {
+    /// Test access: the text of every cell of a query's rows.
+    pub(crate) fn raw_strings(&self, sql: &str) -> Result<Vec<String>> {
+        on!(self, b => b.raw_strings(sql))
+    }
+
+    /// Test access: runs statements as they are.
+    pub(crate) fn raw_execute(&self, sql: &str) -> Result<()> {
+        on!(self, b => b.raw_execute(sql))
     }
 }
 

@@ -9,7 +9,7 @@
 mod audit;
 mod checkpoint;
 mod leases;
-mod migrations;
+pub(crate) mod migrations;
 mod runs;
 mod tokens;
 
@@ -64,6 +64,24 @@ impl PostgresState {
     /// The database as messages show it: no user, password or database name.
     pub fn display_name(&self) -> String {
         format!("{} (schema {})", sluice_core::redact::redact_url(&self.url), self.schema)
+    }
+}
+
+/// What went wrong, in words: the server's message and SQLSTATE, or the client's error with its
+/// causes (`postgres::Error`'s own `Display` says only "db error").
+pub(crate) fn error_text(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        // never the detail: it can quote a row's values (a record id, a token's hash)
+        Some(db) => format!("{} (SQLSTATE {})", db.message(), db.code().code()),
+        None => {
+            let mut s = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(inner) = src {
+                s.push_str(&format!(": {inner}"));
+                src = inner.source();
+            }
+            s
+        }
     }
 }
 
