@@ -211,6 +211,7 @@ pub(crate) fn last_writes(writes: &[Write]) -> Vec<&Write> {
 }
 
 /// Entries by pending state name (the same SQL on both backends; SQLite reads `$1` as parameter 1).
-pub(crate) const COUNTS_SQL: &str = "select case pending when 0 then 'settled' when 1 then 'withheld' when 2 then 'failed'
+pub(crate) const COUNTS_SQL: &str =
+    "select case pending when 0 then 'settled' when 1 then 'withheld' when 2 then 'failed'
         when 3 then 'rejected' else 'gave_up' end, count(*)
     from checkpoint where mapping = $1 group by 1 order by 1";

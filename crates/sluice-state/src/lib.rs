@@ -107,8 +107,8 @@ pub struct StoredWorkspace {
 pub(crate) enum Backend {
     /// One SQLite file.
     Sqlite(sqlite::Sqlite),
-    /// A schema of a PostgreSQL database.
-    Postgres(postgres::Postgres),
+    /// A schema of a PostgreSQL database (boxed: its client is large).
+    Postgres(Box<postgres::Postgres>),
 }
 
 /// Calls the method of whichever backend the store has (both have it, same name and signature).
@@ -147,7 +147,7 @@ impl StateStore {
     /// state folder, which keeps what stays local: the secret key and lock files.
     pub fn open_postgres(state: &PostgresState, dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
-        Ok(Self { backend: Backend::Postgres(postgres::Postgres::open(state)?), dir: dir.to_path_buf() })
+        Ok(Self { backend: Backend::Postgres(Box::new(postgres::Postgres::open(state)?)), dir: dir.to_path_buf() })
     }
 
     /// Where the state lives, for messages: the SQLite file, or the PostgreSQL server and schema

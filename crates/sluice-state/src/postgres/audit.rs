@@ -16,15 +16,18 @@ impl Postgres {
             )
             .map_err(&wrap)?;
         for e in entries {
-            tx.execute(&insert, &[
-                &e.at,
-                &e.actor,
-                &e.action,
-                &e.kind,
-                &e.entity,
-                &e.before.as_ref().map(|v| v.to_string()),
-                &e.after.as_ref().map(|v| v.to_string()),
-            ])
+            tx.execute(
+                &insert,
+                &[
+                    &e.at,
+                    &e.actor,
+                    &e.action,
+                    &e.kind,
+                    &e.entity,
+                    &e.before.as_ref().map(|v| v.to_string()),
+                    &e.after.as_ref().map(|v| v.to_string()),
+                ],
+            )
             .map_err(&wrap)?;
         }
         tx.commit().map_err(&wrap)

@@ -58,7 +58,12 @@ impl Postgres {
             )
             .map_err(&wrap)?;
         tx.commit().map_err(&wrap)?;
-        Ok(Some(Lease { model: model.to_string(), worker: worker.to_string(), token: row.get(0), expires_at: row.get(1) }))
+        Ok(Some(Lease {
+            model: model.to_string(),
+            worker: worker.to_string(),
+            token: row.get(0),
+            expires_at: row.get(1),
+        }))
     }
 
     pub(crate) fn renew_lease(&self, lease: &Lease, ttl: i64) -> Result<Option<i64>> {

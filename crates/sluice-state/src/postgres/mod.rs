@@ -115,10 +115,9 @@ impl Postgres {
                 state.schema
             )));
         }
-        let mut config: postgres::Config = state
-            .url
-            .parse()
-            .map_err(|e| StateError::Settings(format!("state URL {}: {e}", sluice_core::redact::redact_url(&state.url))))?;
+        let mut config: postgres::Config = state.url.parse().map_err(|e| {
+            StateError::Settings(format!("state URL {}: {e}", sluice_core::redact::redact_url(&state.url)))
+        })?;
         config.application_name("sluice-state");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
@@ -158,8 +157,10 @@ impl Postgres {
 
     pub(crate) fn workspace(&self) -> Result<Option<StoredWorkspace>> {
         let wrap = self.wrapper();
-        let row =
-            self.client()?.query_opt("select config, base_dir, applied_at from workspace where id = 1", &[]).map_err(wrap)?;
+        let row = self
+            .client()?
+            .query_opt("select config, base_dir, applied_at from workspace where id = 1", &[])
+            .map_err(wrap)?;
         row.map(|r| {
             Ok(StoredWorkspace {
                 config: parse_json(r.get::<_, &str>(0))?,

@@ -21,10 +21,10 @@ impl Postgres {
         )
         .map_err(&wrap)?;
         let id: i64 = tx
-            .query_one("insert into runs (model, started_at, status) values ($1, $2, 'running') returning id", &[
-                &model,
-                &started_at,
-            ])
+            .query_one(
+                "insert into runs (model, started_at, status) values ($1, $2, 'running') returning id",
+                &[&model, &started_at],
+            )
             .map_err(&wrap)?
             .get(0);
         tx.commit().map_err(&wrap)?;
@@ -45,12 +45,10 @@ impl Postgres {
         if let Some(lease) = fence {
             super::leases::check_fence(&mut tx, lease, &wrap)?;
         }
-        tx.execute("update runs set finished_at = $2, status = $3, report = $4 where id = $1", &[
-            &id,
-            &finished_at,
-            &status.as_str(),
-            &report.to_string(),
-        ])
+        tx.execute(
+            "update runs set finished_at = $2, status = $3, report = $4 where id = $1",
+            &[&id, &finished_at, &status.as_str(), &report.to_string()],
+        )
         .map_err(&wrap)?;
         tx.commit().map_err(&wrap)
     }

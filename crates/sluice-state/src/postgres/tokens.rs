@@ -12,7 +12,13 @@ impl Postgres {
             .map_err(wrap)?;
         Ok(rows
             .iter()
-            .map(|r| TokenRow { id: r.get(0), name: r.get(1), role: r.get(2), created_at: r.get(3), disabled: r.get(4) })
+            .map(|r| TokenRow {
+                id: r.get(0),
+                name: r.get(1),
+                role: r.get(2),
+                created_at: r.get(3),
+                disabled: r.get(4),
+            })
             .collect())
     }
 

@@ -95,7 +95,12 @@ impl Sqlite {
                     &format!("select worker, token, expires_at from leases where model = ?1 and expires_at > {NOW}"),
                     [model],
                     |r| {
-                        Ok(Lease { model: model.to_string(), worker: r.get(0)?, token: r.get(1)?, expires_at: r.get(2)? })
+                        Ok(Lease {
+                            model: model.to_string(),
+                            worker: r.get(0)?,
+                            token: r.get(1)?,
+                            expires_at: r.get(2)?,
+                        })
                     },
                 )
                 .optional(),

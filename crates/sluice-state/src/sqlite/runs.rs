@@ -20,8 +20,11 @@ impl Sqlite {
             params![model, started_at, INTERRUPTED],
         )
         .map_err(&wrap)?;
-        tx.execute("insert into runs (model, started_at, status) values (?1, ?2, 'running')", params![model, started_at])
-            .map_err(&wrap)?;
+        tx.execute(
+            "insert into runs (model, started_at, status) values (?1, ?2, 'running')",
+            params![model, started_at],
+        )
+        .map_err(&wrap)?;
         let id = tx.last_insert_rowid();
         tx.commit().map_err(&wrap)?;
         Ok(id)

@@ -82,7 +82,11 @@ pub(super) fn expired_lease_is_taken_over_and_the_old_holder_is_fenced(f: Fixtur
     let new = b.acquire_lease("users", "b", LONG).unwrap().expect("an expired lease is taken over");
     assert!(new.token > old.token);
     // after the takeover: every kind of write of the old holder is refused
-    assert!(fenced(a.write_checkpoint_fenced(&old, m, &[put("after-takeover"), Write::Remove("before-expiry".into())])));
+    assert!(fenced(a.write_checkpoint_fenced(
+        &old,
+        m,
+        &[put("after-takeover"), Write::Remove("before-expiry".into())]
+    )));
     assert!(fenced(a.set_snapshot_generation_fenced(&old, m, Some(99))));
     assert!(fenced(a.start_run_fenced(&old, "2026-11-27T00:00:05Z")));
     assert!(fenced(a.finish_run_fenced(&old, run, "2026-11-27T00:00:06Z", RunStatus::Ok, &serde_json::json!({}))));
@@ -96,10 +100,10 @@ pub(super) fn expired_lease_is_taken_over_and_the_old_holder_is_fenced(f: Fixtur
     assert_eq!(ids, ["before-expiry", "by-b"], "nothing the old holder wrote after expiry is visible");
     assert_eq!(b.snapshot_generation(m).unwrap(), Some(1));
     let runs = b.runs(Some("users"), 10).unwrap();
-    assert_eq!(runs.iter().map(|r| (r.id, r.status)).collect::<Vec<_>>(), [
-        (run2, RunStatus::Ok),
-        (run, RunStatus::Interrupted)
-    ]);
+    assert_eq!(
+        runs.iter().map(|r| (r.id, r.status)).collect::<Vec<_>>(),
+        [(run2, RunStatus::Ok), (run, RunStatus::Interrupted)]
+    );
 }
 
 pub(super) fn no_write_of_the_old_holder_lands_after_a_takeover(f: Fixture) {

@@ -49,7 +49,10 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         if let Some(pg) = &self.pg {
             if let Ok(mut c) = ::postgres::Client::connect(&pg.url, ::postgres::NoTls) {
-                let _ = c.batch_execute(&format!("drop schema if exists {} cascade", crate::postgres::quote_ident(&pg.schema)));
+                let _ = c.batch_execute(&format!(
+                    "drop schema if exists {} cascade",
+                    crate::postgres::quote_ident(&pg.schema)
+                ));
             }
         }
     }

@@ -123,8 +123,7 @@ fn a_dropped_connection_is_replaced() {
     let s = f.open();
     let m = s.mapping_id("users", "braze").unwrap();
     let pid: i32 = s.raw_strings("select pg_backend_pid()").unwrap()[0].parse().unwrap();
-    let killed: bool =
-        sluice_testkit::pg_admin().query_one("select pg_terminate_backend($1)", &[&pid]).unwrap().get(0);
+    let killed: bool = sluice_testkit::pg_admin().query_one("select pg_terminate_backend($1)", &[&pid]).unwrap().get(0);
     assert!(killed);
     // the first call may see the closed connection fail; the store reconnects instead of dying
     let t = std::time::Instant::now();

@@ -251,10 +251,10 @@ pub(super) fn tokens_are_stored_hashed_and_authenticate(f: Fixture) {
     let cells = s.raw_strings("select * from tokens").unwrap().join(" ");
     assert!(!cells.contains(&t[4..]) && !cells.contains(&m[4..]), "only hashes are stored: {cells}");
     let rows = s.tokens().unwrap();
-    assert_eq!(rows.iter().map(|r| (r.name.as_str(), r.role.as_str(), r.disabled)).collect::<Vec<_>>(), [
-        ("alice", "owner", false),
-        ("bob", "member", false)
-    ]);
+    assert_eq!(
+        rows.iter().map(|r| (r.name.as_str(), r.role.as_str(), r.disabled)).collect::<Vec<_>>(),
+        [("alice", "owner", false), ("bob", "member", false)]
+    );
     assert_eq!(rows[0].created_at.len(), "2026-11-27 17:00:00".len(), "{}", rows[0].created_at);
     assert!(s.disable_token(rows[1].id).unwrap());
     assert!(!s.disable_token(9999).unwrap());
