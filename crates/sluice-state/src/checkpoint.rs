@@ -109,6 +109,22 @@ impl StateStore {
     /// `rekey(k)`; entries `rekey` cannot map are dropped and counted. Atomic: the new keys are
     /// written aside under a temporary mapping id and swapped in one transaction.
     pub fn rekey_checkpoint(&mut self, mapping: i64, rekey: &dyn Fn(&str) -> Option<String>) -> Result<u64> {
+        self.rekey(mapping, rekey, None)
+    }
+
+    /// [`rekey_checkpoint`](Self::rekey_checkpoint) under a lease: the swap is refused with
+    /// [`StateError::Fenced`](crate::StateError::Fenced), leaving the checkpoint as it was, unless
+    /// `lease` is still held.
+    pub fn rekey_checkpoint_fenced(
+        &mut self,
+        lease: &Lease,
+        mapping: i64,
+        rekey: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<u64> {
+        self.rekey(mapping, rekey, Some(lease))
+    }
+
+    fn rekey(&mut self, mapping: i64, rekey: &dyn Fn(&str) -> Option<String>, fence: Option<&Lease>) -> Result<u64> {
         let temp = -mapping - 1;
         on!(self, b => b.clear_checkpoint(temp))?;
         let mut after: Option<String> = None;
@@ -129,7 +145,7 @@ impl StateStore {
                 .collect();
             self.write_checkpoint(temp, &writes)?;
         }
-        on!(mut self, b => b.swap_checkpoint(temp, mapping))?;
+        on!(mut self, b => b.swap_checkpoint(temp, mapping, fence))?;
         Ok(dropped)
     }
 

@@ -118,6 +118,13 @@ impl Postgres {
         let mut config: postgres::Config = state.url.parse().map_err(|e| {
             StateError::Settings(format!("state URL {}: {e}", sluice_core::redact::redact_url(&state.url)))
         })?;
+        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(StateError::Settings(format!(
+                "state URL {}: sslmode=require: TLS to the state database is not supported yet (plain TCP only; \
+                 docs/SCALE.md)",
+                sluice_core::redact::redact_url(&state.url)
+            )));
+        }
         config.application_name("sluice-state");
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));

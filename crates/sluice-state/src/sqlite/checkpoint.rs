@@ -72,9 +72,12 @@ impl Sqlite {
     }
 
     /// Replaces the entries of `to` by those of `from`, in one transaction.
-    pub(crate) fn swap_checkpoint(&mut self, from: i64, to: i64) -> Result<()> {
+    pub(crate) fn swap_checkpoint(&mut self, from: i64, to: i64, fence: Option<&Lease>) -> Result<()> {
         let wrap = self.wrapper();
-        let tx = self.conn.transaction().map_err(&wrap)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&wrap)?;
+        if let Some(lease) = fence {
+            super::leases::check_fence(&tx, lease, &wrap)?;
+        }
         tx.execute("delete from checkpoint where mapping = ?1", [to]).map_err(&wrap)?;
         tx.execute("update checkpoint set mapping = ?1 where mapping = ?2", [to, from]).map_err(&wrap)?;
         tx.commit().map_err(&wrap)

@@ -88,12 +88,14 @@ pub(super) fn expired_lease_is_taken_over_and_the_old_holder_is_fenced(f: Fixtur
         &[put("after-takeover"), Write::Remove("before-expiry".into())]
     )));
     assert!(fenced(a.set_snapshot_generation_fenced(&old, m, Some(99))));
+    assert!(fenced(a.rekey_checkpoint_fenced(&old, m, &|k| Some(format!("re-{k}")))));
     assert!(fenced(a.start_run_fenced(&old, "2026-11-27T00:00:05Z")));
     assert!(fenced(a.finish_run_fenced(&old, run, "2026-11-27T00:00:06Z", RunStatus::Ok, &serde_json::json!({}))));
     assert!(!a.release_lease(&old).unwrap(), "the old lease cannot release the new one");
     assert_eq!(a.current_lease("users").unwrap(), Some(new.clone()));
     // the new holder finishes the job
     let run2 = b.start_run_fenced(&new, "2026-11-27T00:00:07Z").unwrap();
+    assert_eq!(b.rekey_checkpoint_fenced(&new, m, &|k| Some(k.to_string())).unwrap(), 0);
     b.write_checkpoint_fenced(&new, m, &[put("by-b")]).unwrap();
     b.finish_run_fenced(&new, run2, "2026-11-27T00:00:08Z", RunStatus::Ok, &serde_json::json!({})).unwrap();
     let ids: Vec<String> = b.checkpoint_page(m, None, 10).unwrap().into_iter().map(|e| e.id).collect();

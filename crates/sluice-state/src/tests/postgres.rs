@@ -66,6 +66,9 @@ fn errors_name_the_database_never_its_password() {
     let bad = PostgresState { url: "postgres://u:hunter2@h/db?nonsense=1".into(), schema: "s".into() };
     let err = StateStore::open_postgres(&bad, d.path()).err().unwrap().to_string();
     assert!(err.contains("state URL") && !err.contains("hunter2"), "{err}");
+    let tls = PostgresState::from_url("postgres://u:hunter2@127.0.0.1/db?sslmode=require");
+    let err = StateStore::open_postgres(&tls, d.path()).err().unwrap().to_string();
+    assert!(err.contains("sslmode=require") && !err.contains("hunter2"), "refused, never plain text: {err}");
     for schema in ["", &"x".repeat(64), "a\0b"] {
         let st = PostgresState { url: sluice_testkit::pg_url(), schema: schema.into() };
         let err = StateStore::open_postgres(&st, d.path()).err().unwrap().to_string();
