@@ -26,6 +26,33 @@ pub struct Lease {
     pub expires_at: i64,
 }
 
+/// What a fenced write touches; the lease must cover it (a lease of one model never writes
+/// another model's mappings or runs).
+#[derive(Clone, Copy)]
+pub(crate) enum Scope {
+    /// The lease's model itself (a run starts).
+    Model,
+    /// A mapping (its checkpoint, snapshot generation).
+    Mapping(i64),
+    /// A run.
+    Run(i64),
+}
+
+impl Scope {
+    /// The condition on the lease row `leases` (with the id as parameter `param`), and the id.
+    pub(crate) fn condition(self, param: &str) -> (String, Option<i64>) {
+        match self {
+            Scope::Model => (String::new(), None),
+            Scope::Mapping(id) => {
+                (format!(" and exists (select 1 from mappings where id = {param} and model = leases.model)"), Some(id))
+            }
+            Scope::Run(id) => {
+                (format!(" and exists (select 1 from runs where id = {param} and model = leases.model)"), Some(id))
+            }
+        }
+    }
+}
+
 /// The longest lease (a day): a worker that needs longer renews.
 const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
 

@@ -79,7 +79,8 @@ pub enum StateError {
     #[error("state store holds unreadable data: {0}")]
     Corrupt(String),
     /// A write under a lease was refused: another worker took the model's lease (a newer token
-    /// exists), or the lease expired or was released. Nothing of the write was stored.
+    /// exists), the lease expired or was released, or the mapping or run written is not of the
+    /// lease's model. Nothing of the write was stored.
     #[error("the lease of model {model} with token {token} is no longer held (expired or taken over): write refused")]
     Fenced {
         /// The model of the lease.

@@ -3,6 +3,7 @@
 
 use super::Postgres;
 use crate::checkpoint::{last_writes, Count, Entry, Pending, Write, COUNTS_SQL};
+use crate::lease::Scope;
 use crate::{Lease, Result};
 
 /// Entries per statement of a batch.
@@ -76,7 +77,7 @@ impl Postgres {
         let mut c = self.client()?;
         let mut tx = c.transaction().map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&mut tx, lease, &wrap)?;
+            super::leases::check_fence(&mut tx, lease, Scope::Mapping(mapping), &wrap)?;
         }
         // one write per id (the last), so no statement touches a row twice
         let writes = last_writes(writes);
@@ -124,7 +125,7 @@ impl Postgres {
         let mut c = self.client()?;
         let mut tx = c.transaction().map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&mut tx, lease, &wrap)?;
+            super::leases::check_fence(&mut tx, lease, Scope::Mapping(to), &wrap)?;
         }
         tx.execute("delete from checkpoint where mapping = $1", &[&to]).map_err(&wrap)?;
         tx.execute("update checkpoint set mapping = $1 where mapping = $2", &[&to, &from]).map_err(&wrap)?;
@@ -165,7 +166,7 @@ impl Postgres {
         let mut c = self.client()?;
         let mut tx = c.transaction().map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&mut tx, lease, &wrap)?;
+            super::leases::check_fence(&mut tx, lease, Scope::Mapping(mapping), &wrap)?;
         }
         match generation {
             Some(g) => tx.execute(

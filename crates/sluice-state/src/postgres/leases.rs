@@ -3,24 +3,27 @@
 //! the server's clock (`clock_timestamp()`), in unix milliseconds.
 
 use super::Postgres;
+use crate::lease::Scope;
 use crate::{Lease, Result, StateError};
 
 /// Now, in unix milliseconds (the wall clock, not the transaction's start).
 const NOW: &str = "(extract(epoch from clock_timestamp()) * 1000)::int8";
 
-/// Refuses (`Fenced`) unless `lease` is the model's current, unexpired lease, and keeps the row
-/// share-locked until the write's transaction ends (a takeover waits for it).
+/// Refuses (`Fenced`) unless `lease` is the model's current, unexpired lease and covers `scope`,
+/// and keeps the row share-locked until the write's transaction ends (a takeover waits for it).
 pub(crate) fn check_fence(
     tx: &mut postgres::Transaction,
     lease: &Lease,
+    scope: Scope,
     wrap: &impl Fn(postgres::Error) -> StateError,
 ) -> Result<()> {
-    let held = tx
-        .query_opt(
-            &format!("select 1 from leases where model = $1 and token = $2 and expires_at > {NOW} for share"),
-            &[&lease.model, &lease.token],
-        )
-        .map_err(wrap)?;
+    let (cover, id) = scope.condition("$3");
+    let sql = format!("select 1 from leases where model = $1 and token = $2 and expires_at > {NOW}{cover} for share");
+    let held = match id {
+        Some(id) => tx.query_opt(&sql, &[&lease.model, &lease.token, &id]),
+        None => tx.query_opt(&sql, &[&lease.model, &lease.token]),
+    }
+    .map_err(wrap)?;
     match held {
         Some(_) => Ok(()),
         None => Err(StateError::Fenced { model: lease.model.clone(), token: lease.token }),

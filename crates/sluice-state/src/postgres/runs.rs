@@ -1,6 +1,7 @@
 //! Runs and usage on PostgreSQL.
 
 use super::Postgres;
+use crate::lease::Scope;
 use crate::runs::INTERRUPTED;
 use crate::{parse_json, Lease, Result, RunRow, RunStatus, UsageRow};
 
@@ -10,7 +11,7 @@ impl Postgres {
         let mut c = self.client()?;
         let mut tx = c.transaction().map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&mut tx, lease, &wrap)?;
+            super::leases::check_fence(&mut tx, lease, Scope::Model, &wrap)?;
         }
         tx.execute(
             "update runs set status = 'interrupted', finished_at = $2,
@@ -43,7 +44,7 @@ impl Postgres {
         let mut c = self.client()?;
         let mut tx = c.transaction().map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&mut tx, lease, &wrap)?;
+            super::leases::check_fence(&mut tx, lease, Scope::Run(id), &wrap)?;
         }
         tx.execute(
             "update runs set finished_at = $2, status = $3, report = $4 where id = $1",

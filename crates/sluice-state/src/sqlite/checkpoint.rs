@@ -2,6 +2,7 @@
 
 use super::Sqlite;
 use crate::checkpoint::{last_writes, Count, Entry, Pending, Write, COUNTS_SQL};
+use crate::lease::Scope;
 use crate::{Lease, Result};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
@@ -40,7 +41,7 @@ impl Sqlite {
         // immediate: the fence is read and the entries written under one write lock
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&tx, lease, &wrap)?;
+            super::leases::check_fence(&tx, lease, Scope::Mapping(mapping), &wrap)?;
         }
         {
             let mut put = tx
@@ -76,7 +77,7 @@ impl Sqlite {
         let wrap = self.wrapper();
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&tx, lease, &wrap)?;
+            super::leases::check_fence(&tx, lease, Scope::Mapping(to), &wrap)?;
         }
         tx.execute("delete from checkpoint where mapping = ?1", [to]).map_err(&wrap)?;
         tx.execute("update checkpoint set mapping = ?1 where mapping = ?2", [to, from]).map_err(&wrap)?;
@@ -111,7 +112,7 @@ impl Sqlite {
         let wrap = self.wrapper();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&tx, lease, &wrap)?;
+            super::leases::check_fence(&tx, lease, Scope::Mapping(mapping), &wrap)?;
         }
         match generation {
             Some(g) => tx.execute(

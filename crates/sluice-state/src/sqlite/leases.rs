@@ -2,27 +2,29 @@
 //! connections and processes), times from SQLite's clock in unix milliseconds.
 
 use super::Sqlite;
+use crate::lease::Scope;
 use crate::{Lease, Result, StateError};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 /// Now, in unix milliseconds.
 const NOW: &str = "cast(unixepoch('subsec') * 1000 as integer)";
 
-/// Refuses (`Fenced`) unless `lease` is the model's current, unexpired lease; run inside the
-/// write's transaction.
+/// Refuses (`Fenced`) unless `lease` is the model's current, unexpired lease and covers `scope`;
+/// run inside the write's transaction.
 pub(crate) fn check_fence(
     tx: &rusqlite::Transaction,
     lease: &Lease,
+    scope: Scope,
     wrap: &impl Fn(rusqlite::Error) -> StateError,
 ) -> Result<()> {
-    let held: Option<i64> = tx
-        .query_row(
-            &format!("select 1 from leases where model = ?1 and token = ?2 and expires_at > {NOW}"),
-            params![lease.model, lease.token],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(wrap)?;
+    let (cover, id) = scope.condition("?3");
+    let sql = format!("select 1 from leases where model = ?1 and token = ?2 and expires_at > {NOW}{cover}");
+    let held: Option<i64> = match id {
+        Some(id) => tx.query_row(&sql, params![lease.model, lease.token, id], |r| r.get(0)),
+        None => tx.query_row(&sql, params![lease.model, lease.token], |r| r.get(0)),
+    }
+    .optional()
+    .map_err(wrap)?;
     match held {
         Some(_) => Ok(()),
         None => Err(StateError::Fenced { model: lease.model.clone(), token: lease.token }),

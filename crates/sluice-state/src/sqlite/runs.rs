@@ -1,6 +1,7 @@
 //! Runs and usage on SQLite.
 
 use super::Sqlite;
+use crate::lease::Scope;
 use crate::runs::INTERRUPTED;
 use crate::{parse_json, Lease, Result, RunRow, RunStatus, UsageRow};
 use rusqlite::{params, TransactionBehavior};
@@ -10,7 +11,7 @@ impl Sqlite {
         let wrap = self.wrapper();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&tx, lease, &wrap)?;
+            super::leases::check_fence(&tx, lease, Scope::Model, &wrap)?;
         }
         tx.execute(
             "update runs set status = 'interrupted', finished_at = ?2,
@@ -41,7 +42,7 @@ impl Sqlite {
         let wrap = self.wrapper();
         let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate).map_err(&wrap)?;
         if let Some(lease) = fence {
-            super::leases::check_fence(&tx, lease, &wrap)?;
+            super::leases::check_fence(&tx, lease, Scope::Run(id), &wrap)?;
         }
         tx.execute(
             "update runs set finished_at = ?2, status = ?3, report = ?4 where id = ?1",

@@ -151,6 +151,25 @@ pub(super) fn no_write_of_the_old_holder_lands_after_a_takeover(f: Fixture) {
     assert_eq!(after, seen, "nothing of a landed after the takeover");
 }
 
+pub(super) fn a_lease_covers_only_its_own_model(f: Fixture) {
+    let mut s = f.open();
+    let users = s.mapping_id("users", "braze").unwrap();
+    let orders = s.mapping_id("orders", "braze").unwrap();
+    let lease = s.acquire_lease("users", "a", LONG).unwrap().unwrap();
+    let other = s.acquire_lease("orders", "b", LONG).unwrap().unwrap();
+    let orders_run = s.start_run_fenced(&other, "t").unwrap();
+    assert!(fenced(s.write_checkpoint_fenced(&lease, orders, &[put("x")])));
+    assert!(fenced(s.set_snapshot_generation_fenced(&lease, orders, Some(1))));
+    assert!(fenced(s.rekey_checkpoint_fenced(&lease, orders, &|k| Some(k.to_string()))));
+    assert!(fenced(s.finish_run_fenced(&lease, orders_run, "t", RunStatus::Ok, &serde_json::json!({}))));
+    assert!(fenced(s.write_checkpoint_fenced(&lease, 424242, &[put("x")])), "an unknown mapping");
+    assert_eq!(s.checkpoint_page(orders, None, 10).unwrap(), vec![]);
+    assert_eq!(s.snapshot_generation(orders).unwrap(), None);
+    assert_eq!(s.runs(Some("orders"), 1).unwrap()[0].status, RunStatus::Running);
+    s.write_checkpoint_fenced(&lease, users, &[put("x")]).unwrap();
+    assert_eq!(s.checkpoint_held(users).unwrap(), 1);
+}
+
 pub(super) fn bad_ttl_is_refused_naming_it(f: Fixture) {
     let s = f.open();
     for ttl in [Duration::ZERO, Duration::from_secs(2 * 24 * 3600)] {

@@ -85,5 +85,6 @@ suite!(
     leases::racing_workers_exactly_one_wins,
     leases::expired_lease_is_taken_over_and_the_old_holder_is_fenced,
     leases::no_write_of_the_old_holder_lands_after_a_takeover,
+    leases::a_lease_covers_only_its_own_model,
     leases::bad_ttl_is_refused_naming_it,
 );
