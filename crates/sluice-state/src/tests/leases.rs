@@ -170,6 +170,21 @@ pub(super) fn a_lease_covers_only_its_own_model(f: Fixture) {
     assert_eq!(s.checkpoint_held(users).unwrap(), 1);
 }
 
+pub(super) fn hostile_model_and_worker_names_are_data(f: Fixture) {
+    let s = f.open();
+    let model = "users'; drop table leases; --";
+    let worker = "w\"); delete from runs; --é";
+    let l = s.acquire_lease(model, worker, LONG).unwrap().unwrap();
+    assert_eq!(s.current_lease(model).unwrap(), Some(l.clone()));
+    assert_eq!(s.acquire_lease("users", "a", LONG).unwrap().map(|l| l.token), Some(1), "another model");
+    // NUL: SQLite keeps it, PostgreSQL refuses it with an error (never a panic, never a lease)
+    match s.acquire_lease("a\0b", "w", LONG) {
+        Ok(got) => assert!(!s.is_postgres() && got.is_some()),
+        Err(e) => assert!(s.is_postgres() && matches!(e, StateError::Postgres { .. }), "{e}"),
+    }
+    assert!(s.release_lease(&l).unwrap());
+}
+
 pub(super) fn bad_ttl_is_refused_naming_it(f: Fixture) {
     let s = f.open();
     for ttl in [Duration::ZERO, Duration::from_secs(2 * 24 * 3600)] {

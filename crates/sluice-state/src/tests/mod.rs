@@ -86,5 +86,6 @@ suite!(
     leases::expired_lease_is_taken_over_and_the_old_holder_is_fenced,
     leases::no_write_of_the_old_holder_lands_after_a_takeover,
     leases::a_lease_covers_only_its_own_model,
+    leases::hostile_model_and_worker_names_are_data,
     leases::bad_ttl_is_refused_naming_it,
 );
