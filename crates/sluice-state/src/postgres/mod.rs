@@ -61,9 +61,14 @@ impl PostgresState {
         Self { url, schema: schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_string()) }
     }
 
-    /// The database as messages show it: no user, password or database name.
+    /// The database as messages show it: server, database and schema, never a user or password
+    /// (`postgres://<set>@host:5432/<set> (database app, schema sluice)`).
     pub fn display_name(&self) -> String {
-        format!("{} (schema {})", sluice_core::redact::redact_url(&self.url), self.schema)
+        let url = sluice_core::redact::redact_url(&self.url);
+        match self.url.parse::<postgres::Config>().ok().and_then(|c| c.get_dbname().map(str::to_string)) {
+            Some(db) => format!("{url} (database {db}, schema {})", self.schema),
+            None => format!("{url} (schema {})", self.schema),
+        }
     }
 }
 

@@ -58,10 +58,13 @@ fn a_schema_of_a_newer_sluice_is_refused() {
 fn errors_name_the_database_never_its_password() {
     let d = tempfile::tempdir().unwrap();
     // nothing listens on port 1
-    let st = PostgresState::from_url("postgres://postgres:hunter2@127.0.0.1:1/secretdb?connect_timeout=2");
+    let st = PostgresState::from_url("postgres://postgres:hunter2@127.0.0.1:1/appdb?connect_timeout=2");
     let err = StateStore::open_postgres(&st, d.path()).err().expect("unreachable").to_string();
-    assert!(err.contains("127.0.0.1:1") && err.contains("schema sluice"), "{err}");
-    assert!(!err.contains("hunter2") && !err.contains("secretdb"), "{err}");
+    assert!(err.contains("127.0.0.1:1") && err.contains("(database appdb, schema sluice)"), "{err}");
+    assert!(!err.contains("hunter2") && !err.contains("postgres@"), "{err}");
+    let kv = PostgresState::from_url("host=127.0.0.1 port=1 user=postgres password=hunter2 dbname=appdb");
+    let err = StateStore::open_postgres(&kv, d.path()).err().expect("unreachable").to_string();
+    assert!(err.contains("database appdb") && !err.contains("hunter2"), "key=value form too: {err}");
     assert!(!format!("{st:?}").contains("hunter2"), "Debug hides the password: {st:?}");
     let bad = PostgresState { url: "postgres://u:hunter2@h/db?nonsense=1".into(), schema: "s".into() };
     let err = StateStore::open_postgres(&bad, d.path()).err().unwrap().to_string();
