@@ -161,6 +161,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Privacy requests (SPEC §12): suppress, unsuppress or delete people by userId/anonymousId.
+    Privacy {
+        #[command(subcommand)]
+        action: PrivacyAction,
+    },
     /// Measure Reverse ETL from PostgreSQL against the raw COPY floor of the same rows.
     Bench {
         /// Rows in the benchmark model.
@@ -197,6 +202,71 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+enum PrivacyAction {
+    /// Drop the people's new events at ingest and withhold their records in Reverse ETL
+    /// (SUPPRESS_ONLY).
+    Suppress {
+        /// userIds (or anonymousIds with --anonymous).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// The ids are anonymousIds.
+        #[arg(long)]
+        anonymous: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lift a suppression (UNSUPPRESS).
+    Unsuppress {
+        /// userIds (or anonymousIds with --anonymous).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// The ids are anonymousIds.
+        #[arg(long)]
+        anonymous: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete the people from every destination that holds them and suppress them
+    /// (SUPPRESS_WITH_DELETE; DELETE_ONLY with --no-suppress); waits for the destinations.
+    Delete {
+        /// userIds (or anonymousIds with --anonymous).
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// The ids are anonymousIds.
+        #[arg(long)]
+        anonymous: bool,
+        /// Delete only: new data of these people keeps flowing (DELETE_ONLY).
+        #[arg(long)]
+        no_suppress: bool,
+        /// Seconds to wait for the destinations before leaving the rest to `sluice serve`.
+        #[arg(long, default_value_t = 300)]
+        wait: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Privacy requests, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One request's status overall and per destination (exit 0 done, 1 failed, 3 running).
+    Status {
+        /// The request id (`reg_...`).
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TokenAction {
     /// Create a token and print it (the only time it is shown).
     Create {
@@ -207,6 +277,25 @@ enum TokenAction {
         #[arg(long)]
         name: String,
     },
+}
+
+fn privacy(state: &std::path::Path, action: PrivacyAction) -> anyhow::Result<ExitCode> {
+    use commands::privacy::{run, Request};
+    let wait = |s: u64| std::time::Duration::from_secs(s);
+    match action {
+        PrivacyAction::Suppress { ids, anonymous, json } => {
+            run(state, Request { kind: "SUPPRESS_ONLY", ids, anonymous, json, wait: wait(0) })
+        }
+        PrivacyAction::Unsuppress { ids, anonymous, json } => {
+            run(state, Request { kind: "UNSUPPRESS", ids, anonymous, json, wait: wait(0) })
+        }
+        PrivacyAction::Delete { ids, anonymous, no_suppress, wait: w, json } => {
+            let kind = if no_suppress { "DELETE_ONLY" } else { "SUPPRESS_WITH_DELETE" };
+            run(state, Request { kind, ids, anonymous, json, wait: wait(w) })
+        }
+        PrivacyAction::List { limit, json } => commands::privacy::list(state, limit, json),
+        PrivacyAction::Status { id, json } => commands::privacy::status(state, &id, json),
+    }
 }
 
 fn main() -> ExitCode {
@@ -247,6 +336,7 @@ fn main() -> ExitCode {
                 with_consent_mapping,
             })
         }
+        Command::Privacy { action } => privacy(&state, action),
         Command::Quickstart { dir } => commands::quickstart::run(cli.state.as_deref(), &dir),
     };
     match result {

@@ -73,6 +73,12 @@ pub fn run_report(r: &RunReport, ws: &Workspace) {
     outln!("{t}");
     for m in &r.mappings {
         outln!("  {}: {}", m.destination, m.consent_rule);
+        if m.withheld_by_privacy_request > 0 {
+            outln!("    withheld by privacy requests (suppressed ids): {}", m.withheld_by_privacy_request);
+        }
+        if m.deleted_on_withdrawal > 0 {
+            outln!("    {} deleted because consent was withdrawn (R13, of the deleted)", m.deleted_on_withdrawal);
+        }
         for s in m.failure_samples.permanent.iter().chain(&m.failure_samples.retryable).take(3) {
             outln!("    failed {} {}: {}", s.action, s.id, s.error);
         }

@@ -207,3 +207,45 @@ fn quickstart_twice_sends_nothing_new_the_second_time() {
     assert_eq!(second, 0);
     assert_eq!(std::fs::read_to_string(d.path().join("out/salesforce.jsonl")).unwrap().lines().count(), 3000);
 }
+
+#[test]
+fn r13_sync_json_counts_deletes_on_withdrawal_and_apply_shows_the_change() {
+    let rx = Receiver::start();
+    let d = setup(&rx);
+    let dir = d.path();
+    std::env::set_var("BRAZE_TOKEN", "s3cret");
+    ok(dir, &["apply", "-f", "sluice.yaml"]);
+    let yaml = std::fs::read_to_string(dir.join("sluice.yaml")).unwrap();
+    let yaml = yaml.replace(
+        "{ destination: braze, on: [added, updated, deleted] }",
+        "{ destination: braze, on: [added, updated, deleted], on_withdrawal: delete }",
+    );
+    std::fs::write(dir.join("sluice.yaml"), &yaml).unwrap();
+    let plan = ok(dir, &["apply", "-f", "sluice.yaml", "--dry-run"]);
+    assert!(plan.contains("model users") && plan.contains("mappings"), "{plan}");
+    ok(dir, &["apply", "-f", "sluice.yaml"]);
+    let s = json(&ok(dir, &["sync", "users", "--json"]));
+    assert_eq!(s["mappings"][0]["added"], 1, "{s}");
+    // user 1 withdraws advertising
+    rusqlite::Connection::open(dir.join("warehouse.db"))
+        .unwrap()
+        .execute_batch("update CONSENT_PREFERENCES set Ads = false where USERID = 1")
+        .unwrap();
+    rx.clear();
+    let s = json(&ok(dir, &["sync", "users", "--json"]));
+    let braze = s["mappings"].as_array().unwrap().iter().find(|m| m["destination"] == "braze").unwrap().clone();
+    assert_eq!(
+        (&braze["deleted"], &braze["deleted_on_withdrawal"], &braze["delivered"], &braze["withheld_by_consent"]),
+        (&Value::from(1), &Value::from(1), &Value::from(1), &Value::from(3)),
+        "{braze}"
+    );
+    let items = rx.items("/braze");
+    assert_eq!(
+        items,
+        vec![serde_json::json!({"action": "deleted", "id": "1", "data": {}, "reason": "consent_withdrawn"})]
+    );
+    let crm = s["mappings"].as_array().unwrap().iter().find(|m| m["destination"] == "crm").unwrap().clone();
+    assert_eq!(crm["deleted_on_withdrawal"], 0, "{crm}");
+    let table = ok(dir, &["overview", "users"]);
+    assert!(table.contains("1 deleted because consent was withdrawn"), "{table}");
+}

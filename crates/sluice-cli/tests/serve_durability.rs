@@ -137,3 +137,77 @@ consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn sigkill_after_the_consent_event_was_acknowledged_still_deletes_the_person() {
+    // R13: the withdrawal delete is queued in the consent event's transaction
+    let rx = Receiver::start();
+    rx.set_default(503); // the destination is down
+    let dir = tempfile::tempdir().unwrap();
+    apply(
+        dir.path(),
+        &format!(
+            "sources: [{{id: web, kind: events, write_key: wk}}]
+destinations:
+  - {{id: crm, kind: webhook, on_withdrawal: delete, settings: {{url: \"{}/crm\", max_attempts: 1, timeout_secs: 2}}}}
+consent_categories: [{{id: C0004, name: Advertising, destinations: [crm]}}]
+",
+            rx.url()
+        ),
+    );
+    let (mut server, url) = common::serve(dir.path());
+    let post = |body: serde_json::Value| {
+        ureq::post(&format!("{url}/v1/batch"))
+            .set("Authorization", "Basic d2s6")
+            .send_json(serde_json::json!({"batch": [body]}))
+            .map(|r| r.status())
+            .unwrap_or(0)
+    };
+    assert_eq!(
+        post(serde_json::json!({"type": "identify", "userId": "u9", "anonymousId": "d9", "messageId": "i9"})),
+        200
+    );
+    let consent = serde_json::json!({"type": "track", "userId": "u9", "event": "Segment Consent Preference Updated",
+        "messageId": "c9", "context": {"consent": {"categoryPreferences": {"C0004": false}}}});
+    assert_eq!(post(consent), 200);
+    server.kill().unwrap(); // SIGKILL right after the 200
+    server.wait().unwrap();
+
+    rx.set_default(200);
+    let (mut server, _) = common::serve(dir.path());
+    let deleted = |rx: &Receiver| {
+        let mut v: Vec<(String, String)> = rx
+            .items("/crm")
+            .iter()
+            .filter(|i| i["action"] == "deleted")
+            .map(|i| (i["id"].as_str().unwrap().to_string(), i["reason"].as_str().unwrap().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let t = Instant::now();
+    while deleted(&rx).len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the withdrawal never reached the destination");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let want =
+        vec![("d9".to_string(), "consent_withdrawn".to_string()), ("u9".to_string(), "consent_withdrawn".to_string())];
+    assert_eq!(deleted(&rx), want);
+    // the identify (queued before it) was delivered first
+    let items = rx.items("/crm");
+    assert_eq!(items[0]["messageId"], "i9", "{items:?}");
+    // its own outcome in `sluice stream-overview` (the worker records it right after the 2xx)
+    let t = Instant::now();
+    loop {
+        let out = common::sluice(dir.path(), &["stream-overview", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if v["destinations"]["crm"]["deleted_on_withdrawal"] == 1 {
+            assert_eq!(v["destinations"]["crm"]["withdrawal_deletes_queued"], 1, "{v}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{v}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

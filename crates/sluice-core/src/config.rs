@@ -23,6 +23,9 @@ pub struct WorkspaceFile {
     /// Reverse ETL models.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Alerts on sync runs and deliveries (SPEC §12), sent to a Slack-compatible webhook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<crate::alerts::AlertConfig>,
 }
 
 /// How a destination mapped to several categories is decided (R2).
@@ -84,6 +87,10 @@ pub struct WorkspaceSettings {
     /// few rows must not wipe destinations. `1.0` turns the guard off.
     #[serde(default = "default_max_delete_fraction")]
     pub max_delete_fraction: f64,
+    /// The webhook alerts notify when they name none (a Slack incoming webhook URL): a
+    /// credential, sealed at rest and never shown. Owners only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_webhook: Option<crate::Secret>,
 }
 
 fn default_max_delete_fraction() -> f64 {
@@ -106,6 +113,7 @@ impl Default for WorkspaceSettings {
             retry_max_syncs: default_retry_syncs(),
             retry_max_days: default_retry_days(),
             max_delete_fraction: default_max_delete_fraction(),
+            alert_webhook: None,
         }
     }
 }
@@ -132,6 +140,38 @@ pub struct DestinationConfig {
     /// workspace `policy` for it (SPEC §12). Absent: the workspace's. Owners only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_policy: Option<Policy>,
+    /// Streaming (R13): `keep` (default) or `delete`. With `delete`, a consent event that turns
+    /// a category of this destination false sends it the delete call for the profile's
+    /// identifiers. Needs a kind that can delete. Owners only.
+    #[serde(default, skip_serializing_if = "OnWithdrawal::is_keep")]
+    pub on_withdrawal: OnWithdrawal,
+}
+
+/// What a destination is asked to do with a person's data when consent to one of its
+/// categories is withdrawn (R13, SPEC §12).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnWithdrawal {
+    /// The destination keeps what it received; nothing more is sent (Segment's behaviour).
+    #[default]
+    Keep,
+    /// The destination gets its delete call (`deleted` with reason `consent_withdrawn`).
+    Delete,
+}
+
+impl OnWithdrawal {
+    /// Whether this is the default, `keep`.
+    pub fn is_keep(&self) -> bool {
+        *self == Self::Keep
+    }
+
+    /// Name as written in files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Keep => "keep",
+            Self::Delete => "delete",
+        }
+    }
 }
 
 impl DestinationConfig {
@@ -223,6 +263,11 @@ pub struct MappingConfig {
     /// Destination field -> model column. Empty: every column is sent.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
+    /// `keep` (default) or `delete` (R13): with `delete`, a record the destination holds whose
+    /// consent is withdrawn gets the destination's delete call (reason `consent_withdrawn`) and
+    /// is then recorded as not held. Needs a kind that can delete. Owners only.
+    #[serde(default, skip_serializing_if = "OnWithdrawal::is_keep")]
+    pub on_withdrawal: OnWithdrawal,
 }
 
 impl WorkspaceFile {

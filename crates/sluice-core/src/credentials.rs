@@ -153,6 +153,21 @@ pub fn for_each_in_workspace(file: &mut WorkspaceFile, catalog: &dyn Catalog, f:
     for d in &mut file.destinations {
         for_each_in_destination(d, catalog, f);
     }
+    for_each_in_alerting(file, f);
+}
+
+/// Visits the alert webhooks: `workspace.alert_webhook` and each alert's `webhook_url`. A
+/// Slack incoming-webhook URL is a secret as a whole (its path is the key), so they are
+/// [`CredentialKind::Whole`]: `<set>` wherever shown.
+pub fn for_each_in_alerting(file: &mut WorkspaceFile, f: &mut Visitor<'_>) {
+    if let Some(w) = &mut file.workspace.alert_webhook {
+        visit_secret("workspace.alert_webhook", w, f);
+    }
+    for a in &mut file.alerts {
+        if let Some(w) = &mut a.webhook_url {
+            visit_secret(&format!("alerts ({}).webhook_url", a.id), w, f);
+        }
+    }
 }
 
 /// The credentials of a source or destination by field, with their values (for comparing a
@@ -203,6 +218,11 @@ pub fn redact_entity(kind: &str, v: Value, catalog: &dyn Catalog) -> Value {
         "destination" => {
             serde_json::from_value::<DestinationConfig>(v.clone()).map(|d| redacted_destination(&d, catalog))
         }
+        // their webhooks are `Secret`s: serialized without exposing, they read `<set>`
+        "alert" => serde_json::from_value::<crate::alerts::AlertConfig>(v.clone())
+            .map(|a| serde_json::to_value(&a).expect("an alert serializes")),
+        "workspace" => serde_json::from_value::<crate::config::WorkspaceSettings>(v.clone())
+            .map(|w| serde_json::to_value(&w).expect("settings serialize")),
         _ => return v,
     };
     read.unwrap_or_else(|_| redact_all_strings(v, true))

@@ -103,6 +103,11 @@ impl DestinationPlan {
         }
     }
 
+    /// The enabled categories the destination requires (empty: R1, unrestricted).
+    pub fn required(&self) -> &[String] {
+        &self.required
+    }
+
     /// The plans of every destination of `ws`, in order, in time linear in the workspace's size
     /// (categories are indexed by destination once, not searched per destination).
     pub fn all(ws: &WorkspaceFile) -> Vec<Self> {

@@ -4,6 +4,7 @@
 //! record and a destination, whether consent lets the record through (docs/CONSENT.md, R1–R12).
 //! No function in this crate performs I/O, so the rules can be tested exhaustively.
 
+pub mod alerts;
 pub mod catalog;
 pub mod cloud;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod schedule;
 pub mod secret;
 pub mod source;
 pub mod validate;
+pub mod withdrawal;
 
 pub use catalog::{Catalog, ConsentMode, KindInfo};
 pub use config::*;

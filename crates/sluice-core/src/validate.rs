@@ -183,7 +183,7 @@ fn check_origin(origin: &str) -> Option<&'static str> {
     }
 }
 
-fn label(kind: &str, i: usize, id: &str) -> String {
+pub(crate) fn label(kind: &str, i: usize, id: &str) -> String {
     if id.is_empty() {
         format!("{kind}[{i}]")
     } else {
@@ -315,6 +315,21 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
             let field = if e.at.is_empty() { format!("{at}.settings") } else { format!("{at}.settings.{}", e.at) };
             err(field, e.message);
         }
+        if let Some(k) = catalog.kind(&d.kind).filter(|_| d.on_withdrawal == OnWithdrawal::Delete) {
+            let why = if !k.events {
+                Some("receives no streamed events")
+            } else if !k.changes.contains(&Change::Deleted) {
+                Some("has no delete call")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                err(
+                    format!("{at}.on_withdrawal"),
+                    format!("`delete` is not possible: a {} destination {why} (R13)", k.name),
+                );
+            }
+        }
     }
     // None: no such destination; Some(None): a destination of an unknown kind
     let dest_kind = |id: &str| file.destinations.iter().find(|d| d.id == id).map(|d| catalog.kind(&d.kind));
@@ -406,6 +421,12 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
                 err(format!("{mat}.destination"), format!("model already has a mapping to `{}`", mp.destination));
             }
             if let Some(Some(k)) = dest_kind(&mp.destination) {
+                if mp.on_withdrawal == OnWithdrawal::Delete && !k.changes.contains(&Change::Deleted) {
+                    err(
+                        format!("{mat}.on_withdrawal"),
+                        format!("`delete` is not possible: a {} destination has no delete call (R13)", k.name),
+                    );
+                }
                 for change in mp.on.iter().filter(|c| !k.changes.contains(c)) {
                     warnings.push(format!(
                         "model `{}` -> `{}`: {} records are not sent to a {} destination (it has no call for them)",
@@ -421,6 +442,8 @@ pub fn validate(file: WorkspaceFile, catalog: &dyn Catalog) -> Result<Validated,
             }
         }
     }
+
+    crate::alerts::validate_alerts(&file, &mut err);
 
     if errs.is_empty() {
         Ok(Validated { file, warnings })

@@ -23,6 +23,7 @@ fn destination(fake: &dyn VendorFake, extra: serde_json::Value) -> Box<dyn Desti
         enabled: true,
         settings,
         consent_policy: None,
+        on_withdrawal: Default::default(),
     };
     // a mapping key of its own per fake: each gets its own rate limiter
     let ctx =

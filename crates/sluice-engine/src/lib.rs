@@ -2,9 +2,11 @@
 //! model: extract (sorted by id) → diff against each mapping's checkpoint → consent gate →
 //! deliver in batches → move the checkpoint only for what was delivered, withheld or rejected.
 
+pub mod alerts;
 pub mod change;
 pub mod metrics;
 pub mod plan;
+pub mod privacy;
 pub mod report;
 pub mod roles;
 pub mod scheduler;

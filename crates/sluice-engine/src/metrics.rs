@@ -27,12 +27,32 @@ pub struct RecordLabels {
     /// Destination id.
     pub destination: String,
     /// `delivered`, `withheld_by_consent`, `failed_retryable`, `failed_permanent`, `rejected`
-    /// (bad id) or `deletes_held_back`.
+    /// (bad id), `deletes_held_back` or `deleted_on_withdrawal` (R13).
+    pub outcome: &'static str,
+}
+
+/// An alert's transitions.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    /// Alert id.
+    pub alert: String,
+    /// `firing` or `resolved`.
+    pub state: &'static str,
+}
+
+/// Alert notifications by outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    /// `sent`, `failed` (kept for a later attempt) or `dropped` (its alert or webhook removed).
     pub outcome: &'static str,
 }
 
 /// The engine's metrics.
 pub struct Metrics {
+    /// Alert transitions, by alert and state.
+    pub alerts: Family<AlertLabels, Counter>,
+    /// Alert notification attempts, by outcome.
+    pub alert_notifications: Family<NotificationLabels, Counter>,
     /// Sync run durations in seconds, by model and status.
     pub sync_seconds: Family<RunLabels, Histogram>,
     /// Records by model, destination and outcome.
@@ -45,11 +65,21 @@ fn histogram() -> Histogram {
 }
 
 /// The process-wide set.
-pub static METRICS: LazyLock<Metrics> =
-    LazyLock::new(|| Metrics { sync_seconds: Family::new_with_constructor(histogram), records: Family::default() });
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+    alerts: Family::default(),
+    alert_notifications: Family::default(),
+    sync_seconds: Family::new_with_constructor(histogram),
+    records: Family::default(),
+});
 
 /// Registers the engine's metrics in `r` (`sluice serve`'s `/metrics`).
 pub fn register(r: &mut Registry) {
+    r.register("sluice_alerts", "Alert transitions by alert and state (firing, resolved)", METRICS.alerts.clone());
+    r.register(
+        "sluice_alert_notifications",
+        "Alert notification attempts by outcome (sent, failed: kept for a later attempt, dropped)",
+        METRICS.alert_notifications.clone(),
+    );
     r.register("sluice_sync_duration_seconds", "Reverse ETL sync run duration", METRICS.sync_seconds.clone());
     r.register(
         "sluice_sync_records",
@@ -73,6 +103,7 @@ pub fn record_run(report: &RunReport) {
             ("failed_permanent", m.failed_permanent),
             ("rejected", m.rejected),
             ("deletes_held_back", m.deletes_held_back),
+            ("deleted_on_withdrawal", m.deleted_on_withdrawal),
         ] {
             if n > 0 {
                 let l = RecordLabels { model: report.model.clone(), destination: m.destination.clone(), outcome };
@@ -89,4 +120,15 @@ pub fn render() -> String {
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String does not fail");
     out
+}
+
+/// Counts an alert's transition.
+pub fn alert_transition(alert: &str, firing: bool) {
+    let state = if firing { "firing" } else { "resolved" };
+    METRICS.alerts.get_or_create(&AlertLabels { alert: alert.to_string(), state }).inc();
+}
+
+/// Counts a notification attempt.
+pub fn alert_notification(outcome: &'static str) {
+    METRICS.alert_notifications.get_or_create(&NotificationLabels { outcome }).inc();
 }

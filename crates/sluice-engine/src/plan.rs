@@ -9,7 +9,7 @@ use sluice_core::WorkspaceFile;
 pub struct PlanItem {
     /// `create`, `change` or `remove`.
     pub action: &'static str,
-    /// `workspace`, `source`, `destination`, `consent_category` or `model`.
+    /// `workspace`, `source`, `destination`, `consent_category`, `model` or `alert`.
     pub kind: &'static str,
     /// The entity's id.
     pub id: String,
@@ -90,8 +90,10 @@ pub fn plan(old: Option<&WorkspaceFile>, new: &WorkspaceFile) -> Vec<PlanItem> {
     let empty = WorkspaceFile::default();
     let old_ws = old.unwrap_or(&empty);
     let mut out = Vec::new();
-    let ws =
-        |w: &WorkspaceFile| vec![("settings".to_string(), serde_json::to_value(&w.workspace).expect("serializes"))];
+    let ws = |w: &WorkspaceFile| {
+        let v = sluice_core::exposing(|| serde_json::to_value(&w.workspace)).expect("serializes");
+        vec![("settings".to_string(), v)]
+    };
     if old.is_some() {
         diff("workspace", &ws(old_ws), &ws(new), &mut out);
     }
@@ -104,6 +106,7 @@ pub fn plan(old: Option<&WorkspaceFile>, new: &WorkspaceFile) -> Vec<PlanItem> {
         &mut out,
     );
     diff("model", &entities(&old_ws.models, |m| &m.id), &entities(&new.models, |m| &m.id), &mut out);
+    diff("alert", &entities(&old_ws.alerts, |a| &a.id), &entities(&new.alerts, |a| &a.id), &mut out);
     out
 }
 
@@ -146,6 +149,23 @@ mod tests {
         assert_eq!(after["settings"]["url"], "https://<set>@h.example/<set>?key=<set>");
         assert_eq!(after["settings"]["write_key"], "<set>");
         assert!(plan(Some(&b), &b).is_empty());
+        let a1 = ws("workspace: {alert_webhook: 'https://hooks.example/w1'}
+alerts: [{id: f, on: failed_sync, webhook_url: 'https://hooks.example/s1'}]");
+        let a2 = ws("workspace: {alert_webhook: 'https://hooks.example/w2'}
+alerts: [{id: f, on: failed_sync, webhook_url: 'https://hooks.example/s2'}]");
+        let p = plan(Some(&a1), &a2);
+        let short: Vec<(&str, &str, Vec<String>)> = p.iter().map(|i| (i.kind, i.action, i.fields.clone())).collect();
+        assert_eq!(
+            short,
+            vec![
+                ("workspace", "change", vec!["alert_webhook".to_string()]),
+                ("alert", "change", vec!["webhook_url".to_string()])
+            ],
+            "a new webhook is a change"
+        );
+        let shown = serde_json::to_string(&p.iter().map(|i| (&i.before, &i.after)).collect::<Vec<_>>()).unwrap();
+        assert!(!shown.contains("hooks.example"), "webhooks never reach the audit log: {shown}");
+        assert_eq!(p[1].after.as_ref().unwrap()["webhook_url"], "<set>");
         assert_eq!(plan(None, &a).len(), 2);
     }
 }

@@ -86,12 +86,18 @@ pub struct MappingReport {
     pub added: u64,
     /// See `added`.
     pub updated: u64,
-    /// See `added`.
+    /// See `added`. Includes `deleted_on_withdrawal`.
     pub deleted: u64,
+    /// Of `deleted`: delete calls because consent was withdrawn from a record the destination
+    /// held (R13, `on_withdrawal: delete`); such a row is counted in `withheld_by_consent` too.
+    pub deleted_on_withdrawal: u64,
     /// Rows consent kept from the destination this run.
     pub withheld_by_consent: u64,
     /// Category id -> rows it refused (a row refused by two categories counts under both).
     pub withheld_by_category: BTreeMap<String, u64>,
+    /// Rows a privacy request (a suppressed record id) kept from the destination this run: never
+    /// sent, not counted as usage (SPEC §12).
+    pub withheld_by_privacy_request: u64,
     /// Discard code of consent-withheld rows.
     pub discard_code: String,
     /// Items the destination accepted.

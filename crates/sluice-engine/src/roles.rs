@@ -58,7 +58,24 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
     let mut out = Vec::new();
     let mut push = |what: String, field: &str| out.push(OwnerOnly { what, field: field.to_string() });
     if old.workspace != new.workspace {
-        push("the workspace settings change (consent policy, unmapped models, missing consent)".into(), "workspace");
+        push(
+            "the workspace settings change (consent policy, unmapped models, missing consent, alert webhook)".into(),
+            "workspace",
+        );
+    }
+    // alerts: where notifications about the workspace go (a webhook is a credential), and
+    // removing or disabling one silences the privacy officer's alarm
+    for a in &new.alerts {
+        match old.alerts.iter().find(|o| o.id == a.id) {
+            None => push(format!("alert `{}` is created", a.id), "alerts"),
+            Some(o) if o != a => push(format!("alert `{}` changes", a.id), "alerts"),
+            Some(_) => {}
+        }
+    }
+    for o in &old.alerts {
+        if !new.alerts.iter().any(|a| a.id == o.id) {
+            push(format!("alert `{}` is removed", o.id), "alerts");
+        }
     }
     // sources and write keys: any new or changed source
     for s in &new.sources {
@@ -123,6 +140,16 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
         let relevant = !m.consent.is_empty()
             || reaches(&m.mappings)
             || old_m.is_some_and(|o| !o.consent.is_empty() || reaches(&o.mappings));
+        // R13: what a destination is asked to do on withdrawal is consent management
+        for mp in &m.mappings {
+            let before = old_m.and_then(|o| o.mappings.iter().find(|x| x.destination == mp.destination));
+            if mp.on_withdrawal != before.map(|b| b.on_withdrawal).unwrap_or_default() {
+                push(
+                    format!("model `{}`: the mapping to `{}` changes `on_withdrawal`", m.id, mp.destination),
+                    "on_withdrawal",
+                );
+            }
+        }
         let Some(o) = old_m else {
             if !m.consent.is_empty() {
                 push(format!("model `{}` is created with consent mappings", m.id), "consent");
@@ -154,7 +181,7 @@ pub fn owner_only_changes(old: &WorkspaceFile, new: &WorkspaceFile) -> Vec<Owner
                             Some(b) if is_governed => {
                                 let other = changed_keys(&json(b), &json(mp))
                                     .into_iter()
-                                    .filter(|x| x != "on" && x != "fields")
+                                    .filter(|x| x != "on" && x != "fields" && x != "on_withdrawal")
                                     .collect::<Vec<_>>();
                                 if !other.is_empty() {
                                     push(
@@ -245,6 +272,37 @@ models:
         assert!(fields(BASE, &same("select * from q", "select email from q")).is_empty());
         assert!(fields(BASE, &same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on: [added]}]"))
             .is_empty());
+    }
+
+    #[test]
+    fn alerts_are_owner_only() {
+        let alerting = format!("{BASE}alerts: [{{id: f, on: failed_sync, webhook_url: 'https://hooks.example/a'}}]\n");
+        assert_eq!(fields(BASE, &alerting), ["alerts"], "creating");
+        assert_eq!(fields(&alerting, BASE), ["alerts"], "removing silences it");
+        assert_eq!(fields(&alerting, &alerting.replace("/a'", "/b'")), ["alerts"], "re-pointing its webhook");
+        assert_eq!(fields(&alerting, &alerting.replace("failed_sync,", "failed_sync, enabled: false,")), ["alerts"]);
+        let hook = format!("{BASE}workspace: {{alert_webhook: 'https://hooks.example/w'}}\n");
+        assert_eq!(fields(BASE, &hook), ["workspace"]);
+        assert!(fields(&alerting, &alerting).is_empty());
+    }
+
+    #[test]
+    fn on_withdrawal_is_owner_only_on_mappings_and_destinations() {
+        let same = |from: &str, to: &str| BASE.replacen(from, to, 1);
+        let governed = same("mappings: [{destination: ads}]", "mappings: [{destination: ads, on_withdrawal: delete}]");
+        assert_eq!(fields(BASE, &governed), ["on_withdrawal"]);
+        assert_eq!(fields(&governed, BASE), ["on_withdrawal"], "back to keep");
+        // even where no category governs the destination (yet)
+        let free = same("mappings: [{destination: log}]", "mappings: [{destination: log, on_withdrawal: delete}]");
+        assert_eq!(fields(BASE, &free), ["on_withdrawal"]);
+        let dest = same("{id: ads, kind: webhook,", "{id: ads, kind: webhook, on_withdrawal: delete,");
+        assert_eq!(fields(BASE, &dest), ["on_withdrawal"]);
+        assert_eq!(fields(&dest, BASE), ["on_withdrawal"]);
+        // a new model that asks for deletes
+        let created = format!(
+            "{BASE}  - {{id: r, source: dwh, sql: select * from r, unique_id: id, mappings: [{{destination: log, on_withdrawal: delete}}]}}\n"
+        );
+        assert_eq!(fields(BASE, &created), ["on_withdrawal"]);
     }
 
     #[test]

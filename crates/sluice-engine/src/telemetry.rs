@@ -15,6 +15,12 @@ pub enum Event<'a> {
         /// Refusing category ids.
         categories: &'a [&'a str],
     },
+    /// Consent was withdrawn from a record the destination holds: its delete call is queued
+    /// (R13; counted in `deleted` too).
+    WithdrawalDelete {
+        /// Record id.
+        id: &'a str,
+    },
     /// A batch was delivered.
     Delivered {
         /// Items in it.
@@ -40,6 +46,10 @@ pub fn emit(report: &mut MappingReport, event: Event<'_>) {
                 *report.withheld_by_category.entry((*c).to_string()).or_default() += 1;
             }
             tracing::trace!(destination = %report.destination, id, code = FILTERED_BY_END_USER_CONSENT, "record withheld by consent");
+        }
+        Event::WithdrawalDelete { id } => {
+            report.deleted_on_withdrawal += 1;
+            tracing::debug!(destination = %report.destination, id, reason = "consent_withdrawn", "delete queued on withdrawal");
         }
         Event::Delivered { count } => {
             report.delivered += count;

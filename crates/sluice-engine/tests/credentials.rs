@@ -32,6 +32,7 @@ fn destinations() -> Vec<DestinationConfig> {
                 enabled: true,
                 settings,
                 consent_policy: None,
+                on_withdrawal: Default::default(),
             });
         }
     }

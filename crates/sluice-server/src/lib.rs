@@ -9,12 +9,14 @@
 //!                  sluice_stream::delivery: one worker per destination ──► Destination (registry)
 //! ```
 
+pub mod alerts;
 pub mod api;
 pub mod control;
 pub mod edge;
 pub mod error;
 pub mod follow;
 pub mod ingest;
+pub mod privacy;
 pub mod read;
 pub mod scheduler;
 pub mod state;
@@ -47,6 +49,10 @@ pub enum ServeError {
     /// `--public-url` is not a URL browsers can use.
     #[error("{0}")]
     PublicUrl(String),
+    /// The suppressions of privacy requests could not be loaded (the server does not start
+    /// without them: it would let suppressed people's events through).
+    #[error("cannot load privacy suppressions: {0}")]
+    Privacy(String),
     /// The runtime failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -73,6 +79,8 @@ pub struct ServeConfig {
     /// Where browsers reach the server (`https://track.example.com`), for the settings
     /// endpoint; `None`: the request's `Host`.
     pub public_url: Option<String>,
+    /// Seconds between two rounds of the alert thread (streaming alerts, pending notifications).
+    pub alert_interval_secs: u64,
 }
 
 impl ServeConfig {
@@ -88,6 +96,7 @@ impl ServeConfig {
             public_url: None,
             retention_days: 7,
             limits: edge::Limits::default(),
+            alert_interval_secs: alerts::DEFAULT_INTERVAL_SECS,
         }
     }
 }
@@ -112,8 +121,14 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let stop = Arc::new(AtomicBool::new(false));
     let conn = sluice_stream::store::open(&config.state_dir)?;
     let (jobs, rx) = std::sync::mpsc::sync_channel::<sluice_stream::writer::Job>(4096);
+    // loaded before the first event is taken: a suppressed person is never let through at startup
+    let suppressed = Arc::new(sluice_stream::privacy::Suppressed::new());
+    if let Err(e) = sluice_state::StateStore::open(&config.state_dir).and_then(|s| suppressed.refresh(&s).map(|_| ())) {
+        return Err(ServeError::Privacy(e.to_string()));
+    }
     let router =
-        sluice_stream::writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400);
+        sluice_stream::writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400)
+            .with_suppressed(suppressed.clone());
     let w = wake.clone();
     let writer = std::thread::Builder::new()
         .name("sluice-writer".into())
@@ -138,9 +153,28 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             .name("sluice-scheduler".into())
             .spawn(move || scheduler::supervise(l, base, dir, st, m))?
     };
+    let alerting = {
+        let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let every = std::time::Duration::from_secs(config.alert_interval_secs.clamp(1, 3600));
+        std::thread::Builder::new()
+            .name("sluice-alerts".into())
+            .spawn(move || alerts::supervise(l, dir, st, m, every))?
+    };
     let follower = {
         let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
         std::thread::Builder::new().name("sluice-follow".into()).spawn(move || follow::supervise(l, dir, st, m))?
+    };
+    let privacy_threads = {
+        let (sp, dir, st, m) = (suppressed.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let a = std::thread::Builder::new()
+            .name("sluice-privacy-suppressions".into())
+            .spawn(move || privacy::supervise_suppressions(sp, dir, st, m))?;
+        let (l, base, dir, st, m) =
+            (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let b = std::thread::Builder::new()
+            .name("sluice-privacy-deletes".into())
+            .spawn(move || privacy::supervise_deletes(l, base, dir, st, m))?;
+        [a, b]
     };
     let state = api::AppState {
         live: live.clone(),
@@ -167,6 +201,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             live: live.clone(),
             write: Arc::new(parking_lot::Mutex::new(())),
             progress: Arc::default(),
+            suppressed,
         };
         let limits = config.limits;
         let public_app = api::public_router(state.clone());
@@ -207,7 +242,11 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let _ = writer.join();
     let _ = scheduler.join();
     let _ = follower.join();
+    let _ = alerting.join();
     let _ = supervisor.join();
+    for t in privacy_threads {
+        let _ = t.join();
+    }
     Ok(())
 }
 

@@ -79,7 +79,9 @@ pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String,
                     }
                 }
             }
-            Json(json!({"window_minutes": minutes, "destinations": v})).into_response()
+            // events of suppressed identifiers dropped at ingest (privacy requests, never stored)
+            let dropped = sluice_stream::store::dropped_suppressed(&conn, since).unwrap_or(0);
+            Json(json!({"window_minutes": minutes, "destinations": v, "dropped_suppressed": dropped})).into_response()
         }
         Err(e) => internal(e),
     }

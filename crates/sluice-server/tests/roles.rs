@@ -339,3 +339,33 @@ mod hostile_config {
         }
     }
 }
+
+#[test]
+fn r13_a_member_cannot_set_on_withdrawal_an_owner_can() {
+    let s = start_with_model();
+    let (owner, member) = tokens(&s);
+    // on the model's mapping (Reverse ETL)
+    let mut m = model_body(&s, &member, "p");
+    m["mappings"][0]["on_withdrawal"] = json!("delete");
+    let (st, b) = call(&s, "PUT", "/api/v1/models/p", Some(&member), Some(m.clone()));
+    assert_eq!((st, field(&b)), (403, "on_withdrawal".to_string()), "{b}");
+    // on the destination (streaming)
+    let (_, list) = call(&s, "GET", "/api/v1/destinations", Some(&member), None);
+    let mut d = list["items"].as_array().unwrap().iter().find(|d| d["id"] == "ads").unwrap().clone();
+    d["on_withdrawal"] = json!("delete");
+    let (st, b) = call(&s, "PUT", "/api/v1/destinations/ads", Some(&member), Some(d.clone()));
+    assert_eq!((st, field(&b)), (403, "on_withdrawal".to_string()), "{b}");
+    assert_eq!(stored(&s).destinations[0].on_withdrawal, sluice_core::OnWithdrawal::Keep);
+    // the owner may; the setting is stored and read back
+    assert_eq!(call(&s, "PUT", "/api/v1/models/p", Some(&owner), Some(m)).0, 200);
+    assert_eq!(stored(&s).models[0].mappings[0].on_withdrawal, sluice_core::OnWithdrawal::Delete);
+    let (st, b) = call(&s, "PUT", "/api/v1/destinations/ads", Some(&owner), Some(d));
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(model_body(&s, &member, "p")["mappings"][0]["on_withdrawal"], "delete");
+    // a typo is refused naming it
+    let mut bad = model_body(&s, &owner, "p");
+    bad["mappings"][0]["on_withdrawal"] = json!("erase");
+    let (st, b) = call(&s, "PUT", "/api/v1/models/p", Some(&owner), Some(bad));
+    assert_eq!(st, 400, "{b}");
+    assert!(b.to_string().contains("erase"), "{b}");
+}

@@ -110,7 +110,7 @@ fn api(s: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value
     common::call(s, method, path, Some(&s.token), body)
 }
 
-const PAGES: [&str; 11] = [
+const PAGES: [&str; 13] = [
     "/ui/",
     "/ui/consent-categories",
     "/ui/models",
@@ -122,6 +122,8 @@ const PAGES: [&str; 11] = [
     "/ui/audit-log",
     "/ui/usage",
     "/ui/debugger",
+    "/ui/privacy-requests",
+    "/ui/alerts",
 ];
 
 #[test]
@@ -476,4 +478,150 @@ fn empty_pages_tell_a_newcomer_what_to_do_next() {
     let missing = ui.get("/ui/nope");
     assert_eq!(missing.status, 404);
     assert!(missing.body.contains("No such page"));
+}
+
+#[test]
+fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_are_refused() {
+    let s = server();
+    let mut owner = Ui::new(&s.url);
+    owner.login(&s.token);
+    let page = owner.get("/ui/privacy-requests");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("No privacy requests yet") && page.body.contains("href=\"/ui/privacy-requests\""));
+    let csrf = owner.csrf("/ui/privacy-requests");
+    // without the CSRF token: refused, nothing stored
+    let forged = owner.post(
+        "/ui/privacy-requests",
+        &[("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "u1")],
+    );
+    assert_eq!(forged.status, 403);
+    let made = owner.post(
+        "/ui/privacy-requests",
+        &[
+            ("csrf", &csrf),
+            ("regulationType", "SUPPRESS_WITH_DELETE"),
+            ("subjectType", "USER_ID"),
+            ("subjectIds", "u1\n<script>x</script>\n"),
+        ],
+    );
+    assert_eq!((made.status, made.location.as_deref()), (303, Some("/ui/privacy-requests")));
+    let page = owner.get("/ui/privacy-requests").body;
+    assert!(page.contains("SUPPRESS_WITH_DELETE") && page.contains("made."), "{page}");
+    assert!(page.contains("&lt;script&gt;x&lt;/script&gt;") && !page.contains("<script>x"), "rendered inert");
+    for d in ["ads", "crm"] {
+        assert!(page.contains(d), "each destination's status: {page}");
+    }
+    // bad input comes back as a message naming the field
+    let bad = owner.post(
+        "/ui/privacy-requests",
+        &[("csrf", &csrf), ("regulationType", "SUPPRESS_ONLY"), ("subjectType", "USER_ID"), ("subjectIds", "")],
+    );
+    assert_eq!(bad.status, 303);
+    assert!(owner.get("/ui/privacy-requests").body.contains("subjectIds"));
+    let (_, list) = api(&s, "GET", "/api/v1/regulations", None);
+    assert_eq!(list["data"]["regulations"].as_array().unwrap().len(), 1);
+    assert_eq!(list["data"]["regulations"][0]["subjectIds"], json!(["u1", "<script>x</script>"]));
+
+    // a member reads, sees no form, and a forged post with their own CSRF token is refused
+    let member = member_token(&s);
+    let mut ui = Ui::new(&s.url);
+    ui.login(&member);
+    let page = ui.get("/ui/privacy-requests").body;
+    assert!(page.contains("You are a member") && page.contains("SUPPRESS_WITH_DELETE"));
+    assert!(!page.contains("Make the request"));
+    let csrf = ui.csrf("/ui/");
+    let forged = ui.post(
+        "/ui/privacy-requests",
+        &[("csrf", &csrf), ("regulationType", "UNSUPPRESS"), ("subjectType", "USER_ID"), ("subjectIds", "u1")],
+    );
+    assert_eq!(forged.status, 403);
+    assert!(forged.body.contains("only owners may make privacy requests"), "{}", forged.body);
+    let (_, list) = api(&s, "GET", "/api/v1/regulations", None);
+    assert_eq!(list["data"]["regulations"].as_array().unwrap().len(), 1);
+/// Alerts (SPEC §12): a failing sync and a failing streaming destination fire alerts that the
+/// home page shows first, `/ui/alerts` lists with their history, `GET /api/v1/alerts` returns,
+/// and a receiver playing Slack gets once, without personal data; recovery resolves them.
+#[test]
+fn firing_alerts_show_on_the_home_page_the_alerts_page_and_the_api() {
+    let slack = sluice_testkit::Receiver::start();
+    let s = start_cfg(
+        warehouse_dir(
+            "create table p(id integer, email text, ads);
+             insert into p values (1,'alice@example.com',1),(2,'bob@example.com',1);",
+        ),
+        "{id: dwh, kind: sqlite, path: w.db}",
+        &format!(
+            "workspace: {{alert_webhook: '{}/services/T/B/slacksecret'}}
+destinations:\n{}{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
+models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C0004: ads}}, mappings: [{{destination: ads}}]}}]
+alerts:
+  - {{id: p-failed, on: failed_sync, model: p}}
+  - {{id: crm-stream, on: failed_sync, destination: crm, window_minutes: 5}}
+",
+            slack.url(),
+            hook("ads", "Ads"),
+            hook("crm", "CRM")
+        ),
+        |c| c.alert_interval_secs = 1,
+    );
+    s.rx.answer_path("/ads", sluice_testkit::Reply::Status(500));
+    s.rx.answer_path("/crm", sluice_testkit::Reply::Status(503));
+    let mut ui = Ui::new(&s.url);
+    ui.login(&s.token);
+    assert!(!ui.get("/ui/").body.contains("alerts-firing"), "nothing fires before anything ran");
+    assert_eq!(api(&s, "POST", "/api/v1/models/p/syncs", None).0, 202);
+    wait_run(&ui, "p");
+    // an event to crm (no consent object: routed everywhere) whose deliveries fail
+    let ev =
+        json!({"type": "track", "event": "Signed Up", "userId": "u1", "properties": {"email": "carol@example.com"}});
+    assert_eq!(s.post("/v1/track", &ev).0, 200);
+    let t = Instant::now();
+    let firing = loop {
+        let (st, v) = api(&s, "GET", "/api/v1/alerts", None);
+        assert_eq!(st, 200, "{v}");
+        if v["firing"].as_array().unwrap().len() == 2 {
+            break v;
+        }
+        assert!(t.elapsed() < Duration::from_secs(30), "alerts did not fire: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let subjects: Vec<&str> =
+        firing["firing"].as_array().unwrap().iter().map(|f| f["subject"].as_str().unwrap()).collect();
+    assert!(subjects.contains(&"model/p/ads") && subjects.contains(&"stream/crm"), "{subjects:?}");
+    assert!(!firing.to_string().contains("slacksecret"), "the webhook is never shown: {firing}");
+    assert_eq!(firing["alerts"][0]["webhook"], true);
+    let home = ui.get("/ui/").body;
+    let banner = home.find("alerts-firing").expect("the home page shows firing alerts");
+    assert!(banner < home.find("Flowing today").unwrap(), "firing alerts come first");
+    assert!(home.contains("p-failed") && home.contains("streaming → crm"), "{home}");
+    let page = ui.get("/ui/alerts").body;
+    assert!(page.contains("alert-history") && page.contains("model p → ads") && page.contains("crm-stream"), "{page}");
+    assert!(!page.contains("slacksecret"));
+    let t = Instant::now();
+    while slack.requests().len() < 2 {
+        assert!(t.elapsed() < Duration::from_secs(10), "Slack got {:?}", slack.requests());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // the alert thread keeps evaluating: no repeat while they keep firing
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(slack.requests().len(), 2, "{:#?}", slack.requests());
+    for r in slack.requests() {
+        let b = r.body.to_string();
+        assert!(b.contains("FIRING"), "{b}");
+        assert!(!b.contains("example.com") && !b.contains("Signed Up"), "no personal data in an alert: {b}");
+    }
+    // the sync recovers: resolved, shown and sent
+    s.rx.clear_path("/ads");
+    assert_eq!(api(&s, "POST", "/api/v1/models/p/syncs", None).0, 202);
+    wait_run(&ui, "p");
+    let (_, v) = api(&s, "GET", "/api/v1/alerts", None);
+    assert_eq!(v["history"][0]["state"], "resolved", "{v}");
+    assert_eq!(v["history"][0]["alert"], "p-failed");
+    assert!(slack
+        .requests()
+        .iter()
+        .any(|r| r.body["text"].as_str().unwrap_or("").contains("RESOLVED Sluice alert `p-failed`")));
+    // a member reads alerts too; without a token: 401
+    assert_eq!(common::call(&s, "GET", "/api/v1/alerts", Some(&member_token(&s)), None).0, 200);
+    assert_eq!(common::call(&s, "GET", "/api/v1/alerts", None, None).0, 401);
 }

@@ -16,6 +16,7 @@ fn writes(round: u64) -> Vec<CheckpointWrite> {
                 id: format!("user-{i:08}"),
                 held: Some(i as u64 ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                 pending: Pending::None,
+                proof: None,
             })
         })
         .collect()

@@ -37,7 +37,51 @@ pub struct Entry {
     pub held: Option<u64>,
     /// What is pending.
     pub pending: Pending,
+    /// Proof of consent of the version the destination holds: the run that delivered it and
+    /// the consent it went out under (docs/PRIVACY.md "Proof of consent").
+    pub proof: Option<Proof>,
 }
+
+/// Under which consent, and in which run, a record was delivered: stored with its checkpoint
+/// entry as one integer (`run << 16 | signature`, 4-5 bytes for the first 32k runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Proof {
+    /// The sync run that delivered it (the `runs` table gives its time).
+    pub run: i64,
+    /// The mapping's consent signature ([`StateStore::consent_signature`]): the categories the
+    /// destination required and the record's value of each.
+    pub signature: u16,
+}
+
+impl Proof {
+    pub(crate) fn encode(self) -> i64 {
+        (self.run << 16) | i64::from(self.signature)
+    }
+
+    pub(crate) fn decode(v: Option<i64>) -> Option<Self> {
+        v.map(|v| Self { run: v >> 16, signature: (v & 0xffff) as u16 })
+    }
+}
+
+/// A consent signature: what a destination required of a record and what the record said.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConsentSignature {
+    /// The consent rule that applied (`R1 unmapped destination`, `R2 all`, `R4 unmapped model`, ...).
+    pub rule: String,
+    /// Each required category's value in the record (empty: none was required).
+    pub consent: std::collections::BTreeMap<String, bool>,
+}
+
+/// The table of consent signatures on SQLite (PostgreSQL: migration step 2).
+pub(crate) const PROOF_SCHEMA: &str = "
+create table if not exists consent_signatures (
+    mapping integer not null,
+    id integer not null,
+    signature text not null,
+    primary key (mapping, id),
+    unique (mapping, signature)
+);
+";
 
 impl Pending {
     pub(crate) fn encode(self) -> (i64, Option<i64>, u32, Option<i64>) {
@@ -147,6 +191,20 @@ impl StateStore {
         }
         on!(mut self, b => b.swap_checkpoint(temp, mapping, fence))?;
         Ok(dropped)
+    }
+
+    /// The id of a mapping's consent signature, created on first use (ids are small: one per
+    /// combination of required categories and values the mapping met).
+    pub fn consent_signature(&self, mapping: i64, sig: &ConsentSignature) -> Result<u16> {
+        let text = serde_json::to_string(sig).map_err(|e| crate::StateError::Corrupt(e.to_string()))?;
+        let id = on!(self, b => b.consent_signature(mapping, &text))?;
+        u16::try_from(id).map_err(|_| crate::StateError::Corrupt(format!("consent signature {id} out of range")))
+    }
+
+    /// A mapping's consent signature by id.
+    pub fn consent_signature_by_id(&self, mapping: i64, id: u16) -> Result<Option<ConsentSignature>> {
+        let text = on!(self, b => b.consent_signature_by_id(mapping, i64::from(id)))?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| crate::StateError::Corrupt(e.to_string()))).transpose()
     }
 
     /// Ids of a mapping's entries that failed retryably (retried on the next sync).

@@ -116,6 +116,11 @@ impl StateStore {
         on!(self, b => b.runs(model, limit))
     }
 
+    /// One run by id (without its report).
+    pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
+        on!(self, b => b.run(id))
+    }
+
     /// Adds metered records for a destination in a month.
     pub fn add_usage(&self, month: &str, destination: &str, records: i64) -> Result<()> {
         if records == 0 {

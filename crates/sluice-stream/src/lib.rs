@@ -15,9 +15,12 @@
 //! - [`writer`]: the one thread that writes the log (group commit).
 //! - [`delivery`]: the workers, their durable backoff, and the thread supervisor.
 //! - [`metrics`]: every streaming counter, declared in one place.
+//! - [`privacy`]: the suppressed identifiers of privacy requests, checked per event in memory.
 
 pub mod delivery;
 pub mod metrics;
+pub mod person_delete;
+pub mod privacy;
 pub mod store;
 pub mod writer;
 

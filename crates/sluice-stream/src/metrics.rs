@@ -53,6 +53,10 @@ pub struct Metrics {
     pub failed: Family<Dest, Counter>,
     /// Events sent again after a failed attempt.
     pub retried: Family<Dest, Counter>,
+    /// Events dropped at ingest because an identifier is suppressed by a privacy request.
+    pub dropped_suppressed: Family<Src, Counter>,
+    /// People a destination deleted (R13 consent withdrawal, privacy requests).
+    pub deleted_people: Family<Dest, Counter>,
     /// Restarts of a delivery worker or the scheduler that stopped unexpectedly.
     pub restarts: Family<Worker, Counter>,
 }
@@ -78,9 +82,19 @@ impl Metrics {
         r.register("sluice_events_failed", "Events whose delivery attempt failed", self.failed.clone());
         r.register("sluice_events_retried", "Events sent again after a failure", self.retried.clone());
         r.register(
+            "sluice_people_deleted",
+            "People a destination deleted (consent withdrawn, privacy requests)",
+            self.deleted_people.clone(),
+        );
+        r.register(
             "sluice_worker_restarts",
             "Times a delivery worker or the scheduler stopped unexpectedly (panic or early return) and was restarted",
             self.restarts.clone(),
+        );
+        r.register(
+            "sluice_events_dropped_suppressed",
+            "Events dropped at ingest, never stored, because an identifier is suppressed by a privacy request",
+            self.dropped_suppressed.clone(),
         );
         r.register("sluice_events_received", "Events accepted and stored, by source", self.received.clone());
         more(&mut r);

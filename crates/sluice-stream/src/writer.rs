@@ -4,6 +4,7 @@
 //! after its group committed, so an acknowledged event survives a crash.
 
 use crate::metrics::{dest, DestCategory, Metrics};
+use crate::person_delete::{self, PersonDelete};
 use crate::store::{self, exec, query_row, ProfileStore, Stat};
 use rusqlite::{params, CachedStatement, Connection, Transaction};
 use serde_json::{json, Value};
@@ -122,6 +123,8 @@ pub struct Accepted {
     pub accepted: usize,
     /// Dropped: a messageId already seen from this source.
     pub duplicates: usize,
+    /// Dropped: an identifier of the event is suppressed by a privacy request (never stored).
+    pub suppressed: usize,
 }
 
 /// Routing context shared by the writer.
@@ -143,6 +146,11 @@ pub struct Router {
     quoted: Vec<String>,
     /// Identifiers known to have a row in `identities` (see [`KnownIdents`]).
     known: KnownIdents,
+    /// Identifiers suppressed by privacy requests: their events are dropped before anything is
+    /// stored (SPEC §12).
+    suppressed: Arc<crate::privacy::Suppressed>,
+    /// Events of a group dropped as suppressed, per source (written with the group).
+    dropped: HashMap<String, u64>,
 }
 
 /// A positive cache of identifiers committed to `identities`, so the common event (one known
@@ -307,8 +315,10 @@ impl Categories {
 type Stats = HashMap<(i64, usize, Stat, usize), u64, BuildHasherDefault<FastHasher>>;
 const NONE: usize = usize::MAX;
 
-/// Appends the debugger's record of a decision.
-fn push_decision(out: &mut String, r: &Route) {
+/// Appends the debugger's record of a decision. `under` (proof of consent, docs/PRIVACY.md)
+/// is `,"consent":{...},"basis":"..."` for a destination that requires categories, else empty.
+fn push_decision(out: &mut String, r: &Route, under: &str) {
+    let at = out.len();
     match r {
         Route::Deliver { metadata: None } => out.push_str(r#"{"route":"deliver"}"#),
         Route::Deliver { metadata: Some(m) } => out.push_str(&json!({"route": "deliver", "metadata": m}).to_string()),
@@ -318,6 +328,34 @@ fn push_decision(out: &mut String, r: &Route) {
         Route::TurnedOff => out.push_str(r#"{"route":"turned_off","reason":"integrations object"}"#),
         Route::Disabled => out.push_str(r#"{"route":"disabled"}"#),
     }
+    if !under.is_empty() && matches!(r, Route::Deliver { .. } | Route::Withheld { .. }) && out.len() > at {
+        out.pop(); // the closing brace
+        out.push_str(under);
+        out.push('}');
+    }
+}
+
+/// The consent a decision was made under, for the destination requiring `required`:
+/// `,"consent":{category: bool},"basis":"event|profile|block|none"` (`none`: no consent object,
+/// not restricted, R7), plus `"gpc":true` when Global Privacy Control refused categories (R14).
+fn consent_under(required: &[String], consent: &EventConsent, basis: &str, gpc: bool) -> String {
+    if required.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(",\"consent\":");
+    match consent {
+        EventConsent::Given(prefs) => {
+            let m: serde_json::Map<String, Value> =
+                required.iter().map(|c| (c.clone(), Value::Bool(prefs.get(c).copied().unwrap_or(false)))).collect();
+            out.push_str(&Value::Object(m).to_string());
+        }
+        EventConsent::Missing => out.push_str("null"),
+    }
+    out.push_str(&format!(",\"basis\":\"{basis}\""));
+    if gpc {
+        out.push_str(",\"gpc\":true");
+    }
+    out
 }
 
 impl Router {
@@ -332,7 +370,25 @@ impl Router {
             metrics,
             retention_secs,
             known: KnownIdents::default(),
+            suppressed: Arc::default(),
+            dropped: HashMap::new(),
         }
+    }
+
+    /// Drops the events of the identifiers in `suppressed` (the server's set, which follows
+    /// `state.db` and the control API).
+    pub fn with_suppressed(mut self, suppressed: Arc<crate::privacy::Suppressed>) -> Self {
+        self.suppressed = suppressed;
+        self
+    }
+
+    /// Whether an identifier of the event (`userId`, `anonymousId`, an alias's `previousId`)
+    /// is suppressed: O(1) per identifier, no I/O.
+    fn is_suppressed(&self, e: &Prepared) -> bool {
+        !self.suppressed.is_empty()
+            && [&e.user_id, &e.anonymous_id, &e.previous_id]
+                .into_iter()
+                .any(|i| i.as_deref().is_some_and(|i| self.suppressed.contains(i)))
     }
 
     /// The identifiers this router knows exist (for tests and diagnostics).
@@ -400,6 +456,8 @@ impl Router {
         };
         let mut stored_consent = None;
         let mut notes: Vec<String> = Vec::new();
+        // R13: destinations that must delete this person, and the request
+        let mut withdrawal: Option<(Vec<String>, PersonDelete)> = None;
         if let Some(store::profiles::Resolved { id: pid, profile: mut p, changed, left_out }) = profile {
             if left_out > 0 {
                 tracing::warn!(source, left_out, "profile identifiers capped");
@@ -424,7 +482,12 @@ impl Router {
             if let (true, EventConsent::Given(prefs)) = (reserved, consent) {
                 let seq: i64 =
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
+                let before = person_delete::stored(&p);
                 p.apply_consent_event(prefs, &self.categories.ids, &event.timestamp, seq as u64);
+                withdrawal = person_delete::on_consent_change(&self.ws, &before, &p, message_id);
+                if let Some((targets, req)) = &withdrawal {
+                    tracing::info!(source, destinations = ?targets, categories = ?req.categories, "consent withdrawn: deletes queued");
+                }
             }
             if writes || changed {
                 ProfileStore::save(tx, pid, &p)?;
@@ -439,6 +502,13 @@ impl Router {
         let consent: Cow<EventConsent> = match (consent, mode) {
             (EventConsent::Given(_), _) | (EventConsent::Missing, MissingConsent::Allow) => Cow::Borrowed(consent),
             _ => Cow::Owned(effective_consent(mode, consent.clone(), stored_consent.as_ref())),
+        };
+        // what the consent below comes from (proof of consent)
+        let basis = match (missing, consent.as_ref()) {
+            (false, _) => "event",
+            (true, EventConsent::Missing) => "none",
+            (true, EventConsent::Given(_)) if mode == MissingConsent::Block => "block",
+            (true, EventConsent::Given(_)) => "profile",
         };
         // R14: Global Privacy Control refuses its categories whatever the consent says
         let gpc = !event.gpc_refused.is_empty();
@@ -497,7 +567,8 @@ impl Router {
             }
             decisions.push_str(&self.quoted[di]);
             decisions.push(':');
-            push_decision(&mut decisions, &r);
+            let under = consent_under(self.plans[di].required(), &consent, basis, gpc);
+            push_decision(&mut decisions, &r, &under);
         }
         decisions.push('}');
         routes.push(']');
@@ -512,6 +583,16 @@ impl Router {
                 routes,
             ])
             .map_err(&w)?;
+        if let Some((targets, req)) = withdrawal {
+            // after the consent event, in its transaction: durable once the event is acknowledged
+            let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
+            person_delete::enqueue(tx, &targets, &req, &event.received_at)?;
+            for t in &targets {
+                if let Some(di) = self.ws.destinations.iter().position(|d| d.id == *t) {
+                    *stats.entry((minute, di, Stat::WithdrawalQueued, NONE)).or_default() += 1;
+                }
+            }
+        }
         Ok(true)
     }
 
@@ -535,6 +616,11 @@ impl Router {
         let mut acc = Accepted::default();
         let minute = chrono::Utc::now().timestamp() / 60;
         for e in &job.events {
+            if self.is_suppressed(e) {
+                // dropped before dedupe, profiles or the log: nothing of it is stored
+                acc.suppressed += 1;
+                continue;
+            }
             if self.process_event(tx, hot, &job.source, e, minute, stats)? {
                 acc.accepted += 1;
             } else {
@@ -545,6 +631,9 @@ impl Router {
             .received
             .get_or_create(&crate::metrics::Src { source: job.source.clone() })
             .inc_by(acc.accepted as u64);
+        if acc.suppressed > 0 {
+            *self.dropped.entry(job.source.clone()).or_default() += acc.suppressed as u64;
+        }
         Ok(acc)
     }
 }
@@ -684,7 +773,14 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
                 }
             }
             write_stats(&tx, &router.ws, &router.metrics, &stats).map_err(|e| e.to_string())?;
+            let minute = chrono::Utc::now().timestamp() / 60;
+            for (source, &n) in &router.dropped {
+                store::add_dropped_suppressed(&tx, minute, source, n).map_err(|e| e.to_string())?;
+            }
             tx.commit().map_err(sql)?;
+            for (source, n) in router.dropped.drain() {
+                router.metrics.dropped_suppressed.get_or_create(&crate::metrics::Src { source }).inc_by(n);
+            }
             Ok(out)
         }))
         .unwrap_or_else(|panic| {
@@ -706,6 +802,7 @@ pub fn run(mut conn: Connection, mut router: Router, jobs: Receiver<Job>, wake: 
             Err(e) => {
                 // identifiers this group added to `identities` were rolled back with it
                 router.known.clear();
+                router.dropped.clear();
                 tracing::error!(error = %e, "event log write failed; requests answered 500");
                 for job in group {
                     let _ = job.reply.send(Answer { result: Err(e.clone()), spent: job.events });
@@ -722,7 +819,8 @@ fn trim(conn: &Connection, router: &Router, last: &mut std::time::Instant) {
     }
     *last = std::time::Instant::now();
     let dests: Vec<String> = streaming_destinations(&router.ws).into_iter().map(|d| d.id).collect();
-    match store::retention::trim(conn, chrono::Utc::now().timestamp(), router.retention_secs, &dests) {
+    let holders: Vec<String> = router.ws.destinations.iter().map(|d| d.id.clone()).collect();
+    match store::retention::trim(conn, chrono::Utc::now().timestamp(), router.retention_secs, &dests, &holders) {
         Ok(t) if t.events > 0 || t.rotated => {
             tracing::info!(events = t.events, dedupe_rotated = t.rotated, "event log trimmed")
         }
@@ -847,7 +945,7 @@ consent_categories:
         let conn = rig.conn();
         conn.execute("insert into cursors (dest, delivered_seq) values ('ads', 100), ('crm', 100)", []).unwrap();
         let dests = ["ads".to_string(), "crm".to_string()];
-        let t = store::retention::trim(&conn, chrono::Utc::now().timestamp() + 86_400, 0, &dests).unwrap();
+        let t = store::retention::trim(&conn, chrono::Utc::now().timestamp() + 86_400, 0, &dests, &dests).unwrap();
         assert_eq!(t.events, 2);
         rig.send(track("t3", json!({"userId": "u2"}), Some(true))).unwrap();
         rig.send(track("t4", json!({"userId": "u2"}), None)).unwrap();

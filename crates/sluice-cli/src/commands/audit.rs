@@ -22,6 +22,36 @@ fn pending_word(p: Pending) -> &'static str {
     }
 }
 
+/// A proof of consent for people: `delivered in run 3 (2026-...) under C0004=true (R2: ...)`.
+fn proof_words(p: &Value) -> String {
+    if p.is_null() {
+        return "-".into();
+    }
+    let consent = p["consent"].as_object().map(|o| {
+        o.iter()
+            .map(|(k, v)| format!("{k}={}", if v == true { "true" } else { "false" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let consent = match consent {
+        Some(c) if !c.is_empty() => c,
+        _ => "no consent required".into(),
+    };
+    let mut s = format!(
+        "{} in run {} ({}) under {} [{}]",
+        p["what"].as_str().unwrap_or("?"),
+        p["run_id"],
+        p["at"].as_str().unwrap_or("?"),
+        consent,
+        p["rule"].as_str().unwrap_or("?")
+    );
+    if let Some(r) = p["refused"].as_array().filter(|r| !r.is_empty()) {
+        let r: Vec<&str> = r.iter().filter_map(Value::as_str).collect();
+        s.push_str(&format!("; refused by {}", r.join(", ")));
+    }
+    s
+}
+
 pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
     let (store, ws) = open(state)?;
     let mut retl = Vec::new();
@@ -32,12 +62,33 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
             let Some(key) = order.key(id) else { continue };
             let requires = sluice_core::consent::required_categories(&ws.file, &mp.destination);
             let entry = store.checkpoint_entry(mapping, &key)?;
+            let proof = match entry.as_ref().and_then(|e| e.proof.map(|p| (e, p))) {
+                Some((e, p)) => {
+                    let sig = store.consent_signature_by_id(mapping, p.signature)?;
+                    let at = store.run(p.run)?.and_then(|r| r.finished_at.or(Some(r.started_at)));
+                    let what = if e.held.is_some() { "delivered" } else { "withheld" };
+                    let refused: Vec<&String> = sig
+                        .as_ref()
+                        .map(|s| s.consent.iter().filter(|(_, v)| !**v).map(|(k, _)| k).collect())
+                        .unwrap_or_default();
+                    json!({
+                        "what": what,
+                        "run_id": p.run,
+                        "at": at,
+                        "rule": sig.as_ref().map(|s| s.rule.clone()),
+                        "consent": sig.as_ref().map(|s| json!(s.consent)),
+                        "refused": if what == "withheld" { json!(refused) } else { Value::Null },
+                    })
+                }
+                None => Value::Null,
+            };
             retl.push(json!({
                 "model": m.id,
                 "destination": mp.destination,
                 "requires": requires,
                 "holds_a_version": entry.as_ref().is_some_and(|e| e.held.is_some()),
                 "last_sync": entry.as_ref().map(|e| pending_word(e.pending)).unwrap_or("never sent (not in the model, or never synced)"),
+                "proof": proof,
             }));
         }
     }
@@ -90,7 +141,14 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     outln!("Audit of `{id}`");
-    let mut t = crate::render::table(["Model", "Destination", "Requires consent to", "Holds a version", "Last sync"]);
+    let mut t = crate::render::table([
+        "Model",
+        "Destination",
+        "Requires consent to",
+        "Holds a version",
+        "Last sync",
+        "Proof of consent (at delivery)",
+    ]);
     for r in report["reverse_etl"].as_array().into_iter().flatten() {
         t.add_row(vec![
             Cell::new(r["model"].as_str().unwrap_or("")),
@@ -103,6 +161,7 @@ pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
             ),
             Cell::new(if r["holds_a_version"] == true { "yes" } else { "no" }),
             Cell::new(r["last_sync"].as_str().unwrap_or("")),
+            Cell::new(proof_words(&r["proof"])),
         ]);
     }
     outln!("Reverse ETL:\n{t}");

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_ingest;
 pub mod overview;
 pub mod preview;
+pub mod privacy;
 pub mod quickstart;
 pub mod stream;
 pub mod sync;

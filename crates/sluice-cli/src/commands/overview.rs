@@ -34,6 +34,7 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
                     "delivered": r.mappings.iter().map(|m| m.delivered).sum::<u64>(),
                     "failed": r.mappings.iter().map(|m| m.failed).sum::<u64>(),
                     "withheld_by_consent": r.mappings.iter().map(|m| m.withheld_by_consent).sum::<u64>(),
+                    "deleted_on_withdrawal": r.mappings.iter().map(|m| m.deleted_on_withdrawal).sum::<u64>(),
                 })).collect::<Vec<_>>()})
             })
             .collect();

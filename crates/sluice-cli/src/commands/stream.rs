@@ -30,6 +30,7 @@ pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         retention_days: args.retention_days,
         limits: sluice_server::edge::Limits { max_connections: args.max_connections, ..Default::default() },
         public_url: args.public_url,
+        alert_interval_secs: sluice_server::alerts::DEFAULT_INTERVAL_SECS,
     };
     sluice_server::serve(config, |bound| {
         // the URL ends each line (scripts read the first line's last word)
@@ -84,8 +85,10 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
     let conn = sluice_stream::store::open(state)?;
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
     let v = sluice_stream::store::overview(&conn, since)?;
+    // events of suppressed identifiers dropped at ingest (privacy requests, never stored)
+    let dropped = sluice_stream::store::dropped_suppressed(&conn, since)?;
     if json {
-        print_json(&serde_json::json!({"window_minutes": minutes, "destinations": v}));
+        print_json(&serde_json::json!({"window_minutes": minutes, "destinations": v, "dropped_suppressed": dropped}));
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = crate::render::table([
@@ -97,6 +100,7 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
         "Failed",
         "Retried",
         "Pending",
+        "Deleted on withdrawal",
     ]);
     let n = |d: &serde_json::Value, k: &str| d[k].as_i64().unwrap_or(0).to_string();
     for (dest, d) in v.as_object().into_iter().flatten() {
@@ -114,9 +118,17 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
             n(d, "failed"),
             n(d, "retried"),
             n(d, "pending"),
+            // R13: people deleted, of the deletes queued
+            match d["withdrawal_deletes_queued"].as_i64() {
+                Some(q) => format!("{} of {q}", n(d, "deleted_on_withdrawal")),
+                None => n(d, "deleted_on_withdrawal"),
+            },
         ]);
     }
     outln!("Streaming, last {minutes} minute(s):\n{t}");
+    if dropped > 0 {
+        outln!("Dropped at ingest, never stored (suppressed by privacy requests): {dropped}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

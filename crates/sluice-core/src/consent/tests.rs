@@ -14,6 +14,7 @@ fn ws(
 ) -> WorkspaceFile {
     WorkspaceFile {
         workspace: WorkspaceSettings { policy, unmapped_models: unmapped, ..Default::default() },
+        alerts: vec![],
         sources: vec![],
         destinations: dests
             .iter()
@@ -24,6 +25,7 @@ fn ws(
                 enabled: true,
                 settings: Default::default(),
                 consent_policy: None,
+                on_withdrawal: Default::default(),
             })
             .collect(),
         consent_categories: cats
@@ -231,6 +233,7 @@ proptest! {
                 kind: if connections[d] { CONNECTIONS } else { WEBHOOK }.into(),
                 enabled: true, settings: Default::default(),
                 consent_policy: dest_policy[d].map(|a| if a { Policy::Any } else { Policy::All }),
+                on_withdrawal: Default::default(),
             }).collect(),
             consent_categories: cats.iter().map(|(id, en, ds)| CategoryConfig {
                 id: id.clone(), name: id.clone(), enabled: *en,

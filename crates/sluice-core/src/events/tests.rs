@@ -13,6 +13,7 @@ fn ws(policy: Policy, ad: &[&str], analytics: &[&str]) -> WorkspaceFile {
         enabled: true,
         settings: Default::default(),
         consent_policy: None,
+        on_withdrawal: Default::default(),
     };
     let cat = |id: &str, ds: &[&str]| CategoryConfig {
         id: id.into(),
@@ -178,6 +179,7 @@ fn finding_17_plans_of_all_destinations_match_one_by_one_plans() {
         enabled,
         settings: Default::default(),
         consent_policy: None,
+        on_withdrawal: Default::default(),
     };
     let cat = |id: &str, ds: &[&str], enabled: bool| CategoryConfig {
         id: id.into(),
@@ -262,6 +264,7 @@ mod gpc {
                 destinations: (0..required.len()).map(|d| DestinationConfig {
                     id: format!("d{d}"), name: None, kind: "webhook".into(), enabled: true, settings: Default::default(),
                     consent_policy: policies[d].map(|a| if a { Policy::Any } else { Policy::All }),
+                    on_withdrawal: Default::default(),
                 }).collect(),
                 consent_categories: categories.iter().map(|c| CategoryConfig {
                     id: c.clone(), name: c.clone(), enabled: true,

@@ -5,9 +5,10 @@ use super::payload::Projections;
 use crate::report::{FailureSample, MappingReport, MAX_SAMPLES};
 use crate::telemetry::{emit, Event};
 use serde_json::{Map, Value};
+use sluice_core::consent::OpenReason;
 use sluice_core::{parse_consent, Change, Gate, Verdict};
 use sluice_destinations::{DeliveryError, Destination, Item};
-use sluice_state::{CheckpointWrite, Entry, Pending, StateStore};
+use sluice_state::{CheckpointWrite, ConsentSignature, Entry, Pending, Proof, StateStore};
 use sluice_warehouse::IdOrder;
 use std::time::Instant;
 
@@ -37,6 +38,11 @@ struct InFlight {
     key: String,
     hash: u64,
     prior: Option<Entry>,
+    /// The proof of consent it goes out under (recorded when it is delivered).
+    proof: Option<Proof>,
+    /// A delete because consent was withdrawn (R13): on success the record stays in the
+    /// checkpoint, not held and withheld; on failure it is retried on every sync, never given up.
+    withdrawal: bool,
 }
 
 /// What a mapping run is given: its destination, consent gate and settings.
@@ -54,6 +60,8 @@ pub struct MappingSetup {
     pub projection: usize,
     /// Changes sent.
     pub on: Vec<Change>,
+    /// R13: what the destination is asked to do with a held record consent now withholds.
+    pub on_withdrawal: sluice_core::OnWithdrawal,
     /// Where items go.
     pub sink: Box<dyn Destination>,
     /// Retry and delete limits.
@@ -62,6 +70,8 @@ pub struct MappingSetup {
     pub order: IdOrder,
     /// Stops the mapping when the stored workspace changes what it may send.
     pub watch: std::rc::Rc<super::watch::Watch>,
+    /// Record ids suppressed by privacy requests: withheld from every destination (SPEC §12).
+    pub suppressed: std::rc::Rc<std::collections::HashSet<String>>,
 }
 
 /// A mapping being synced.
@@ -83,6 +93,10 @@ pub struct MappingRun {
     /// In a sparse pass: withheld records whose id the model now returns twice (rejected, so
     /// not counted as withheld this run, as a full scan does not count them).
     withheld_rejected: u64,
+    /// The run this is part of (for the proof of consent); set once the run is recorded.
+    pub(crate) run_id: i64,
+    /// Consent signature ids met so far: the required categories' values -> id.
+    signatures: std::collections::HashMap<Vec<bool>, u16>,
 }
 
 impl MappingRun {
@@ -99,6 +113,8 @@ impl MappingRun {
             stopped: false,
             sparse: false,
             withheld_rejected: 0,
+            run_id: 0,
+            signatures: std::collections::HashMap::new(),
         }
     }
 
@@ -169,12 +185,31 @@ impl MappingRun {
         if entry.as_ref().is_some_and(|e| e.held.is_some()) {
             self.held_present += 1;
         }
+        if !self.setup.suppressed.is_empty() && self.setup.suppressed.contains(id) {
+            // a privacy request: never sent, not counted as usage, the checkpoint left as it is
+            self.setup.report.withheld_by_privacy_request += 1;
+            return Ok(());
+        }
         if let Verdict::Withhold(refused) = self.setup.gate.decide(|c| parse_consent(&values[c])) {
             let cats: Vec<&str> = refused.iter().map(|i| self.setup.gate.required()[*i].category.as_str()).collect();
             emit(&mut self.setup.report, Event::Withheld { id, categories: &cats });
+            let held = entry.as_ref().is_some_and(|e| e.held.is_some());
+            if sluice_core::withdrawal::record_needs_delete(self.setup.on_withdrawal, true, held) {
+                // R13: consent withdrawn from a record the destination holds: its delete call
+                emit(&mut self.setup.report, Event::WithdrawalDelete { id });
+                let item = withdrawal_item(id.to_string());
+                let meta =
+                    InFlight { key: key.to_string(), hash: DELETED, prior: entry, proof: None, withdrawal: true };
+                return self.queue(store, item, meta);
+            }
             if entry.as_ref().map(|e| e.pending) != Some(Pending::Withheld) {
-                let held = entry.and_then(|e| e.held);
-                self.put(Entry { id: key.to_string(), held, pending: Pending::Withheld });
+                let (held, proof) = entry.map_or((None, None), |e| (e.held, e.proof));
+                // the proof of a held record stays its delivery's; one not held keeps the refusal
+                let proof = match held {
+                    Some(_) => proof,
+                    None => Some(Proof { run: self.run_id, signature: self.signature(store, values)? }),
+                };
+                self.put(Entry { id: key.to_string(), held, pending: Pending::Withheld, proof });
             }
             return self.flush_writes_if_full(store);
         }
@@ -202,7 +237,8 @@ impl MappingRun {
             Some(h) if h == hash => {
                 self.setup.report.unchanged += 1;
                 if pending != Pending::None {
-                    self.put(Entry { id: key.to_string(), held: Some(h), pending: Pending::None });
+                    let proof = entry.as_ref().and_then(|e| e.proof);
+                    self.put(Entry { id: key.to_string(), held: Some(h), pending: Pending::None, proof });
                 }
                 return self.flush_writes_if_full(store);
             }
@@ -216,8 +252,38 @@ impl MappingRun {
             return Ok(());
         }
         let data = payloads.encode(self.setup.projection, values, raw);
+        let proof = Some(Proof { run: self.run_id, signature: self.signature(store, values)? });
         let item = Item { action: change, id: id.to_string(), data, consent, reason: None };
-        self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry })
+        self.queue(store, item, InFlight { key: key.to_string(), hash, prior: entry, proof, withdrawal: false })
+    }
+
+    /// The id of the consent signature `values` go out under: the gate's rule and each required
+    /// (or, for a destination that stamps consent, stamped) category's value.
+    fn signature(&mut self, store: &StateStore, values: &[Value]) -> sluice_state::Result<u16> {
+        let granted = |c: Option<usize>| c.is_some_and(|c| parse_consent(&values[c]).granted());
+        let (cats, bits): (Vec<&str>, Vec<bool>) = match &self.setup.gate {
+            Gate::Check { required, .. } => required.iter().map(|r| (r.category.as_str(), granted(r.column))).unzip(),
+            Gate::Open(_) => self.setup.stamp.iter().map(|(c, col)| (c.as_str(), granted(*col))).unzip(),
+        };
+        if let Some(id) = self.signatures.get(&bits) {
+            return Ok(*id);
+        }
+        let rule = match &self.setup.gate {
+            Gate::Check { policy: sluice_core::Policy::All, .. } => "R2: every required category consented (all)",
+            Gate::Check { policy: sluice_core::Policy::Any, .. } => {
+                "R2: at least one required category consented (any)"
+            }
+            Gate::Open(OpenReason::UnmappedDestination) => "R1: no category governs the destination",
+            Gate::Open(OpenReason::UnmappedModel) => "R4: the model maps no consent column (not enforced)",
+            Gate::Open(OpenReason::Stamps) => "R5: consent stamped on the event, enforced downstream",
+        };
+        let sig = ConsentSignature {
+            rule: rule.to_string(),
+            consent: cats.iter().zip(&bits).map(|(c, b)| (c.to_string(), *b)).collect(),
+        };
+        let id = store.consent_signature(self.setup.mapping_id, &sig)?;
+        self.signatures.insert(bits, id);
+        Ok(id)
     }
 
     fn queue(&mut self, store: &mut StateStore, item: Item, meta: InFlight) -> sluice_state::Result<()> {
@@ -270,20 +336,26 @@ impl MappingRun {
         for ((item, p), outcome) in items.into_iter().zip(in_flight).zip(outcomes) {
             let held = p.prior.as_ref().and_then(|e| e.held);
             match outcome {
+                Ok(()) if p.withdrawal => {
+                    // R13: not held any more; consent granted again re-sends it as `added`
+                    delivered += 1;
+                    self.put(Entry { id: p.key, held: None, pending: Pending::Withheld, proof: None });
+                }
                 Ok(()) if item.action == Change::Deleted => {
                     delivered += 1;
                     self.writes.push(CheckpointWrite::Remove(p.key));
                 }
                 Ok(()) => {
                     delivered += 1;
-                    self.put(Entry { id: p.key, held: Some(p.hash), pending: Pending::None });
+                    self.put(Entry { id: p.key, held: Some(p.hash), pending: Pending::None, proof: p.proof });
                 }
                 Err(e) => {
                     let pending = self.failed_pending(&p, &e);
                     let retryable = matches!(pending, Pending::Failed { .. });
                     emit(&mut self.setup.report, Event::Failed { id: &item.id, retryable, error: &e.message });
                     self.sample(&item, &e, retryable);
-                    self.put(Entry { id: p.key, held, pending });
+                    let proof = p.prior.as_ref().and_then(|e| e.proof);
+                    self.put(Entry { id: p.key, held, pending, proof });
                 }
             }
         }
@@ -293,13 +365,18 @@ impl MappingRun {
 
     /// The checkpoint state of a failed item: retried later, or given up.
     fn failed_pending(&self, p: &InFlight, e: &DeliveryError) -> Pending {
+        let (attempts, first) = match p.prior.as_ref().map(|e| e.pending) {
+            Some(Pending::Failed { attempts, first_failed }) => (attempts.saturating_add(1), first_failed),
+            _ => (1, self.setup.limits.now),
+        };
+        if p.withdrawal {
+            // a privacy obligation: retried on every sync whatever the answer, never given up
+            // (reported failed each run until it lands)
+            return Pending::Failed { attempts, first_failed: first };
+        }
         if !e.retryable {
             return Pending::Rejected { hash: p.hash };
         }
-        let (attempts, first) = match p.prior.as_ref().map(|e| e.pending) {
-            Some(Pending::Failed { attempts, first_failed }) => (attempts + 1, first_failed),
-            _ => (1, self.setup.limits.now),
-        };
         if attempts >= self.setup.limits.max_syncs || self.setup.limits.now - first >= self.setup.limits.max_age_secs {
             Pending::GaveUp { hash: p.hash }
         } else {
@@ -378,7 +455,9 @@ impl MappingRun {
                         consent: None,
                         reason: None,
                     };
-                    self.queue(store, item, InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e) })?;
+                    let meta =
+                        InFlight { key: e.id.clone(), hash: DELETED, prior: Some(e), proof: None, withdrawal: false };
+                    self.queue(store, item, meta)?;
                 }
                 (Some(_), _) => {}
             }
@@ -400,5 +479,17 @@ impl MappingRun {
         self.flush(store)?;
         self.setup.report.settle_status();
         Ok(())
+    }
+}
+
+/// The delete call of a record whose consent was withdrawn (R13): `deleted`, empty `data`,
+/// reason `consent_withdrawn`.
+fn withdrawal_item(id: String) -> Item {
+    Item {
+        action: Change::Deleted,
+        id,
+        data: sluice_destinations::raw(&Value::Object(Map::new())),
+        consent: None,
+        reason: Some(sluice_destinations::DeleteReason::ConsentWithdrawn),
     }
 }

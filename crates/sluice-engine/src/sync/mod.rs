@@ -155,6 +155,7 @@ fn prepare(
     let mut out =
         Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![], duplicated: Default::default() };
     let watch = std::rc::Rc::new(watch::Watch::new(store, &ws.file, &model.id));
+    let suppressed = std::rc::Rc::new(store.suppressed_ids()?);
     for mp in &model.mappings {
         let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
         let gate = Gate::build(&ws.file, &sluice_destinations::REGISTRY, model, &dest.id, &column_of);
@@ -206,10 +207,12 @@ fn prepare(
             stamp,
             projection,
             on,
+            on_withdrawal: mp.on_withdrawal,
             sink,
             limits,
             order,
             watch: watch.clone(),
+            suppressed: suppressed.clone(),
         }));
     }
     Ok(out)
@@ -219,7 +222,25 @@ fn prepare(
 ///
 /// Returns the run's overview; a run that stopped early (SQL failed mid-way) has status
 /// `error` and its `error` set: what was delivered before is checkpointed, nothing is lost.
+///
+/// Then evaluates the model's alerts (docs/PRIVACY.md "Alerts"): a run that could not even
+/// start counts as a failed sync; nothing about alerts can fail the sync.
 pub fn sync_model(
+    store: &mut StateStore,
+    ws: &Workspace,
+    model_id: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RunReport, SyncError> {
+    let r = run_model(store, ws, model_id, progress);
+    match &r {
+        Ok(report) => crate::alerts::after_run(store, &ws.file, report),
+        Err(SyncError::Busy(_) | SyncError::UnknownModel(..) | SyncError::Lock { .. }) => {}
+        Err(_) => crate::alerts::after_failed_start(store, &ws.file, model_id),
+    }
+    r
+}
+
+fn run_model(
     store: &mut StateStore,
     ws: &Workspace,
     model_id: &str,
@@ -274,6 +295,7 @@ pub fn sync_model(
     };
     let plan_ms = phase.elapsed().as_millis() as u64;
     report.run_id = store.start_run(&model.id, &report.started_at)?;
+    maps.runs.iter_mut().for_each(|m| m.run_id = report.run_id);
 
     // a warehouse that can hand over raw rows decodes only the columns consent and explicit
     // field mappings read; whole rows are hashed as bytes and decoded only when sent

@@ -4,6 +4,7 @@
 //! credentials, store, append to the audit log; the running router sees it at once.
 
 pub(crate) mod categories;
+pub mod privacy;
 pub(crate) mod resources;
 mod tokens;
 mod writes;
@@ -38,6 +39,9 @@ pub struct ControlState {
     /// Rows read so far by the syncs started through the API (or the web UI), per model; an
     /// entry lives as long as its run (the web UI shows it live).
     pub progress: Arc<parking_lot::Mutex<std::collections::BTreeMap<String, u64>>>,
+    /// The suppressed identifiers the writer checks; a privacy request made through the API
+    /// reloads it at once.
+    pub suppressed: Arc<sluice_stream::privacy::Suppressed>,
 }
 
 /// A JSON body whose rejections use the API's error shape.
@@ -311,6 +315,24 @@ async fn audit_log(
     Ok(Json(AuditPage { items }))
 }
 
+/// Alerts (SPEC §12): the subjects firing now, the firing/resolved history (newest first,
+/// `limit` entries), notifications not sent yet and the configured alerts (webhooks never
+/// shown). Owners and members.
+#[utoipa::path(get, path = "/api/v1/alerts", params(Page),
+    responses((status = 400, body = ErrorBody), (status = 200, body = crate::alerts::AlertsView), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn alerts(
+    State(s): State<ControlState>,
+    _actor: Actor,
+    ApiQuery(p): ApiQuery<Page>,
+) -> Result<Json<crate::alerts::AlertsView>, ApiError> {
+    p.check()?;
+    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let file = s.current();
+    let v = crate::alerts::view(&store, &file, p.limit.unwrap_or(100)).map_err(ApiError::internal)?;
+    Ok(Json(v))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Sluice control API", description = "Consent categories, audit log; bearer tokens with roles."),
@@ -337,6 +359,7 @@ pub fn router(state: ControlState) -> axum::Router {
         .routes(routes!(categories::list, categories::create))
         .routes(routes!(categories::get, categories::update, categories::remove))
         .routes(routes!(audit_log))
+        .routes(routes!(alerts))
         .routes(routes!(resources::sources))
         .routes(routes!(resources::destinations))
         .routes(routes!(resources::models))
@@ -351,6 +374,8 @@ pub fn router(state: ControlState) -> axum::Router {
         .routes(routes!(resources::profile))
         .routes(routes!(tokens::list, tokens::create))
         .routes(routes!(tokens::disable))
+        .routes(routes!(privacy::list, privacy::create))
+        .routes(routes!(privacy::get))
         .with_state(state)
         .split_for_parts();
     let doc = Arc::new(api);

@@ -66,6 +66,14 @@ pub fn funnel(ws: &WorkspaceFile, run: &Value, m: &Value) -> Markup {
         }),
     }
     stages.push(Stage { label: "Unchanged (already held)".into(), value: n(m, "unchanged"), class: "bar-unchanged" });
+    if n(m, "deleted_on_withdrawal") > 0 {
+        // R13: its own outcome (also counted in deleted, delivered or failed)
+        stages.push(Stage {
+            label: "Deleted: consent withdrawn".into(),
+            value: n(m, "deleted_on_withdrawal"),
+            class: "bar-withheld",
+        });
+    }
     stages.push(Stage { label: "Delivered".into(), value: n(m, "delivered"), class: "bar-delivered" });
     stages.push(Stage { label: "Failed".into(), value: n(m, "failed"), class: "bar-failed" });
     let dest = m.get("destination").and_then(Value::as_str).unwrap_or("?");
@@ -77,6 +85,9 @@ pub fn funnel(ws: &WorkspaceFile, run: &Value, m: &Value) -> Markup {
             (bars(&title, &stages))
             figcaption {
                 "Added " (num(n(m, "added"))) ", updated " (num(n(m, "updated"))) ", deleted " (num(n(m, "deleted")))
+                @if n(m, "deleted_on_withdrawal") > 0 {
+                    " (of the deleted, " (num(n(m, "deleted_on_withdrawal"))) " because consent was withdrawn)"
+                }
                 " · withheld by consent " (num(n(m, "withheld_by_consent")))
                 @if let Some(code) = m.get("discard_code").and_then(Value::as_str) { " (" code { (code) } ")" }
                 " · failed: " (num(n(m, "failed_retryable"))) " retryable, " (num(n(m, "failed_permanent"))) " permanent"
@@ -153,5 +164,22 @@ pub fn over_time(runs: &[Value]) -> Markup {
             }
         }
         p.legend { span.key.bar-delivered {} " delivered " span.key.bar-withheld {} " withheld by consent " span.key.bar-failed {} " failed" }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn withdrawal_deletes_are_their_own_outcome_in_the_funnel() {
+        let ws = WorkspaceFile::default();
+        let m = serde_json::json!({"destination": "ads", "extracted": 3, "deleted": 2, "deleted_on_withdrawal": 2,
+            "delivered": 2, "withheld_by_consent": 2});
+        let html = funnel(&ws, &serde_json::json!({}), &m).into_string();
+        assert!(html.contains("Deleted: consent withdrawn"), "{html}");
+        assert!(html.contains("because consent was withdrawn"), "{html}");
+        let none = serde_json::json!({"destination": "ads", "extracted": 3, "delivered": 3});
+        assert!(!funnel(&ws, &serde_json::json!({}), &none).into_string().contains("withdrawn"));
     }
 }

@@ -10,10 +10,12 @@
 //! - Every POST carries the session's CSRF token; a strict Content-Security-Policy (no inline
 //!   script or style) covers every page; the only script is [`ASSET_JS`], served by the binary.
 
+mod alerts;
 mod categories;
 mod funnel;
 mod models;
 mod pages;
+mod privacy;
 mod session;
 mod stream;
 
@@ -75,8 +77,10 @@ pub fn router(app: AppState, control: ControlState) -> Router {
         .route("/ui/debugger/{source}", get(stream::debugger))
         .route("/ui/profiles", get(stream::profile_search))
         .route("/ui/profiles/{id}", get(stream::profile))
+        .route("/ui/privacy-requests", get(privacy::list).post(privacy::create))
         .route("/ui/audit-log", get(pages::audit_log))
         .route("/ui/usage", get(pages::usage))
+        .route("/ui/alerts", get(alerts::list))
         // an unknown page: to the login page without a session, else a page saying so
         .route("/ui/{*rest}", get(|_: Viewer| async { not_found_page() }))
         .layer(axum::middleware::from_fn(headers))
@@ -111,11 +115,13 @@ enum Nav {
     Debugger,
     Profiles,
     Usage,
+    Privacy,
+    Alerts,
     Audit,
     None,
 }
 
-const NAV: [(Nav, &str, &str); 9] = [
+const NAV: [(Nav, &str, &str); 11] = [
     (Nav::Home, "/ui/", "Home"),
     (Nav::Categories, "/ui/consent-categories", "Consent categories"),
     (Nav::Sources, "/ui/sources", "Sources"),
@@ -124,6 +130,8 @@ const NAV: [(Nav, &str, &str); 9] = [
     (Nav::Debugger, "/ui/debugger", "Debugger"),
     (Nav::Profiles, "/ui/profiles", "Profiles"),
     (Nav::Usage, "/ui/usage", "Usage"),
+    (Nav::Privacy, "/ui/privacy-requests", "Privacy requests"),
+    (Nav::Alerts, "/ui/alerts", "Alerts"),
     (Nav::Audit, "/ui/audit-log", "Audit log"),
 ];
 

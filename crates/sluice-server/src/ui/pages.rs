@@ -31,8 +31,10 @@ pub fn when(at: &str) -> String {
 pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
     let ws = s.control.live.load_full();
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let runs: Vec<Value> = sluice_state::StateStore::open(&s.control.state_dir)
-        .ok()
+    let store = sluice_state::StateStore::open(&s.control.state_dir).ok();
+    let firing = super::alerts::firing_banner(store.as_ref(), &ws);
+    let runs: Vec<Value> = store
+        .as_ref()
         .and_then(|st| st.runs(None, 500).ok())
         .unwrap_or_default()
         .into_iter()
@@ -66,6 +68,7 @@ pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
         .collect();
     let new = ws.models.is_empty() && ws.consent_categories.is_empty();
     let body = html! {
+        (firing)
         @if new {
             div.empty {
                 p { strong { "Welcome to Sluice." } " Nothing is configured yet. To start:" }
@@ -86,14 +89,17 @@ pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
                     @let sum = |k: &str| runs.iter().flat_map(|r| r.get("mappings").and_then(Value::as_array).into_iter().flatten()).map(|m| n(m, k)).sum::<u64>();
                     p { (num(runs.len() as u64)) " sync run" @if runs.len() != 1 { "s" } " today: "
                         (num(sum("delivered"))) " records delivered, " (num(sum("failed"))) " failed, "
-                        (num(sum("withheld_by_consent"))) " withheld by consent." }
+                        (num(sum("withheld_by_consent"))) " withheld by consent"
+                        @if sum("deleted_on_withdrawal") > 0 { ", " (num(sum("deleted_on_withdrawal"))) " deleted because consent was withdrawn" }
+                        "." }
                     @if !dests.is_empty() {
                         table {
                             caption { "Events per destination today" }
-                            thead { tr { th scope="col" { "Destination" } th scope="col" { "Routed" } th scope="col" { "Delivered" } th scope="col" { "Withheld" } th scope="col" { "Failed" } } }
+                            thead { tr { th scope="col" { "Destination" } th scope="col" { "Routed" } th scope="col" { "Delivered" } th scope="col" { "Withheld" } th scope="col" { "Failed" } th scope="col" { "Deleted on withdrawal" } } }
                             tbody { @for (d, v) in &dests { tr {
                                 td { (dest_label(&ws, d)) } td { (num(n(v, "routed"))) } td { (num(n(v, "delivered"))) }
                                 td { (num(n(v, "withheld"))) } td { (num(n(v, "failed"))) }
+                                td { (num(n(v, "deleted_on_withdrawal"))) }
                             } } }
                         }
                     }

@@ -2,7 +2,7 @@
 //! (`unnest`), a few thousand entries per statement, in one transaction.
 
 use super::Postgres;
-use crate::checkpoint::{last_writes, Count, Entry, Pending, Write, COUNTS_SQL};
+use crate::checkpoint::{last_writes, Count, Entry, Pending, Proof, Write, COUNTS_SQL};
 use crate::lease::Scope;
 use crate::{Lease, Result};
 
@@ -19,6 +19,7 @@ fn entry(id: String, r: &postgres::Row, at: usize) -> Entry {
             r.get::<_, i32>(at + 3) as u32,
             r.get(at + 4),
         ),
+        proof: Proof::decode(r.get(at + 5)),
     }
 }
 
@@ -31,6 +32,7 @@ struct Puts<'a> {
     hash: Vec<Option<i64>>,
     attempts: Vec<i32>,
     first_failed: Vec<Option<i64>>,
+    proof: Vec<Option<i64>>,
 }
 
 impl<'a> Puts<'a> {
@@ -43,6 +45,7 @@ impl<'a> Puts<'a> {
         // attempts count syncs: far below i32::MAX; saturate rather than wrap
         self.attempts.push(i32::try_from(attempts).unwrap_or(i32::MAX));
         self.first_failed.push(first);
+        self.proof.push(e.proof.map(Proof::encode));
     }
 }
 
@@ -52,7 +55,7 @@ impl Postgres {
         let rows = self
             .client()?
             .query(
-                "select id, held, pending, hash, attempts, first_failed from checkpoint
+                "select id, held, pending, hash, attempts, first_failed, proof from checkpoint
                  where mapping = $1 and id > $2 order by id limit $3",
                 &[&mapping, &after, &(limit.min(i64::MAX as usize) as i64)],
             )
@@ -65,7 +68,7 @@ impl Postgres {
         let row = self
             .client()?
             .query_opt(
-                "select held, pending, hash, attempts, first_failed from checkpoint where mapping = $1 and id = $2",
+                "select held, pending, hash, attempts, first_failed, proof from checkpoint where mapping = $1 and id = $2",
                 &[&mapping, &id],
             )
             .map_err(wrap)?;
@@ -83,10 +86,12 @@ impl Postgres {
         let writes = last_writes(writes);
         let put = tx
             .prepare(
-                "insert into checkpoint (mapping, id, held, pending, hash, attempts, first_failed)
-                 select $1::int8, * from unnest($2::text[], $3::int8[], $4::int2[], $5::int8[], $6::int4[], $7::int8[])
+                "insert into checkpoint (mapping, id, held, pending, hash, attempts, first_failed, proof)
+                 select $1::int8, * from unnest($2::text[], $3::int8[], $4::int2[], $5::int8[], $6::int4[], $7::int8[],
+                     $8::int8[])
                  on conflict (mapping, id) do update set held = excluded.held, pending = excluded.pending,
-                     hash = excluded.hash, attempts = excluded.attempts, first_failed = excluded.first_failed",
+                     hash = excluded.hash, attempts = excluded.attempts, first_failed = excluded.first_failed,
+                     proof = excluded.proof",
             )
             .map_err(&wrap)?;
         let del = tx.prepare("delete from checkpoint where mapping = $1 and id = any($2)").map_err(&wrap)?;
@@ -102,7 +107,16 @@ impl Postgres {
             if !puts.ids.is_empty() {
                 tx.execute(
                     &put,
-                    &[&mapping, &puts.ids, &puts.held, &puts.pending, &puts.hash, &puts.attempts, &puts.first_failed],
+                    &[
+                        &mapping,
+                        &puts.ids,
+                        &puts.held,
+                        &puts.pending,
+                        &puts.hash,
+                        &puts.attempts,
+                        &puts.first_failed,
+                        &puts.proof,
+                    ],
                 )
                 .map_err(&wrap)?;
             }
@@ -130,6 +144,43 @@ impl Postgres {
         tx.execute("delete from checkpoint where mapping = $1", &[&to]).map_err(&wrap)?;
         tx.execute("update checkpoint set mapping = $1 where mapping = $2", &[&to, &from]).map_err(&wrap)?;
         tx.commit().map_err(&wrap)
+    }
+
+    pub(crate) fn consent_signature(&self, mapping: i64, text: &str) -> Result<i64> {
+        let wrap = self.wrapper();
+        let mut c = self.client()?;
+        // two processes may number a new signature alike: the loser inserts nothing and retries
+        for _ in 0..5 {
+            c.execute(
+                "insert into consent_signatures (mapping, id, signature)
+                 select $1, coalesce(max(id), 0) + 1, $2::text from consent_signatures where mapping = $1
+                 on conflict do nothing",
+                &[&mapping, &text],
+            )
+            .map_err(&wrap)?;
+            let row = c
+                .query_opt(
+                    "select id from consent_signatures where mapping = $1 and signature = $2",
+                    &[&mapping, &text],
+                )
+                .map_err(&wrap)?;
+            if let Some(r) = row {
+                return Ok(i64::from(r.get::<_, i32>(0)));
+            }
+        }
+        Err(crate::StateError::Corrupt(format!("consent signature of mapping {mapping} could not be numbered")))
+    }
+
+    pub(crate) fn consent_signature_by_id(&self, mapping: i64, id: i64) -> Result<Option<String>> {
+        let wrap = self.wrapper();
+        let row = self
+            .client()?
+            .query_opt(
+                "select signature from consent_signatures where mapping = $1 and id = $2",
+                &[&mapping, &(id as i32)],
+            )
+            .map_err(wrap)?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     pub(crate) fn checkpoint_failed_ids(&self, mapping: i64) -> Result<Vec<String>> {

@@ -93,6 +93,17 @@ create table leases (
     expires_at bigint not null
 );
 "#,
+    // 2: proof of consent (checkpoint.rs Proof): run << 16 | consent signature, and the signatures
+    r#"
+alter table checkpoint add column proof bigint;
+create table consent_signatures (
+    mapping bigint not null,
+    id integer not null,
+    signature text not null,
+    primary key (mapping, id),
+    unique (mapping, signature)
+);
+"#,
 ];
 
 /// Creates the schema and runs the steps it has not run yet.

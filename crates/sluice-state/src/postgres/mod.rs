@@ -195,6 +195,15 @@ impl Postgres {
         Ok(())
     }
 
+    pub(crate) fn find_mapping_id(&self, model: &str, destination: &str) -> Result<Option<i64>> {
+        let wrap = self.wrapper();
+        let row = self
+            .client()?
+            .query_opt("select id from mappings where model = $1 and destination = $2", &[&model, &destination])
+            .map_err(wrap)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     pub(crate) fn mapping_id(&self, model: &str, destination: &str) -> Result<i64> {
         let wrap = self.wrapper();
         let mut c = self.client()?;

@@ -78,6 +78,22 @@ impl Postgres {
             .collect()
     }
 
+    pub(crate) fn run(&self, id: i64) -> Result<Option<RunRow>> {
+        let wrap = self.wrapper();
+        let row = self
+            .client()?
+            .query_opt("select model, started_at, finished_at, status from runs where id = $1", &[&id])
+            .map_err(wrap)?;
+        Ok(row.map(|r| RunRow {
+            id,
+            model: r.get(0),
+            started_at: r.get(1),
+            finished_at: r.get(2),
+            status: RunStatus::parse(r.get(3)),
+            report: None,
+        }))
+    }
+
     pub(crate) fn add_usage(&self, month: &str, destination: &str, records: i64) -> Result<()> {
         let wrap = self.wrapper();
         self.client()?

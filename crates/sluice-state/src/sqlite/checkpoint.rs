@@ -1,7 +1,7 @@
 //! Checkpoints and snapshot generations on SQLite.
 
 use super::Sqlite;
-use crate::checkpoint::{last_writes, Count, Entry, Pending, Write, COUNTS_SQL};
+use crate::checkpoint::{last_writes, Count, Entry, Pending, Proof, Write, COUNTS_SQL};
 use crate::lease::Scope;
 use crate::{Lease, Result};
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
@@ -11,13 +11,14 @@ fn entry(id: String, r: &rusqlite::Row, at: usize) -> rusqlite::Result<Entry> {
         id,
         held: r.get::<_, Option<i64>>(at)?.map(|h| h as u64),
         pending: Pending::decode(r.get(at + 1)?, r.get(at + 2)?, r.get(at + 3)?, r.get(at + 4)?),
+        proof: Proof::decode(r.get(at + 5)?),
     })
 }
 
 impl Sqlite {
     pub(crate) fn checkpoint_page(&self, mapping: i64, after: &str, limit: usize) -> Result<Vec<Entry>> {
         let mut stmt = self.wrap(self.conn.prepare_cached(
-            "select id, held, pending, hash, attempts, first_failed from checkpoint
+            "select id, held, pending, hash, attempts, first_failed, proof from checkpoint
              where mapping = ?1 and id > ?2 order by id limit ?3",
         ))?;
         let rows = self.wrap(stmt.query_map(params![mapping, after, limit as i64], |r| entry(r.get(0)?, r, 1)))?;
@@ -28,7 +29,7 @@ impl Sqlite {
         self.wrap(
             self.conn
                 .query_row(
-                    "select held, pending, hash, attempts, first_failed from checkpoint where mapping = ?1 and id = ?2",
+                    "select held, pending, hash, attempts, first_failed, proof from checkpoint where mapping = ?1 and id = ?2",
                     params![mapping, id],
                     |r| entry(id.to_string(), r, 0),
                 )
@@ -46,8 +47,8 @@ impl Sqlite {
         {
             let mut put = tx
                 .prepare_cached(
-                    "insert or replace into checkpoint (mapping, id, held, pending, hash, attempts, first_failed)
-                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "insert or replace into checkpoint (mapping, id, held, pending, hash, attempts, first_failed, proof)
+                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(&wrap)?;
             let mut del = tx.prepare_cached("delete from checkpoint where mapping = ?1 and id = ?2").map_err(&wrap)?;
@@ -55,8 +56,18 @@ impl Sqlite {
                 match w {
                     Write::Put(e) => {
                         let (code, hash, attempts, first) = e.pending.encode();
-                        put.execute(params![mapping, e.id, e.held.map(|h| h as i64), code, hash, attempts, first])
-                            .map_err(&wrap)?;
+                        let proof = e.proof.map(Proof::encode);
+                        put.execute(params![
+                            mapping,
+                            e.id,
+                            e.held.map(|h| h as i64),
+                            code,
+                            hash,
+                            attempts,
+                            first,
+                            proof
+                        ])
+                        .map_err(&wrap)?;
                     }
                     Write::Remove(id) => {
                         del.execute(params![mapping, id]).map_err(&wrap)?;
@@ -82,6 +93,32 @@ impl Sqlite {
         tx.execute("delete from checkpoint where mapping = ?1", [to]).map_err(&wrap)?;
         tx.execute("update checkpoint set mapping = ?1 where mapping = ?2", [to, from]).map_err(&wrap)?;
         tx.commit().map_err(&wrap)
+    }
+
+    pub(crate) fn consent_signature(&self, mapping: i64, text: &str) -> Result<i64> {
+        self.wrap(self.conn.execute(
+            "insert into consent_signatures (mapping, id, signature)
+             select ?1, coalesce(max(id), 0) + 1, ?2 from consent_signatures where mapping = ?1
+             on conflict do nothing",
+            params![mapping, text],
+        ))?;
+        self.wrap(self.conn.query_row(
+            "select id from consent_signatures where mapping = ?1 and signature = ?2",
+            params![mapping, text],
+            |r| r.get(0),
+        ))
+    }
+
+    pub(crate) fn consent_signature_by_id(&self, mapping: i64, id: i64) -> Result<Option<String>> {
+        self.wrap(
+            self.conn
+                .query_row(
+                    "select signature from consent_signatures where mapping = ?1 and id = ?2",
+                    params![mapping, id],
+                    |r| r.get(0),
+                )
+                .optional(),
+        )
     }
 
     pub(crate) fn checkpoint_failed_ids(&self, mapping: i64) -> Result<Vec<String>> {

@@ -40,6 +40,8 @@ create table if not exists checkpoint (
     hash integer,
     attempts integer not null default 0,
     first_failed integer,
+    -- proof of consent: run << 16 | consent signature (checkpoint.rs Proof)
+    proof integer,
     primary key (mapping, id)
 ) without rowid;
 -- the entries waiting for a retry (pending = 2), so a sparse pass lists them without reading
@@ -80,6 +82,39 @@ create table if not exists tokens (
     created_at text not null,
     disabled integer not null default 0
 );
+-- privacy requests (SPEC §12, docs/PRIVACY.md): the request, each destination's delete status,
+-- the suppressed identifiers, and a counter `serve` polls to reload its in-memory set
+create table if not exists regulations (
+    id text primary key,
+    type text not null,
+    subject_type text not null,
+    subject_ids text not null,
+    joined_ids text not null,
+    created_by text not null,
+    created_at text not null
+);
+create table if not exists regulation_destinations (
+    regulation text not null,
+    destination text not null,
+    status text not null,
+    attempts integer not null default 0,
+    next_at integer not null default 0,
+    error text,
+    finished_at text,
+    stream_seq integer,
+    primary key (regulation, destination)
+) without rowid;
+create index if not exists regulation_destinations_running on regulation_destinations (next_at)
+    where status = 'RUNNING';
+create table if not exists suppressions (
+    ident text primary key,
+    regulation text not null,
+    created_at text not null
+) without rowid;
+create table if not exists privacy_version (
+    id integer primary key check (id = 1),
+    version integer not null
+);
 create table if not exists usage (
     month text not null,
     destination text not null,
@@ -110,6 +145,17 @@ impl Sqlite {
                 .execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;"),
         )?;
         store.wrap(store.conn.execute_batch(SCHEMA))?;
+        store.wrap(store.conn.execute_batch(crate::alerts::SCHEMA))?;
+        store.wrap(store.conn.execute_batch(crate::checkpoint::PROOF_SCHEMA))?;
+        // proof of consent (a column added after the first release): added to older state files
+        let has_proof: bool = store.wrap(store.conn.query_row(
+            "select count(*) > 0 from pragma_table_info('checkpoint') where name = 'proof'",
+            [],
+            |r| r.get(0),
+        ))?;
+        if !has_proof {
+            store.wrap(store.conn.execute_batch("alter table checkpoint add column proof integer"))?;
+        }
         Ok(store)
     }
 
@@ -158,6 +204,18 @@ impl Sqlite {
     pub(crate) fn set_mapping_id_order(&self, mapping: i64, order: &str) -> Result<()> {
         self.wrap(self.conn.execute("update mappings set id_order = ?2 where id = ?1", params![mapping, order]))?;
         Ok(())
+    }
+
+    pub(crate) fn find_mapping_id(&self, model: &str, destination: &str) -> Result<Option<i64>> {
+        self.wrap(
+            self.conn
+                .query_row(
+                    "select id from mappings where model = ?1 and destination = ?2",
+                    params![model, destination],
+                    |r| r.get(0),
+                )
+                .optional(),
+        )
     }
 
     pub(crate) fn mapping_id(&self, model: &str, destination: &str) -> Result<i64> {

@@ -69,6 +69,25 @@ impl Sqlite {
         Ok(out)
     }
 
+    pub(crate) fn run(&self, id: i64) -> Result<Option<RunRow>> {
+        use rusqlite::OptionalExtension;
+        let row: Option<(String, String, Option<String>, String)> = self.wrap(
+            self.conn
+                .query_row("select model, started_at, finished_at, status from runs where id = ?1", [id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional(),
+        )?;
+        Ok(row.map(|(model, started_at, finished_at, status)| RunRow {
+            id,
+            model,
+            started_at,
+            finished_at,
+            status: RunStatus::parse(&status),
+            report: None,
+        }))
+    }
+
     pub(crate) fn add_usage(&self, month: &str, destination: &str, records: i64) -> Result<()> {
         self.wrap(self.conn.execute(
             "insert into usage (month, destination, records) values (?1, ?2, ?3)

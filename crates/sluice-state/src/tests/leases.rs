@@ -8,7 +8,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 fn put(id: &str) -> Write {
-    Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None })
+    Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None, proof: None })
 }
 
 fn fenced<T: std::fmt::Debug>(r: crate::Result<T>) -> bool {

@@ -81,6 +81,7 @@ suite!(
     store::audit_log_is_append_only,
     store::tokens_are_stored_hashed_and_authenticate,
     store::two_stores_share_one_state,
+    store::proof_of_consent_round_trips,
     leases::tokens_grow_and_a_released_lease_is_free,
     leases::racing_workers_exactly_one_wins,
     leases::expired_lease_is_taken_over_and_the_old_holder_is_fenced,

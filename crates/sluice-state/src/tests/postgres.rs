@@ -113,7 +113,7 @@ fn a_failed_batch_stores_nothing() {
     let f = Fixture::postgres();
     let mut s = f.open();
     let m = s.mapping_id("users", "braze").unwrap();
-    let put = |id: &str| Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None });
+    let put = |id: &str| Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None, proof: None });
     // PostgreSQL text cannot hold NUL: the batch fails with an error naming the state database
     let err = s.write_checkpoint(m, &[put("ok"), put("bad\0id")]).unwrap_err();
     assert!(matches!(err, StateError::Postgres { .. }), "{err}");
@@ -142,4 +142,13 @@ fn a_dropped_connection_is_replaced() {
     assert_eq!(again, m);
     let new_pid: i32 = s.raw_strings("select pg_backend_pid()").unwrap()[0].parse().unwrap();
     assert_ne!(new_pid, pid);
+}
+
+#[test]
+fn privacy_requests_and_alerts_say_they_are_not_on_postgres_yet() {
+    let f = Fixture::postgres();
+    let s = f.open();
+    let err = s.firing_alerts().unwrap_err();
+    assert!(matches!(err, StateError::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("not kept in PostgreSQL"), "{err}");
 }

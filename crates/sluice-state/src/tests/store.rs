@@ -5,7 +5,7 @@ use crate::checkpoint::Write;
 use crate::{AuditEntry, Entry, Pending, Role, RunStatus, StoredWorkspace, TokenInfo, UsageRow};
 
 fn put(id: &str, held: Option<u64>, pending: Pending) -> Write {
-    Write::Put(Entry { id: id.into(), held, pending })
+    Write::Put(Entry { id: id.into(), held, pending, proof: None })
 }
 
 pub(super) fn workspace_round_trip(f: Fixture) {
@@ -106,7 +106,7 @@ pub(super) fn rekey_swaps_keys_atomically(f: Fixture) {
     assert_eq!(s.mapping_id_order(m).unwrap(), None);
     s.set_mapping_id_order(m, "text").unwrap();
     assert_eq!(s.mapping_id_order(m).unwrap().as_deref(), Some("text"));
-    let put = |id: &str| Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None });
+    let put = |id: &str| Write::Put(Entry { id: id.into(), held: Some(1), pending: Pending::None, proof: None });
     s.write_checkpoint(m, &[put("1"), put("2"), put("x")]).unwrap();
     let dropped = s.rekey_checkpoint(m, &|k| k.parse::<u32>().ok().map(|n| format!("k{n:03}"))).unwrap();
     assert_eq!(dropped, 1);
@@ -184,7 +184,7 @@ pub(super) fn runs_and_usage(f: Fixture) {
 pub(super) fn failed_entries_are_listed_from_their_own_index(f: Fixture) {
     let mut s = f.open();
     let m = s.mapping_id("users", "braze").unwrap();
-    let put = |id: &str, pending| Write::Put(Entry { id: id.into(), held: Some(1), pending });
+    let put = |id: &str, pending| Write::Put(Entry { id: id.into(), held: Some(1), pending, proof: None });
     let failed = Pending::Failed { attempts: 1, first_failed: 1700000000 };
     s.write_checkpoint(m, &[put("a", Pending::None), put("b", failed), put("c", Pending::Withheld)]).unwrap();
     s.write_checkpoint(m, &[put("d", failed), put("b", Pending::None)]).unwrap();
@@ -271,4 +271,26 @@ pub(super) fn two_stores_share_one_state(f: Fixture) {
     assert_eq!(b.checkpoint_entry(m, "1").unwrap().unwrap().held, Some(1));
     let t = b.create_token("carol", Role::Owner).unwrap();
     assert!(a.authenticate(&t).unwrap().is_some());
+}
+
+pub(super) fn proof_of_consent_round_trips(f: Fixture) {
+    let mut s = f.open();
+    let m = s.mapping_id("users", "braze").unwrap();
+    assert_eq!(s.find_mapping_id("users", "braze").unwrap(), Some(m));
+    assert_eq!(s.find_mapping_id("users", "nope").unwrap(), None);
+    let sig = crate::ConsentSignature { rule: "R2 all".into(), consent: [("C0004".to_string(), true)].into() };
+    let other = crate::ConsentSignature { rule: "R2 all".into(), consent: Default::default() };
+    let id = s.consent_signature(m, &sig).unwrap();
+    assert_eq!(s.consent_signature(m, &sig).unwrap(), id, "one id per signature");
+    assert_ne!(s.consent_signature(m, &other).unwrap(), id);
+    assert_eq!(s.consent_signature_by_id(m, id).unwrap(), Some(sig));
+    assert_eq!(s.consent_signature_by_id(m, 999).unwrap(), None);
+    let run = s.start_run("users", "t").unwrap();
+    let proof = crate::Proof { run, signature: id };
+    let e = Entry { id: "1".into(), held: Some(1), pending: Pending::None, proof: Some(proof) };
+    s.write_checkpoint(m, &[Write::Put(e.clone())]).unwrap();
+    assert_eq!(s.checkpoint_entry(m, "1").unwrap(), Some(e.clone()));
+    assert_eq!(s.checkpoint_page(m, None, 10).unwrap(), vec![e]);
+    assert_eq!(s.run(run).unwrap().map(|r| (r.model, r.status)), Some(("users".into(), RunStatus::Running)));
+    assert_eq!(s.run(run + 100).unwrap(), None);
 }

@@ -15,6 +15,7 @@ pub use sluice_destinations::connections::namespaced;
 pub use sluice_destinations::Event;
 
 use crate::metrics::{dest, Metrics};
+use crate::person_delete;
 use crate::store::{self, exec, Stat};
 use rusqlite::{params, Connection, TransactionBehavior};
 use sluice_core::DestinationConfig;
@@ -177,6 +178,8 @@ struct Outcome {
     delivered: usize,
     /// Events it refused for good: (seq, why).
     dead: Vec<(i64, String)>,
+    /// A person it deleted, and why ([`crate::person_delete`]; not counted in `delivered`).
+    deleted_person: Option<sluice_destinations::DeleteReason>,
     /// A retryable failure stopped the round at `upto`: back off.
     retry: Option<DeliveryError>,
 }
@@ -228,7 +231,10 @@ fn deliver_once(
     let span =
         tracing::info_span!("delivery_batch", destination = %dest_id, events = events.len(), first_seq, last_seq);
     let _entered = span.enter();
-    let outcome = send(sink, &events, cursor, last);
+    let outcome = match events.as_slice() {
+        [e] if e.source == person_delete::SOURCE => send_delete(sink, e, cursor, last),
+        _ => send(sink, &events, cursor, last),
+    };
     tracing::debug!(
         delivered = outcome.delivered,
         dead = outcome.dead.len(),
@@ -260,10 +266,17 @@ fn due(conn: &Connection, dest_id: &str, cursor: i64, batch: usize) -> store::Re
             _ => routes::contains(&r.get::<_, String>(1).map_err(&w)?, dest_id),
         };
         if routed {
-            if events.len() == batch {
+            let source: String = r.get(2).map_err(&w)?;
+            // a person-delete goes alone, after the events before it and before those after it
+            let delete = source == person_delete::SOURCE;
+            if events.len() == batch || (delete && !events.is_empty()) {
                 break;
             }
-            events.push(Event { seq, source: r.get(2).map_err(&w)?, body: r.get(3).map_err(&w)? });
+            events.push(Event { seq, source, body: r.get(3).map_err(&w)? });
+            if delete {
+                last = seq;
+                break;
+            }
         }
         last = seq;
     }
@@ -294,6 +307,30 @@ fn send(sink: &mut dyn Destination, events: &[Event], cursor: i64, last: i64) ->
     out
 }
 
+/// Sends a person-delete entry ([`crate::person_delete`]). Any failure is retried (never dead):
+/// an entry that cannot be read is retried too, loudly, rather than skipped.
+fn send_delete(sink: &mut dyn Destination, e: &Event, cursor: i64, last: i64) -> Outcome {
+    let mut out = Outcome { upto: cursor, sent: 1, ..Default::default() };
+    let result = serde_json::from_str::<person_delete::PersonDelete>(&e.body)
+        .map_err(|err| DeliveryError {
+            class: sluice_destinations::ErrorClass::Internal,
+            ..DeliveryError::external(format!("unreadable person-delete entry {}: {err}", e.seq))
+        })
+        .and_then(|req| person_delete::deliver(sink, &req).map(|()| req.delete_reason()));
+    match result {
+        Ok(reason) => {
+            out.deleted_person = Some(reason);
+            out.upto = last;
+        }
+        Err(mut err) => {
+            err.retryable = true;
+            out.upto = e.seq - 1;
+            out.retry = Some(err);
+        }
+    }
+    out
+}
+
 /// Records a round's outcome: one short immediate transaction, no I/O but the event log's.
 fn record(
     conn: &Connection,
@@ -318,6 +355,11 @@ fn record(
         .map_err(&w)?;
     }
     stat(Stat::Delivered, o.delivered)?;
+    match o.deleted_person {
+        Some(sluice_destinations::DeleteReason::ConsentWithdrawn) => stat(Stat::DeletedOnWithdrawal, 1)?,
+        Some(sluice_destinations::DeleteReason::PrivacyRequest) => stat(Stat::DeletedOnRequest, 1)?,
+        None => {}
+    }
     if attempts > 0 {
         stat(Stat::Retried, o.delivered)?;
     }
@@ -344,6 +386,7 @@ fn record(
     stat(Stat::Failed, failed)?;
     tx.commit().map_err(&w)?;
     metrics.delivered.get_or_create(&dest(dest_id)).inc_by(o.delivered as u64);
+    metrics.deleted_people.get_or_create(&dest(dest_id)).inc_by(u64::from(o.deleted_person.is_some()));
     metrics.failed.get_or_create(&dest(dest_id)).inc_by(failed as u64);
     if let Some(e) = &o.retry {
         tracing::warn!(destination = dest_id, after_seq = o.upto, error = %e.message, "delivery failed; will retry");

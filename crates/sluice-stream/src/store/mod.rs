@@ -220,6 +220,13 @@ pub enum Stat {
     Retried,
     /// Events whose delivery failed.
     Failed,
+    /// Deletes of a person queued for the destination because consent was withdrawn (R13).
+    WithdrawalQueued,
+    /// People the destination deleted because consent was withdrawn (R13,
+    /// [`crate::person_delete`]).
+    DeletedOnWithdrawal,
+    /// People the destination deleted on a privacy request ([`crate::person_delete`]).
+    DeletedOnRequest,
 }
 
 impl Stat {
@@ -235,6 +242,9 @@ impl Stat {
             Self::Delivered => "delivered",
             Self::Retried => "retried",
             Self::Failed => "failed",
+            Self::WithdrawalQueued => "withdrawal_deletes_queued",
+            Self::DeletedOnWithdrawal => "deleted_on_withdrawal",
+            Self::DeletedOnRequest => "deleted_on_request",
         }
     }
 }
@@ -251,6 +261,23 @@ pub fn add_stat(conn: &Connection, minute: i64, dest: &str, stat: Stat, category
     .and_then(|mut st| st.execute(params![minute, dest, stat.as_str(), category, n as i64]))
     .map(|_| ())
     .map_err(wrap(conn))
+}
+
+/// Adds `n` events of `source` dropped at ingest as suppressed (a privacy request) to a minute.
+pub fn add_dropped_suppressed(conn: &Connection, minute: i64, source: &str, n: u64) -> Result<()> {
+    conn.prepare_cached(
+        "insert into privacy_drops (minute, source, n) values (?1, ?2, ?3)
+         on conflict (minute, source) do update set n = n + excluded.n",
+    )
+    .and_then(|mut st| st.execute(params![minute, source, n as i64]))
+    .map(|_| ())
+    .map_err(wrap(conn))
+}
+
+/// Events dropped at ingest as suppressed since `since_minute` (unix minutes), in total.
+pub fn dropped_suppressed(conn: &Connection, since_minute: i64) -> Result<i64> {
+    query_row(conn, "select coalesce(sum(n), 0) from privacy_drops where minute >= ?1", [since_minute], |r| r.get(0))
+        .map_err(wrap(conn))
 }
 
 /// Delivery statistics per destination since `since_minute` (unix minutes).
@@ -310,6 +337,55 @@ pub fn profile_of(conn: &Connection, ident: &str) -> Result<Option<sluice_core::
     Ok(data.and_then(|d| serde_json::from_str(&d).ok()))
 }
 
+/// The identifiers of a person's profile in the event log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileIds {
+    /// Its `userId`s, sorted.
+    pub user_ids: Vec<String>,
+    /// Its `anonymousId`s, sorted.
+    pub anonymous_ids: Vec<String>,
+}
+
+impl ProfileIds {
+    /// Every identifier, sorted, without duplicates (an id may be both kinds).
+    pub fn all(&self) -> Vec<String> {
+        let set: std::collections::BTreeSet<&String> = self.user_ids.iter().chain(&self.anonymous_ids).collect();
+        set.into_iter().cloned().collect()
+    }
+
+    /// Whether the log knows none of them.
+    pub fn is_empty(&self) -> bool {
+        self.user_ids.is_empty() && self.anonymous_ids.is_empty()
+    }
+}
+
+/// Every identifier of the profiles `idents` belong to (`userId`s and `anonymousId`s, joined by
+/// identify or alias), `idents` themselves included when the log knows them; empty when none
+/// of them was ever seen. A profile links at most [`profiles::MAX_IDENTIFIERS`], so this is
+/// bounded per id.
+pub fn profile_identifiers(conn: &Connection, idents: &[String]) -> Result<ProfileIds> {
+    let mut stmt = conn
+        .prepare_cached(
+            "select j.ident from identities i join identities j on j.profile = i.profile where i.ident in (?1, ?2)",
+        )
+        .map_err(wrap(conn))?;
+    let (mut users, mut anons) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for id in idents {
+        let rows = stmt
+            .query_map(params![format!("u:{id}"), format!("a:{id}")], |r| r.get::<_, String>(0))
+            .map_err(wrap(conn))?;
+        for r in rows {
+            let joined = r.map_err(wrap(conn))?;
+            match joined.split_once(':') {
+                Some(("u", bare)) if !bare.is_empty() => users.insert(bare.to_string()),
+                Some((_, bare)) if !bare.is_empty() => anons.insert(bare.to_string()),
+                _ => false,
+            };
+        }
+    }
+    Ok(ProfileIds { user_ids: users.into_iter().collect(), anonymous_ids: anons.into_iter().collect() })
+}
+
 /// An event a destination refused for good, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeadLetter {
@@ -345,6 +421,12 @@ pub struct Cursor {
     pub next_at: i64,
 }
 
+/// Whether `dest`'s worker has delivered (or passed) the log entry `seq`; false while its worker
+/// never started.
+pub fn delivered_past(conn: &Connection, dest: &str, seq: i64) -> Result<bool> {
+    Ok(cursor(conn, dest)?.is_some_and(|c| c.delivered_seq >= seq))
+}
+
 /// The cursor of `dest` (`None`: its worker never started).
 pub fn cursor(conn: &Connection, dest: &str) -> Result<Option<Cursor>> {
     query_row(conn, "select delivered_seq, attempts, next_at from cursors where dest = ?1", [dest], |r| {
@@ -352,4 +434,47 @@ pub fn cursor(conn: &Connection, dest: &str) -> Result<Option<Cursor>> {
     })
     .optional()
     .map_err(wrap(conn))
+}
+
+/// A destination's totals over a window of minutes (alerts, SPEC §12).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// Events stored for it (routed or not).
+    pub received: u64,
+    /// Events consent withheld from it.
+    pub withheld: u64,
+    /// Events it accepted.
+    pub delivered: u64,
+    /// Events whose delivery failed.
+    pub failed: u64,
+}
+
+/// Each destination's totals over the minutes `from_minute <= minute < to_minute` (Unix
+/// minutes).
+pub fn window_stats(
+    conn: &Connection,
+    from_minute: i64,
+    to_minute: i64,
+) -> Result<std::collections::BTreeMap<String, WindowStats>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "select dest, metric, sum(n) from stats where minute >= ?1 and minute < ?2 and category = ''
+             and metric in ('received', 'withheld', 'delivered', 'failed') group by dest, metric",
+        )
+        .map_err(wrap(conn))?;
+    let mut out: std::collections::BTreeMap<String, WindowStats> = Default::default();
+    let mut rows = stmt.query(params![from_minute, to_minute]).map_err(wrap(conn))?;
+    while let Some(r) = rows.next().map_err(wrap(conn))? {
+        let (dest, metric, n): (String, String, i64) =
+            (r.get(0).map_err(wrap(conn))?, r.get(1).map_err(wrap(conn))?, r.get(2).map_err(wrap(conn))?);
+        let n = n.max(0) as u64;
+        let w = out.entry(dest).or_default();
+        match metric.as_str() {
+            "received" => w.received = n,
+            "withheld" => w.withheld = n,
+            "delivered" => w.delivered = n,
+            _ => w.failed = n,
+        }
+    }
+    Ok(out)
 }

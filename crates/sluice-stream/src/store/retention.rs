@@ -20,8 +20,11 @@ const MAX_TRIM: i64 = 50_000;
 
 /// Removes what is no longer needed. `now` is unix seconds; `retention_secs` is how long a
 /// delivered event stays visible to the debugger and audits; `dests` are the destinations that
-/// deliver (a removed destination's cursor does not hold the log back).
-pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String]) -> Result<Trimmed> {
+/// deliver (a removed destination's cursor does not hold the log back); `holders` are every
+/// destination of the workspace, enabled or not: a person-delete entry
+/// ([`crate::person_delete`]) routed to one of them that its cursor has not passed is never
+/// trimmed, however old (a disabled destination deletes once enabled again).
+pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String], holders: &[String]) -> Result<Trimmed> {
     let w = wrap(conn);
     let mut out = Trimmed::default();
     // events every destination has passed, older than the retention
@@ -44,6 +47,18 @@ pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String]) 
         (Some(p), None) => p,
         (None, _) => 0,
     };
+    let owed: Option<i64> = query_row(
+        conn,
+        &format!(
+            "select min(e.seq) from events e, json_each(?2) d where e.source = ?1 and {}
+               and e.seq > coalesce((select delivered_seq from cursors where dest = d.value), 0)",
+            crate::delivery::routes::sql_contains("e.routes", "d.value")
+        ),
+        params![crate::person_delete::SOURCE, serde_json::to_string(holders).expect("strings serialize")],
+        |r| r.get(0),
+    )
+    .map_err(&w)?;
+    let upto = owed.map_or(upto, |o| upto.min(o - 1));
     if upto > 0 {
         // in slices, so the writer (which runs this between groups) never stalls ingest for long
         let first: i64 = query_row(conn, "select coalesce(min(seq), 0) from events", [], |r| r.get(0)).map_err(&w)?;
@@ -52,6 +67,7 @@ pub fn trim(conn: &Connection, now: i64, retention_secs: i64, dests: &[String]) 
         exec(conn, "delete from invalid where received_at < ?1", [&cutoff]).map_err(&w)?;
     }
     exec(conn, "delete from stats where minute < ?1", [(now - 90 * DAY) / 60]).map_err(&w)?;
+    exec(conn, "delete from privacy_drops where minute < ?1", [(now - 90 * DAY) / 60]).map_err(&w)?;
     // the de-duplication window
     let rotated_at: i64 =
         query_row(conn, "select coalesce(max(value), 0) from meta where key = 'dedupe_rotated_at'", [], |r| r.get(0))
@@ -92,11 +108,11 @@ mod tests {
         c.execute("insert into cursors (dest, delivered_seq) values ('a', 4), ('b', 2)", []).unwrap();
         let dests = vec!["a".to_string(), "b".to_string()];
         let with_new = [dests.clone(), vec!["new".to_string()]].concat();
-        assert_eq!(trim(&c, t0, 7 * DAY, &with_new).unwrap().events, 0, "new has delivered nothing");
-        let r = trim(&c, t0, 7 * DAY, &dests).unwrap();
+        assert_eq!(trim(&c, t0, 7 * DAY, &with_new, &[]).unwrap().events, 0, "new has delivered nothing");
+        let r = trim(&c, t0, 7 * DAY, &dests, &[]).unwrap();
         assert_eq!(r.events, 2, "b has not passed event 3");
         assert_eq!(
-            trim(&c, t0, 7 * DAY, &["a".to_string()]).unwrap().events,
+            trim(&c, t0, 7 * DAY, &["a".to_string()], &[]).unwrap().events,
             1,
             "a removed destination holds nothing back"
         );
@@ -106,13 +122,39 @@ mod tests {
         )
         .unwrap();
         c.execute("update cursors set delivered_seq = 5", []).unwrap();
-        assert_eq!(trim(&c, t0, 7 * DAY, &dests).unwrap().events, 0, "events younger than the retention stay");
+        assert_eq!(trim(&c, t0, 7 * DAY, &dests, &[]).unwrap().events, 0, "events younger than the retention stay");
         // de-duplication: remembered across one rotation, forgotten after two
         c.execute("insert into dedupe (source, message_id) values ('web', 'm1')", []).unwrap();
-        assert!(!trim(&c, t0 + DAY - 1, 7 * DAY, &dests).unwrap().rotated);
-        assert!(trim(&c, t0 + DAY, 7 * DAY, &dests).unwrap().rotated);
+        assert!(!trim(&c, t0 + DAY - 1, 7 * DAY, &dests, &[]).unwrap().rotated);
+        assert!(trim(&c, t0 + DAY, 7 * DAY, &dests, &[]).unwrap().rotated);
         assert!(crate::store::seen(&c, "web", "m1").unwrap());
-        assert!(trim(&c, t0 + 2 * DAY, 7 * DAY, &dests).unwrap().rotated);
+        assert!(trim(&c, t0 + 2 * DAY, 7 * DAY, &dests, &[]).unwrap().rotated);
         assert!(!crate::store::seen(&c, "web", "m1").unwrap());
+    }
+
+    #[test]
+    fn a_person_delete_a_destination_owes_is_never_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = crate::store::open(dir.path()).unwrap();
+        let t0 = 1_700_000_000;
+        let old = crate::rfc3339(chrono::DateTime::from_timestamp(t0 - 30 * DAY, 0).unwrap());
+        for (seq, source, routes) in
+            [(1, "web", "[\"a\"]"), (2, crate::person_delete::SOURCE, "[\"off\"]"), (3, "web", "[\"a\"]")]
+        {
+            c.execute(
+                "insert into events (seq, source, message_id, received_at, body, decisions, routes) values (?1, ?2, ?1, ?3, '{}', '{}', ?4)",
+                params![seq, source, old, routes],
+            )
+            .unwrap();
+        }
+        // `a` delivers and passed everything; `off` (disabled: no worker, no cursor) owes entry 2
+        c.execute("insert into cursors (dest, delivered_seq) values ('a', 3)", []).unwrap();
+        let (dests, holders) = (vec!["a".to_string()], vec!["a".to_string(), "off".to_string()]);
+        assert_eq!(trim(&c, t0, 7 * DAY, &dests, &holders).unwrap().events, 1, "only the event before it");
+        let left: i64 = c.query_row("select min(seq) from events", [], |r| r.get(0)).unwrap();
+        assert_eq!(left, 2);
+        // once `off` passed it (or is removed from the workspace), it goes
+        c.execute("insert into cursors (dest, delivered_seq) values ('off', 2)", []).unwrap();
+        assert_eq!(trim(&c, t0, 7 * DAY, &dests, &holders).unwrap().events, 2);
     }
 }

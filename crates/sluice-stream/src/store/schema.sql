@@ -57,6 +57,14 @@ create table if not exists identities (
 ) without rowid;
 -- merges move every identifier of a profile: found by profile, not by scanning the table
 create index if not exists identities_profile on identities (profile);
+-- events dropped at ingest because an identifier is suppressed by a privacy request (never
+-- stored: only their count, per minute and source)
+create table if not exists privacy_drops (
+    minute integer not null,
+    source text not null,
+    n integer not null,
+    primary key (minute, source)
+) without rowid;
 create table if not exists stats (
     minute integer not null,
     dest text not null,
