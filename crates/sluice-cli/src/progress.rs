@@ -11,17 +11,22 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Progress for `label` (e.g. the model id).
+    /// Progress of syncing `label` (e.g. the model id).
     pub fn new(label: &str) -> Self {
+        Self::doing("sync", label)
+    }
+
+    /// Progress of `verb` (`sync`, `what-if`) on `label`.
+    pub fn doing(verb: &str, label: &str) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let b = ProgressBar::new_spinner();
             b.set_style(
                 ProgressStyle::with_template("{spinner} {msg} {human_pos} rows ({per_sec})").expect("template"),
             );
-            b.set_message(format!("syncing {label}"));
+            b.set_message(format!("{verb} {label}"));
             b
         });
-        Self { bar, label: label.to_string(), last_line: 0 }
+        Self { bar, label: format!("{verb} {label}"), last_line: 0 }
     }
 
     /// Rows read so far.
@@ -29,7 +34,7 @@ impl Progress {
         match &self.bar {
             Some(b) => b.set_position(n),
             None if n >= self.last_line + 100_000 => {
-                eprintln!("sync {}: {n} rows read", self.label);
+                eprintln!("{}: {n} rows read", self.label);
                 self.last_line = n;
             }
             None => {}

@@ -12,6 +12,7 @@ pub mod roles;
 pub mod scheduler;
 pub mod sync;
 pub mod telemetry;
+pub mod whatif;
 pub mod workspace;
 
 pub use change::{apply, Actor, Applied, ApplyOptions, ChangeError, ColumnCheck};

@@ -481,6 +481,72 @@ fn empty_pages_tell_a_newcomer_what_to_do_next() {
 }
 
 #[test]
+fn preview_impact_shows_the_what_if_before_the_owner_confirms() {
+    let s = server();
+    let mut ui = Ui::new(&s.url);
+    ui.login(&s.token);
+    let page = ui.get("/ui/consent-categories").body;
+    assert!(page.contains("formaction=\"/ui/consent-categories/C0004/preview\""), "the forms offer a preview");
+    assert!(ui.get("/ui/models/p").body.contains("formaction=\"/ui/models/p/consent/preview\""));
+    let csrf = ui.csrf("/ui/consent-categories");
+    let audit = || api(&s, "GET", "/api/v1/audit-log", None).1["items"].as_array().unwrap().len();
+    let audit_before = audit();
+
+    // the consent mapping: C0004 and C0002 from `analytics` (1, 1, 0): ads keeps 1, gains 2, loses 3;
+    // crm (C0002, unmapped before: R3) gains 1 and 2
+    let form = [("csrf", csrf.as_str()), ("map:C0004", "analytics"), ("map:C0002", "analytics")];
+    let a = ui.post("/ui/models/p/consent/preview", &form);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("id=\"what-if\""), "{}", a.body);
+    let row = |body: &str, dest: &str| -> String {
+        let at = body
+            .find(&format!("<td>{dest}</td><td>model <code>p</code>"))
+            .unwrap_or_else(|| panic!("no {dest} row: {body}"));
+        body[at..at + body[at..].find("</tr>").unwrap()].to_string()
+    };
+    let ads = row(&a.body, "ads");
+    assert!(ads.contains("data-gains=\"1\"") && ads.contains("data-loses=\"1\""), "{ads}");
+    let crm = row(&a.body, "crm");
+    assert!(crm.contains("data-gains=\"2\"") && crm.contains("data-loses=\"0\""), "{crm}");
+    assert_eq!(api(&s, "GET", "/api/v1/models/p", None).1["consent"], json!({"C0004": "ads"}), "nothing changed yet");
+    assert_eq!(audit(), audit_before);
+    // the confirm form carries the same values and the CSRF token
+    assert!(a.body.contains("action=\"/ui/models/p/consent\""), "{}", a.body);
+    assert!(a.body.contains("name=\"map:C0004\" value=\"analytics\"") && a.body.contains(&csrf));
+    let done = ui.post("/ui/models/p/consent", &form);
+    assert_eq!(done.status, 303);
+    assert_eq!(
+        api(&s, "GET", "/api/v1/models/p", None).1["consent"],
+        json!({"C0004": "analytics", "C0002": "analytics"})
+    );
+
+    // disabling Advertising: ads gains row 3 (refused Analytics... now the C0004 column)
+    let a = ui.post("/ui/consent-categories/C0004/preview", &[("csrf", &csrf), ("op", "disable")]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(row(&a.body, "ads").contains("data-gains=\"1\""), "{}", a.body);
+    assert!(a.body.contains("action=\"/ui/consent-categories/C0004/disable\"") && a.body.contains("name=\"confirm\""));
+    assert_eq!(api(&s, "GET", "/api/v1/consent-categories/C0004", None).1["enabled"], true, "not before confirming");
+    ui.post("/ui/consent-categories/C0004/disable", &[("csrf", &csrf), ("confirm", "Advertising")]);
+    assert_eq!(api(&s, "GET", "/api/v1/consent-categories/C0004", None).1["enabled"], false);
+
+    // an edit (remap C0002 to ads too) previews, hostile values stay inert, a member is refused
+    let a = ui.post(
+        "/ui/consent-categories/C0002/preview",
+        &[("csrf", &csrf), ("name", "<b>x</b>"), ("destinations", "crm"), ("destinations", "ads")],
+    );
+    assert_eq!(a.status, 200);
+    assert!(!a.body.contains("<b>x</b>") && a.body.contains("&lt;b&gt;x&lt;/b&gt;"));
+    let no_csrf = ui.post("/ui/consent-categories/C0004/preview", &[("op", "disable")]);
+    assert_eq!(no_csrf.status, 403);
+    let member = member_token(&s);
+    let mut m = Ui::new(&s.url);
+    m.login(&member);
+    let mcsrf = m.csrf("/ui/");
+    assert_eq!(m.post("/ui/consent-categories/C0002/preview", &[("csrf", &mcsrf), ("op", "disable")]).status, 403);
+    assert_eq!(m.post("/ui/models/p/consent/preview", &[("csrf", &mcsrf), ("map:C0004", "ads")]).status, 403);
+}
+
+#[test]
 fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_are_refused() {
     let s = server();
     let mut owner = Ui::new(&s.url);
@@ -538,9 +604,8 @@ fn privacy_requests_owners_make_one_with_the_form_members_read_and_forged_posts_
     assert!(forged.body.contains("only owners may make privacy requests"), "{}", forged.body);
     let (_, list) = api(&s, "GET", "/api/v1/regulations", None);
     assert_eq!(list["data"]["regulations"].as_array().unwrap().len(), 1);
-/// Alerts (SPEC §12): a failing sync and a failing streaming destination fire alerts that the
-/// home page shows first, `/ui/alerts` lists with their history, `GET /api/v1/alerts` returns,
-/// and a receiver playing Slack gets once, without personal data; recovery resolves them.
+}
+
 #[test]
 fn firing_alerts_show_on_the_home_page_the_alerts_page_and_the_api() {
     let slack = sluice_testkit::Receiver::start();

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod person_delete;
 pub mod privacy;
 pub mod store;
+pub mod whatif;
 pub mod writer;
 
 use std::sync::Arc;

@@ -53,12 +53,12 @@ pub enum SyncError {
 }
 
 /// Cancels a warehouse's work once a deadline passes, unless dropped first (the sync ended).
-struct Watchdog {
+pub(crate) struct Watchdog {
     _done: std::sync::mpsc::Sender<()>,
 }
 
 impl Watchdog {
-    fn start(warehouse: &mut dyn sluice_warehouse::Warehouse, deadline: std::time::Duration) -> Self {
+    pub(crate) fn start(warehouse: &mut dyn sluice_warehouse::Warehouse, deadline: std::time::Duration) -> Self {
         let canceller = sluice_warehouse::Canceller::new();
         warehouse.attach_canceller(&canceller);
         let (done, wait) = std::sync::mpsc::channel::<()>();

@@ -1,8 +1,10 @@
 //! `/api/v1/consent-categories`: owners create, edit, disable and remove; members read.
 
+use super::whatif::DryRun;
 use super::{Actor, ApiError, ControlState, ErrorBody, Page};
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sluice_core::CategoryConfig;
@@ -108,16 +110,19 @@ pub async fn get(
 }
 
 /// Creates a consent category (owners only).
-#[utoipa::path(post, path = "/api/v1/consent-categories", request_body = NewCategory,
-    responses((status = 400, body = ErrorBody), (status = 201, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+#[utoipa::path(post, path = "/api/v1/consent-categories", request_body = NewCategory, params(DryRun),
+    responses((status = 400, body = ErrorBody), (status = 201, body = Category), (status = 200, body = Object, description = "dry_run=true: {plan, warnings, what_if, allowed, refused, errors}; nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(s): State<ControlState>,
     actor: Actor,
+    super::ApiQuery(dry): super::ApiQuery<DryRun>,
     super::ApiJson(body): super::ApiJson<NewCategory>,
-) -> Result<(StatusCode, Json<Category>), ApiError> {
-    actor.owner()?;
+) -> Result<Response, ApiError> {
+    if !dry.on() {
+        actor.owner()?;
+    }
     let cat = CategoryConfig {
         id: body.id,
         name: body.name,
@@ -125,7 +130,7 @@ pub async fn create(
         enabled: body.enabled.unwrap_or(true),
     };
     let out = Category::from(&cat);
-    s.change(actor, move |ws| {
+    let edit = move |ws: &mut sluice_core::WorkspaceFile| {
         if ws.consent_categories.iter().any(|c| c.id == cat.id) {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -136,26 +141,44 @@ pub async fn create(
         }
         ws.consent_categories.push(cat.clone());
         Ok(())
-    })
-    .await?;
-    Ok((StatusCode::CREATED, Json(out)))
+    };
+    if dry.on() {
+        return Ok(s.preview(actor, true, edit).await?.into_response());
+    }
+    s.change(actor, edit).await?;
+    Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
 /// Changes a consent category: rename, remap destinations, enable or disable (owners only).
-#[utoipa::path(patch, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
+#[utoipa::path(patch, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id"), DryRun),
     request_body = CategoryChange,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Category), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object, description = "the category (as GET answers it); with dry_run=true: {plan, warnings, what_if, allowed, refused, errors}, nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn update(
     State(s): State<ControlState>,
     actor: Actor,
     super::ApiPath(id): super::ApiPath<String>,
+    super::ApiQuery(dry): super::ApiQuery<DryRun>,
     super::ApiJson(body): super::ApiJson<CategoryChange>,
-) -> Result<Json<Category>, ApiError> {
-    actor.owner()?;
-    let key = id.clone();
-    s.change(actor, move |ws| {
+) -> Result<Response, ApiError> {
+    if !dry.on() {
+        actor.owner()?;
+    }
+    let edit = edit_category(id.clone(), body);
+    if dry.on() {
+        return Ok(s.preview(actor, true, edit).await?.into_response());
+    }
+    s.change(actor, edit).await?;
+    find(&s, &id).map(|c| Json(c).into_response())
+}
+
+/// The edit `update` makes to a workspace (the web UI previews the same edit).
+pub(crate) fn edit_category(
+    key: String,
+    body: CategoryChange,
+) -> impl Fn(&mut sluice_core::WorkspaceFile) -> Result<(), ApiError> + Send + 'static {
+    move |ws| {
         let c = ws.consent_categories.iter_mut().find(|c| c.id == key).ok_or_else(|| not_found(&key))?;
         if let Some(n) = &body.name {
             c.name = n.clone();
@@ -167,22 +190,23 @@ pub async fn update(
             c.enabled = e;
         }
         Ok(())
-    })
-    .await?;
-    find(&s, &id).map(Json)
+    }
 }
 
 /// Removes a consent category (owners only). Models that map it must drop the mapping first.
-#[utoipa::path(delete, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id")),
-    responses((status = 400, body = ErrorBody), (status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+#[utoipa::path(delete, path = "/api/v1/consent-categories/{id}", params(("id" = String, Path, description = "Category id"), DryRun),
+    responses((status = 400, body = ErrorBody), (status = 204), (status = 200, body = Object, description = "dry_run=true: {plan, warnings, what_if, allowed, refused, errors}; nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn remove(
     State(s): State<ControlState>,
     actor: Actor,
     super::ApiPath(id): super::ApiPath<String>,
-) -> Result<StatusCode, ApiError> {
-    actor.owner()?;
+    super::ApiQuery(dry): super::ApiQuery<DryRun>,
+) -> Result<Response, ApiError> {
+    if !dry.on() {
+        actor.owner()?;
+    }
     let users: Vec<String> =
         s.current().models.iter().filter(|m| m.consent.contains_key(&id)).map(|m| m.id.clone()).collect();
     if !users.is_empty() {
@@ -196,14 +220,17 @@ pub async fn remove(
             Some("id"),
         ));
     }
-    s.change(actor, move |ws| {
+    let edit = move |ws: &mut sluice_core::WorkspaceFile| {
         let before = ws.consent_categories.len();
         ws.consent_categories.retain(|c| c.id != id);
         if ws.consent_categories.len() == before {
             return Err(not_found(&id));
         }
         Ok(())
-    })
-    .await?;
-    Ok(StatusCode::NO_CONTENT)
+    };
+    if dry.on() {
+        return Ok(s.preview(actor, true, edit).await?.into_response());
+    }
+    s.change(actor, edit).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

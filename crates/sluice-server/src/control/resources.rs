@@ -235,17 +235,21 @@ pub struct ConsentMappings {
 
 /// Sets a model's consent mappings (owners only: consent management). Columns are checked
 /// against the warehouse.
-#[utoipa::path(put, path = "/api/v1/models/{id}/consent", params(("id" = String, Path, description = "Model id")),
+#[utoipa::path(put, path = "/api/v1/models/{id}/consent", params(("id" = String, Path, description = "Model id"), super::whatif::DryRun),
     request_body = ConsentMappings,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object, description = "the model; with dry_run=true: {plan, warnings, what_if, allowed, refused, errors}, nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn set_consent(
     State(s): State<ControlState>,
     actor: Actor,
     super::ApiPath(id): super::ApiPath<String>,
+    super::ApiQuery(dry): super::ApiQuery<super::whatif::DryRun>,
     super::ApiJson(body): super::ApiJson<ConsentMappings>,
 ) -> Result<Json<Value>, ApiError> {
+    if dry.on() {
+        return s.preview(actor, true, edit_consent(id.clone(), body.consent)).await;
+    }
     actor.owner()?;
     let cs = s.clone();
     let key = id.clone();
@@ -260,6 +264,18 @@ pub async fn set_consent(
     .await
     .map_err(ApiError::internal)??;
     model_json(&s, &id).map(Json)
+}
+
+/// The edit `set_consent` makes to a workspace (the web UI previews the same edit).
+pub(crate) fn edit_consent(
+    key: String,
+    consent: std::collections::BTreeMap<String, String>,
+) -> impl Fn(&mut sluice_core::WorkspaceFile) -> Result<(), ApiError> + Send + 'static {
+    move |ws| {
+        let m = ws.models.iter_mut().find(|m| m.id == key).ok_or_else(|| unknown_model(&key))?;
+        m.consent = consent.clone();
+        Ok(())
+    }
 }
 
 /// A started sync.

@@ -162,46 +162,52 @@ pub async fn put_source(
 
 /// Creates or replaces a destination (members may only disable it or tune its delivery:
 /// [`super::roles`]).
-#[utoipa::path(put, path = "/api/v1/destinations/{id}", params(("id" = String, Path, description = "Destination id")), request_body = Object,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+#[utoipa::path(put, path = "/api/v1/destinations/{id}", params(("id" = String, Path, description = "Destination id"), super::whatif::DryRun), request_body = Object,
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object, description = "the destination; with dry_run=true: {plan, warnings, what_if, allowed, refused, errors}, nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_destination(
     State(s): State<ControlState>,
     actor: Actor,
     super::ApiPath(id): super::ApiPath<String>,
+    super::ApiQuery(dry): super::ApiQuery<super::whatif::DryRun>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let sent: DestinationConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
-    s.clone()
-        .change(actor, move |ws| {
-            let mut dest = sent.clone();
-            destination_secrets(&mut dest, ws.destinations.iter().find(|x| x.id == key))?;
-            replace(&mut ws.destinations, |x| &x.id, &key, dest);
-            Ok(())
-        })
-        .await?;
+    let edit = move |ws: &mut sluice_core::WorkspaceFile| {
+        let mut dest = sent.clone();
+        destination_secrets(&mut dest, ws.destinations.iter().find(|x| x.id == key))?;
+        replace(&mut ws.destinations, |x| &x.id, &key, dest);
+        Ok(())
+    };
+    if dry.on() {
+        return s.preview(actor, false, edit).await;
+    }
+    s.clone().change(actor, edit).await?;
     Ok(Json(saved(&s, "destination", &id)))
 }
 
 /// Creates or replaces a model (owner-only parts: [`super::roles`]).
-#[utoipa::path(put, path = "/api/v1/models/{id}", params(("id" = String, Path, description = "Model id")), request_body = Object,
-    responses((status = 400, body = ErrorBody), (status = 200, body = Object), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+#[utoipa::path(put, path = "/api/v1/models/{id}", params(("id" = String, Path, description = "Model id"), super::whatif::DryRun), request_body = Object,
+    responses((status = 400, body = ErrorBody), (status = 200, body = Object, description = "the model; with dry_run=true: {plan, warnings, what_if, allowed, refused, errors}, nothing changed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn put_model(
     State(s): State<ControlState>,
     actor: Actor,
     super::ApiPath(id): super::ApiPath<String>,
+    super::ApiQuery(dry): super::ApiQuery<super::whatif::DryRun>,
     super::ApiJson(body): super::ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let model: ModelConfig = from_body(with_id(body, &id)?)?;
     let key = id.clone();
-    s.clone()
-        .change(actor, move |ws| {
-            replace(&mut ws.models, |x| &x.id, &key, model.clone());
-            Ok(())
-        })
-        .await?;
+    let edit = move |ws: &mut sluice_core::WorkspaceFile| {
+        replace(&mut ws.models, |x| &x.id, &key, model.clone());
+        Ok(())
+    };
+    if dry.on() {
+        return s.preview(actor, false, edit).await;
+    }
+    s.clone().change(actor, edit).await?;
     Ok(Json(saved(&s, "model", &id)))
 }
 

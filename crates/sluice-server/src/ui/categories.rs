@@ -4,7 +4,7 @@
 use super::session::{Posted, Viewer};
 use super::{after_change, layout, page, seg, Nav, UiState};
 use crate::control::categories::{self as api, CategoryChange, NewCategory};
-use crate::control::{ApiJson, ApiPath};
+use crate::control::{ApiJson, ApiPath, ApiQuery};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -78,6 +78,8 @@ pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
                             label for=(nid) { "Name" }
                             input #(nid) name="name" value=(c.name) required maxlength="20";
                             (destination_picker(&ws, &c.destinations, &format!("d-{}", seg(&c.id))))
+                            button type="submit" formaction={ "/ui/consent-categories/" (seg(&c.id)) "/preview" } { "Preview impact" }
+                            " "
                             button type="submit" { "Save " (c.name) }
                         }
                         @if c.enabled {
@@ -87,6 +89,9 @@ pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
                                 label for=(cid) { "Disabling stops enforcing " strong { (c.name) } " for every destination it governs. Type its name to confirm:" }
                                 input #(cid) name="confirm" autocomplete="off" required;
                                 button.danger type="submit" { "Disable " (c.name) }
+                                " "
+                                button type="submit" name="op" value="disable" formnovalidate
+                                    formaction={ "/ui/consent-categories/" (seg(&c.id)) "/preview" } { "Preview impact" }
                             }
                         } @else {
                             form method="post" action={ "/ui/consent-categories/" (seg(&c.id)) "/enable" } {
@@ -128,7 +133,7 @@ pub async fn create(State(s): State<UiState>, p: Posted) -> Response {
     };
     let done = format!("Created consent category {}.", body.name);
     let actor = p.viewer.actor.clone();
-    let r = api::create(State(s.control.clone()), actor, ApiJson(body)).await;
+    let r = api::create(State(s.control.clone()), actor, ApiQuery(Default::default()), ApiJson(body)).await;
     after_change(&p.viewer, BACK, &done, r)
 }
 
@@ -139,7 +144,14 @@ pub async fn update(State(s): State<UiState>, Path(id): Path<String>, p: Posted)
         destinations: Some(p.all("destinations")),
         enabled: None,
     };
-    let r = api::update(State(s.control.clone()), p.viewer.actor.clone(), ApiPath(id.clone()), ApiJson(change)).await;
+    let r = api::update(
+        State(s.control.clone()),
+        p.viewer.actor.clone(),
+        ApiPath(id.clone()),
+        ApiQuery(Default::default()),
+        ApiJson(change),
+    )
+    .await;
     after_change(&p.viewer, BACK, &format!("Saved consent category {id}."), r)
 }
 
@@ -157,13 +169,27 @@ pub async fn disable(State(s): State<UiState>, Path(id): Path<String>, p: Posted
         }
     }
     let change = CategoryChange { name: None, destinations: None, enabled: Some(false) };
-    let r = api::update(State(s.control.clone()), p.viewer.actor.clone(), ApiPath(id.clone()), ApiJson(change)).await;
+    let r = api::update(
+        State(s.control.clone()),
+        p.viewer.actor.clone(),
+        ApiPath(id.clone()),
+        ApiQuery(Default::default()),
+        ApiJson(change),
+    )
+    .await;
     after_change(&p.viewer, BACK, &format!("Disabled consent category {}.", name.unwrap_or(id)), r)
 }
 
 /// `POST /ui/consent-categories/{id}/enable`.
 pub async fn enable(State(s): State<UiState>, Path(id): Path<String>, p: Posted) -> Response {
     let change = CategoryChange { name: None, destinations: None, enabled: Some(true) };
-    let r = api::update(State(s.control.clone()), p.viewer.actor.clone(), ApiPath(id.clone()), ApiJson(change)).await;
+    let r = api::update(
+        State(s.control.clone()),
+        p.viewer.actor.clone(),
+        ApiPath(id.clone()),
+        ApiQuery(Default::default()),
+        ApiJson(change),
+    )
+    .await;
     after_change(&p.viewer, BACK, &format!("Enabled consent category {id}."), r)
 }

@@ -18,6 +18,7 @@ mod pages;
 mod privacy;
 mod session;
 mod stream;
+mod whatif;
 
 use crate::control::ControlState;
 use crate::state::AppState;
@@ -66,11 +67,13 @@ pub fn router(app: AppState, control: ControlState) -> Router {
         .route("/ui/consent-categories/{id}", post(categories::update))
         .route("/ui/consent-categories/{id}/disable", post(categories::disable))
         .route("/ui/consent-categories/{id}/enable", post(categories::enable))
+        .route("/ui/consent-categories/{id}/preview", post(whatif::category))
         .route("/ui/sources", get(pages::sources))
         .route("/ui/destinations", get(pages::destinations))
         .route("/ui/models", get(models::list))
         .route("/ui/models/{id}", get(models::show))
         .route("/ui/models/{id}/consent", post(models::set_consent))
+        .route("/ui/models/{id}/consent/preview", post(whatif::consent))
         .route("/ui/models/{id}/sync", post(models::start_sync))
         .route("/ui/models/{id}/progress", get(models::progress))
         .route("/ui/debugger", get(stream::debugger_index))

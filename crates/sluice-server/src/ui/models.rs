@@ -7,7 +7,7 @@ use super::funnel::{funnel, n, over_time};
 use super::session::{Posted, Viewer};
 use super::{after_change, category_label, error_page, layout, num, page, seg, Nav, UiState};
 use crate::control::resources::{self as api, ConsentMappings};
-use crate::control::{ApiJson, ApiPath};
+use crate::control::{ApiJson, ApiPath, ApiQuery};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -234,6 +234,8 @@ pub async fn show(
                             }
                         }
                     }
+                    button type="submit" formaction={ (base) "/consent/preview" } { "Preview impact" }
+                    " "
                     button type="submit" { "Save consent mapping" }
                 }
             } @else {
@@ -312,6 +314,7 @@ pub async fn set_consent(State(s): State<UiState>, Path(id): Path<String>, p: Po
         State(s.control.clone()),
         p.viewer.actor.clone(),
         ApiPath(id),
+        ApiQuery(Default::default()),
         ApiJson(ConsentMappings { consent }),
     )
     .await;
