@@ -241,20 +241,6 @@ impl StateStore {
         r.map_err(|source| StateError::Db { path: self.location(), source })
     }
 
-    /// The numeric id of the mapping (model, destination) if it was ever synced; unlike
-    /// [`StateStore::mapping_id`] it writes nothing (a what-if reads the state, never changes it).
-    pub fn find_mapping_id(&self, model: &str, destination: &str) -> Result<Option<i64>> {
-        self.wrap(
-            self.conn
-                .query_row(
-                    "select id from mappings where model = ?1 and destination = ?2",
-                    params![model, destination],
-                    |r| r.get(0),
-                )
-                .optional(),
-        )
-    }
-
     /// The numeric id of the mapping (model, destination), created on first use.
     pub fn mapping_id(&self, model: &str, destination: &str) -> Result<i64> {
         on!(self, b => b.mapping_id(model, destination))
