@@ -140,7 +140,8 @@ impl StateStore {
     /// Where `alert` stands for `subject` (never evaluated: not firing, no value).
     pub fn alert_state(&self, alert: &str, subject: &str) -> Result<AlertState> {
         let row = self.wrap(
-            self.conn
+            self.sqlite()?
+                .conn
                 .query_row(
                     "select firing, since, value from alert_state where alert = ?1 and subject = ?2",
                     params![alert, subject],
@@ -153,7 +154,7 @@ impl StateStore {
 
     /// Stores the last measured value without a change of state.
     pub fn set_alert_value(&self, alert: &str, subject: &str, value: Option<f64>, now: &str) -> Result<()> {
-        self.wrap(self.conn.execute(
+        self.wrap(self.sqlite()?.conn.execute(
             "insert into alert_state (alert, subject, firing, value, updated_at) values (?1, ?2, 0, ?3, ?4)
              on conflict (alert, subject) do update set value = coalesce(excluded.value, value),
              updated_at = excluded.updated_at",
@@ -166,9 +167,9 @@ impl StateStore {
     /// the entry's id.
     pub fn record_alert(&mut self, c: &AlertChange<'_>) -> Result<i64> {
         let AlertChange { alert, subject, firing, value, at: now, detail, notify } = *c;
-        let path = self.path.display().to_string();
+        let path = self.location();
         let wrap = |source| crate::StateError::Db { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(wrap)?;
+        let tx = self.sqlite_mut()?.conn.transaction().map_err(wrap)?;
         let r = (|| {
             tx.execute(
                 "insert into alert_state (alert, subject, firing, since, value, updated_at)
@@ -197,7 +198,7 @@ impl StateStore {
 
     /// Subjects firing now, of alerts still configured or not (the caller filters), oldest first.
     pub fn firing_alerts(&self) -> Result<Vec<Firing>> {
-        let mut st = self.wrap(self.conn.prepare(
+        let mut st = self.wrap(self.sqlite()?.conn.prepare(
             "select alert, subject, coalesce(since, updated_at), value from alert_state where firing = 1
              order by since, alert, subject",
         ))?;
@@ -210,7 +211,7 @@ impl StateStore {
     /// The history, newest first.
     pub fn alert_history(&self, limit: usize) -> Result<Vec<AlertEvent>> {
         let sql = format!("select {EVENT_COLS} from alert_history order by id desc limit ?1");
-        let mut st = self.wrap(self.conn.prepare(&sql))?;
+        let mut st = self.wrap(self.sqlite()?.conn.prepare(&sql))?;
         let rows = self.wrap(st.query_map([limit as i64], event))?;
         rows.map(|r| self.wrap(r)).collect()
     }
@@ -219,19 +220,21 @@ impl StateStore {
     pub fn due_notifications(&self, now_ms: i64, limit: usize) -> Result<Vec<AlertEvent>> {
         let sql =
             format!("select {EVENT_COLS} from alert_history where notify = 1 and next_at <= ?1 order by id limit ?2");
-        let mut st = self.wrap(self.conn.prepare(&sql))?;
+        let mut st = self.wrap(self.sqlite()?.conn.prepare(&sql))?;
         let rows = self.wrap(st.query_map(params![now_ms, limit as i64], event))?;
         rows.map(|r| self.wrap(r)).collect()
     }
 
     /// Notifications not sent yet.
     pub fn pending_notifications(&self) -> Result<i64> {
-        self.wrap(self.conn.query_row("select count(*) from alert_history where notify = 1", [], |r| r.get(0)))
+        self.wrap(
+            self.sqlite()?.conn.query_row("select count(*) from alert_history where notify = 1", [], |r| r.get(0)),
+        )
     }
 
     /// Marks a notification sent.
     pub fn notification_sent(&self, id: i64) -> Result<()> {
-        self.wrap(self.conn.execute(
+        self.wrap(self.sqlite()?.conn.execute(
             "update alert_history set notify = 2, attempts = attempts + 1, last_error = null where id = ?1",
             [id],
         ))?;
@@ -240,7 +243,7 @@ impl StateStore {
 
     /// Records a failed attempt; the next one is due at `next_at_ms`.
     pub fn notification_failed(&self, id: i64, error: &str, next_at_ms: i64) -> Result<()> {
-        self.wrap(self.conn.execute(
+        self.wrap(self.sqlite()?.conn.execute(
             "update alert_history set attempts = attempts + 1, last_error = ?2, next_at = ?3 where id = ?1",
             params![id, error, next_at_ms],
         ))?;
@@ -250,7 +253,9 @@ impl StateStore {
     /// Marks a notification as having nothing to send (its alert or webhook was removed).
     pub fn notification_dropped(&self, id: i64, why: &str) -> Result<()> {
         self.wrap(
-            self.conn.execute("update alert_history set notify = 0, last_error = ?2 where id = ?1", params![id, why]),
+            self.sqlite()?
+                .conn
+                .execute("update alert_history set notify = 0, last_error = ?2 where id = ?1", params![id, why]),
         )?;
         Ok(())
     }

@@ -1,7 +1,6 @@
 //! Per-mapping checkpoints: for every record id, what the destination holds and what is pending.
 
-use crate::{Result, StateStore};
-use rusqlite::params;
+use crate::{on, Lease, Result, StateStore};
 
 /// What is pending for a record beyond what the destination holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +54,11 @@ pub struct Proof {
 }
 
 impl Proof {
-    fn encode(self) -> i64 {
+    pub(crate) fn encode(self) -> i64 {
         (self.run << 16) | i64::from(self.signature)
     }
 
-    fn decode(v: Option<i64>) -> Option<Self> {
+    pub(crate) fn decode(v: Option<i64>) -> Option<Self> {
         v.map(|v| Self { run: v >> 16, signature: (v & 0xffff) as u16 })
     }
 }
@@ -73,6 +72,7 @@ pub struct ConsentSignature {
     pub consent: std::collections::BTreeMap<String, bool>,
 }
 
+/// The table of consent signatures on SQLite (PostgreSQL: migration step 2).
 pub(crate) const PROOF_SCHEMA: &str = "
 create table if not exists consent_signatures (
     mapping integer not null,
@@ -84,7 +84,7 @@ create table if not exists consent_signatures (
 ";
 
 impl Pending {
-    fn encode(self) -> (i64, Option<i64>, u32, Option<i64>) {
+    pub(crate) fn encode(self) -> (i64, Option<i64>, u32, Option<i64>) {
         match self {
             Pending::None => (0, None, 0, None),
             Pending::Withheld => (1, None, 0, None),
@@ -94,7 +94,7 @@ impl Pending {
         }
     }
 
-    fn decode(code: i64, hash: Option<i64>, attempts: u32, first_failed: Option<i64>) -> Self {
+    pub(crate) fn decode(code: i64, hash: Option<i64>, attempts: u32, first_failed: Option<i64>) -> Self {
         match code {
             1 => Pending::Withheld,
             2 => Pending::Failed { attempts, first_failed: first_failed.unwrap_or(0) },
@@ -119,22 +119,7 @@ pub use Write as CheckpointWrite;
 impl StateStore {
     /// Up to `limit` entries of `mapping` with ids after `after`, in byte order of ids.
     pub fn checkpoint_page(&self, mapping: i64, after: Option<&str>, limit: usize) -> Result<Vec<Entry>> {
-        let mut stmt = self.wrap(self.conn.prepare_cached(
-            "select id, held, pending, hash, attempts, first_failed, proof from checkpoint
-             where mapping = ?1 and id > ?2 order by id limit ?3",
-        ))?;
-        let rows = self.wrap(stmt.query_map(params![mapping, after.unwrap_or(""), limit as i64], |r| {
-            Ok(Entry {
-                id: r.get(0)?,
-                held: r.get::<_, Option<i64>>(1)?.map(|h| h as u64),
-                pending: Pending::decode(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
-                proof: Proof::decode(r.get(6)?),
-            })
-        }))?;
-        let mut out = Vec::new();
-        for r in rows {
-            out.push(self.wrap(r)?);
-        }
+        let mut out = on!(self, b => b.checkpoint_page(mapping, after.unwrap_or(""), limit))?;
         // the empty id sorts first and `id > ''` skips it: fetch it on the first page
         if after.is_none() {
             if let Some(e) = self.checkpoint_entry(mapping, "")? {
@@ -146,74 +131,46 @@ impl StateStore {
 
     /// One entry.
     pub fn checkpoint_entry(&self, mapping: i64, id: &str) -> Result<Option<Entry>> {
-        use rusqlite::OptionalExtension;
-        self.wrap(
-            self.conn
-                .query_row(
-                    "select held, pending, hash, attempts, first_failed, proof from checkpoint
-                     where mapping = ?1 and id = ?2",
-                    params![mapping, id],
-                    |r| {
-                        Ok(Entry {
-                            id: id.to_string(),
-                            held: r.get::<_, Option<i64>>(0)?.map(|h| h as u64),
-                            pending: Pending::decode(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
-                            proof: Proof::decode(r.get(5)?),
-                        })
-                    },
-                )
-                .optional(),
-        )
+        on!(self, b => b.checkpoint_entry(mapping, id))
     }
 
-    /// Applies writes to a mapping's checkpoint atomically.
+    /// Applies writes to a mapping's checkpoint atomically (in order: the last write of an id wins).
     pub fn write_checkpoint(&mut self, mapping: i64, writes: &[Write]) -> Result<()> {
         if writes.is_empty() {
             return Ok(());
         }
-        let path = self.path.display().to_string();
-        let wrap = |source| crate::StateError::Db { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        {
-            let mut put = tx
-                .prepare_cached(
-                    "insert or replace into checkpoint (mapping, id, held, pending, hash, attempts, first_failed, proof)
-                     values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .map_err(wrap)?;
-            let mut del = tx.prepare_cached("delete from checkpoint where mapping = ?1 and id = ?2").map_err(wrap)?;
-            for w in writes {
-                match w {
-                    Write::Put(e) => {
-                        let (code, hash, attempts, first) = e.pending.encode();
-                        let proof = e.proof.map(Proof::encode);
-                        put.execute(params![
-                            mapping,
-                            e.id,
-                            e.held.map(|h| h as i64),
-                            code,
-                            hash,
-                            attempts,
-                            first,
-                            proof
-                        ])
-                        .map_err(wrap)?;
-                    }
-                    Write::Remove(id) => {
-                        del.execute(params![mapping, id]).map_err(wrap)?;
-                    }
-                }
-            }
-        }
-        tx.commit().map_err(wrap)
+        on!(mut self, b => b.write_checkpoint(mapping, writes, None))
+    }
+
+    /// [`write_checkpoint`](Self::write_checkpoint) under a lease: refused with
+    /// [`StateError::Fenced`](crate::StateError::Fenced), storing nothing, unless `lease` is still
+    /// the model's current, unexpired lease (checked in the write's own transaction).
+    pub fn write_checkpoint_fenced(&mut self, lease: &Lease, mapping: i64, writes: &[Write]) -> Result<()> {
+        on!(mut self, b => b.write_checkpoint(mapping, writes, Some(lease)))
     }
 
     /// Re-keys a mapping's checkpoint (when its id order changes): every key `k` becomes
     /// `rekey(k)`; entries `rekey` cannot map are dropped and counted. Atomic: the new keys are
     /// written aside under a temporary mapping id and swapped in one transaction.
     pub fn rekey_checkpoint(&mut self, mapping: i64, rekey: &dyn Fn(&str) -> Option<String>) -> Result<u64> {
+        self.rekey(mapping, rekey, None)
+    }
+
+    /// [`rekey_checkpoint`](Self::rekey_checkpoint) under a lease: the swap is refused with
+    /// [`StateError::Fenced`](crate::StateError::Fenced), leaving the checkpoint as it was, unless
+    /// `lease` is still held.
+    pub fn rekey_checkpoint_fenced(
+        &mut self,
+        lease: &Lease,
+        mapping: i64,
+        rekey: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<u64> {
+        self.rekey(mapping, rekey, Some(lease))
+    }
+
+    fn rekey(&mut self, mapping: i64, rekey: &dyn Fn(&str) -> Option<String>, fence: Option<&Lease>) -> Result<u64> {
         let temp = -mapping - 1;
-        self.wrap(self.conn.execute("delete from checkpoint where mapping = ?1", [temp]))?;
+        on!(self, b => b.clear_checkpoint(temp))?;
         let mut after: Option<String> = None;
         let mut dropped = 0;
         loop {
@@ -232,12 +189,7 @@ impl StateStore {
                 .collect();
             self.write_checkpoint(temp, &writes)?;
         }
-        let path = self.path.display().to_string();
-        let wrap = |source| crate::StateError::Db { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        tx.execute("delete from checkpoint where mapping = ?1", [mapping]).map_err(wrap)?;
-        tx.execute("update checkpoint set mapping = ?1 where mapping = ?2", [mapping, temp]).map_err(wrap)?;
-        tx.commit().map_err(wrap)?;
+        on!(mut self, b => b.swap_checkpoint(temp, mapping, fence))?;
         Ok(dropped)
     }
 
@@ -245,88 +197,95 @@ impl StateStore {
     /// combination of required categories and values the mapping met).
     pub fn consent_signature(&self, mapping: i64, sig: &ConsentSignature) -> Result<u16> {
         let text = serde_json::to_string(sig).map_err(|e| crate::StateError::Corrupt(e.to_string()))?;
-        self.wrap(self.conn.execute(
-            "insert into consent_signatures (mapping, id, signature)
-             select ?1, coalesce(max(id), 0) + 1, ?2 from consent_signatures where mapping = ?1
-             on conflict do nothing",
-            params![mapping, text],
-        ))?;
-        let id: i64 = self.wrap(self.conn.query_row(
-            "select id from consent_signatures where mapping = ?1 and signature = ?2",
-            params![mapping, text],
-            |r| r.get(0),
-        ))?;
+        let id = on!(self, b => b.consent_signature(mapping, &text))?;
         u16::try_from(id).map_err(|_| crate::StateError::Corrupt(format!("consent signature {id} out of range")))
     }
 
     /// A mapping's consent signature by id.
     pub fn consent_signature_by_id(&self, mapping: i64, id: u16) -> Result<Option<ConsentSignature>> {
-        use rusqlite::OptionalExtension;
-        let text: Option<String> = self.wrap(
-            self.conn
-                .query_row(
-                    "select signature from consent_signatures where mapping = ?1 and id = ?2",
-                    params![mapping, id],
-                    |r| r.get(0),
-                )
-                .optional(),
-        )?;
+        let text = on!(self, b => b.consent_signature_by_id(mapping, i64::from(id)))?;
         text.map(|t| serde_json::from_str(&t).map_err(|e| crate::StateError::Corrupt(e.to_string()))).transpose()
     }
 
     /// Ids of a mapping's entries that failed retryably (retried on the next sync).
     pub fn checkpoint_failed_ids(&self, mapping: i64) -> Result<Vec<String>> {
-        let mut stmt =
-            self.wrap(self.conn.prepare("select id from checkpoint where mapping = ?1 and pending = 2 order by id"))?;
-        let rows = self.wrap(stmt.query_map([mapping], |r| r.get(0)))?;
-        rows.map(|r| self.wrap(r)).collect()
+        on!(self, b => b.checkpoint_failed_ids(mapping))
     }
 
     /// How many records the destination of a mapping holds.
     pub fn checkpoint_held(&self, mapping: i64) -> Result<u64> {
-        self.count_entries("select count(*) from checkpoint where mapping = ?1 and held is not null", mapping)
+        on!(self, b => b.checkpoint_count(mapping, Count::Held))
     }
 
     /// How many records consent withholds from a mapping's destination now.
     pub fn checkpoint_withheld(&self, mapping: i64) -> Result<u64> {
-        self.count_entries("select count(*) from checkpoint where mapping = ?1 and pending = 1", mapping)
-    }
-
-    fn count_entries(&self, sql: &str, mapping: i64) -> Result<u64> {
-        self.wrap(self.conn.query_row(sql, [mapping], |r| r.get::<_, i64>(0))).map(|n| n as u64)
+        on!(self, b => b.checkpoint_count(mapping, Count::Withheld))
     }
 
     /// The warehouse snapshot generation a mapping has caught up with (`None`: none).
     pub fn snapshot_generation(&self, mapping: i64) -> Result<Option<i64>> {
-        use rusqlite::OptionalExtension;
-        self.wrap(
-            self.conn
-                .query_row("select generation from snapshot_generations where mapping = ?1", [mapping], |r| r.get(0))
-                .optional(),
-        )
+        on!(self, b => b.snapshot_generation(mapping))
     }
 
     /// Records (`Some`) or forgets (`None`) the snapshot generation a mapping caught up with.
     pub fn set_snapshot_generation(&self, mapping: i64, generation: Option<i64>) -> Result<()> {
-        match generation {
-            Some(g) => self.wrap(self.conn.execute(
-                "insert into snapshot_generations (mapping, generation) values (?1, ?2)
-                 on conflict (mapping) do update set generation = excluded.generation",
-                params![mapping, g],
-            )),
-            None => self.wrap(self.conn.execute("delete from snapshot_generations where mapping = ?1", [mapping])),
-        }?;
-        Ok(())
+        on!(self, b => b.set_snapshot_generation(mapping, generation, None))
+    }
+
+    /// [`set_snapshot_generation`](Self::set_snapshot_generation) under a lease (refused with
+    /// [`StateError::Fenced`](crate::StateError::Fenced) as [`write_checkpoint_fenced`](Self::write_checkpoint_fenced)).
+    pub fn set_snapshot_generation_fenced(&self, lease: &Lease, mapping: i64, generation: Option<i64>) -> Result<()> {
+        on!(self, b => b.set_snapshot_generation(mapping, generation, Some(lease)))
     }
 
     /// Number of checkpoint entries of a mapping, by pending state name.
     pub fn checkpoint_counts(&self, mapping: i64) -> Result<Vec<(String, i64)>> {
-        let mut stmt = self.wrap(self.conn.prepare(
-            "select case pending when 0 then 'settled' when 1 then 'withheld' when 2 then 'failed'
-                    when 3 then 'rejected' else 'gave_up' end, count(*)
-             from checkpoint where mapping = ?1 group by 1 order by 1",
-        ))?;
-        let rows = self.wrap(stmt.query_map([mapping], |r| Ok((r.get(0)?, r.get(1)?))))?;
-        rows.map(|r| self.wrap(r)).collect()
+        on!(self, b => b.checkpoint_counts(mapping))
     }
 }
+
+/// What [`StateStore::checkpoint_held`] and [`StateStore::checkpoint_withheld`] count.
+#[derive(Clone, Copy)]
+pub(crate) enum Count {
+    /// Entries the destination holds.
+    Held,
+    /// Entries consent withholds.
+    Withheld,
+}
+
+impl Count {
+    /// The query (the same on both backends).
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            Count::Held => "select count(*) from checkpoint where mapping = $1 and held is not null",
+            Count::Withheld => "select count(*) from checkpoint where mapping = $1 and pending = 1",
+        }
+    }
+}
+
+/// The last write of each id, in the order of their first appearance (a batch that names an id
+/// twice means its last write).
+pub(crate) fn last_writes(writes: &[Write]) -> Vec<&Write> {
+    let mut seen = std::collections::HashMap::with_capacity(writes.len());
+    let mut out: Vec<&Write> = Vec::with_capacity(writes.len());
+    for w in writes {
+        let id = match w {
+            Write::Put(e) => e.id.as_str(),
+            Write::Remove(id) => id.as_str(),
+        };
+        match seen.get(id) {
+            Some(&i) => out[i] = w,
+            None => {
+                seen.insert(id, out.len());
+                out.push(w);
+            }
+        }
+    }
+    out
+}
+
+/// Entries by pending state name (the same SQL on both backends; SQLite reads `$1` as parameter 1).
+pub(crate) const COUNTS_SQL: &str =
+    "select case pending when 0 then 'settled' when 1 then 'withheld' when 2 then 'failed'
+        when 3 then 'rejected' else 'gave_up' end, count(*)
+    from checkpoint where mapping = $1 group by 1 order by 1";

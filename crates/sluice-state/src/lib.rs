@@ -1,30 +1,58 @@
-//! The state store: the applied workspace, per-mapping checkpoints, run history and usage,
-//! in one SQLite file (`state.db` under the state folder).
+//! The state store: the applied workspace, per-mapping checkpoints, run history, usage, API
+//! tokens, the audit log and Reverse ETL leases.
+//!
+//! Two backends keep the same contract:
+//! - **SQLite** (the embedded default): one file, `state.db`, under the state folder
+//!   ([`StateStore::open`]);
+//! - **PostgreSQL** (several processes share one state): one PostgreSQL schema (default
+//!   `sluice`), created and migrated at open ([`StateStore::open_postgres`]).
+//!
+//! Credentials stay sealed under a key kept in a local file beside the state ([`secrets`]) with
+//! either backend: the database alone reveals nothing.
+//!
+//! # Layout: adding a table
+//! Each table (or group of tables) has one module with its public types and the public methods of
+//! [`StateStore`] (`checkpoint.rs`, `runs.rs`, `audit.rs`, `tokens.rs`, `lease.rs`, the workspace
+//! and mappings here), and the SQL of each backend in `sqlite/<same name>.rs` and
+//! `postgres/<same name>.rs`. To add a table: its DDL in `sqlite/mod.rs`'s `SCHEMA` and in a new
+//! step at the end of `postgres/migrations.rs` (never edit a step that shipped); methods with the
+//! same name and signature on `sqlite::Sqlite` and `postgres::Postgres`; the public method here
+//! calls [`on!`](on) (it does not compile until both backends have the method); tests in
+//! `tests/`, added to the `suite!` list so they run on both.
+//!
+//! # Why an enum, not a trait object
+//! The set of backends is closed and small, each keeps its natural connection type (a rusqlite
+//! `Connection`, a `postgres::Client`), nothing is boxed, and a missing method on either backend
+//! is a compile error at the one `match` that dispatches it.
 
 mod alerts;
 mod audit;
 mod checkpoint;
 pub mod files;
+mod lease;
+mod postgres;
 pub mod privacy;
 mod runs;
 pub mod secrets;
+mod sqlite;
 mod tokens;
 
 pub use alerts::{AlertChange, AlertEvent, AlertState, Firing, Notify};
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, ConsentSignature, Entry, Pending, Proof};
+pub use lease::Lease;
+pub use postgres::PostgresState;
 pub use privacy::{DeleteStatus, DestinationStatus, NewRegulation, PlannedDelete, Regulation, RegulationType};
 pub use runs::{RunRow, RunStatus, UsageRow};
 pub use secrets::{SecretBox, SecretError};
 pub use tokens::{Role, TokenInfo, TokenRow};
 
-use rusqlite::{params, Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
 /// A failure of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// The state database could not be opened or written.
+    /// The SQLite state database could not be opened or written.
     #[error("state store {path}: {source}")]
     Db {
         /// The state file.
@@ -32,6 +60,17 @@ pub enum StateError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// The PostgreSQL state database could not be reached, migrated or written.
+    #[error("state store {db}: {}", postgres::error_text(source))]
+    Postgres {
+        /// The database (its URL without user, password or database name, and the schema).
+        db: String,
+        /// The PostgreSQL error.
+        source: ::postgres::Error,
+    },
+    /// The PostgreSQL state settings are wrong (the message names the setting at fault).
+    #[error("state store settings: {0}")]
+    Settings(String),
     /// The state folder could not be created.
     #[error("cannot create state folder {path}: {source}")]
     Dir {
@@ -43,6 +82,19 @@ pub enum StateError {
     /// Stored JSON could not be read back.
     #[error("state store holds unreadable data: {0}")]
     Corrupt(String),
+    /// The feature's tables are not on PostgreSQL yet (privacy requests, alerts: SQLite only).
+    #[error("{0} are not kept in PostgreSQL state yet (SQLite state only; docs/SCALE.md)")]
+    Unsupported(&'static str),
+    /// A write under a lease was refused: another worker took the model's lease (a newer token
+    /// exists), the lease expired or was released, or the mapping or run written is not of the
+    /// lease's model. Nothing of the write was stored.
+    #[error("the lease of model {model} with token {token} is no longer held (expired or taken over): write refused")]
+    Fenced {
+        /// The model of the lease.
+        model: String,
+        /// The token the refused write carried.
+        token: i64,
+    },
 }
 
 /// Result of the state store.
@@ -59,232 +111,158 @@ pub struct StoredWorkspace {
     pub applied_at: String,
 }
 
-/// The state store.
-pub struct StateStore {
-    conn: Connection,
-    path: PathBuf,
+/// Where the state lives.
+pub(crate) enum Backend {
+    /// One SQLite file.
+    Sqlite(sqlite::Sqlite),
+    /// A schema of a PostgreSQL database (boxed: its client is large).
+    Postgres(Box<postgres::Postgres>),
 }
 
-const SCHEMA: &str = "
-create table if not exists workspace (
-    id integer primary key check (id = 1),
-    config text not null,
-    base_dir text not null,
-    applied_at text not null
-);
-create table if not exists mappings (
-    id integer primary key,
-    model text not null,
-    destination text not null,
-    id_order text,
-    unique (model, destination)
-);
-create table if not exists checkpoint (
-    mapping integer not null,
-    id text not null,
-    held integer,
-    pending integer not null default 0,
-    hash integer,
-    attempts integer not null default 0,
-    first_failed integer,
-    -- proof of consent: run << 16 | consent signature (checkpoint.rs Proof)
-    proof integer,
-    primary key (mapping, id)
-) without rowid;
--- the entries waiting for a retry (pending = 2), so a sparse pass lists them without reading
--- every entry; normally empty, so it costs nothing per record (docs/DIFF.md)
-create index if not exists checkpoint_failed on checkpoint (mapping, id) where pending = 2;
--- the warehouse snapshot generation each mapping has caught up with (docs/DIFF.md)
-create table if not exists snapshot_generations (
-    mapping integer primary key,
-    generation integer not null
-);
-create table if not exists runs (
-    id integer primary key,
-    model text not null,
-    started_at text not null,
-    finished_at text,
-    status text not null,
-    report text
-);
-create table if not exists audit_log (
-    id integer primary key,
-    at text not null,
-    actor text not null,
-    action text not null,
-    kind text not null,
-    entity text not null,
-    before text,
-    after text
-);
-create trigger if not exists audit_log_no_update before update on audit_log
-    begin select raise(abort, 'the audit log is append-only'); end;
-create trigger if not exists audit_log_no_delete before delete on audit_log
-    begin select raise(abort, 'the audit log is append-only'); end;
-create table if not exists tokens (
-    id integer primary key,
-    name text not null,
-    role text not null,
-    hash text not null unique,
-    created_at text not null,
-    disabled integer not null default 0
-);
--- privacy requests (SPEC §12, docs/PRIVACY.md): the request, each destination's delete status,
--- the suppressed identifiers, and a counter `serve` polls to reload its in-memory set
-create table if not exists regulations (
-    id text primary key,
-    type text not null,
-    subject_type text not null,
-    subject_ids text not null,
-    joined_ids text not null,
-    created_by text not null,
-    created_at text not null
-);
-create table if not exists regulation_destinations (
-    regulation text not null,
-    destination text not null,
-    status text not null,
-    attempts integer not null default 0,
-    next_at integer not null default 0,
-    error text,
-    finished_at text,
-    stream_seq integer,
-    primary key (regulation, destination)
-) without rowid;
-create index if not exists regulation_destinations_running on regulation_destinations (next_at)
-    where status = 'RUNNING';
-create table if not exists suppressions (
-    ident text primary key,
-    regulation text not null,
-    created_at text not null
-) without rowid;
-create table if not exists privacy_version (
-    id integer primary key check (id = 1),
-    version integer not null
-);
-create table if not exists usage (
-    month text not null,
-    destination text not null,
-    records integer not null,
-    primary key (month, destination)
-);
-";
+/// Calls the method of whichever backend the store has (both have it, same name and signature).
+macro_rules! on {
+    ($self:ident, $b:ident => $e:expr) => {
+        match &$self.backend {
+            $crate::Backend::Sqlite($b) => $e,
+            $crate::Backend::Postgres($b) => $e,
+        }
+    };
+    (mut $self:ident, $b:ident => $e:expr) => {
+        match &mut $self.backend {
+            $crate::Backend::Sqlite($b) => $e,
+            $crate::Backend::Postgres($b) => $e,
+        }
+    };
+}
+pub(crate) use on;
+
+/// The state store.
+pub struct StateStore {
+    pub(crate) backend: Backend,
+    /// The local state folder (the secret key, sync lock files; the SQLite file too).
+    dir: PathBuf,
+}
 
 impl StateStore {
-    /// Opens (creating if needed) the state in folder `dir`.
+    /// Opens (creating if needed) the SQLite state in folder `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
-        let path = dir.join("state.db");
-        let conn =
-            Connection::open(&path).map_err(|source| StateError::Db { path: path.display().to_string(), source })?;
-        files::tighten_db(&path).map_err(|source| StateError::Dir { path: path.display().to_string(), source })?;
-        let store = Self { conn, path };
-        store.wrap(
-            store
-                .conn
-                .execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;"),
-        )?;
-        store.wrap(store.conn.execute_batch(SCHEMA))?;
-        store.wrap(store.conn.execute_batch(alerts::SCHEMA))?;
-        store.wrap(store.conn.execute_batch(checkpoint::PROOF_SCHEMA))?;
-        // proof of consent (a column added after the first release): added to older state files
-        let has_proof: bool = store.wrap(store.conn.query_row(
-            "select count(*) > 0 from pragma_table_info('checkpoint') where name = 'proof'",
-            [],
-            |r| r.get(0),
-        ))?;
-        if !has_proof {
-            store.wrap(store.conn.execute_batch("alter table checkpoint add column proof integer"))?;
+        Ok(Self { backend: Backend::Sqlite(sqlite::Sqlite::open(dir)?), dir: dir.to_path_buf() })
+    }
+
+    /// Opens the state in a PostgreSQL schema, creating and migrating it when needed (several
+    /// processes may open it at once: migrations run under an advisory lock). `dir` is the local
+    /// state folder, which keeps what stays local: the secret key and lock files.
+    pub fn open_postgres(state: &PostgresState, dir: &Path) -> Result<Self> {
+        files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
+        Ok(Self { backend: Backend::Postgres(Box::new(postgres::Postgres::open(state)?)), dir: dir.to_path_buf() })
+    }
+
+    /// Where the state lives, for messages: the SQLite file, or the PostgreSQL server and schema
+    /// (never a password).
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(b) => b.path.display().to_string(),
+            Backend::Postgres(b) => b.name.clone(),
         }
-        Ok(store)
     }
 
-    /// The state database file.
+    /// Whether the state is in PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The SQLite state database file; with PostgreSQL, the local state folder (there is no file).
     pub fn path(&self) -> &Path {
-        &self.path
+        match &self.backend {
+            Backend::Sqlite(b) => &b.path,
+            Backend::Postgres(_) => &self.dir,
+        }
     }
 
-    /// The state folder.
+    /// The local state folder.
     pub fn dir(&self) -> &Path {
-        self.path.parent().unwrap_or(Path::new("."))
-    }
-
-    pub(crate) fn wrap<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|source| StateError::Db { path: self.path.display().to_string(), source })
+        &self.dir
     }
 
     /// Stores the applied workspace, replacing the previous one.
     pub fn save_workspace(&self, ws: &StoredWorkspace) -> Result<()> {
-        self.wrap(self.conn.execute(
-            "insert into workspace (id, config, base_dir, applied_at) values (1, ?1, ?2, ?3)
-             on conflict (id) do update set config = excluded.config, base_dir = excluded.base_dir,
-             applied_at = excluded.applied_at",
-            params![ws.config.to_string(), ws.base_dir.to_string_lossy(), ws.applied_at],
-        ))?;
-        Ok(())
+        on!(self, b => b.save_workspace(ws))
     }
 
     /// The applied workspace, if any.
     pub fn workspace(&self) -> Result<Option<StoredWorkspace>> {
-        let row: Option<(String, String, String)> = self.wrap(
-            self.conn
-                .query_row("select config, base_dir, applied_at from workspace where id = 1", [], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .optional(),
-        )?;
-        row.map(|(config, base_dir, applied_at)| {
-            Ok(StoredWorkspace {
-                config: serde_json::from_str(&config).map_err(|e| StateError::Corrupt(e.to_string()))?,
-                base_dir: base_dir.into(),
-                applied_at,
-            })
-        })
-        .transpose()
+        on!(self, b => b.workspace())
     }
 
-    /// Folds the write-ahead log into the database file (for measuring its size).
+    /// Folds SQLite's write-ahead log into the database file (for measuring its size); nothing
+    /// with PostgreSQL (the server manages its own files).
     pub fn compact(&self) -> Result<()> {
-        self.wrap(self.conn.execute_batch("pragma wal_checkpoint(truncate);"))
+        match &self.backend {
+            Backend::Sqlite(b) => b.compact(),
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 
     /// The id order a mapping's checkpoint keys follow (`None` for a new mapping).
     pub fn mapping_id_order(&self, mapping: i64) -> Result<Option<String>> {
-        self.wrap(self.conn.query_row("select id_order from mappings where id = ?1", [mapping], |r| r.get(0)))
+        on!(self, b => b.mapping_id_order(mapping))
     }
 
     /// Records the id order of a mapping's checkpoint keys.
     pub fn set_mapping_id_order(&self, mapping: i64, order: &str) -> Result<()> {
-        self.wrap(self.conn.execute("update mappings set id_order = ?2 where id = ?1", params![mapping, order]))?;
-        Ok(())
+        on!(self, b => b.set_mapping_id_order(mapping, order))
     }
 
     /// The numeric id of the mapping (model, destination) if it was ever synced; unlike
     /// [`StateStore::mapping_id`] it writes nothing (a what-if reads the state, never changes it).
     pub fn find_mapping_id(&self, model: &str, destination: &str) -> Result<Option<i64>> {
-        self.wrap(
-            self.conn
-                .query_row(
-                    "select id from mappings where model = ?1 and destination = ?2",
-                    params![model, destination],
-                    |r| r.get(0),
-                )
-                .optional(),
-        )
+        on!(self, b => b.find_mapping_id(model, destination))
+    }
+
+    /// The SQLite backend, for the tables not yet on PostgreSQL (privacy requests, alerts).
+    pub(crate) fn sqlite(&self) -> Result<&sqlite::Sqlite> {
+        match &self.backend {
+            Backend::Sqlite(b) => Ok(b),
+            Backend::Postgres(_) => Err(StateError::Unsupported("privacy requests and alerts")),
+        }
+    }
+
+    /// [`StateStore::sqlite`], mutably.
+    pub(crate) fn sqlite_mut(&mut self) -> Result<&mut sqlite::Sqlite> {
+        match &mut self.backend {
+            Backend::Sqlite(b) => Ok(b),
+            Backend::Postgres(_) => Err(StateError::Unsupported("privacy requests and alerts")),
+        }
+    }
+
+    /// An SQLite result as the store's (for the SQLite-only tables).
+    pub(crate) fn wrap<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
+        r.map_err(|source| StateError::Db { path: self.location(), source })
     }
 
     /// The numeric id of the mapping (model, destination), created on first use.
     pub fn mapping_id(&self, model: &str, destination: &str) -> Result<i64> {
-        self.wrap(self.conn.execute(
-            "insert into mappings (model, destination) values (?1, ?2) on conflict do nothing",
-            params![model, destination],
-        ))?;
-        self.wrap(self.conn.query_row(
-            "select id from mappings where model = ?1 and destination = ?2",
-            params![model, destination],
-            |r| r.get(0),
-        ))
+        on!(self, b => b.mapping_id(model, destination))
     }
+}
+
+#[cfg(test)]
+impl StateStore {
+    /// Test access: the text of every cell of a query's rows.
+    pub(crate) fn raw_strings(&self, sql: &str) -> Result<Vec<String>> {
+        on!(self, b => b.raw_strings(sql))
+    }
+
+    /// Test access: runs statements as they are.
+    pub(crate) fn raw_execute(&self, sql: &str) -> Result<()> {
+        on!(self, b => b.raw_execute(sql))
+    }
+}
+
+/// Parses stored JSON text.
+pub(crate) fn parse_json(text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]

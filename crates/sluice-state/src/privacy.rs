@@ -264,11 +264,11 @@ impl StateStore {
     /// Stores a request: its suppressions (or their removal), its destinations' first statuses
     /// and its audit entry, and bumps the privacy version, in one transaction.
     pub fn create_regulation(&mut self, new: &NewRegulation) -> Result<Regulation> {
-        let path = self.path.display().to_string();
+        let path = self.location();
         let wrap = |source| StateError::Db { path: path.clone(), source };
         let id = new.id.clone();
-        let at = self.wrap(now(&self.conn))?;
-        let tx = self.conn.transaction().map_err(wrap)?;
+        let at = self.wrap(now(&self.sqlite()?.conn))?;
+        let tx = self.sqlite_mut()?.conn.transaction().map_err(wrap)?;
         tx.execute(
             "insert into regulations (id, type, subject_type, subject_ids, joined_ids, created_by, created_at)
              values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -335,7 +335,8 @@ impl StateStore {
     pub fn regulation(&self, id: &str) -> Result<Option<Regulation>> {
         type Row = (String, String, String, String, String, String, String);
         let row: Option<Row> = self.wrap(
-            self.conn
+            self.sqlite()?
+                .conn
                 .query_row(
                     "select id, type, subject_type, subject_ids, joined_ids, created_by, created_at
                      from regulations where id = ?1",
@@ -365,7 +366,7 @@ impl StateStore {
     }
 
     fn regulation_destinations(&self, id: &str) -> Result<Vec<DestinationStatus>> {
-        let mut stmt = self.wrap(self.conn.prepare_cached(
+        let mut stmt = self.wrap(self.sqlite()?.conn.prepare_cached(
             "select destination, status, attempts, error, finished_at, next_at, stream_seq from regulation_destinations
              where regulation = ?1 order by destination",
         ))?;
@@ -386,8 +387,9 @@ impl StateStore {
     /// The newest `limit` requests, newest first.
     pub fn regulations(&self, limit: usize) -> Result<Vec<Regulation>> {
         let ids: Vec<String> = {
-            let mut stmt = self
-                .wrap(self.conn.prepare("select id from regulations order by created_at desc, rowid desc limit ?1"))?;
+            let mut stmt = self.wrap(
+                self.sqlite()?.conn.prepare("select id from regulations order by created_at desc, rowid desc limit ?1"),
+            )?;
             let rows = self.wrap(stmt.query_map([limit as i64], |r| r.get(0)))?;
             rows.map(|r| self.wrap(r)).collect::<Result<_>>()?
         };
@@ -397,7 +399,7 @@ impl StateStore {
     /// Every suppressed identifier (loaded once per change into `serve`'s in-memory set, once
     /// per sync by Reverse ETL).
     pub fn suppressed_ids(&self) -> Result<HashSet<String>> {
-        let mut stmt = self.wrap(self.conn.prepare("select ident from suppressions"))?;
+        let mut stmt = self.wrap(self.sqlite()?.conn.prepare("select ident from suppressions"))?;
         let rows = self.wrap(stmt.query_map([], |r| r.get(0)))?;
         rows.map(|r| self.wrap(r)).collect()
     }
@@ -405,7 +407,8 @@ impl StateStore {
     /// Whether `ident` is suppressed, and by which request.
     pub fn suppressed_by(&self, ident: &str) -> Result<Option<String>> {
         self.wrap(
-            self.conn
+            self.sqlite()?
+                .conn
                 .query_row("select regulation from suppressions where ident = ?1", [ident], |r| r.get(0))
                 .optional(),
         )
@@ -415,7 +418,8 @@ impl StateStore {
     pub fn privacy_version(&self) -> Result<i64> {
         Ok(self
             .wrap(
-                self.conn
+                self.sqlite()?
+                    .conn
                     .prepare_cached("select version from privacy_version where id = 1")
                     .and_then(|mut s| s.query_row([], |r| r.get(0)).optional()),
             )?
@@ -424,7 +428,7 @@ impl StateStore {
 
     /// Deletes due now (`RUNNING` with `next_at <= now_ms`): (request id, destination id).
     pub fn due_deletes(&self, now_ms: i64) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.wrap(self.conn.prepare_cached(
+        let mut stmt = self.wrap(self.sqlite()?.conn.prepare_cached(
             "select regulation, destination from regulation_destinations
              where status = 'RUNNING' and next_at <= ?1 order by regulation, destination",
         ))?;
@@ -441,8 +445,8 @@ impl StateStore {
         error: Option<&str>,
         next_at_ms: i64,
     ) -> Result<()> {
-        let finished = if status == DeleteStatus::Running { None } else { Some(self.wrap(now(&self.conn))?) };
-        self.wrap(self.conn.execute(
+        let finished = if status == DeleteStatus::Running { None } else { Some(self.wrap(now(&self.sqlite()?.conn))?) };
+        self.wrap(self.sqlite()?.conn.execute(
             "update regulation_destinations set status = ?3, error = ?4, next_at = ?5,
              attempts = attempts + 1, finished_at = ?6 where regulation = ?1 and destination = ?2",
             params![regulation, destination, status.as_str(), error, next_at_ms, finished],
@@ -455,7 +459,7 @@ impl StateStore {
     pub fn audit_privacy(&mut self, actor: &str, entity: &str, after: serde_json::Value) -> Result<()> {
         self.append_audit(&[AuditEntry {
             id: 0,
-            at: self.wrap(now(&self.conn))?,
+            at: self.wrap(now(&self.sqlite()?.conn))?,
             actor: actor.into(),
             action: "create".into(),
             kind: "privacy_request".into(),

@@ -1,7 +1,6 @@
 //! Run history and usage metering (R11).
 
-use crate::{Result, StateError, StateStore};
-use rusqlite::params;
+use crate::{on, Lease, Result, StateStore};
 
 /// How a sync run ended (or that it has not).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -83,70 +82,43 @@ pub struct UsageRow {
 }
 
 impl StateStore {
-    /// Records the start of a run and returns its id. A run of the model still marked running
-    /// was cut short (the process died): it is marked `interrupted`.
+    /// Records the start of a run and returns its id (ids grow with every run). A run of the
+    /// model still marked running was cut short (the process died): it is marked `interrupted`.
     pub fn start_run(&self, model: &str, started_at: &str) -> Result<i64> {
-        self.wrap(self.conn.execute(
-            "update runs set status = 'interrupted', finished_at = ?2,
-                 report = json_object('run_id', id, 'model', model, 'status', 'interrupted', 'started_at', started_at,
-                                      'finished_at', ?2, 'error', 'the process stopped before the run finished')
-             where model = ?1 and status = 'running'",
-            params![model, started_at],
-        ))?;
-        self.wrap(self.conn.execute(
-            "insert into runs (model, started_at, status) values (?1, ?2, 'running')",
-            params![model, started_at],
-        ))?;
-        Ok(self.conn.last_insert_rowid())
+        on!(self, b => b.start_run(model, started_at, None))
+    }
+
+    /// [`start_run`](Self::start_run) of the lease's model under the lease (refused with
+    /// [`StateError::Fenced`](crate::StateError::Fenced), storing nothing, unless it is still held).
+    pub fn start_run_fenced(&self, lease: &Lease, started_at: &str) -> Result<i64> {
+        on!(self, b => b.start_run(&lease.model, started_at, Some(lease)))
     }
 
     /// Records the end of a run with its overview.
     pub fn finish_run(&self, id: i64, finished_at: &str, status: RunStatus, report: &serde_json::Value) -> Result<()> {
-        self.wrap(self.conn.execute(
-            "update runs set finished_at = ?2, status = ?3, report = ?4 where id = ?1",
-            params![id, finished_at, status.as_str(), report.to_string()],
-        ))?;
-        Ok(())
+        on!(self, b => b.finish_run(id, finished_at, status, report, None))
+    }
+
+    /// [`finish_run`](Self::finish_run) under a lease (refused as [`start_run_fenced`](Self::start_run_fenced)).
+    pub fn finish_run_fenced(
+        &self,
+        lease: &Lease,
+        id: i64,
+        finished_at: &str,
+        status: RunStatus,
+        report: &serde_json::Value,
+    ) -> Result<()> {
+        on!(self, b => b.finish_run(id, finished_at, status, report, Some(lease)))
     }
 
     /// Runs, newest first, optionally of one model.
     pub fn runs(&self, model: Option<&str>, limit: usize) -> Result<Vec<RunRow>> {
-        let mut stmt = self.wrap(self.conn.prepare(
-            "select id, model, started_at, finished_at, status, report from runs
-             where ?1 is null or model = ?1 order by id desc limit ?2",
-        ))?;
-        let rows = self.wrap(stmt.query_map(params![model, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get::<_, String>(4)?, r.get::<_, Option<String>>(5)?))
-        }))?;
-        let mut out = Vec::new();
-        for r in rows {
-            let (id, model, started_at, finished_at, status, report) = self.wrap(r)?;
-            let status = RunStatus::parse(&status);
-            let report =
-                report.map(|t| serde_json::from_str(&t).map_err(|e| StateError::Corrupt(e.to_string()))).transpose()?;
-            out.push(RunRow { id, model, started_at, finished_at, status, report });
-        }
-        Ok(out)
+        on!(self, b => b.runs(model, limit))
     }
 
-    /// One run by id.
+    /// One run by id (without its report).
     pub fn run(&self, id: i64) -> Result<Option<RunRow>> {
-        use rusqlite::OptionalExtension;
-        let row: Option<(String, String, Option<String>, String)> = self.wrap(
-            self.conn
-                .query_row("select model, started_at, finished_at, status from runs where id = ?1", [id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .optional(),
-        )?;
-        Ok(row.map(|(model, started_at, finished_at, status)| RunRow {
-            id,
-            model,
-            started_at,
-            finished_at,
-            status: RunStatus::parse(&status),
-            report: None,
-        }))
+        on!(self, b => b.run(id))
     }
 
     /// Adds metered records for a destination in a month.
@@ -154,22 +126,14 @@ impl StateStore {
         if records == 0 {
             return Ok(());
         }
-        self.wrap(self.conn.execute(
-            "insert into usage (month, destination, records) values (?1, ?2, ?3)
-             on conflict (month, destination) do update set records = records + excluded.records",
-            params![month, destination, records],
-        ))?;
-        Ok(())
+        on!(self, b => b.add_usage(month, destination, records))
     }
 
     /// Usage rows, newest month first.
     pub fn usage(&self) -> Result<Vec<UsageRow>> {
-        let mut stmt = self.wrap(
-            self.conn.prepare("select month, destination, records from usage order by month desc, destination"),
-        )?;
-        let rows = self.wrap(
-            stmt.query_map([], |r| Ok(UsageRow { month: r.get(0)?, destination: r.get(1)?, records: r.get(2)? })),
-        )?;
-        rows.map(|r| self.wrap(r)).collect()
+        on!(self, b => b.usage())
     }
 }
+
+/// What a run cut short reads as (the same on both backends).
+pub(crate) const INTERRUPTED: &str = "the process stopped before the run finished";
