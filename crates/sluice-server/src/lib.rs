@@ -11,6 +11,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod audit;
 pub mod control;
 pub mod edge;
 pub mod error;

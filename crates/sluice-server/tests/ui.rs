@@ -704,3 +704,43 @@ alerts:
     assert_eq!(common::call(&s, "GET", "/api/v1/alerts", Some(&member_token(&s)), None).0, 200);
     assert_eq!(common::call(&s, "GET", "/api/v1/alerts", None, None).0, 401);
 }
+
+#[test]
+fn the_profile_page_proves_the_consent_each_record_went_out_under() {
+    // a person Reverse ETL knows (no event source): delivered under Advertising=true, then the
+    // warehouse says false; the proof keeps the consent AT delivery
+    let dir = warehouse_dir(
+        "create table p(id integer, email text, ads);
+         insert into p values (1,'alice@example.com',1),(2,'bob@example.com',0);",
+    );
+    let w = dir.path().join("w.db");
+    let s = start_cfg(
+        dir,
+        "{id: dwh, kind: sqlite, path: w.db}",
+        &format!(
+            "destinations:\n{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
+models: [{{id: p, source: dwh, sql: select * from p, unique_id: id, consent: {{C0004: ads}}, mappings: [{{destination: ads}}]}}]
+",
+            hook("ads", "Ads")
+        ),
+        |_| {},
+    );
+    let mut ui = Ui::new(&s.url);
+    ui.login(&s.token);
+    assert_eq!(api(&s, "POST", "/api/v1/models/p/syncs", None).0, 202);
+    wait_run(&ui, "p");
+    let page = ui.get("/ui/profiles/1");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Proof of consent") && page.body.contains("proof-retl"), "{}", page.body);
+    assert!(page.body.contains("delivered in run 1") && page.body.contains("C0004=true"), "{}", page.body);
+    let refused = ui.get("/ui/profiles/2").body;
+    assert!(refused.contains("withheld in run 1") && refused.contains("refused by C0004"), "{refused}");
+    // consent withdrawn in the warehouse after delivery: the proof still shows what it went out under
+    rusqlite::Connection::open(&w).unwrap().execute_batch("update p set ads = 0 where id = 1").unwrap();
+    let page = ui.get("/ui/profiles/1").body;
+    assert!(page.contains("delivered in run 1") && page.contains("C0004=true"), "{page}");
+    // nobody: 404, saying so
+    let none = ui.get("/ui/profiles/nobody");
+    assert_eq!(none.status, 404);
+    assert!(!none.body.contains("proof-retl"));
+}

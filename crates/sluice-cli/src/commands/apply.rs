@@ -124,27 +124,8 @@ fn what_if(store: &StateStore, state: &Path, new: &Workspace) -> WhatIf {
             p.rows(rows);
         }
     };
-    let mut w = sluice_engine::whatif::what_if(store, &old, new, &mut progress);
+    let w = sluice_server::control::whatif::what_if_with_progress(store, state, &old, new, &mut progress);
     drop(bars);
-    let since = sluice_stream::rfc3339(chrono::Utc::now() - chrono::Duration::hours(24));
-    match sluice_stream::whatif::events(state, &old.file, &new.file, &since) {
-        Ok(lines) => {
-            if !lines.is_empty() {
-                w.notes.push(sluice_stream::whatif::NOTES.into());
-            }
-            for l in lines {
-                w.add_events(&l.destination, l.gains, l.loses);
-            }
-        }
-        Err(e) => {
-            for d in sluice_stream::whatif::affected(&old.file, &new.file) {
-                w.add_events(d, 0, 0);
-                if let Some(last) = w.impacts.last_mut() {
-                    last.error = Some(e.to_string());
-                }
-            }
-        }
-    }
     w
 }
 

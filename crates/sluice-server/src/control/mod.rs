@@ -7,7 +7,7 @@ pub(crate) mod categories;
 pub mod privacy;
 pub(crate) mod resources;
 mod tokens;
-pub(crate) mod whatif;
+pub mod whatif;
 mod writes;
 
 pub use crate::error::{ApiError, ErrorBody, ErrorDetail};

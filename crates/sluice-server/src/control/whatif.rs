@@ -42,7 +42,19 @@ impl DryRun {
 /// The what-if of replacing `old` by `new` in the state folder `state_dir`: the records of the
 /// affected models (read-only scans) and the events of the last 24 hours in `stream.db`.
 pub fn what_if(store: &StateStore, state_dir: &Path, old: &Workspace, new: &Workspace) -> WhatIf {
-    let mut w = sluice_engine::whatif::what_if(store, old, new, &mut |_, _| {});
+    what_if_with_progress(store, state_dir, old, new, &mut |_, _| {})
+}
+
+/// [`what_if`], telling `progress` (model, rows read so far) as the model scans go (the CLI's
+/// progress bars).
+pub fn what_if_with_progress(
+    store: &StateStore,
+    state_dir: &Path,
+    old: &Workspace,
+    new: &Workspace,
+    progress: &mut dyn FnMut(&str, u64),
+) -> WhatIf {
+    let mut w = sluice_engine::whatif::what_if(store, old, new, progress);
     let since = sluice_stream::rfc3339(chrono::Utc::now() - chrono::Duration::hours(24));
     match sluice_stream::whatif::events(state_dir, &old.file, &new.file, &since) {
         Ok(lines) => {
@@ -58,7 +70,7 @@ pub fn what_if(store: &StateStore, state_dir: &Path, old: &Workspace, new: &Work
             for d in sluice_stream::whatif::affected(&old.file, &new.file) {
                 w.add_events(d, 0, 0);
                 if let Some(last) = w.impacts.last_mut() {
-                    last.error = Some("the event log could not be read".into());
+                    last.error = Some("the event log could not be read (see the log)".into());
                 }
             }
         }

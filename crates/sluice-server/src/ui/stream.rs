@@ -179,12 +179,35 @@ pub async fn profile(State(s): State<UiState>, Path(id): Path<String>, viewer: V
     let found = sluice_stream::store::open(&s.app.dir)
         .ok()
         .and_then(|c| sluice_stream::store::profile_of(&c, &id).ok().flatten());
+    // the proof of consent per destination (Reverse ETL and streaming), as `sluice audit` shows it
+    let (dir, who, file) = (s.control.state_dir.clone(), id.clone(), ws.clone());
+    let audit = tokio::task::spawn_blocking(move || {
+        let store = sluice_state::StateStore::open(&dir).map_err(|e| e.to_string())?;
+        crate::audit::person(&store, &file, &dir, &who).map_err(|e| e.to_string())
+    })
+    .await
+    .ok()
+    .and_then(Result::ok);
+    let audit = audit.unwrap_or(Value::Null);
+    let retl: Vec<Value> = audit["reverse_etl"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| !r["proof"].is_null() || r["holds_a_version"] == true)
+        .cloned()
+        .collect();
     let Some(p) = found else {
         let body = html! {
-            p.flash.warn role="status" { "No profile has the identifier " code { (id) } ". Profiles are built from the events of event sources." }
+            @if retl.is_empty() {
+                p.flash.warn role="status" { "No profile has the identifier " code { (id) } ". Profiles are built from the events of event sources." }
+            } @else {
+                p.muted { "No event source knows " code { (id) } "; Reverse ETL does." }
+            }
             (search_form(&id))
+            (proof_tables(&retl, &audit))
         };
-        return page(StatusCode::NOT_FOUND, layout(Some(&viewer), Nav::Profiles, "Profile not found", body));
+        let status = if retl.is_empty() { StatusCode::NOT_FOUND } else { StatusCode::OK };
+        return page(status, layout(Some(&viewer), Nav::Profiles, &format!("Profile {id}"), body));
     };
     let v = sluice_stream::store::profile_json(&p);
     let conflict = v.get("consent_conflict").and_then(Value::as_bool).unwrap_or(false);
@@ -217,6 +240,7 @@ pub async fn profile(State(s): State<UiState>, Path(id): Path<String>, viewer: V
                 } }
             } } }
         } }
+        (proof_tables(&retl, &audit))
         h2 { "Traits" }
         @let traits = v.get("traits").and_then(Value::as_object).cloned().unwrap_or_default();
         @if traits.is_empty() { p.muted { "No traits yet." } }
@@ -226,4 +250,35 @@ pub async fn profile(State(s): State<UiState>, Path(id): Path<String>, viewer: V
         } }
     };
     page(StatusCode::OK, layout(Some(&viewer), Nav::Profiles, &format!("Profile {id}"), body))
+}
+
+/// The proof of consent: per Reverse ETL destination the consent each record was delivered (or
+/// withheld) under, and per streaming destination what was routed or withheld.
+fn proof_tables(retl: &[Value], audit: &Value) -> Markup {
+    let streaming = audit["streaming"].as_object().cloned().unwrap_or_default();
+    html! {
+        h2 { "Proof of consent" }
+        @if retl.is_empty() && streaming.is_empty() { p.muted { "Nothing of this person was delivered or withheld yet." } }
+        @if !retl.is_empty() { table.proof-retl {
+            caption { "Reverse ETL: the consent each destination's record went out (or was withheld) under" }
+            thead { tr { th scope="col" { "Model" } th scope="col" { "Destination" } th scope="col" { "Holds it" } th scope="col" { "Last sync" } th scope="col" { "Proof (at delivery)" } } }
+            tbody { @for r in retl { tr {
+                td { (r["model"].as_str().unwrap_or("")) }
+                td { (r["destination"].as_str().unwrap_or("")) }
+                td { @if r["holds_a_version"] == true { span.badge.ok { "yes" } } @else { span.badge.off { "no" } } }
+                td { (r["last_sync"].as_str().unwrap_or("")) }
+                td { (crate::audit::proof_words(&r["proof"])) }
+            } } }
+        } }
+        @if !streaming.is_empty() { table.proof-stream {
+            caption { "Streaming: events per destination (each event's decision keeps the consent it was made under)" }
+            thead { tr { th scope="col" { "Destination" } th scope="col" { "Routed" } th scope="col" { "Withheld by consent" } th scope="col" { "Last routed at" } } }
+            tbody { @for (d, v) in &streaming { tr {
+                td { (d) }
+                td { (v["routed"]) }
+                td { (v["withheld_by_consent"]) }
+                td { (v["last_routed_at"].as_str().unwrap_or("-")) }
+            } } }
+        } }
+    }
 }
