@@ -176,3 +176,31 @@ fn a_streaming_part_keeps_the_destination_running_until_its_worker_delivered_it(
     assert_eq!(a[0].status, DeleteStatus::Finished);
     assert_eq!(env.store.regulation(&reg).unwrap().unwrap().overall, DeleteStatus::Finished);
 }
+
+#[test]
+fn a_suppressed_person_whose_consent_is_withdrawn_still_gets_the_withdrawal_delete() {
+    // found in review: the suppression check came before the consent gate, so a suppressed
+    // record's R13 delete was never sent while it stayed suppressed
+    let mut env = Env::new(PEOPLE);
+    let ws = env.workspace(&format!(
+        "destinations:\n{}consent_categories: [{{id: C0004, name: Advertising, destinations: [ads]}}]
+models:
+  - {{id: people, source: dwh, sql: select * from people, unique_id: id, consent: {{C0004: ads}},
+      mappings: [{{destination: ads, on_withdrawal: delete}}]}}",
+        hook("ads")
+    ));
+    env.sync(&ws, "people");
+    assert_eq!(env.ids("/ads", "added"), ids(&["1", "2"]));
+    env.rx.clear();
+    request(&mut env, &ws, RegulationType::SuppressOnly, &["1", "2"]);
+    env.sql("update people set ads = 0 where id = 1");
+    let r = env.sync(&ws, "people");
+    let items = env.rx.items("/ads");
+    assert_eq!(
+        items,
+        vec![serde_json::json!({"action": "deleted", "id": "1", "data": {}, "reason": "consent_withdrawn"})],
+        "1 is deleted (consent withdrawn), 2 is only withheld (suppressed, consent unchanged)"
+    );
+    let ads = mapping(&r, "ads");
+    assert_eq!((ads.withheld_by_privacy_request, ads.deleted_on_withdrawal), (1, 1));
+}

@@ -186,9 +186,14 @@ impl MappingRun {
             self.held_present += 1;
         }
         if !self.setup.suppressed.is_empty() && self.setup.suppressed.contains(id) {
-            // a privacy request: never sent, not counted as usage, the checkpoint left as it is
-            self.setup.report.withheld_by_privacy_request += 1;
-            return Ok(());
+            // a privacy request: never sent, not counted as usage, the checkpoint left as it is;
+            // but a suppressed person whose consent was withdrawn still gets R13's delete (below)
+            let held = entry.as_ref().is_some_and(|e| e.held.is_some());
+            let withdrawn = matches!(self.setup.gate.decide(|c| parse_consent(&values[c])), Verdict::Withhold(_));
+            if !(withdrawn && sluice_core::withdrawal::record_needs_delete(self.setup.on_withdrawal, true, held)) {
+                self.setup.report.withheld_by_privacy_request += 1;
+                return Ok(());
+            }
         }
         if let Verdict::Withhold(refused) = self.setup.gate.decide(|c| parse_consent(&values[c])) {
             let cats: Vec<&str> = refused.iter().map(|i| self.setup.gate.required()[*i].category.as_str()).collect();
