@@ -137,6 +137,24 @@ pub async fn create(State(s): State<UiState>, p: Posted) -> Response {
     after_change(&p.viewer, BACK, &done, r)
 }
 
+/// The API's update of category `id` as the form's viewer (never a dry run: the preview has its
+/// own route).
+async fn apply_update(
+    s: &UiState,
+    p: &Posted,
+    id: &str,
+    change: CategoryChange,
+) -> Result<Response, crate::error::ApiError> {
+    api::update(
+        State(s.control.clone()),
+        p.viewer.actor.clone(),
+        ApiPath(id.to_string()),
+        ApiQuery(Default::default()),
+        ApiJson(change),
+    )
+    .await
+}
+
 /// `POST /ui/consent-categories/{id}`: rename and remap (the API's update).
 pub async fn update(State(s): State<UiState>, Path(id): Path<String>, p: Posted) -> Response {
     let change = CategoryChange {
@@ -144,14 +162,7 @@ pub async fn update(State(s): State<UiState>, Path(id): Path<String>, p: Posted)
         destinations: Some(p.all("destinations")),
         enabled: None,
     };
-    let r = api::update(
-        State(s.control.clone()),
-        p.viewer.actor.clone(),
-        ApiPath(id.clone()),
-        ApiQuery(Default::default()),
-        ApiJson(change),
-    )
-    .await;
+    let r = apply_update(&s, &p, &id, change).await;
     after_change(&p.viewer, BACK, &format!("Saved consent category {id}."), r)
 }
 
@@ -169,27 +180,13 @@ pub async fn disable(State(s): State<UiState>, Path(id): Path<String>, p: Posted
         }
     }
     let change = CategoryChange { name: None, destinations: None, enabled: Some(false) };
-    let r = api::update(
-        State(s.control.clone()),
-        p.viewer.actor.clone(),
-        ApiPath(id.clone()),
-        ApiQuery(Default::default()),
-        ApiJson(change),
-    )
-    .await;
+    let r = apply_update(&s, &p, &id, change).await;
     after_change(&p.viewer, BACK, &format!("Disabled consent category {}.", name.unwrap_or(id)), r)
 }
 
 /// `POST /ui/consent-categories/{id}/enable`.
 pub async fn enable(State(s): State<UiState>, Path(id): Path<String>, p: Posted) -> Response {
     let change = CategoryChange { name: None, destinations: None, enabled: Some(true) };
-    let r = api::update(
-        State(s.control.clone()),
-        p.viewer.actor.clone(),
-        ApiPath(id.clone()),
-        ApiQuery(Default::default()),
-        ApiJson(change),
-    )
-    .await;
+    let r = apply_update(&s, &p, &id, change).await;
     after_change(&p.viewer, BACK, &format!("Enabled consent category {id}."), r)
 }
