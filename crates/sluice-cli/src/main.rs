@@ -110,6 +110,21 @@ enum Command {
         /// Analytics.js is told to post to. Default: the Host of its settings request.
         #[arg(long)]
         public_url: Option<String>,
+        /// NATS JetStream of a deployment of several processes (nats://HOST:PORT, several
+        /// separated by commas); needs --state postgres://... (SPEC §8, README "Several nodes").
+        #[arg(long, env = "SLUICE_BUS")]
+        bus: Option<String>,
+        /// What this process does: ingest, router, delivery, sync, api (several: repeat or
+        /// separate by commas). Default: every role. Needs --bus.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Names the deployment's streams and consumers on NATS (two deployments sharing one
+        /// NATS use different prefixes).
+        #[arg(long, default_value = "sluice")]
+        bus_prefix: String,
+        /// JetStream replicas of each stream (3 on a three-server NATS cluster).
+        #[arg(long, default_value_t = 1)]
+        bus_replicas: usize,
     },
     /// A profile's identifiers, traits and consent (by userId or anonymousId).
     Profile {
@@ -315,12 +330,30 @@ fn main() -> ExitCode {
         Command::Token { action: TokenAction::Create { role, name } } => commands::stream::token(&state, &role, &name),
         Command::AuditLog { limit, json } => commands::overview::audit_log(&state, limit, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
-        Command::Serve { listen, admin_listen, retention_days, max_connections, public_url } => {
-            commands::stream::serve(
-                &state,
-                commands::stream::ServeArgs { listen, admin_listen, retention_days, max_connections, public_url },
-            )
-        }
+        Command::Serve {
+            listen,
+            admin_listen,
+            retention_days,
+            max_connections,
+            public_url,
+            bus,
+            roles,
+            bus_prefix,
+            bus_replicas,
+        } => commands::stream::serve(
+            &state,
+            commands::stream::ServeArgs {
+                listen,
+                admin_listen,
+                retention_days,
+                max_connections,
+                public_url,
+                bus,
+                roles,
+                bus_prefix,
+                bus_replicas,
+            },
+        ),
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::StreamOverview { minutes, json } => commands::stream::overview(&state, minutes, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),

@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod control;
+pub mod deployment;
 pub mod edge;
 pub mod error;
 pub mod follow;
@@ -54,6 +55,9 @@ pub enum ServeError {
     /// without them: it would let suppressed people's events through).
     #[error("cannot load privacy suppressions: {0}")]
     Privacy(String),
+    /// The bus (NATS JetStream) could not be reached or set up.
+    #[error("{0}")]
+    Bus(String),
     /// The runtime failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
@@ -82,6 +86,9 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// Seconds between two rounds of the alert thread (streaming alerts, pending notifications).
     pub alert_interval_secs: u64,
+    /// The bus and this process's roles in a deployment of several processes; `None`: one
+    /// process with every role, events in `stream.db`.
+    pub bus: Option<deployment::BusDeployment>,
 }
 
 impl ServeConfig {
@@ -98,6 +105,7 @@ impl ServeConfig {
             retention_days: 7,
             limits: edge::Limits::default(),
             alert_interval_secs: alerts::DEFAULT_INTERVAL_SECS,
+            bus: None,
         }
     }
 }
@@ -130,54 +138,90 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let router =
         sluice_stream::writer::Router::new(ws.clone(), live.clone(), metrics.clone(), config.retention_days * 86_400)
             .with_suppressed(suppressed.clone());
-    let w = wake.clone();
-    let writer = std::thread::Builder::new()
-        .name("sluice-writer".into())
-        .spawn(move || sluice_stream::writer::run(conn, router, rx, || w.notify()))?;
-    let supervisor = {
-        let (l, dir, base, m, wk, st, sp) = (
+    let roles = config.bus.as_ref().map_or(deployment::Roles::ALL, |b| b.roles);
+    let bus = match &config.bus {
+        Some(b) => Some(Arc::new(
+            sluice_stream::bus::Bus::connect(b.settings.clone()).map_err(|e| ServeError::Bus(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let mut threads = Vec::new();
+    match (&bus, &config.bus) {
+        (Some(bus), Some(d)) => threads.extend(deployment::spawn(
+            bus.clone(),
+            d,
+            rx,
             live.clone(),
-            config.state_dir.clone(),
             config.base_dir.clone(),
             metrics.clone(),
             wake.clone(),
             stop.clone(),
             suppressed.clone(),
-        );
-        std::thread::Builder::new()
-            .name("sluice-delivery".into())
-            .spawn(move || sluice_stream::delivery::supervise(l, dir, base, m, wk, st, sp))?
-    };
-    let scheduler = {
+        )?),
+        _ => {
+            let w = wake.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("sluice-writer".into())
+                    .spawn(move || sluice_stream::writer::run(conn, router, rx, || w.notify()))?,
+            );
+            let (l, dir, base, m, wk, st, sp) = (
+                live.clone(),
+                config.state_dir.clone(),
+                config.base_dir.clone(),
+                metrics.clone(),
+                wake.clone(),
+                stop.clone(),
+                suppressed.clone(),
+            );
+            threads.push(
+                std::thread::Builder::new()
+                    .name("sluice-delivery".into())
+                    .spawn(move || sluice_stream::delivery::supervise(l, dir, base, m, wk, st, sp))?,
+            );
+        }
+    }
+    if roles.sync {
         let (l, base, dir, st, m) =
             (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
-        std::thread::Builder::new()
-            .name("sluice-scheduler".into())
-            .spawn(move || scheduler::supervise(l, base, dir, st, m))?
-    };
-    let alerting = {
+        threads.push(
+            std::thread::Builder::new()
+                .name("sluice-scheduler".into())
+                .spawn(move || scheduler::supervise(l, base, dir, st, m))?,
+        );
+    }
+    if roles.api {
         let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
         let every = std::time::Duration::from_secs(config.alert_interval_secs.clamp(1, 3600));
-        std::thread::Builder::new()
-            .name("sluice-alerts".into())
-            .spawn(move || alerts::supervise(l, dir, st, m, every))?
-    };
-    let follower = {
+        threads.push(
+            std::thread::Builder::new()
+                .name("sluice-alerts".into())
+                .spawn(move || alerts::supervise(l, dir, st, m, every))?,
+        );
+    }
+    {
         let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
-        std::thread::Builder::new().name("sluice-follow".into()).spawn(move || follow::supervise(l, dir, st, m))?
-    };
-    let privacy_threads = {
+        threads.push(
+            std::thread::Builder::new().name("sluice-follow".into()).spawn(move || follow::supervise(l, dir, st, m))?,
+        );
+    }
+    {
         let (sp, dir, st, m) = (suppressed.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
-        let a = std::thread::Builder::new()
-            .name("sluice-privacy-suppressions".into())
-            .spawn(move || privacy::supervise_suppressions(sp, dir, st, m))?;
+        threads.push(
+            std::thread::Builder::new()
+                .name("sluice-privacy-suppressions".into())
+                .spawn(move || privacy::supervise_suppressions(sp, dir, st, m))?,
+        );
+    }
+    if roles.api {
         let (l, base, dir, st, m) =
             (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
-        let b = std::thread::Builder::new()
-            .name("sluice-privacy-deletes".into())
-            .spawn(move || privacy::supervise_deletes(l, base, dir, st, m))?;
-        [a, b]
-    };
+        threads.push(
+            std::thread::Builder::new()
+                .name("sluice-privacy-deletes".into())
+                .spawn(move || privacy::supervise_deletes(l, base, dir, st, m))?,
+        );
+    }
     let state = api::AppState {
         live: live.clone(),
         jobs,
@@ -206,8 +250,12 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             suppressed,
         };
         let limits = config.limits;
-        let public_app = api::public_router(state.clone());
-        let private_app = api::private_router(state, control);
+        let health = || {
+            axum::Router::new()
+                .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        };
+        let public_app = if roles.ingest { api::public_router(state.clone()) } else { health() };
+        let private_app = if roles.api { api::private_router(state, control) } else { axum::Router::new() };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         match admin {
@@ -216,8 +264,6 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
                 tasks.push(tokio::spawn(edge::serve(public, app, limits, stop_rx.clone())));
             }
             Some(admin) => {
-                let health = axum::Router::new()
-                    .route("/health", axum::routing::get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }));
                 let public_app = edge::with_body_deadline(
                     api::with_fallback_message(
                         public_app,
@@ -226,7 +272,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
                     ),
                     &limits,
                 );
-                let admin_app = edge::with_body_deadline(api::with_fallbacks(private_app.merge(health)), &limits);
+                let admin_app = edge::with_body_deadline(api::with_fallbacks(private_app.merge(health())), &limits);
                 tasks.push(tokio::spawn(edge::serve(public, public_app, limits, stop_rx.clone())));
                 tasks.push(tokio::spawn(edge::serve(admin, admin_app, limits, stop_rx.clone())));
             }
@@ -241,12 +287,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     wake.notify();
     drop(rt);
-    let _ = writer.join();
-    let _ = scheduler.join();
-    let _ = follower.join();
-    let _ = alerting.join();
-    let _ = supervisor.join();
-    for t in privacy_threads {
+    for t in threads {
         let _ = t.join();
     }
     Ok(())

@@ -16,7 +16,10 @@
 //! - [`delivery`]: the workers, their durable backoff, and the thread supervisor.
 //! - [`metrics`]: every streaming counter, declared in one place.
 //! - [`privacy`]: the suppressed identifiers of privacy requests, checked per event in memory.
+//! - [`bus`]: the same runtime spread over several processes: NATS JetStream between ingest,
+//!   router and delivery processes, PostgreSQL for profiles and de-duplication (SPEC §8).
 
+pub mod bus;
 pub mod delivery;
 pub mod metrics;
 pub mod person_delete;

@@ -17,9 +17,48 @@ pub struct ServeArgs {
     pub max_connections: usize,
     /// Where browsers reach the server.
     pub public_url: Option<String>,
+    /// `nats://HOST:PORT`: run as one process of a deployment on NATS JetStream.
+    pub bus: Option<String>,
+    /// The roles of this process (empty: all).
+    pub roles: Vec<String>,
+    /// Names the streams and consumers of the deployment.
+    pub bus_prefix: String,
+    /// JetStream replicas of each stream.
+    pub bus_replicas: usize,
+}
+
+/// The deployment `args` ask for: `--role` needs `--bus`, and `--bus` needs the state on
+/// PostgreSQL (profiles and de-duplication are shared there).
+fn deployment(state: &Path, args: &ServeArgs) -> anyhow::Result<Option<sluice_server::deployment::BusDeployment>> {
+    let roles = sluice_server::deployment::Roles::parse(&args.roles).map_err(anyhow::Error::msg)?;
+    let Some(url) = &args.bus else {
+        if !args.roles.is_empty() {
+            anyhow::bail!("--role needs --bus nats://HOST:PORT: without a bus one process has every role");
+        }
+        return Ok(None);
+    };
+    let state = state.to_string_lossy();
+    if !(state.starts_with("postgres://") || state.starts_with("postgresql://")) {
+        anyhow::bail!(
+            "--bus needs the state on PostgreSQL (--state postgres://USER@HOST:PORT/DB): the processes of a deployment \
+             share profiles and de-duplication there"
+        );
+    }
+    let settings = sluice_stream::bus::BusSettings {
+        url: url.clone(),
+        prefix: args.bus_prefix.clone(),
+        replicas: args.bus_replicas,
+    };
+    settings.validate()?;
+    Ok(Some(sluice_server::deployment::BusDeployment {
+        settings,
+        state: sluice_state::PostgresState::from_url(&state),
+        roles,
+    }))
 }
 
 pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let bus = deployment(state, &args)?;
     let (_store, ws) = open(state)?;
     let config = sluice_server::ServeConfig {
         workspace: ws.file.clone(),
@@ -31,6 +70,7 @@ pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         limits: sluice_server::edge::Limits { max_connections: args.max_connections, ..Default::default() },
         public_url: args.public_url,
         alert_interval_secs: sluice_server::alerts::DEFAULT_INTERVAL_SECS,
+        bus,
     };
     sluice_server::serve(config, |bound| {
         // the URL ends each line (scripts read the first line's last word)

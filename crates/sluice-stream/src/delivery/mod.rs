@@ -66,6 +66,26 @@ pub fn supervise(
     stop: Arc<AtomicBool>,
     suppressed: Arc<crate::privacy::Suppressed>,
 ) {
+    let (lv, m, wk) = (live.clone(), metrics.clone(), wake.clone());
+    let worker: Worker = Arc::new(move |config, own_stop| {
+        run(dir.clone(), base.clone(), config, m.clone(), wk.clone(), own_stop, &lv, &suppressed)
+    });
+    supervise_with(live, metrics, wake, stop, worker)
+}
+
+/// What a delivery worker runs for one destination until its stop flag is set (or it fails: it
+/// is then started again with backoff).
+pub type Worker = Arc<dyn Fn(DestinationConfig, Arc<AtomicBool>) -> Result<(), String> + Send + Sync>;
+
+/// Keeps one `worker` thread per streaming destination of the live workspace: started when a
+/// destination appears, stopped when it goes or its settings change, restarted when it dies.
+pub fn supervise_with(
+    live: crate::Live,
+    metrics: Arc<Metrics>,
+    wake: Arc<Wake>,
+    stop: Arc<AtomicBool>,
+    worker: Worker,
+) {
     let mut running: std::collections::HashMap<
         String,
         (DestinationConfig, Arc<AtomicBool>, std::thread::JoinHandle<()>),
@@ -94,20 +114,11 @@ pub fn supervise(
                 continue;
             }
             let own_stop = Arc::new(AtomicBool::new(false));
-            let (dir, base, m, wk, st, config, lv, sp) = (
-                dir.clone(),
-                base.clone(),
-                metrics.clone(),
-                wake.clone(),
-                own_stop.clone(),
-                d.clone(),
-                live.clone(),
-                suppressed.clone(),
-            );
+            let (m, st, config, work) = (metrics.clone(), own_stop.clone(), d.clone(), worker.clone());
             let name = format!("deliver-{}", d.id);
             match std::thread::Builder::new().name(name.clone()).spawn(move || {
                 supervisor::keep_alive(&name, &st, &m, supervisor::Backoff::default(), || {
-                    run(dir.clone(), base.clone(), config.clone(), m.clone(), wk.clone(), st.clone(), &lv, &sp)
+                    work(config.clone(), st.clone())
                 })
             }) {
                 Ok(h) => {
@@ -279,11 +290,11 @@ fn deliver_once(
 }
 
 /// Why an event was not sent: its person was suppressed after it was accepted.
-const SUPPRESSED: &str = "not sent: the person is suppressed by a privacy request";
+pub(crate) const SUPPRESSED: &str = "not sent: the person is suppressed by a privacy request";
 
 /// Whether the stored event `body` names a suppressed identifier (`userId`, `anonymousId`, an
 /// alias's `previousId`; ingest made them strings).
-fn event_is_suppressed(body: &str, suppressed: &crate::privacy::Suppressed) -> bool {
+pub(crate) fn event_is_suppressed(body: &str, suppressed: &crate::privacy::Suppressed) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return false };
     ["userId", "anonymousId", "previousId"]
         .into_iter()
@@ -441,7 +452,7 @@ fn record(
 /// (its backoff for this attempt, or the receiver's `Retry-After` when longer, up to its
 /// `max_retry_after_secs`); unlike Reverse ETL's in-sync retries, these never run out: the
 /// events wait durably in the log.
-fn retry_wait(attempts: i64, e: &DeliveryError, policy: &RetryPolicy) -> i64 {
+pub(crate) fn retry_wait(attempts: i64, e: &DeliveryError, policy: &RetryPolicy) -> i64 {
     let backoff = policy.backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
     let asked = e.retry_after.map(|ra| ra.min(policy.max_retry_after)).unwrap_or_default();
     i64::try_from(backoff.max(asked).max(MIN_RETRY_WAIT).as_millis()).unwrap_or(i64::MAX)

@@ -7,14 +7,18 @@ use crate::metrics::{dest, DestCategory, Metrics};
 use crate::person_delete::{self, PersonDelete};
 use crate::store::{self, exec, query_row, ProfileStore, Stat};
 use rusqlite::{params, CachedStatement, Connection, Transaction};
-use serde_json::{json, Value};
-use sluice_core::events::{apply_gpc, effective_consent, read_consent, DestinationPlan, EventConsent, Route};
-use sluice_core::{DestinationConfig, MissingConsent, WorkspaceFile};
-use std::borrow::Cow;
+use serde_json::Value;
+use sluice_core::events::{read_consent, DestinationPlan, EventConsent};
+use sluice_core::{DestinationConfig, WorkspaceFile};
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
+
+mod decide;
+use decide::quoted_ids;
+pub use decide::Categories;
+pub(crate) use decide::Decided;
 
 /// Reserved names of the consent event (R9): today's and the seed's.
 pub const CONSENT_EVENTS: [&str; 2] = ["Segment Consent Preference Updated", "Segment Consent Preference"];
@@ -194,11 +198,11 @@ impl KnownIdents {
         h.digest128()
     }
 
-    fn contains(&self, kind: u8, id: &str) -> bool {
+    pub(crate) fn contains(&self, kind: u8, id: &str) -> bool {
         self.set.contains(&self.key(kind, id))
     }
 
-    fn insert(&mut self, kind: u8, id: &str) {
+    pub(crate) fn insert(&mut self, kind: u8, id: &str) {
         if self.set.len() >= Self::MAX {
             self.set.clear();
         }
@@ -304,70 +308,9 @@ impl<'c> Hot<'c> {
     }
 }
 
-/// A workspace's category ids, in order, with an index by id.
-#[derive(Debug, Default)]
-pub struct Categories {
-    /// Every category id (R9 replaces each of them).
-    pub ids: Vec<String>,
-    /// Id -> position in `ids`.
-    pub index: HashMap<String, usize>,
-}
-
-impl Categories {
-    /// The categories of `ws`.
-    pub fn of(ws: &WorkspaceFile) -> Self {
-        let ids: Vec<String> = ws.consent_categories.iter().map(|c| c.id.clone()).collect();
-        let index = ids.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
-        Self { ids, index }
-    }
-}
-
 /// Counts of a group, keyed by (minute, destination index, metric, category index or NONE).
-type Stats = HashMap<(i64, usize, Stat, usize), u64, BuildHasherDefault<FastHasher>>;
-const NONE: usize = usize::MAX;
-
-/// Appends the debugger's record of a decision. `under` (proof of consent, docs/PRIVACY.md)
-/// is `,"consent":{...},"basis":"..."` for a destination that requires categories, else empty.
-fn push_decision(out: &mut String, r: &Route, under: &str) {
-    let at = out.len();
-    match r {
-        Route::Deliver { metadata: None } => out.push_str(r#"{"route":"deliver"}"#),
-        Route::Deliver { metadata: Some(m) } => out.push_str(&json!({"route": "deliver", "metadata": m}).to_string()),
-        Route::Withheld { categories } => out.push_str(
-            &json!({"route": "withheld", "code": "FILTERED_BY_END_USER_CONSENT", "categories": categories}).to_string(),
-        ),
-        Route::TurnedOff => out.push_str(r#"{"route":"turned_off","reason":"integrations object"}"#),
-        Route::Disabled => out.push_str(r#"{"route":"disabled"}"#),
-    }
-    if !under.is_empty() && matches!(r, Route::Deliver { .. } | Route::Withheld { .. }) && out.len() > at {
-        out.pop(); // the closing brace
-        out.push_str(under);
-        out.push('}');
-    }
-}
-
-/// The consent a decision was made under, for the destination requiring `required`:
-/// `,"consent":{category: bool},"basis":"event|profile|block|none"` (`none`: no consent object,
-/// not restricted, R7), plus `"gpc":true` when Global Privacy Control refused categories (R14).
-fn consent_under(required: &[String], consent: &EventConsent, basis: &str, gpc: bool) -> String {
-    if required.is_empty() {
-        return String::new();
-    }
-    let mut out = String::from(",\"consent\":");
-    match consent {
-        EventConsent::Given(prefs) => {
-            let m: serde_json::Map<String, Value> =
-                required.iter().map(|c| (c.clone(), Value::Bool(prefs.get(c).copied().unwrap_or(false)))).collect();
-            out.push_str(&Value::Object(m).to_string());
-        }
-        EventConsent::Missing => out.push_str("null"),
-    }
-    out.push_str(&format!(",\"basis\":\"{basis}\""));
-    if gpc {
-        out.push_str(",\"gpc\":true");
-    }
-    out
-}
+pub(crate) type Stats = HashMap<(i64, usize, Stat, usize), u64, BuildHasherDefault<FastHasher>>;
+pub(crate) const NONE: usize = usize::MAX;
 
 impl Router {
     /// A router of `ws` that follows `live`.
@@ -395,11 +338,16 @@ impl Router {
 
     /// Whether an identifier of the event (`userId`, `anonymousId`, an alias's `previousId`)
     /// is suppressed: O(1) per identifier, no I/O.
-    fn is_suppressed(&self, e: &Prepared) -> bool {
+    pub(crate) fn is_suppressed(&self, e: &Prepared) -> bool {
         !self.suppressed.is_empty()
             && [&e.user_id, &e.anonymous_id, &e.previous_id]
                 .into_iter()
                 .any(|i| i.as_deref().is_some_and(|i| self.suppressed.contains(i)))
+    }
+
+    /// Whether one of `ids` is suppressed (an invalid event's identifiers).
+    pub(crate) fn suppressed_any(&self, ids: &[String]) -> bool {
+        !self.suppressed.is_empty() && ids.iter().any(|i| self.suppressed.contains(i))
     }
 
     /// The identifiers this router knows exist (for tests and diagnostics).
@@ -408,7 +356,7 @@ impl Router {
     }
 
     /// Follows the live workspace: plans and indexes are rebuilt only when it changed.
-    fn refresh(&mut self) {
+    pub(crate) fn refresh(&mut self) {
         let current = self.live.load_full();
         if !Arc::ptr_eq(&current, &self.ws) {
             self.plans = DestinationPlan::all(&current);
@@ -433,73 +381,30 @@ impl Router {
         if !fresh {
             return Ok(false);
         }
-        // identities: an event that carries both ids (identify, alias, or any call) links them
-        let mut users: Vec<&str> = event.user_id.as_deref().into_iter().collect();
-        let mut anon: Vec<&str> = event.anonymous_id.as_deref().into_iter().collect();
-        {
-            // previousId is a known user's id if we saw it as one, else an anonymous id
-            if let Some(prev) = event.previous_id.as_deref() {
-                if ProfileStore::is_user(tx, prev)? {
-                    users.push(prev);
-                } else {
-                    anon.push(prev);
-                }
-            }
-        }
-        let (consent, reserved) = (&event.consent, event.reserved);
-        let traits = event.traits.is_some();
-        let reads = *consent == EventConsent::Missing && self.ws.workspace.missing_consent == MissingConsent::Profile;
-        let writes = traits || (reserved && matches!(consent, EventConsent::Given(_)));
+        let ids = self.idents(event, |prev| ProfileStore::is_user(tx, prev))?;
+        let writes = ids.writes;
         // the common case, one known identifier and nothing to read or change: no profile I/O
-        let profile = if users.len() + anon.len() == 1 && !writes && !reads {
-            let (kind, id) = match (users.first(), anon.first()) {
-                (Some(u), _) => (b'u', *u),
-                (None, Some(a)) => (b'a', *a),
-                (None, None) => unreachable!("one identifier"),
-            };
-            if !self.known.contains(kind, id) {
-                ProfileStore::ensure(tx, users.first().copied(), anon.first().copied())?;
-                self.known.insert(kind, id);
+        let profile = match ids.only() {
+            Some((kind, id)) => {
+                if !self.known.contains(kind, id) {
+                    ProfileStore::ensure(tx, ids.users.first().copied(), ids.anon.first().copied())?;
+                    self.known.insert(kind, id);
+                }
+                None
             }
-            None
-        } else {
-            ProfileStore::resolve(tx, &users, &anon)?
+            None => ProfileStore::resolve(tx, &ids.users, &ids.anon)?,
         };
         let mut stored_consent = None;
         let mut notes: Vec<String> = Vec::new();
         // R13: destinations that must delete this person, and the request
         let mut withdrawal: Option<(Vec<String>, PersonDelete)> = None;
         if let Some(store::profiles::Resolved { id: pid, profile: mut p, changed, left_out }) = profile {
-            if left_out > 0 {
-                tracing::warn!(source, left_out, "profile identifiers capped");
-                notes.push(format!(
-                    "{left_out} identifier(s) or profile(s) not linked: a profile links at most {} identifiers",
-                    store::profiles::MAX_IDENTIFIERS
-                ));
-            }
-            if let Some(traits) = &event.traits {
-                let left_out = p.add_traits(traits);
-                if !left_out.is_empty() {
-                    tracing::warn!(source, traits_left_out = left_out.len(), "profile traits capped");
-                    notes.push(format!(
-                        "{} trait(s) not stored: a profile keeps at most {} traits and {} KB of them ({})",
-                        left_out.len(),
-                        sluice_core::profiles::MAX_TRAITS,
-                        sluice_core::profiles::MAX_TRAITS_BYTES / 1024,
-                        left_out.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                }
-            }
-            if let (true, EventConsent::Given(prefs)) = (reserved, consent) {
+            let seq = || -> store::Result<u64> {
                 let seq: i64 =
                     query_row(tx, "select coalesce(max(seq), 0) + 1 from events", [], |r| r.get(0)).map_err(&w)?;
-                let before = person_delete::stored(&p);
-                p.apply_consent_event(prefs, &self.categories.ids, &event.timestamp, seq as u64);
-                withdrawal = person_delete::on_consent_change(&self.ws, &before, &p, message_id);
-                if let Some((targets, req)) = &withdrawal {
-                    tracing::info!(source, destinations = ?targets, categories = ?req.categories, "consent withdrawn: deletes queued");
-                }
-            }
+                Ok(seq as u64)
+            };
+            withdrawal = self.update_profile(&mut p, event, left_out, source, seq, &mut notes)?;
             if writes || changed {
                 ProfileStore::save(tx, pid, &p)?;
             }
@@ -507,82 +412,7 @@ impl Router {
                 stored_consent = Some(p.routing_consent());
             }
         }
-        let missing = *consent == EventConsent::Missing;
-        let mode = self.ws.workspace.missing_consent;
-        // a given consent, or a missing one under `allow`, routes as it is: no copy
-        let consent: Cow<EventConsent> = match (consent, mode) {
-            (EventConsent::Given(_), _) | (EventConsent::Missing, MissingConsent::Allow) => Cow::Borrowed(consent),
-            _ => Cow::Owned(effective_consent(mode, consent.clone(), stored_consent.as_ref())),
-        };
-        // what the consent below comes from (proof of consent)
-        let basis = match (missing, consent.as_ref()) {
-            (false, _) => "event",
-            (true, EventConsent::Missing) => "none",
-            (true, EventConsent::Given(_)) if mode == MissingConsent::Block => "block",
-            (true, EventConsent::Given(_)) => "profile",
-        };
-        // R14: Global Privacy Control refuses its categories whatever the consent says
-        let gpc = !event.gpc_refused.is_empty();
-        let unrestricted = *consent == EventConsent::Missing;
-        let consent: Cow<EventConsent> = if gpc {
-            Cow::Owned(apply_gpc(consent.into_owned(), &event.gpc_refused, &self.categories.ids))
-        } else {
-            consent
-        };
-        // an event routed by the profile's consent (or blocked, R7), or under GPC, carries the
-        // consent it was routed under, so no destination downstream (connections) takes it as
-        // unrestricted. Under GPC without any consent, Sluice routes as if the other categories
-        // were granted (R7), but downstream it claims no grant the person never gave: only
-        // refusals are stamped (every category false), which restricts rather than widens.
-        let stamped = match (consent.as_ref(), missing || gpc) {
-            (EventConsent::Given(_), true) if gpc && unrestricted => {
-                stamp_consent(&event.json, &Default::default(), &self.categories.ids)
-            }
-            (EventConsent::Given(prefs), true) => stamp_consent(&event.json, prefs, &self.categories.ids),
-            _ => None,
-        };
-        let integrations = event.integrations.as_ref();
-        let mut decisions = String::with_capacity(32 * self.quoted.len() + 2);
-        decisions.push('{');
-        let mut routes = String::with_capacity(16 * self.quoted.len() + 2);
-        routes.push('[');
-        for di in 0..self.ws.destinations.len() {
-            let r = self.plans[di].route(&consent, integrations);
-            let metric = match &r {
-                Route::Deliver { .. } => {
-                    // routes::encode: a JSON array of the ids
-                    if routes.len() > 1 {
-                        routes.push(',');
-                    }
-                    routes.push_str(&self.quoted[di]);
-                    Stat::Routed
-                }
-                Route::Withheld { categories } => {
-                    for c in categories {
-                        let ci = self.categories.index.get(c).copied().unwrap_or(NONE);
-                        *stats.entry((minute, di, Stat::Withheld, ci)).or_default() += 1;
-                    }
-                    Stat::Withheld
-                }
-                Route::TurnedOff => Stat::TurnedOff,
-                Route::Disabled => Stat::Disabled,
-            };
-            *stats.entry((minute, di, Stat::Received, NONE)).or_default() += 1;
-            if !event.warnings.is_empty() {
-                // R6: a non-boolean value or a preferences field that is not an object
-                *stats.entry((minute, di, Stat::ConsentWarnings, NONE)).or_default() += 1;
-            }
-            *stats.entry((minute, di, metric, NONE)).or_default() += 1;
-            if decisions.len() > 1 {
-                decisions.push(',');
-            }
-            decisions.push_str(&self.quoted[di]);
-            decisions.push(':');
-            let under = consent_under(self.plans[di].required(), &consent, basis, gpc);
-            push_decision(&mut decisions, &r, &under);
-        }
-        decisions.push('}');
-        routes.push(']');
+        let Decided { stamped, decisions, routes, .. } = self.decide(event, stored_consent, minute, stats);
         hot.event
             .execute(params![
                 source,
@@ -618,7 +448,7 @@ impl Router {
         let now = sluice_core_now();
         let mut acc = Accepted::default();
         for Invalid { reason, body, ids } in &job.invalid {
-            if !self.suppressed.is_empty() && ids.iter().any(|i| self.suppressed.contains(i)) {
+            if self.suppressed_any(ids) {
                 acc.suppressed += 1;
                 continue;
             }
@@ -651,30 +481,6 @@ impl Router {
         }
         Ok(acc)
     }
-}
-
-/// `json` with `context.consent.categoryPreferences` and `.consentPreferences` set to `prefs` for
-/// every category (absent ones false); `None` if the event is not an object.
-fn stamp_consent(
-    json: &str,
-    prefs: &std::collections::BTreeMap<String, bool>,
-    categories: &[String],
-) -> Option<String> {
-    let mut e: Value = serde_json::from_str(json).ok()?;
-    let all: serde_json::Map<String, Value> =
-        categories.iter().map(|c| (c.clone(), Value::Bool(prefs.get(c).copied().unwrap_or(false)))).collect();
-    let obj = e.as_object_mut()?;
-    let context = obj.entry("context").or_insert_with(|| json!({}));
-    if !context.is_object() {
-        *context = json!({});
-    }
-    context["consent"] = json!({"categoryPreferences": all, "consentPreferences": all});
-    Some(e.to_string())
-}
-
-/// Each destination's id as a JSON string.
-fn quoted_ids(ws: &WorkspaceFile) -> Vec<String> {
-    ws.destinations.iter().map(|d| Value::String(d.id.clone()).to_string()).collect()
 }
 
 /// The warnings stored with an event: its consent warnings, then notes of the writer.
@@ -855,183 +661,4 @@ pub fn streaming_destinations(ws: &WorkspaceFile) -> Vec<DestinationConfig> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    struct Rig {
-        jobs: Option<std::sync::mpsc::SyncSender<Job>>,
-        writer: Option<std::thread::JoinHandle<()>>,
-        dir: tempfile::TempDir,
-    }
-
-    impl Rig {
-        fn new() -> Self {
-            let yaml = "workspace: {missing_consent: profile}
-destinations:
-  - {id: ads, kind: webhook, settings: {url: \"http://127.0.0.1:9/ads\"}}
-  - {id: crm, kind: webhook, settings: {url: \"http://127.0.0.1:9/crm\"}}
-consent_categories:
-  - {id: ad, name: Advertising, destinations: [ads]}
-";
-            let ws = Arc::new(WorkspaceFile::from_yaml(yaml).expect("workspace"));
-            let live: crate::Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
-            let dir = tempfile::tempdir().unwrap();
-            let conn = store::open(dir.path()).unwrap();
-            let router = Router::new(ws, live, Arc::new(Metrics::default()), 0);
-            let (tx, rx) = std::sync::mpsc::sync_channel(4);
-            let writer = std::thread::spawn(move || run(conn, router, rx, || {}));
-            Self { jobs: Some(tx), writer: Some(writer), dir }
-        }
-
-        fn conn(&self) -> Connection {
-            store::open(self.dir.path()).unwrap()
-        }
-
-        /// Sends one event; the writer's answer.
-        fn send(&self, event: Value) -> Result<Accepted, String> {
-            let mut e = event;
-            e["receivedAt"] = json!("2026-11-27T00:00:00.000Z");
-            e["timestamp"] = json!("2026-11-27T00:00:00.000Z");
-            let json = e.to_string();
-            let (reply, rx) = tokio::sync::oneshot::channel();
-            let job = Job { source: "web".into(), events: vec![Prepared::new((e, json))], invalid: vec![], reply };
-            self.jobs.as_ref().unwrap().send(job).unwrap();
-            rx.blocking_recv().unwrap().result
-        }
-
-        fn routes(&self, mid: &str) -> String {
-            self.conn().query_row("select routes from events where message_id = ?1", [mid], |r| r.get(0)).unwrap()
-        }
-    }
-
-    impl Drop for Rig {
-        fn drop(&mut self) {
-            self.jobs.take();
-            if let Some(w) = self.writer.take() {
-                let _ = w.join();
-            }
-        }
-    }
-
-    fn track(mid: &str, ids: Value, consent: Option<bool>) -> Value {
-        let mut e = json!({"type": "track", "event": "Viewed", "messageId": mid});
-        e.as_object_mut().unwrap().extend(ids.as_object().unwrap().clone());
-        if let Some(ad) = consent {
-            e["context"] = json!({"consent": {"categoryPreferences": {"ad": ad}}});
-        }
-        e
-    }
-
-    fn consent_event(mid: &str, user: &str, ad: bool) -> Value {
-        json!({"type": "track", "event": CONSENT_EVENTS[0], "messageId": mid, "userId": user,
-               "context": {"consent": {"categoryPreferences": {"ad": ad}}}})
-    }
-
-    #[test]
-    fn a_cached_identifier_after_a_merge_routes_by_the_merged_profile_consent() {
-        let rig = Rig::new();
-        // both identifiers become known through the common path (consent given: no profile read)
-        rig.send(track("m1", json!({"anonymousId": "a1"}), Some(true))).unwrap();
-        rig.send(track("m2", json!({"userId": "u1"}), Some(true))).unwrap();
-        // u1 withdraws advertising; then a login links a1 and u1 (a1's profile absorbs u1's)
-        rig.send(consent_event("m3", "u1", false)).unwrap();
-        rig.send(track("m4", json!({"anonymousId": "a1", "userId": "u1"}), Some(true))).unwrap();
-        let conn = rig.conn();
-        let p = store::profile_of(&conn, "a1").unwrap().expect("merged profile");
-        assert!(p.user_ids.contains("u1") && p.anonymous_ids.contains("a1"));
-        // events without consent from either (cached) identifier route by the merged profile's consent
-        rig.send(track("m5", json!({"anonymousId": "a1"}), None)).unwrap();
-        rig.send(track("m6", json!({"userId": "u1"}), None)).unwrap();
-        assert_eq!(rig.routes("m5"), r#"["crm"]"#);
-        assert_eq!(rig.routes("m6"), r#"["crm"]"#);
-        // and a given consent still routes by itself
-        rig.send(track("m7", json!({"userId": "u1"}), Some(true))).unwrap();
-        assert_eq!(rig.routes("m7"), r#"["ads","crm"]"#);
-        let n: i64 = conn.query_row("select count(*) from profiles", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 1, "one profile after the merge");
-    }
-
-    #[test]
-    fn a_cached_identifier_after_a_retention_trim_keeps_its_profile_and_consent() {
-        let rig = Rig::new();
-        rig.send(track("t1", json!({"userId": "u2"}), Some(true))).unwrap();
-        rig.send(consent_event("t2", "u2", false)).unwrap();
-        // every event delivered and past the retention: the trim empties the log
-        let conn = rig.conn();
-        conn.execute("insert into cursors (dest, delivered_seq) values ('ads', 100), ('crm', 100)", []).unwrap();
-        let dests = ["ads".to_string(), "crm".to_string()];
-        let t = store::retention::trim(&conn, chrono::Utc::now().timestamp() + 86_400, 0, &dests, &dests).unwrap();
-        assert_eq!(t.events, 2);
-        rig.send(track("t3", json!({"userId": "u2"}), Some(true))).unwrap();
-        rig.send(track("t4", json!({"userId": "u2"}), None)).unwrap();
-        assert_eq!(rig.routes("t3"), r#"["ads","crm"]"#);
-        assert_eq!(rig.routes("t4"), r#"["crm"]"#, "routed by the profile's withdrawal");
-        let p = store::profile_of(&conn, "u2").unwrap().expect("profile kept");
-        assert_eq!(p.user_ids.len(), 1);
-    }
-
-    #[test]
-    fn identifiers_of_a_group_that_rolled_back_are_not_taken_as_known() {
-        let rig = Rig::new();
-        let conn = rig.conn();
-        conn.execute_batch("create trigger fail before insert on events begin select raise(abort, 'boom'); end;")
-            .unwrap();
-        // the identity row is written, then the event row fails: the group rolls back
-        assert!(rig.send(track("r1", json!({"userId": "u3"}), Some(true))).is_err());
-        let idents = |conn: &Connection| -> i64 {
-            conn.query_row("select count(*) from identities where ident = 'u:u3'", [], |r| r.get(0)).unwrap()
-        };
-        assert_eq!(idents(&conn), 0);
-        conn.execute_batch("drop trigger fail;").unwrap();
-        // the retry must create the identity and its profile again
-        assert_eq!(rig.send(track("r1", json!({"userId": "u3"}), Some(true))).unwrap().accepted, 1);
-        assert_eq!(idents(&conn), 1);
-        assert!(store::profile_of(&conn, "u3").unwrap().is_some());
-    }
-
-    #[test]
-    fn the_checkpointer_copies_committed_pages_into_the_database_file() {
-        let rig = Rig::new();
-        let db = store::db_path(rig.dir.path());
-        let before = std::fs::metadata(&db).unwrap().len();
-        for i in 0..50 {
-            rig.send(track(&format!("c{i}"), json!({"userId": format!("cu{i}")}), Some(true))).unwrap();
-        }
-        // far below the writer's own threshold: only the checkpointer moves pages into the file
-        sluice_testkit_free_wait(|| std::fs::metadata(&db).unwrap().len() > before);
-        let n: i64 = rig.conn().query_row("select count(*) from events", [], |r| r.get(0)).unwrap();
-        assert_eq!(n, 50);
-    }
-
-    fn sluice_testkit_free_wait(cond: impl Fn() -> bool) {
-        let t = std::time::Instant::now();
-        while !cond() {
-            assert!(t.elapsed() < std::time::Duration::from_secs(10), "not checkpointed within 10 s");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-
-    #[test]
-    fn known_identifiers_are_bounded_and_told_apart_by_kind() {
-        let mut k = KnownIdents::default();
-        k.insert(b'u', "x");
-        assert!(k.contains(b'u', "x") && !k.contains(b'a', "x") && !k.contains(b'u', "y"));
-        for i in 0..KnownIdents::MAX {
-            k.insert(b'a', &i.to_string());
-        }
-        assert!(k.len() <= KnownIdents::MAX);
-        k.clear();
-        assert!(k.is_empty());
-    }
-
-    #[test]
-    fn stored_routes_and_warnings_keep_their_format() {
-        let ws = WorkspaceFile::from_yaml(
-            "destinations:\n  - {id: \"a\\\"b\", kind: webhook, settings: {url: \"http://127.0.0.1:9/x\"}}\n",
-        )
-        .unwrap();
-        let q = quoted_ids(&ws);
-        assert_eq!(format!("[{}]", q[0]), crate::delivery::routes::encode(&["a\"b"]));
-        assert_eq!(warnings_json(&[], &[]), serde_json::to_string(&Vec::<String>::new()).unwrap());
-    }
-}
+mod tests;

@@ -1,0 +1,356 @@
+//! A router process: takes accepted requests from the events stream (one durable consumer,
+//! "router", shared by every router process: JetStream hands each message to one of them) and
+//! routes them in groups. Per group, in one PostgreSQL transaction: messageIds seen before are
+//! dropped, profiles are resolved and changed (R9, R10; rows locked, so routers on other machines
+//! never lose an update), every event is decided for every destination (`writer::decide`, the
+//! same code as the single process), and what each destination gets is published to its subject
+//! of the out stream. The transaction commits only after JetStream acknowledged every publish,
+//! and the group's messages are acknowledged only after the commit: a router killed at any point
+//! leaves the group to be routed again by another (the out messages' ids make the second
+//! publish of a message JetStream already stored a no-op).
+//!
+//! R9's "most recent" is by the event's timestamp, ties by arrival: arrival is the message's
+//! sequence in the events stream, one order for every ingest node, not the order a router saw.
+
+use super::pg::{self, PgError, Tables};
+use super::wire::{self, Routed};
+use super::Bus;
+use crate::metrics::{dest, DestCategory, Metrics};
+use crate::person_delete::PersonDelete;
+use crate::store::Stat;
+use crate::writer::{Decided, KnownIdents, Prepared, Router, Stats, NONE};
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use futures_util::StreamExt;
+use sluice_state::PostgresState;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Messages fetched (and routed in one transaction) at most.
+const GROUP: usize = 64;
+/// Times a group that conflicted with another router is run again at once.
+const CONFLICT_RETRIES: usize = 20;
+/// How long a fetched message stays with this router before JetStream gives it to another.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// The durable consumer of the routers.
+pub async fn consumer(bus: &Bus) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
+    let stream = bus.js.get_stream(bus.settings.events_stream()).await.map_err(|e| format!("events stream: {e}"))?;
+    stream
+        .get_or_create_consumer(
+            "router",
+            pull::Config {
+                durable_name: Some("router".into()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: ACK_WAIT,
+                max_ack_pending: 8192,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("router consumer: {e}"))
+}
+
+/// One destination's part of a group, in order: runs of events, and person-deletes between them.
+#[derive(Default)]
+struct Out {
+    /// Messages ready to publish: (destination index, their `Nats-Msg-Id`, message).
+    ready: Vec<(usize, String, Vec<u8>)>,
+    /// The accepted message being routed (its stream sequence), and the parts made of it per
+    /// destination: the out messages' ids are `{sequence}:{destination}:{part}`, the same
+    /// whichever router routes it and however it was grouped.
+    seq: u64,
+    parts: std::collections::HashMap<usize, usize>,
+    /// Events of the current run, per destination index.
+    run: std::collections::BTreeMap<usize, String>,
+}
+
+impl Out {
+    fn push_event(&mut self, di: usize, source: &str, message_id: &str, body: &str) {
+        let run = self.run.entry(di).or_insert_with(|| String::from("{\"kind\":\"events\",\"events\":["));
+        if !run.ends_with('[') {
+            run.push(',');
+        }
+        run.push_str("{\"source\":");
+        run.push_str(&serde_json::Value::String(source.to_string()).to_string());
+        run.push_str(",\"message_id\":");
+        run.push_str(&serde_json::Value::String(message_id.to_string()).to_string());
+        run.push_str(",\"body\":");
+        run.push_str(body);
+        run.push('}');
+    }
+
+    fn start(&mut self, seq: u64) {
+        self.seq = seq;
+        self.parts.clear();
+    }
+
+    fn id(&mut self, di: usize) -> String {
+        let k = self.parts.entry(di).or_default();
+        *k += 1;
+        format!("{}:{di}:{k}", self.seq)
+    }
+
+    fn flush(&mut self, di: usize) {
+        if let Some(mut run) = self.run.remove(&di) {
+            run.push_str("]}");
+            let id = self.id(di);
+            self.ready.push((di, id, run.into_bytes()));
+        }
+    }
+
+    fn push_delete(&mut self, di: usize, request: &PersonDelete) {
+        self.flush(di);
+        let id = self.id(di);
+        self.ready.push((di, id, Routed::Delete { request: request.clone() }.encode()));
+    }
+
+    fn finish(&mut self) {
+        let open: Vec<usize> = self.run.keys().copied().collect();
+        for di in open {
+            self.flush(di);
+        }
+    }
+}
+
+/// One fetched message, decoded.
+struct Fetched {
+    msg: jetstream::Message,
+    /// Its sequence in the events stream (arrival order, for R9 ties).
+    seq: u64,
+    accepted: Result<(wire::Accepted, Vec<Prepared>), String>,
+}
+
+/// Routes until `stop`. Errors that a retry cannot fix (the consumer cannot be made) end it; the
+/// caller's supervisor starts it again.
+pub fn run(
+    bus: Arc<Bus>,
+    state: PostgresState,
+    mut router: Router,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let mut client = pg::connect(&state, "sluice-router").map_err(|e| e.to_string())?;
+    let consumer = bus.rt.block_on(consumer(&bus))?;
+    let mut known = KnownIdents::default();
+    while !stop.load(Ordering::Relaxed) {
+        let fetched = bus.rt.block_on(async {
+            let mut out = Vec::new();
+            let mut batch = consumer.fetch().max_messages(GROUP).expires(Duration::from_millis(500)).messages().await?;
+            while let Some(m) = batch.next().await {
+                out.push(m?);
+            }
+            Ok::<_, async_nats::Error>(out)
+        });
+        let msgs = match fetched {
+            Ok(m) if m.is_empty() => continue,
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "router cannot fetch; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+        };
+        let group: Vec<Fetched> = msgs
+            .into_iter()
+            .map(|msg| {
+                let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                let accepted = wire::Accepted::decode(&msg.payload).and_then(|a| a.prepared().map(|p| (a, p)));
+                Fetched { msg, seq, accepted }
+            })
+            .collect();
+        router.refresh();
+        let mut attempt = 0;
+        let result = loop {
+            let r = route_group(&bus, &mut client, &mut router, &mut known, &group, &metrics);
+            match r {
+                Err(e) if e.conflict && attempt < CONFLICT_RETRIES => {
+                    known.clear();
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "group conflicted with another router; again");
+                    std::thread::sleep(Duration::from_millis(5 * attempt as u64));
+                }
+                other => break other,
+            }
+        };
+        match result {
+            Ok(()) => bus.rt.block_on(async {
+                for f in &group {
+                    // acknowledged after the commit; a lost ack only means the group is routed
+                    // again, and every event of it is then a duplicate
+                    let ack = if f.accepted.is_ok() { AckKind::Ack } else { AckKind::Term };
+                    if let Err(e) = f.msg.ack_with(ack).await {
+                        tracing::warn!(error = %e, seq = f.seq, "ack lost; the message will be routed again");
+                    }
+                }
+            }),
+            Err(e) => {
+                known.clear();
+                tracing::error!(error = %e, messages = group.len(), "routing failed; the group is routed again");
+                bus.rt.block_on(async {
+                    for f in &group {
+                        let _ = f.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                    }
+                });
+                if !client.is_closed() {
+                    continue;
+                }
+                client = pg::connect(&state, "sluice-router").map_err(|e| e.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn route_group(
+    bus: &Bus,
+    client: &mut postgres::Client,
+    router: &mut Router,
+    known: &mut KnownIdents,
+    group: &[Fetched],
+    metrics: &Metrics,
+) -> Result<(), PgError> {
+    let mut tx = client.transaction()?;
+    let minute = chrono::Utc::now().timestamp() / 60;
+    let mut stats = Stats::default();
+    // every event of the group that is not suppressed, in order, and whether it is new
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for f in group {
+        if let Ok((a, events)) = &f.accepted {
+            pairs.extend(
+                events.iter().filter(|e| !router.is_suppressed(e)).map(|e| (a.source.as_str(), e.message_id.as_str())),
+            );
+        }
+    }
+    let mut fresh = pg::fresh(&mut tx, &pairs)?.into_iter();
+    let mut out = Out::default();
+    let mut accepted = 0u64;
+    let mut dropped = 0u64;
+    for f in group {
+        out.start(f.seq);
+        let (a, events) = match &f.accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(seq = f.seq, error = %e, "undecodable message on the events stream; dropped");
+                Tables(&mut tx).invalid("!bus", &format!("message {}: {e}", f.seq), "")?;
+                continue;
+            }
+        };
+        for i in &a.invalid {
+            if router.suppressed_any(&i.ids) {
+                continue;
+            }
+            Tables(&mut tx).invalid(&a.source, &i.reason, &i.body)?;
+        }
+        for (n, event) in events.iter().enumerate() {
+            if router.is_suppressed(event) {
+                dropped += 1;
+                continue;
+            }
+            if !fresh.next().unwrap_or(false) {
+                continue;
+            }
+            accepted += 1;
+            let seq = f.seq.saturating_mul(65_536).saturating_add(n as u64);
+            route_event(router, known, &mut tx, &a.source, event, seq, minute, &mut stats, &mut out)?;
+        }
+        out.finish();
+    }
+    // published before the commit: a crash in between routes the group again, and the same
+    // message ids make JetStream drop the second copies
+    let ws = router.ws.clone();
+    let published: Result<(), String> = bus.rt.block_on(async {
+        let mut acks = Vec::with_capacity(out.ready.len());
+        for (di, id, payload) in out.ready.drain(..) {
+            let d = &ws.destinations[di].id;
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("{id}:{}", super::hex(d)).as_str());
+            let ack = bus
+                .js
+                .publish_with_headers(bus.settings.out_subject(d), headers, payload.into())
+                .await
+                .map_err(|e| format!("publish to {d}: {e}"))?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(|e| format!("routed events not stored: {e}"))?;
+        }
+        Ok(())
+    });
+    published.map_err(|message| PgError { message, conflict: false })?;
+    tx.commit()?;
+    count(&ws, metrics, &stats, accepted, dropped);
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route_event(
+    router: &Router,
+    known: &mut KnownIdents,
+    tx: &mut postgres::Transaction<'_>,
+    source: &str,
+    event: &Prepared,
+    seq: u64,
+    minute: i64,
+    stats: &mut Stats,
+    out: &mut Out,
+) -> Result<(), PgError> {
+    let ids = router.idents(event, |prev| Tables(tx).is_user(prev))?;
+    let mut stored_consent = None;
+    let mut notes = Vec::new();
+    let mut withdrawal = None;
+    match ids.only() {
+        Some((kind, id)) => {
+            if !known.contains(kind, id) {
+                Tables(tx).ensure(ids.users.first().copied(), ids.anon.first().copied())?;
+                known.insert(kind, id);
+            }
+        }
+        None => {
+            if let Some(r) = Tables(tx).resolve(&ids.users, &ids.anon)? {
+                let mut p = r.profile;
+                withdrawal = router
+                    .update_profile(&mut p, event, r.left_out, source, || Ok(seq), &mut notes)
+                    .map_err(|e| PgError { message: e.to_string(), conflict: false })?;
+                if ids.writes || r.changed {
+                    Tables(tx).save(r.id, &p)?;
+                }
+                if !p.consent.is_empty() {
+                    stored_consent = Some(p.routing_consent());
+                }
+            }
+        }
+    }
+    let Decided { stamped, deliver, .. } = router.decide(event, stored_consent, minute, stats);
+    let body = stamped.as_deref().unwrap_or(&event.json);
+    for di in deliver {
+        out.push_event(di, source, &event.message_id, body);
+    }
+    if let Some((targets, request)) = withdrawal {
+        // after the consent event, in its group: published before the group commits
+        for t in &targets {
+            if let Some(di) = router.ws.destinations.iter().position(|d| d.id == *t) {
+                out.push_delete(di, &request);
+                *stats.entry((minute, di, Stat::WithdrawalQueued, NONE)).or_default() += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The group's decisions in the Prometheus counters of this process.
+fn count(ws: &sluice_core::WorkspaceFile, metrics: &Metrics, stats: &Stats, accepted: u64, dropped: u64) {
+    for (&(_, di, metric, ci), &n) in stats {
+        let Some(d) = ws.destinations.get(di).map(|d| d.id.as_str()) else { continue };
+        match metric {
+            Stat::Routed => metrics.routed.get_or_create(&dest(d)).inc_by(n),
+            Stat::TurnedOff => metrics.turned_off.get_or_create(&dest(d)).inc_by(n),
+            Stat::Withheld if ci != NONE => {
+                let category = ws.consent_categories.get(ci).map(|c| c.id.clone()).unwrap_or_default();
+                metrics.withheld.get_or_create(&DestCategory { destination: d.to_string(), category }).inc_by(n)
+            }
+            _ => 0,
+        };
+    }
+    tracing::debug!(accepted, dropped, "group routed");
+}

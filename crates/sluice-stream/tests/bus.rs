@@ -1,0 +1,236 @@
+//! The bus runtime against the real NATS JetStream and PostgreSQL of this machine: two ingest
+//! publishers, two routers and two delivery supervisors (what three processes of a deployment
+//! run), events of the same people through different ingest nodes. Fails, never skips, when NATS
+//! or PostgreSQL is down (scripts/test.sh starts them).
+
+use serde_json::{json, Value};
+use sluice_core::WorkspaceFile;
+use sluice_state::PostgresState;
+use sluice_stream::bus::{self, Bus, BusSettings};
+use sluice_stream::metrics::Metrics;
+use sluice_stream::writer::{Job, Prepared, Router};
+use sluice_testkit::{wait_for, Receiver};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn nats_url() -> String {
+    std::env::var("SLUICE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
+}
+
+/// A deployment's shared parts, torn down at the end (streams deleted, schema dropped).
+struct Deployment {
+    settings: BusSettings,
+    state: PostgresState,
+    live: sluice_stream::Live,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    ingest: Vec<SyncSender<Job>>,
+}
+
+impl Deployment {
+    fn start(yaml: &str, routers: usize) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        let prefix = sluice_testkit::unique_name("t").replace('_', "-");
+        let settings = BusSettings { prefix: prefix.chars().take(32).collect(), ..BusSettings::new(nats_url()) };
+        let schema = sluice_testkit::unique_name("bus");
+        let state = PostgresState { url: sluice_testkit::pg_url(), schema };
+        let ws = Arc::new(WorkspaceFile::from_yaml(yaml).unwrap());
+        let live: sluice_stream::Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let metrics = Arc::new(Metrics::default());
+        let mut threads = Vec::new();
+        let mut ingest = Vec::new();
+        // two ingest nodes, each with its own connection
+        for _ in 0..2 {
+            let b = Arc::new(Bus::connect(settings.clone()).expect("NATS with JetStream must run on 127.0.0.1:4222"));
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(64);
+            let m = metrics.clone();
+            threads.push(std::thread::spawn(move || bus::ingest::run(b, rx, m)));
+            ingest.push(tx);
+        }
+        for _ in 0..routers {
+            let b = Arc::new(Bus::connect(settings.clone()).unwrap());
+            let (st, m, lv, state) = (stop.clone(), metrics.clone(), live.clone(), state.clone());
+            threads.push(std::thread::spawn(move || {
+                let r = Router::new(lv.load_full(), lv.clone(), m.clone(), 0);
+                bus::router::run(b, state, r, m, st).expect("router runs");
+            }));
+        }
+        // two delivery processes on the same consumers
+        for _ in 0..2 {
+            let cx = bus::delivery::Context {
+                bus: Arc::new(Bus::connect(settings.clone()).unwrap()),
+                state: state.clone(),
+                base: std::env::temp_dir(),
+                metrics: metrics.clone(),
+                live: live.clone(),
+                suppressed: Arc::default(),
+            };
+            let worker: sluice_stream::delivery::Worker = Arc::new(move |d, s| bus::delivery::run(&cx, d, s));
+            let (lv, m, st) = (live.clone(), metrics.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                sluice_stream::delivery::supervise_with(lv, m, Arc::default(), st, worker)
+            }));
+        }
+        Self { settings, state, live, stop, threads, ingest }
+    }
+
+    /// Posts events through ingest node `node`, as the Tracking API would; returns once JetStream
+    /// acknowledged them (what the client's 200 waits for).
+    fn send(&self, node: usize, events: &[Value]) -> sluice_stream::writer::Accepted {
+        let prepared = events.iter().map(|e| Prepared::new((e.clone(), e.to_string()))).collect();
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.ingest[node].send(Job { source: "web".into(), events: prepared, invalid: vec![], reply }).unwrap();
+        rx.blocking_recv().unwrap().result.expect("acknowledged by JetStream")
+    }
+
+    fn profile(&self, id: &str) -> Option<sluice_core::profiles::Profile> {
+        let mut c = bus::pg::connect(&self.state, "test").unwrap();
+        bus::pg::profile_of(&mut c, id).unwrap()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.ingest.clear();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Ok(b) = Bus::connect(self.settings.clone()) {
+            let _ = b.rt.block_on(b.js.delete_stream(self.settings.events_stream()));
+            let _ = b.rt.block_on(b.js.delete_stream(self.settings.out_stream()));
+        }
+        let _ = sluice_testkit::pg_admin()
+            .batch_execute(&format!("drop schema if exists \"{}\" cascade", self.state.schema));
+        let _ = &self.live;
+    }
+}
+
+fn yaml(r: &Receiver) -> String {
+    format!(
+        r#"
+sources: [{{id: web, kind: events, write_key: wk}}]
+destinations:
+  - {{id: all, kind: webhook, settings: {{url: "{u}/all", batch_size: 50}}}}
+  - {{id: ads, name: Ads, kind: webhook, on_withdrawal: delete, settings: {{url: "{u}/ads", batch_size: 50}}}}
+consent_categories:
+  - {{id: C1, name: Advertising, destinations: [ads]}}
+"#,
+        u = r.url()
+    )
+}
+
+fn track(mid: &str, user: &str, ad: Option<bool>, ts: &str) -> Value {
+    let mut e = json!({"type": "track", "event": "Viewed", "messageId": mid, "userId": user,
+                       "timestamp": ts, "receivedAt": ts});
+    if let Some(ad) = ad {
+        e["context"] = json!({"consent": {"categoryPreferences": {"C1": ad}}});
+    }
+    e
+}
+
+fn consent(mid: &str, user: &str, ad: bool, ts: &str) -> Value {
+    let mut e = track(mid, user, Some(ad), ts);
+    e["event"] = json!("Segment Consent Preference Updated");
+    e
+}
+
+fn ids(items: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = items.iter().filter_map(|i| i["messageId"].as_str().map(String::from)).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn events_sent_to_both_ingest_nodes_reach_each_allowed_destination_once() {
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 2);
+    let ts = "2026-11-27T10:00:00.000Z";
+    let mut want_all = Vec::new();
+    let mut want_ads = Vec::new();
+    for batch in 0..10 {
+        let events: Vec<Value> = (0..20)
+            .map(|i| {
+                let n = batch * 20 + i;
+                let ad = n % 2 == 0;
+                let mid = format!("m{n:04}");
+                want_all.push(mid.clone());
+                if ad {
+                    want_ads.push(mid.clone());
+                }
+                track(&mid, &format!("u{}", n % 7), Some(ad), ts)
+            })
+            .collect();
+        let acc = d.send(batch % 2, &events);
+        assert_eq!(acc.accepted, 20);
+        // a client retrying the same batch to the other ingest node: stored once
+        if batch % 3 == 0 {
+            d.send((batch + 1) % 2, &events);
+        }
+    }
+    // and one event retried alone much later: routers de-duplicate by messageId without a window
+    d.send(1, &[track("m0001", "u1", Some(false), ts)]);
+    want_all.sort();
+    want_ads.sort();
+    wait_for("every event at `all`", Duration::from_secs(60), || r.items("/all").len() >= want_all.len());
+    wait_for("the consented events at `ads`", Duration::from_secs(60), || r.items("/ads").len() >= want_ads.len());
+    std::thread::sleep(Duration::from_millis(1500)); // would-be duplicates have time to arrive
+    assert_eq!(ids(&r.items("/all")), want_all, "each event once at the unmapped destination");
+    assert_eq!(ids(&r.items("/ads")), want_ads, "only consented events, each once, at the mapped one");
+    for item in r.items("/ads") {
+        assert_eq!(item["context"]["consent"]["categoryPreferences"]["C1"], json!(true), "{item}");
+    }
+}
+
+#[test]
+fn consent_is_ordered_by_timestamp_across_ingest_nodes_and_a_withdrawal_deletes() {
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 2);
+    // granted at 10:00 through node 0, then withdrawn at 10:05 through node 1
+    d.send(0, &[consent("c1", "alice", true, "2026-11-27T10:00:00.000Z")]);
+    d.send(1, &[consent("c2", "alice", false, "2026-11-27T10:05:00.000Z")]);
+    // an older consent event arriving last (another node, a slow client) does not win (R9)
+    d.send(0, &[consent("c3", "alice", true, "2026-11-27T09:00:00.000Z")]);
+    wait_for("alice's profile", Duration::from_secs(30), || d.profile("alice").is_some());
+    wait_for("the withdrawal delete at ads", Duration::from_secs(30), || {
+        r.items("/ads").iter().any(|i| i["action"] == "deleted" && i["id"] == "alice")
+    });
+    wait_for("the three consent events routed", Duration::from_secs(30), || r.items("/all").len() >= 3);
+    let p = d.profile("alice").unwrap();
+    assert_eq!(p.routing_consent().get("C1"), Some(&false), "the latest by timestamp wins: {:?}", p.consent);
+    // ads got the grant (c1) and the older grant (c3), never the withdrawal event itself
+    let ads: Vec<String> = ids(&r.items("/ads"));
+    assert!(ads.contains(&"c1".to_string()) && !ads.contains(&"c2".to_string()), "{ads:?}");
+    let delete = r.items("/ads").into_iter().find(|i| i["action"] == "deleted").unwrap();
+    assert_eq!(delete["reason"], "consent_withdrawn", "{delete}");
+}
+
+#[test]
+fn a_destination_outage_loses_nothing_and_a_refused_event_is_dead_lettered() {
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 1);
+    r.answer_path("/all", sluice_testkit::Reply::Status(503));
+    let ts = "2026-11-27T10:00:00.000Z";
+    let events: Vec<Value> = (0..30).map(|n| track(&format!("o{n:02}"), "bob", None, ts)).collect();
+    d.send(0, &events);
+    wait_for("503 answers", Duration::from_secs(30), || r.requests_to("/all").len() >= 2);
+    assert!(r.items("/all").is_empty());
+    r.clear_path("/all");
+    wait_for("all 30 after the outage", Duration::from_secs(60), || ids(&r.items("/all")).len() == 30);
+    // a 400 is permanent: kept as a dead letter with the reason, later events still flow
+    r.answer_path("/all", sluice_testkit::Reply::Status(400));
+    d.send(1, &[track("bad", "bob", None, ts)]);
+    wait_for("the dead letter", Duration::from_secs(30), || {
+        let mut c = bus::pg::connect(&d.state, "test").unwrap();
+        bus::pg::dead_letters(&mut c, "all", 10).unwrap().iter().any(|(_, m, _)| m == "bad")
+    });
+    r.clear_path("/all");
+    d.send(0, &[track("after", "bob", None, ts)]);
+    wait_for("the next event", Duration::from_secs(30), || ids(&r.items("/all")).contains(&"after".to_string()));
+}
