@@ -26,9 +26,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a message stays with one worker before JetStream gives it to another (longer than
-/// any one delivery attempt: the transport's own retries are bounded well below it).
-pub const ACK_WAIT: Duration = Duration::from_secs(300);
+/// How long a message stays with a worker that stopped answering (a killed process) before
+/// JetStream gives it to another. A worker still sending tells JetStream so every
+/// [`PROGRESS_EVERY`] (`+WPI`), so a slow destination never gets one message from two workers.
+pub const ACK_WAIT: Duration = Duration::from_secs(30);
+/// How often a worker in the middle of a delivery says it is still working on the message.
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// What a worker needs besides its destination.
 #[derive(Clone)]
@@ -92,7 +95,19 @@ pub fn run(cx: &Context, d: DestinationConfig, stop: Arc<AtomicBool>) -> Result<
             }
         };
         for msg in msgs {
+            let heartbeat = msg.reply.clone().map(|reply| {
+                let client = msg.context.client();
+                cx.bus.rt.spawn(async move {
+                    loop {
+                        tokio::time::sleep(PROGRESS_EVERY).await;
+                        let _ = client.publish(reply.clone(), "+WPI".into()).await;
+                    }
+                })
+            });
             let ack = deliver(cx, &d.id, sink.as_mut(), &mut client, &msg);
+            if let Some(h) = heartbeat {
+                h.abort();
+            }
             if let Err(e) = cx.bus.rt.block_on(msg.ack_with(ack)) {
                 tracing::warn!(destination = %d.id, error = %e, "ack lost; the message will be delivered again");
             }
