@@ -207,6 +207,13 @@ enum Command {
         /// Ingest mode: concurrent client connections.
         #[arg(long, default_value_t = 16)]
         clients: usize,
+        /// Benchmark routing on a deployment (one, two and three router processes on this NATS
+        /// JetStream, state in --pg-url) against the embedded default.
+        #[arg(long)]
+        bus: Option<String>,
+        /// Bus mode: events routed per measurement.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
     },
     /// Build a sample warehouse and workspace here, sync it, and show what went where.
     Quickstart {
@@ -357,6 +364,9 @@ fn main() -> ExitCode {
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::StreamOverview { minutes, json } => commands::stream::overview(&state, minutes, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),
+        Command::Bench { bus: Some(bus), pg_url, events, .. } => {
+            commands::bench_bus::run(&commands::bench_bus::BusBenchOptions { bus, pg_url, events })
+        }
         Command::Bench { ingest: true, seconds, clients, .. } => {
             commands::bench_ingest::run(&commands::bench_ingest::IngestOptions { seconds, clients })
         }

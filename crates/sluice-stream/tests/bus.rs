@@ -186,6 +186,15 @@ fn events_sent_to_both_ingest_nodes_reach_each_allowed_destination_once() {
     for item in r.items("/ads") {
         assert_eq!(item["context"]["consent"]["categoryPreferences"]["C1"], json!(true), "{item}");
     }
+    // what each destination got and what consent withheld, shared by every process
+    let mut c = bus::pg::connect(&d.state, "test").unwrap();
+    let o = bus::pg::overview(&mut c, 0).unwrap();
+    assert_eq!(o["all"]["routed"], json!(200), "{o}");
+    assert_eq!(o["all"]["delivered"], json!(200), "{o}");
+    assert_eq!(o["ads"]["routed"], json!(100), "{o}");
+    assert_eq!(o["ads"]["withheld"], json!(100), "{o}");
+    assert_eq!(o["ads"]["withheld_by_category"]["C1"], json!(100), "{o}");
+    assert_eq!(o["ads"]["delivered"], json!(100), "{o}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod audit;
 pub mod bench;
+pub mod bench_bus;
 pub mod bench_ingest;
 pub mod overview;
 pub mod preview;

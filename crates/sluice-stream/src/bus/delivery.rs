@@ -16,6 +16,7 @@ use super::Bus;
 use crate::delivery::{event_is_suppressed, retry_wait, SUPPRESSED};
 use crate::metrics::{dest, Metrics};
 use crate::person_delete;
+use crate::store::Stat;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use futures_util::StreamExt;
 use sluice_core::DestinationConfig;
@@ -142,6 +143,11 @@ fn deliver(
         Routed::Delete { request } => match person_delete::deliver(sink, &request) {
             Ok(()) => {
                 cx.metrics.deleted_people.get_or_create(&dest(d)).inc();
+                let stat = match request.delete_reason() {
+                    sluice_destinations::DeleteReason::ConsentWithdrawn => Stat::DeletedOnWithdrawal,
+                    sluice_destinations::DeleteReason::PrivacyRequest => Stat::DeletedOnRequest,
+                };
+                count(client, d, &[(stat, 1)]);
                 AckKind::Ack
             }
             Err(e) => {
@@ -191,8 +197,27 @@ fn deliver(
             }
             cx.metrics.delivered.get_or_create(&dest(d)).inc_by(delivered);
             cx.metrics.failed.get_or_create(&dest(d)).inc_by(dead.len() as u64);
+            let retried = if attempts > 1 { delivered } else { 0 };
+            count(
+                client,
+                d,
+                &[(Stat::Delivered, delivered), (Stat::Failed, dead.len() as u64), (Stat::Retried, retried)],
+            );
             AckKind::Ack
         }
+    }
+}
+
+/// Adds this minute's delivery counts to the shared statistics (a lost count is logged, never
+/// a reason to send again).
+fn count(client: &mut postgres::Client, d: &str, counts: &[(Stat, u64)]) {
+    let minute = chrono::Utc::now().timestamp() / 60;
+    let rows: Vec<pg::StatRow> = counts
+        .iter()
+        .map(|(s, n)| (minute, d.to_string(), *s, String::new(), i64::try_from(*n).unwrap_or(i64::MAX)))
+        .collect();
+    if let Err(e) = pg::add_stats(client, &rows) {
+        tracing::warn!(destination = d, error = %e, "delivery statistics not recorded");
     }
 }
 

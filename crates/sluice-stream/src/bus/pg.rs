@@ -63,6 +63,14 @@ create table if not exists stream_dead (
     body text not null,
     at timestamptz not null default now()
 );
+create table if not exists stream_stats (
+    minute bigint not null,
+    dest text not null,
+    metric text not null,
+    category text not null,
+    n bigint not null,
+    primary key (minute, dest, metric, category)
+);
 create table if not exists stream_invalid (
     id bigint generated always as identity primary key,
     source text not null,
@@ -220,4 +228,54 @@ pub fn dead_letters(
         &[&destination, &limit],
     )?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// One per-minute count: (unix minute, destination id, metric, category or empty, n).
+pub type StatRow = (i64, String, crate::store::Stat, String, i64);
+
+/// Adds counts to the per-minute statistics every process of the deployment shares (the
+/// overview reads them); one statement.
+pub fn add_stats(c: &mut impl postgres::GenericClient, rows: &[StatRow]) -> Result<(), PgError> {
+    let rows: Vec<&StatRow> = rows.iter().filter(|r| r.4 > 0).collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let minutes: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let dests: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    let metrics: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let cats: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
+    let ns: Vec<i64> = rows.iter().map(|r| r.4).collect();
+    c.execute(
+        "insert into stream_stats (minute, dest, metric, category, n)
+         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+         on conflict (minute, dest, metric, category) do update set n = stream_stats.n + excluded.n",
+        &[&minutes, &dests, &metrics, &cats, &ns],
+    )?;
+    Ok(())
+}
+
+/// Delivery statistics per destination since `since_minute`, in the shape of
+/// `store::overview` (without `pending`, which JetStream knows).
+pub fn overview(client: &mut Client, since_minute: i64) -> Result<serde_json::Value, PgError> {
+    let rows = client.query(
+        "select dest, metric, category, sum(n)::bigint from stream_stats where minute >= $1
+         group by dest, metric, category order by dest",
+        &[&since_minute],
+    )?;
+    let mut out = serde_json::Map::new();
+    for r in rows {
+        let (dest, metric, category, n): (String, String, String, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
+        let d = out.entry(dest).or_insert_with(|| serde_json::json!({}));
+        if category.is_empty() {
+            d[metric] = serde_json::Value::from(n);
+        } else {
+            let m = d
+                .as_object_mut()
+                .map(|o| o.entry(format!("{metric}_by_category")).or_insert_with(|| serde_json::json!({})));
+            if let Some(m) = m {
+                m[category] = serde_json::Value::from(n);
+            }
+        }
+    }
+    Ok(serde_json::Value::Object(out))
 }

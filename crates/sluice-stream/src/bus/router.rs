@@ -278,6 +278,7 @@ fn route_group(
         Ok(())
     });
     published.map_err(|message| PgError { message, conflict: false })?;
+    pg::add_stats(&mut tx, &stat_rows(&ws, &stats))?;
     tx.commit()?;
     count(&ws, metrics, &stats, accepted, dropped);
     Ok(())
@@ -336,6 +337,18 @@ fn route_event(
         }
     }
     Ok(())
+}
+
+/// The group's counts as rows of the shared statistics.
+fn stat_rows(ws: &sluice_core::WorkspaceFile, stats: &Stats) -> Vec<pg::StatRow> {
+    stats
+        .iter()
+        .filter_map(|(&(minute, di, metric, ci), &n)| {
+            let d = ws.destinations.get(di)?.id.clone();
+            let cat = ws.consent_categories.get(ci).map(|c| c.id.clone()).unwrap_or_default();
+            Some((minute, d, metric, cat, i64::try_from(n).unwrap_or(i64::MAX)))
+        })
+        .collect()
 }
 
 /// The group's decisions in the Prometheus counters of this process.
