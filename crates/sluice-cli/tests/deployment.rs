@@ -152,6 +152,33 @@ fn three_nodes_deliver_events_from_every_ingest_node_once_and_lose_nothing_when_
     ads.sort();
     assert_eq!(ads, want_ads, "each consented event exactly once at `ads`, no other");
 
+    // what any node's private side shows: the deployment's numbers, not its own
+    let token = String::from_utf8(d.sluice(&["token", "create", "--role", "owner", "--name", "t"]).stdout).unwrap();
+    let get = |url: &str, path: &str| -> Value {
+        ureq::get(&format!("{url}{path}"))
+            .set("Authorization", &format!("Bearer {}", token.trim()))
+            .call()
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .into_json()
+            .unwrap()
+    };
+    let o = get(&urls[2], "/v1/overview?minutes=60");
+    let dests = &o["destinations"];
+    assert_eq!(dests["all"]["delivered"], json!(300), "{o}");
+    assert_eq!(dests["ads"]["delivered"], json!(150), "{o}");
+    assert_eq!(dests["ads"]["withheld"], json!(150), "{o}");
+    assert_eq!(dests["ads"]["withheld_by_category"]["C1"], json!(150), "{o}");
+    assert_eq!(dests["all"]["pending"], json!(0), "{o}");
+    let p = get(&urls[1], "/v1/profiles/u4");
+    assert_eq!(p["user_ids"], json!(["u4"]), "{p}");
+    let dbg = get(&urls[0], "/v1/debugger/web?limit=5");
+    let events = dbg["events"].as_array().unwrap();
+    assert_eq!(events.len(), 5, "{dbg}");
+    let e = &events[0];
+    let ad = e["event"]["context"]["consent"]["categoryPreferences"]["C1"] == json!(true);
+    let route = &e["decisions"]["ads"]["route"];
+    assert_eq!(route, if ad { "deliver" } else { "withheld" }, "{e}");
+
     // 2. clients keep posting to every node; node 2 is SIGKILLed mid-stream
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let posters: Vec<_> = urls

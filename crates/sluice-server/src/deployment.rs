@@ -69,6 +69,45 @@ pub struct BusDeployment {
     pub roles: Roles,
 }
 
+/// What the private side of a bus process reads from the shared state.
+pub struct BusReads {
+    /// The bus (pending messages per destination).
+    pub bus: Arc<Bus>,
+    /// The shared state (debugger, profiles, overview).
+    pub state: PostgresState,
+}
+
+impl BusReads {
+    /// Runs `f` on a connection to the shared state, off the async workers.
+    pub async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, bus::pg::PgError> + Send + 'static,
+    ) -> Result<T, String> {
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = bus::pg::open(&state, "sluice-api").map_err(|e| e.to_string())?;
+            f(&mut c).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Routed messages waiting for each destination's workers (JetStream's count of its consumer).
+    pub async fn pending(&self, destinations: &[String]) -> std::collections::HashMap<String, u64> {
+        let mut out = std::collections::HashMap::new();
+        let Ok(stream) = self.bus.js.get_stream(self.bus.settings.out_stream()).await else { return out };
+        for d in destinations {
+            let name = self.bus.settings.delivery_consumer(d);
+            if let Ok(mut c) = stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>(&name).await {
+                if let Ok(info) = c.info().await {
+                    out.insert(d.clone(), info.num_pending + info.num_ack_pending as u64);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// The bus threads of `roles`: the publisher behind ingest, the router, the delivery supervisor.
 /// Each is supervised (restarted with backoff when it fails).
 #[allow(clippy::too_many_arguments)]
@@ -82,6 +121,7 @@ pub fn spawn(
     wake: Arc<sluice_stream::delivery::Wake>,
     stop: Arc<AtomicBool>,
     suppressed: Arc<sluice_stream::privacy::Suppressed>,
+    retention_secs: i64,
 ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
     let roles = deployment.roles;
     let mut threads = Vec::new();
@@ -97,7 +137,7 @@ pub fn spawn(
         threads.push(std::thread::Builder::new().name("sluice-router".into()).spawn(move || {
             keep_alive("router", &st, &m, Backoff::default(), || {
                 // built again on each start: nothing of a failed run survives
-                let r = sluice_stream::writer::Router::new(lv.load_full(), lv.clone(), m.clone(), 0)
+                let r = sluice_stream::writer::Router::new(lv.load_full(), lv.clone(), m.clone(), retention_secs)
                     .with_suppressed(sp.clone());
                 bus::router::run(b.clone(), state.clone(), r, m.clone(), st.clone())
             })

@@ -157,6 +157,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             wake.clone(),
             stop.clone(),
             suppressed.clone(),
+            config.retention_days * 86_400,
         )?),
         _ => {
             let w = wake.clone();
@@ -229,6 +230,10 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         metrics,
         public_url,
         inflight: Arc::new(tokio::sync::Semaphore::new(api::INFLIGHT_KB)),
+        bus: match (&bus, &config.bus) {
+            (Some(bus), Some(d)) => Some(Arc::new(deployment::BusReads { bus: bus.clone(), state: d.state.clone() })),
+            _ => None,
+        },
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async {

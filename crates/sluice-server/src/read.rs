@@ -29,6 +29,24 @@ pub async fn debugger(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let limit = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(50usize).clamp(1, 1000);
+    if let Some(b) = &s.bus {
+        let src = source.clone();
+        let read = b
+            .with(move |c| {
+                let limit = limit as i64;
+                let (events, truncated) =
+                    sluice_stream::bus::pg::recent_events(c, &src, limit, sluice_stream::store::DEBUG_BYTES)?;
+                Ok((events, truncated, sluice_stream::bus::pg::recent_invalid(c, &src, limit.min(100))?))
+            })
+            .await;
+        return match read {
+            Ok((events, truncated, invalid)) => {
+                Json(json!({"source": source, "events": events, "invalid": invalid, "truncated": truncated}))
+                    .into_response()
+            }
+            Err(e) => internal(e),
+        };
+    }
     let conn = match read_conn(&s) {
         Ok(c) => c,
         Err(r) => return r,
@@ -42,11 +60,17 @@ pub async fn debugger(
 }
 
 pub async fn profile(State(s): State<AppState>, Path(id): Path<String>) -> Response {
-    let conn = match read_conn(&s) {
-        Ok(c) => c,
-        Err(r) => return r,
+    let found = match &s.bus {
+        Some(b) => {
+            let i = id.clone();
+            b.with(move |c| sluice_stream::bus::pg::profile_of(c, &i)).await
+        }
+        None => match read_conn(&s) {
+            Ok(conn) => sluice_stream::store::profile_of(&conn, &id).map_err(|e| e.to_string()),
+            Err(r) => return r,
+        },
     };
-    match sluice_stream::store::profile_of(&conn, &id) {
+    match found {
         Ok(Some(p)) => Json(profile_json(&p)).into_response(),
         Ok(None) => {
             error(StatusCode::NOT_FOUND, "not_found", &format!("no profile has the identifier `{id}`"), Some("id"))
@@ -61,13 +85,29 @@ pub const OVERVIEW_COUNTERS: [&str; 9] =
 
 pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
     let minutes: i64 = q.get("minutes").and_then(|m| m.parse().ok()).unwrap_or(60).clamp(1, 60 * 24 * 90);
-    let conn = match read_conn(&s) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
-    match sluice_stream::store::overview(&conn, since) {
-        Ok(mut v) => {
+    let read = match &s.bus {
+        Some(b) => {
+            let ids: Vec<String> = s.live.load().destinations.iter().map(|d| d.id.clone()).collect();
+            let pending = b.pending(&ids).await;
+            b.with(move |c| sluice_stream::bus::pg::overview(c, since)).await.map(|(mut v, dropped)| {
+                for (d, n) in pending {
+                    if let Some(m) = v.as_object_mut() {
+                        m.entry(d).or_insert_with(|| json!({}))["pending"] = json!(n);
+                    }
+                }
+                (v, dropped)
+            })
+        }
+        None => match read_conn(&s) {
+            Ok(conn) => sluice_stream::store::overview(&conn, since)
+                .map(|v| (v, sluice_stream::store::dropped_suppressed(&conn, since).unwrap_or(0)))
+                .map_err(|e| e.to_string()),
+            Err(r) => return r,
+        },
+    };
+    match read {
+        Ok((mut v, dropped)) => {
             // every destination of the workspace, every counter: a zero is an answer too
             if let Some(map) = v.as_object_mut() {
                 for d in &s.live.load().destinations {
@@ -80,7 +120,6 @@ pub async fn overview(State(s): State<AppState>, Query(q): Query<HashMap<String,
                 }
             }
             // events of suppressed identifiers dropped at ingest (privacy requests, never stored)
-            let dropped = sluice_stream::store::dropped_suppressed(&conn, since).unwrap_or(0);
             Json(json!({"window_minutes": minutes, "destinations": v, "dropped_suppressed": dropped})).into_response()
         }
         Err(e) => internal(e),

@@ -26,6 +26,9 @@ pub struct AppState {
     /// KB of (decompressed) request bodies being parsed or waiting for the writer: parsed events
     /// take ~25 times their JSON size, so this bounds ingest's memory however many clients post.
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// On a bus deployment: the shared state the reads (debugger, profiles, overview) come from
+    /// instead of the local `stream.db`.
+    pub bus: Option<Arc<crate::deployment::BusReads>>,
 }
 
 /// KB of request bodies in flight at most ([`AppState::inflight`]): 4 MB, ~100 MB once parsed.

@@ -188,7 +188,8 @@ fn events_sent_to_both_ingest_nodes_reach_each_allowed_destination_once() {
     }
     // what each destination got and what consent withheld, shared by every process
     let mut c = bus::pg::connect(&d.state, "test").unwrap();
-    let o = bus::pg::overview(&mut c, 0).unwrap();
+    let (o, dropped) = bus::pg::overview(&mut c, 0).unwrap();
+    assert_eq!(dropped, 0);
     assert_eq!(o["all"]["routed"], json!(200), "{o}");
     assert_eq!(o["all"]["delivered"], json!(200), "{o}");
     assert_eq!(o["ads"]["routed"], json!(100), "{o}");

@@ -214,7 +214,7 @@ fn count(client: &mut postgres::Client, d: &str, counts: &[(Stat, u64)]) {
     let minute = chrono::Utc::now().timestamp() / 60;
     let rows: Vec<pg::StatRow> = counts
         .iter()
-        .map(|(s, n)| (minute, d.to_string(), *s, String::new(), i64::try_from(*n).unwrap_or(i64::MAX)))
+        .map(|(s, n)| (minute, d.to_string(), s.as_str(), String::new(), i64::try_from(*n).unwrap_or(i64::MAX)))
         .collect();
     if let Err(e) = pg::add_stats(client, &rows) {
         tracing::warn!(destination = d, error = %e, "delivery statistics not recorded");

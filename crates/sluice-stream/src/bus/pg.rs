@@ -71,6 +71,18 @@ create table if not exists stream_stats (
     n bigint not null,
     primary key (minute, dest, metric, category)
 );
+create table if not exists stream_events (
+    seq bigint primary key,
+    source text not null,
+    message_id text not null,
+    received_at text not null,
+    body text not null,
+    decisions text not null,
+    warnings text not null,
+    at timestamptz not null default now()
+);
+create index if not exists stream_events_source on stream_events (source, seq);
+create index if not exists stream_events_at on stream_events (at);
 create table if not exists stream_invalid (
     id bigint generated always as identity primary key,
     source text not null,
@@ -82,6 +94,20 @@ create table if not exists stream_invalid (
 
 /// Opens a connection to the state's schema and makes sure the shared tables exist.
 pub fn connect(state: &PostgresState, application: &str) -> Result<Client, PgError> {
+    let mut client = open(state, application)?;
+    let schema = format!("\"{}\"", state.schema.replace('"', "\"\""));
+    // one process at a time creates what is missing (`if not exists` alone races)
+    let mut tx = client.transaction()?;
+    tx.execute("select pg_advisory_xact_lock(hashtextextended('sluice-stream-tables', 0))", &[])?;
+    tx.batch_execute(&format!("create schema if not exists {schema}"))?;
+    tx.batch_execute(SCHEMA)?;
+    tx.commit()?;
+    Ok(client)
+}
+
+/// Opens a connection to the state's schema (for reads: the tables are made by the processes
+/// that write them).
+pub fn open(state: &PostgresState, application: &str) -> Result<Client, PgError> {
     let settings = |m: String| PgError { message: m, conflict: false };
     let mut config: postgres::Config = state
         .url
@@ -96,12 +122,6 @@ pub fn connect(state: &PostgresState, application: &str) -> Result<Client, PgErr
         .map_err(|e| settings(format!("cannot connect to {}: {}", state.display_name(), PgError::from(e))))?;
     let schema = format!("\"{}\"", state.schema.replace('"', "\"\""));
     client.batch_execute(&format!("set search_path to {schema}"))?;
-    // one process at a time creates what is missing (`if not exists` alone races)
-    let mut tx = client.transaction()?;
-    tx.execute("select pg_advisory_xact_lock(hashtextextended('sluice-stream-tables', 0))", &[])?;
-    tx.batch_execute(&format!("create schema if not exists {schema}"))?;
-    tx.batch_execute(SCHEMA)?;
-    tx.commit()?;
     Ok(client)
 }
 
@@ -231,7 +251,11 @@ pub fn dead_letters(
 }
 
 /// One per-minute count: (unix minute, destination id, metric, category or empty, n).
-pub type StatRow = (i64, String, crate::store::Stat, String, i64);
+pub type StatRow = (i64, String, &'static str, String, i64);
+
+/// The `dest` of the rows counting events dropped at a router because a privacy request
+/// suppresses their person (per source, in `category`).
+pub const SUPPRESSED_ROWS: &str = "!suppressed";
 
 /// Adds counts to the per-minute statistics every process of the deployment shares (the
 /// overview reads them); one statement.
@@ -242,7 +266,7 @@ pub fn add_stats(c: &mut impl postgres::GenericClient, rows: &[StatRow]) -> Resu
     }
     let minutes: Vec<i64> = rows.iter().map(|r| r.0).collect();
     let dests: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
-    let metrics: Vec<&str> = rows.iter().map(|r| r.2.as_str()).collect();
+    let metrics: Vec<&str> = rows.iter().map(|r| r.2).collect();
     let cats: Vec<&str> = rows.iter().map(|r| r.3.as_str()).collect();
     let ns: Vec<i64> = rows.iter().map(|r| r.4).collect();
     c.execute(
@@ -255,12 +279,19 @@ pub fn add_stats(c: &mut impl postgres::GenericClient, rows: &[StatRow]) -> Resu
 }
 
 /// Delivery statistics per destination since `since_minute`, in the shape of
-/// `store::overview` (without `pending`, which JetStream knows).
-pub fn overview(client: &mut Client, since_minute: i64) -> Result<serde_json::Value, PgError> {
+/// `store::overview` (without `pending`, which JetStream knows), and the events dropped as
+/// suppressed in that window.
+pub fn overview(client: &mut Client, since_minute: i64) -> Result<(serde_json::Value, i64), PgError> {
+    let dropped: i64 = client
+        .query_one(
+            "select coalesce(sum(n), 0)::bigint from stream_stats where minute >= $1 and dest = $2",
+            &[&since_minute, &SUPPRESSED_ROWS],
+        )?
+        .get(0);
     let rows = client.query(
-        "select dest, metric, category, sum(n)::bigint from stream_stats where minute >= $1
+        "select dest, metric, category, sum(n)::bigint from stream_stats where minute >= $1 and dest <> $2
          group by dest, metric, category order by dest",
-        &[&since_minute],
+        &[&since_minute, &SUPPRESSED_ROWS],
     )?;
     let mut out = serde_json::Map::new();
     for r in rows {
@@ -277,5 +308,88 @@ pub fn overview(client: &mut Client, since_minute: i64) -> Result<serde_json::Va
             }
         }
     }
-    Ok(serde_json::Value::Object(out))
+    Ok((serde_json::Value::Object(out), dropped))
+}
+
+/// One routed event as the debugger shows it: (seq, source, messageId, receivedAt, body,
+/// decisions, warnings), all JSON texts as the single-process log keeps them.
+pub type EventRow = (i64, String, String, String, String, String, String);
+
+/// Keeps a group's events for the debugger and audits (one statement).
+pub fn log_events(c: &mut impl postgres::GenericClient, rows: &[EventRow]) -> Result<(), PgError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&EventRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    c.execute(
+        "insert into stream_events (seq, source, message_id, received_at, body, decisions, warnings)
+         select * from unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+         on conflict (seq) do nothing",
+        &[
+            &seqs,
+            &col(|r| r.1.as_str()),
+            &col(|r| r.2.as_str()),
+            &col(|r| r.3.as_str()),
+            &col(|r| r.4.as_str()),
+            &col(|r| r.5.as_str()),
+            &col(|r| r.6.as_str()),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Forgets events kept longer than `retention_secs` (and the messageIds seen as long ago: a
+/// client retries within minutes, not days).
+pub fn trim(client: &mut Client, retention_secs: i64) -> Result<u64, PgError> {
+    let secs = retention_secs.max(3600) as f64;
+    let n = client.execute("delete from stream_events where at < now() - make_interval(secs => $1)", &[&secs])?;
+    client.execute("delete from stream_seen where at < now() - make_interval(secs => $1)", &[&secs])?;
+    client.execute("delete from stream_invalid where at < now() - make_interval(secs => $1)", &[&secs])?;
+    Ok(n)
+}
+
+/// The last `limit` events of `source`, newest first, within `budget` bytes of bodies and
+/// decisions (`true`: some were left out for size): the debugger of a bus deployment.
+pub fn recent_events(
+    client: &mut Client,
+    source: &str,
+    limit: i64,
+    budget: usize,
+) -> Result<(Vec<crate::store::DebugEvent>, bool), PgError> {
+    let rows = client.query(
+        "select seq, received_at, body, decisions, warnings from stream_events where source = $1
+         order by seq desc limit $2",
+        &[&source, &limit],
+    )?;
+    let parse = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+    let (mut out, mut used) = (Vec::new(), 0usize);
+    for r in rows {
+        let (body, decisions): (&str, &str) = (r.get(2), r.get(3));
+        used += body.len() + decisions.len();
+        if used > budget && !out.is_empty() {
+            return Ok((out, true));
+        }
+        out.push(crate::store::DebugEvent {
+            seq: r.get(0),
+            received_at: r.get(1),
+            event: parse(body),
+            decisions: parse(decisions),
+            warnings: parse(r.get(4)),
+        });
+    }
+    Ok((out, false))
+}
+
+/// Invalid events of a source, newest first.
+pub fn recent_invalid(client: &mut Client, source: &str, limit: i64) -> Result<Vec<serde_json::Value>, PgError> {
+    let rows = client.query(
+        "select to_char(at at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), reason, body from stream_invalid
+         where source = $1 order by id desc limit $2",
+        &[&source, &limit],
+    )?;
+    Ok(rows
+        .iter()
+        .map(|r| serde_json::json!({"received_at": r.get::<_, String>(0), "reason": r.get::<_, String>(1), "body": r.get::<_, String>(2)}))
+        .collect())
 }

@@ -133,7 +133,14 @@ pub fn run(
     let mut client = pg::connect(&state, "sluice-router").map_err(|e| e.to_string())?;
     let consumer = bus.rt.block_on(consumer(&bus))?;
     let mut known = KnownIdents::default();
+    let mut trimmed = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        if trimmed.elapsed() > Duration::from_secs(60) {
+            trimmed = std::time::Instant::now();
+            if let Err(e) = pg::trim(&mut client, router.retention_secs) {
+                tracing::warn!(error = %e, "old events not trimmed");
+            }
+        }
         let fetched = bus.rt.block_on(async {
             let mut out = Vec::new();
             let mut batch = consumer.fetch().max_messages(GROUP).expires(Duration::from_millis(500)).messages().await?;
@@ -224,8 +231,9 @@ fn route_group(
     }
     let mut fresh = pg::fresh(&mut tx, &pairs)?.into_iter();
     let mut out = Out::default();
+    let mut log: Vec<pg::EventRow> = Vec::new();
     let mut accepted = 0u64;
-    let mut dropped = 0u64;
+    let mut dropped = std::collections::BTreeMap::<String, i64>::new();
     for f in group {
         out.start(f.seq);
         let (a, events) = match &f.accepted {
@@ -244,7 +252,7 @@ fn route_group(
         }
         for (n, event) in events.iter().enumerate() {
             if router.is_suppressed(event) {
-                dropped += 1;
+                *dropped.entry(a.source.clone()).or_default() += 1;
                 continue;
             }
             if !fresh.next().unwrap_or(false) {
@@ -252,7 +260,8 @@ fn route_group(
             }
             accepted += 1;
             let seq = f.seq.saturating_mul(65_536).saturating_add(n as u64);
-            route_event(router, known, &mut tx, &a.source, event, seq, minute, &mut stats, &mut out)?;
+            let row = route_event(router, known, &mut tx, &a.source, event, seq, minute, &mut stats, &mut out)?;
+            log.push(row);
         }
         out.finish();
     }
@@ -278,9 +287,15 @@ fn route_group(
         Ok(())
     });
     published.map_err(|message| PgError { message, conflict: false })?;
-    pg::add_stats(&mut tx, &stat_rows(&ws, &stats))?;
+    let mut rows = stat_rows(&ws, &stats);
+    let dropped_n: i64 = dropped.values().sum();
+    for (source, n) in dropped {
+        rows.push((minute, pg::SUPPRESSED_ROWS.to_string(), "dropped", source, n));
+    }
+    pg::add_stats(&mut tx, &rows)?;
+    pg::log_events(&mut tx, &log)?;
     tx.commit()?;
-    count(&ws, metrics, &stats, accepted, dropped);
+    count(&ws, metrics, &stats, accepted, dropped_n);
     Ok(())
 }
 
@@ -295,7 +310,7 @@ fn route_event(
     minute: i64,
     stats: &mut Stats,
     out: &mut Out,
-) -> Result<(), PgError> {
+) -> Result<pg::EventRow, PgError> {
     let ids = router.idents(event, |prev| Tables(tx).is_user(prev))?;
     let mut stored_consent = None;
     let mut notes = Vec::new();
@@ -322,10 +337,9 @@ fn route_event(
             }
         }
     }
-    let Decided { stamped, deliver, .. } = router.decide(event, stored_consent, minute, stats);
-    let body = stamped.as_deref().unwrap_or(&event.json);
+    let Decided { stamped, deliver, decisions, .. } = router.decide(event, stored_consent, minute, stats);
     for di in deliver {
-        out.push_event(di, source, &event.message_id, body);
+        out.push_event(di, source, &event.message_id, stamped.as_deref().unwrap_or(&event.json));
     }
     if let Some((targets, request)) = withdrawal {
         // after the consent event, in its group: published before the group commits
@@ -336,7 +350,15 @@ fn route_event(
             }
         }
     }
-    Ok(())
+    Ok((
+        i64::try_from(seq).unwrap_or(i64::MAX),
+        source.to_string(),
+        event.message_id.clone(),
+        event.received_at.clone(),
+        stamped.unwrap_or_else(|| event.json.clone()),
+        decisions,
+        crate::writer::warnings_json(&event.warnings, &notes),
+    ))
 }
 
 /// The group's counts as rows of the shared statistics.
@@ -346,13 +368,13 @@ fn stat_rows(ws: &sluice_core::WorkspaceFile, stats: &Stats) -> Vec<pg::StatRow>
         .filter_map(|(&(minute, di, metric, ci), &n)| {
             let d = ws.destinations.get(di)?.id.clone();
             let cat = ws.consent_categories.get(ci).map(|c| c.id.clone()).unwrap_or_default();
-            Some((minute, d, metric, cat, i64::try_from(n).unwrap_or(i64::MAX)))
+            Some((minute, d, metric.as_str(), cat, i64::try_from(n).unwrap_or(i64::MAX)))
         })
         .collect()
 }
 
 /// The group's decisions in the Prometheus counters of this process.
-fn count(ws: &sluice_core::WorkspaceFile, metrics: &Metrics, stats: &Stats, accepted: u64, dropped: u64) {
+fn count(ws: &sluice_core::WorkspaceFile, metrics: &Metrics, stats: &Stats, accepted: u64, dropped: i64) {
     for (&(_, di, metric, ci), &n) in stats {
         let Some(d) = ws.destinations.get(di).map(|d| d.id.as_str()) else { continue };
         match metric {

@@ -484,7 +484,7 @@ impl Router {
 }
 
 /// The warnings stored with an event: its consent warnings, then notes of the writer.
-fn warnings_json(warnings: &[String], notes: &[String]) -> String {
+pub(crate) fn warnings_json(warnings: &[String], notes: &[String]) -> String {
     if warnings.is_empty() && notes.is_empty() {
         return "[]".into();
     }
