@@ -179,6 +179,24 @@ fn three_nodes_deliver_events_from_every_ingest_node_once_and_lose_nothing_when_
     let route = &e["decisions"]["ads"]["route"];
     assert_eq!(route, if ad { "deliver" } else { "withheld" }, "{e}");
 
+    // a privacy request made at one node deletes the person at every streaming destination,
+    // through the bus, and its status follows the delivery
+    let reg: Value = ureq::post(&format!("{}/api/v1/regulations", urls[0]))
+        .set("Authorization", &format!("Bearer {}", token.trim()))
+        .send_json(json!({"regulationType": "SUPPRESS_WITH_DELETE", "subjectType": "USER_ID", "subjectIds": ["u4"]}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let reg_id = reg["data"]["regulateId"].as_str().unwrap().to_string();
+    wait_for("the deletes at both destinations", Duration::from_secs(60), || {
+        ["/all", "/ads"].iter().all(|p| r.items(p).iter().any(|i| i["action"] == "deleted" && i["id"] == "u4"))
+    });
+    wait_for("the request FINISHED", Duration::from_secs(60), || {
+        get(&urls[1], &format!("/api/v1/regulations/{reg_id}"))["data"]["regulation"]["overallStatus"] == "FINISHED"
+    });
+    let deleted = r.items("/all").into_iter().find(|i| i["action"] == "deleted").unwrap();
+    assert_eq!(deleted["reason"], "privacy_request", "{deleted}");
+
     // 2. clients keep posting to every node; node 2 is SIGKILLed mid-stream
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let posters: Vec<_> = urls
@@ -203,7 +221,9 @@ fn three_nodes_deliver_events_from_every_ingest_node_once_and_lose_nothing_when_
     for p in posters {
         p.join().unwrap();
     }
-    let acked: HashSet<String> = acked.lock().unwrap().iter().cloned().collect();
+    // u4 is suppressed by the privacy request above: their events are dropped, never delivered
+    let of_u4 = |i: &String| i.trim_start_matches('m').parse::<usize>().is_ok_and(|n| n % 10 == 4);
+    let acked: HashSet<String> = acked.lock().unwrap().iter().filter(|i| !of_u4(i)).cloned().collect();
     // the surviving nodes take over the killed one's unacknowledged work (ack wait: 30 s)
     wait_for("every acknowledged event at `all`", Duration::from_secs(120), || {
         let got: HashSet<String> = ids_at(&r, "/all").into_iter().collect();
@@ -215,6 +235,8 @@ fn three_nodes_deliver_events_from_every_ingest_node_once_and_lose_nothing_when_
     });
     let ads = ids_at(&r, "/ads");
     assert!(ads.iter().all(|i| consented(i)), "an event without consent reached `ads`");
+    let late_u4: Vec<String> = ids_at(&r, "/all").into_iter().filter(|i| i.starts_with("m1") && of_u4(i)).collect();
+    assert!(late_u4.is_empty(), "events of a suppressed person were delivered: {late_u4:?}");
     let mut counts: HashMap<String, usize> = HashMap::new();
     for i in ids_at(&r, "/all") {
         *counts.entry(i).or_default() += 1;

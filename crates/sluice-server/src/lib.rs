@@ -215,12 +215,18 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         );
     }
     if roles.api {
-        let (l, base, dir, st, m) =
-            (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let (l, base, dir, st, m, b) = (
+            live.clone(),
+            config.base_dir.clone(),
+            config.state_dir.clone(),
+            stop.clone(),
+            metrics.clone(),
+            bus.clone(),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name("sluice-privacy-deletes".into())
-                .spawn(move || privacy::supervise_deletes(l, base, dir, st, m))?,
+                .spawn(move || privacy::supervise_deletes(l, base, dir, st, m, b))?,
         );
     }
     let state = api::AppState {
@@ -253,6 +259,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             write: Arc::new(parking_lot::Mutex::new(())),
             progress: Arc::default(),
             suppressed,
+            bus: state.bus.clone(),
         };
         let limits = config.limits;
         let health = || {

@@ -49,11 +49,16 @@ pub fn supervise_deletes(
     state_dir: PathBuf,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    bus: Option<Arc<sluice_stream::bus::Bus>>,
 ) {
     keep_alive("privacy-deletes", &stop, &metrics, Backoff::default(), || {
         let mut store = StateStore::open(&state_dir).map_err(|e| format!("cannot open the state store: {e}"))?;
         let log = sluice_stream::store::open(&state_dir).map_err(|e| format!("cannot open the event log: {e}"))?;
-        let stream_done = |dest: &str, seq: i64| sluice_stream::store::delivered_past(&log, dest, seq).unwrap_or(false);
+        let stream_done = |dest: &str, seq: i64| match &bus {
+            // on a deployment: the delete's message left the out stream once its worker delivered it
+            Some(b) => u64::try_from(seq).is_ok_and(|s| b.delivered(s)),
+            None => sluice_stream::store::delivered_past(&log, dest, seq).unwrap_or(false),
+        };
         while !stop.load(Ordering::Relaxed) {
             let ws = sluice_engine::Workspace {
                 file: (*live.load_full()).clone(),

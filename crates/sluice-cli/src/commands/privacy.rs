@@ -48,7 +48,7 @@ pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
         subject_type: if req.anonymous { "ANONYMOUS_ID" } else { "USER_ID" }.into(),
         subject_ids: req.ids,
     };
-    let mut reg = submit(state, &ws.file, &body, actor()).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
+    let mut reg = submit(state, &ws.file, &body, actor(), None).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     if !req.json {
         outln!("Privacy request {} ({}) for {}", reg.id, reg.kind.as_str(), reg.subject_ids.join(", "));
         if !reg.joined_ids.is_empty() {

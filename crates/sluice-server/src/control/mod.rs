@@ -43,6 +43,8 @@ pub struct ControlState {
     /// The suppressed identifiers the writer checks; a privacy request made through the API
     /// reloads it at once.
     pub suppressed: Arc<sluice_stream::privacy::Suppressed>,
+    /// On a bus deployment: where privacy requests queue their streaming deletes.
+    pub bus: Option<Arc<crate::deployment::BusReads>>,
 }
 
 /// A JSON body whose rejections use the API's error shape.

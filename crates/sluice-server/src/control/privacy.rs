@@ -101,6 +101,7 @@ pub fn submit(
     ws: &sluice_core::WorkspaceFile,
     body: &NewRegulationBody,
     created_by: String,
+    bus: Option<&crate::deployment::BusReads>,
 ) -> Result<Regulation, ApiError> {
     let kind = RegulationType::parse(&body.regulation_type).ok_or_else(|| {
         bad("regulationType", format!("`regulationType` must be one of {}", RegulationType::ALL.join(", ")))
@@ -117,12 +118,34 @@ pub fn submit(
         ApiError::new(status, "invalid_body", format!("`{}` {}", e.field, e.message), Some(&e.field))
     })?;
     let id = privacy::new_regulation_id();
+    let mut destinations = sluice_engine::privacy::plan(ws, kind);
+    let targets: Vec<String> =
+        sluice_engine::privacy::streaming_targets(ws, &destinations).into_iter().map(String::from).collect();
+    if let Some(bus) = bus {
+        // a deployment: the profiles are shared in PostgreSQL, the delete goes on the bus, one
+        // message per destination, after what was routed to it so far
+        let mut c = sluice_stream::bus::pg::open(&bus.state, "sluice-api").map_err(ApiError::internal)?;
+        let profile = sluice_stream::bus::pg::profile_identifiers(&mut c, &subject_ids).map_err(ApiError::internal)?;
+        if !profile.is_empty() {
+            let mut req = sluice_stream::person_delete::PersonDelete::new(
+                profile.user_ids.clone(),
+                profile.anonymous_ids.clone(),
+                sluice_destinations::DeleteReason::PrivacyRequest,
+            );
+            req.origin = id.clone();
+            for t in &targets {
+                let seq = bus.bus.publish_delete(t, &req, &id).map_err(ApiError::internal)?;
+                for d in destinations.iter_mut().filter(|d| d.id == *t) {
+                    d.stream_seq = i64::try_from(seq).ok();
+                }
+            }
+        }
+        return store_regulation(state_dir, id, kind, body, destinations, subject_ids, profile, created_by);
+    }
     let mut conn = sluice_stream::store::open(state_dir).map_err(ApiError::internal)?;
     let profile = sluice_stream::store::profile_identifiers(&conn, &subject_ids).map_err(ApiError::internal)?;
-    let mut destinations = sluice_engine::privacy::plan(ws, kind);
     // streaming destinations: R13's durable person-delete, queued before the request is stored
     // (a crash in between leaves a delete the owner asked for, never a request without it)
-    let targets = sluice_engine::privacy::streaming_targets(ws, &destinations);
     if !profile.is_empty() && !targets.is_empty() {
         let mut req = sluice_stream::person_delete::PersonDelete::new(
             profile.user_ids.clone(),
@@ -132,13 +155,27 @@ pub fn submit(
         req.origin = id.clone();
         let tx = conn.transaction().map_err(ApiError::internal)?;
         let now = sluice_stream::rfc3339(chrono::Utc::now());
-        let seq = sluice_stream::person_delete::enqueue(&tx, &targets, &req, &now).map_err(ApiError::internal)?;
+        let names: Vec<&str> = targets.iter().map(String::as_str).collect();
+        let seq = sluice_stream::person_delete::enqueue(&tx, &names, &req, &now).map_err(ApiError::internal)?;
         tx.commit().map_err(ApiError::internal)?;
-        let targets: Vec<String> = targets.into_iter().map(String::from).collect();
         for d in destinations.iter_mut().filter(|d| targets.contains(&d.id)) {
             d.stream_seq = seq;
         }
     }
+    store_regulation(state_dir, id, kind, body, destinations, subject_ids, profile, created_by)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn store_regulation(
+    state_dir: &Path,
+    id: String,
+    kind: RegulationType,
+    body: &NewRegulationBody,
+    destinations: Vec<sluice_state::PlannedDelete>,
+    subject_ids: Vec<String>,
+    profile: sluice_stream::store::ProfileIds,
+    created_by: String,
+) -> Result<Regulation, ApiError> {
     let mut store = StateStore::open(state_dir).map_err(ApiError::internal)?;
     let new = NewRegulation {
         id,
@@ -171,7 +208,7 @@ impl ControlState {
         owners_only(&actor)?;
         let s = self.clone();
         tokio::task::spawn_blocking(move || {
-            let reg = submit(&s.state_dir, &s.current(), &body, format!("token:{}", actor.name))?;
+            let reg = submit(&s.state_dir, &s.current(), &body, format!("token:{}", actor.name), s.bus.as_deref())?;
             let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
             s.suppressed.refresh(&store).map_err(ApiError::internal)?;
             Ok(reg)

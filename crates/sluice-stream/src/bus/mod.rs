@@ -189,5 +189,49 @@ impl Bus {
     }
 }
 
+impl Bus {
+    /// Queues a person-delete (a privacy request) for `destination`, after what it was routed
+    /// so far; `id` makes a repeat of the same request one message. Its sequence in the out
+    /// stream, which [`Bus::delivered`] follows.
+    pub fn publish_delete(
+        &self,
+        destination: &str,
+        request: &crate::person_delete::PersonDelete,
+        id: &str,
+    ) -> Result<u64, BusError> {
+        let payload = wire::Routed::Delete { request: request.clone() }.encode();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("{id}:{}", hex(destination)).as_str());
+        self.rt.block_on(async {
+            let ack = self
+                .js
+                .publish_with_headers(self.settings.out_subject(destination), headers, payload.into())
+                .await
+                .map_err(|e| BusError::JetStream(format!("publish a delete to {destination}: {e}")))?;
+            let ack = ack.await.map_err(|e| BusError::JetStream(format!("a delete to {destination}: {e}")))?;
+            Ok(ack.sequence)
+        })
+    }
+
+    /// Whether the out stream's message `seq` was delivered: the out stream is a work queue,
+    /// which removes a message once its destination's worker acknowledged it (it does so only
+    /// after the destination took it). `false` when the bus cannot say.
+    pub fn delivered(&self, seq: u64) -> bool {
+        self.rt.block_on(async {
+            let Ok(stream) = self.js.get_stream(self.settings.out_stream()).await else { return false };
+            match stream.get_raw_message(seq).await {
+                Ok(_) => false,
+                Err(e) => match e.kind() {
+                    jetstream::stream::RawMessageErrorKind::NoMessageFound => true,
+                    jetstream::stream::RawMessageErrorKind::JetStream(j) => {
+                        j.error_code() == jetstream::ErrorCode::NO_MESSAGE_FOUND
+                    }
+                    _ => false,
+                },
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests;

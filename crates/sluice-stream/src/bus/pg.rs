@@ -393,3 +393,25 @@ pub fn recent_invalid(client: &mut Client, source: &str, limit: i64) -> Result<V
         .map(|r| serde_json::json!({"received_at": r.get::<_, String>(0), "reason": r.get::<_, String>(1), "body": r.get::<_, String>(2)}))
         .collect())
 }
+
+/// Every identifier of the profiles `idents` belong to (a privacy request deletes the person
+/// by all of them).
+pub fn profile_identifiers(client: &mut Client, idents: &[String]) -> Result<crate::store::ProfileIds, PgError> {
+    let (mut users, mut anons) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for id in idents {
+        let rows = client.query(
+            "select j.ident from stream_identities i join stream_identities j on j.profile = i.profile
+             where i.ident = $1 or i.ident = $2",
+            &[&ident('u', id), &ident('a', id)],
+        )?;
+        for r in rows {
+            let joined: String = r.get(0);
+            match joined.split_once(':') {
+                Some(("u", bare)) if !bare.is_empty() => users.insert(bare.to_string()),
+                Some((_, bare)) if !bare.is_empty() => anons.insert(bare.to_string()),
+                _ => false,
+            };
+        }
+    }
+    Ok(crate::store::ProfileIds { user_ids: users.into_iter().collect(), anonymous_ids: anons.into_iter().collect() })
+}
