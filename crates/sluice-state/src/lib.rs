@@ -82,9 +82,6 @@ pub enum StateError {
     /// Stored JSON could not be read back.
     #[error("state store holds unreadable data: {0}")]
     Corrupt(String),
-    /// The feature's tables are not on PostgreSQL yet (privacy requests, alerts: SQLite only).
-    #[error("{0} are not kept in PostgreSQL state yet (SQLite state only; docs/SCALE.md)")]
-    Unsupported(&'static str),
     /// A write under a lease was refused: another worker took the model's lease (a newer token
     /// exists), the lease expired or was released, or the mapping or run written is not of the
     /// lease's model. Nothing of the write was stored.
@@ -218,27 +215,6 @@ impl StateStore {
     /// [`StateStore::mapping_id`] it writes nothing (a what-if reads the state, never changes it).
     pub fn find_mapping_id(&self, model: &str, destination: &str) -> Result<Option<i64>> {
         on!(self, b => b.find_mapping_id(model, destination))
-    }
-
-    /// The SQLite backend, for the tables not yet on PostgreSQL (privacy requests, alerts).
-    pub(crate) fn sqlite(&self) -> Result<&sqlite::Sqlite> {
-        match &self.backend {
-            Backend::Sqlite(b) => Ok(b),
-            Backend::Postgres(_) => Err(StateError::Unsupported("privacy requests and alerts")),
-        }
-    }
-
-    /// [`StateStore::sqlite`], mutably.
-    pub(crate) fn sqlite_mut(&mut self) -> Result<&mut sqlite::Sqlite> {
-        match &mut self.backend {
-            Backend::Sqlite(b) => Ok(b),
-            Backend::Postgres(_) => Err(StateError::Unsupported("privacy requests and alerts")),
-        }
-    }
-
-    /// An SQLite result as the store's (for the SQLite-only tables).
-    pub(crate) fn wrap<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|source| StateError::Db { path: self.location(), source })
     }
 
     /// The numeric id of the mapping (model, destination), created on first use.

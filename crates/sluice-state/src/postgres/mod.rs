@@ -6,10 +6,12 @@
 //! every method borrows it once, never across a call to another method. A connection the server
 //! closed (a restart, a failover) is replaced at the next call.
 
+mod alerts;
 mod audit;
 mod checkpoint;
 mod leases;
 pub(crate) mod migrations;
+mod privacy;
 mod runs;
 mod tokens;
 

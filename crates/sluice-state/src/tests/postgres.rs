@@ -143,12 +143,3 @@ fn a_dropped_connection_is_replaced() {
     let new_pid: i32 = s.raw_strings("select pg_backend_pid()").unwrap()[0].parse().unwrap();
     assert_ne!(new_pid, pid);
 }
-
-#[test]
-fn privacy_requests_and_alerts_say_they_are_not_on_postgres_yet() {
-    let f = Fixture::postgres();
-    let s = f.open();
-    let err = s.firing_alerts().unwrap_err();
-    assert!(matches!(err, StateError::Unsupported(_)), "{err}");
-    assert!(err.to_string().contains("not kept in PostgreSQL"), "{err}");
-}
