@@ -30,6 +30,7 @@ mod audit;
 mod checkpoint;
 pub mod files;
 mod lease;
+mod location;
 mod postgres;
 pub mod privacy;
 mod runs;
@@ -41,6 +42,7 @@ pub use alerts::{AlertChange, AlertEvent, AlertState, Firing, Notify};
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, ConsentSignature, Entry, Pending, Proof};
 pub use lease::Lease;
+pub use location::{is_postgres_url, StateLocation, LOCAL_DIR_ENV};
 pub use postgres::PostgresState;
 pub use privacy::{DeleteStatus, DestinationStatus, NewRegulation, PlannedDelete, Regulation, RegulationType};
 pub use runs::{RunRow, RunStatus, UsageRow};
@@ -138,13 +140,15 @@ pub struct StateStore {
     pub(crate) backend: Backend,
     /// The local state folder (the secret key, sync lock files; the SQLite file too).
     dir: PathBuf,
+    /// The PostgreSQL state, when the store is on PostgreSQL (to open another store on it).
+    pg: Option<PostgresState>,
 }
 
 impl StateStore {
     /// Opens (creating if needed) the SQLite state in folder `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
-        Ok(Self { backend: Backend::Sqlite(sqlite::Sqlite::open(dir)?), dir: dir.to_path_buf() })
+        Ok(Self { backend: Backend::Sqlite(sqlite::Sqlite::open(dir)?), dir: dir.to_path_buf(), pg: None })
     }
 
     /// Opens the state in a PostgreSQL schema, creating and migrating it when needed (several
@@ -152,7 +156,11 @@ impl StateStore {
     /// state folder, which keeps what stays local: the secret key and lock files.
     pub fn open_postgres(state: &PostgresState, dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
-        Ok(Self { backend: Backend::Postgres(Box::new(postgres::Postgres::open(state)?)), dir: dir.to_path_buf() })
+        Ok(Self {
+            backend: Backend::Postgres(Box::new(postgres::Postgres::open(state)?)),
+            dir: dir.to_path_buf(),
+            pg: Some(state.clone()),
+        })
     }
 
     /// Where the state lives, for messages: the SQLite file, or the PostgreSQL server and schema
@@ -180,6 +188,16 @@ impl StateStore {
     /// The local state folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where this store's state lives (to hand to another thread or process).
+    pub fn state_location(&self) -> StateLocation {
+        StateLocation { dir: self.dir.clone(), postgres: self.pg.clone() }
+    }
+
+    /// Opens another store (another connection) on the same state, e.g. for a heartbeat thread.
+    pub fn reopen(&self) -> Result<Self> {
+        Self::open_at(&self.state_location())
     }
 
     /// Stores the applied workspace, replacing the previous one.

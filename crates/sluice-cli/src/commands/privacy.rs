@@ -7,8 +7,8 @@
 use super::{open, print_json};
 use sluice_engine::privacy::DeleteOptions;
 use sluice_server::control::privacy::{submit, NewRegulationBody};
+use sluice_state::StateLocation;
 use sluice_state::{DeleteStatus, Regulation, StateStore};
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ fn code(r: &Regulation) -> ExitCode {
     }
 }
 
-pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
+pub fn run(state: &StateLocation, req: Request<'_>) -> anyhow::Result<ExitCode> {
     let (mut store, ws) = open(state)?;
     let body = NewRegulationBody {
         regulation_type: req.kind.to_string(),
@@ -58,7 +58,7 @@ pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
             outln!("  suppressed: new events are dropped at ingest and records withheld in Reverse ETL");
         }
     }
-    let log = sluice_stream::store::open(state)?;
+    let log = sluice_stream::store::open(&state.dir)?;
     let stream_done = |dest: &str, seq: i64| sluice_stream::store::delivered_past(&log, dest, seq).unwrap_or(false);
     let deadline = Instant::now() + req.wait;
     while reg.overall == DeleteStatus::Running && Instant::now() < deadline {
@@ -107,15 +107,15 @@ fn show(reg: &Regulation, json: bool) {
     outln!("{}: {}\n{t}", reg.id, reg.overall.as_str());
 }
 
-pub fn status(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let store = StateStore::open(state)?;
+pub fn status(state: &StateLocation, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = StateStore::open_at(state)?;
     let reg = store.regulation(id)?.ok_or_else(|| anyhow::anyhow!("no privacy request `{id}`"))?;
     show(&reg, json);
     Ok(code(&reg))
 }
 
-pub fn list(state: &Path, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let store = StateStore::open(state)?;
+pub fn list(state: &StateLocation, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let store = StateStore::open_at(state)?;
     let regs = store.regulations(limit)?;
     if json {
         print_json(&serde_json::json!({ "regulations": regs }));

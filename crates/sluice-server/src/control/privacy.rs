@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sluice_state::{privacy, NewRegulation, Regulation, RegulationType, StateStore};
-use std::path::Path;
 use utoipa::ToSchema;
 
 /// A privacy request to make (Segment's `CreateCloudSourceRegulation` body).
@@ -97,7 +96,7 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
 /// up so identifiers joined to them are suppressed (and deleted from streaming destinations)
 /// too.
 pub fn submit(
-    state_dir: &Path,
+    state: &sluice_state::StateLocation,
     ws: &sluice_core::WorkspaceFile,
     body: &NewRegulationBody,
     created_by: String,
@@ -117,7 +116,7 @@ pub fn submit(
         ApiError::new(status, "invalid_body", format!("`{}` {}", e.field, e.message), Some(&e.field))
     })?;
     let id = privacy::new_regulation_id();
-    let mut conn = sluice_stream::store::open(state_dir).map_err(ApiError::internal)?;
+    let mut conn = sluice_stream::store::open(&state.dir).map_err(ApiError::internal)?;
     let profile = sluice_stream::store::profile_identifiers(&conn, &subject_ids).map_err(ApiError::internal)?;
     let mut destinations = sluice_engine::privacy::plan(ws, kind);
     // streaming destinations: R13's durable person-delete, queued before the request is stored
@@ -139,7 +138,7 @@ pub fn submit(
             d.stream_seq = seq;
         }
     }
-    let mut store = StateStore::open(state_dir).map_err(ApiError::internal)?;
+    let mut store = StateStore::open_at(state).map_err(ApiError::internal)?;
     let new = NewRegulation {
         id,
         kind,
@@ -171,8 +170,8 @@ impl ControlState {
         owners_only(&actor)?;
         let s = self.clone();
         tokio::task::spawn_blocking(move || {
-            let reg = submit(&s.state_dir, &s.current(), &body, format!("token:{}", actor.name))?;
-            let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+            let reg = submit(&s.state, &s.current(), &body, format!("token:{}", actor.name))?;
+            let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
             s.suppressed.refresh(&store).map_err(ApiError::internal)?;
             Ok(reg)
         })
@@ -207,7 +206,7 @@ pub async fn list(
     ApiQuery(p): ApiQuery<Page>,
 ) -> Result<Json<ListBody>, ApiError> {
     p.check()?;
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let all = store.regulations(p.limit.unwrap_or(100) + p.offset.unwrap_or(0)).map_err(ApiError::internal)?;
     let (regulations, _, _) = p.window(&all);
     Ok(Json(ListBody { data: RegulationList { regulations } }))
@@ -222,7 +221,7 @@ pub async fn get(
     _actor: Actor,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OneBody>, ApiError> {
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     match store.regulation(&id).map_err(ApiError::internal)? {
         Some(regulation) => Ok(Json(OneBody { data: One { regulation } })),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no privacy request has this id", Some("id"))),
