@@ -91,7 +91,7 @@ pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state: Stat
                     Ok(Ok(r)) => {
                         tracing::info!(model = %model, run = r.run_id, status = %r.status, "scheduled sync finished")
                     }
-                    Ok(Err(SyncError::Busy(_))) => {
+                    Ok(Err(SyncError::Busy(_) | SyncError::Leased { .. })) => {
                         tracing::info!(model = %model, "scheduled sync skipped: already syncing")
                     }
                     Ok(Err(e)) => tracing::error!(model = %model, error = %e, "scheduled sync failed"),

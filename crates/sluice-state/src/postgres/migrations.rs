@@ -175,9 +175,13 @@ pub(crate) fn migrate(client: &mut postgres::Client, schema: &str, name: &str) -
     // `create schema` or a step
     tx.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("sluice-state {schema}")])
         .map_err(wrap)?;
+    // an existing schema is used as it is: a role that owns it needs no CREATE on the database
+    let exists = tx.query_opt("select 1 from pg_namespace where nspname = $1", &[&schema]).map_err(wrap)?.is_some();
+    if !exists {
+        tx.batch_execute(&format!("create schema {}", quote_ident(schema))).map_err(wrap)?;
+    }
     tx.batch_execute(&format!(
-        "create schema if not exists {s};
-         create table if not exists {s}.schema_version (
+        "create table if not exists {s}.schema_version (
              version integer not null,
              applied_at timestamptz not null default now()
          );",
