@@ -103,6 +103,18 @@ impl StateStore {
     }
 }
 
+impl From<PathBuf> for StateLocation {
+    fn from(dir: PathBuf) -> Self {
+        Self::folder(dir)
+    }
+}
+
+impl From<&Path> for StateLocation {
+    fn from(dir: &Path) -> Self {
+        Self::folder(dir)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,17 +131,5 @@ mod tests {
         for folder in ["./postgres", "postgres:/x", ".sluice", "/tmp/postgres://x"] {
             assert_eq!(StateLocation::parse_with_local(Path::new(folder), None), StateLocation::folder(folder));
         }
-    }
-}
-
-impl From<PathBuf> for StateLocation {
-    fn from(dir: PathBuf) -> Self {
-        Self::folder(dir)
-    }
-}
-
-impl From<&Path> for StateLocation {
-    fn from(dir: &Path) -> Self {
-        Self::folder(dir)
     }
 }
