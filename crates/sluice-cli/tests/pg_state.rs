@@ -234,6 +234,11 @@ fn every_command_works_on_postgres_state() {
     assert_eq!((m["added"].as_u64(), m["updated"].as_u64(), m["delivered"].as_u64()), (Some(1), Some(1), Some(2)));
     assert_eq!(ids(&rx).into_iter().collect::<HashSet<_>>(), HashSet::from(["4".to_string(), "31".to_string()]));
 
+    // a bad lease TTL is refused, naming the setting
+    let bad = s.command("node-a", &["sync", "users"]).env("SLUICE_LEASE_TTL_SECS", "soon").output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("SLUICE_LEASE_TTL_SECS") && err.contains("soon"), "{err}");
+
     // tokens, the audit log, privacy requests and export, all on the database
     let token = s.ok(&["token", "create", "--role", "owner", "--name", "ops"]);
     assert!(token.trim().starts_with("slc_"), "{token}");
