@@ -365,3 +365,55 @@ fn a_paused_worker_past_its_lease_writes_nothing_after_the_takeover() {
     let again = json(&s.ok(&["sync", "users", "--json"]));
     assert_eq!(again["mappings"][0]["delivered"], 0, "{again}");
 }
+
+fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, String) {
+    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn serve_keeps_its_control_state_in_postgres_and_its_event_log_local() {
+    use std::io::BufRead;
+    let rx = Receiver::start();
+    let s = Setup::new(&rx, 9, 100);
+    s.ok(&["apply", "-f", "sluice.yaml"]);
+    s.ok(&["sync", "users"]);
+    let token = s.ok(&["token", "create", "--role", "owner", "--name", "ops"]).trim().to_string();
+    let mut serve = s
+        .command("node-s", &["serve", "--listen", "127.0.0.1:0"])
+        .env("SLUICE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(std::env::temp_dir().join("pg_state_serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(serve.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap_or_default().to_string();
+    assert!(url.starts_with("http://"), "{line}");
+
+    // the token made by the CLI in the database authenticates; the runs are the database's
+    let (status, body) = call("GET", &format!("{url}/api/v1/models/users/syncs"), &token, None);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"ok\""), "{body}");
+    // a privacy request through the API lands in the database
+    let (status, body) = call(
+        "POST",
+        &format!("{url}/api/v1/regulations"),
+        &token,
+        Some(serde_json::json!({"regulationType": "SUPPRESS_ONLY", "subjectType": "USER_ID", "subjectIds": ["7"]})),
+    );
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert_eq!(s.query("select ident from suppressions"), vec![vec!["7".to_string()]]);
+    assert!(s.path().join("node-s/stream.db").exists(), "the event log is in the local folder");
+    assert!(!s.path().join("node-s/state.db").exists(), "the state is not");
+}

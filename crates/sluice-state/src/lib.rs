@@ -119,17 +119,18 @@ pub(crate) enum Backend {
 }
 
 /// Calls the method of whichever backend the store has (both have it, same name and signature).
+/// PostgreSQL calls go through [`postgres::blocking`] (safe inside the server's async handlers).
 macro_rules! on {
     ($self:ident, $b:ident => $e:expr) => {
         match &$self.backend {
             $crate::Backend::Sqlite($b) => $e,
-            $crate::Backend::Postgres($b) => $e,
+            $crate::Backend::Postgres($b) => $crate::postgres::blocking(|| $e),
         }
     };
     (mut $self:ident, $b:ident => $e:expr) => {
         match &mut $self.backend {
             $crate::Backend::Sqlite($b) => $e,
-            $crate::Backend::Postgres($b) => $e,
+            $crate::Backend::Postgres($b) => $crate::postgres::blocking(|| $e),
         }
     };
 }
@@ -157,7 +158,7 @@ impl StateStore {
     pub fn open_postgres(state: &PostgresState, dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
         Ok(Self {
-            backend: Backend::Postgres(Box::new(postgres::Postgres::open(state)?)),
+            backend: Backend::Postgres(Box::new(postgres::blocking(|| postgres::Postgres::open(state))?)),
             dir: dir.to_path_buf(),
             pg: Some(state.clone()),
         })
