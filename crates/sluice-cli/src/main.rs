@@ -18,6 +18,7 @@ mod progress;
 mod render;
 
 use clap::{Parser, Subcommand};
+use sluice_state::StateLocation;
 
 /// Rows are decoded on one thread and freed on another: mimalloc handles that far better than
 /// the system allocator (measured by `sluice bench`).
@@ -30,7 +31,8 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(name = "sluice", version, about)]
 struct Cli {
-    /// State folder (default ./.sluice).
+    /// State folder (default ./.sluice), or `postgres://USER@HOST:PORT/DB[?schema=NAME]` for state
+    /// shared by several processes (the local folder is then SLUICE_LOCAL_DIR, default ./.sluice).
     #[arg(long, global = true, env = "SLUICE_STATE")]
     state: Option<PathBuf>,
     #[command(subcommand)]
@@ -301,7 +303,7 @@ enum TokenAction {
     },
 }
 
-fn privacy(state: &std::path::Path, action: PrivacyAction) -> anyhow::Result<ExitCode> {
+fn privacy(state: &StateLocation, action: PrivacyAction) -> anyhow::Result<ExitCode> {
     use commands::privacy::{run, Request};
     let wait = |s: u64| std::time::Duration::from_secs(s);
     match action {
@@ -326,7 +328,9 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "error".into()))
         .with_writer(std::io::stderr)
         .init();
-    let state = cli.state.clone().unwrap_or_else(|| PathBuf::from(".sluice"));
+    // a folder (SQLite), or a postgres:// URL (the local folder then is SLUICE_LOCAL_DIR or .sluice)
+    let given = cli.state.as_deref().map(StateLocation::parse);
+    let state = given.clone().unwrap_or_else(|| StateLocation::folder(".sluice"));
     let result = match cli.command {
         Command::Apply { file, dry_run, json } => commands::apply::run(&state, &file, dry_run, json),
         Command::Export { file, reveal_secrets } => commands::apply::export(&state, file.as_deref(), reveal_secrets),
@@ -380,7 +384,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Privacy { action } => privacy(&state, action),
-        Command::Quickstart { dir } => commands::quickstart::run(cli.state.as_deref(), &dir),
+        Command::Quickstart { dir } => commands::quickstart::run(given.as_ref(), &dir),
     };
     match result {
         Ok(code) => code,

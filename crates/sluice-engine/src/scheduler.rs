@@ -5,7 +5,7 @@
 use crate::{SyncError, Workspace};
 use sluice_core::schedule::Schedule;
 use sluice_core::WorkspaceFile;
-use sluice_state::StateStore;
+use sluice_state::{StateLocation, StateStore};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,7 +43,7 @@ impl Drop for Busy {
 
 /// Runs until `stop`, checking every second which models of the live workspace (`live()`) are
 /// due; each due model syncs on its own thread.
-pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state_dir: PathBuf, stop: Arc<AtomicBool>) {
+pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state: StateLocation, stop: Arc<AtomicBool>) {
     let mut store: Option<StateStore> = None;
     let mut running: HashMap<String, Arc<AtomicBool>> = HashMap::new();
     while !stop.load(Ordering::Relaxed) {
@@ -59,7 +59,7 @@ pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state_dir: 
             continue;
         }
         if store.is_none() {
-            match StateStore::open(&state_dir) {
+            match StateStore::open_at(&state) {
                 Ok(s) => store = Some(s),
                 Err(e) => {
                     tracing::error!(error = %e, "scheduler cannot open the state store");
@@ -79,11 +79,11 @@ pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state_dir: 
                 continue;
             }
             busy.store(true, Ordering::Relaxed);
-            let (ws, dir, busy, model) = (ws.clone(), state_dir.clone(), busy.clone(), model.clone());
+            let (ws, loc, busy, model) = (ws.clone(), state.clone(), busy.clone(), model.clone());
             std::thread::spawn(move || {
                 let _idle_after = Busy(busy);
                 let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    StateStore::open(&dir)
+                    StateStore::open_at(&loc)
                         .map_err(SyncError::from)
                         .and_then(|mut s| crate::sync_model(&mut s, &ws, &model, &mut |_| {}))
                 }));
@@ -91,7 +91,7 @@ pub fn run(live: &dyn Fn() -> Arc<WorkspaceFile>, base_dir: PathBuf, state_dir: 
                     Ok(Ok(r)) => {
                         tracing::info!(model = %model, run = r.run_id, status = %r.status, "scheduled sync finished")
                     }
-                    Ok(Err(SyncError::Busy(_))) => {
+                    Ok(Err(SyncError::Busy(_) | SyncError::Leased { .. })) => {
                         tracing::info!(model = %model, "scheduled sync skipped: already syncing")
                     }
                     Ok(Err(e)) => tracing::error!(model = %model, error = %e, "scheduled sync failed"),

@@ -3,7 +3,7 @@
 use sluice_core::credentials::{for_each_in_workspace, CredentialKind, Keep};
 use sluice_core::{exposing, validate, ConfigError, ConfigErrors, ModelConfig, WorkspaceFile};
 use sluice_destinations::REGISTRY;
-use sluice_state::{SecretBox, StoredWorkspace};
+use sluice_state::StoredWorkspace;
 use sluice_warehouse::{resolve_column, Warehouse, WarehouseError};
 use std::path::{Path, PathBuf};
 
@@ -93,7 +93,7 @@ impl Workspace {
     /// The workspace last applied to a state store.
     pub fn load(store: &sluice_state::StateStore) -> Result<Self, WorkspaceError> {
         let stored = store.workspace()?.ok_or(WorkspaceError::NotApplied)?;
-        let secrets = SecretBox::load(store.dir())?;
+        let secrets = store.secrets()?;
         let mut file: WorkspaceFile = serde_json::from_value(stored.config).map_err(|e| {
             WorkspaceError::Invalid(ConfigErrors(vec![ConfigError::new("stored workspace", e.to_string())]))
         })?;
@@ -117,7 +117,7 @@ impl Workspace {
         applied_at: String,
         store: &sluice_state::StateStore,
     ) -> Result<StoredWorkspace, WorkspaceError> {
-        let secrets = SecretBox::load(store.dir())?;
+        let secrets = store.secrets()?;
         let mut file = self.file.clone();
         for_each_in_workspace(&mut file, &REGISTRY, &mut |_, v| {
             *v = secrets.seal(v);

@@ -8,9 +8,9 @@ use crate::metrics::Metrics;
 use serde::Serialize;
 use sluice_core::WorkspaceFile;
 use sluice_engine::alerts::StreamWindow;
+use sluice_state::StateLocation;
 use sluice_state::{AlertEvent, Firing, StateStore};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,14 +49,14 @@ pub fn round(store: &mut StateStore, stream: &rusqlite::Connection, file: &Works
 /// Runs rounds every `interval` until `stop`, restarting whenever a round panics.
 pub fn supervise(
     live: crate::Live,
-    state_dir: PathBuf,
+    state: StateLocation,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     interval: Duration,
 ) {
     keep_alive("alerts", &stop, &metrics, Backoff::default(), || {
-        let mut store = StateStore::open(&state_dir).map_err(|e| e.to_string())?;
-        let stream = crate::store::open(&state_dir).map_err(|e| e.to_string())?;
+        let mut store = StateStore::open_at(&state).map_err(|e| e.to_string())?;
+        let stream = crate::store::open(&state.dir).map_err(|e| e.to_string())?;
         let mut last: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             if last.is_none_or(|t| t.elapsed() >= interval) {

@@ -5,8 +5,7 @@
 use crate::delivery::supervisor::{keep_alive, sleep_unless, Backoff};
 use crate::metrics::Metrics;
 use sluice_engine::Workspace;
-use sluice_state::StateStore;
-use std::path::PathBuf;
+use sluice_state::{StateLocation, StateStore};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,16 +14,16 @@ use std::time::Duration;
 pub const EVERY: Duration = Duration::from_secs(2);
 
 /// Runs until `stop`, restarted if it dies.
-pub fn supervise(live: crate::Live, state_dir: PathBuf, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) {
-    keep_alive("workspace-follower", &stop, &metrics, Backoff::default(), || run(&live, &state_dir, &stop));
+pub fn supervise(live: crate::Live, state: StateLocation, stop: Arc<AtomicBool>, metrics: Arc<Metrics>) {
+    keep_alive("workspace-follower", &stop, &metrics, Backoff::default(), || run(&live, &state, &stop));
 }
 
 fn applied_at(store: &StateStore) -> Option<String> {
     store.workspace().ok().flatten().map(|w| w.applied_at)
 }
 
-fn run(live: &crate::Live, state_dir: &std::path::Path, stop: &AtomicBool) -> Result<(), String> {
-    let store = StateStore::open(state_dir).map_err(|e| format!("cannot open the state store: {e}"))?;
+fn run(live: &crate::Live, state: &StateLocation, stop: &AtomicBool) -> Result<(), String> {
+    let store = StateStore::open_at(state).map_err(|e| format!("cannot open the state store: {e}"))?;
     let mut seen = applied_at(&store);
     while !stop.load(Ordering::Relaxed) {
         sleep_unless(stop, EVERY);

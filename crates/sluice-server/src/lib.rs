@@ -69,8 +69,8 @@ pub struct ServeConfig {
     pub workspace: WorkspaceFile,
     /// Folder relative paths resolve from.
     pub base_dir: PathBuf,
-    /// The state folder (`stream.db` lives there).
-    pub state_dir: PathBuf,
+    /// Where the state lives (`--state`): its local folder holds `stream.db` either way.
+    pub state: sluice_state::StateLocation,
     /// Address to listen on (the public side: ingestion and health; also the private side
     /// unless `admin_listen` is set).
     pub listen: String,
@@ -94,11 +94,16 @@ pub struct ServeConfig {
 impl ServeConfig {
     /// A server of `workspace` on `listen` with every other setting at its default (one address
     /// for both sides, 7 days of retention, default limits).
-    pub fn new(workspace: WorkspaceFile, base_dir: PathBuf, state_dir: PathBuf, listen: impl Into<String>) -> Self {
+    pub fn new(
+        workspace: WorkspaceFile,
+        base_dir: PathBuf,
+        state: impl Into<sluice_state::StateLocation>,
+        listen: impl Into<String>,
+    ) -> Self {
         Self {
             workspace,
             base_dir,
-            state_dir,
+            state: state.into(),
             listen: listen.into(),
             admin_listen: None,
             public_url: None,
@@ -128,11 +133,11 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let metrics = Arc::new(sluice_stream::metrics::Metrics::default());
     let wake = Arc::new(sluice_stream::delivery::Wake::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let conn = sluice_stream::store::open(&config.state_dir)?;
+    let conn = sluice_stream::store::open(&config.state.dir)?;
     let (jobs, rx) = std::sync::mpsc::sync_channel::<sluice_stream::writer::Job>(4096);
     // loaded before the first event is taken: a suppressed person is never let through at startup
     let suppressed = Arc::new(sluice_stream::privacy::Suppressed::new());
-    if let Err(e) = sluice_state::StateStore::open(&config.state_dir).and_then(|s| suppressed.refresh(&s).map(|_| ())) {
+    if let Err(e) = sluice_state::StateStore::open_at(&config.state).and_then(|s| suppressed.refresh(&s).map(|_| ())) {
         return Err(ServeError::Privacy(e.to_string()));
     }
     let router =
@@ -168,7 +173,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
             );
             let (l, dir, base, m, wk, st, sp) = (
                 live.clone(),
-                config.state_dir.clone(),
+                config.state.dir.clone(),
                 config.base_dir.clone(),
                 metrics.clone(),
                 wake.clone(),
@@ -184,7 +189,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     }
     if roles.sync {
         let (l, base, dir, st, m) =
-            (live.clone(), config.base_dir.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+            (live.clone(), config.base_dir.clone(), config.state.clone(), stop.clone(), metrics.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("sluice-scheduler".into())
@@ -192,7 +197,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         );
     }
     if roles.api {
-        let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let (l, dir, st, m) = (live.clone(), config.state.clone(), stop.clone(), metrics.clone());
         let every = std::time::Duration::from_secs(config.alert_interval_secs.clamp(1, 3600));
         threads.push(
             std::thread::Builder::new()
@@ -201,13 +206,13 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         );
     }
     {
-        let (l, dir, st, m) = (live.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let (l, dir, st, m) = (live.clone(), config.state.clone(), stop.clone(), metrics.clone());
         threads.push(
             std::thread::Builder::new().name("sluice-follow".into()).spawn(move || follow::supervise(l, dir, st, m))?,
         );
     }
     {
-        let (sp, dir, st, m) = (suppressed.clone(), config.state_dir.clone(), stop.clone(), metrics.clone());
+        let (sp, dir, st, m) = (suppressed.clone(), config.state.clone(), stop.clone(), metrics.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("sluice-privacy-suppressions".into())
@@ -215,14 +220,8 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         );
     }
     if roles.api {
-        let (l, base, dir, st, m, b) = (
-            live.clone(),
-            config.base_dir.clone(),
-            config.state_dir.clone(),
-            stop.clone(),
-            metrics.clone(),
-            bus.clone(),
-        );
+        let (l, base, dir, st, m, b) =
+            (live.clone(), config.base_dir.clone(), config.state.clone(), stop.clone(), metrics.clone(), bus.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("sluice-privacy-deletes".into())
@@ -232,7 +231,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     let state = api::AppState {
         live: live.clone(),
         jobs,
-        dir: Arc::new(config.state_dir.clone()),
+        dir: Arc::new(config.state.dir.clone()),
         metrics,
         public_url,
         inflight: Arc::new(tokio::sync::Semaphore::new(api::INFLIGHT_KB)),
@@ -253,7 +252,7 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
         };
         ready(Bound { public: public.local_addr()?, admin: admin.as_ref().map(|l| l.local_addr()).transpose()? });
         let control = control::ControlState {
-            state_dir: Arc::new(config.state_dir.clone()),
+            state: Arc::new(config.state.clone()),
             base_dir: Arc::new(config.base_dir.clone()),
             live: live.clone(),
             write: Arc::new(parking_lot::Mutex::new(())),

@@ -9,7 +9,7 @@
 use crate::delivery::supervisor::{keep_alive, sleep_unless, Backoff};
 use crate::metrics::Metrics;
 use sluice_engine::privacy::DeleteOptions;
-use sluice_state::StateStore;
+use sluice_state::{StateLocation, StateStore};
 use sluice_stream::privacy::Suppressed;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,12 +24,12 @@ pub const DELETES_EVERY: Duration = Duration::from_secs(1);
 /// Keeps `suppressed` equal to the stored suppressions until `stop`.
 pub fn supervise_suppressions(
     suppressed: Arc<Suppressed>,
-    state_dir: PathBuf,
+    state: StateLocation,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 ) {
     keep_alive("privacy-suppressions", &stop, &metrics, Backoff::default(), || {
-        let store = StateStore::open(&state_dir).map_err(|e| format!("cannot open the state store: {e}"))?;
+        let store = StateStore::open_at(&state).map_err(|e| format!("cannot open the state store: {e}"))?;
         while !stop.load(Ordering::Relaxed) {
             match suppressed.refresh(&store) {
                 Ok(true) => tracing::info!(suppressed = suppressed.len(), "privacy suppressions reloaded"),
@@ -46,14 +46,14 @@ pub fn supervise_suppressions(
 pub fn supervise_deletes(
     live: crate::Live,
     base_dir: PathBuf,
-    state_dir: PathBuf,
+    state: StateLocation,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     bus: Option<Arc<sluice_stream::bus::Bus>>,
 ) {
     keep_alive("privacy-deletes", &stop, &metrics, Backoff::default(), || {
-        let mut store = StateStore::open(&state_dir).map_err(|e| format!("cannot open the state store: {e}"))?;
-        let log = sluice_stream::store::open(&state_dir).map_err(|e| format!("cannot open the event log: {e}"))?;
+        let mut store = StateStore::open_at(&state).map_err(|e| format!("cannot open the state store: {e}"))?;
+        let log = sluice_stream::store::open(&state.dir).map_err(|e| format!("cannot open the event log: {e}"))?;
         let stream_done = |dest: &str, seq: i64| match &bus {
             // on a deployment: the delete's message left the out stream once its worker delivered it
             Some(b) => u64::try_from(seq).is_ok_and(|s| b.delivered(s)),

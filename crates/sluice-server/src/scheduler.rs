@@ -12,12 +12,12 @@ use std::sync::Arc;
 pub fn supervise(
     live: crate::Live,
     base_dir: PathBuf,
-    state_dir: PathBuf,
+    state: sluice_state::StateLocation,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
 ) {
     keep_alive("scheduler", &stop, &metrics, Backoff::default(), || {
-        sluice_engine::scheduler::run(&|| live.load_full(), base_dir.clone(), state_dir.clone(), stop.clone());
+        sluice_engine::scheduler::run(&|| live.load_full(), base_dir.clone(), state.clone(), stop.clone());
         Ok(())
     });
 }

@@ -201,7 +201,14 @@ fn a_suppression_made_on_the_state_folder_reaches_the_running_server_without_a_r
         subject_type: "USER_ID".into(),
         subject_ids: vec!["u9".into()],
     };
-    sluice_server::control::privacy::submit(&state, &ws.file, &body, "cli:test".into(), None).unwrap();
+    sluice_server::control::privacy::submit(
+        &sluice_state::StateLocation::folder(&state),
+        &ws.file,
+        &body,
+        "cli:test".into(),
+        None,
+    )
+    .unwrap();
     std::thread::sleep(sluice_server::privacy::SUPPRESSIONS_EVERY * 3);
     assert_eq!(s.post("/v1/track", &track("cli1", Some("u9"), None)).0, 200);
     assert_eq!(s.post("/v1/track", &track("cli2", Some("u8"), None)).0, 200);

@@ -30,6 +30,7 @@ mod audit;
 mod checkpoint;
 pub mod files;
 mod lease;
+mod location;
 mod postgres;
 pub mod privacy;
 mod runs;
@@ -41,6 +42,7 @@ pub use alerts::{AlertChange, AlertEvent, AlertState, Firing, Notify};
 pub use audit::AuditEntry;
 pub use checkpoint::{CheckpointWrite, ConsentSignature, Entry, Pending, Proof};
 pub use lease::Lease;
+pub use location::{is_postgres_url, StateLocation, LOCAL_DIR_ENV};
 pub use postgres::PostgresState;
 pub use privacy::{DeleteStatus, DestinationStatus, NewRegulation, PlannedDelete, Regulation, RegulationType};
 pub use runs::{RunRow, RunStatus, UsageRow};
@@ -82,9 +84,6 @@ pub enum StateError {
     /// Stored JSON could not be read back.
     #[error("state store holds unreadable data: {0}")]
     Corrupt(String),
-    /// The feature's tables are not on PostgreSQL yet (privacy requests, alerts: SQLite only).
-    #[error("{0} are not kept in PostgreSQL state yet (SQLite state only; docs/SCALE.md)")]
-    Unsupported(&'static str),
     /// A write under a lease was refused: another worker took the model's lease (a newer token
     /// exists), the lease expired or was released, or the mapping or run written is not of the
     /// lease's model. Nothing of the write was stored.
@@ -120,17 +119,18 @@ pub(crate) enum Backend {
 }
 
 /// Calls the method of whichever backend the store has (both have it, same name and signature).
+/// PostgreSQL calls go through [`postgres::blocking`] (safe inside the server's async handlers).
 macro_rules! on {
     ($self:ident, $b:ident => $e:expr) => {
         match &$self.backend {
             $crate::Backend::Sqlite($b) => $e,
-            $crate::Backend::Postgres($b) => $e,
+            $crate::Backend::Postgres($b) => $crate::postgres::blocking(|| $e),
         }
     };
     (mut $self:ident, $b:ident => $e:expr) => {
         match &mut $self.backend {
             $crate::Backend::Sqlite($b) => $e,
-            $crate::Backend::Postgres($b) => $e,
+            $crate::Backend::Postgres($b) => $crate::postgres::blocking(|| $e),
         }
     };
 }
@@ -141,13 +141,15 @@ pub struct StateStore {
     pub(crate) backend: Backend,
     /// The local state folder (the secret key, sync lock files; the SQLite file too).
     dir: PathBuf,
+    /// The PostgreSQL state, when the store is on PostgreSQL (to open another store on it).
+    pg: Option<PostgresState>,
 }
 
 impl StateStore {
     /// Opens (creating if needed) the SQLite state in folder `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
-        Ok(Self { backend: Backend::Sqlite(sqlite::Sqlite::open(dir)?), dir: dir.to_path_buf() })
+        Ok(Self { backend: Backend::Sqlite(sqlite::Sqlite::open(dir)?), dir: dir.to_path_buf(), pg: None })
     }
 
     /// Opens the state in a PostgreSQL schema, creating and migrating it when needed (several
@@ -155,7 +157,11 @@ impl StateStore {
     /// state folder, which keeps what stays local: the secret key and lock files.
     pub fn open_postgres(state: &PostgresState, dir: &Path) -> Result<Self> {
         files::private_dir(dir).map_err(|source| StateError::Dir { path: dir.display().to_string(), source })?;
-        Ok(Self { backend: Backend::Postgres(Box::new(postgres::Postgres::open(state)?)), dir: dir.to_path_buf() })
+        Ok(Self {
+            backend: Backend::Postgres(Box::new(postgres::blocking(|| postgres::Postgres::open(state))?)),
+            dir: dir.to_path_buf(),
+            pg: Some(state.clone()),
+        })
     }
 
     /// Where the state lives, for messages: the SQLite file, or the PostgreSQL server and schema
@@ -183,6 +189,16 @@ impl StateStore {
     /// The local state folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where this store's state lives (to hand to another thread or process).
+    pub fn state_location(&self) -> StateLocation {
+        StateLocation { dir: self.dir.clone(), postgres: self.pg.clone() }
+    }
+
+    /// Opens another store (another connection) on the same state, e.g. for a heartbeat thread.
+    pub fn reopen(&self) -> Result<Self> {
+        Self::open_at(&self.state_location())
     }
 
     /// Stores the applied workspace, replacing the previous one.
@@ -218,27 +234,6 @@ impl StateStore {
     /// [`StateStore::mapping_id`] it writes nothing (a what-if reads the state, never changes it).
     pub fn find_mapping_id(&self, model: &str, destination: &str) -> Result<Option<i64>> {
         on!(self, b => b.find_mapping_id(model, destination))
-    }
-
-    /// The SQLite backend, for the tables not yet on PostgreSQL (privacy requests, alerts).
-    pub(crate) fn sqlite(&self) -> Result<&sqlite::Sqlite> {
-        match &self.backend {
-            Backend::Sqlite(b) => Ok(b),
-            Backend::Postgres(_) => Err(StateError::Unsupported("privacy requests and alerts")),
-        }
-    }
-
-    /// [`StateStore::sqlite`], mutably.
-    pub(crate) fn sqlite_mut(&mut self) -> Result<&mut sqlite::Sqlite> {
-        match &mut self.backend {
-            Backend::Sqlite(b) => Ok(b),
-            Backend::Postgres(_) => Err(StateError::Unsupported("privacy requests and alerts")),
-        }
-    }
-
-    /// An SQLite result as the store's (for the SQLite-only tables).
-    pub(crate) fn wrap<T>(&self, r: rusqlite::Result<T>) -> Result<T> {
-        r.map_err(|source| StateError::Db { path: self.location(), source })
     }
 
     /// The numeric id of the mapping (model, destination), created on first use.

@@ -2,8 +2,7 @@
 //! destination, the suppressed identifiers, and a version counter that `sluice serve` polls so a
 //! suppression made by the CLI reaches its in-memory set without a restart.
 
-use crate::{AuditEntry, Result, StateError, StateStore};
-use rusqlite::{params, OptionalExtension};
+use crate::{on, AuditEntry, Result, StateError, StateStore};
 use serde::Serialize;
 use std::collections::HashSet;
 
@@ -255,185 +254,79 @@ fn new_id() -> String {
     format!("reg_{}", raw.iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
-/// Now, RFC 3339 with milliseconds in UTC (SQLite's clock; the state crate has no time library).
-fn now(conn: &rusqlite::Connection) -> rusqlite::Result<String> {
-    conn.query_row("select strftime('%Y-%m-%dT%H:%M:%fZ', 'now')", [], |r| r.get(0))
+/// A request's row as stored (lists as JSON text), before it is checked.
+pub(crate) struct RegulationRow {
+    pub(crate) id: String,
+    pub(crate) kind: String,
+    pub(crate) subject_type: String,
+    pub(crate) subject_ids: String,
+    pub(crate) joined_ids: String,
+    pub(crate) created_by: String,
+    pub(crate) created_at: String,
+}
+
+/// The audit log's `after` side of a request.
+pub(crate) fn audit_after(new: &NewRegulation) -> serde_json::Value {
+    serde_json::json!({"regulationType": new.kind.as_str(), "subjectType": new.subject_type,
+        "subjectIds": new.subject_ids, "joinedIds": new.joined_ids})
 }
 
 impl StateStore {
     /// Stores a request: its suppressions (or their removal), its destinations' first statuses
     /// and its audit entry, and bumps the privacy version, in one transaction.
     pub fn create_regulation(&mut self, new: &NewRegulation) -> Result<Regulation> {
-        let path = self.location();
-        let wrap = |source| StateError::Db { path: path.clone(), source };
-        let id = new.id.clone();
-        let at = self.wrap(now(&self.sqlite()?.conn))?;
-        let tx = self.sqlite_mut()?.conn.transaction().map_err(wrap)?;
-        tx.execute(
-            "insert into regulations (id, type, subject_type, subject_ids, joined_ids, created_by, created_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                id,
-                new.kind.as_str(),
-                new.subject_type,
-                serde_json::to_string(&new.subject_ids).expect("strings encode"),
-                serde_json::to_string(&new.joined_ids).expect("strings encode"),
-                new.created_by,
-                at
-            ],
-        )
-        .map_err(wrap)?;
-        let idents = new.subject_ids.iter().chain(&new.joined_ids);
-        if new.kind.suppresses() {
-            for ident in idents {
-                tx.execute(
-                    "insert into suppressions (ident, regulation, created_at) values (?1, ?2, ?3)
-                     on conflict (ident) do update set regulation = excluded.regulation",
-                    params![ident, id, at],
-                )
-                .map_err(wrap)?;
-            }
-        } else if new.kind == RegulationType::Unsuppress {
-            for ident in idents {
-                tx.execute("delete from suppressions where ident = ?1", [ident]).map_err(wrap)?;
-            }
-        }
-        if new.kind.deletes() {
-            for d in &new.destinations {
-                let finished = (d.status != DeleteStatus::Running).then(|| at.clone());
-                tx.execute(
-                    "insert into regulation_destinations (regulation, destination, status, error, finished_at, stream_seq)
-                     values (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![id, d.id, d.status.as_str(), d.error, finished, d.stream_seq],
-                )
-                .map_err(wrap)?;
-            }
-        }
-        tx.execute(
-            "insert into audit_log (at, actor, action, kind, entity, before, after) values (?1, ?2, 'create', 'privacy_request', ?3, null, ?4)",
-            params![
-                at,
-                new.created_by,
-                id,
-                serde_json::json!({"regulationType": new.kind.as_str(), "subjectType": new.subject_type,
-                    "subjectIds": new.subject_ids, "joinedIds": new.joined_ids})
-                .to_string()
-            ],
-        )
-        .map_err(wrap)?;
-        tx.execute(
-            "insert into privacy_version (id, version) values (1, 1)
-             on conflict (id) do update set version = version + 1",
-            [],
-        )
-        .map_err(wrap)?;
-        tx.commit().map_err(wrap)?;
-        self.regulation(&id)?.ok_or_else(|| StateError::Corrupt(format!("privacy request {id} vanished")))
+        on!(mut self, b => b.create_regulation(new))?;
+        let id = &new.id;
+        self.regulation(id)?.ok_or_else(|| StateError::Corrupt(format!("privacy request {id} vanished")))
     }
 
     /// A request by id.
     pub fn regulation(&self, id: &str) -> Result<Option<Regulation>> {
-        type Row = (String, String, String, String, String, String, String);
-        let row: Option<Row> = self.wrap(
-            self.sqlite()?
-                .conn
-                .query_row(
-                    "select id, type, subject_type, subject_ids, joined_ids, created_by, created_at
-                     from regulations where id = ?1",
-                    [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
-                )
-                .optional(),
-        )?;
-        let Some((id, kind, subject_type, subject_ids, joined_ids, created_by, created_at)) = row else {
+        let Some(row) = on!(self, b => b.regulation_row(id))? else {
             return Ok(None);
         };
-        let corrupt = |what: &str| StateError::Corrupt(format!("privacy request {id}: {what}"));
-        let kind = RegulationType::parse(&kind).ok_or_else(|| corrupt("unknown type"))?;
+        let corrupt = |what: &str| StateError::Corrupt(format!("privacy request {}: {what}", row.id));
+        let kind = RegulationType::parse(&row.kind).ok_or_else(|| corrupt("unknown type"))?;
         let list = |s: &str| serde_json::from_str::<Vec<String>>(s).map_err(|e| corrupt(&e.to_string()));
-        let destinations = self.regulation_destinations(&id)?;
+        let destinations = on!(self, b => b.regulation_destinations(&row.id))?;
         Ok(Some(Regulation {
             overall: overall(kind, &destinations),
-            subject_ids: list(&subject_ids)?,
-            joined_ids: list(&joined_ids)?,
-            id,
+            subject_ids: list(&row.subject_ids)?,
+            joined_ids: list(&row.joined_ids)?,
+            id: row.id,
             kind,
-            subject_type,
-            created_by,
-            created_at,
+            subject_type: row.subject_type,
+            created_by: row.created_by,
+            created_at: row.created_at,
             destinations,
         }))
     }
 
-    fn regulation_destinations(&self, id: &str) -> Result<Vec<DestinationStatus>> {
-        let mut stmt = self.wrap(self.sqlite()?.conn.prepare_cached(
-            "select destination, status, attempts, error, finished_at, next_at, stream_seq from regulation_destinations
-             where regulation = ?1 order by destination",
-        ))?;
-        let rows = self.wrap(stmt.query_map([id], |r| {
-            Ok(DestinationStatus {
-                id: r.get(0)?,
-                status: DeleteStatus::parse(&r.get::<_, String>(1)?).unwrap_or(DeleteStatus::Failed),
-                attempts: r.get(2)?,
-                error: r.get(3)?,
-                finished_at: r.get(4)?,
-                next_at: r.get(5)?,
-                stream_seq: r.get(6)?,
-            })
-        }))?;
-        rows.map(|r| self.wrap(r)).collect()
-    }
-
     /// The newest `limit` requests, newest first.
     pub fn regulations(&self, limit: usize) -> Result<Vec<Regulation>> {
-        let ids: Vec<String> = {
-            let mut stmt = self.wrap(
-                self.sqlite()?.conn.prepare("select id from regulations order by created_at desc, rowid desc limit ?1"),
-            )?;
-            let rows = self.wrap(stmt.query_map([limit as i64], |r| r.get(0)))?;
-            rows.map(|r| self.wrap(r)).collect::<Result<_>>()?
-        };
+        let ids = on!(self, b => b.regulation_ids(limit))?;
         ids.iter().filter_map(|id| self.regulation(id).transpose()).collect()
     }
 
     /// Every suppressed identifier (loaded once per change into `serve`'s in-memory set, once
     /// per sync by Reverse ETL).
     pub fn suppressed_ids(&self) -> Result<HashSet<String>> {
-        let mut stmt = self.wrap(self.sqlite()?.conn.prepare("select ident from suppressions"))?;
-        let rows = self.wrap(stmt.query_map([], |r| r.get(0)))?;
-        rows.map(|r| self.wrap(r)).collect()
+        on!(self, b => b.suppressed_ids())
     }
 
     /// Whether `ident` is suppressed, and by which request.
     pub fn suppressed_by(&self, ident: &str) -> Result<Option<String>> {
-        self.wrap(
-            self.sqlite()?
-                .conn
-                .query_row("select regulation from suppressions where ident = ?1", [ident], |r| r.get(0))
-                .optional(),
-        )
+        on!(self, b => b.suppressed_by(ident))
     }
 
     /// A counter bumped by every request: `serve` reloads its suppressions when it moves.
     pub fn privacy_version(&self) -> Result<i64> {
-        Ok(self
-            .wrap(
-                self.sqlite()?
-                    .conn
-                    .prepare_cached("select version from privacy_version where id = 1")
-                    .and_then(|mut s| s.query_row([], |r| r.get(0)).optional()),
-            )?
-            .unwrap_or(0))
+        on!(self, b => b.privacy_version())
     }
 
     /// Deletes due now (`RUNNING` with `next_at <= now_ms`): (request id, destination id).
     pub fn due_deletes(&self, now_ms: i64) -> Result<Vec<(String, String)>> {
-        let mut stmt = self.wrap(self.sqlite()?.conn.prepare_cached(
-            "select regulation, destination from regulation_destinations
-             where status = 'RUNNING' and next_at <= ?1 order by regulation, destination",
-        ))?;
-        let rows = self.wrap(stmt.query_map([now_ms], |r| Ok((r.get(0)?, r.get(1)?))))?;
-        rows.map(|r| self.wrap(r)).collect()
+        on!(self, b => b.due_deletes(now_ms))
     }
 
     /// Records the outcome of an attempt at one destination's deletes.
@@ -445,21 +338,16 @@ impl StateStore {
         error: Option<&str>,
         next_at_ms: i64,
     ) -> Result<()> {
-        let finished = if status == DeleteStatus::Running { None } else { Some(self.wrap(now(&self.sqlite()?.conn))?) };
-        self.wrap(self.sqlite()?.conn.execute(
-            "update regulation_destinations set status = ?3, error = ?4, next_at = ?5,
-             attempts = attempts + 1, finished_at = ?6 where regulation = ?1 and destination = ?2",
-            params![regulation, destination, status.as_str(), error, next_at_ms, finished],
-        ))?;
-        Ok(())
+        on!(self, b => b.set_delete_status(regulation, destination, status, error, next_at_ms))
     }
 
     /// Appends one audit entry for a privacy request made by `actor` (used for refusals that
     /// stored nothing, e.g. by the CLI).
     pub fn audit_privacy(&mut self, actor: &str, entity: &str, after: serde_json::Value) -> Result<()> {
+        let at = on!(self, b => b.now_text())?;
         self.append_audit(&[AuditEntry {
             id: 0,
-            at: self.wrap(now(&self.sqlite()?.conn))?,
+            at,
             actor: actor.into(),
             action: "create".into(),
             kind: "privacy_request".into(),
@@ -467,70 +355,5 @@ impl StateStore {
             before: None,
             after: Some(after),
         }])
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn new(kind: RegulationType, ids: &[&str]) -> NewRegulation {
-        NewRegulation {
-            id: new_regulation_id(),
-            kind,
-            subject_type: "USER_ID".into(),
-            subject_ids: ids.iter().map(|s| s.to_string()).collect(),
-            joined_ids: vec!["anon-1".into()],
-            destinations: vec![
-                PlannedDelete { id: "hook".into(), status: DeleteStatus::Running, error: None, stream_seq: Some(7) },
-                PlannedDelete {
-                    id: "tracking".into(),
-                    status: DeleteStatus::NotSupported,
-                    error: Some("no delete call".into()),
-                    stream_seq: None,
-                },
-            ],
-            created_by: "cli:me".into(),
-        }
-    }
-
-    #[test]
-    fn suppress_unsuppress_and_statuses_persist_with_audit_and_version() {
-        let d = tempfile::tempdir().unwrap();
-        let mut s = StateStore::open(d.path()).unwrap();
-        assert_eq!(s.privacy_version().unwrap(), 0);
-        let r = s.create_regulation(&new(RegulationType::SuppressWithDelete, &["u1", "u2"])).unwrap();
-        assert_eq!(s.privacy_version().unwrap(), 1);
-        assert_eq!(r.overall, DeleteStatus::Running);
-        assert_eq!(s.suppressed_ids().unwrap(), ["u1", "u2", "anon-1"].map(String::from).into_iter().collect());
-        assert_eq!(s.due_deletes(i64::MAX).unwrap(), vec![(r.id.clone(), "hook".to_string())]);
-        s.set_delete_status(&r.id, "hook", DeleteStatus::Finished, None, 0).unwrap();
-        let r2 = StateStore::open(d.path()).unwrap().regulation(&r.id).unwrap().unwrap();
-        assert_eq!(r2.overall, DeleteStatus::Finished);
-        assert_eq!(r2.destinations[0].attempts, 1);
-        assert!(r2.destinations[0].finished_at.is_some());
-        assert_eq!(r2.destinations[1].status, DeleteStatus::NotSupported);
-        assert_eq!(r2.destinations[0].stream_seq, Some(7));
-        let audit = s.audit_log(5).unwrap();
-        assert_eq!((audit[0].kind.as_str(), audit[0].entity.as_str()), ("privacy_request", r.id.as_str()));
-        let u = s.create_regulation(&new(RegulationType::Unsuppress, &["u1"])).unwrap();
-        assert!(u.destinations.is_empty() && u.overall == DeleteStatus::Finished);
-        assert_eq!(s.suppressed_ids().unwrap(), ["u2"].map(String::from).into_iter().collect());
-        assert_eq!(s.privacy_version().unwrap(), 2);
-        assert_eq!(s.regulations(10).unwrap().len(), 2);
-        assert!(s.regulation("reg_nope").unwrap().is_none());
-    }
-
-    #[test]
-    fn subject_ids_are_bounded_and_hostile_ones_named() {
-        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(check_subject_ids(&[]).unwrap_err().field, "subjectIds");
-        assert_eq!(check_subject_ids(&vec!["x".to_string(); MAX_SUBJECT_IDS + 1]).unwrap_err().field, "subjectIds");
-        assert_eq!(check_subject_ids(&ids(&["ok", "a\u{0}b"])).unwrap_err().field, "subjectIds[1]");
-        assert_eq!(check_subject_ids(&ids(&["ok", "a\nb"])).unwrap_err().field, "subjectIds[1]");
-        assert_eq!(check_subject_ids(&["x".repeat(1 << 20)]).unwrap_err().field, "subjectIds[0]");
-        assert_eq!(check_subject_ids(&ids(&[""])).unwrap_err().field, "subjectIds[0]");
-        assert!(check_subject_ids(&["é".repeat(MAX_SUBJECT_ID_CHARS)]).is_ok(), "characters, not bytes");
-        assert_eq!(check_subject_ids(&ids(&["a", "b", "a"])).unwrap(), ids(&["a", "b"]));
     }
 }

@@ -48,11 +48,20 @@ impl Suppressed {
     /// Reloads the set if the stored privacy version moved; returns whether it did. One
     /// single-row read when nothing changed.
     pub fn refresh(&self, store: &StateStore) -> sluice_state::Result<bool> {
-        let version = store.privacy_version()?;
+        self.refresh_from(store.privacy_version()?, || store.suppressed_ids())
+    }
+
+    /// Reloads the set with `ids` if `version` (the stored privacy version, read by the caller
+    /// on its own connection) moved; returns whether it did.
+    pub fn refresh_from<E>(
+        &self,
+        version: i64,
+        ids: impl FnOnce() -> Result<std::collections::HashSet<String>, E>,
+    ) -> Result<bool, E> {
         if version == self.version.load(Ordering::Acquire) {
             return Ok(false);
         }
-        let ids = store.suppressed_ids()?;
+        let ids = ids()?;
         self.set.store(Arc::new(ids));
         self.version.store(version, Ordering::Release);
         Ok(true)

@@ -39,6 +39,9 @@ impl Deployment {
         let settings = BusSettings { prefix: prefix.chars().take(32).collect(), ..BusSettings::new(nats_url()) };
         let schema = sluice_testkit::unique_name("bus");
         let state = PostgresState { url: sluice_testkit::pg_url(), schema };
+        // the state store's tables (privacy requests are read from them), as `sluice apply` makes them
+        let local = tempfile::tempdir().unwrap();
+        drop(sluice_state::StateStore::open_postgres(&state, local.path()).expect("PostgreSQL must be running"));
         let ws = Arc::new(WorkspaceFile::from_yaml(yaml).unwrap());
         let live: sluice_stream::Live = Arc::new(arc_swap::ArcSwap::new(ws.clone()));
         let stop = Arc::new(AtomicBool::new(false));

@@ -2,11 +2,12 @@ use super::print_json;
 use crate::progress::Progress;
 use sluice_engine::whatif::WhatIf;
 use sluice_engine::{ApplyOptions, ChangeError, ColumnCheck, Workspace};
+use sluice_state::StateLocation;
 use sluice_state::StateStore;
 use std::path::Path;
 use std::process::ExitCode;
 
-pub fn export(state: &Path, file: Option<&Path>, reveal: bool) -> anyhow::Result<ExitCode> {
+pub fn export(state: &StateLocation, file: Option<&Path>, reveal: bool) -> anyhow::Result<ExitCode> {
     let (_store, ws) = super::open(state)?;
     let (yaml, vars) = ws.export(reveal);
     let header = format!(
@@ -34,9 +35,9 @@ pub fn export(state: &Path, file: Option<&Path>, reveal: bool) -> anyhow::Result
 /// evaluated (a model's scan failed, the event log could not be read).
 const WHAT_IF_INCOMPLETE: u8 = 3;
 
-pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(state: &StateLocation, file: &Path, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
     let ws = Workspace::from_path(file)?;
-    let mut store = StateStore::open(state)?;
+    let mut store = StateStore::open_at(state)?;
     // whoever can run the CLI on the state folder owns it: the audit log names them
     let actor = sluice_engine::Actor {
         name: std::env::var("SLUICE_ACTOR")
@@ -105,7 +106,7 @@ pub fn run(state: &Path, file: &Path, dry_run: bool, json: bool) -> anyhow::Resu
 
 /// The what-if of replacing the applied workspace (none yet: an empty one) by `new`: records
 /// of the affected models, and the events of the last 24 hours in the state's event log.
-fn what_if(store: &StateStore, state: &Path, new: &Workspace) -> WhatIf {
+fn what_if(store: &StateStore, state: &StateLocation, new: &Workspace) -> WhatIf {
     let old = match Workspace::load(store) {
         Ok(w) => w,
         Err(e) => {
@@ -124,7 +125,7 @@ fn what_if(store: &StateStore, state: &Path, new: &Workspace) -> WhatIf {
             p.rows(rows);
         }
     };
-    let w = sluice_server::control::whatif::what_if_with_progress(store, state, &old, new, &mut progress);
+    let w = sluice_server::control::whatif::what_if_with_progress(store, &state.dir, &old, new, &mut progress);
     drop(bars);
     w
 }

@@ -5,12 +5,12 @@ use super::{open, print_json};
 use comfy_table::Cell;
 use serde_json::{json, Value};
 use sluice_server::audit::proof_words;
-use std::path::Path;
+use sluice_state::StateLocation;
 use std::process::ExitCode;
 
-pub fn run(state: &Path, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
+pub fn run(state: &StateLocation, id: &str, json_out: bool) -> anyhow::Result<ExitCode> {
     let (store, ws) = open(state)?;
-    let report = sluice_server::audit::person(&store, &ws.file, state, id).map_err(|e| anyhow::anyhow!(e))?;
+    let report = sluice_server::audit::person(&store, &ws.file, &state.dir, id).map_err(|e| anyhow::anyhow!(e))?;
     if json_out {
         print_json(&report);
         return Ok(ExitCode::SUCCESS);

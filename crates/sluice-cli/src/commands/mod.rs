@@ -14,12 +14,12 @@ pub mod sync;
 
 use anyhow::Context;
 use sluice_engine::Workspace;
+use sluice_state::StateLocation;
 use sluice_state::StateStore;
-use std::path::Path;
 
 /// Opens the state store and the applied workspace.
-pub fn open(state: &Path) -> anyhow::Result<(StateStore, Workspace)> {
-    let store = StateStore::open(state).context("opening the state store")?;
+pub fn open(state: &StateLocation) -> anyhow::Result<(StateStore, Workspace)> {
+    let store = StateStore::open_at(state).context("opening the state store")?;
     let ws = Workspace::load(&store)?;
     Ok((store, ws))
 }

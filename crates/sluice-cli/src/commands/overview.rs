@@ -1,9 +1,9 @@
 use super::{open, print_json};
 use sluice_engine::RunReport;
-use std::path::Path;
+use sluice_state::StateLocation;
 use std::process::ExitCode;
 
-pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(state: &StateLocation, model: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
     let (store, ws) = open(state)?;
     if let Some(m) = model {
         if ws.model(m).is_none() {
@@ -69,8 +69,8 @@ pub fn run(state: &Path, model: Option<&str>, json: bool) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn audit_log(state: &Path, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let store = sluice_state::StateStore::open(state)?;
+pub fn audit_log(state: &StateLocation, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let store = sluice_state::StateStore::open_at(state)?;
     let mut log = store.audit_log(limit)?;
     for e in &mut log {
         e.before = e.before.take().map(|v| sluice_engine::plan::redact(&e.kind, v));
@@ -93,7 +93,7 @@ pub fn audit_log(state: &Path, limit: usize, json: bool) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn usage(state: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub fn usage(state: &StateLocation, json: bool) -> anyhow::Result<ExitCode> {
     let (store, _ws) = open(state)?;
     let rows = store.usage()?;
     if json {

@@ -1,8 +1,8 @@
 use super::{open, print_json};
-use std::path::Path;
+use sluice_state::StateLocation;
 use std::process::ExitCode;
 
-pub fn run(state: &Path, model_id: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(state: &StateLocation, model_id: &str, json: bool) -> anyhow::Result<ExitCode> {
     let (_store, ws) = open(state)?;
     let model = ws.model(model_id).ok_or_else(|| anyhow::anyhow!("unknown model `{model_id}`"))?;
     let mut wh = ws.warehouse(&model.source)?;

@@ -7,8 +7,8 @@
 use super::{open, print_json};
 use sluice_engine::privacy::DeleteOptions;
 use sluice_server::control::privacy::{submit, NewRegulationBody};
+use sluice_state::StateLocation;
 use sluice_state::{DeleteStatus, Regulation, StateStore};
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -41,13 +41,30 @@ fn code(r: &Regulation) -> ExitCode {
     }
 }
 
-pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
+pub fn run(state: &StateLocation, req: Request<'_>) -> anyhow::Result<ExitCode> {
     let (mut store, ws) = open(state)?;
     let body = NewRegulationBody {
         regulation_type: req.kind.to_string(),
         subject_type: if req.anonymous { "ANONYMOUS_ID" } else { "USER_ID" }.into(),
         subject_ids: req.ids,
     };
+    // with the state in PostgreSQL, the event log is not this machine's: the running servers
+    // (on a bus deployment: the bus) queue streaming deletes, so they take the request
+    if state.postgres.is_some() {
+        if let Some(kind) = sluice_state::RegulationType::parse(req.kind) {
+            let plan = sluice_engine::privacy::plan(&ws.file, kind);
+            let streaming = sluice_engine::privacy::streaming_targets(&ws.file, &plan);
+            if !streaming.is_empty() {
+                anyhow::bail!(
+                    "{} deletes people at streaming destinations ({}): with the state in PostgreSQL, make the request \
+                     through a running server, `POST /api/v1/regulations` or the web UI's Privacy requests, which queue \
+                     the deletes where its event log is",
+                    req.kind,
+                    streaming.join(", ")
+                );
+            }
+        }
+    }
     let mut reg = submit(state, &ws.file, &body, actor(), None).map_err(|e| anyhow::anyhow!("{}", e.message()))?;
     if !req.json {
         outln!("Privacy request {} ({}) for {}", reg.id, reg.kind.as_str(), reg.subject_ids.join(", "));
@@ -58,7 +75,7 @@ pub fn run(state: &Path, req: Request<'_>) -> anyhow::Result<ExitCode> {
             outln!("  suppressed: new events are dropped at ingest and records withheld in Reverse ETL");
         }
     }
-    let log = sluice_stream::store::open(state)?;
+    let log = sluice_stream::store::open(&state.dir)?;
     let stream_done = |dest: &str, seq: i64| sluice_stream::store::delivered_past(&log, dest, seq).unwrap_or(false);
     let deadline = Instant::now() + req.wait;
     while reg.overall == DeleteStatus::Running && Instant::now() < deadline {
@@ -107,15 +124,15 @@ fn show(reg: &Regulation, json: bool) {
     outln!("{}: {}\n{t}", reg.id, reg.overall.as_str());
 }
 
-pub fn status(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let store = StateStore::open(state)?;
+pub fn status(state: &StateLocation, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = StateStore::open_at(state)?;
     let reg = store.regulation(id)?.ok_or_else(|| anyhow::anyhow!("no privacy request `{id}`"))?;
     show(&reg, json);
     Ok(code(&reg))
 }
 
-pub fn list(state: &Path, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let store = StateStore::open(state)?;
+pub fn list(state: &StateLocation, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let store = StateStore::open_at(state)?;
     let regs = store.regulations(limit)?;
     if json {
         print_json(&serde_json::json!({ "regulations": regs }));

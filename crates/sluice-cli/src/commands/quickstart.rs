@@ -5,7 +5,7 @@ use anyhow::Context;
 use comfy_table::Cell;
 use rusqlite::{params, Connection};
 use sluice_engine::{RunReport, Workspace};
-use sluice_state::StateStore;
+use sluice_state::{StateLocation, StateStore};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -120,7 +120,7 @@ fn build_warehouse(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
+pub fn run(state: Option<&StateLocation>, dir: &Path) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let warehouse = dir.join("warehouse.db");
     let file = dir.join("sluice.yaml");
@@ -138,9 +138,9 @@ pub fn run(state: Option<&Path>, dir: &Path) -> anyhow::Result<ExitCode> {
         std::fs::write(&file, WORKSPACE)?;
         outln!("Created the workspace file {}.", file.display());
     }
-    let state = state.map(Path::to_path_buf).unwrap_or_else(|| dir.join(".sluice"));
+    let state = state.cloned().unwrap_or_else(|| StateLocation::folder(dir.join(".sluice")));
     let ws = Workspace::from_path(&file)?;
-    let mut store = StateStore::open(&state)?;
+    let mut store = StateStore::open_at(&state)?;
     // the same change path as `sluice apply`: checked, sealed, stored and audited
     let actor = sluice_engine::Actor { name: "cli:quickstart".into(), role: sluice_state::Role::Owner };
     let options = sluice_engine::ApplyOptions { columns: sluice_engine::ColumnCheck::All, dry_run: false };

@@ -1,8 +1,8 @@
 //! `serve`, `profile` and `debugger`: the streaming half.
 
 use super::{open, print_json};
+use sluice_state::StateLocation;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 /// The flags of `sluice serve`.
@@ -29,7 +29,10 @@ pub struct ServeArgs {
 
 /// The deployment `args` ask for: `--role` needs `--bus`, and `--bus` needs the state on
 /// PostgreSQL (profiles and de-duplication are shared there).
-fn deployment(state: &Path, args: &ServeArgs) -> anyhow::Result<Option<sluice_server::deployment::BusDeployment>> {
+fn deployment(
+    state: &StateLocation,
+    args: &ServeArgs,
+) -> anyhow::Result<Option<sluice_server::deployment::BusDeployment>> {
     let roles = sluice_server::deployment::Roles::parse(&args.roles).map_err(anyhow::Error::msg)?;
     let Some(url) = &args.bus else {
         if !args.roles.is_empty() {
@@ -37,33 +40,28 @@ fn deployment(state: &Path, args: &ServeArgs) -> anyhow::Result<Option<sluice_se
         }
         return Ok(None);
     };
-    let state = state.to_string_lossy();
-    if !(state.starts_with("postgres://") || state.starts_with("postgresql://")) {
+    let Some(postgres) = &state.postgres else {
         anyhow::bail!(
             "--bus needs the state on PostgreSQL (--state postgres://USER@HOST:PORT/DB): the processes of a deployment \
              share profiles and de-duplication there"
         );
-    }
+    };
     let settings = sluice_stream::bus::BusSettings {
         url: url.clone(),
         prefix: args.bus_prefix.clone(),
         replicas: args.bus_replicas,
     };
     settings.validate()?;
-    Ok(Some(sluice_server::deployment::BusDeployment {
-        settings,
-        state: sluice_state::PostgresState::from_url(&state),
-        roles,
-    }))
+    Ok(Some(sluice_server::deployment::BusDeployment { settings, state: postgres.clone(), roles }))
 }
 
-pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub fn serve(state: &StateLocation, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let bus = deployment(state, &args)?;
     let (_store, ws) = open(state)?;
     let config = sluice_server::ServeConfig {
         workspace: ws.file.clone(),
         base_dir: ws.base_dir.clone(),
-        state_dir: state.to_path_buf(),
+        state: state.clone(),
         listen: args.listen,
         admin_listen: args.admin_listen,
         retention_days: args.retention_days,
@@ -86,19 +84,19 @@ pub fn serve(state: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn token(state: &Path, role: &str, name: &str) -> anyhow::Result<ExitCode> {
+pub fn token(state: &StateLocation, role: &str, name: &str) -> anyhow::Result<ExitCode> {
     let role = sluice_state::Role::parse(role)
         .ok_or_else(|| anyhow::anyhow!("--role must be `owner` or `member`, not `{role}`"))?;
     if name.trim().is_empty() {
         anyhow::bail!("--name must not be empty");
     }
-    let store = sluice_state::StateStore::open(state)?;
+    let store = sluice_state::StateStore::open_at(state)?;
     outln!("{}", store.create_token(name, role)?);
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let conn = sluice_stream::store::open(state)?;
+pub fn profile(state: &StateLocation, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let conn = sluice_stream::store::open(&state.dir)?;
     let Some(p) = sluice_stream::store::profile_of(&conn, id)? else {
         anyhow::bail!("no profile has the identifier `{id}` (a userId or anonymousId seen by `sluice serve`)");
     };
@@ -120,9 +118,9 @@ pub fn profile(state: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCode> {
+pub fn overview(state: &StateLocation, minutes: i64, json: bool) -> anyhow::Result<ExitCode> {
     let minutes = minutes.clamp(1, 60 * 24 * 90);
-    let conn = sluice_stream::store::open(state)?;
+    let conn = sluice_stream::store::open(&state.dir)?;
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
     let v = sluice_stream::store::overview(&conn, since)?;
     // events of suppressed identifiers dropped at ingest (privacy requests, never stored)
@@ -172,8 +170,8 @@ pub fn overview(state: &Path, minutes: i64, json: bool) -> anyhow::Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn debugger(state: &Path, source: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let conn = sluice_stream::store::open(state)?;
+pub fn debugger(state: &StateLocation, source: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
+    let conn = sluice_stream::store::open(&state.dir)?;
     let (events, truncated) = sluice_stream::store::recent_events(&conn, source, limit)?;
     let invalid = sluice_stream::store::recent_invalid(&conn, source, limit)?;
     if events.is_empty() && invalid.is_empty() {

@@ -1,9 +1,9 @@
 use super::{open, print_json};
 use crate::progress::Progress;
-use std::path::Path;
+use sluice_state::StateLocation;
 use std::process::ExitCode;
 
-pub fn run(state: &Path, model: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub fn run(state: &StateLocation, model: &str, json: bool) -> anyhow::Result<ExitCode> {
     let (mut store, ws) = open(state)?;
     let mut progress = Progress::new(model);
     let report = sluice_engine::sync_model(&mut store, &ws, model, &mut |n| progress.rows(n))?;

@@ -72,6 +72,8 @@ pub struct MappingSetup {
     pub watch: std::rc::Rc<super::watch::Watch>,
     /// Record ids suppressed by privacy requests: withheld from every destination (SPEC §12).
     pub suppressed: std::rc::Rc<std::collections::HashSet<String>>,
+    /// The model's lease: every checkpoint write is fenced by it.
+    pub lease: std::rc::Rc<sluice_state::Lease>,
 }
 
 /// A mapping being synced.
@@ -128,7 +130,17 @@ impl MappingRun {
         self.gone.clear();
         self.setup.report.stopped = Some(why);
         self.setup.report.status = crate::report::MappingStatus::Stopped;
-        store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes))
+        self.write_out(store)
+    }
+
+    /// Writes the pending checkpoint writes under the model's lease (refused with `Fenced` once
+    /// another worker took the model over).
+    fn write_out(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
+        let writes = std::mem::take(&mut self.writes);
+        if writes.is_empty() {
+            return Ok(());
+        }
+        store.write_checkpoint_fenced(&self.setup.lease, self.setup.mapping_id, &writes)
     }
 
     /// An id present in the model but rejected (duplicate): its checkpoint is left alone.
@@ -314,7 +326,7 @@ impl MappingRun {
 
     fn flush_writes_if_full(&mut self, store: &mut StateStore) -> sluice_state::Result<()> {
         if self.writes.len() >= WRITE_BATCH {
-            store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes))?;
+            self.write_out(store)?;
         }
         Ok(())
     }
@@ -328,7 +340,7 @@ impl MappingRun {
             return self.stop(store, why);
         }
         if self.batch.is_empty() {
-            return store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes));
+            return self.write_out(store);
         }
         let items = std::mem::take(&mut self.batch);
         let in_flight = std::mem::take(&mut self.in_flight);
@@ -365,7 +377,7 @@ impl MappingRun {
             }
         }
         emit(&mut self.setup.report, Event::Delivered { count: delivered });
-        store.write_checkpoint(self.setup.mapping_id, &std::mem::take(&mut self.writes))
+        self.write_out(store)
     }
 
     /// The checkpoint state of a failed item: retried later, or given up.

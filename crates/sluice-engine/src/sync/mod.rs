@@ -1,6 +1,7 @@
 //! Syncing a model: one sorted extraction feeds every mapping of the model.
 
 mod cursor;
+pub mod lease;
 mod mapping;
 mod payload;
 mod rows;
@@ -15,7 +16,7 @@ use payload::Projections;
 use rows::Rows;
 use sluice_core::{ConfigErrors, Gate, ModelConfig};
 use sluice_destinations::BuildContext;
-use sluice_state::{StateError, StateStore};
+use sluice_state::{Lease, StateError, StateStore};
 use sluice_warehouse::{resolve_column, IdOrder, Row, ScanNeeds, WarehouseError};
 use std::time::Instant;
 
@@ -42,6 +43,29 @@ pub enum SyncError {
     /// Another sync of the model is running (in this or another process).
     #[error("model `{0}` is already syncing (another `sluice sync` or the scheduler); try again when it ends")]
     Busy(String),
+    /// Another worker holds the model's lease (it is syncing the model now).
+    #[error("model `{model}` is being synced by worker `{worker}` (it holds the model's lease until {until}); try again when it ends")]
+    Leased {
+        /// Model id.
+        model: String,
+        /// The worker holding the lease (host/pid).
+        worker: String,
+        /// When its lease ends unless renewed (RFC 3339).
+        until: String,
+    },
+    /// This worker lost the model's lease mid-run (it paused or lost the state database past
+    /// the lease's time to live, and another worker took the model over): the run stopped, its
+    /// later writes were refused, and it shows as `interrupted`.
+    #[error("model `{model}`: this worker's lease (token {token}) expired or was taken over mid-run; the run stopped and is interrupted (the worker holding the lease resumes from the checkpoint)")]
+    LeaseLost {
+        /// Model id.
+        model: String,
+        /// The token of the lost lease.
+        token: i64,
+    },
+    /// A setting of the sync is wrong (the message names it).
+    #[error("{0}")]
+    Settings(String),
     /// The lock file could not be used.
     #[error("lock {path}: {source}")]
     Lock {
@@ -143,6 +167,7 @@ fn prepare(
     model: &ModelConfig,
     cols: &[String],
     order: IdOrder,
+    held: &lease::Held,
 ) -> Result<Mappings, SyncError> {
     let column_of = |c: &str| resolve_column(cols, c).ok();
     let settings = &ws.file.workspace;
@@ -154,7 +179,8 @@ fn prepare(
     };
     let mut out =
         Mappings { runs: vec![], payloads: Projections::new(), disabled: vec![], duplicated: Default::default() };
-    let watch = std::rc::Rc::new(watch::Watch::new(store, &ws.file, &model.id));
+    let watch = std::rc::Rc::new(watch::Watch::new(store, &ws.file, &model.id).with_lease_lost(held.lost.clone()));
+    let lease = std::rc::Rc::new(held.lease.clone());
     let suppressed = std::rc::Rc::new(store.suppressed_ids()?);
     for mp in &model.mappings {
         let dest = ws.file.destinations.iter().find(|d| d.id == mp.destination).expect("validated");
@@ -198,7 +224,7 @@ fn prepare(
             )]))
         })?;
         let mapping_id = store.mapping_id(&model.id, &dest.id)?;
-        follow_id_order(store, mapping_id, order)?;
+        follow_id_order(store, mapping_id, order, &held.lease)?;
         let projection = out.payloads.add(fields, whole);
         out.runs.push(MappingRun::new(MappingSetup {
             report,
@@ -213,6 +239,7 @@ fn prepare(
             order,
             watch: watch.clone(),
             suppressed: suppressed.clone(),
+            lease: lease.clone(),
         }));
     }
     Ok(out)
@@ -231,10 +258,20 @@ pub fn sync_model(
     model_id: &str,
     progress: &mut dyn FnMut(u64),
 ) -> Result<RunReport, SyncError> {
-    let r = run_model(store, ws, model_id, progress);
+    let r = run_model(store, ws, model_id, progress).map_err(|e| match e {
+        SyncError::State(StateError::Fenced { model, token }) => SyncError::LeaseLost { model, token },
+        e => e,
+    });
     match &r {
         Ok(report) => crate::alerts::after_run(store, &ws.file, report),
-        Err(SyncError::Busy(_) | SyncError::UnknownModel(..) | SyncError::Lock { .. }) => {}
+        Err(
+            SyncError::Busy(_)
+            | SyncError::UnknownModel(..)
+            | SyncError::Lock { .. }
+            | SyncError::Leased { .. }
+            | SyncError::LeaseLost { .. }
+            | SyncError::Settings(_),
+        ) => {}
         Err(_) => crate::alerts::after_failed_start(store, &ws.file, model_id),
     }
     r
@@ -259,6 +296,9 @@ fn run_model(
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Err(SyncError::Busy(model.id.clone())),
         Err(source) => return Err(SyncError::Lock { path: "locks".into(), source }),
     };
+    // ... nor on two workers sharing the state: the model's lease, renewed while the run lasts,
+    // fences every write of the run (released when `held` drops)
+    let held = lease::take(store, &model.id, true)?;
     let wh_err = |source| SyncError::Warehouse { model: model.id.clone(), source };
     let mut warehouse = ws.warehouse(&model.source).map_err(wh_err)?;
     // a model that never ends on a warehouse without its own statement timeout (an SQLite
@@ -288,13 +328,13 @@ fn run_model(
     // how long each phase took, for the log line at the end (docs/BENCHMARKS.md reads it)
     let phase = std::time::Instant::now();
     let order = warehouse.id_order(&model.sql, &id_col).map_err(wh_err)?;
-    let mut maps = prepare(store, ws, model, &cols, order)?;
+    let mut maps = prepare(store, ws, model, &cols, order, &held)?;
     let pass = match sparse::configured(ws, model) {
         Some(snapshot) => sparse::choose(store, &mut *warehouse, snapshot, ws, model, (&id_col, order), &maps)?,
         None => sparse::Pass::Local,
     };
     let plan_ms = phase.elapsed().as_millis() as u64;
-    report.run_id = store.start_run(&model.id, &report.started_at)?;
+    report.run_id = store.start_run_fenced(&held.lease, &report.started_at)?;
     maps.runs.iter_mut().for_each(|m| m.run_id = report.run_id);
 
     // a warehouse that can hand over raw rows decodes only the columns consent and explicit
@@ -445,7 +485,7 @@ fn run_model(
     report.finished_at = now_rfc3339();
     report.duration_ms = started.elapsed().as_millis() as u64;
     let json = serde_json::to_value(&report).expect("report serializes");
-    store.finish_run(report.run_id, &report.finished_at, report.status, &json)?;
+    store.finish_run_fenced(&held.lease, report.run_id, &report.finished_at, report.status, &json)?;
     crate::metrics::record_run(&report);
     tracing::info!(model = %model.id, run = report.run_id, status = %report.status, extracted = report.extracted,
                    duration_ms = report.duration_ms, "sync finished");
@@ -454,11 +494,12 @@ fn run_model(
 
 /// Keeps a mapping's checkpoint keys in the order the warehouse scans ids in; re-keys it when
 /// that order changed (the id column changed type).
-fn follow_id_order(store: &mut StateStore, mapping: i64, order: IdOrder) -> Result<(), StateError> {
+fn follow_id_order(store: &mut StateStore, mapping: i64, order: IdOrder, lease: &Lease) -> Result<(), StateError> {
     let stored = store.mapping_id_order(mapping)?.and_then(|s| IdOrder::parse(&s));
     match stored {
         Some(old) if old != order => {
-            let dropped = store.rekey_checkpoint(mapping, &|k| order.key(&old.id(k)).map(|c| c.into_owned()))?;
+            let dropped =
+                store.rekey_checkpoint_fenced(lease, mapping, &|k| order.key(&old.id(k)).map(|c| c.into_owned()))?;
             tracing::warn!(
                 mapping,
                 from = old.as_str(),

@@ -161,7 +161,8 @@ pub(super) fn after(
     };
     for m in &maps.runs {
         let caught_up = completed && !m.is_stopped() && generation.is_some();
-        store.set_snapshot_generation(m.setup.mapping_id, if caught_up { generation } else { None })?;
+        let generation = if caught_up { generation } else { None };
+        store.set_snapshot_generation_fenced(&m.setup.lease, m.setup.mapping_id, generation)?;
     }
     Ok(None)
 }

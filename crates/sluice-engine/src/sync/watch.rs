@@ -25,6 +25,8 @@ pub struct Watch {
     /// When the stored workspace the run started beside was applied (`None`: nothing stored).
     started: Option<String>,
     state: RefCell<State>,
+    /// Set when this worker lost the model's lease: every mapping stops at once.
+    lease_lost: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Default)]
@@ -39,12 +41,15 @@ impl Watch {
     /// A watch for a run of `model` with `run` as its workspace, beside what `store` holds now.
     pub fn new(store: &StateStore, run: &WorkspaceFile, model: &str) -> Self {
         let started = store.workspace().ok().flatten().map(|w| w.applied_at);
-        Self { run: run.clone(), model: model.into(), started, state: RefCell::default() }
+        Self { run: run.clone(), model: model.into(), started, state: RefCell::default(), lease_lost: None }
     }
 
     /// Why the mapping to `dest` must stop sending (`None`: it may go on). Reads the stored
     /// workspace at most every 200 ms, and opens it only when it was applied again.
     pub fn stop_reason(&self, store: &StateStore, dest: &str) -> Option<String> {
+        if self.lease_lost.as_ref().is_some_and(|l| l.load(std::sync::atomic::Ordering::Relaxed)) {
+            return Some(format!("this worker lost the lease of model `{}` (expired or taken over)", self.model));
+        }
         let mut st = self.state.borrow_mut();
         let now = Instant::now();
         if st.next.is_some_and(|t| now < t) {
@@ -64,6 +69,12 @@ impl Watch {
         tracing::info!(model = %self.model, stopped = st.stop.values().filter(|w| w.is_some()).count(),
                        "the workspace changed during the sync");
         st.stop.get(dest).cloned().flatten()
+    }
+
+    /// Stops every mapping once `lost` is set (the heartbeat could not renew the lease).
+    pub fn with_lease_lost(mut self, lost: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.lease_lost = Some(lost);
+        self
     }
 
     /// What changed for the mapping to `dest` between the run's workspace and `new`.

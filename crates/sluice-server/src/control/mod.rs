@@ -29,8 +29,8 @@ use utoipa_axum::routes;
 /// What the control handlers share.
 #[derive(Clone)]
 pub struct ControlState {
-    /// The state folder.
-    pub state_dir: Arc<PathBuf>,
+    /// Where the state lives (its local folder holds `stream.db`).
+    pub state: Arc<sluice_state::StateLocation>,
     /// Folder relative paths resolve from.
     pub base_dir: Arc<PathBuf>,
     /// The workspace the router uses; replaced on every change.
@@ -145,7 +145,7 @@ impl Actor {
     /// The owner or member a token belongs to (the one check of the API and of the web UI's
     /// sessions, which keep the token server-side and check it again on every request).
     pub(crate) fn from_token(state: &ControlState, token: &str) -> Result<Self, ApiError> {
-        let store = StateStore::open(&state.state_dir).map_err(ApiError::internal)?;
+        let store = StateStore::open_at(&state.state).map_err(ApiError::internal)?;
         match store.authenticate(token.trim()).map_err(ApiError::internal)? {
             Some(t) => Ok(Actor { name: t.name, role: t.role }),
             None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "unknown or disabled token", None)),
@@ -239,7 +239,7 @@ impl ControlState {
         use sluice_engine::{ApplyOptions, ColumnCheck};
         let who = sluice_engine::Actor { name: format!("token:{}", actor.name), role: actor.role };
         let base = (*self.base_dir).clone();
-        let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
+        let mut store = StateStore::open_at(&self.state).map_err(ApiError::internal)?;
         for _ in 0..3 {
             let old = Workspace::load(&store).map_err(ApiError::internal)?.file;
             let mut file = old.clone();
@@ -302,7 +302,7 @@ async fn audit_log(
     ApiQuery(p): ApiQuery<Page>,
 ) -> Result<Json<AuditPage>, ApiError> {
     p.check()?;
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 500);
     let all = store.audit_log(limit + p.offset.unwrap_or(0)).map_err(ApiError::internal)?;
     // redacted again on reading: entries written before a credential kind was known stay hidden
@@ -330,7 +330,7 @@ async fn alerts(
     ApiQuery(p): ApiQuery<Page>,
 ) -> Result<Json<crate::alerts::AlertsView>, ApiError> {
     p.check()?;
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let file = s.current();
     let v = crate::alerts::view(&store, &file, p.limit.unwrap_or(100)).map_err(ApiError::internal)?;
     Ok(Json(v))

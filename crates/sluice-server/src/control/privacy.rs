@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sluice_state::{privacy, NewRegulation, Regulation, RegulationType, StateStore};
-use std::path::Path;
 use utoipa::ToSchema;
 
 /// A privacy request to make (Segment's `CreateCloudSourceRegulation` body).
@@ -97,7 +96,7 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
 /// up so identifiers joined to them are suppressed (and deleted from streaming destinations)
 /// too.
 pub fn submit(
-    state_dir: &Path,
+    state: &sluice_state::StateLocation,
     ws: &sluice_core::WorkspaceFile,
     body: &NewRegulationBody,
     created_by: String,
@@ -140,9 +139,9 @@ pub fn submit(
                 }
             }
         }
-        return store_regulation(state_dir, id, kind, body, destinations, subject_ids, profile, created_by);
+        return store_regulation(state, id, kind, body, destinations, subject_ids, profile, created_by);
     }
-    let mut conn = sluice_stream::store::open(state_dir).map_err(ApiError::internal)?;
+    let mut conn = sluice_stream::store::open(&state.dir).map_err(ApiError::internal)?;
     let profile = sluice_stream::store::profile_identifiers(&conn, &subject_ids).map_err(ApiError::internal)?;
     // streaming destinations: R13's durable person-delete, queued before the request is stored
     // (a crash in between leaves a delete the owner asked for, never a request without it)
@@ -162,12 +161,12 @@ pub fn submit(
             d.stream_seq = seq;
         }
     }
-    store_regulation(state_dir, id, kind, body, destinations, subject_ids, profile, created_by)
+    store_regulation(state, id, kind, body, destinations, subject_ids, profile, created_by)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn store_regulation(
-    state_dir: &Path,
+    state: &sluice_state::StateLocation,
     id: String,
     kind: RegulationType,
     body: &NewRegulationBody,
@@ -176,7 +175,7 @@ fn store_regulation(
     profile: sluice_stream::store::ProfileIds,
     created_by: String,
 ) -> Result<Regulation, ApiError> {
-    let mut store = StateStore::open(state_dir).map_err(ApiError::internal)?;
+    let mut store = StateStore::open_at(state).map_err(ApiError::internal)?;
     let new = NewRegulation {
         id,
         kind,
@@ -208,8 +207,8 @@ impl ControlState {
         owners_only(&actor)?;
         let s = self.clone();
         tokio::task::spawn_blocking(move || {
-            let reg = submit(&s.state_dir, &s.current(), &body, format!("token:{}", actor.name), s.bus.as_deref())?;
-            let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+            let reg = submit(&s.state, &s.current(), &body, format!("token:{}", actor.name), s.bus.as_deref())?;
+            let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
             s.suppressed.refresh(&store).map_err(ApiError::internal)?;
             Ok(reg)
         })
@@ -244,7 +243,7 @@ pub async fn list(
     ApiQuery(p): ApiQuery<Page>,
 ) -> Result<Json<ListBody>, ApiError> {
     p.check()?;
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let all = store.regulations(p.limit.unwrap_or(100) + p.offset.unwrap_or(0)).map_err(ApiError::internal)?;
     let (regulations, _, _) = p.window(&all);
     Ok(Json(ListBody { data: RegulationList { regulations } }))
@@ -259,7 +258,7 @@ pub async fn get(
     _actor: Actor,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<OneBody>, ApiError> {
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     match store.regulation(&id).map_err(ApiError::internal)? {
         Some(regulation) => Ok(Json(OneBody { data: One { regulation } })),
         None => Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no privacy request has this id", Some("id"))),

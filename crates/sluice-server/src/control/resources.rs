@@ -125,7 +125,7 @@ fn model_json(s: &ControlState, id: &str) -> Result<Value, ApiError> {
     let ws = s.current();
     let m = ws.models.iter().find(|m| m.id == id).ok_or_else(|| unknown_model(id))?;
     let mut v = serde_json::to_value(m).expect("config serializes");
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let next = sluice_engine::scheduler::next_runs(&s.engine_workspace(), &store);
     v["next_run_at"] = next.get(id).map(|t| Value::String(t.to_rfc3339())).unwrap_or(Value::Null);
     Ok(v)
@@ -300,12 +300,12 @@ pub async fn start_sync(
     if ws.model(&id).is_none() {
         return Err(unknown_model(&id));
     }
-    let (dir, model, progress) = ((*s.state_dir).clone(), id.clone(), s.progress.clone());
+    let (dir, model, progress) = ((*s.state).clone(), id.clone(), s.progress.clone());
     std::thread::spawn(move || {
         let report = |n: u64| {
             progress.lock().insert(model.clone(), n);
         };
-        let r = StateStore::open(&dir)
+        let r = StateStore::open_at(&dir)
             .map_err(sluice_engine::SyncError::from)
             .and_then(|mut st| sluice_engine::sync_model(&mut st, &ws, &model, &mut |n| report(n)));
         progress.lock().remove(&model);
@@ -331,7 +331,7 @@ pub async fn syncs(
     if !s.current().models.iter().any(|m| m.id == id) {
         return Err(unknown_model(&id));
     }
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let runs = store.runs(Some(&id), 1000).map_err(ApiError::internal)?;
     let all: Vec<Value> = runs
         .into_iter()
@@ -350,7 +350,7 @@ pub async fn sync_run(
     a: Actor,
     super::ApiPath(run_id): super::ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let run = store.runs(None, 100_000).map_err(ApiError::internal)?.into_iter().find(|r| r.id == run_id);
     match run {
         Some(r) => Ok(Json(report_for(
@@ -365,7 +365,7 @@ pub async fn sync_run(
 #[utoipa::path(get, path = "/api/v1/usage",
     responses((status = 400, body = ErrorBody), (status = 200, body = ObjectPage), (status = 401, body = ErrorBody)), security(("bearer" = [])))]
 pub async fn usage(State(s): State<ControlState>, _a: Actor) -> Result<Json<ObjectPage>, ApiError> {
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let rows = store.usage().map_err(ApiError::internal)?;
     Ok(Json(page("usage", to_values(&rows), &Page { offset: None, limit: Some(500) })))
 }
@@ -379,7 +379,7 @@ pub async fn profile(
     _a: Actor,
     super::ApiPath(id): super::ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let conn = crate::store::open(&s.state_dir).map_err(ApiError::internal)?;
+    let conn = crate::store::open(&s.state.dir).map_err(ApiError::internal)?;
     match crate::store::profile_of(&conn, &id).map_err(ApiError::internal)? {
         Some(p) => Ok(Json(crate::read::profile_json(&p))),
         None => Err(ApiError::new(

@@ -72,7 +72,7 @@ fn audit(
     security(("bearer" = [])))]
 pub async fn list(State(s): State<ControlState>, actor: Actor) -> Result<Json<TokenList>, ApiError> {
     owners_only(&actor)?;
-    let store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let items = store.tokens().map_err(ApiError::internal)?;
     Ok(Json(TokenList { items }))
 }
@@ -98,7 +98,7 @@ pub async fn create(
             Some("name"),
         ));
     }
-    let mut store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let mut store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     let token = store.create_token(&body.name, role).map_err(ApiError::internal)?;
     audit(
         &mut store,
@@ -120,7 +120,7 @@ pub async fn disable(
     super::ApiPath(id): super::ApiPath<i64>,
 ) -> Result<StatusCode, ApiError> {
     owners_only(&actor)?;
-    let mut store = StateStore::open(&s.state_dir).map_err(ApiError::internal)?;
+    let mut store = StateStore::open_at(&s.state).map_err(ApiError::internal)?;
     if !store.disable_token(id).map_err(ApiError::internal)? {
         return Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("no token {id}"), Some("id")));
     }

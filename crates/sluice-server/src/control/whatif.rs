@@ -106,7 +106,7 @@ impl ControlState {
     ) -> Result<Value, ApiError> {
         // one what-if at a time: each may scan whole models, and members may ask
         let _one_at_a_time = WHAT_IF.lock();
-        let mut store = StateStore::open(&self.state_dir).map_err(ApiError::internal)?;
+        let mut store = StateStore::open_at(&self.state).map_err(ApiError::internal)?;
         let old = Workspace::load(&store).map_err(ApiError::internal)?;
         let mut file = old.file.clone();
         change(&mut file)?;
@@ -132,7 +132,7 @@ impl ControlState {
             }
             Err(e) => return Err(ApiError::from_change(e)),
         };
-        let w = what_if(&store, &self.state_dir, &old, &applied.workspace);
+        let w = what_if(&store, &self.state.dir, &old, &applied.workspace);
         Ok(json!({
             "plan": applied.plan,
             "warnings": applied.warnings,

@@ -50,7 +50,7 @@ pub fn firing_banner(store: Option<&sluice_state::StateStore>, file: &sluice_cor
 /// `GET /ui/alerts`.
 pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
     let file = s.control.live.load_full();
-    let store = sluice_state::StateStore::open(&s.control.state_dir).ok();
+    let store = sluice_state::StateStore::open_at(&s.control.state).ok();
     let view = store.as_ref().and_then(|st| crate::alerts::view(st, &file, 200).ok());
     let body = html! {
         p.lead { "Alerts watch sync runs and deliveries: a failed sync, a delivery rate under a threshold, a withheld-by-consent rate that jumps. Each fires once when its condition starts and resolves when it ends; notifications carry ids, counts and rates, never personal data." }

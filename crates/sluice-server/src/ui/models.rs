@@ -54,7 +54,7 @@ pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
 /// The newest run of every model, as the viewer may read it.
 fn last_runs(s: &UiState, viewer: &Viewer) -> HashMap<String, Value> {
     let mut out = HashMap::new();
-    if let Ok(store) = sluice_state::StateStore::open(&s.control.state_dir) {
+    if let Ok(store) = sluice_state::StateStore::open_at(&s.control.state) {
         for r in store.runs(None, 500).unwrap_or_default() {
             out.entry(r.model.clone()).or_insert_with(|| run_value(viewer, r));
         }
@@ -167,7 +167,7 @@ pub async fn show(
     };
     let q = RunQuery { run: q.get("run").and_then(|r| r.parse().ok()) };
     let preview = api::preview(State(s.control.clone()), viewer.actor.clone(), ApiPath(id.clone())).await;
-    let runs: Vec<Value> = match sluice_state::StateStore::open(&s.control.state_dir) {
+    let runs: Vec<Value> = match sluice_state::StateStore::open_at(&s.control.state) {
         Ok(store) => store.runs(Some(&id), 20).unwrap_or_default().into_iter().map(|r| run_value(&viewer, r)).collect(),
         Err(_) => vec![],
     };
@@ -331,7 +331,7 @@ pub async fn start_sync(State(s): State<UiState>, Path(id): Path<String>, p: Pos
 /// `GET /ui/models/{id}/progress`: `{"running", "run_id", "rows_read", "status"}` of the newest run.
 pub async fn progress(State(s): State<UiState>, Path(id): Path<String>, viewer: Viewer) -> Response {
     let _ = &viewer;
-    let store = match sluice_state::StateStore::open(&s.control.state_dir) {
+    let store = match sluice_state::StateStore::open_at(&s.control.state) {
         Ok(st) => st,
         Err(e) => return crate::error::ApiError::internal(e).into_response(),
     };

@@ -31,7 +31,7 @@ pub fn when(at: &str) -> String {
 pub async fn home(State(s): State<UiState>, viewer: Viewer) -> Response {
     let ws = s.control.live.load_full();
     let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let store = sluice_state::StateStore::open(&s.control.state_dir).ok();
+    let store = sluice_state::StateStore::open_at(&s.control.state).ok();
     let firing = super::alerts::firing_banner(store.as_ref(), &ws);
     let runs: Vec<Value> = store
         .as_ref()
@@ -214,7 +214,7 @@ pub async fn destinations(State(s): State<UiState>, viewer: Viewer) -> Response 
 
 /// `GET /ui/audit-log`: the newest 200 changes (credentials redacted, as the API shows them).
 pub async fn audit_log(State(s): State<UiState>, viewer: Viewer) -> Response {
-    let entries = sluice_state::StateStore::open(&s.control.state_dir)
+    let entries = sluice_state::StateStore::open_at(&s.control.state)
         .ok()
         .and_then(|st| st.audit_log(200).ok())
         .unwrap_or_default();
@@ -251,7 +251,7 @@ pub async fn audit_log(State(s): State<UiState>, viewer: Viewer) -> Response {
 pub async fn usage(State(s): State<UiState>, viewer: Viewer) -> Response {
     let ws = s.control.live.load_full();
     let rows =
-        sluice_state::StateStore::open(&s.control.state_dir).ok().and_then(|st| st.usage().ok()).unwrap_or_default();
+        sluice_state::StateStore::open_at(&s.control.state).ok().and_then(|st| st.usage().ok()).unwrap_or_default();
     let max = rows.iter().map(|r| r.records).max().unwrap_or(0).max(1);
     let body = html! {
         p.lead { "Records delivered or failed per month and destination. Records withheld by consent never count." }

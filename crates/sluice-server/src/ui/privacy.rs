@@ -26,8 +26,8 @@ fn badge(s: DeleteStatus) -> Markup {
 
 /// `GET /ui/privacy-requests`.
 pub async fn list(State(s): State<UiState>, viewer: Viewer) -> Response {
-    let dir = s.control.state_dir.clone();
-    let regs = tokio::task::spawn_blocking(move || StateStore::open(&dir).and_then(|st| st.regulations(200))).await;
+    let dir = (*s.control.state).clone();
+    let regs = tokio::task::spawn_blocking(move || StateStore::open_at(&dir).and_then(|st| st.regulations(200))).await;
     let regs = match regs {
         Ok(Ok(r)) => r,
         _ => return super::error_page(&viewer, StatusCode::INTERNAL_SERVER_ERROR, "Error", "internal error"),

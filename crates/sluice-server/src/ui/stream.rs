@@ -180,10 +180,10 @@ pub async fn profile(State(s): State<UiState>, Path(id): Path<String>, viewer: V
         .ok()
         .and_then(|c| sluice_stream::store::profile_of(&c, &id).ok().flatten());
     // the proof of consent per destination (Reverse ETL and streaming), as `sluice audit` shows it
-    let (dir, who, file) = (s.control.state_dir.clone(), id.clone(), ws.clone());
+    let (dir, who, file) = ((*s.control.state).clone(), id.clone(), ws.clone());
     let audit = tokio::task::spawn_blocking(move || {
-        let store = sluice_state::StateStore::open(&dir).map_err(|e| e.to_string())?;
-        crate::audit::person(&store, &file, &dir, &who).map_err(|e| e.to_string())
+        let store = sluice_state::StateStore::open_at(&dir).map_err(|e| e.to_string())?;
+        crate::audit::person(&store, &file, &dir.dir, &who).map_err(|e| e.to_string())
     })
     .await
     .ok()

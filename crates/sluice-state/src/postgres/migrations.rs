@@ -104,6 +104,67 @@ create table consent_signatures (
     unique (mapping, signature)
 );
 "#,
+    // 3: privacy requests (privacy.rs): requests, each destination's delete status, the suppressed
+    // identifiers, and the counter `serve` polls (seq orders requests created in the same ms)
+    r#"
+create table regulations (
+    id text primary key,
+    seq bigint generated always as identity,
+    type text not null,
+    subject_type text not null,
+    subject_ids text not null,
+    joined_ids text not null,
+    created_by text not null,
+    created_at text not null
+);
+create table regulation_destinations (
+    regulation text not null,
+    destination text not null,
+    status text not null,
+    attempts bigint not null default 0,
+    next_at bigint not null default 0,
+    error text,
+    finished_at text,
+    stream_seq bigint,
+    primary key (regulation, destination)
+);
+create index regulation_destinations_running on regulation_destinations (next_at) where status = 'RUNNING';
+create table suppressions (
+    ident text primary key,
+    regulation text not null,
+    created_at text not null
+);
+create table privacy_version (
+    id integer primary key check (id = 1),
+    version bigint not null
+);
+"#,
+    // 4: alerts (alerts.rs): state per (alert, subject) and the history, which is also the
+    // notification outbox (notify 0: nothing to send, 1: pending, 2: sent)
+    r#"
+create table alert_state (
+    alert text not null,
+    subject text not null,
+    firing boolean not null default false,
+    since text,
+    value double precision,
+    updated_at text not null,
+    primary key (alert, subject)
+);
+create table alert_history (
+    id bigint generated always as identity primary key,
+    alert text not null,
+    subject text not null,
+    state text not null,
+    at text not null,
+    detail text not null,
+    notify bigint not null default 0,
+    attempts bigint not null default 0,
+    next_at bigint not null default 0,
+    last_error text
+);
+create index alert_history_pending on alert_history (next_at) where notify = 1;
+"#,
 ];
 
 /// Creates the schema and runs the steps it has not run yet.
@@ -114,9 +175,13 @@ pub(crate) fn migrate(client: &mut postgres::Client, schema: &str, name: &str) -
     // `create schema` or a step
     tx.execute("select pg_advisory_xact_lock(hashtextextended($1, 0))", &[&format!("sluice-state {schema}")])
         .map_err(wrap)?;
+    // an existing schema is used as it is: a role that owns it needs no CREATE on the database
+    let exists = tx.query_opt("select 1 from pg_namespace where nspname = $1", &[&schema]).map_err(wrap)?.is_some();
+    if !exists {
+        tx.batch_execute(&format!("create schema {}", quote_ident(schema))).map_err(wrap)?;
+    }
     tx.batch_execute(&format!(
-        "create schema if not exists {s};
-         create table if not exists {s}.schema_version (
+        "create table if not exists {s}.schema_version (
              version integer not null,
              applied_at timestamptz not null default now()
          );",

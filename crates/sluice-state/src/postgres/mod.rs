@@ -6,10 +6,12 @@
 //! every method borrows it once, never across a call to another method. A connection the server
 //! closed (a restart, a failover) is replaced at the next call.
 
+mod alerts;
 mod audit;
 mod checkpoint;
 mod leases;
 pub(crate) mod migrations;
+mod privacy;
 mod runs;
 mod tokens;
 
@@ -90,6 +92,17 @@ pub(crate) fn error_text(e: &postgres::Error) -> String {
     }
 }
 
+/// Runs `f`, which blocks on the `postgres` client's own runtime. On a worker thread of a
+/// multi-threaded tokio runtime (the handlers of `sluice serve`) that would panic ("cannot start
+/// a runtime from within a runtime"), so it runs there through `block_in_place`, which also lets
+/// the worker's other tasks move elsewhere meanwhile; anywhere else it simply runs.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// `name` as a quoted SQL identifier.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -97,7 +110,8 @@ pub(crate) fn quote_ident(name: &str) -> String {
 
 /// The PostgreSQL state.
 pub(crate) struct Postgres {
-    client: RefCell<Client>,
+    /// Always `Some` but while being dropped (see `Drop`).
+    client: RefCell<Option<Client>>,
     config: postgres::Config,
     schema: String,
     /// The database as errors name it ([`PostgresState::display_name`]).
@@ -136,16 +150,16 @@ impl Postgres {
         }
         let mut client = connect(&config, &state.schema, &name)?;
         migrations::migrate(&mut client, &state.schema, &name)?;
-        Ok(Self { client: RefCell::new(client), config, schema: state.schema.clone(), name })
+        Ok(Self { client: RefCell::new(Some(client)), config, schema: state.schema.clone(), name })
     }
 
     /// The connection, reconnected if the server closed it.
     pub(crate) fn client(&self) -> Result<RefMut<'_, Client>> {
         let mut c = self.client.borrow_mut();
-        if c.is_closed() {
-            *c = connect(&self.config, &self.schema, &self.name)?;
+        if c.as_ref().is_none_or(Client::is_closed) {
+            *c = Some(connect(&self.config, &self.schema, &self.name)?);
         }
-        Ok(c)
+        Ok(RefMut::map(c, |c| c.as_mut().expect("connected above")))
     }
 
     /// The error wrapper naming this database.
@@ -239,5 +253,15 @@ impl Postgres {
     pub(crate) fn raw_execute(&self, sql: &str) -> Result<()> {
         let wrap = self.wrapper();
         self.client()?.batch_execute(sql).map_err(wrap)
+    }
+}
+
+impl Drop for Postgres {
+    /// Closing the client blocks on its runtime too: done through [`blocking`], so a store
+    /// dropped at the end of an async handler does not panic.
+    fn drop(&mut self) {
+        if let Some(c) = self.client.get_mut().take() {
+            blocking(move || drop(c));
+        }
     }
 }

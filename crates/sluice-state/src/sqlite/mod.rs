@@ -1,8 +1,10 @@
 //! The SQLite backend: one file, `state.db`, in the state folder (the embedded default).
 
+mod alerts;
 mod audit;
 mod checkpoint;
 mod leases;
+mod privacy;
 mod runs;
 mod tokens;
 
@@ -145,7 +147,7 @@ impl Sqlite {
                 .execute_batch("pragma journal_mode = wal; pragma synchronous = normal; pragma busy_timeout = 10000;"),
         )?;
         store.wrap(store.conn.execute_batch(SCHEMA))?;
-        store.wrap(store.conn.execute_batch(crate::alerts::SCHEMA))?;
+        store.wrap(store.conn.execute_batch(alerts::SCHEMA))?;
         store.wrap(store.conn.execute_batch(crate::checkpoint::PROOF_SCHEMA))?;
         // proof of consent (a column added after the first release): added to older state files
         let has_proof: bool = store.wrap(store.conn.query_row(

@@ -3,8 +3,10 @@
 //! PostgreSQL tests each get their own schema of the test database (dropped after) and fail,
 //! never skip, when PostgreSQL is down.
 
+mod alerts;
 mod leases;
 mod postgres;
+mod privacy;
 mod store;
 
 use crate::{PostgresState, StateStore};
@@ -82,6 +84,10 @@ suite!(
     store::tokens_are_stored_hashed_and_authenticate,
     store::two_stores_share_one_state,
     store::proof_of_consent_round_trips,
+    privacy::suppress_unsuppress_and_statuses_persist_with_audit_and_version,
+    privacy::a_failed_delete_fails_the_request_and_ids_repeat_safely,
+    alerts::alert_state_fires_resolves_and_keeps_the_last_value,
+    alerts::notifications_are_retried_until_sent_or_dropped,
     leases::tokens_grow_and_a_released_lease_is_free,
     leases::racing_workers_exactly_one_wins,
     leases::expired_lease_is_taken_over_and_the_old_holder_is_fenced,

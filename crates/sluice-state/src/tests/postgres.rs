@@ -145,10 +145,28 @@ fn a_dropped_connection_is_replaced() {
 }
 
 #[test]
-fn privacy_requests_and_alerts_say_they_are_not_on_postgres_yet() {
-    let f = Fixture::postgres();
-    let s = f.open();
-    let err = s.firing_alerts().unwrap_err();
-    assert!(matches!(err, StateError::Unsupported(_)), "{err}");
-    assert!(err.to_string().contains("not kept in PostgreSQL"), "{err}");
+fn a_role_that_owns_its_schema_needs_no_create_on_the_database() {
+    let role = sluice_testkit::unique_name("owner");
+    let schema = sluice_testkit::unique_name("owned");
+    let mut admin = sluice_testkit::pg_admin();
+    admin.batch_execute(&format!("create role {role} login; create schema {schema} authorization {role};")).unwrap();
+    let url = sluice_testkit::pg_url().replacen("postgres://postgres@", &format!("postgres://{role}@"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let opened = StateStore::open_postgres(&PostgresState { url: url.clone(), schema: schema.clone() }, dir.path());
+    let missing =
+        StateStore::open_postgres(&PostgresState { url, schema: sluice_testkit::unique_name("missing") }, dir.path());
+    let cleanup = format!("drop schema {schema} cascade; drop role {role};");
+    let s = match opened {
+        Ok(s) => s,
+        Err(e) => {
+            admin.batch_execute(&cleanup).unwrap();
+            panic!("the owner opens its schema: {e}");
+        }
+    };
+    let m = s.mapping_id("users", "hook").unwrap();
+    assert_eq!(s.find_mapping_id("users", "hook").unwrap(), Some(m));
+    drop(s);
+    admin.batch_execute(&cleanup).unwrap();
+    let err = missing.err().expect("creating a schema needs CREATE on the database");
+    assert!(err.to_string().contains("permission denied"), "{err}");
 }

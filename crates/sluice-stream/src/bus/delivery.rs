@@ -156,6 +156,11 @@ fn deliver(
             }
         },
         Routed::Events { events } => {
+            // a privacy request stored since this message was routed is honoured now
+            if let Err(e) = pg::refresh_suppressed(client, &cx.suppressed) {
+                tracing::warn!(destination = d, error = %e, "suppressions not read; the message waits");
+                return AckKind::Nak(Some(Duration::from_secs(1)));
+            }
             let mut dead: Vec<(usize, String)> = Vec::new();
             let mut batch = Vec::with_capacity(events.len());
             let mut index = Vec::with_capacity(events.len());

@@ -415,3 +415,18 @@ pub fn profile_identifiers(client: &mut Client, idents: &[String]) -> Result<cra
     }
     Ok(crate::store::ProfileIds { user_ids: users.into_iter().collect(), anonymous_ids: anons.into_iter().collect() })
 }
+
+/// Brings `suppressed` up to the privacy requests stored in the state (its tables, in the same
+/// schema): one single-row read when nothing changed. Routers call it per group and delivery
+/// workers per message, so a request stored before them is honoured by every process at once,
+/// not after a poll.
+pub fn refresh_suppressed(
+    c: &mut impl postgres::GenericClient,
+    suppressed: &crate::privacy::Suppressed,
+) -> Result<bool, PgError> {
+    let version: i64 =
+        c.query_opt("select version from privacy_version where id = 1", &[])?.map(|r| r.get(0)).unwrap_or(0);
+    suppressed.refresh_from(version, || {
+        Ok(c.query("select ident from suppressions", &[])?.iter().map(|r| r.get::<_, String>(0)).collect())
+    })
+}

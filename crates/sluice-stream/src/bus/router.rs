@@ -218,6 +218,7 @@ fn route_group(
     metrics: &Metrics,
 ) -> Result<(), PgError> {
     let mut tx = client.transaction()?;
+    pg::refresh_suppressed(&mut tx, router.suppressed())?;
     let minute = chrono::Utc::now().timestamp() / 60;
     let mut stats = Stats::default();
     // every event of the group that is not suppressed, in order, and whether it is new

@@ -345,6 +345,11 @@ impl Router {
                 .any(|i| i.as_deref().is_some_and(|i| self.suppressed.contains(i)))
     }
 
+    /// The suppressed identifiers this router drops.
+    pub(crate) fn suppressed(&self) -> &crate::privacy::Suppressed {
+        &self.suppressed
+    }
+
     /// Whether one of `ids` is suppressed (an invalid event's identifiers).
     pub(crate) fn suppressed_any(&self, ids: &[String]) -> bool {
         !self.suppressed.is_empty() && ids.iter().any(|i| self.suppressed.contains(i))
