@@ -24,6 +24,26 @@ ensure_postgres() {
 }
 
 ensure_postgres
+
+# NATS with JetStream on 127.0.0.1:4222, for the bus tests (a deployment of several processes)
+ensure_nats() {
+  if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then return 0; fi
+  echo "test.sh: NATS is not running on 127.0.0.1:4222; starting it with JetStream"
+  if [ ! -x /usr/sbin/nats-server ]; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nats-server
+  fi
+  mkdir -p /var/lib/nats-server
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
+  for _ in $(seq 1 30); do
+    (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && return 0
+    sleep 1
+  done
+  echo "test.sh: NATS did not start" >&2
+  exit 1
+}
+ensure_nats
+export SLUICE_TEST_NATS_URL="${SLUICE_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 psql -h 127.0.0.1 -U postgres -d postgres -tAc "select 1 from pg_database where datname = 'test'" | grep -q 1 \
   || psql -h 127.0.0.1 -U postgres -d postgres -c "create database test"
 
