@@ -247,3 +247,82 @@ fn a_destination_outage_loses_nothing_and_a_refused_event_is_dead_lettered() {
     d.send(0, &[track("after", "bob", None, ts)]);
     wait_for("the next event", Duration::from_secs(30), || ids(&r.items("/all")).contains(&"after".to_string()));
 }
+
+fn identify(mid: &str, user: &str, anon: &str) -> Value {
+    json!({"type": "identify", "messageId": mid, "userId": user, "anonymousId": anon,
+           "timestamp": "2026-11-27T10:00:00.000Z", "receivedAt": "2026-11-27T10:00:00.000Z"})
+}
+
+fn anon_consent(mid: &str, anon: &str, ad: bool, ts: &str) -> Value {
+    json!({"type": "track", "event": "Segment Consent Preference Updated", "messageId": mid, "anonymousId": anon,
+           "timestamp": ts, "receivedAt": ts, "context": {"consent": {"categoryPreferences": {"C1": ad}}}})
+}
+
+#[test]
+fn profiles_merge_once_when_two_routers_see_the_same_person_at_once() {
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 2);
+    // 30 people: each has two devices whose consent events go through different ingest nodes,
+    // and logs in from both at once (identify through both nodes): both routers merge the same
+    // profiles concurrently
+    for p in 0..30 {
+        let (a1, a2) = (format!("a{p}x"), format!("a{p}y"));
+        d.send(0, &[anon_consent(&format!("c{p}x"), &a1, true, "2026-11-27T10:00:00.000Z")]);
+        d.send(1, &[anon_consent(&format!("c{p}y"), &a2, false, "2026-11-27T10:01:00.000Z")]);
+    }
+    let senders: Vec<_> = (0..2)
+        .map(|node| {
+            let tx = d.ingest[node].clone();
+            std::thread::spawn(move || {
+                for p in 0..30 {
+                    let dev = if node == 0 { "x" } else { "y" };
+                    let e = identify(&format!("i{p}{dev}"), &format!("user{p}"), &format!("a{p}{dev}"));
+                    let (reply, rx) = tokio::sync::oneshot::channel();
+                    let prepared = vec![Prepared::new((e.clone(), e.to_string()))];
+                    tx.send(Job { source: "web".into(), events: prepared, invalid: vec![], reply }).unwrap();
+                    rx.blocking_recv().unwrap().result.unwrap();
+                }
+            })
+        })
+        .collect();
+    for s in senders {
+        s.join().unwrap();
+    }
+    wait_for("every event routed", Duration::from_secs(60), || r.items("/all").len() >= 120);
+    let mut c = bus::pg::connect(&d.state, "test").unwrap();
+    for p in 0..30 {
+        let prof = bus::pg::profile_of(&mut c, &format!("user{p}")).unwrap().expect("a profile");
+        let ids: Vec<String> = prof.anonymous_ids.iter().cloned().collect();
+        assert_eq!(ids, vec![format!("a{p}x"), format!("a{p}y")], "person {p}: {prof:?}");
+        // device-level disagreement resolves to the most recent (R10): withdrawn at 10:01
+        assert_eq!(prof.routing_consent().get("C1"), Some(&false), "person {p}: {:?}", prof.consent);
+        assert!(!prof.consent_conflict(), "person {p}");
+    }
+    // one profile per person, no identifier left pointing at a merged-away profile
+    let n: i64 = c.query_one("select count(*) from stream_profiles", &[]).unwrap().get(0);
+    assert_eq!(n, 30);
+    let dangling: i64 = c
+        .query_one(
+            "select count(*) from stream_identities i left join stream_profiles p on p.id = i.profile where p.id is null",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(dangling, 0);
+}
+
+#[test]
+fn two_known_users_merged_through_different_nodes_with_different_consent_are_a_conflict() {
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 2);
+    d.send(0, &[consent("k1", "ann", true, "2026-11-27T10:00:00.000Z")]);
+    d.send(1, &[consent("k2", "bob", false, "2026-11-27T10:00:00.000Z")]);
+    wait_for("both profiles", Duration::from_secs(30), || d.profile("ann").is_some() && d.profile("bob").is_some());
+    let alias = json!({"type": "alias", "messageId": "al", "userId": "ann", "previousId": "bob",
+                       "timestamp": "2026-11-27T10:02:00.000Z", "receivedAt": "2026-11-27T10:02:00.000Z"});
+    d.send(1, &[alias]);
+    wait_for("the merge", Duration::from_secs(30), || d.profile("bob").is_some_and(|p| p.user_ids.len() == 2));
+    let p = d.profile("ann").unwrap();
+    assert!(p.consent_conflict(), "{:?}", p.consent);
+    assert_eq!(p.routing_consent().get("C1"), Some(&false), "a conflict counts as false");
+}
