@@ -326,3 +326,107 @@ fn two_known_users_merged_through_different_nodes_with_different_consent_are_a_c
     assert!(p.consent_conflict(), "{:?}", p.consent);
     assert_eq!(p.routing_consent().get("C1"), Some(&false), "a conflict counts as false");
 }
+
+/// What the shared state holds for `destination` among the dead letters.
+fn dead(d: &Deployment, destination: &str) -> Vec<(String, String, String)> {
+    let mut c = bus::pg::connect(&d.state, "test").unwrap();
+    bus::pg::dead_letters(&mut c, destination, 100).unwrap()
+}
+
+#[test]
+fn a_message_postgresql_refuses_is_set_aside_whole_and_never_blocks_the_others() {
+    // review finding 1: values SQLite takes but PostgreSQL refuses (a NUL in a key, a key over
+    // the index limit) reach the router only if ingest let them through; the router must still
+    // never stall on one
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 1);
+    let ts = "2026-11-27T10:00:00.000Z";
+    let mut poison = track("p1", "u", None, ts);
+    // over PostgreSQL's b-tree entry limit, and not compressible below it
+    let mut x: u64 = 42;
+    let noise: String = (0..6000)
+        .map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            char::from(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(x >> 33) as usize % 62])
+        })
+        .collect();
+    poison["userId"] = json!(noise);
+    let mut nul = track("p\u{0}2", "u", None, ts);
+    nul["userId"] = json!("u");
+    d.send(0, &[poison]);
+    d.send(1, &[nul]);
+    for b in 0..5 {
+        let events: Vec<Value> = (0..10).map(|i| track(&format!("ok{b}-{i}"), "carol", None, ts)).collect();
+        d.send(b % 2, &events);
+    }
+    wait_for("the 50 valid events", Duration::from_secs(60), || r.items("/all").len() >= 50);
+    wait_for("both bad messages set aside", Duration::from_secs(60), || dead(&d, bus::router::ROUTER_DEAD).len() >= 2);
+    for (_, _, reason) in dead(&d, bus::router::ROUTER_DEAD) {
+        assert!(reason.starts_with("cannot be routed"), "{reason}");
+    }
+    let mut c = bus::pg::connect(&d.state, "test").unwrap();
+    let kept: i64 = c
+        .query_one("select count(*) from stream_dead where destination = '!router' and body like '%p1%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1, "the message is kept whole");
+}
+
+#[test]
+fn nothing_is_queued_on_the_bus_for_a_destination_that_takes_no_events() {
+    // review finding 5: a Reverse-ETL-only kind (no streaming worker) must not fill JetStream
+    let r = Receiver::start();
+    let yaml = format!(
+        "{}  - {{id: gads, kind: google_ads, settings: {{customer_id: \"1234567890\", developer_token: t, access_token: a, user_list_id: \"1\"}}}}\n",
+        yaml(&r).replace("consent_categories:", "PLACEHOLDER").split("PLACEHOLDER").next().unwrap()
+    ) + "consent_categories:\n  - {id: C1, name: Advertising, destinations: [ads]}\n";
+    let d = Deployment::start(&yaml, 1);
+    d.send(0, &[track("g1", "gina", Some(true), "2026-11-27T10:00:00.000Z")]);
+    wait_for("the event at all", Duration::from_secs(30), || r.items("/all").len() == 1);
+    let b = Bus::connect(d.settings.clone()).unwrap();
+    let n = b.rt.block_on(async {
+        let mut s = b.js.get_stream(d.settings.out_stream()).await.unwrap();
+        s.info().await.unwrap().state.messages
+    });
+    assert_eq!(n, 0, "a message waits in the out stream for a destination no worker reads");
+}
+
+#[test]
+fn a_request_larger_than_a_nats_message_is_split_and_every_event_arrives() {
+    // review finding 2: normalized events grow past NATS's 1 MB payload limit
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 1);
+    let ts = "2026-11-27T10:00:00.000Z";
+    let events: Vec<Value> = (0..700)
+        .map(|i| {
+            let mut e = track(&format!("big{i:04}"), "dave", Some(true), ts);
+            e["properties"] = json!({"pad": "p".repeat(1400)});
+            e
+        })
+        .collect();
+    let acc = d.send(0, &events);
+    assert_eq!(acc.accepted, 700);
+    wait_for("all 700 events", Duration::from_secs(60), || r.items("/all").len() >= 700);
+    assert_eq!(ids(&r.items("/all")).len(), 700);
+    wait_for("all 700 at ads", Duration::from_secs(60), || r.items("/ads").len() >= 700);
+}
+
+#[test]
+fn a_delivery_worker_whose_postgresql_connection_died_starts_again_and_delivers() {
+    // review finding 4
+    let r = Receiver::start();
+    let d = Deployment::start(&yaml(&r), 1);
+    let ts = "2026-11-27T10:00:00.000Z";
+    d.send(0, &[track("before", "erin", None, ts)]);
+    wait_for("the first event", Duration::from_secs(30), || r.items("/all").len() == 1);
+    sluice_testkit::pg_admin()
+        .execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'sluice-delivery'",
+            &[],
+        )
+        .unwrap();
+    d.send(1, &[track("after", "erin", None, ts)]);
+    wait_for("the event after the connections died", Duration::from_secs(60), || {
+        ids(&r.items("/all")).contains(&"after".to_string())
+    });
+}

@@ -26,6 +26,9 @@ fn parse_time(v: Option<&Value>) -> Option<DateTime<Utc>> {
     v.and_then(Value::as_str).and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
 }
 
+/// Longest `messageId`, `userId`, `anonymousId` or `previousId` taken.
+pub const MAX_ID_BYTES: usize = 1024;
+
 pub(crate) fn nonempty_id(v: Option<&Value>) -> Option<String> {
     match v {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -122,6 +125,17 @@ fn complete(
     if !matches!(obj.get("messageId"), Some(Value::String(s)) if !s.is_empty()) {
         let id = fallback_id(&Value::Object(obj.clone()));
         obj.insert("messageId".into(), Value::String(id));
+    }
+    // identifiers are keys (de-duplication, profiles, privacy requests): bounded, printable
+    for f in ["messageId", "userId", "anonymousId", "previousId"] {
+        if let Some(Value::String(id)) = obj.get(f) {
+            if id.len() > MAX_ID_BYTES {
+                return Err(format!("`{f}` is {} bytes; an identifier has at most {MAX_ID_BYTES}", id.len()));
+            }
+            if id.chars().any(char::is_control) {
+                return Err(format!("`{f}` contains a control character"));
+            }
+        }
     }
     let ts = parse_time(obj.get("timestamp"));
     let sent = parse_time(obj.get("sentAt")).or_else(|| parse_time(sent_at));
@@ -228,5 +242,22 @@ mod tests {
         assert!(err(json!({"userId": "u", "context": 3}), Some("page")).contains("`context`"));
         assert!(err(json!([1]), Some("page")).contains("object"));
         assert!(err(json!({"userId": "u", "properties": {"x": "y".repeat(40_000)}}), Some("page")).contains("32 KB"));
+    }
+
+    #[test]
+    fn identifiers_are_bounded_and_printable() {
+        let long = "u".repeat(MAX_ID_BYTES + 1);
+        for (field, value, want) in [
+            ("userId", long.as_str(), "`userId` is 1025 bytes"),
+            ("anonymousId", "a\u{0}b", "`anonymousId` contains a control character"),
+            ("messageId", "m\nx", "`messageId` contains a control character"),
+        ] {
+            let mut e = json!({"userId": "u", "event": "E"});
+            e[field] = json!(value);
+            let (reason, _) = normalize(e, Some("track"), None, now(), |_| "x".into()).unwrap_err();
+            assert!(reason.starts_with(want), "{field}: {reason}");
+        }
+        let ok = json!({"userId": "u".repeat(MAX_ID_BYTES), "event": "E", "messageId": "m-ü"});
+        assert!(normalize(ok, Some("track"), None, now(), |_| "x".into()).is_ok());
     }
 }

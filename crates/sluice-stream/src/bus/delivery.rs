@@ -96,6 +96,17 @@ pub fn run(cx: &Context, d: DestinationConfig, stop: Arc<AtomicBool>) -> Result<
             }
         };
         for msg in msgs {
+            if client.is_closed() {
+                // PostgreSQL restarted: the supervisor starts this worker again with a new connection
+                // (the message goes back after the ack wait)
+                let _ = cx.bus.rt.block_on(msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))));
+                return Err("the connection to PostgreSQL was lost".into());
+            }
+            if !current() {
+                // the destination changed since the fetch: the next worker (new settings) sends it
+                let _ = cx.bus.rt.block_on(msg.ack_with(AckKind::Nak(None)));
+                break;
+            }
             let heartbeat = msg.reply.clone().map(|reply| {
                 let client = msg.context.client();
                 cx.bus.rt.spawn(async move {
@@ -195,7 +206,9 @@ fn deliver(
             }
             for (i, error) in &dead {
                 let e = &events[*i];
-                if let Err(err) = pg::dead_letter(client, d, &e.source, &e.message_id, error, e.body.get()) {
+                // nothing of a suppressed person is kept: the reason and ids only
+                let body = if error == SUPPRESSED { "" } else { e.body.get() };
+                if let Err(err) = pg::dead_letter(client, d, &e.source, &e.message_id, error, body) {
                     tracing::error!(destination = d, error = %err, "cannot keep a dead letter; the message is retried");
                     return AckKind::Nak(Some(Duration::from_secs(5)));
                 }

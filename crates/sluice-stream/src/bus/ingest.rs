@@ -17,15 +17,19 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The `Nats-Msg-Id` of a request's message.
 pub fn message_id(job: &Job) -> String {
+    // every part length-prefixed: no two different requests hash the same input
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(job.source.as_bytes());
+    let mut part = |tag: u8, bytes: &[u8]| {
+        h.update(&[tag]);
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    part(2, job.source.as_bytes());
     for e in &job.events {
-        h.update(&[0]);
-        h.update(e.message_id.as_bytes());
+        part(0, e.message_id.as_bytes());
     }
     for i in &job.invalid {
-        h.update(&[1]);
-        h.update(i.body.as_bytes());
+        part(1, i.body.as_bytes());
     }
     format!("{}:{:032x}", job.source, h.digest128())
 }
@@ -35,11 +39,18 @@ pub fn message_id(job: &Job) -> String {
 pub fn run(bus: Arc<Bus>, jobs: Receiver<Job>, metrics: Arc<crate::metrics::Metrics>) {
     let subject = bus.settings.events_subject();
     while let Ok(job) = jobs.recv() {
-        let payload = wire::encode_accepted(&job.source, &job.events, &job.invalid);
         let id = message_id(&job);
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", id.as_str());
-        let published = bus.rt.block_on(bus.js.publish_with_headers(subject.clone(), headers, payload.into()));
+        // a request whose normalized events pass NATS's payload limit goes as several messages
+        let parts = split(&job);
+        let published = bus.rt.block_on(async {
+            let mut acks = Vec::with_capacity(parts.len());
+            for (k, payload) in parts.into_iter().enumerate() {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", format!("{id}:{k}").as_str());
+                acks.push(bus.js.publish_with_headers(subject.clone(), headers, payload.into()).await?);
+            }
+            Ok::<_, async_nats::error::Error<async_nats::jetstream::context::PublishErrorKind>>(acks)
+        });
         let Job { source, events, reply, .. } = job;
         let n = events.len();
         let answer = move |result: Result<Accepted, String>| {
@@ -50,12 +61,19 @@ pub fn run(bus: Arc<Bus>, jobs: Receiver<Job>, metrics: Arc<crate::metrics::Metr
                 tracing::error!(source = %source, error = %e, "cannot publish accepted events");
                 answer(Err(format!("cannot publish: {e}")));
             }
-            Ok(ack) => {
+            Ok(acks) => {
                 let metrics = metrics.clone();
                 bus.rt.spawn(async move {
-                    match tokio::time::timeout(ACK_TIMEOUT, ack).await {
-                        Ok(Ok(ack)) => {
-                            let accepted = if ack.duplicate { 0 } else { n };
+                    let all = async {
+                        let mut duplicate = true;
+                        for a in acks {
+                            duplicate &= a.await?.duplicate;
+                        }
+                        Ok::<_, async_nats::error::Error<async_nats::jetstream::context::PublishErrorKind>>(duplicate)
+                    };
+                    match tokio::time::timeout(ACK_TIMEOUT, all).await {
+                        Ok(Ok(duplicate)) => {
+                            let accepted = if duplicate { 0 } else { n };
                             metrics
                                 .received
                                 .get_or_create(&crate::metrics::Src { source: source.clone() })
@@ -75,4 +93,36 @@ pub fn run(bus: Arc<Bus>, jobs: Receiver<Job>, metrics: Arc<crate::metrics::Metr
             }
         }
     }
+}
+
+/// Bytes of one message at most (NATS's default payload limit is 1 MB).
+const MESSAGE_BYTES: usize = 768 * 1024;
+
+/// The request as one message, or as several when its encoding passes [`MESSAGE_BYTES`] (a batch
+/// near the 500 KB limit grows when normalized): halves, until each part fits.
+fn split(job: &Job) -> Vec<Vec<u8>> {
+    fn parts(
+        source: &str,
+        events: &[crate::writer::Prepared],
+        invalid: &[crate::writer::Invalid],
+        out: &mut Vec<Vec<u8>>,
+    ) {
+        let payload = wire::encode_accepted(source, events, invalid);
+        if payload.len() <= MESSAGE_BYTES || events.len() + invalid.len() <= 1 {
+            out.push(payload);
+            return;
+        }
+        if events.len() > 1 {
+            let (a, b) = events.split_at(events.len() / 2);
+            parts(source, a, invalid, out);
+            parts(source, b, &[], out);
+        } else {
+            let (a, b) = invalid.split_at(invalid.len() / 2);
+            parts(source, events, a, out);
+            parts(source, &[], b, out);
+        }
+    }
+    let mut out = Vec::new();
+    parts(&job.source, &job.events, &job.invalid, &mut out);
+    out
 }

@@ -121,7 +121,10 @@ pub fn open(state: &PostgresState, application: &str) -> Result<Client, PgError>
         .connect(NoTls)
         .map_err(|e| settings(format!("cannot connect to {}: {}", state.display_name(), PgError::from(e))))?;
     let schema = format!("\"{}\"", state.schema.replace('"', "\"\""));
-    client.batch_execute(&format!("set search_path to {schema}"))?;
+    // a paused process never holds others' rows for long, and nothing waits forever for a lock
+    client.batch_execute(&format!(
+        "set search_path to {schema}; set idle_in_transaction_session_timeout = '60s'; set lock_timeout = '30s'"
+    ))?;
     Ok(client)
 }
 
@@ -155,7 +158,9 @@ impl ProfileTables for Tables<'_, '_> {
 
     fn load(&mut self, id: i64) -> Result<Profile, PgError> {
         match self.0.query_opt("select data from stream_profiles where id = $1 for update", &[&id])? {
-            Some(r) => Ok(serde_json::from_str(r.get::<_, &str>(0)).unwrap_or_default()),
+            // a profile that does not read back is an error, never an empty one saved over it
+            Some(r) => serde_json::from_str(r.get::<_, &str>(0))
+                .map_err(|e| PgError { message: format!("profile {id} cannot be read: {e}"), conflict: false }),
             // merged into another profile by a router that committed since the lookup
             None => Err(PgError { message: format!("profile {id} was merged meanwhile"), conflict: true }),
         }
@@ -203,6 +208,8 @@ impl Tables<'_, '_> {
 
     /// Keeps an invalid event for the record.
     pub fn invalid(&mut self, source: &str, reason: &str, body: &str) -> Result<(), PgError> {
+        // PostgreSQL text holds no NUL; a hostile event's reason or body may
+        let (reason, body) = (reason.replace('\0', "\\u0000"), body.replace('\0', "\\u0000"));
         self.0.execute(
             "insert into stream_invalid (source, reason, body) values ($1, $2, $3)",
             &[&source, &reason, &body],
@@ -260,7 +267,9 @@ pub const SUPPRESSED_ROWS: &str = "!suppressed";
 /// Adds counts to the per-minute statistics every process of the deployment shares (the
 /// overview reads them); one statement.
 pub fn add_stats(c: &mut impl postgres::GenericClient, rows: &[StatRow]) -> Result<(), PgError> {
-    let rows: Vec<&StatRow> = rows.iter().filter(|r| r.4 > 0).collect();
+    let mut rows: Vec<&StatRow> = rows.iter().filter(|r| r.4 > 0).collect();
+    // every process locks the rows in one order: concurrent upserts never deadlock
+    rows.sort_by(|a, b| (a.0, &a.1, a.2, &a.3).cmp(&(b.0, &b.1, b.2, &b.3)));
     if rows.is_empty() {
         return Ok(());
     }

@@ -28,6 +28,8 @@ use std::time::Duration;
 
 /// Messages fetched (and routed in one transaction) at most.
 const GROUP: usize = 64;
+/// Bytes of events at which a routed message is cut (NATS refuses payloads over 1 MB by default).
+const RUN_BYTES: usize = 512 * 1024;
 /// Times a group that conflicted with another router is run again at once.
 const CONFLICT_RETRIES: usize = 20;
 /// How long a fetched message stays with this router before JetStream gives it to another.
@@ -78,6 +80,10 @@ impl Out {
         run.push_str(",\"body\":");
         run.push_str(body);
         run.push('}');
+        if run.len() > RUN_BYTES {
+            // far below NATS's 1 MB payload limit, whatever the events stamped into it
+            self.flush(di);
+        }
     }
 
     fn start(&mut self, seq: u64) {
@@ -99,9 +105,10 @@ impl Out {
         }
     }
 
-    fn push_delete(&mut self, di: usize, request: &PersonDelete) {
+    /// A person-delete caused by the message's event `index`: its id depends on the input only.
+    fn push_delete(&mut self, di: usize, request: &PersonDelete, index: usize) {
         self.flush(di);
-        let id = self.id(di);
+        let id = format!("{}:{di}:delete:{index}", self.seq);
         self.ready.push((di, id, Routed::Delete { request: request.clone() }.encode()));
     }
 
@@ -167,47 +174,99 @@ pub fn run(
             })
             .collect();
         router.refresh();
-        let mut attempt = 0;
-        let result = loop {
-            let r = route_group(&bus, &mut client, &mut router, &mut known, &group, &metrics);
-            match r {
-                Err(e) if e.conflict && attempt < CONFLICT_RETRIES => {
-                    known.clear();
-                    attempt += 1;
-                    tracing::debug!(attempt, error = %e, "group conflicted with another router; again");
-                    std::thread::sleep(Duration::from_millis(5 * attempt as u64));
-                }
-                other => break other,
-            }
-        };
-        match result {
-            Ok(()) => bus.rt.block_on(async {
-                for f in &group {
-                    // acknowledged after the commit; a lost ack only means the group is routed
-                    // again, and every event of it is then a duplicate
-                    let ack = if f.accepted.is_ok() { AckKind::Ack } else { AckKind::Term };
-                    if let Err(e) = f.msg.ack_with(ack).await {
-                        tracing::warn!(error = %e, seq = f.seq, "ack lost; the message will be routed again");
+        match route_with_retries(&bus, &mut client, &mut router, &mut known, &group, &metrics) {
+            Ok(()) => ack_all(&bus, &group),
+            Err(e) if group.len() > 1 && !client.is_closed() => {
+                // one message may be what fails (a value PostgreSQL cannot store): route each
+                // alone, so the others go on and the one at fault is set aside with its reason
+                tracing::warn!(error = %e, messages = group.len(), "group failed; routing its messages one by one");
+                for one in group.chunks(1) {
+                    match route_with_retries(&bus, &mut client, &mut router, &mut known, one, &metrics) {
+                        Ok(()) => ack_all(&bus, one),
+                        Err(e) => set_aside(&bus, &mut client, &one[0], &e),
                     }
                 }
-            }),
+            }
+            Err(e) if group.len() == 1 && !client.is_closed() => set_aside(&bus, &mut client, &group[0], &e),
             Err(e) => {
                 known.clear();
                 tracing::error!(error = %e, messages = group.len(), "routing failed; the group is routed again");
-                bus.rt.block_on(async {
-                    for f in &group {
-                        let _ = f.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-                    }
-                });
-                if !client.is_closed() {
-                    continue;
-                }
+                nak_all(&bus, &group);
                 client = pg::connect(&state, "sluice-router").map_err(|e| e.to_string())?;
             }
         }
     }
     Ok(())
 }
+
+/// Routes a group, again at once when it conflicted with another router.
+fn route_with_retries(
+    bus: &Bus,
+    client: &mut postgres::Client,
+    router: &mut Router,
+    known: &mut KnownIdents,
+    group: &[Fetched],
+    metrics: &Metrics,
+) -> Result<(), PgError> {
+    let mut attempt = 0;
+    loop {
+        match route_group(bus, client, router, known, group, metrics) {
+            Err(e) if e.conflict && attempt < CONFLICT_RETRIES => {
+                known.clear();
+                attempt += 1;
+                tracing::debug!(attempt, error = %e, "group conflicted with another router; again");
+                std::thread::sleep(Duration::from_millis(5 * attempt as u64));
+            }
+            Err(e) => {
+                known.clear();
+                return Err(e);
+            }
+            Ok(()) => return Ok(()),
+        }
+    }
+}
+
+fn ack_all(bus: &Bus, group: &[Fetched]) {
+    bus.rt.block_on(async {
+        for f in group {
+            // acknowledged after the commit; a lost ack only means the group is routed again,
+            // and every event of it is then a duplicate
+            let ack = if f.accepted.is_ok() { AckKind::Ack } else { AckKind::Term };
+            if let Err(e) = f.msg.ack_with(ack).await {
+                tracing::warn!(error = %e, seq = f.seq, "ack lost; the message will be routed again");
+            }
+        }
+    });
+}
+
+fn nak_all(bus: &Bus, group: &[Fetched]) {
+    bus.rt.block_on(async {
+        for f in group {
+            let _ = f.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+        }
+    });
+}
+
+/// A message that cannot be routed even alone (not a conflict: a value the shared state refuses)
+/// is kept whole, with the reason, among the dead letters (destination `!router`), then taken off
+/// the stream: it never blocks the messages after it, and nothing of it is lost.
+fn set_aside(bus: &Bus, client: &mut postgres::Client, f: &Fetched, e: &PgError) {
+    tracing::error!(seq = f.seq, error = %e, "a message cannot be routed; kept as a dead letter");
+    let body = String::from_utf8_lossy(&f.msg.payload).replace('\0', "\\u0000");
+    let reason = format!("cannot be routed: {e}").replace('\0', "");
+    match pg::dead_letter(client, ROUTER_DEAD, "!bus", &f.seq.to_string(), &reason, &body) {
+        Ok(()) => {
+            let _ = bus.rt.block_on(f.msg.ack_with(AckKind::Term));
+        }
+        Err(e2) => {
+            tracing::error!(seq = f.seq, error = %e2, "cannot keep the dead letter; the message is routed again later");
+            let _ = bus.rt.block_on(f.msg.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))));
+        }
+    }
+}
+
+/// The `destination` of dead letters of messages no router could route (kept whole).
+pub const ROUTER_DEAD: &str = "!router";
 
 fn route_group(
     bus: &Bus,
@@ -221,27 +280,48 @@ fn route_group(
     pg::refresh_suppressed(&mut tx, router.suppressed())?;
     let minute = chrono::Utc::now().timestamp() / 60;
     let mut stats = Stats::default();
-    // every event of the group that is not suppressed, in order, and whether it is new
+    // whether each event is suppressed, decided once (the set can change meanwhile), then
+    // every event that is not, in order, and whether it is new
+    let skip: Vec<Vec<bool>> = group
+        .iter()
+        .map(|f| match &f.accepted {
+            Ok((_, events)) => events.iter().map(|e| router.is_suppressed(e)).collect(),
+            Err(_) => Vec::new(),
+        })
+        .collect();
     let mut pairs: Vec<(&str, &str)> = Vec::new();
-    for f in group {
+    for (f, skip) in group.iter().zip(&skip) {
         if let Ok((a, events)) = &f.accepted {
             pairs.extend(
-                events.iter().filter(|e| !router.is_suppressed(e)).map(|e| (a.source.as_str(), e.message_id.as_str())),
+                events.iter().zip(skip).filter(|(_, s)| !**s).map(|(e, _)| (a.source.as_str(), e.message_id.as_str())),
             );
         }
     }
-    let mut fresh = pg::fresh(&mut tx, &pairs)?.into_iter();
+    let fresh_flags = pg::fresh(&mut tx, &pairs)?;
+    if fresh_flags.len() != pairs.len() {
+        return Err(PgError {
+            message: "de-duplication answered for another number of events".into(),
+            conflict: false,
+        });
+    }
+    let mut fresh = fresh_flags.into_iter();
     let mut out = Out::default();
     let mut log: Vec<pg::EventRow> = Vec::new();
     let mut accepted = 0u64;
     let mut dropped = std::collections::BTreeMap::<String, i64>::new();
-    for f in group {
+    let streaming = streaming_indexes(&router.ws);
+    for (f, skip) in group.iter().zip(&skip) {
         out.start(f.seq);
         let (a, events) = match &f.accepted {
             Ok(x) => x,
             Err(e) => {
-                tracing::error!(seq = f.seq, error = %e, "undecodable message on the events stream; dropped");
-                Tables(&mut tx).invalid("!bus", &format!("message {}: {e}", f.seq), "")?;
+                // kept whole among the dead letters (then taken off the stream), never guessed at
+                tracing::error!(seq = f.seq, error = %e, "undecodable message on the events stream; kept as a dead letter");
+                let body = String::from_utf8_lossy(&f.msg.payload).replace('\0', "\\u0000");
+                tx.execute(
+                    "insert into stream_dead (destination, source, message_id, error, body) values ($1, '!bus', $2, $3, $4)",
+                    &[&ROUTER_DEAD, &f.seq.to_string(), &e.replace('\0', ""), &body],
+                )?;
                 continue;
             }
         };
@@ -252,7 +332,7 @@ fn route_group(
             Tables(&mut tx).invalid(&a.source, &i.reason, &i.body)?;
         }
         for (n, event) in events.iter().enumerate() {
-            if router.is_suppressed(event) {
+            if skip.get(n).copied().unwrap_or(true) {
                 *dropped.entry(a.source.clone()).or_default() += 1;
                 continue;
             }
@@ -261,7 +341,18 @@ fn route_group(
             }
             accepted += 1;
             let seq = f.seq.saturating_mul(65_536).saturating_add(n as u64);
-            let row = route_event(router, known, &mut tx, &a.source, event, seq, minute, &mut stats, &mut out)?;
+            let row = route_event(
+                router,
+                known,
+                &mut tx,
+                (&a.source, n),
+                event,
+                seq,
+                minute,
+                &mut stats,
+                &mut out,
+                &streaming,
+            )?;
             log.push(row);
         }
         out.finish();
@@ -305,12 +396,13 @@ fn route_event(
     router: &Router,
     known: &mut KnownIdents,
     tx: &mut postgres::Transaction<'_>,
-    source: &str,
+    (source, index): (&str, usize),
     event: &Prepared,
     seq: u64,
     minute: i64,
     stats: &mut Stats,
     out: &mut Out,
+    streaming: &[bool],
 ) -> Result<pg::EventRow, PgError> {
     let ids = router.idents(event, |prev| Tables(tx).is_user(prev))?;
     let mut stored_consent = None;
@@ -339,14 +431,15 @@ fn route_event(
         }
     }
     let Decided { stamped, deliver, decisions, .. } = router.decide(event, stored_consent, minute, stats);
-    for di in deliver {
+    // only destinations that take events have a worker to empty their subject
+    for di in deliver.into_iter().filter(|di| streaming.get(*di).copied().unwrap_or(false)) {
         out.push_event(di, source, &event.message_id, stamped.as_deref().unwrap_or(&event.json));
     }
     if let Some((targets, request)) = withdrawal {
         // after the consent event, in its group: published before the group commits
         for t in &targets {
             if let Some(di) = router.ws.destinations.iter().position(|d| d.id == *t) {
-                out.push_delete(di, &request);
+                out.push_delete(di, &request, index);
                 *stats.entry((minute, di, Stat::WithdrawalQueued, NONE)).or_default() += 1;
             }
         }
@@ -360,6 +453,12 @@ fn route_event(
         decisions,
         crate::writer::warnings_json(&event.warnings, &notes),
     ))
+}
+
+/// Per destination position: whether it takes events (enabled, its kind has a streaming worker).
+fn streaming_indexes(ws: &sluice_core::WorkspaceFile) -> Vec<bool> {
+    let streaming = crate::writer::streaming_destinations(ws);
+    ws.destinations.iter().map(|d| streaming.iter().any(|s| s.id == d.id)).collect()
 }
 
 /// The group's counts as rows of the shared statistics.
