@@ -79,8 +79,38 @@ fn embedded(events: usize) -> anyhow::Result<f64> {
     Ok(events as f64 / secs)
 }
 
-/// `routers` router processes on a pre-filled events stream; events/s.
-fn with_routers(o: &BusBenchOptions, routers: usize) -> anyhow::Result<f64> {
+/// CPU seconds (user + system) used so far by the processes named `comm` (Linux `/proc`), or by
+/// the process `pid`.
+fn cpu_seconds(filter: impl Fn(u32, &str) -> bool) -> f64 {
+    let tick = 100.0; // USER_HZ on Linux
+    let mut total = 0.0;
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0.0 };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        if !filter(pid, &stat[open + 1..close]) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let (u, s) =
+            (fields.get(11).and_then(|v| v.parse::<f64>().ok()), fields.get(12).and_then(|v| v.parse::<f64>().ok()));
+        total += (u.unwrap_or(0.0) + s.unwrap_or(0.0)) / tick;
+    }
+    total
+}
+
+/// What one measurement used: events/s and CPU seconds per 100k events of the routers, PostgreSQL
+/// and NATS.
+struct Measured {
+    rate: f64,
+    routers_cpu: f64,
+    postgres_cpu: f64,
+    nats_cpu: f64,
+}
+
+/// `routers` router processes on a pre-filled events stream.
+fn with_routers(o: &BusBenchOptions, routers: usize) -> anyhow::Result<Measured> {
     let dir = tempfile::tempdir()?;
     let id = format!("bench{}x{routers}", std::process::id());
     let settings = BusSettings { prefix: id.clone(), ..BusSettings::new(o.bus.clone()) };
@@ -136,6 +166,10 @@ fn with_routers(o: &BusBenchOptions, routers: usize) -> anyhow::Result<f64> {
         std::io::BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
         children.push(child);
     }
+    let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
+    let others = |name: &'static str| move |_: u32, comm: &str| comm == name;
+    let (pg0, nats0) = (cpu_seconds(others("postgres")), cpu_seconds(others("nats-server")));
+    let r0 = cpu_seconds(|pid, _| pids.contains(&pid));
     let t = Instant::now();
     let done = b.rt.block_on(async {
         loop {
@@ -153,13 +187,20 @@ fn with_routers(o: &BusBenchOptions, routers: usize) -> anyhow::Result<f64> {
         }
     });
     let secs = t.elapsed().as_secs_f64();
+    let per = 100_000.0 / o.events as f64;
+    let measured = Measured {
+        rate: o.events as f64 / secs,
+        routers_cpu: (cpu_seconds(|pid, _| pids.contains(&pid)) - r0) * per,
+        postgres_cpu: (cpu_seconds(others("postgres")) - pg0) * per,
+        nats_cpu: (cpu_seconds(others("nats-server")) - nats0) * per,
+    };
     for mut c in children {
         let _ = c.kill();
         let _ = c.wait();
     }
     cleanup();
     done?;
-    Ok(o.events as f64 / secs)
+    Ok(measured)
 }
 
 /// Runs the benchmark and prints the table.
@@ -167,21 +208,33 @@ pub fn run(o: &BusBenchOptions) -> anyhow::Result<std::process::ExitCode> {
     outln!("sluice bench --bus: {} events per measurement, requests of {EVENTS_PER_REQUEST}", o.events);
     let base = embedded(o.events)?;
     outln!("embedded writer (stream.db): {base:.0} events/s");
-    let mut rows = vec![("embedded default (one writer thread, stream.db)".to_string(), base)];
+    let mut rows = vec![("embedded default (one writer thread, stream.db)".to_string(), base, None)];
     for k in 1..=3 {
-        let r = with_routers(o, k)?;
-        outln!("{k} router process(es): {r:.0} events/s");
-        rows.push((format!("{k} router process(es) (NATS JetStream + PostgreSQL)"), r));
+        let m = with_routers(o, k)?;
+        outln!("{k} router process(es): {:.0} events/s", m.rate);
+        rows.push((format!("{k} router process(es) (NATS JetStream + PostgreSQL)"), m.rate, Some(m)));
     }
     let mut table = comfy_table::Table::new();
-    table.set_header(["routing", "events/s", "× embedded", "× 1 router"]);
+    table.set_header([
+        "routing",
+        "events/s",
+        "× embedded",
+        "× 1 router",
+        "CPU s / 100k: routers",
+        "PostgreSQL",
+        "NATS",
+    ]);
     let one = rows[1].1;
-    for (name, r) in &rows {
+    for (name, r, m) in &rows {
+        let cpu = |f: fn(&Measured) -> f64| m.as_ref().map_or("".to_string(), |m| format!("{:.2}", f(m)));
         table.add_row([
             Cell::new(name),
             Cell::new(format!("{r:.0}")),
             Cell::new(format!("{:.2}", r / base)),
             Cell::new(format!("{:.2}", r / one)),
+            Cell::new(cpu(|m| m.routers_cpu)),
+            Cell::new(cpu(|m| m.postgres_cpu)),
+            Cell::new(cpu(|m| m.nats_cpu)),
         ]);
     }
     outln!("{table}");
