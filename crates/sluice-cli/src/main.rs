@@ -93,41 +93,7 @@ enum Command {
         json: bool,
     },
     /// Run the Tracking API (Segment-compatible) with consent routing, debugger, profiles, metrics.
-    Serve {
-        /// Address of the public side (ingestion, health); also of the private side unless
-        /// --admin-listen is given.
-        #[arg(long, default_value = "127.0.0.1:8088")]
-        listen: String,
-        /// Serve the private side (control API, debugger, profiles, overview, metrics) only on
-        /// this address; the public address then answers 404 for it.
-        #[arg(long)]
-        admin_listen: Option<String>,
-        /// Days delivered events stay in the log for the debugger and audits.
-        #[arg(long, default_value_t = 7)]
-        retention_days: i64,
-        /// Open connections at most (per address); more clients wait.
-        #[arg(long, default_value_t = 4096)]
-        max_connections: usize,
-        /// Where browsers reach this server (e.g. https://track.example.com): the host
-        /// Analytics.js is told to post to. Default: the Host of its settings request.
-        #[arg(long)]
-        public_url: Option<String>,
-        /// NATS JetStream of a deployment of several processes (nats://HOST:PORT, several
-        /// separated by commas); needs --state postgres://... (SPEC §8, README "Several nodes").
-        #[arg(long, env = "SLUICE_BUS")]
-        bus: Option<String>,
-        /// What this process does: ingest, router, delivery, sync, api (several: repeat or
-        /// separate by commas). Default: every role. Needs --bus.
-        #[arg(long = "role", value_name = "ROLE")]
-        roles: Vec<String>,
-        /// Names the deployment's streams and consumers on NATS (two deployments sharing one
-        /// NATS use different prefixes).
-        #[arg(long, default_value = "sluice")]
-        bus_prefix: String,
-        /// JetStream replicas of each stream (3 on a three-server NATS cluster).
-        #[arg(long, default_value_t = 1)]
-        bus_replicas: usize,
-    },
+    Serve(commands::stream::ServeArgs),
     /// A profile's identifiers, traits and consent (by userId or anonymousId).
     Profile {
         /// A userId or anonymousId.
@@ -341,30 +307,7 @@ fn main() -> ExitCode {
         Command::Token { action: TokenAction::Create { role, name } } => commands::stream::token(&state, &role, &name),
         Command::AuditLog { limit, json } => commands::overview::audit_log(&state, limit, json),
         Command::Audit { id, json } => commands::audit::run(&state, &id, json),
-        Command::Serve {
-            listen,
-            admin_listen,
-            retention_days,
-            max_connections,
-            public_url,
-            bus,
-            roles,
-            bus_prefix,
-            bus_replicas,
-        } => commands::stream::serve(
-            &state,
-            commands::stream::ServeArgs {
-                listen,
-                admin_listen,
-                retention_days,
-                max_connections,
-                public_url,
-                bus,
-                roles,
-                bus_prefix,
-                bus_replicas,
-            },
-        ),
+        Command::Serve(args) => commands::stream::serve(&state, args),
         Command::Profile { id, json } => commands::stream::profile(&state, &id, json),
         Command::StreamOverview { minutes, json } => commands::stream::overview(&state, minutes, json),
         Command::Debugger { source, limit, json } => commands::stream::debugger(&state, &source, limit, json),

@@ -430,3 +430,28 @@ fn a_delivery_worker_whose_postgresql_connection_died_starts_again_and_delivers(
         ids(&r.items("/all")).contains(&"after".to_string())
     });
 }
+
+#[test]
+fn under_missing_consent_profile_a_page_after_a_withdrawal_never_reaches_the_ad_tool() {
+    // review finding 6: two routers; each page (no consent object) is routed by the stored consent
+    // of the person, which must include the withdrawal that arrived before it through another node
+    let r = Receiver::start();
+    let yaml = yaml(&r).replace("sources:", "workspace: {missing_consent: profile}\nsources:");
+    let d = Deployment::start(&yaml, 2);
+    for p in 0..15 {
+        let u = format!("pat{p}");
+        d.send(0, &[consent(&format!("g{p}"), &u, true, "2026-11-27T10:00:00.000Z")]);
+    }
+    for p in 0..15 {
+        let u = format!("pat{p}");
+        d.send(1, &[consent(&format!("w{p}"), &u, false, "2026-11-27T10:05:00.000Z")]);
+        // acknowledged after the withdrawal was: it arrived later
+        d.send(0, &[track(&format!("page{p}"), &u, None, "2026-11-27T10:06:00.000Z")]);
+    }
+    wait_for("every event at all", Duration::from_secs(60), || r.items("/all").len() >= 45);
+    std::thread::sleep(Duration::from_millis(500));
+    let at_ads: Vec<String> = ids(&r.items("/ads")).into_iter().filter(|i| i.starts_with("page")).collect();
+    assert!(at_ads.is_empty(), "pages routed by a consent already withdrawn: {at_ads:?}");
+    let grants: Vec<String> = ids(&r.items("/ads")).into_iter().filter(|i| i.starts_with('g')).collect();
+    assert_eq!(grants.len(), 15, "the grants themselves went to ads");
+}

@@ -45,7 +45,7 @@ fn request(run: &str, r: usize) -> Vec<Prepared> {
                 "type": "track", "event": "Viewed", "messageId": format!("{run}-{n}"), "userId": format!("u{}", n % 1000),
                 "timestamp": "2026-11-27T10:00:00.000Z", "receivedAt": "2026-11-27T10:00:00.000Z",
                 "properties": {"page": "/pricing", "n": n},
-                "context": {"consent": {"categoryPreferences": {"C0004": n % 3 != 0}}}
+                "context": {"consent": {"categoryPreferences": {"C0004": !n.is_multiple_of(3)}}}
             });
             Prepared::new((v.clone(), v.to_string()))
         })

@@ -6,24 +6,40 @@ use std::io::Write;
 use std::process::ExitCode;
 
 /// The flags of `sluice serve`.
+#[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Public address.
+    /// Address of the public side (ingestion, health); also of the private side unless
+    /// --admin-listen is given.
+    #[arg(long, default_value = "127.0.0.1:8088")]
     pub listen: String,
-    /// Private address, if separate.
+    /// Serve the private side (control API, debugger, profiles, overview, metrics) only on
+    /// this address; the public address then answers 404 for it.
+    #[arg(long)]
     pub admin_listen: Option<String>,
-    /// Days delivered events stay in the log.
+    /// Days delivered events stay in the log for the debugger and audits.
+    #[arg(long, default_value_t = 7)]
     pub retention_days: i64,
-    /// Connection cap per address.
+    /// Open connections at most (per address); more clients wait.
+    #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
-    /// Where browsers reach the server.
+    /// Where browsers reach this server (e.g. https://track.example.com): the host
+    /// Analytics.js is told to post to. Default: the Host of its settings request.
+    #[arg(long)]
     pub public_url: Option<String>,
-    /// `nats://HOST:PORT`: run as one process of a deployment on NATS JetStream.
+    /// NATS JetStream of a deployment of several processes (nats://HOST:PORT, several
+    /// separated by commas); needs --state postgres://... (SPEC §8, README "Several nodes").
+    #[arg(long, env = "SLUICE_BUS")]
     pub bus: Option<String>,
-    /// The roles of this process (empty: all).
+    /// What this process does: ingest, router, delivery, sync, api (several: repeat or
+    /// separate by commas). Default: every role. Needs --bus.
+    #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
-    /// Names the streams and consumers of the deployment.
+    /// Names the deployment's streams and consumers on NATS (two deployments sharing one
+    /// NATS use different prefixes).
+    #[arg(long, default_value = "sluice")]
     pub bus_prefix: String,
-    /// JetStream replicas of each stream.
+    /// JetStream replicas of each stream (3 on a three-server NATS cluster).
+    #[arg(long, default_value_t = 1)]
     pub bus_replicas: usize,
 }
 

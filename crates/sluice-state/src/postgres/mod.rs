@@ -121,7 +121,14 @@ pub(crate) struct Postgres {
 fn connect(config: &postgres::Config, schema: &str, name: &str) -> Result<Client> {
     let wrap = |source| StateError::Postgres { db: name.to_string(), source };
     let mut client = config.connect(NoTls).map_err(wrap)?;
-    client.batch_execute(&format!("set search_path to {}", quote_ident(schema))).map_err(wrap)?;
+    // a process paused (SIGSTOP, a frozen VM) inside a transaction must not hold rows others
+    // need for longer than this: the server ends its session, its locks go, it reconnects later
+    client
+        .batch_execute(&format!(
+            "set search_path to {}; set idle_in_transaction_session_timeout = '10s'",
+            quote_ident(schema)
+        ))
+        .map_err(wrap)?;
     Ok(client)
 }
 

@@ -148,9 +148,13 @@ pub fn run(
                 tracing::warn!(error = %e, "old events not trimmed");
             }
         }
+        // routing by stored consent (R7 `missing_consent: profile`) must see every earlier
+        // event's consent: then one message at a time, in arrival order (below)
+        let ordered = router.live.load().workspace.missing_consent == sluice_core::MissingConsent::Profile;
+        let size = if ordered { 1 } else { GROUP };
         let fetched = bus.rt.block_on(async {
             let mut out = Vec::new();
-            let mut batch = consumer.fetch().max_messages(GROUP).expires(Duration::from_millis(500)).messages().await?;
+            let mut batch = consumer.fetch().max_messages(size).expires(Duration::from_millis(500)).messages().await?;
             while let Some(m) = batch.next().await {
                 out.push(m?);
             }
@@ -173,6 +177,12 @@ pub fn run(
                 Fetched { msg, seq, accepted }
             })
             .collect();
+        if ordered && !wait_for_older(&bus, &group) {
+            // an older message is still with another router (or waits for its redelivery): this
+            // one goes back and comes again after it
+            nak_all(&bus, &group);
+            continue;
+        }
         router.refresh();
         match route_with_retries(&bus, &mut client, &mut router, &mut known, &group, &metrics) {
             Ok(()) => ack_all(&bus, &group),
@@ -197,6 +207,26 @@ pub fn run(
         }
     }
     Ok(())
+}
+
+/// Under `missing_consent: profile` an event can be routed by the consent an earlier event
+/// stored, so events are routed in the order the events stream received them, whichever router
+/// and ingest node they went through (as the single writer does): a message is routed only once
+/// no older one is left in the stream (a work queue keeps a message until its router committed
+/// and acknowledged it). Waits up to 5 s; `false` when older ones are still there.
+fn wait_for_older(bus: &Bus, group: &[Fetched]) -> bool {
+    let Some(first) = group.iter().map(|f| f.seq).min() else { return true };
+    let t = std::time::Instant::now();
+    bus.rt.block_on(async {
+        let Ok(mut stream) = bus.js.get_stream(bus.settings.events_stream()).await else { return false };
+        loop {
+            match stream.info().await {
+                Ok(info) if info.state.first_sequence >= first => return true,
+                Ok(_) if t.elapsed() < Duration::from_secs(5) => tokio::time::sleep(Duration::from_millis(2)).await,
+                _ => return false,
+            }
+        }
+    })
 }
 
 /// Routes a group, again at once when it conflicted with another router.
