@@ -179,6 +179,18 @@ fn three_nodes_deliver_events_from_every_ingest_node_once_and_lose_nothing_when_
     let route = &e["decisions"]["ads"]["route"];
     assert_eq!(route, if ad { "deliver" } else { "withheld" }, "{e}");
 
+    // the CLI on the same state reads the deployment's shared tables too
+    let out = d.sluice(&["profile", "u4", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(p["user_ids"], json!(["u4"]), "{p}");
+    let out = d.sluice(&["stream-overview", "--json"]);
+    let o: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(o["destinations"]["ads"]["withheld"], json!(150), "{o}");
+    let out = d.sluice(&["debugger", "web", "--limit", "3", "--json"]);
+    let dbg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dbg["events"].as_array().map(Vec::len), Some(3), "{dbg}");
+
     // a privacy request made at one node deletes the person at every streaming destination,
     // through the bus, and its status follows the delivery
     let reg: Value = ureq::post(&format!("{}/api/v1/regulations", urls[0]))

@@ -111,9 +111,25 @@ pub fn token(state: &StateLocation, role: &str, name: &str) -> anyhow::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+/// The shared streaming tables of a deployment (`serve --bus`) in the state's PostgreSQL, when
+/// the state is there and a deployment made them; `None`: read the local `stream.db`.
+fn shared(state: &StateLocation) -> Option<postgres::Client> {
+    let pg = state.postgres.as_ref()?;
+    let mut c = sluice_stream::bus::pg::open(pg, "sluice-cli").ok()?;
+    let made: bool = c.query_one("select to_regclass('stream_events') is not null", &[]).ok()?.get(0);
+    made.then_some(c)
+}
+
 pub fn profile(state: &StateLocation, id: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let conn = sluice_stream::store::open(&state.dir)?;
-    let Some(p) = sluice_stream::store::profile_of(&conn, id)? else {
+    let found = match shared(state) {
+        Some(mut c) => sluice_stream::bus::pg::profile_of(&mut c, id)?,
+        None => None,
+    };
+    let found = match found {
+        Some(p) => Some(p),
+        None => sluice_stream::store::profile_of(&sluice_stream::store::open(&state.dir)?, id)?,
+    };
+    let Some(p) = found else {
         anyhow::bail!("no profile has the identifier `{id}` (a userId or anonymousId seen by `sluice serve`)");
     };
     let v = sluice_stream::store::profile_json(&p);
@@ -136,11 +152,16 @@ pub fn profile(state: &StateLocation, id: &str, json: bool) -> anyhow::Result<Ex
 
 pub fn overview(state: &StateLocation, minutes: i64, json: bool) -> anyhow::Result<ExitCode> {
     let minutes = minutes.clamp(1, 60 * 24 * 90);
-    let conn = sluice_stream::store::open(&state.dir)?;
     let since = chrono::Utc::now().timestamp() / 60 - minutes + 1;
-    let v = sluice_stream::store::overview(&conn, since)?;
-    // events of suppressed identifiers dropped at ingest (privacy requests, never stored)
-    let dropped = sluice_stream::store::dropped_suppressed(&conn, since)?;
+    // a deployment's numbers are shared in PostgreSQL; one process keeps them in stream.db
+    let (v, dropped) = match shared(state) {
+        Some(mut c) => sluice_stream::bus::pg::overview(&mut c, since)?,
+        None => {
+            let conn = sluice_stream::store::open(&state.dir)?;
+            // events of suppressed identifiers dropped at ingest (privacy requests, never stored)
+            (sluice_stream::store::overview(&conn, since)?, sluice_stream::store::dropped_suppressed(&conn, since)?)
+        }
+    };
     if json {
         print_json(&serde_json::json!({"window_minutes": minutes, "destinations": v, "dropped_suppressed": dropped}));
         return Ok(ExitCode::SUCCESS);
@@ -187,9 +208,19 @@ pub fn overview(state: &StateLocation, minutes: i64, json: bool) -> anyhow::Resu
 }
 
 pub fn debugger(state: &StateLocation, source: &str, limit: usize, json: bool) -> anyhow::Result<ExitCode> {
-    let conn = sluice_stream::store::open(&state.dir)?;
-    let (events, truncated) = sluice_stream::store::recent_events(&conn, source, limit)?;
-    let invalid = sluice_stream::store::recent_invalid(&conn, source, limit)?;
+    let (events, truncated, invalid) = match shared(state) {
+        Some(mut c) => {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let (e, t) =
+                sluice_stream::bus::pg::recent_events(&mut c, source, limit, sluice_stream::store::DEBUG_BYTES)?;
+            (e, t, sluice_stream::bus::pg::recent_invalid(&mut c, source, limit.min(100))?)
+        }
+        None => {
+            let conn = sluice_stream::store::open(&state.dir)?;
+            let (e, t) = sluice_stream::store::recent_events(&conn, source, limit)?;
+            (e, t, sluice_stream::store::recent_invalid(&conn, source, limit)?)
+        }
+    };
     if events.is_empty() && invalid.is_empty() {
         // nothing logged: say so when the name is not an event source of the workspace either
         let known = open(state).ok().is_some_and(|(_, ws)| {
