@@ -2,21 +2,8 @@
 //! commands must not break the server's SQLite files, and no acknowledged change may be lost.
 
 mod common;
-use common::{apply, sluice};
-use serde_json::{json, Value};
-
-fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, String) {
-    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match r {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
-        Err(e) => panic!("{e}"),
-    }
-}
+use common::{apply, call, sluice};
+use serde_json::json;
 
 #[test]
 fn cli_commands_beside_a_running_server_break_nothing_and_lose_no_change() {

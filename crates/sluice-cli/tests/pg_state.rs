@@ -5,6 +5,7 @@
 
 mod common;
 use base64::Engine;
+use common::call;
 use serde_json::Value;
 use sluice_testkit::{pg_admin, pg_url, unique_name, Receiver};
 use std::collections::{BTreeMap, HashSet};
@@ -364,19 +365,6 @@ fn a_paused_worker_past_its_lease_writes_nothing_after_the_takeover() {
     rx.clear();
     let again = json(&s.ok(&["sync", "users", "--json"]));
     assert_eq!(again["mappings"][0]["delivered"], 0, "{again}");
-}
-
-fn call(method: &str, url: &str, token: &str, body: Option<Value>) -> (u16, String) {
-    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
-    let r = match body {
-        Some(b) => req.send_json(b),
-        None => req.call(),
-    };
-    match r {
-        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
-        Err(e) => panic!("{e}"),
-    }
 }
 
 #[test]

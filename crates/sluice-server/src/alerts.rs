@@ -18,12 +18,30 @@ use std::time::{Duration, Instant};
 /// Default seconds between two rounds of the alert thread.
 pub const DEFAULT_INTERVAL_SECS: u64 = 30;
 
-/// One round: the streaming alerts over stream.db's statistics, then due notifications.
-pub fn round(store: &mut StateStore, stream: &rusqlite::Connection, file: &WorkspaceFile, now_minute: i64) {
+/// Where the streaming statistics of the alerts come from: this process's `stream.db`, or the
+/// shared tables of a deployment (`serve --bus`).
+pub enum Stats {
+    /// One process.
+    Local(rusqlite::Connection),
+    /// A deployment.
+    Shared(postgres::Client),
+}
+
+impl Stats {
+    fn window(&mut self, from: i64, to: i64) -> Result<BTreeMap<String, crate::store::WindowStats>, String> {
+        match self {
+            Stats::Local(c) => crate::store::window_stats(c, from, to).map_err(|e| e.to_string()),
+            Stats::Shared(c) => sluice_stream::bus::pg::window_stats(c, from, to).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// One round: the streaming alerts over the streaming statistics, then due notifications.
+pub fn round(store: &mut StateStore, stream: &mut Stats, file: &WorkspaceFile, now_minute: i64) {
     let mut windows = |minutes: u32, back: u32| {
         let to = now_minute + 1 - i64::from(minutes) * i64::from(back);
         let from = to - i64::from(minutes);
-        match crate::store::window_stats(stream, from, to) {
+        match stream.window(from, to) {
             Ok(m) => Some(
                 m.into_iter()
                     .map(|(d, w)| {
@@ -53,16 +71,20 @@ pub fn supervise(
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     interval: Duration,
+    shared: Option<sluice_state::PostgresState>,
 ) {
     keep_alive("alerts", &stop, &metrics, Backoff::default(), || {
         let mut store = StateStore::open_at(&state).map_err(|e| e.to_string())?;
-        let stream = crate::store::open(&state.dir).map_err(|e| e.to_string())?;
+        let mut stream = match &shared {
+            Some(pg) => Stats::Shared(sluice_stream::bus::pg::connect(pg, "sluice-alerts").map_err(|e| e.to_string())?),
+            None => Stats::Local(crate::store::open(&state.dir).map_err(|e| e.to_string())?),
+        };
         let mut last: Option<Instant> = None;
         while !stop.load(Ordering::Relaxed) {
             if last.is_none_or(|t| t.elapsed() >= interval) {
                 last = Some(Instant::now());
                 let file = live.load_full();
-                round(&mut store, &stream, &file, chrono::Utc::now().timestamp() / 60);
+                round(&mut store, &mut stream, &file, chrono::Utc::now().timestamp() / 60);
             }
             std::thread::sleep(Duration::from_millis(200).min(interval));
         }

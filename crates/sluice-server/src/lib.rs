@@ -199,10 +199,12 @@ pub fn serve(config: ServeConfig, ready: impl FnOnce(Bound)) -> Result<(), Serve
     if roles.api {
         let (l, dir, st, m) = (live.clone(), config.state.clone(), stop.clone(), metrics.clone());
         let every = std::time::Duration::from_secs(config.alert_interval_secs.clamp(1, 3600));
+        // on a deployment the streaming statistics are the shared ones
+        let shared = config.bus.as_ref().map(|b| b.state.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("sluice-alerts".into())
-                .spawn(move || alerts::supervise(l, dir, st, m, every))?,
+                .spawn(move || alerts::supervise(l, dir, st, m, every, shared))?,
         );
     }
     {

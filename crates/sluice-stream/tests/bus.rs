@@ -199,6 +199,11 @@ fn events_sent_to_both_ingest_nodes_reach_each_allowed_destination_once() {
     assert_eq!(o["ads"]["withheld"], json!(100), "{o}");
     assert_eq!(o["ads"]["withheld_by_category"]["C1"], json!(100), "{o}");
     assert_eq!(o["ads"]["delivered"], json!(100), "{o}");
+    // the windows the streaming alerts of a deployment read
+    let now = chrono::Utc::now().timestamp() / 60;
+    let w = bus::pg::window_stats(&mut c, now - 60, now + 1).unwrap();
+    assert_eq!((w["all"].received, w["all"].delivered, w["all"].failed), (200, 200, 0), "{w:?}");
+    assert_eq!((w["ads"].received, w["ads"].withheld, w["ads"].delivered), (200, 100, 100), "{w:?}");
 }
 
 #[test]

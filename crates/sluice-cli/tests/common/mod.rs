@@ -50,3 +50,17 @@ pub fn serve(dir: &Path) -> (std::process::Child, String) {
     assert!(url.starts_with("http://"), "unexpected first line: {line}");
     (child, url)
 }
+
+/// An HTTP call to a running server with an API token: (status, body).
+pub fn call(method: &str, url: &str, token: &str, body: Option<serde_json::Value>) -> (u16, String) {
+    let req = ureq::request(method, url).set("Authorization", &format!("Bearer {token}"));
+    let r = match body {
+        Some(b) => req.send_json(b),
+        None => req.call(),
+    };
+    match r {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap_or_default()),
+        Err(e) => panic!("{e}"),
+    }
+}

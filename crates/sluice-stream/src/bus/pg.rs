@@ -443,3 +443,30 @@ pub fn refresh_suppressed(
         Ok(c.query("select ident from suppressions", &[])?.iter().map(|r| r.get::<_, String>(0)).collect())
     })
 }
+
+/// Each destination's totals over `[from_minute, to_minute)` from the shared statistics (the
+/// streaming alerts of a deployment; `store::window_stats` on one process).
+pub fn window_stats(
+    client: &mut Client,
+    from_minute: i64,
+    to_minute: i64,
+) -> Result<std::collections::BTreeMap<String, crate::store::WindowStats>, PgError> {
+    let rows = client.query(
+        "select dest, metric, sum(n)::bigint from stream_stats where minute >= $1 and minute < $2 and category = ''
+         and metric in ('received', 'withheld', 'delivered', 'failed') and dest <> $3 group by dest, metric",
+        &[&from_minute, &to_minute, &SUPPRESSED_ROWS],
+    )?;
+    let mut out: std::collections::BTreeMap<String, crate::store::WindowStats> = Default::default();
+    for r in rows {
+        let (dest, metric, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+        let n = n.max(0) as u64;
+        let w = out.entry(dest).or_default();
+        match metric.as_str() {
+            "received" => w.received = n,
+            "withheld" => w.withheld = n,
+            "delivered" => w.delivered = n,
+            _ => w.failed = n,
+        }
+    }
+    Ok(out)
+}
