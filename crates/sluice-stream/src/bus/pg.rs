@@ -308,18 +308,7 @@ pub fn overview(client: &mut Client, since_minute: i64) -> Result<(serde_json::V
     )?;
     let mut out = serde_json::Map::new();
     for r in rows {
-        let (dest, metric, category, n): (String, String, String, i64) = (r.get(0), r.get(1), r.get(2), r.get(3));
-        let d = out.entry(dest).or_insert_with(|| serde_json::json!({}));
-        if category.is_empty() {
-            d[metric] = serde_json::Value::from(n);
-        } else {
-            let m = d
-                .as_object_mut()
-                .map(|o| o.entry(format!("{metric}_by_category")).or_insert_with(|| serde_json::json!({})));
-            if let Some(m) = m {
-                m[category] = serde_json::Value::from(n);
-            }
-        }
+        crate::store::add_overview_row(&mut out, r.get(0), r.get(1), r.get(2), r.get(3));
     }
     Ok((serde_json::Value::Object(out), dropped))
 }
@@ -459,14 +448,7 @@ pub fn window_stats(
     let mut out: std::collections::BTreeMap<String, crate::store::WindowStats> = Default::default();
     for r in rows {
         let (dest, metric, n): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
-        let n = n.max(0) as u64;
-        let w = out.entry(dest).or_default();
-        match metric.as_str() {
-            "received" => w.received = n,
-            "withheld" => w.withheld = n,
-            "delivered" => w.delivered = n,
-            _ => w.failed = n,
-        }
+        out.entry(dest).or_default().set(&metric, n);
     }
     Ok(out)
 }

@@ -280,6 +280,24 @@ pub fn dropped_suppressed(conn: &Connection, since_minute: i64) -> Result<i64> {
         .map_err(wrap(conn))
 }
 
+/// Adds one summed statistic to an overview (`{dest: {metric: n, metric_by_category: {c: n}}}`).
+pub(crate) fn add_overview_row(
+    out: &mut serde_json::Map<String, Value>,
+    dest: String,
+    metric: String,
+    category: String,
+    n: i64,
+) {
+    let d = out.entry(dest).or_insert_with(|| serde_json::json!({}));
+    let Some(d) = d.as_object_mut() else { return };
+    if category.is_empty() {
+        d.insert(metric, Value::from(n));
+    } else {
+        let m = d.entry(format!("{metric}_by_category")).or_insert_with(|| serde_json::json!({}));
+        m[category] = Value::from(n);
+    }
+}
+
 /// Delivery statistics per destination since `since_minute` (unix minutes).
 pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
     let mut stmt = conn
@@ -296,13 +314,7 @@ pub fn overview(conn: &Connection, since_minute: i64) -> Result<Value> {
             r.get(2).map_err(wrap(conn))?,
             r.get(3).map_err(wrap(conn))?,
         );
-        let d = out.entry(dest).or_insert_with(|| serde_json::json!({})).as_object_mut().expect("object");
-        if category.is_empty() {
-            d.insert(metric, Value::from(n));
-        } else {
-            let m = d.entry(format!("{metric}_by_category")).or_insert_with(|| serde_json::json!({}));
-            m[category] = Value::from(n);
-        }
+        add_overview_row(&mut out, dest, metric, category, n);
     }
     let pending: Vec<(String, i64)> = {
         let sql = format!(
@@ -451,6 +463,19 @@ pub struct WindowStats {
 
 /// Each destination's totals over the minutes `from_minute <= minute < to_minute` (Unix
 /// minutes).
+impl WindowStats {
+    /// Sets the total of `metric` (`received`, `withheld`, `delivered`; anything else: `failed`).
+    pub(crate) fn set(&mut self, metric: &str, n: i64) {
+        let n = n.max(0) as u64;
+        match metric {
+            "received" => self.received = n,
+            "withheld" => self.withheld = n,
+            "delivered" => self.delivered = n,
+            _ => self.failed = n,
+        }
+    }
+}
+
 pub fn window_stats(
     conn: &Connection,
     from_minute: i64,
@@ -467,14 +492,7 @@ pub fn window_stats(
     while let Some(r) = rows.next().map_err(wrap(conn))? {
         let (dest, metric, n): (String, String, i64) =
             (r.get(0).map_err(wrap(conn))?, r.get(1).map_err(wrap(conn))?, r.get(2).map_err(wrap(conn))?);
-        let n = n.max(0) as u64;
-        let w = out.entry(dest).or_default();
-        match metric.as_str() {
-            "received" => w.received = n,
-            "withheld" => w.withheld = n,
-            "delivered" => w.delivered = n,
-            _ => w.failed = n,
-        }
+        out.entry(dest).or_default().set(&metric, n);
     }
     Ok(out)
 }
