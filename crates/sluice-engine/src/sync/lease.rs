@@ -73,6 +73,18 @@ pub(crate) fn take(store: &StateStore, model: &str, local_lock_held: bool) -> Re
     let ttl = ttl()?;
     let worker = worker_id();
     let mut lease = store.acquire_lease(model, &worker, ttl)?;
+    // held by this very process: its previous run of the model has recorded its end and is
+    // releasing the lease right now (a run started through the API or the scheduler just after)
+    let t = Instant::now();
+    // also when nobody holds it validly (expired or released) but its row is locked by a worker
+    // paused inside a write: the database ends that transaction within 10 s
+    while lease.is_none()
+        && t.elapsed() < Duration::from_secs(15)
+        && store.current_lease(model)?.is_none_or(|l| l.worker == worker && t.elapsed() < Duration::from_secs(2))
+    {
+        std::thread::sleep(Duration::from_millis(10));
+        lease = store.acquire_lease(model, &worker, ttl)?;
+    }
     if lease.is_none() && local_lock_held && !store.is_postgres() {
         if let Some(stale) = store.current_lease(model)? {
             tracing::warn!(model, worker = %stale.worker, "the lease of a sync that died is released");
